@@ -1,0 +1,39 @@
+/* A vector index through the FAISS C API: inner product over unit vectors,
+ * entity rowids as FAISS ids (an entity may own several vectors, one per name
+ * or alias, all under its rowid).  FAISS keeps its last error text per
+ * thread; it is copied into the diag right after a failing call. */
+#ifndef VIX_INDEX_H
+#define VIX_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/erd_error.h"
+
+typedef struct vix_index vix_index;
+
+/* factory: a FAISS index_factory string such as "Flat" or "HNSW32";
+ * wrapped in an IDMap when it does not take ids itself.  Metric is inner
+ * product.  *ret set only on success. */
+int vix_index_create(const char *factory, size_t dim, vix_index **ret, erd_diag *diag);
+void vix_index_destroy(vix_index *index); /* accepts NULL */
+
+/* Trains when the index needs it (IVF, PQ) on the vectors given. */
+int vix_index_train(vix_index *index, size_t n, const float *x, erd_diag *diag);
+int vix_index_add(vix_index *index, size_t n, const float *x, const int64_t *ids, erd_diag *diag);
+
+/* For each of nq queries writes k (score, id) pairs best first; missing
+ * results have id -1 and score -INFINITY.  Safe to call from several threads
+ * at once on the same index. */
+int vix_index_search(const vix_index *index, size_t nq, const float *queries, size_t k,
+                     float *ret_scores, int64_t *ret_ids, erd_diag *diag);
+
+size_t vix_index_dim(const vix_index *index);
+size_t vix_index_count(const vix_index *index);
+
+/* Writes to path + ".tmp", fsyncs, renames over path, fsyncs the directory. */
+int vix_index_write(const vix_index *index, const char *path, erd_diag *diag);
+/* ERD_EIO when missing/unreadable, ERD_ECORRUPT when FAISS rejects it. */
+int vix_index_read(const char *path, vix_index **ret, erd_diag *diag);
+
+#endif

@@ -1,0 +1,59 @@
+/* Resolution: n-best hypotheses in, ranked catalog entities out.
+ *
+ * A resolver loads every built catalog of a store into memory (entity ids and
+ * names, the FAISS index, the encoder with its fitted state) so a resolve
+ * touches neither SQLite nor the disk.  vix_resolve is thread-safe; G2P is
+ * serialised inside phonetics/. */
+#ifndef VIX_RESOLVE_H
+#define VIX_RESOLVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/erd_error.h"
+
+typedef struct vix_resolver vix_resolver;
+
+typedef struct vix_resolver_opts {
+    const char *db_path;
+    const char *g2p_voice;   /* default "en-us" */
+    size_t g2p_cache_entries;
+    size_t candidates;       /* vectors fetched per query before grouping by entity (default 64) */
+} vix_resolver_opts;
+
+typedef struct vix_hypothesis {
+    const char *text;
+    size_t len;
+    double score;    /* recogniser score, larger is better */
+    bool has_score;
+} vix_hypothesis;
+
+typedef struct vix_result {
+    int64_t rowid;
+    const char *ext_id; /* owned by the resolver; valid while it lives */
+    const char *name;   /* ditto */
+    double score;       /* in [0, 1], larger is better */
+} vix_result;
+
+/* Per-stage wall time of one resolve, nanoseconds. */
+typedef struct vix_timing {
+    uint64_t normalize_ns, g2p_ns, encode_ns, search_ns, aggregate_ns;
+} vix_timing;
+
+int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_diag *diag);
+void vix_resolver_close(vix_resolver *resolver); /* accepts NULL */
+
+/* Number of catalogs served, and their names (for /healthz). */
+size_t vix_resolver_catalog_count(const vix_resolver *resolver);
+const char *vix_resolver_catalog_name(const vix_resolver *resolver, size_t i);
+
+/* Resolves hyps[0..n) (best first) against catalog; writes up to k results,
+ * best first, into ret_results and their number into *ret_n.  Hypotheses
+ * that normalise to nothing are skipped; ERD_EEMPTY when none is left.
+ * timing may be NULL. */
+int vix_resolve(vix_resolver *resolver, const char *catalog, const vix_hypothesis *hyps, size_t n,
+                size_t k, vix_result *ret_results, size_t *ret_n, vix_timing *timing,
+                erd_diag *diag);
+
+#endif

@@ -1,0 +1,145 @@
+/* The catalog store: one SQLite file (WAL) holding catalogs as namespaces,
+ * their entities with aliases and attributes, phonemes cached per text, and
+ * the metadata of each catalog's vector index.
+ *
+ * A vix_store handle wraps one SQLite connection and is not thread-safe:
+ * threads open their own handles on the same file. */
+#ifndef VIX_STORE_H
+#define VIX_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "proto/erd_error.h"
+
+typedef struct vix_store vix_store;
+
+enum {
+    VIX_STORE_READONLY = 1u << 0, /* open an existing file read-only */
+};
+
+/* Creates the file and schema when absent (unless READONLY).  *ret set only
+ * on success. */
+int vix_store_open(const char *path, unsigned flags, vix_store **ret, erd_diag *diag);
+void vix_store_close(vix_store *store); /* accepts NULL */
+const char *vix_store_path(const vix_store *store);
+
+/* Explicit transactions, for callers batching many writes (phoneme cache). */
+int vix_store_begin(vix_store *store, erd_diag *diag);
+int vix_store_commit(vix_store *store, erd_diag *diag);
+void vix_store_rollback(vix_store *store);
+
+/* Catalog names: 1..64 bytes of [a-z0-9_.-], starting with a letter or digit. */
+bool vix_catalog_name_valid(const char *name);
+
+/* ERD_EINVAL for a bad name; an existing catalog is returned as is. */
+int vix_store_catalog_create(vix_store *store, const char *name, int64_t *ret_id, erd_diag *diag);
+/* ERD_ENOCATALOG when absent. */
+int vix_store_catalog_find(vix_store *store, const char *name, int64_t *ret_id, erd_diag *diag);
+
+typedef struct vix_catalog_info {
+    int64_t id;
+    const char *name;
+    int64_t entity_count;
+    int64_t generation; /* bumped by every committed change to its entities */
+    int64_t created_at; /* unix seconds */
+} vix_catalog_info;
+
+/* Calls cb for each catalog in name order; a non-zero return from cb stops
+ * the walk and is returned.  Pointers in info are valid during the call only. */
+int vix_store_catalog_foreach(vix_store *store, int (*cb)(void *user, const vix_catalog_info *info),
+                              void *user, erd_diag *diag);
+int vix_store_catalog_generation(vix_store *store, int64_t catalog_id, int64_t *ret_generation,
+                                 erd_diag *diag);
+
+/* ---- entities ---- */
+
+typedef struct vix_entity {
+    int64_t rowid;           /* stable across re-imports of the same id; the FAISS id */
+    const char *ext_id;      /* the catalog's own id */
+    const char *name;
+    const char *aliases_json; /* JSON array of strings */
+    const char *attrs_json;   /* JSON object */
+} vix_entity;
+
+/* Calls cb for each entity of a catalog in rowid order; pointers valid during
+ * the call only; non-zero from cb stops and is returned. */
+int vix_store_entity_foreach(vix_store *store, int64_t catalog_id,
+                             int (*cb)(void *user, const vix_entity *entity), void *user,
+                             erd_diag *diag);
+/* One entity by its external id; ERD_ENOTFOUND when absent.  cb as above. */
+int vix_store_entity_get(vix_store *store, int64_t catalog_id, const char *ext_id,
+                         int (*cb)(void *user, const vix_entity *entity), void *user,
+                         erd_diag *diag);
+int vix_store_entity_count(vix_store *store, int64_t catalog_id, int64_t *ret_count, erd_diag *diag);
+
+/* ---- import ---- */
+
+enum vix_import_format {
+    VIX_FORMAT_AUTO = 0, /* by the first non-blank byte: '{' is JSON lines, else CSV */
+    VIX_FORMAT_JSONL,
+    VIX_FORMAT_CSV,
+};
+
+typedef struct vix_import_opts {
+    enum vix_import_format format;
+    /* CSV column names; defaults "id", "name", "aliases" (aliases split on '|').
+     * Every other CSV column becomes a string attribute. */
+    const char *csv_id_column;
+    const char *csv_name_column;
+    const char *csv_aliases_column;
+    /* Called about every 1,000 lines and at the end; total_bytes is 0 when unknown. */
+    void (*progress)(void *user, uint64_t lines, uint64_t bytes, uint64_t total_bytes);
+    void *progress_user;
+    uint64_t total_bytes;
+} vix_import_opts;
+
+typedef struct vix_import_result {
+    uint64_t lines;    /* non-blank lines (records) read */
+    uint64_t inserted; /* new ids */
+    uint64_t updated;  /* ids that existed and were replaced */
+} vix_import_result;
+
+/* Imports entities into catalog (created when absent) in one transaction:
+ * either every record lands or none does.  A record is
+ * {"id": string|integer, "name": non-empty string, "aliases": [strings]?,
+ * "attrs": object?}; an id seen again replaces the earlier entity and keeps
+ * its rowid.  A bad record fails the import with ERD_EPARSE and a message
+ * "line N: ..." in diag.  *ret (may be NULL) set only on success. */
+int vix_store_import(vix_store *store, const char *catalog, FILE *in, const vix_import_opts *opts,
+                     vix_import_result *ret, erd_diag *diag);
+
+/* ---- phoneme cache (keyed by G2P id + normalised text) ---- */
+
+/* ERD_ENOTFOUND when not cached; ERD_ETOOLONG when out is too small. */
+int vix_store_phonemes_get(vix_store *store, const char *g2p_id, const char *text, char *out,
+                           size_t outcap);
+int vix_store_phonemes_put(vix_store *store, const char *g2p_id, const char *text, const char *ipa,
+                           erd_diag *diag);
+
+/* ---- index metadata ---- */
+
+typedef struct vix_index_meta {
+    char encoder_id[128];
+    char factory[128];
+    char path[1024];          /* index file */
+    int64_t dim;
+    int64_t vector_count;
+    int64_t entity_count;
+    int64_t catalog_generation; /* catalog generation the index was built from */
+    int64_t built_at;           /* unix seconds */
+    double build_seconds;
+    void *encoder_state;        /* owned by the struct: vix_index_meta_clear frees it */
+    size_t encoder_state_len;
+} vix_index_meta;
+
+int vix_store_meta_put(vix_store *store, int64_t catalog_id, const vix_index_meta *meta,
+                       erd_diag *diag);
+/* ERD_ENOINDEX when the catalog has never been built.  *ret filled only on
+ * success; release with vix_index_meta_clear. */
+int vix_store_meta_get(vix_store *store, int64_t catalog_id, vix_index_meta *ret, erd_diag *diag);
+void vix_index_meta_clear(vix_index_meta *meta); /* accepts NULL */
+
+#endif
