@@ -1,0 +1,1 @@
+/* placeholder: being written */ typedef int erd_placeholder_cfg;
