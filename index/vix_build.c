@@ -1,1 +1,333 @@
-/* placeholder: being written */ typedef int erd_placeholder_vix_build;
+#include "index/vix_build.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "index/vix_index.h"
+#include "index/vix_phrase.h"
+#include "index/vix_store.h"
+#include "phonetics/pho_encoder.h"
+#include "phonetics/pho_g2p.h"
+
+static double vix__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int vix_index_path_for(const char *db_path, const char *catalog, char *out, size_t outcap)
+{
+    int n = snprintf(out, outcap, "%s.%s.faiss", db_path, catalog);
+    if (n < 0 || (size_t)n >= outcap)
+        return ERD_ETOOLONG;
+    return ERD_OK;
+}
+
+/* Every phrase of the catalog, packed: texts and tokens live in two growing
+ * arenas so a million-entity catalog does not cost a fixed-size struct per
+ * phrase. */
+typedef struct vix__corpus {
+    char *text;
+    size_t text_len, text_cap;
+    pho_token *tokens;
+    size_t tokens_len, tokens_cap;
+    size_t *text_off, *tok_off, *tok_n;
+    int64_t *ids;
+    size_t n, cap;
+} vix__corpus;
+
+static void vix__corpus_free(vix__corpus *c)
+{
+    free(c->text);
+    free(c->tokens);
+    free(c->text_off);
+    free(c->tok_off);
+    free(c->tok_n);
+    free(c->ids);
+}
+
+static int vix__grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return ERD_OK;
+    size_t ncap = *cap ? *cap : 1024;
+    while (ncap < need)
+        ncap *= 2;
+    void *np = realloc(*p, ncap * elem);
+    if (!np)
+        return ERD_ENOMEM;
+    *p = np;
+    *cap = ncap;
+    return ERD_OK;
+}
+
+static int vix__corpus_add(vix__corpus *c, const vix_phrase *ph, int64_t id)
+{
+    size_t tlen = strlen(ph->text) + 1;
+    if (c->n == c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 1024;
+        size_t *a = realloc(c->text_off, ncap * sizeof *a);
+        if (!a)
+            return ERD_ENOMEM;
+        c->text_off = a;
+        a = realloc(c->tok_off, ncap * sizeof *a);
+        if (!a)
+            return ERD_ENOMEM;
+        c->tok_off = a;
+        a = realloc(c->tok_n, ncap * sizeof *a);
+        if (!a)
+            return ERD_ENOMEM;
+        c->tok_n = a;
+        int64_t *ids = realloc(c->ids, ncap * sizeof *ids);
+        if (!ids)
+            return ERD_ENOMEM;
+        c->ids = ids;
+        c->cap = ncap;
+    }
+    if (vix__grow((void **)&c->text, &c->text_cap, c->text_len + tlen, 1) < 0 ||
+        vix__grow((void **)&c->tokens, &c->tokens_cap, c->tokens_len + ph->n_tokens,
+                  sizeof(pho_token)) < 0)
+        return ERD_ENOMEM;
+    memcpy(c->text + c->text_len, ph->text, tlen);
+    memcpy(c->tokens + c->tokens_len, ph->tokens, ph->n_tokens * sizeof(pho_token));
+    c->text_off[c->n] = c->text_len;
+    c->tok_off[c->n] = c->tokens_len;
+    c->tok_n[c->n] = ph->n_tokens;
+    c->ids[c->n] = id;
+    c->text_len += tlen;
+    c->tokens_len += ph->n_tokens;
+    c->n++;
+    return ERD_OK;
+}
+
+typedef struct vix__collect {
+    pho_g2p *g2p;
+    vix_store *store;
+    vix__corpus *corpus;
+    const vix_build_opts *opts;
+    int64_t rowid;
+    size_t first_of_entity; /* corpus index of this entity's first phrase */
+    uint64_t entities, total_entities;
+    vix_phrase scratch;
+    erd_diag *diag;
+    int rc;
+} vix__collect;
+
+/* Adds one spoken variant unless this entity already has the same
+ * normalised text (aliases often differ only in punctuation). */
+static int vix__add_variant(void *user, const char *variant, size_t len)
+{
+    vix__collect *col = user;
+    int rc = vix_phrase_prepare(col->g2p, col->store, variant, len, &col->scratch, col->diag);
+    if (rc == ERD_EEMPTY)
+        return 0; /* a variant with nothing to say ("!!!") is not an error */
+    if (rc < 0) {
+        col->rc = rc;
+        return 1;
+    }
+    vix__corpus *c = col->corpus;
+    for (size_t i = col->first_of_entity; i < c->n; i++)
+        if (strcmp(c->text + c->text_off[i], col->scratch.text) == 0)
+            return 0;
+    rc = vix__corpus_add(c, &col->scratch, col->rowid);
+    if (rc < 0) {
+        col->rc = erd_fail(col->diag, rc, "out of memory collecting phrases");
+        return 1;
+    }
+    return 0;
+}
+
+static int vix__collect_entity(void *user, const vix_entity *e)
+{
+    vix__collect *col = user;
+    col->rowid = e->rowid;
+    col->first_of_entity = col->corpus->n;
+    if (vix_phrase_variants(e->name, vix__add_variant, col))
+        return 1;
+
+    json_error_t jerr;
+    json_t *aliases = json_loads(e->aliases_json, 0, &jerr);
+    if (json_is_array(aliases)) {
+        size_t i;
+        json_t *a;
+        json_array_foreach(aliases, i, a)
+        {
+            if (json_is_string(a) && vix_phrase_variants(json_string_value(a), vix__add_variant, col)) {
+                json_decref(aliases);
+                return 1;
+            }
+        }
+    }
+    json_decref(aliases);
+    col->entities++;
+    if (col->opts->progress && col->entities % 1000 == 0)
+        col->opts->progress(col->opts->progress_user, "phonemes", col->entities,
+                            col->total_entities);
+    return 0;
+}
+
+int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
+{
+    vix_store *store = NULL;
+    pho_g2p *g2p = NULL;
+    pho_encoder *enc = NULL;
+    vix_index *index = NULL;
+    pho_phrase *phrases = NULL;
+    float *vectors = NULL;
+    void *state = NULL;
+    size_t state_len = 0;
+    vix__corpus corpus = {0};
+    vix_build_result res = {0};
+    int64_t catalog_id, generation, count;
+    double t0 = vix__now(), t;
+    int rc;
+
+    const char *spec = opts->encoder_spec ? opts->encoder_spec : "baseline";
+    const char *factory = opts->factory ? opts->factory : "Flat";
+
+    rc = vix_index_path_for(opts->db_path, opts->catalog, res.index_path, sizeof res.index_path);
+    if (rc < 0) {
+        rc = erd_fail(diag, rc, "index path too long");
+        goto out;
+    }
+    rc = vix_store_open(opts->db_path, 0, &store, diag);
+    if (rc < 0)
+        goto out;
+    rc = vix_store_catalog_find(store, opts->catalog, &catalog_id, diag);
+    if (rc < 0)
+        goto out;
+    rc = vix_store_catalog_generation(store, catalog_id, &generation, diag);
+    if (rc < 0)
+        goto out;
+    rc = vix_store_entity_count(store, catalog_id, &count, diag);
+    if (rc < 0)
+        goto out;
+    if (count == 0) {
+        rc = erd_fail(diag, ERD_EEMPTY, "catalog \"%s\" has no entities to index", opts->catalog);
+        goto out;
+    }
+    rc = pho_encoder_create(spec, &enc, diag);
+    if (rc < 0)
+        goto out;
+    rc = pho_g2p_create(opts->g2p_voice ? opts->g2p_voice : "en-us", 0, &g2p, diag);
+    if (rc < 0)
+        goto out;
+
+    /* Phonemes: one transaction so thousands of cache fills cost one fsync. */
+    t = vix__now();
+    rc = vix_store_begin(store, diag);
+    if (rc < 0)
+        goto out;
+    vix__collect *col = calloc(1, sizeof *col);
+    if (!col) {
+        vix_store_rollback(store);
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    *col = (vix__collect){.g2p = g2p, .store = store, .corpus = &corpus, .opts = opts,
+                          .total_entities = (uint64_t)count, .diag = diag};
+    rc = vix_store_entity_foreach(store, catalog_id, vix__collect_entity, col, diag);
+    if (rc > 0)
+        rc = col->rc;
+    res.entities = col->entities;
+    free(col);
+    if (rc < 0) {
+        vix_store_rollback(store);
+        goto out;
+    }
+    rc = vix_store_commit(store, diag);
+    if (rc < 0)
+        goto out;
+    pho_g2p_stats gs;
+    pho_g2p_get_stats(g2p, &gs);
+    res.g2p_calls = gs.espeak_calls;
+    res.phoneme_seconds = vix__now() - t;
+    if (corpus.n == 0) {
+        rc = erd_fail(diag, ERD_EEMPTY, "no entity of \"%s\" has a speakable name", opts->catalog);
+        goto out;
+    }
+
+    /* Encode. */
+    t = vix__now();
+    size_t dim = pho_encoder_dim(enc);
+    phrases = calloc(corpus.n, sizeof *phrases);
+    vectors = malloc(corpus.n * dim * sizeof *vectors);
+    if (!phrases || !vectors) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory for %zu vectors of %zu floats", corpus.n,
+                      dim);
+        goto out;
+    }
+    for (size_t i = 0; i < corpus.n; i++)
+        phrases[i] = (pho_phrase){.text = corpus.text + corpus.text_off[i],
+                                  .tokens = corpus.tokens + corpus.tok_off[i],
+                                  .n_tokens = corpus.tok_n[i]};
+    rc = pho_encoder_fit(enc, phrases, corpus.n, diag);
+    if (rc < 0)
+        goto out;
+    for (size_t i = 0; i < corpus.n; i++) {
+        rc = pho_encoder_encode(enc, &phrases[i], vectors + i * dim);
+        if (rc < 0) {
+            rc = erd_fail(diag, rc, "encoding \"%s\" failed", phrases[i].text);
+            goto out;
+        }
+        if (opts->progress && (i + 1) % 10000 == 0)
+            opts->progress(opts->progress_user, "encode", i + 1, corpus.n);
+    }
+    res.encode_seconds = vix__now() - t;
+
+    /* Index. */
+    t = vix__now();
+    rc = vix_index_create(factory, dim, &index, diag);
+    if (rc < 0)
+        goto out;
+    rc = vix_index_train(index, corpus.n, vectors, diag);
+    if (rc < 0)
+        goto out;
+    rc = vix_index_add(index, corpus.n, vectors, corpus.ids, diag);
+    if (rc < 0)
+        goto out;
+    rc = vix_index_write(index, res.index_path, diag);
+    if (rc < 0)
+        goto out;
+    res.index_seconds = vix__now() - t;
+
+    rc = pho_encoder_state_save(enc, &state, &state_len);
+    if (rc < 0) {
+        rc = erd_fail(diag, rc, "saving encoder state failed");
+        goto out;
+    }
+    res.vectors = corpus.n;
+    res.seconds = vix__now() - t0;
+    snprintf(res.encoder_id, sizeof res.encoder_id, "%s", pho_encoder_id(enc));
+
+    vix_index_meta meta = {0};
+    snprintf(meta.encoder_id, sizeof meta.encoder_id, "%s", pho_encoder_id(enc));
+    snprintf(meta.factory, sizeof meta.factory, "%s", factory);
+    snprintf(meta.path, sizeof meta.path, "%s", res.index_path);
+    meta.dim = (int64_t)dim;
+    meta.vector_count = (int64_t)corpus.n;
+    meta.entity_count = (int64_t)res.entities;
+    meta.catalog_generation = generation;
+    meta.built_at = (int64_t)time(NULL);
+    meta.build_seconds = res.seconds;
+    meta.encoder_state = state; /* borrowed: meta is not cleared here */
+    meta.encoder_state_len = state_len;
+    rc = vix_store_meta_put(store, catalog_id, &meta, diag);
+    if (rc < 0)
+        goto out;
+    if (ret)
+        *ret = res;
+out:
+    free(state);
+    free(vectors);
+    free(phrases);
+    vix__corpus_free(&corpus);
+    vix_index_destroy(index);
+    pho_g2p_destroy(g2p);
+    pho_encoder_destroy(enc);
+    vix_store_close(store);
+    return rc;
+}

@@ -1,1 +1,393 @@
-/* placeholder: being written */ typedef int erd_placeholder_vix_resolve;
+#include "index/vix_resolve.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "index/vix_index.h"
+#include "index/vix_phrase.h"
+#include "index/vix_store.h"
+#include "phonetics/pho_encoder.h"
+#include "phonetics/pho_g2p.h"
+
+/* At most this many hypotheses of one request are used; the server's own
+ * limit is lower, this only bounds the stack. */
+#define VIX_HYPS_MAX 64
+#define VIX_CANDIDATES_MAX 4096
+
+typedef struct vix__entity {
+    int64_t rowid;
+    const char *ext_id; /* into the catalog's string arena */
+    const char *name;
+} vix__entity;
+
+typedef struct vix__catalog {
+    char *name;
+    pho_encoder *enc;
+    vix_index *index;
+    vix__entity *entities; /* sorted by rowid */
+    size_t n_entities;
+    char *strings;
+    size_t strings_len, strings_cap;
+} vix__catalog;
+
+struct vix_resolver {
+    pho_g2p *g2p;
+    vix__catalog *catalogs;
+    size_t n_catalogs;
+    size_t candidates;
+};
+
+static uint64_t vix__ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void vix__catalog_free(vix__catalog *c)
+{
+    if (!c)
+        return;
+    free(c->name);
+    pho_encoder_destroy(c->enc);
+    vix_index_destroy(c->index);
+    free(c->entities);
+    free(c->strings);
+}
+
+/* Entity strings are first gathered as offsets (the arena moves while it
+ * grows) and turned into pointers once loading is done. */
+static int vix__arena_add(vix__catalog *c, const char *s, size_t *ret_off)
+{
+    size_t len = strlen(s) + 1;
+    if (c->strings_len + len > c->strings_cap) {
+        size_t ncap = c->strings_cap ? c->strings_cap : 65536;
+        while (ncap < c->strings_len + len)
+            ncap *= 2;
+        char *p = realloc(c->strings, ncap);
+        if (!p)
+            return ERD_ENOMEM;
+        c->strings = p;
+        c->strings_cap = ncap;
+    }
+    memcpy(c->strings + c->strings_len, s, len);
+    *ret_off = c->strings_len;
+    c->strings_len += len;
+    return ERD_OK;
+}
+
+typedef struct vix__load {
+    vix__catalog *cat;
+    size_t cap;
+} vix__load;
+
+static int vix__load_entity(void *user, const vix_entity *e)
+{
+    vix__load *ld = user;
+    vix__catalog *c = ld->cat;
+    if (c->n_entities == ld->cap) {
+        size_t ncap = ld->cap ? ld->cap * 2 : 1024;
+        vix__entity *p = realloc(c->entities, ncap * sizeof *p);
+        if (!p)
+            return ERD_ENOMEM;
+        c->entities = p;
+        ld->cap = ncap;
+    }
+    size_t id_off, name_off;
+    if (vix__arena_add(c, e->ext_id, &id_off) < 0 || vix__arena_add(c, e->name, &name_off) < 0)
+        return ERD_ENOMEM;
+    c->entities[c->n_entities++] = (vix__entity){
+        .rowid = e->rowid, .ext_id = (const char *)(uintptr_t)id_off,
+        .name = (const char *)(uintptr_t)name_off};
+    return 0;
+}
+
+static int vix__cmp_rowid(const void *a, const void *b)
+{
+    int64_t x = ((const vix__entity *)a)->rowid, y = ((const vix__entity *)b)->rowid;
+    return (x > y) - (x < y);
+}
+
+typedef struct vix__open_ctx {
+    vix_resolver *r;
+    vix_store *store;
+    erd_diag *diag;
+    int rc;
+} vix__open_ctx;
+
+static int vix__load_catalog(void *user, const vix_catalog_info *info)
+{
+    vix__open_ctx *ctx = user;
+    vix_resolver *r = ctx->r;
+    vix_index_meta meta;
+    vix__catalog cat = {0};
+    int rc = vix_store_meta_get(ctx->store, info->id, &meta, ctx->diag);
+    if (rc == ERD_ENOINDEX)
+        return 0; /* imported but never built: not served */
+    if (rc < 0) {
+        ctx->rc = rc;
+        return 1;
+    }
+
+    cat.name = strdup(info->name);
+    if (!cat.name) {
+        rc = erd_fail(ctx->diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = pho_encoder_create(meta.encoder_id, &cat.enc, ctx->diag);
+    if (rc < 0)
+        goto out;
+    rc = pho_encoder_state_load(cat.enc, meta.encoder_state, meta.encoder_state_len, ctx->diag);
+    if (rc < 0)
+        goto out;
+    rc = vix_index_read(meta.path, &cat.index, ctx->diag);
+    if (rc < 0)
+        goto out;
+    if (vix_index_dim(cat.index) != pho_encoder_dim(cat.enc) ||
+        vix_index_count(cat.index) != (size_t)meta.vector_count) {
+        rc = erd_fail(ctx->diag, ERD_EMISMATCH,
+                      "catalog \"%s\": index %s holds %zu vectors of dimension %zu, metadata "
+                      "says %lld of %zu: rebuild it",
+                      info->name, meta.path, vix_index_count(cat.index), vix_index_dim(cat.index),
+                      (long long)meta.vector_count, pho_encoder_dim(cat.enc));
+        goto out;
+    }
+    vix__load ld = {.cat = &cat};
+    rc = vix_store_entity_foreach(ctx->store, info->id, vix__load_entity, &ld, ctx->diag);
+    if (rc != 0) {
+        rc = rc > 0 ? erd_fail(ctx->diag, ERD_ENOMEM, "out of memory loading entities") : rc;
+        goto out;
+    }
+    for (size_t i = 0; i < cat.n_entities; i++) {
+        cat.entities[i].ext_id = cat.strings + (uintptr_t)cat.entities[i].ext_id;
+        cat.entities[i].name = cat.strings + (uintptr_t)cat.entities[i].name;
+    }
+    qsort(cat.entities, cat.n_entities, sizeof *cat.entities, vix__cmp_rowid);
+
+    vix__catalog *cats = realloc(r->catalogs, (r->n_catalogs + 1) * sizeof *cats);
+    if (!cats) {
+        rc = erd_fail(ctx->diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    r->catalogs = cats;
+    r->catalogs[r->n_catalogs++] = cat; /* ownership moves to the resolver */
+    memset(&cat, 0, sizeof cat);
+out:
+    vix__catalog_free(&cat);
+    vix_index_meta_clear(&meta);
+    if (rc < 0) {
+        ctx->rc = rc;
+        return 1;
+    }
+    return 0;
+}
+
+int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_diag *diag)
+{
+    vix_store *store = NULL;
+    vix_resolver *r = calloc(1, sizeof *r);
+    int rc;
+    if (!r)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    r->candidates = opts->candidates ? opts->candidates : 64;
+    if (r->candidates > VIX_CANDIDATES_MAX)
+        r->candidates = VIX_CANDIDATES_MAX;
+
+    rc = pho_g2p_create(opts->g2p_voice ? opts->g2p_voice : "en-us", opts->g2p_cache_entries,
+                        &r->g2p, diag);
+    if (rc < 0)
+        goto out;
+    rc = vix_store_open(opts->db_path, VIX_STORE_READONLY, &store, diag);
+    if (rc < 0)
+        goto out;
+    vix__open_ctx ctx = {.r = r, .store = store, .diag = diag};
+    rc = vix_store_catalog_foreach(store, vix__load_catalog, &ctx, diag);
+    if (rc > 0)
+        rc = ctx.rc;
+    if (rc < 0)
+        goto out;
+    *ret = r;
+    r = NULL;
+out:
+    vix_store_close(store);
+    vix_resolver_close(r);
+    return rc;
+}
+
+void vix_resolver_close(vix_resolver *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n_catalogs; i++)
+        vix__catalog_free(&r->catalogs[i]);
+    free(r->catalogs);
+    pho_g2p_destroy(r->g2p);
+    free(r);
+}
+
+size_t vix_resolver_catalog_count(const vix_resolver *r)
+{
+    return r->n_catalogs;
+}
+
+const char *vix_resolver_catalog_name(const vix_resolver *r, size_t i)
+{
+    return i < r->n_catalogs ? r->catalogs[i].name : NULL;
+}
+
+static const vix__entity *vix__entity_find(const vix__catalog *c, int64_t rowid)
+{
+    size_t lo = 0, hi = c->n_entities;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->entities[mid].rowid < rowid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < c->n_entities && c->entities[lo].rowid == rowid ? &c->entities[lo] : NULL;
+}
+
+/* Evidence weight of hypothesis `rank` (0 = best).  Rank decays
+ * harmonically; the recogniser's score, when given, discounts hypotheses far
+ * below the best one.  Scores are log-likelihoods in the recogniser's own
+ * units, so only a gentle slope is safe across recognisers. */
+static double vix__hyp_weight(const vix_hypothesis *hyps, size_t n, size_t rank)
+{
+    double w = 1.0 / (double)(rank + 1);
+    double best = -INFINITY;
+    for (size_t i = 0; i < n; i++)
+        if (hyps[i].has_score && hyps[i].score > best)
+            best = hyps[i].score;
+    if (hyps[rank].has_score && isfinite(best) && isfinite(hyps[rank].score))
+        w *= fmax(0.25, exp(1e-5 * (hyps[rank].score - best)));
+    return w;
+}
+
+static int vix__cmp_score(const void *a, const void *b)
+{
+    const vix_result *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? 1 : -1;
+    return (x->rowid > y->rowid) - (x->rowid < y->rowid);
+}
+
+int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps, size_t n,
+                size_t k, vix_result *ret_results, size_t *ret_n, vix_timing *timing,
+                erd_diag *diag)
+{
+    const vix__catalog *cat = NULL;
+    vix_timing tm = {0};
+    float *q = NULL, *v = NULL, *scores = NULL;
+    int64_t *ids = NULL;
+    vix_phrase *ph = NULL;
+    size_t used = 0;
+    double wsum = 0;
+    int rc = ERD_OK;
+
+    for (size_t i = 0; i < r->n_catalogs; i++)
+        if (strcmp(r->catalogs[i].name, catalog) == 0)
+            cat = &r->catalogs[i];
+    if (!cat)
+        return erd_fail(diag, ERD_ENOCATALOG, "unknown catalog \"%s\"", catalog);
+    if (n == 0 || k == 0)
+        return erd_fail(diag, ERD_EINVAL, "need at least one hypothesis and k >= 1");
+    if (n > VIX_HYPS_MAX)
+        n = VIX_HYPS_MAX;
+
+    size_t dim = pho_encoder_dim(cat->enc);
+    size_t cand = r->candidates > 4 * k ? r->candidates : 4 * k;
+    if (cand > VIX_CANDIDATES_MAX)
+        cand = VIX_CANDIDATES_MAX;
+    q = calloc(dim, sizeof *q);
+    v = malloc(dim * sizeof *v);
+    scores = malloc(cand * sizeof *scores);
+    ids = malloc(cand * sizeof *ids);
+    ph = malloc(sizeof *ph);
+    if (!q || !v || !scores || !ids || !ph) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+
+    /* The weighted sum of the hypotheses' unit vectors: its inner product
+     * with an entity vector is the weighted sum of their cosines, so one
+     * search scores every entity against the whole n-best list. */
+    for (size_t i = 0; i < n; i++) {
+        uint64_t t0 = vix__ns();
+        rc = vix_phrase_prepare(r->g2p, NULL, hyps[i].text, hyps[i].len, ph, diag);
+        tm.g2p_ns += vix__ns() - t0;
+        if (rc == ERD_EEMPTY)
+            continue;
+        if (rc < 0)
+            goto out;
+        t0 = vix__ns();
+        pho_phrase phrase = {.text = ph->text, .tokens = ph->tokens, .n_tokens = ph->n_tokens};
+        rc = pho_encoder_encode(cat->enc, &phrase, v);
+        tm.encode_ns += vix__ns() - t0;
+        if (rc < 0) {
+            rc = erd_fail(diag, rc, "encoding hypothesis %zu failed", i);
+            goto out;
+        }
+        double w = vix__hyp_weight(hyps, n, i);
+        for (size_t d = 0; d < dim; d++)
+            q[d] += (float)w * v[d];
+        wsum += w;
+        used++;
+    }
+    if (used == 0) {
+        rc = erd_fail(diag, ERD_EEMPTY, "no hypothesis has anything speakable");
+        goto out;
+    }
+    double norm = 0;
+    for (size_t d = 0; d < dim; d++)
+        norm += (double)q[d] * q[d];
+    norm = sqrt(norm);
+    if (norm <= 0) {
+        rc = erd_fail(diag, ERD_EEMPTY, "hypotheses carry no phonetic features");
+        goto out;
+    }
+    for (size_t d = 0; d < dim; d++)
+        q[d] = (float)(q[d] / norm);
+
+    uint64_t t0 = vix__ns();
+    rc = vix_index_search(cat->index, 1, q, cand, scores, ids, diag);
+    tm.search_ns = vix__ns() - t0;
+    if (rc < 0)
+        goto out;
+
+    /* An entity owns one vector per name and spoken variant: keep its best.
+     * Results come best first, so the first hit of an id is its best. */
+    t0 = vix__ns();
+    size_t n_out = 0;
+    for (size_t i = 0; i < cand && n_out < k; i++) {
+        if (ids[i] < 0)
+            break;
+        int dup = 0;
+        for (size_t j = 0; j < n_out; j++)
+            if (ret_results[j].rowid == ids[i])
+                dup = 1;
+        if (dup)
+            continue;
+        const vix__entity *e = vix__entity_find(cat, ids[i]);
+        if (!e)
+            continue; /* vector of an entity deleted since the build */
+        double s = (double)scores[i] * norm / wsum; /* weighted mean cosine */
+        ret_results[n_out++] = (vix_result){
+            .rowid = e->rowid, .ext_id = e->ext_id, .name = e->name,
+            .score = s < 0 ? 0 : s > 1 ? 1 : s};
+    }
+    qsort(ret_results, n_out, sizeof *ret_results, vix__cmp_score);
+    tm.aggregate_ns = vix__ns() - t0;
+    *ret_n = n_out;
+    if (timing)
+        *timing = tm;
+out:
+    free(q);
+    free(v);
+    free(scores);
+    free(ids);
+    free(ph);
+    return rc;
+}

@@ -1,1 +1,48 @@
-int main(void) { return 1; }
+#include <stdio.h>
+#include <string.h>
+
+#include "server/srv_cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} commands[] = {
+    {"import", srv_cli_import, "load entities from JSON lines or CSV into a catalog"},
+    {"build", srv_cli_build, "build a catalog's phonetic vector index"},
+    {"serve", srv_cli_serve, "run the HTTP resolve service"},
+    {"resolve", srv_cli_resolve, "resolve one query from the command line"},
+    {"eval", srv_cli_eval, "measure accuracy on a spoken-queries file"},
+    {"config", srv_cli_config, "print the effective configuration"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: erd COMMAND [OPTIONS]   (erd COMMAND --help for its options)\n\n"
+                 "erd resolves what a speech recogniser heard to catalog entities by how\n"
+                 "names sound.\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return SRV_EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return SRV_EXIT_OK;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("erd 0.1.0\n");
+        return SRV_EXIT_OK;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name))
+            return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "erd: unknown command \"%s\"\n", argv[1]);
+    usage(stderr);
+    return SRV_EXIT_USAGE;
+}

@@ -1,1 +1,530 @@
-/* placeholder: being written */ typedef int erd_placeholder_srv_cli;
+#include "server/srv_cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/cfg.h"
+#include "index/vix_build.h"
+#include "index/vix_resolve.h"
+#include "index/vix_store.h"
+#include "server/srv_http.h"
+
+int srv_cli_exit_code(int err)
+{
+    switch (err) {
+    case ERD_OK:
+        return SRV_EXIT_OK;
+    case ERD_EINVAL:
+        return SRV_EXIT_USAGE;
+    case ERD_EPARSE:
+    case ERD_EJSON:
+    case ERD_EUTF8:
+    case ERD_ETOOLONG:
+    case ERD_EEMPTY:
+        return SRV_EXIT_DATAERR;
+    case ERD_ECONFIG:
+        return SRV_EXIT_CONFIG;
+    default:
+        return SRV_EXIT_FAIL;
+    }
+}
+
+static int srv__fail(const char *cmd, const erd_diag *diag, int err)
+{
+    fprintf(stderr, "erd %s: %s\n", cmd, erd_diag_message(diag, err));
+    return srv_cli_exit_code(err);
+}
+
+static double srv__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Configuration in order of precedence, lowest first: built-in defaults,
+ * the file named by --config (or $ERD_CONFIG), ERD_* variables; the caller
+ * then applies its own flags. */
+static int srv__config(const char *cmd, const char *path, cfg_config *cfg)
+{
+    erd_diag diag = {0};
+    int rc;
+    cfg_defaults(cfg);
+    if (!path)
+        path = getenv("ERD_CONFIG");
+    if (path && *path) {
+        rc = cfg_load_file(cfg, path, &diag);
+        if (rc < 0)
+            return srv__fail(cmd, &diag, rc);
+    }
+    rc = cfg_load_env(cfg, &diag);
+    if (rc < 0)
+        return srv__fail(cmd, &diag, rc);
+    return SRV_EXIT_OK;
+}
+
+static int srv__set(const char *cmd, cfg_config *cfg, const char *key, const char *value)
+{
+    erd_diag diag = {0};
+    int rc = cfg_set(cfg, key, value, &diag);
+    if (rc < 0) {
+        fprintf(stderr, "erd %s: --%s: %s\n", cmd, key, erd_diag_message(&diag, rc));
+        return SRV_EXIT_USAGE;
+    }
+    return SRV_EXIT_OK;
+}
+
+static int srv__bad_usage(const char *cmd)
+{
+    fprintf(stderr, "Try 'erd %s --help'.\n", cmd);
+    return SRV_EXIT_USAGE;
+}
+
+/* ---- import ---- */
+
+static void srv__import_progress(void *user, uint64_t lines, uint64_t bytes, uint64_t total)
+{
+    double *t0 = user;
+    if (total)
+        fprintf(stderr, "\rerd import: %llu records, %.0f%% (%.1f s)", (unsigned long long)lines,
+                100.0 * (double)bytes / (double)total, srv__now() - *t0);
+    else
+        fprintf(stderr, "\rerd import: %llu records (%.1f s)", (unsigned long long)lines,
+                srv__now() - *t0);
+}
+
+int srv_cli_import(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'},           {"catalog", required_argument, 0, 'c'},
+        {"format", required_argument, 0, 'f'},       {"id-column", required_argument, 0, 'I'},
+        {"name-column", required_argument, 0, 'N'},  {"aliases-column", required_argument, 0, 'A'},
+        {"config", required_argument, 0, 'C'},       {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},               {0, 0, 0, 0},
+    };
+    const char *db = NULL, *catalog = NULL, *config = NULL;
+    vix_import_opts io = {0};
+    int quiet = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:c:f:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': db = optarg; break;
+        case 'c': catalog = optarg; break;
+        case 'C': config = optarg; break;
+        case 'I': io.csv_id_column = optarg; break;
+        case 'N': io.csv_name_column = optarg; break;
+        case 'A': io.csv_aliases_column = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'f':
+            if (!strcmp(optarg, "jsonl") || !strcmp(optarg, "json"))
+                io.format = VIX_FORMAT_JSONL;
+            else if (!strcmp(optarg, "csv"))
+                io.format = VIX_FORMAT_CSV;
+            else if (!strcmp(optarg, "auto"))
+                io.format = VIX_FORMAT_AUTO;
+            else {
+                fprintf(stderr, "erd import: --format must be jsonl, csv or auto\n");
+                return SRV_EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            printf("usage: erd import --db FILE --catalog NAME [OPTIONS] ENTITIES\n\n"
+                   "Loads entities into a catalog (created when absent) in one transaction:\n"
+                   "a bad record aborts the import, names its line and changes nothing.\n"
+                   "An id imported again replaces the earlier entity.\n\n"
+                   "ENTITIES is a file or - for standard input, either JSON lines\n"
+                   "  {\"id\": \"...\", \"name\": \"...\", \"aliases\": [...], \"attrs\": {...}}\n"
+                   "or CSV with a header row naming the columns.\n\n"
+                   "  --db FILE              catalog store (SQLite; created when absent)\n"
+                   "  --catalog NAME         catalog to import into ([a-z0-9_.-], up to 64)\n"
+                   "  --format FMT           jsonl, csv or auto (default: auto, by first byte)\n"
+                   "  --id-column COL        CSV column holding ids (default: id)\n"
+                   "  --name-column COL      CSV column holding names (default: name)\n"
+                   "  --aliases-column COL   CSV column of '|'-separated aliases (default: aliases)\n"
+                   "  --config FILE          configuration file (for db)\n"
+                   "  -q, --quiet            no progress on stderr\n");
+            return SRV_EXIT_OK;
+        default:
+            return srv__bad_usage("import");
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "erd import: expected one ENTITIES file (or -)\n");
+        return srv__bad_usage("import");
+    }
+    cfg_config cfg;
+    int rc = srv__config("import", config, &cfg);
+    if (rc)
+        return rc;
+    if (!db)
+        db = cfg.db;
+    if (!catalog) {
+        fprintf(stderr, "erd import: --catalog is required\n");
+        return srv__bad_usage("import");
+    }
+    const char *path = argv[optind];
+    FILE *in = stdin;
+    if (strcmp(path, "-") != 0) {
+        in = fopen(path, "rb");
+        if (!in) {
+            fprintf(stderr, "erd import: %s: %s\n", path, strerror(errno));
+            return SRV_EXIT_NOINPUT;
+        }
+        struct stat st;
+        if (fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode))
+            io.total_bytes = (uint64_t)st.st_size;
+    }
+    double t0 = srv__now();
+    /* Progress only where a person may be waiting: large inputs, on a tty. */
+    if (!quiet && (io.total_bytes == 0 || io.total_bytes > (1u << 20)) && isatty(STDERR_FILENO)) {
+        io.progress = srv__import_progress;
+        io.progress_user = &t0;
+    }
+
+    erd_diag diag = {0};
+    vix_store *store = NULL;
+    vix_import_result res;
+    rc = vix_store_open(db, 0, &store, &diag);
+    if (rc == ERD_OK)
+        rc = vix_store_import(store, catalog, in, &io, &res, &diag);
+    vix_store_close(store);
+    if (in != stdin)
+        fclose(in);
+    if (io.progress)
+        fputc('\n', stderr);
+    if (rc < 0) {
+        if (rc == ERD_EPARSE)
+            fprintf(stderr, "erd import: %s: %s (nothing imported)\n", path,
+                    erd_diag_message(&diag, rc));
+        else
+            fprintf(stderr, "erd import: %s\n", erd_diag_message(&diag, rc));
+        return srv_cli_exit_code(rc);
+    }
+    if (!quiet)
+        fprintf(stderr,
+                "erd import: %llu records into catalog \"%s\" (%llu new, %llu updated) in %.2f s\n",
+                (unsigned long long)res.lines, catalog, (unsigned long long)res.inserted,
+                (unsigned long long)res.updated, srv__now() - t0);
+    return SRV_EXIT_OK;
+}
+
+/* ---- build ---- */
+
+static void srv__build_progress(void *user, const char *stage, uint64_t done, uint64_t total)
+{
+    double *t0 = user;
+    fprintf(stderr, "\rerd build: %s %llu/%llu (%.1f s)   ", stage, (unsigned long long)done,
+            (unsigned long long)total, srv__now() - *t0);
+}
+
+int srv_cli_build(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'},      {"catalog", required_argument, 0, 'c'},
+        {"encoder", required_argument, 0, 'e'}, {"factory", required_argument, 0, 'F'},
+        {"config", required_argument, 0, 'C'},  {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+    };
+    const char *db = NULL, *catalog = NULL, *config = NULL, *encoder = NULL, *factory = NULL;
+    int quiet = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:c:e:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': db = optarg; break;
+        case 'c': catalog = optarg; break;
+        case 'e': encoder = optarg; break;
+        case 'F': factory = optarg; break;
+        case 'C': config = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'h':
+            printf("usage: erd build --db FILE --catalog NAME [OPTIONS]\n\n"
+                   "Turns every name and alias of the catalog (and the ways people shorten\n"
+                   "titles: before/after a colon, without a leading article) into phonemes\n"
+                   "with espeak-ng, encodes them and writes the FAISS index beside the\n"
+                   "database (DB.CATALOG.faiss).  A running server picks it up on restart.\n\n"
+                   "  --db FILE          catalog store\n"
+                   "  --catalog NAME     catalog to build\n"
+                   "  --encoder SPEC     phonetic encoder (default from config: baseline)\n"
+                   "  --factory STRING   FAISS index_factory string (default from config: Flat)\n"
+                   "  --config FILE      configuration file\n"
+                   "  -q, --quiet        no progress on stderr\n");
+            return SRV_EXIT_OK;
+        default:
+            return srv__bad_usage("build");
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "erd build: unexpected argument \"%s\"\n", argv[optind]);
+        return srv__bad_usage("build");
+    }
+    cfg_config cfg;
+    int rc = srv__config("build", config, &cfg);
+    if (rc)
+        return rc;
+    if (!catalog) {
+        fprintf(stderr, "erd build: --catalog is required\n");
+        return srv__bad_usage("build");
+    }
+    if (access(db ? db : cfg.db, F_OK) != 0) {
+        fprintf(stderr, "erd build: %s: no such database (run erd import first)\n",
+                db ? db : cfg.db);
+        return SRV_EXIT_NOINPUT;
+    }
+    double t0 = srv__now();
+    vix_build_opts bo = {
+        .db_path = db ? db : cfg.db,
+        .catalog = catalog,
+        .encoder_spec = encoder ? encoder : cfg.encoder,
+        .factory = factory ? factory : cfg.faiss_factory,
+        .g2p_voice = cfg.g2p_voice,
+        .progress = (!quiet && isatty(STDERR_FILENO)) ? srv__build_progress : NULL,
+        .progress_user = &t0,
+    };
+    vix_build_result res;
+    erd_diag diag = {0};
+    rc = vix_build(&bo, &res, &diag);
+    if (bo.progress)
+        fputc('\n', stderr);
+    if (rc < 0)
+        return srv__fail("build", &diag, rc);
+    if (!quiet)
+        fprintf(stderr,
+                "erd build: catalog \"%s\": %llu entities, %llu vectors (%s, %s) in %.2f s "
+                "[phonemes %.2f s, %llu espeak-ng calls; encode %.2f s; index %.2f s] -> %s\n",
+                catalog, (unsigned long long)res.entities, (unsigned long long)res.vectors,
+                res.encoder_id, bo.factory, res.seconds, res.phoneme_seconds,
+                (unsigned long long)res.g2p_calls, res.encode_seconds, res.index_seconds,
+                res.index_path);
+    return SRV_EXIT_OK;
+}
+
+/* ---- serve ---- */
+
+int srv_cli_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'},      {"listen", required_argument, 0, 'l'},
+        {"threads", required_argument, 0, 't'}, {"config", required_argument, 0, 'C'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+    };
+    const char *db = NULL, *listen = NULL, *threads = NULL, *config = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:l:t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': db = optarg; break;
+        case 'l': listen = optarg; break;
+        case 't': threads = optarg; break;
+        case 'C': config = optarg; break;
+        case 'h':
+            printf("usage: erd serve --db FILE [--listen HOST:PORT] [OPTIONS]\n\n"
+                   "Serves every built catalog of the database over HTTP:\n"
+                   "  POST /v1/resolve  {\"catalog\":..., \"hypotheses\":[{\"text\",\"score\"}], \"k\":5}\n"
+                   "  GET  /healthz\n"
+                   "Stops cleanly on SIGINT or SIGTERM.\n\n"
+                   "  --db FILE            catalog store\n"
+                   "  --listen HOST:PORT   address (default from config: 127.0.0.1:8080)\n"
+                   "  --threads N          worker threads (default: one per core)\n"
+                   "  --config FILE        configuration file (see config/erd.conf)\n");
+            return SRV_EXIT_OK;
+        default:
+            return srv__bad_usage("serve");
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "erd serve: unexpected argument \"%s\"\n", argv[optind]);
+        return srv__bad_usage("serve");
+    }
+    cfg_config cfg;
+    int rc = srv__config("serve", config, &cfg);
+    if (rc)
+        return rc;
+    if ((db && (rc = srv__set("serve", &cfg, "db", db))) ||
+        (listen && (rc = srv__set("serve", &cfg, "listen", listen))) ||
+        (threads && (rc = srv__set("serve", &cfg, "threads", threads))))
+        return rc;
+    if (access(cfg.db, F_OK) != 0) {
+        fprintf(stderr, "erd serve: %s: no such database (run erd import and erd build first)\n",
+                cfg.db);
+        return SRV_EXIT_NOINPUT;
+    }
+
+    erd_diag diag = {0};
+    vix_resolver *resolver = NULL;
+    vix_resolver_opts ro = {
+        .db_path = cfg.db,
+        .g2p_voice = cfg.g2p_voice,
+        .g2p_cache_entries = cfg.g2p_cache_entries,
+        .candidates = (size_t)cfg.candidates,
+    };
+    double t0 = srv__now();
+    rc = vix_resolver_open(&ro, &resolver, &diag);
+    if (rc < 0)
+        return srv__fail("serve", &diag, rc);
+    size_t n = vix_resolver_catalog_count(resolver);
+    fprintf(stderr, "erd: loaded %zu catalog%s from %s in %.2f s", n, n == 1 ? "" : "s", cfg.db,
+            srv__now() - t0);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "%s%s", i ? ", " : ": ", vix_resolver_catalog_name(resolver, i));
+    fputc('\n', stderr);
+    if (n == 0)
+        fprintf(stderr, "erd: warning: no catalog has an index yet; run erd build\n");
+
+    rc = srv_http_run(&cfg, resolver, &diag);
+    vix_resolver_close(resolver);
+    if (rc < 0)
+        return srv__fail("serve", &diag, rc);
+    return SRV_EXIT_OK;
+}
+
+/* ---- resolve ---- */
+
+int srv_cli_resolve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'},     {"catalog", required_argument, 0, 'c'},
+        {"k", required_argument, 0, 'k'},      {"json", no_argument, 0, 'j'},
+        {"timing", no_argument, 0, 'T'},       {"config", required_argument, 0, 'C'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+    };
+    const char *db = NULL, *catalog = NULL, *config = NULL;
+    long k = 5;
+    int json = 0, timing = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:c:k:jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': db = optarg; break;
+        case 'c': catalog = optarg; break;
+        case 'C': config = optarg; break;
+        case 'j': json = 1; break;
+        case 'T': timing = 1; break;
+        case 'k': {
+            char *end;
+            k = strtol(optarg, &end, 10);
+            if (*end || k < 1 || k > 1000) {
+                fprintf(stderr, "erd resolve: -k must be an integer in 1..1000\n");
+                return SRV_EXIT_USAGE;
+            }
+            break;
+        }
+        case 'h':
+            printf("usage: erd resolve --db FILE --catalog NAME [-k N] [--json] TEXT [TEXT...]\n\n"
+                   "Resolves one query; several TEXT arguments are an n-best list, best first.\n\n"
+                   "  --db FILE        catalog store\n"
+                   "  --catalog NAME   catalog to search\n"
+                   "  -k N             results to print (default 5)\n"
+                   "  --json           print the same JSON as POST /v1/resolve\n"
+                   "  --timing         print per-stage times on stderr\n"
+                   "  --config FILE    configuration file\n");
+            return SRV_EXIT_OK;
+        default:
+            return srv__bad_usage("resolve");
+        }
+    }
+    if (optind >= argc || !catalog) {
+        fprintf(stderr, "erd resolve: need --catalog and at least one TEXT\n");
+        return srv__bad_usage("resolve");
+    }
+    cfg_config cfg;
+    int rc = srv__config("resolve", config, &cfg);
+    if (rc)
+        return rc;
+    if (!db)
+        db = cfg.db;
+    if (access(db, F_OK) != 0) {
+        fprintf(stderr, "erd resolve: %s: no such database\n", db);
+        return SRV_EXIT_NOINPUT;
+    }
+    size_t n = (size_t)(argc - optind);
+    vix_hypothesis *hyps = calloc(n, sizeof *hyps);
+    vix_result *results = calloc((size_t)k, sizeof *results);
+    vix_resolver *resolver = NULL;
+    erd_diag diag = {0};
+    if (!hyps || !results) {
+        rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        hyps[i] = (vix_hypothesis){.text = argv[optind + (int)i], .len = strlen(argv[optind + (int)i])};
+    vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg.g2p_voice,
+                            .g2p_cache_entries = 64, .candidates = (size_t)cfg.candidates};
+    rc = vix_resolver_open(&ro, &resolver, &diag);
+    if (rc < 0)
+        goto out;
+    size_t n_out = 0;
+    vix_timing tm;
+    rc = vix_resolve(resolver, catalog, hyps, n, (size_t)k, results, &n_out, &tm, &diag);
+    if (rc < 0)
+        goto out;
+    if (json) {
+        printf("{\"results\":[");
+        for (size_t i = 0; i < n_out; i++) {
+            /* ids and names come from the operator's own catalog; escape
+             * the two characters that would break the JSON string. */
+            printf("%s{\"id\":\"", i ? "," : "");
+            for (const char *s = results[i].ext_id; *s; s++)
+                printf(*s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
+            printf("\",\"name\":\"");
+            for (const char *s = results[i].name; *s; s++)
+                printf(*s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
+            printf("\",\"score\":%.4f}", results[i].score);
+        }
+        printf("]}\n");
+    } else {
+        for (size_t i = 0; i < n_out; i++)
+            printf("%zu\t%.4f\t%s\t%s\n", i + 1, results[i].score, results[i].ext_id,
+                   results[i].name);
+    }
+    if (timing)
+        fprintf(stderr, "g2p %.3f ms, encode %.3f ms, search %.3f ms, aggregate %.3f ms\n",
+                (double)tm.g2p_ns / 1e6, (double)tm.encode_ns / 1e6, (double)tm.search_ns / 1e6,
+                (double)tm.aggregate_ns / 1e6);
+out:
+    vix_resolver_close(resolver);
+    free(hyps);
+    free(results);
+    if (rc < 0)
+        return srv__fail("resolve", &diag, rc);
+    return SRV_EXIT_OK;
+}
+
+/* ---- config ---- */
+
+int srv_cli_config(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'C'},
+        {"dump", no_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *config = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'C': config = optarg; break;
+        case 'D': break;
+        case 'h':
+            printf("usage: erd config [--config FILE] --dump\n\n"
+                   "Prints every setting with its effective value (defaults, then FILE or\n"
+                   "$ERD_CONFIG, then ERD_<KEY> environment variables) and its documentation.\n"
+                   "Exits 78 naming the key and line when the configuration is invalid.\n");
+            return SRV_EXIT_OK;
+        default:
+            return srv__bad_usage("config");
+        }
+    }
+    cfg_config cfg;
+    int rc = srv__config("config", config, &cfg);
+    if (rc)
+        return rc;
+    cfg_dump(&cfg, stdout);
+    return SRV_EXIT_OK;
+}

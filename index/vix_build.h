@@ -1,0 +1,39 @@
+/* Building a catalog's vector index: every entity's names and their spoken
+ * variants -> phonemes -> encoder -> FAISS, written beside the database and
+ * recorded in the store's index metadata. */
+#ifndef VIX_BUILD_H
+#define VIX_BUILD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/erd_error.h"
+
+typedef struct vix_build_opts {
+    const char *db_path;
+    const char *catalog;
+    const char *encoder_spec; /* pho_encoder_create spec; default "baseline" */
+    const char *factory;      /* FAISS factory string; default "Flat" */
+    const char *g2p_voice;    /* default "en-us" */
+    /* Called now and then with the stage name ("phonemes", "encode", "index")
+     * and progress within it. */
+    void (*progress)(void *user, const char *stage, uint64_t done, uint64_t total);
+    void *progress_user;
+} vix_build_opts;
+
+typedef struct vix_build_result {
+    uint64_t entities;
+    uint64_t vectors;
+    uint64_t g2p_calls; /* phoneme cache misses */
+    double seconds, phoneme_seconds, encode_seconds, index_seconds;
+    char index_path[1024];
+    char encoder_id[128];
+} vix_build_result;
+
+/* Index file of a catalog: "<db>.<catalog>.faiss" in the database's folder.
+ * ERD_ETOOLONG when it does not fit. */
+int vix_index_path_for(const char *db_path, const char *catalog, char *out, size_t outcap);
+
+int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag);
+
+#endif
