@@ -1,1 +1,595 @@
-/* placeholder: being written */ typedef int erd_placeholder_srv_http;
+#include "server/srv_http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "server/srv_pool.h"
+#include "server/srv_request.h"
+
+#define SRV__JSON "application/json"
+#define SRV__MAX_ID 64
+#define SRV__MAX_LOG_PATH 256
+
+enum srv__route { SRV__ROUTE_NONE, SRV__ROUTE_RESOLVE, SRV__ROUTE_HEALTHZ };
+
+struct srv_http {
+    struct MHD_Daemon *daemon;
+    const cfg_config *cfg;
+    vix_resolver *resolver;
+    srv_limits limits;
+    size_t pool_cap;
+    uint64_t id_seed;
+    atomic_uint_fast64_t id_seq;
+    atomic_int inflight;
+    uint16_t port;
+    char url[160];
+};
+
+/* Per-request state; it lives in its own pool, so destroying the pool in the
+ * completion callback releases everything the request touched. */
+typedef struct srv__req {
+    srv_pool *pool;
+    enum srv__route route;
+    char *body;
+    size_t body_len, body_cap;
+    size_t expected;   /* Content-Length, 0 when absent */
+    size_t discarded;  /* bytes read and dropped after the limit was passed */
+    bool too_large;
+    bool responded;
+    unsigned status;
+    int err;
+    struct timespec t0;
+    char id[SRV__MAX_ID + 1];
+    char method[16];
+    char *path;        /* only copied when requests are logged */
+} srv__req;
+
+/* ---- small helpers ---- */
+
+static uint64_t srv__mix(uint64_t x)
+{
+    /* splitmix64: a bijection, so distinct sequence numbers give distinct ids */
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+static bool srv__id_sane(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= SRV__MAX_ID)
+            return false;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return false;
+    }
+    return n > 0;
+}
+
+static double srv__ms_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static void srv__mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char line[512];
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    if (n < 0)
+        return;
+    size_t len = strnlen(line, sizeof line);
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        line[--len] = '\0';
+    /* one fprintf per line so concurrent workers never interleave */
+    fprintf(stderr, "erd: http: %s\n", line);
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result srv__send(srv__req *r, struct MHD_Connection *conn, unsigned status, char *json,
+                                 size_t len, enum MHD_ResponseMemoryMode mode, const char *allow)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, json, mode);
+    if (!resp) {
+        if (mode == MHD_RESPMEM_MUST_FREE)
+            free(json);
+        return MHD_NO;
+    }
+    enum MHD_Result ok = MHD_YES;
+    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, SRV__JSON) != MHD_YES ||
+        MHD_add_response_header(resp, "X-Request-Id", r->id) != MHD_YES ||
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
+        (allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES))
+        ok = MHD_NO;
+    if (ok == MHD_YES)
+        ok = MHD_queue_response(conn, status, resp);
+    MHD_destroy_response(resp);
+    if (ok == MHD_YES) {
+        r->status = status;
+        r->responded = true;
+    }
+    return ok;
+}
+
+static enum MHD_Result srv__send_error(srv__req *r, struct MHD_Connection *conn, int err,
+                                       const char *message, const char *allow)
+{
+    static const char oom[] = "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"out of memory\"}}";
+    char *json;
+    size_t len;
+    r->err = err;
+    if (srv_write_error(err, message, &json, &len) < 0) {
+        r->err = ERD_ENOMEM;
+        return srv__send(r, conn, (unsigned)erd_http_status(ERD_ENOMEM), (char *)oom, sizeof oom - 1,
+                         MHD_RESPMEM_PERSISTENT, allow);
+    }
+    return srv__send(r, conn, (unsigned)erd_http_status(err), json, len, MHD_RESPMEM_MUST_FREE, allow);
+}
+
+static enum MHD_Result srv__send_diag(srv__req *r, struct MHD_Connection *conn, int err,
+                                      const erd_diag *diag)
+{
+    return srv__send_error(r, conn, err, erd_diag_message(diag, err), NULL);
+}
+
+/* ---- routes ---- */
+
+static enum MHD_Result srv__healthz(srv_http *h, srv__req *r, struct MHD_Connection *conn)
+{
+    size_t n = vix_resolver_catalog_count(h->resolver);
+    size_t cap = 48;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = vix_resolver_catalog_name(h->resolver, i);
+        size_t l = name ? strnlen(name, 4096) : 0;
+        cap += 6 * l + 4;
+    }
+    char *json = malloc(cap);
+    if (!json)
+        return srv__send_error(r, conn, ERD_ENOMEM, NULL, NULL);
+    size_t o = (size_t)snprintf(json, cap, "{\"status\":\"ok\",\"catalogs\":[");
+    for (size_t i = 0; i < n; i++) {
+        const char *name = vix_resolver_catalog_name(h->resolver, i);
+        if (i)
+            json[o++] = ',';
+        json[o++] = '"';
+        o += srv_json_escape(json + o, cap - o, name ? name : "", name ? strnlen(name, 4096) : 0);
+        json[o++] = '"';
+    }
+    memcpy(json + o, "]}", 3);
+    o += 2;
+    return srv__send(r, conn, MHD_HTTP_OK, json, o, MHD_RESPMEM_MUST_FREE, NULL);
+}
+
+static enum MHD_Result srv__resolve(srv_http *h, srv__req *r, struct MHD_Connection *conn)
+{
+    erd_diag diag = {0};
+    srv_resolve_req req;
+    int rc = srv_parse_resolve(r->pool, r->body ? r->body : "", r->body_len, &h->limits, &req, &diag);
+    if (rc < 0)
+        return srv__send_diag(r, conn, rc, &diag);
+    vix_result *results = srv_pool_alloc(r->pool, req.k * sizeof *results);
+    if (!results)
+        return srv__send_error(r, conn, ERD_ENOMEM, "request exceeds its memory budget", NULL);
+    size_t n_out = 0;
+    rc = vix_resolve(h->resolver, req.catalog, req.hyps, req.n_hyps, req.k, results, &n_out, NULL,
+                     &diag);
+    if (rc < 0)
+        return srv__send_diag(r, conn, rc, &diag);
+    if (n_out > req.k)
+        n_out = req.k;
+    /* The result strings belong to the resolver; serialising here copies
+     * them into the reply before anything else can run. */
+    char *json;
+    size_t len;
+    rc = srv_write_results(results, n_out, &json, &len, &diag);
+    if (rc < 0)
+        return srv__send_diag(r, conn, rc, &diag);
+    return srv__send(r, conn, MHD_HTTP_OK, json, len, MHD_RESPMEM_MUST_FREE, NULL);
+}
+
+/* ---- request lifecycle ---- */
+
+static srv__req *srv__req_new(srv_http *h, struct MHD_Connection *conn, const char *url,
+                              const char *method)
+{
+    srv_pool *pool = NULL;
+    if (srv_pool_create(0, h->pool_cap, &pool) < 0)
+        return NULL;
+    srv__req *r = srv_pool_alloc(pool, sizeof *r);
+    if (!r) {
+        srv_pool_destroy(pool);
+        return NULL;
+    }
+    memset(r, 0, sizeof *r);
+    r->pool = pool;
+    clock_gettime(CLOCK_MONOTONIC, &r->t0);
+    snprintf(r->method, sizeof r->method, "%s", method);
+    const char *given = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (given && srv__id_sane(given)) {
+        snprintf(r->id, sizeof r->id, "%s", given);
+    } else {
+        uint64_t seq = atomic_fetch_add(&h->id_seq, 1);
+        snprintf(r->id, sizeof r->id, "%016" PRIx64, srv__mix(h->id_seed + seq));
+    }
+    if (h->cfg->log_requests) {
+        /* MHD's url points into the connection's read buffer, which is
+         * reused before the completion callback logs it. */
+        r->path = srv_pool_strndup(pool, url, strnlen(url, SRV__MAX_LOG_PATH));
+    }
+    return r;
+}
+
+/* Appends streamed body bytes, never holding more than max_body_bytes: once
+ * over, the rest is read and dropped so the client can still be told 413. */
+static enum MHD_Result srv__take_body(srv_http *h, srv__req *r, const char *data, size_t n)
+{
+    size_t max = h->cfg->max_body_bytes;
+    if (r->too_large || n > max - r->body_len) {
+        r->too_large = true;
+        r->discarded += n;
+        /* A client streaming far past the limit gets cut off instead of
+         * being read forever. */
+        if (r->discarded > max + ((size_t)1 << 20))
+            return MHD_NO;
+        return MHD_YES;
+    }
+    if (n > r->body_cap - r->body_len) {
+        size_t want = r->body_len + n;
+        size_t cap = r->body_cap ? r->body_cap : (r->expected ? r->expected : 4096);
+        while (cap < want)
+            cap = cap > max / 2 ? max : cap * 2;
+        if (cap > max)
+            cap = max;
+        char *nb = srv_pool_realloc(r->pool, r->body, r->body_len, cap);
+        if (!nb)
+            return MHD_NO;
+        r->body = nb;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, data, n);
+    r->body_len += n;
+    return MHD_YES;
+}
+
+static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const char *url,
+                                   const char *method, const char *version, const char *upload_data,
+                                   size_t *upload_data_size, void **con_cls)
+{
+    (void)version;
+    srv_http *h = cls;
+    srv__req *r = *con_cls;
+
+    if (!r) {
+        r = srv__req_new(h, conn, url, method);
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        atomic_fetch_add(&h->inflight, 1);
+
+        if (strcmp(url, "/v1/resolve") == 0) {
+            r->route = SRV__ROUTE_RESOLVE;
+            if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
+                return srv__send_error(r, conn, ERD_EMETHOD, "use POST for /v1/resolve", "POST");
+            const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                         MHD_HTTP_HEADER_CONTENT_LENGTH);
+            if (cl) {
+                char *end;
+                errno = 0;
+                unsigned long long v = strtoull(cl, &end, 10);
+                if (errno == 0 && end != cl && v <= h->cfg->max_body_bytes) {
+                    r->expected = (size_t)v;
+                } else {
+                    /* Refuse before reading a byte of it. */
+                    char msg[96];
+                    snprintf(msg, sizeof msg, "request body exceeds %zu bytes",
+                             h->cfg->max_body_bytes);
+                    return srv__send_error(r, conn, ERD_ETOOLARGE, msg, NULL);
+                }
+            }
+            return MHD_YES;
+        }
+        if (strcmp(url, "/healthz") == 0) {
+            r->route = SRV__ROUTE_HEALTHZ;
+            if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+                return srv__send_error(r, conn, ERD_EMETHOD, "use GET for /healthz", "GET, HEAD");
+            return srv__healthz(h, r, conn);
+        }
+        char msg[96];
+        snprintf(msg, sizeof msg, "no such endpoint (try POST /v1/resolve or GET /healthz)");
+        return srv__send_error(r, conn, ERD_ENOTFOUND, msg, NULL);
+    }
+
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (r->responded)
+            return MHD_YES;
+        return srv__take_body(h, r, upload_data, n);
+    }
+    if (r->responded)
+        return MHD_YES;
+    if (r->too_large) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "request body exceeds %zu bytes", h->cfg->max_body_bytes);
+        return srv__send_error(r, conn, ERD_ETOOLARGE, msg, NULL);
+    }
+    if (r->route == SRV__ROUTE_RESOLVE)
+        return srv__resolve(h, r, conn);
+    return srv__send_error(r, conn, ERD_EINTERNAL, "request reached no handler", NULL);
+}
+
+static void srv__log_request(const srv__req *r, enum MHD_RequestTerminationCode toe)
+{
+    struct timespec now;
+    struct tm tm;
+    char ts[40], path[6 * SRV__MAX_LOG_PATH + 1], method[6 * sizeof r->method + 1], err[96];
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    size_t tl = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + tl, sizeof ts - tl, ".%03ldZ", now.tv_nsec / 1000000L);
+    srv_json_escape(path, sizeof path, r->path ? r->path : "", r->path ? strlen(r->path) : 0);
+    srv_json_escape(method, sizeof method, r->method, strlen(r->method));
+    err[0] = '\0';
+    if (r->responded && r->err < 0)
+        snprintf(err, sizeof err, ",\"error\":\"%s\"", erd_errcode(r->err));
+    else if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        snprintf(err, sizeof err, ",\"aborted\":true");
+    fprintf(stderr,
+            "{\"ts\":\"%s\",\"id\":\"%s\",\"method\":\"%s\",\"path\":\"%s\",\"status\":%u,"
+            "\"ms\":%.3f%s}\n",
+            ts, r->id, method, path, r->status, srv__ms_since(&r->t0), err);
+}
+
+static void srv__completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                           enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    srv_http *h = cls;
+    srv__req *r = *con_cls;
+    if (!r)
+        return;
+    if (h->cfg->log_requests)
+        srv__log_request(r, toe);
+    *con_cls = NULL;
+    srv_pool_destroy(r->pool);
+    atomic_fetch_sub(&h->inflight, 1);
+}
+
+/* ---- listen address ---- */
+
+static int srv__parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *ss_len,
+                             char *host_out, size_t host_cap, erd_diag *diag)
+{
+    char host[128], port[16];
+    const char *colon;
+    size_t hl;
+
+    if (listen[0] == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':')
+            return erd_fail(diag, ERD_ECONFIG, "listen \"%s\": expected [address]:port", listen);
+        hl = (size_t)(close - listen - 1);
+        if (hl == 0 || hl >= sizeof host)
+            return erd_fail(diag, ERD_ECONFIG, "listen \"%s\": bad address", listen);
+        memcpy(host, listen + 1, hl);
+        host[hl] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon)
+            return erd_fail(diag, ERD_ECONFIG, "listen \"%s\": expected host:port", listen);
+        hl = (size_t)(colon - listen);
+        if (memchr(listen, ':', hl))
+            return erd_fail(diag, ERD_ECONFIG,
+                            "listen \"%s\": write IPv6 addresses in brackets, [::1]:port", listen);
+        if (hl >= sizeof host)
+            return erd_fail(diag, ERD_ECONFIG, "listen \"%s\": host too long", listen);
+        memcpy(host, listen, hl);
+        host[hl] = '\0';
+        if (hl == 0)
+            snprintf(host, sizeof host, "127.0.0.1");
+    }
+    const char *p = colon + 1;
+    size_t pl = strlen(p);
+    if (pl == 0 || pl > 5 || strspn(p, "0123456789") != pl || strtoul(p, NULL, 10) > 65535)
+        return erd_fail(diag, ERD_ECONFIG, "listen \"%s\": port must be 0..65535", listen);
+    snprintf(port, sizeof port, "%s", p);
+
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_NUMERICSERV;
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai != 0 || !ai)
+        return erd_fail(diag, ERD_ECONFIG, "listen \"%s\": %s", listen,
+                        gai ? gai_strerror(gai) : "no address");
+    if (ai->ai_addrlen > sizeof *ss) {
+        freeaddrinfo(ai);
+        return erd_fail(diag, ERD_ECONFIG, "listen \"%s\": unsupported address", listen);
+    }
+    memset(ss, 0, sizeof *ss);
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *ss_len = ai->ai_addrlen;
+    freeaddrinfo(ai);
+
+    const void *addr = ss->ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)ss)->sin6_addr
+                                                 : (const void *)&((struct sockaddr_in *)ss)->sin_addr;
+    if (!inet_ntop(ss->ss_family, addr, host_out, (socklen_t)host_cap))
+        return erd_fail(diag, ERD_ECONFIG, "listen \"%s\": unsupported address", listen);
+    return ERD_OK;
+}
+
+/* ---- daemon ---- */
+
+int srv_http_start(const cfg_config *cfg, vix_resolver *resolver, srv_http **ret, erd_diag *diag)
+{
+    struct sockaddr_storage ss;
+    socklen_t ss_len = 0;
+    char host[INET6_ADDRSTRLEN];
+    srv_http *h = NULL;
+    int rc;
+
+    if (!cfg || !resolver || !ret)
+        return erd_fail(diag, ERD_EINVAL, "srv_http_start: missing argument");
+    if (cfg->max_body_bytes == 0)
+        return erd_fail(diag, ERD_ECONFIG, "max_body_bytes must be positive");
+    rc = srv__parse_listen(cfg->listen, &ss, &ss_len, host, sizeof host, diag);
+    if (rc < 0)
+        return rc;
+
+    h = calloc(1, sizeof *h);
+    if (!h)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    h->cfg = cfg;
+    h->resolver = resolver;
+    srv_limits_from_config(cfg, &h->limits);
+    atomic_init(&h->id_seq, 0);
+    atomic_init(&h->inflight, 0);
+    if (getentropy(&h->id_seed, sizeof h->id_seed) != 0) {
+        struct timespec t;
+        clock_gettime(CLOCK_REALTIME, &t);
+        h->id_seed = ((uint64_t)t.tv_sec << 32) ^ (uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 16);
+    }
+
+    /* Body (plus growth slack), its string copies, and the hypothesis and
+     * result arrays: the most any request can legitimately need. */
+    size_t body = cfg->max_body_bytes;
+    size_t extra = h->limits.max_hypotheses * sizeof(vix_hypothesis) +
+                   h->limits.max_k * sizeof(vix_result) + ((size_t)64 << 10);
+    if (body > (SIZE_MAX - extra) / 3) {
+        rc = erd_fail(diag, ERD_ECONFIG, "max_body_bytes too large");
+        goto out;
+    }
+    h->pool_cap = 3 * body + extra;
+
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned threads = cfg->threads > 0 ? (unsigned)cfg->threads : (cores > 0 ? (unsigned)cores : 1);
+    unsigned conns = cfg->max_connections > 0 ? (unsigned)cfg->max_connections : 1;
+    /* MHD splits the connection limit across workers and refuses to start
+     * when a worker would get none. */
+    if (threads > conns)
+        threads = conns;
+    unsigned timeout = cfg->request_timeout_s > 0 ? (unsigned)cfg->request_timeout_s : 0;
+
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, srv__handle, h,
+                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                                 MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0u,
+                                 MHD_OPTION_CONNECTION_LIMIT, conns,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+                                 MHD_OPTION_NOTIFY_COMPLETED, srv__completed, h,
+                                 MHD_OPTION_EXTERNAL_LOGGER, srv__mhd_log, NULL,
+                                 MHD_OPTION_END);
+    if (!h->daemon) {
+        rc = erd_fail(diag, ERD_EIO, "cannot listen on %s (address in use or not permitted?)",
+                      cfg->listen);
+        goto out;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : 0;
+    if (ss.ss_family == AF_INET6)
+        snprintf(h->url, sizeof h->url, "http://[%s]:%u", host, (unsigned)h->port);
+    else
+        snprintf(h->url, sizeof h->url, "http://%s:%u", host, (unsigned)h->port);
+
+    *ret = h;
+    h = NULL;
+    rc = ERD_OK;
+out:
+    free(h);
+    return rc;
+}
+
+uint16_t srv_http_port(const srv_http *http)
+{
+    return http ? http->port : 0;
+}
+
+const char *srv_http_url(const srv_http *http)
+{
+    return http ? http->url : "";
+}
+
+void srv_http_stop(srv_http *http)
+{
+    if (!http)
+        return;
+    MHD_socket lsock = MHD_quiesce_daemon(http->daemon);
+    /* Requests already being handled get to finish and send their reply;
+     * a client that stalls is cut off after the request timeout. */
+    int limit_s = http->cfg->request_timeout_s > 0 ? http->cfg->request_timeout_s : 10;
+    if (limit_s > 30)
+        limit_s = 30;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (atomic_load(&http->inflight) > 0 && srv__ms_since(&t0) < limit_s * 1000.0) {
+        struct timespec nap = {0, 10 * 1000 * 1000};
+        nanosleep(&nap, NULL);
+    }
+    MHD_stop_daemon(http->daemon);
+    /* After quiescing, the listening socket is ours to close. */
+    if (lsock != MHD_INVALID_SOCKET)
+        close(lsock);
+    free(http);
+}
+
+int srv_http_run(const cfg_config *cfg, vix_resolver *resolver, erd_diag *diag)
+{
+    sigset_t stop, old;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    /* Blocked before MHD spawns its workers so they inherit the mask and the
+     * signals can only be taken by sigwait below. */
+    int e = pthread_sigmask(SIG_BLOCK, &stop, &old);
+    if (e != 0)
+        return erd_fail(diag, ERD_EINTERNAL, "pthread_sigmask: %s", strerror(e));
+
+    srv_http *http = NULL;
+    int rc = srv_http_start(cfg, resolver, &http, diag);
+    if (rc < 0)
+        goto out;
+    fprintf(stderr, "erd: listening on %s\n", srv_http_url(http));
+    fflush(stderr);
+
+    int sig = 0;
+    for (;;) {
+        e = sigwait(&stop, &sig);
+        if (e == 0)
+            break;
+        if (e != EINTR) {
+            rc = erd_fail(diag, ERD_EINTERNAL, "sigwait: %s", strerror(e));
+            srv_http_stop(http);
+            goto out;
+        }
+    }
+    fprintf(stderr, "erd: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    srv_http_stop(http);
+    rc = ERD_OK;
+out:
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return rc;
+}
