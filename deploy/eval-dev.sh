@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Imports the shared video and book catalogs, builds them and prints
+# acc@1 / recall@5 / MRR on the dev queries, in process and through
+# `erd serve` over HTTP.  A measurement, not a test.
+#
+# usage: deploy/eval-dev.sh DATA_DIR [BUILD_DIR]   (DATA_DIR holds video/ book/ queries/)
+set -euo pipefail
+data=$(cd "${1:?usage: eval-dev.sh DATA_DIR}" && pwd)
+top=$(cd "$(dirname "$0")/.." && pwd)
+erd=$top/${2:-build}/erd
+work=$(mktemp -d "${TMPDIR:-/tmp}/erd-eval.XXXXXX")
+pid=
+cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+db=$work/eval.db
+for cat in video book; do
+    s=$(date +%s.%N)
+    "$erd" import -q --db "$db" --catalog "$cat" "$data/$cat/catalog.jsonl"
+    "$erd" build --db "$db" --catalog "$cat"
+    e=$(date +%s.%N)
+    awk -v s="$s" -v e="$e" -v c="$cat" 'BEGIN { printf "import + build of %s: %.1f s\n", c, e - s }'
+done
+
+echo "== in process"
+"$erd" eval --db "$db" --queries "$data/queries/dev.jsonl"
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+ERD_LOG_REQUESTS=false "$erd" serve --db "$db" --listen "127.0.0.1:$port" 2>"$work/serve.log" &
+pid=$!
+for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+echo "== over HTTP (erd serve)"
+"$erd" eval --db "$db" --queries "$data/queries/dev.jsonl" --url "http://127.0.0.1:$port"
