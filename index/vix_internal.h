@@ -1,0 +1,58 @@
+/* Shared between vix_store.c and vix_import.c: the store handle and its
+ * cached statements.  Not part of the public interface. */
+#ifndef VIX_INTERNAL_H
+#define VIX_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "index/vix_store.h"
+
+#define VIX_SCHEMA_VERSION 1
+
+enum vix__stmt_id {
+    VIX__ST_CATALOG_INSERT,
+    VIX__ST_CATALOG_FIND,
+    VIX__ST_CATALOG_LIST,
+    VIX__ST_CATALOG_GENERATION,
+    VIX__ST_CATALOG_BUMP,
+    VIX__ST_ENTITY_LIST,
+    VIX__ST_ENTITY_GET,
+    VIX__ST_ENTITY_COUNT,
+    VIX__ST_ENTITY_UPSERT,
+    VIX__ST_PHONEMES_GET,
+    VIX__ST_PHONEMES_PUT,
+    VIX__ST_META_PUT,
+    VIX__ST_META_GET,
+    VIX__ST_COUNT
+};
+
+struct vix_store {
+    sqlite3 *db;
+    bool readonly;
+    char *path;
+    sqlite3_stmt *stmt[VIX__ST_COUNT];
+};
+
+/* A cached statement, or a private copy of it when the cached one is still
+ * stepping (a foreach callback re-entering the store with the same query). */
+typedef struct vix__stmt {
+    sqlite3_stmt *st;
+    bool transient;
+} vix__stmt;
+
+int vix__stmt_acquire(vix_store *store, enum vix__stmt_id id, vix__stmt *ret, erd_diag *diag);
+void vix__stmt_release(vix__stmt *s);
+
+/* Maps a failed SQLite call to an erd code and records "what: sqlite text";
+ * call right after the failing call, before anything else touches the db. */
+int vix__db_fail(vix_store *store, erd_diag *diag, int rc, const char *what);
+
+/* Runs an SQL text without results. */
+int vix__exec(vix_store *store, const char *sql, erd_diag *diag);
+
+/* Inserts the catalog when absent (name must already be valid). */
+int vix__catalog_ensure(vix_store *store, const char *name, int64_t *ret_id, erd_diag *diag);
+
+#endif
