@@ -1,1 +1,84 @@
-/* placeholder: being written */ typedef int erd_placeholder_pho_encoder;
+/* Encoder interface: dispatch on the spec, then through the vtable. */
+#include "phonetics/pho_encoder.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "phonetics/pho_internal.h"
+
+/* name: the spec prefix users write ("baseline:512"); id_prefix: the start of
+ * the id the encoder reports ("baseline-ngram-v1/512"), accepted as a spec
+ * too so an index's metadata names the exact encoder to recreate. */
+static const struct {
+    const char *name;
+    const char *id_prefix;
+    int (*create)(const char *args, pho_encoder **ret, erd_diag *diag);
+} pho__encoders[] = {
+    {"baseline", "baseline-ngram-v1/", pho__baseline_create},
+};
+
+int pho_encoder_create(const char *spec, pho_encoder **ret, erd_diag *diag)
+{
+    if (!spec || !ret)
+        return erd_fail(diag, ERD_EINVAL, "pho_encoder_create: spec and ret are required");
+    for (size_t i = 0; i < sizeof pho__encoders / sizeof pho__encoders[0]; i++) {
+        size_t n = strlen(pho__encoders[i].name);
+        if (strncmp(spec, pho__encoders[i].name, n) == 0 && (spec[n] == '\0' || spec[n] == ':'))
+            return pho__encoders[i].create(spec + n, ret, diag);
+        size_t m = strlen(pho__encoders[i].id_prefix);
+        if (strncmp(spec, pho__encoders[i].id_prefix, m) == 0 && spec[m]) {
+            char args[64];
+            int len = snprintf(args, sizeof args, ":%s", spec + m);
+            if (len < 0 || (size_t)len >= sizeof args)
+                break;
+            return pho__encoders[i].create(args, ret, diag);
+        }
+    }
+    return erd_fail(diag, ERD_EINVAL,
+                    "unknown encoder spec \"%.64s\" (expected \"baseline\" or \"baseline:DIM\")",
+                    spec);
+}
+
+void pho_encoder_destroy(pho_encoder *enc)
+{
+    if (enc)
+        enc->ops->destroy(enc);
+}
+
+const char *pho_encoder_id(const pho_encoder *enc)
+{
+    return enc ? enc->ops->id(enc) : "";
+}
+
+size_t pho_encoder_dim(const pho_encoder *enc)
+{
+    return enc ? enc->ops->dim(enc) : 0;
+}
+
+int pho_encoder_fit(pho_encoder *enc, const pho_phrase *phrases, size_t n, erd_diag *diag)
+{
+    if (!enc || (!phrases && n > 0))
+        return erd_fail(diag, ERD_EINVAL, "pho_encoder_fit: NULL argument");
+    return enc->ops->fit(enc, phrases, n, diag);
+}
+
+int pho_encoder_state_save(const pho_encoder *enc, void **ret_blob, size_t *ret_len)
+{
+    if (!enc || !ret_blob || !ret_len)
+        return ERD_EINVAL;
+    return enc->ops->state_save(enc, ret_blob, ret_len);
+}
+
+int pho_encoder_state_load(pho_encoder *enc, const void *blob, size_t len, erd_diag *diag)
+{
+    if (!enc || (!blob && len > 0))
+        return erd_fail(diag, ERD_EINVAL, "pho_encoder_state_load: NULL argument");
+    return enc->ops->state_load(enc, blob, len, diag);
+}
+
+int pho_encoder_encode(const pho_encoder *enc, const pho_phrase *phrase, float *out)
+{
+    if (!enc || !phrase || !out || (!phrase->tokens && phrase->n_tokens > 0))
+        return ERD_EINVAL;
+    return enc->ops->encode(enc, phrase, out);
+}

@@ -1,0 +1,33 @@
+/* Private to the phonetics module: the encoder vtable, so that a learned
+ * encoder can live in its own file and plug into pho_encoder_create. */
+#ifndef PHO_INTERNAL_H
+#define PHO_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "phonetics/pho_encoder.h"
+
+typedef struct pho_encoder_ops {
+    const char *(*id)(const pho_encoder *enc);
+    size_t (*dim)(const pho_encoder *enc);
+    int (*fit)(pho_encoder *enc, const pho_phrase *phrases, size_t n, erd_diag *diag);
+    int (*state_save)(const pho_encoder *enc, void **ret_blob, size_t *ret_len);
+    int (*state_load)(pho_encoder *enc, const void *blob, size_t len, erd_diag *diag);
+    int (*encode)(const pho_encoder *enc, const pho_phrase *phrase, float *out);
+    void (*destroy)(pho_encoder *enc);
+} pho_encoder_ops;
+
+/* Every encoder embeds this as its first member. */
+struct pho_encoder {
+    const pho_encoder_ops *ops;
+};
+
+/* args: whatever follows "baseline" in the spec: "" or ":DIM". */
+int pho__baseline_create(const char *args, pho_encoder **ret, erd_diag *diag);
+
+/* FNV-1a 64, shared by the inventory hash and state checksums. */
+uint64_t pho__fnv1a64(uint64_t h, const void *data, size_t len);
+#define PHO__FNV_OFFSET 0xcbf29ce484222325ULL
+
+#endif
