@@ -36,6 +36,7 @@ typedef struct vix__corpus {
     size_t tokens_len, tokens_cap;
     size_t *text_off, *tok_off, *tok_n;
     int64_t *ids;
+    unsigned char *derived;
     size_t n, cap;
 } vix__corpus;
 
@@ -47,6 +48,7 @@ static void vix__corpus_free(vix__corpus *c)
     free(c->tok_off);
     free(c->tok_n);
     free(c->ids);
+    free(c->derived);
 }
 
 static int vix__grow(void **p, size_t *cap, size_t need, size_t elem)
@@ -64,7 +66,7 @@ static int vix__grow(void **p, size_t *cap, size_t need, size_t elem)
     return ERD_OK;
 }
 
-static int vix__corpus_add(vix__corpus *c, const vix_phrase *ph, int64_t id)
+static int vix__corpus_add(vix__corpus *c, const vix_phrase *ph, int64_t id, int derived)
 {
     size_t tlen = strlen(ph->text) + 1;
     if (c->n == c->cap) {
@@ -85,6 +87,10 @@ static int vix__corpus_add(vix__corpus *c, const vix_phrase *ph, int64_t id)
         if (!ids)
             return ERD_ENOMEM;
         c->ids = ids;
+        unsigned char *dv = realloc(c->derived, ncap);
+        if (!dv)
+            return ERD_ENOMEM;
+        c->derived = dv;
         c->cap = ncap;
     }
     if (vix__grow((void **)&c->text, &c->text_cap, c->text_len + tlen, 1) < 0 ||
@@ -97,6 +103,7 @@ static int vix__corpus_add(vix__corpus *c, const vix_phrase *ph, int64_t id)
     c->tok_off[c->n] = c->tokens_len;
     c->tok_n[c->n] = ph->n_tokens;
     c->ids[c->n] = id;
+    c->derived[c->n] = (unsigned char)derived;
     c->text_len += tlen;
     c->tokens_len += ph->n_tokens;
     c->n++;
@@ -118,7 +125,7 @@ typedef struct vix__collect {
 
 /* Adds one spoken variant unless this entity already has the same
  * normalised text (aliases often differ only in punctuation). */
-static int vix__add_variant(void *user, const char *variant, size_t len)
+static int vix__add_variant(void *user, const char *variant, size_t len, int derived)
 {
     vix__collect *col = user;
     int rc = vix_phrase_prepare(col->g2p, col->store, variant, len, &col->scratch, col->diag);
@@ -129,10 +136,13 @@ static int vix__add_variant(void *user, const char *variant, size_t len)
         return 1;
     }
     vix__corpus *c = col->corpus;
-    for (size_t i = col->first_of_entity; i < c->n; i++)
-        if (strcmp(c->text + c->text_off[i], col->scratch.text) == 0)
+    for (size_t i = col->first_of_entity; i < c->n; i++) {
+        if (strcmp(c->text + c->text_off[i], col->scratch.text) == 0) {
+            c->derived[i] &= (unsigned char)derived; /* an alias as written outranks a short form */
             return 0;
-    rc = vix__corpus_add(c, &col->scratch, col->rowid);
+        }
+    }
+    rc = vix__corpus_add(c, &col->scratch, col->rowid, derived);
     if (rc < 0) {
         col->rc = erd_fail(col->diag, rc, "out of memory collecting phrases");
         return 1;
@@ -273,6 +283,9 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
             rc = erd_fail(diag, rc, "encoding \"%s\" failed", phrases[i].text);
             goto out;
         }
+        if (corpus.derived[i])
+            for (size_t d = 0; d < dim; d++)
+                vectors[i * dim + d] *= VIX_DERIVED_SCALE;
         if (opts->progress && (i + 1) % 10000 == 0)
             opts->progress(opts->progress_user, "encode", i + 1, corpus.n);
     }
@@ -306,7 +319,9 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     vix_index_meta meta = {0};
     snprintf(meta.encoder_id, sizeof meta.encoder_id, "%s", pho_encoder_id(enc));
     snprintf(meta.factory, sizeof meta.factory, "%s", factory);
-    snprintf(meta.path, sizeof meta.path, "%s", res.index_path);
+    /* Recorded relative to the database's folder so the pair can move. */
+    const char *slash = strrchr(res.index_path, '/');
+    snprintf(meta.path, sizeof meta.path, "%s", slash ? slash + 1 : res.index_path);
     meta.dim = (int64_t)dim;
     meta.vector_count = (int64_t)corpus.n;
     meta.entity_count = (int64_t)res.entities;

@@ -32,6 +32,15 @@ int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t 
     }
 
     rc = pho_tokenize(ipa, tokens, PHO_TOKENS_MAX, &n_tokens);
+    /* A name longer than the token budget is still found by its first few
+     * hundred phonemes: cut the IPA at a word break and keep that. */
+    while (rc == ERD_ETOOLONG) {
+        char *cut = strrchr(ipa, ' ');
+        if (!cut || cut == ipa)
+            break;
+        *cut = '\0';
+        rc = pho_tokenize(ipa, tokens, PHO_TOKENS_MAX, &n_tokens);
+    }
     if (rc < 0)
         return erd_fail(diag, rc, "\"%s\" has no phonemes espeak-ng can speak", norm);
 
@@ -65,7 +74,7 @@ static size_t vix__article_len(const char *s, size_t len)
 /* Emits s and s-without-article, skipping empty results and repeats of the
  * previous emissions (seen[] holds what was emitted so far). */
 typedef struct vix__emitter {
-    int (*cb)(void *user, const char *variant, size_t len);
+    vix_variant_cb cb;
     void *user;
     const char *seen[8];
     size_t seen_len[8];
@@ -84,7 +93,8 @@ static int vix__emit_one(vix__emitter *em, const char *s, size_t len)
         em->seen[em->n_seen] = s;
         em->seen_len[em->n_seen++] = len;
     }
-    return em->cb(em->user, s, len);
+    /* The first emission is always the name as written. */
+    return em->cb(em->user, s, len, em->n_seen > 1);
 }
 
 static int vix__emit(vix__emitter *em, const char *s, size_t len)
@@ -97,8 +107,7 @@ static int vix__emit(vix__emitter *em, const char *s, size_t len)
     return art ? vix__emit_one(em, s + art, len - art) : 0;
 }
 
-int vix_phrase_variants(const char *name, int (*cb)(void *user, const char *variant, size_t len),
-                        void *user)
+int vix_phrase_variants(const char *name, vix_variant_cb cb, void *user)
 {
     vix__emitter em = {.cb = cb, .user = user};
     size_t len = strlen(name);

@@ -25,9 +25,15 @@ int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t 
 
 /* The ways people say a title: the name itself, the parts before and after a
  * colon ("Star Wars: Episode IV"), and each without a leading article.  Calls
- * cb for each distinct raw variant (not yet normalised); cb's non-zero return
- * stops the walk and is returned. */
-int vix_phrase_variants(const char *name, int (*cb)(void *user, const char *variant, size_t len),
-                        void *user);
+ * cb for each distinct raw variant (not yet normalised), with derived = 0 for
+ * the name as written and 1 for a shortened form; cb's non-zero return stops
+ * the walk and is returned. */
+typedef int (*vix_variant_cb)(void *user, const char *variant, size_t len, int derived);
+int vix_phrase_variants(const char *name, vix_variant_cb cb, void *user);
+
+/* Shortened forms score slightly below the name as written, so an entity
+ * whose full name is what was said wins a tie with one whose subtitle was
+ * dropped ("The Hunger Games" vs "The Hunger Games: Official Companion"). */
+#define VIX_DERIVED_SCALE 0.98f
 
 #endif

@@ -110,7 +110,20 @@ static int vix__cmp_rowid(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* An index file named in metadata is relative to the database's folder. */
+static int vix__index_path(const char *db_path, const char *file, char *out, size_t outcap)
+{
+    const char *slash = strrchr(db_path, '/');
+    int n;
+    if (file[0] == '/' || !slash)
+        n = snprintf(out, outcap, "%s", file);
+    else
+        n = snprintf(out, outcap, "%.*s/%s", (int)(slash - db_path), db_path, file);
+    return n < 0 || (size_t)n >= outcap ? ERD_ETOOLONG : ERD_OK;
+}
+
 typedef struct vix__open_ctx {
+    const char *db_path;
     vix_resolver *r;
     vix_store *store;
     erd_diag *diag;
@@ -142,7 +155,13 @@ static int vix__load_catalog(void *user, const vix_catalog_info *info)
     rc = pho_encoder_state_load(cat.enc, meta.encoder_state, meta.encoder_state_len, ctx->diag);
     if (rc < 0)
         goto out;
-    rc = vix_index_read(meta.path, &cat.index, ctx->diag);
+    char path[2048];
+    rc = vix__index_path(ctx->db_path, meta.path, path, sizeof path);
+    if (rc < 0) {
+        rc = erd_fail(ctx->diag, rc, "index path of \"%s\" too long", info->name);
+        goto out;
+    }
+    rc = vix_index_read(path, &cat.index, ctx->diag);
     if (rc < 0)
         goto out;
     if (vix_index_dim(cat.index) != pho_encoder_dim(cat.enc) ||
@@ -202,7 +221,7 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
     rc = vix_store_open(opts->db_path, VIX_STORE_READONLY, &store, diag);
     if (rc < 0)
         goto out;
-    vix__open_ctx ctx = {.r = r, .store = store, .diag = diag};
+    vix__open_ctx ctx = {.db_path = opts->db_path, .r = r, .store = store, .diag = diag};
     rc = vix_store_catalog_foreach(store, vix__load_catalog, &ctx, diag);
     if (rc > 0)
         rc = ctx.rc;
