@@ -1,0 +1,260 @@
+/* FAISS wrapper: factories, ids, search, persistence, errors, threads. */
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "index/vix_index.h"
+#include "tap.h"
+
+#define DIM 32
+#define NVEC 400
+#define K 5
+
+static char tmpdir[64];
+static float vecs[NVEC * DIM];
+static int64_t ids[NVEC];
+
+/* deterministic, so a failure reproduces */
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float frand(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static void make_vectors(void)
+{
+    for (int i = 0; i < NVEC; i++) {
+        float *v = vecs + (size_t)i * DIM, norm = 0;
+        for (int j = 0; j < DIM; j++) {
+            v[j] = frand();
+            norm += v[j] * v[j];
+        }
+        norm = sqrtf(norm);
+        for (int j = 0; j < DIM; j++)
+            v[j] /= norm;
+        ids[i] = 1000 + i / 2; /* two vectors per entity, as for a name and an alias */
+    }
+}
+
+static bool exact_first(const vix_index *ix, const char *label)
+{
+    float scores[NVEC * K];
+    int64_t got[NVEC * K];
+    erd_diag d = {0};
+    int err = vix_index_search(ix, NVEC, vecs, K, scores, got, &d);
+    is_int(err, ERD_OK, "%s: search %s", label, d.msg);
+    int wrong_id = 0, wrong_score = 0;
+    for (int i = 0; i < NVEC; i++) {
+        if (got[i * K] != ids[i])
+            wrong_id++;
+        if (fabsf(scores[i * K] - 1.0f) > 1e-4f)
+            wrong_score++;
+    }
+    is_int(wrong_id, 0, "%s: each vector finds its own id first", label);
+    is_int(wrong_score, 0, "%s: with score ~1", label);
+    ok(scores[0] >= scores[1] && scores[1] >= scores[2], "%s: best first", label);
+    return wrong_id == 0 && wrong_score == 0;
+}
+
+static void test_create(void)
+{
+    erd_diag d = {0};
+    vix_index *ix = NULL;
+
+    is_int(vix_index_create("NoSuchIndexType", DIM, &ix, &d), ERD_EFAISS, "bad factory string");
+    ok(ix == NULL, "no index on failure");
+    ok(strstr(d.msg, "NoSuchIndexType") != NULL && strlen(d.msg) > 30,
+       "FAISS's message carried: %s", d.msg);
+    is_int(vix_index_create("Flat", 0, &ix, &d), ERD_EINVAL, "dimension 0");
+    is_int(vix_index_create("", DIM, &ix, &d), ERD_EINVAL, "empty factory");
+    vix_index_destroy(NULL);
+
+    is_int(vix_index_create("Flat", DIM, &ix, &d), ERD_OK, "Flat: %s", d.msg);
+    is_int(vix_index_dim(ix), DIM, "dim");
+    is_int(vix_index_count(ix), 0, "empty");
+
+    float scores[K];
+    int64_t got[K];
+    is_int(vix_index_search(ix, 1, vecs, K, scores, got, &d), ERD_OK, "search an empty index");
+    ok(got[0] == -1 && got[K - 1] == -1, "all missing");
+    ok(isinf(scores[0]) && scores[0] < 0, "missing score is -INFINITY");
+
+    is_int(vix_index_add(ix, 3, vecs, ids, &d), ERD_OK, "add 3");
+    is_int(vix_index_search(ix, 1, vecs, K, scores, got, &d), ERD_OK, "k larger than the index");
+    is_int(got[0], ids[0], "hit first");
+    is_int(got[3], -1, "then padding id");
+    ok(isinf(scores[4]) && scores[4] < 0, "padding score -INFINITY");
+    is_int(vix_index_search(ix, 1, vecs, 0, scores, got, &d), ERD_EINVAL, "k = 0");
+
+    int64_t bad_ids[2] = {5, -1};
+    is_int(vix_index_add(ix, 2, vecs, bad_ids, &d), ERD_EINVAL, "negative id refused");
+    is_int(vix_index_count(ix), 3, "nothing added");
+    is_int(vix_index_train(ix, 0, NULL, &d), ERD_OK, "Flat needs no training");
+    vix_index_destroy(ix);
+}
+
+static vix_index *build(const char *factory)
+{
+    erd_diag d = {0};
+    vix_index *ix = NULL;
+    is_int(vix_index_create(factory, DIM, &ix, &d), ERD_OK, "create %s: %s", factory, d.msg);
+    if (!ix)
+        return NULL;
+    is_int(vix_index_train(ix, NVEC, vecs, &d), ERD_OK, "%s: train %s", factory, d.msg);
+    is_int(vix_index_add(ix, NVEC, vecs, ids, &d), ERD_OK, "%s: add with duplicate ids %s",
+           factory, d.msg);
+    is_int(vix_index_count(ix), NVEC, "%s: count", factory);
+    return ix;
+}
+
+static void test_persist(vix_index *ix, const char *label)
+{
+    char path[128], tmp[140];
+    erd_diag d = {0};
+    snprintf(path, sizeof path, "%s/%s.faiss", tmpdir, label);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+
+    is_int(vix_index_write(ix, path, &d), ERD_OK, "%s: write %s", label, d.msg);
+    ok(access(tmp, F_OK) != 0, "%s: no temporary left", label);
+    /* a second write replaces the first */
+    is_int(vix_index_write(ix, path, &d), ERD_OK, "%s: overwrite", label);
+
+    vix_index *back = NULL;
+    is_int(vix_index_read(path, &back, &d), ERD_OK, "%s: read back %s", label, d.msg);
+    if (!back)
+        return;
+    is_int(vix_index_dim(back), DIM, "%s: dim survives", label);
+    is_int(vix_index_count(back), NVEC, "%s: count survives", label);
+    static float s1[NVEC * K], s2[NVEC * K];
+    static int64_t i1[NVEC * K], i2[NVEC * K];
+    vix_index_search(ix, NVEC, vecs, K, s1, i1, &d);
+    vix_index_search(back, NVEC, vecs, K, s2, i2, &d);
+    ok(memcmp(i1, i2, sizeof i1) == 0, "%s: same ids after round trip", label);
+    ok(memcmp(s1, s2, sizeof s1) == 0, "%s: same scores after round trip", label);
+    vix_index_destroy(back);
+
+    /* cut the file in half */
+    struct stat sb;
+    stat(path, &sb);
+    ok(truncate(path, sb.st_size / 2) == 0, "%s: truncate", label);
+    back = NULL;
+    memset(&d, 0, sizeof d);
+    is_int(vix_index_read(path, &back, &d), ERD_ECORRUPT, "%s: truncated file", label);
+    ok(back == NULL, "%s: no index from a truncated file", label);
+    ok(d.msg[0] != '\0' && strstr(d.msg, path), "%s: message %s", label, d.msg);
+}
+
+static void test_files(void)
+{
+    erd_diag d = {0};
+    vix_index *ix = NULL;
+    char path[128];
+
+    snprintf(path, sizeof path, "%s/missing.faiss", tmpdir);
+    is_int(vix_index_read(path, &ix, &d), ERD_EIO, "missing file");
+    ok(strstr(d.msg, path) != NULL, "message names the path: %s", d.msg);
+    is_int(vix_index_read(tmpdir, &ix, &d), ERD_EIO, "a directory");
+
+    snprintf(path, sizeof path, "%s/garbage.faiss", tmpdir);
+    FILE *f = fopen(path, "w");
+    fputs("definitely not a faiss index", f);
+    fclose(f);
+    is_int(vix_index_read(path, &ix, &d), ERD_ECORRUPT, "garbage file: %s", d.msg);
+
+    vix_index_create("Flat", 4, &ix, &d);
+    snprintf(path, sizeof path, "%s/no/such/dir/x.faiss", tmpdir);
+    is_int(vix_index_write(ix, path, &d), ERD_EIO, "write into a missing directory");
+    vix_index_destroy(ix);
+}
+
+static void test_ivf(void)
+{
+    erd_diag d = {0};
+    vix_index *ix = NULL;
+    is_int(vix_index_create("IVF4,Flat", DIM, &ix, &d), ERD_OK, "IVF takes ids itself: %s", d.msg);
+    is_int(vix_index_add(ix, 2, vecs, ids, &d), ERD_EINVAL, "add before train refused");
+    is_int(vix_index_train(ix, NVEC, vecs, &d), ERD_OK, "train IVF: %s", d.msg);
+    is_int(vix_index_add(ix, NVEC, vecs, ids, &d), ERD_OK, "add to IVF: %s", d.msg);
+    float scores[K];
+    int64_t got[K];
+    is_int(vix_index_search(ix, 1, vecs + 7 * DIM, K, scores, got, &d), ERD_OK, "IVF search");
+    is_int(got[0], ids[7], "IVF finds the vector");
+    vix_index_destroy(ix);
+}
+
+typedef struct job {
+    const vix_index *ix;
+    float scores[NVEC * K];
+    int64_t ids[NVEC * K];
+    int err;
+} job;
+
+static void *search_job(void *arg)
+{
+    job *j = arg;
+    for (int round = 0; round < 5 && !j->err; round++)
+        j->err = vix_index_search(j->ix, NVEC, vecs, K, j->scores, j->ids, NULL);
+    return NULL;
+}
+
+static void test_threads(const vix_index *ix)
+{
+    static job seq, par[4];
+    seq.ix = ix;
+    search_job(&seq);
+    is_int(seq.err, ERD_OK, "sequential search");
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        par[t].ix = ix;
+        pthread_create(&th[t], NULL, search_job, &par[t]);
+    }
+    for (int t = 0; t < 4; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < 4; t++) {
+        is_int(par[t].err, ERD_OK, "thread %d searched", t);
+        ok(memcmp(par[t].ids, seq.ids, sizeof seq.ids) == 0 &&
+               memcmp(par[t].scores, seq.scores, sizeof seq.scores) == 0,
+           "thread %d matches the sequential results", t);
+    }
+}
+
+int main(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/erd-test-index-XXXXXX");
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    make_vectors();
+    test_create();
+
+    static const char *const factories[] = {"Flat", "HNSW32", "IDMap,Flat"};
+    for (size_t i = 0; i < sizeof factories / sizeof factories[0]; i++) {
+        vix_index *ix = build(factories[i]);
+        if (!ix)
+            continue;
+        exact_first(ix, factories[i]);
+        test_threads(ix);
+        char label[32];
+        snprintf(label, sizeof label, "idx%zu", i);
+        test_persist(ix, label);
+        vix_index_destroy(ix);
+    }
+    test_files();
+    test_ivf();
+
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", tmpdir);
+    return tap_done();
+}
