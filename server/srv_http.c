@@ -49,6 +49,7 @@ typedef struct srv__req {
     size_t body_len, body_cap;
     size_t expected;   /* Content-Length, 0 when absent */
     size_t discarded;  /* bytes read and dropped after the limit was passed */
+    bool method_ok;
     bool too_large;
     bool responded;
     unsigned status;
@@ -245,6 +246,11 @@ static srv__req *srv__req_new(srv_http *h, struct MHD_Connection *conn, const ch
 static enum MHD_Result srv__take_body(srv_http *h, srv__req *r, const char *data, size_t n)
 {
     size_t max = h->cfg->max_body_bytes;
+    /* Bodies sent to a path or method that will be refused are not kept. */
+    if (r->route != SRV__ROUTE_RESOLVE || !r->method_ok) {
+        r->discarded += n;
+        return r->discarded > max + ((size_t)1 << 20) ? MHD_NO : MHD_YES;
+    }
     if (r->too_large || n > max - r->body_len) {
         r->too_large = true;
         r->discarded += n;
@@ -272,6 +278,28 @@ static enum MHD_Result srv__take_body(srv_http *h, srv__req *r, const char *data
     return MHD_YES;
 }
 
+/* Picks the reply once the route, method and body size are known; the
+ * checks run in the order a client can act on (path, method, size). */
+static enum MHD_Result srv__dispatch(srv_http *h, srv__req *r, struct MHD_Connection *conn)
+{
+    if (r->route == SRV__ROUTE_NONE)
+        return srv__send_error(r, conn, ERD_ENOTFOUND,
+                               "no such endpoint (try POST /v1/resolve or GET /healthz)", NULL);
+    if (!r->method_ok) {
+        if (r->route == SRV__ROUTE_RESOLVE)
+            return srv__send_error(r, conn, ERD_EMETHOD, "use POST for /v1/resolve", "POST");
+        return srv__send_error(r, conn, ERD_EMETHOD, "use GET for /healthz", "GET, HEAD");
+    }
+    if (r->too_large) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "request body exceeds %zu bytes", h->cfg->max_body_bytes);
+        return srv__send_error(r, conn, ERD_ETOOLARGE, msg, NULL);
+    }
+    if (r->route == SRV__ROUTE_HEALTHZ)
+        return srv__healthz(h, r, conn);
+    return srv__resolve(h, r, conn);
+}
+
 static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const char *url,
                                    const char *method, const char *version, const char *upload_data,
                                    size_t *upload_data_size, void **con_cls)
@@ -289,35 +317,30 @@ static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const
 
         if (strcmp(url, "/v1/resolve") == 0) {
             r->route = SRV__ROUTE_RESOLVE;
-            if (strcmp(method, MHD_HTTP_METHOD_POST) != 0)
-                return srv__send_error(r, conn, ERD_EMETHOD, "use POST for /v1/resolve", "POST");
-            const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                         MHD_HTTP_HEADER_CONTENT_LENGTH);
-            if (cl) {
-                char *end;
-                errno = 0;
-                unsigned long long v = strtoull(cl, &end, 10);
-                if (errno == 0 && end != cl && v <= h->cfg->max_body_bytes) {
-                    r->expected = (size_t)v;
-                } else {
-                    /* Refuse before reading a byte of it. */
-                    char msg[96];
-                    snprintf(msg, sizeof msg, "request body exceeds %zu bytes",
-                             h->cfg->max_body_bytes);
-                    return srv__send_error(r, conn, ERD_ETOOLARGE, msg, NULL);
-                }
-            }
-            return MHD_YES;
-        }
-        if (strcmp(url, "/healthz") == 0) {
+            r->method_ok = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
+        } else if (strcmp(url, "/healthz") == 0) {
             r->route = SRV__ROUTE_HEALTHZ;
-            if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
-                return srv__send_error(r, conn, ERD_EMETHOD, "use GET for /healthz", "GET, HEAD");
-            return srv__healthz(h, r, conn);
+            r->method_ok = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
+                           strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
         }
-        char msg[96];
-        snprintf(msg, sizeof msg, "no such endpoint (try POST /v1/resolve or GET /healthz)");
-        return srv__send_error(r, conn, ERD_ENOTFOUND, msg, NULL);
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(cl, &end, 10);
+            if (errno == 0 && end != cl && v <= h->cfg->max_body_bytes) {
+                r->expected = (size_t)v;
+            } else {
+                /* Answer before reading a byte of it; MHD then closes the
+                 * connection instead of draining the body. */
+                r->too_large = true;
+                return srv__dispatch(h, r, conn);
+            }
+        }
+        /* Everything else is answered once the request is complete: a reply
+         * queued earlier makes MHD drop the keep-alive connection. */
+        return MHD_YES;
     }
 
     if (*upload_data_size) {
@@ -329,14 +352,7 @@ static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const
     }
     if (r->responded)
         return MHD_YES;
-    if (r->too_large) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "request body exceeds %zu bytes", h->cfg->max_body_bytes);
-        return srv__send_error(r, conn, ERD_ETOOLARGE, msg, NULL);
-    }
-    if (r->route == SRV__ROUTE_RESOLVE)
-        return srv__resolve(h, r, conn);
-    return srv__send_error(r, conn, ERD_EINTERNAL, "request reached no handler", NULL);
+    return srv__dispatch(h, r, conn);
 }
 
 static void srv__log_request(const srv__req *r, enum MHD_RequestTerminationCode toe)
@@ -495,13 +511,14 @@ int srv_http_start(const cfg_config *cfg, vix_resolver *resolver, srv_http **ret
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* The logger goes first so MHD routes even option errors through it. */
     h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, srv__handle, h,
+                                 MHD_OPTION_EXTERNAL_LOGGER, srv__mhd_log, NULL,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                  MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0u,
                                  MHD_OPTION_CONNECTION_LIMIT, conns,
                                  MHD_OPTION_CONNECTION_TIMEOUT, timeout,
                                  MHD_OPTION_NOTIFY_COMPLETED, srv__completed, h,
-                                 MHD_OPTION_EXTERNAL_LOGGER, srv__mhd_log, NULL,
                                  MHD_OPTION_END);
     if (!h->daemon) {
         rc = erd_fail(diag, ERD_EIO, "cannot listen on %s (address in use or not permitted?)",
