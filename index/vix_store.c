@@ -290,18 +290,16 @@ int vix_store_open(const char *path, unsigned flags, vix_store **ret, erd_diag *
         err = vix__db_fail(store, diag, rc, "busy_timeout");
         goto out;
     }
-    if (!readonly) {
-        /* journal_mode reads the header: a non-database file fails here */
-        err = vix__exec(store, "PRAGMA journal_mode=WAL", diag);
-        if (err)
-            goto out;
-        err = vix__exec(store, "PRAGMA synchronous=FULL", diag);
-        if (err)
-            goto out;
-    }
-    err = vix__exec(store, "PRAGMA foreign_keys=ON", diag);
-    if (err)
+    /* journal_mode reads the header: a non-database file fails here */
+    err = vix__exec(store,
+                    readonly ? "PRAGMA foreign_keys=ON"
+                             : "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                               "PRAGMA foreign_keys=ON",
+                    NULL);
+    if (err) {
+        err = erd_fail(diag, err, "store %s: %s", path, sqlite3_errmsg(store->db));
         goto out;
+    }
     err = ensure_schema(store, diag);
     if (err)
         goto out;
