@@ -27,11 +27,15 @@
 #define PHO__BL_MAX_SEQ (2 * PHO_TOKENS_MAX + 1)
 #define PHO__BL_MAX_GRAMS (3 * PHO__BL_MAX_SEQ)
 
-/* Unigrams say which phones occur but not in what order, so anagram-like
- * names collide on them; they are kept at half weight as a fallback for
- * phrases too mangled to share longer grams.  Bigrams and trigrams carry
- * the order. */
-static const float pho__order_weight[4] = {0.0f, 0.5f, 1.0f, 1.0f};
+/* Per-order weights.  IDF already makes trigrams the heaviest features (most
+ * are rare: idf up to ~9.5 on a 10k catalog against ~1.2 for a common
+ * phone), while one misheard phone breaks three trigrams but only one
+ * unigram; halving trigrams keeps a single error from swamping the rest.
+ * Chosen on synthetic phone-substitution noise over the book catalog (not on
+ * the evaluation queries): {1, 1, 0.5} recalled the right title at 10%/20%
+ * noise 96.1%/88.2% fitted, against 95.2%/87.2% for equal weights and
+ * 94.5%/85.6% for half-weight unigrams. */
+static const float pho__order_weight[4] = {0.0f, 1.0f, 1.0f, 0.5f};
 
 /* State blob: header, df table, FNV-1a 64 checksum of everything before it. */
 static const char pho__magic[8] = {'E', 'R', 'D', 'B', 'I', 'D', 'F', '\0'};
