@@ -3,19 +3,34 @@
 #ifndef ERD_TAP_H
 #define ERD_TAP_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 static int tap__n, tap__failed;
+
+/* A description is one TAP line, cut to the buffer: control characters
+ * from test inputs would start lines the TAP reader cannot parse. */
+__attribute__((format(printf, 3, 4))) static inline void tap__describe(char *buf, size_t cap,
+                                                                        const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+    for (char *s = buf; *s; s++)
+        if ((unsigned char)*s < 0x20)
+            *s = ' ';
+}
 
 #define ok(cond, ...)                                                        \
     do {                                                                     \
         int tap__c = !!(cond);                                               \
         tap__n++;                                                            \
         if (!tap__c) tap__failed++;                                          \
-        printf("%s %d - ", tap__c ? "ok" : "not ok", tap__n);                \
-        printf(__VA_ARGS__);                                                 \
-        printf("\n");                                                        \
+        char tap__d[512];                                                    \
+        tap__describe(tap__d, sizeof tap__d, __VA_ARGS__);                   \
+        printf("%s %d - %s\n", tap__c ? "ok" : "not ok", tap__n, tap__d);    \
         if (!tap__c) printf("#   failed at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
     } while (0)
 
