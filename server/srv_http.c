@@ -246,19 +246,16 @@ static srv__req *srv__req_new(srv_http *h, struct MHD_Connection *conn, const ch
 static enum MHD_Result srv__take_body(srv_http *h, srv__req *r, const char *data, size_t n)
 {
     size_t max = h->cfg->max_body_bytes;
-    /* Bodies sent to a path or method that will be refused are not kept. */
-    if (r->route != SRV__ROUTE_RESOLVE || !r->method_ok) {
-        r->discarded += n;
-        return r->discarded > max + ((size_t)1 << 20) ? MHD_NO : MHD_YES;
-    }
-    if (r->too_large || n > max - r->body_len) {
+    /* Bodies sent to a path or method that will be refused are not kept
+     * either. */
+    bool keep = r->route == SRV__ROUTE_RESOLVE && r->method_ok;
+    if (keep && !r->too_large && n > max - r->body_len)
         r->too_large = true;
+    if (!keep || r->too_large) {
         r->discarded += n;
         /* A client streaming far past the limit gets cut off instead of
          * being read forever. */
-        if (r->discarded > max + ((size_t)1 << 20))
-            return MHD_NO;
-        return MHD_YES;
+        return r->discarded > max + ((size_t)1 << 20) ? MHD_NO : MHD_YES;
     }
     if (n > r->body_cap - r->body_len) {
         size_t want = r->body_len + n;
