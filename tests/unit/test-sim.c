@@ -1,0 +1,385 @@
+/* Simulator: the phrase generator is a function of its seed, plans are a
+ * function of (seed, index), records have the dev set's shape, and a real
+ * flite + sox + pocketsphinx run hears what was said, resumes, and refuses
+ * an output file made from other phrases. */
+#include <jansson.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "phonetics/sim/pho_phrasegen.h"
+#include "phonetics/sim/pho_sim.h"
+#include "tap.h"
+
+#define N_GEN 300
+
+typedef struct collected {
+    char **v;
+    enum pho_phrase_kind *kind;
+    size_t n;
+} collected;
+
+static int collect(void *ctx, const char *phrase, enum pho_phrase_kind kind)
+{
+    collected *c = ctx;
+    if (c->n == N_GEN)
+        return ERD_ETOOLONG;
+    c->v[c->n] = strdup(phrase);
+    c->kind[c->n] = kind;
+    c->n++;
+    return ERD_OK;
+}
+
+static void collected_free(collected *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->v[i]);
+    c->n = 0;
+}
+
+static int generate(pho_phrasegen *g, uint64_t seed, unsigned kinds, collected *c)
+{
+    collected_free(c);
+    return pho_phrasegen_run(g, seed, N_GEN, kinds, collect, c, NULL);
+}
+
+static int same_list(const collected *a, const collected *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (size_t i = 0; i < a->n; i++)
+        if (strcmp(a->v[i], b->v[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static size_t words(const char *s)
+{
+    size_t n = 0;
+    for (const char *p = s; *p; p++)
+        n += *p != ' ' && (p == s || p[-1] == ' ');
+    return n;
+}
+
+static void test_phrasegen(void)
+{
+    static char *va[N_GEN], *vb[N_GEN];
+    static enum pho_phrase_kind ka[N_GEN], kb[N_GEN];
+    collected a = {va, ka, 0}, b = {vb, kb, 0};
+    pho_phrasegen *g = NULL;
+    erd_diag diag = {0};
+    unsigned kinds = 0;
+
+    is_int(pho_phrasegen_parse_kinds("words,titles", &kinds, NULL), ERD_OK, "kinds parse");
+    is_int(kinds, PHO_KIND_WORD | PHO_KIND_TITLE, "kinds mask");
+    ok(pho_phrasegen_parse_kinds("words,songs", &kinds, NULL) == ERD_EINVAL, "unknown kind");
+    ok(pho_phrasegen_parse_kinds(",", &kinds, NULL) == ERD_EINVAL, "no kinds");
+
+    if (access(PHO_PHRASEGEN_WORDNET_DIR "/data.noun", R_OK) != 0 ||
+        access(PHO_PHRASEGEN_CMUDICT, R_OK) != 0) {
+        ok(1, "# SKIP WordNet or the CMU dictionary is not installed");
+        return;
+    }
+    int rc = pho_phrasegen_create(NULL, &g, &diag);
+    is_int(rc, ERD_OK, "generator loads (%s)", rc ? diag.msg : "ok");
+    if (rc)
+        return;
+    pho_phrasegen_stats st;
+    pho_phrasegen_get_stats(g, &st);
+    ok(st.nouns > 1000 && st.adjectives > 500 && st.expressions > 1000 && st.people > 500 &&
+           st.places > 200,
+       "pools are filled (%zu nouns, %zu expressions, %zu people)", st.nouns, st.expressions,
+       st.people);
+
+    is_int(generate(g, 42, PHO_KIND_ALL, &a), ERD_OK, "seed 42");
+    is_int(generate(g, 42, PHO_KIND_ALL, &b), ERD_OK, "seed 42 again");
+    is_int(a.n, N_GEN, "count honoured");
+    ok(same_list(&a, &b), "same seed, same phrases");
+    is_int(generate(g, 43, PHO_KIND_ALL, &b), ERD_OK, "seed 43");
+    size_t same = 0;
+    for (size_t i = 0; i < a.n && i < b.n; i++)
+        same += strcmp(a.v[i], b.v[i]) == 0;
+    ok(same < N_GEN / 10, "another seed, other phrases (%zu of %d equal)", same, N_GEN);
+
+    size_t kinds_seen[16] = {0}, bad_titles = 0, empty = 0, multi = 0, dup = 0;
+    for (size_t i = 0; i < a.n; i++) {
+        size_t w = words(a.v[i]);
+        kinds_seen[a.kind[i]]++;
+        empty += w == 0;
+        multi += w >= 2;
+        bad_titles += a.kind[i] == PHO_KIND_TITLE && (w < 2 || w > 8);
+        for (size_t j = 0; j < i; j++)
+            dup += strcasecmp(a.v[i], a.v[j]) == 0;
+    }
+    is_int(empty, 0, "no empty phrase");
+    is_int(dup, 0, "phrases are distinct");
+    is_int(bad_titles, 0, "titles have 2..8 words");
+    ok(kinds_seen[PHO_KIND_WORD] && kinds_seen[PHO_KIND_PHRASE] && kinds_seen[PHO_KIND_NAME] &&
+           kinds_seen[PHO_KIND_TITLE],
+       "all four kinds appear");
+    ok(kinds_seen[PHO_KIND_TITLE] > kinds_seen[PHO_KIND_WORD], "titles outnumber single words");
+    ok(multi > a.n / 2, "mostly multi-word (%zu of %zu)", multi, a.n);
+
+    is_int(generate(g, 7, PHO_KIND_WORD, &b), ERD_OK, "words only");
+    size_t single = 0;
+    for (size_t i = 0; i < b.n; i++)
+        single += words(b.v[i]) == 1 && b.kind[i] == PHO_KIND_WORD;
+    is_int(single, b.n, "words kind gives single words");
+
+    collected_free(&a);
+    collected_free(&b);
+    pho_phrasegen_destroy(g);
+    pho_phrasegen_destroy(NULL);
+}
+
+static void test_plans(void)
+{
+    pho_sim_opts o;
+    pho_sim_plan p1, p2;
+    size_t noisy = 0, voice_kal = 0, in_range = 0;
+
+    pho_sim_opts_init(&o);
+    is_int(pho_sim_opts_check(&o, NULL), ERD_OK, "defaults are valid");
+    is_int(pho_sim_opts_set_voices(&o, "slt,,kal", NULL), ERD_OK, "voices parse");
+    is_int(o.n_voices, 2, "two voices");
+    ok(pho_sim_opts_set_voices(&o, "slt;rm -rf", NULL) == ERD_EINVAL, "voice names checked");
+    o.nbest = 0;
+    ok(pho_sim_opts_check(&o, NULL) == ERD_EINVAL, "nbest 0 refused");
+    o.nbest = 5;
+
+    pho_sim_plan_for(&o, 17, &p1);
+    pho_sim_plan_for(&o, 17, &p2);
+    ok(p1.voice == p2.voice && p1.speed == p2.speed && p1.noise == p2.noise &&
+           p1.noise_seed == p2.noise_seed,
+       "plan is a function of (seed, index)");
+    for (uint64_t i = 0; i < 1000; i++) {
+        pho_sim_plan_for(&o, i, &p1);
+        noisy += p1.noise != PHO_NOISE_NONE;
+        voice_kal += !strcmp(p1.voice, "kal");
+        in_range += p1.speed >= o.speed_min && p1.speed <= o.speed_max && p1.snr_db >= o.snr_min &&
+                    p1.snr_db <= o.snr_max;
+    }
+    ok(noisy > 230 && noisy < 370, "about 30%% noisy (%zu of 1000)", noisy);
+    ok(voice_kal > 400 && voice_kal < 600, "voices drawn evenly (%zu of 1000 kal)", voice_kal);
+    is_int(in_range, 1000, "speed and SNR within their ranges");
+    o.seed = 2;
+    size_t differ = 0;
+    for (uint64_t i = 0; i < 100; i++) {
+        pho_sim_plan_for(&o, i, &p2);
+        o.seed = 1;
+        pho_sim_plan_for(&o, i, &p1);
+        o.seed = 2;
+        differ += p1.speed != p2.speed;
+    }
+    ok(differ > 90, "another seed, other plans");
+}
+
+static void test_record(void)
+{
+    pho_sim_opts o;
+    pho_sim_result r;
+    char *s = NULL;
+
+    pho_sim_opts_init(&o);
+    memset(&r, 0, sizeof r);
+    pho_sim_plan_for(&o, 3, &r.plan);
+    r.plan.noise = PHO_NOISE_PINK;
+    r.plan.snr_db = 12.5;
+    r.plan.speed = 0.933;
+    snprintf(r.hyps[0].text, sizeof r.hyps[0].text, "time of the gypsies");
+    r.hyps[0].score = -6632;
+    snprintf(r.hyps[1].text, sizeof r.hyps[1].text, "time of the gypsy is");
+    r.hyps[1].score = -27698;
+    r.n_hyps = 2;
+    is_int(pho_sim_record_json(3, "Time of the Gypsies", &r, &s, NULL), ERD_OK, "record");
+    json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+    ok(j != NULL, "record is JSON");
+    is_str(json_string_value(json_object_get(j, "id")), "sim-3", "id");
+    is_str(json_string_value(json_object_get(j, "spoken")), "Time of the Gypsies", "spoken");
+    ok(!strncmp(json_string_value(json_object_get(j, "voice")), "flite:", 6), "voice");
+    json_t *pt = json_object_get(j, "perturb");
+    ok(json_is_true(json_object_get(pt, "noise")), "noise flag");
+    ok(json_real_value(json_object_get(pt, "speed")) == 0.933, "speed");
+    ok(s && strstr(s, "\"speed\": 0.933,"), "speed written short: %s", s ? s : "");
+    is_str(json_string_value(json_object_get(pt, "noise_type")), "pink", "noise type");
+    json_t *nb = json_object_get(j, "nbest");
+    is_int(json_array_size(nb), 2, "two hypotheses");
+    is_int(json_integer_value(json_object_get(json_array_get(nb, 1), "score")), -27698,
+           "score kept");
+    json_decref(j);
+    free(s);
+    ok(pho_sim_record_json(3, "bad \xff utf8", &r, &s, NULL) == ERD_EUTF8, "invalid UTF-8");
+}
+
+static int in_path(const char *prog)
+{
+    const char *path = getenv("PATH");
+    char buf[4096];
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+        size_t len = strcspn(p, ":");
+        if (snprintf(buf, sizeof buf, "%.*s/%s", (int)len, p, prog) < (int)sizeof buf &&
+            access(buf, X_OK) == 0)
+            return 1;
+        p += len;
+        p += *p == ':';
+    }
+    return 0;
+}
+
+static size_t count_lines(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = 0;
+    int c;
+    if (!f)
+        return 0;
+    while ((c = fgetc(f)) != EOF)
+        n += c == '\n';
+    fclose(f);
+    return n;
+}
+
+static void test_end_to_end(void)
+{
+    static const char *const phrases[] = {"good morning", "The Silent Harbor", "lighthouse"};
+    char dir[] = "/tmp/erd-test-sim-XXXXXX", in[128], out[128], other[128];
+    pho_sim_opts o;
+    pho_sim_batch b = {0};
+    pho_sim_progress prog;
+    erd_diag diag = {0};
+    FILE *f;
+    int rc;
+
+    if (!in_path("flite") || !in_path("sox") ||
+        access(PHO_SIM_MODEL_DIR "/en-us/mdef", R_OK) != 0) {
+        ok(1, "# SKIP flite, sox or the pocketsphinx en-us model is missing");
+        return;
+    }
+    if (!mkdtemp(dir)) {
+        ok(0, "mkdtemp");
+        return;
+    }
+    snprintf(in, sizeof in, "%s/phrases.txt", dir);
+    snprintf(out, sizeof out, "%s/pairs.jsonl", dir);
+    snprintf(other, sizeof other, "%s/other.txt", dir);
+    f = fopen(in, "w");
+    for (size_t i = 0; f && i < 3; i++)
+        fprintf(f, "%s\n%s", phrases[i], i == 0 ? "\n" : ""); /* a blank line is skipped */
+    if (f)
+        fclose(f);
+
+    /* A clear voice at normal speed: "good morning" must come through. */
+    pho_sim_opts_init(&o);
+    pho_sim_opts_set_voices(&o, "slt", NULL);
+    o.speed_min = o.speed_max = 1.0;
+    o.noise_prob = 0.0;
+    b.in_path = in;
+    b.out_path = out;
+    b.jobs = 2;
+    rc = pho_sim_run_batch(&o, &b, &prog, &diag);
+    is_int(rc, ERD_OK, "batch runs (%s)", rc ? diag.msg : "ok");
+    is_int(prog.done, 3, "three records written");
+    is_int(prog.failed, 0, "none failed");
+    is_int(count_lines(out), 3, "three lines");
+
+    int seen[3] = {0}, heard_morning = 0;
+    char line[8192];
+    f = fopen(out, "r");
+    while (f && fgets(line, sizeof line, f)) {
+        json_t *j = json_loads(line, 0, NULL);
+        const char *id = json_string_value(json_object_get(j, "id"));
+        json_t *nb = json_object_get(j, "nbest");
+        size_t n = json_array_size(nb), distinct = 1;
+        ok(j && id && !strncmp(id, "sim-", 4), "line parses: %.60s", line);
+        int idx = id ? atoi(id + 4) : -1;
+        ok(idx >= 0 && idx < 3, "id in range");
+        if (idx < 0 || idx > 2) {
+            json_decref(j);
+            continue;
+        }
+        seen[idx]++;
+        is_str(json_string_value(json_object_get(j, "spoken")), phrases[idx], "spoken text");
+        ok(n >= 1 && n <= 5, "%s: %zu hypotheses", phrases[idx], n);
+        for (size_t a = 1; a < n; a++) {
+            int dup = 0;
+            for (size_t c = 0; c < a; c++)
+                dup |= !strcmp(json_string_value(json_object_get(json_array_get(nb, a), "text")),
+                               json_string_value(json_object_get(json_array_get(nb, c), "text")));
+            distinct += !dup;
+        }
+        is_int(distinct, n, "%s: hypotheses are distinct", phrases[idx]);
+        for (size_t a = 0; a < n; a++) {
+            const char *t = json_string_value(json_object_get(json_array_get(nb, a), "text"));
+            ok(t && *t && json_is_integer(json_object_get(json_array_get(nb, a), "score")),
+               "%s: hypothesis %zu \"%s\"", phrases[idx], a, t ? t : "");
+            if (idx == 0 && t && strstr(t, "morning"))
+                heard_morning = 1;
+        }
+        json_decref(j);
+    }
+    if (f)
+        fclose(f);
+    ok(seen[0] == 1 && seen[1] == 1 && seen[2] == 1, "each phrase once");
+    ok(heard_morning, "\"good morning\" is heard as something with \"morning\"");
+
+    /* A killed run leaves a torn last line; a rerun drops it, skips the rest. */
+    f = fopen(out, "a");
+    if (f) {
+        fputs("{\"id\": \"sim-", f);
+        fclose(f);
+    }
+    rc = pho_sim_run_batch(&o, &b, &prog, &diag);
+    is_int(rc, ERD_OK, "rerun (%s)", rc ? diag.msg : "ok");
+    is_int(prog.skipped, 3, "rerun skips what is done");
+    is_int(prog.done, 0, "and does nothing more");
+    is_int(count_lines(out), 3, "torn line dropped");
+
+    /* The same output against another phrase list is refused. */
+    f = fopen(other, "w");
+    if (f) {
+        fputs("bad weather\nsomething else\n", f);
+        fclose(f);
+    }
+    b.in_path = other;
+    ok(pho_sim_run_batch(&o, &b, &prog, &diag) == ERD_EMISMATCH, "foreign output refused");
+
+    /* The same phrase and index decode the same way in another worker. */
+    pho_sim_worker *w = NULL;
+    pho_sim_result *r1 = calloc(1, sizeof *r1), *r2 = calloc(1, sizeof *r2);
+    rc = pho_sim_worker_create(&o, dir, 9, &w, &diag);
+    is_int(rc, ERD_OK, "worker (%s)", rc ? diag.msg : "ok");
+    if (rc == ERD_OK && r1 && r2) {
+        o.noise_prob = 1.0; /* noise is seeded too */
+        is_int(pho_sim_worker_run(w, 0, "good morning", r1, &diag), ERD_OK, "run once");
+        is_int(pho_sim_worker_run(w, 5, "lighthouse", r2, &diag), ERD_OK, "another phrase");
+        is_int(pho_sim_worker_run(w, 0, "good morning", r2, &diag), ERD_OK, "run twice");
+        ok(r1->plan.noise != PHO_NOISE_NONE, "noisy plan");
+        int same = r1->n_hyps == r2->n_hyps && r1->n_hyps > 0;
+        for (size_t i = 0; same && i < r1->n_hyps; i++)
+            same = !strcmp(r1->hyps[i].text, r2->hyps[i].text) &&
+                   r1->hyps[i].score == r2->hyps[i].score;
+        ok(same, "decode does not depend on what the worker decoded before (\"%s\" / \"%s\")",
+           r1->hyps[0].text, r2->hyps[0].text);
+        is_int(pho_sim_worker_run(w, 1, "", r1, &diag), ERD_EEMPTY, "empty phrase refused");
+    }
+    pho_sim_worker_destroy(w);
+    pho_sim_worker_destroy(NULL);
+    free(r1);
+    free(r2);
+
+    unlink(in);
+    unlink(out);
+    unlink(other);
+    rmdir(dir);
+}
+
+int main(void)
+{
+    test_phrasegen();
+    test_plans();
+    test_record();
+    test_end_to_end();
+    return tap_done();
+}
