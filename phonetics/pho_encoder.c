@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "phonetics/pho_internal.h"
+#include "phonetics/pho_model.h"
 
 /* name: the spec prefix users write ("baseline:512"); id_prefix: the start of
  * the id the encoder reports ("baseline-ngram-v1/512"), accepted as a spec
@@ -15,6 +16,8 @@ static const struct {
     int (*create)(const char *args, pho_encoder **ret, erd_diag *diag);
 } pho__encoders[] = {
     {"baseline", "baseline-ngram-v1/", pho__baseline_create},
+    /* the id is "model:PATH#checksum", itself a spec: no id prefix needed */
+    {"model", NULL, pho__siamese_create},
 };
 
 int pho_encoder_create(const char *spec, pho_encoder **ret, erd_diag *diag)
@@ -25,6 +28,8 @@ int pho_encoder_create(const char *spec, pho_encoder **ret, erd_diag *diag)
         size_t n = strlen(pho__encoders[i].name);
         if (strncmp(spec, pho__encoders[i].name, n) == 0 && (spec[n] == '\0' || spec[n] == ':'))
             return pho__encoders[i].create(spec + n, ret, diag);
+        if (!pho__encoders[i].id_prefix)
+            continue;
         size_t m = strlen(pho__encoders[i].id_prefix);
         if (strncmp(spec, pho__encoders[i].id_prefix, m) == 0 && spec[m]) {
             char args[64];
@@ -35,7 +40,8 @@ int pho_encoder_create(const char *spec, pho_encoder **ret, erd_diag *diag)
         }
     }
     return erd_fail(diag, ERD_EINVAL,
-                    "unknown encoder spec \"%.64s\" (expected \"baseline\" or \"baseline:DIM\")",
+                    "unknown encoder spec \"%.64s\" (expected \"baseline\", \"baseline:DIM\" or "
+                    "\"model:PATH\")",
                     spec);
 }
 

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "server/srv_cli.h"
+#include "server/srv_train.h"
 
 static const struct {
     const char *name;
@@ -14,6 +15,7 @@ static const struct {
     {"resolve", srv_cli_resolve, "resolve one query from the command line"},
     {"eval", srv_cli_eval, "measure accuracy on a spoken-queries file"},
     {"config", srv_cli_config, "print the effective configuration"},
+    {"train", srv_cli_train, "train the learned phonetic encoder on simulated ASR pairs"},
 };
 
 static void usage(FILE *out)

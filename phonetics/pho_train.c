@@ -1,0 +1,951 @@
+/* Contrastive training of the learned encoder; see pho_train.h. */
+#include "phonetics/pho_train.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "phonetics/pho_internal.h"
+
+#define PHO__THREADS_MAX 64
+#define PHO__HARD_K_MAX 64
+/* Key of the held-out split: fixed, so every seed is judged on one slice. */
+#define PHO__SPLIT_KEY 0x6a09e667f3bcc909ULL
+
+struct pho_trainset {
+    pho_token *tok;
+    size_t n_tok, cap_tok;
+    size_t *seq_off;
+    uint32_t *seq_len;
+    size_t n_seq, cap_seq;
+    uint32_t *phr_seq; /* phrase -> its sequence */
+    uint64_t *phr_hash;
+    char **phr_text;
+    size_t n_phr, cap_phr;
+    uint32_t *table; /* open addressing over phrases: index + 1, 0 empty */
+    size_t table_cap;
+    uint32_t *pair_seq, *pair_phr;
+    size_t n_pairs, cap_pairs;
+};
+
+static uint64_t pho__mix(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+static double pho__unit(uint64_t x)
+{
+    return (double)(pho__mix(x) >> 11) / 9007199254740992.0;
+}
+
+static double pho__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Grows *p (of *cap elements of size sz) to hold need elements. */
+static int pho__grow(void **p, size_t *cap, size_t need, size_t sz)
+{
+    size_t n = *cap ? *cap : 64;
+    void *q;
+
+    if (need <= *cap)
+        return ERD_OK;
+    while (n < need)
+        n *= 2;
+    q = realloc(*p, n * sz);
+    if (!q)
+        return ERD_ENOMEM;
+    *p = q;
+    *cap = n;
+    return ERD_OK;
+}
+
+int pho_trainset_create(pho_trainset **ret)
+{
+    pho_trainset *ts = calloc(1, sizeof *ts);
+
+    if (!ts)
+        return ERD_ENOMEM;
+    *ret = ts;
+    return ERD_OK;
+}
+
+void pho_trainset_destroy(pho_trainset *ts)
+{
+    if (!ts)
+        return;
+    for (size_t i = 0; i < ts->n_phr; i++)
+        free(ts->phr_text[i]);
+    free(ts->tok);
+    free(ts->seq_off);
+    free(ts->seq_len);
+    free(ts->phr_seq);
+    free(ts->phr_hash);
+    free(ts->phr_text);
+    free(ts->table);
+    free(ts->pair_seq);
+    free(ts->pair_phr);
+    free(ts);
+}
+
+size_t pho_trainset_n_phrases(const pho_trainset *ts)
+{
+    return ts->n_phr;
+}
+
+size_t pho_trainset_n_pairs(const pho_trainset *ts)
+{
+    return ts->n_pairs;
+}
+
+static int pho__valid_tokens(const pho_token *t, size_t n)
+{
+    if (n == 0)
+        return ERD_EEMPTY;
+    if (n > PHO_TOKENS_MAX)
+        return ERD_ETOOLONG;
+    for (size_t i = 0; i < n; i++)
+        if (t[i].phone == 0 || t[i].phone >= PHO_N_PHONES || t[i].stress > 2)
+            return ERD_EINVAL;
+    return ERD_OK;
+}
+
+static int pho__add_seq(pho_trainset *ts, const pho_token *t, size_t n, uint32_t *ret)
+{
+    if (ts->n_seq >= UINT32_MAX ||
+        pho__grow((void **)&ts->tok, &ts->cap_tok, ts->n_tok + n, sizeof *ts->tok) < 0)
+        return ERD_ENOMEM;
+    size_t cap = ts->cap_seq;
+    if (pho__grow((void **)&ts->seq_off, &cap, ts->n_seq + 1, sizeof *ts->seq_off) < 0 ||
+        pho__grow((void **)&ts->seq_len, &ts->cap_seq, ts->n_seq + 1, sizeof *ts->seq_len) < 0)
+        return ERD_ENOMEM;
+    if (cap != ts->cap_seq) /* keep both arrays at one capacity */
+        return ERD_ENOMEM;
+    memcpy(ts->tok + ts->n_tok, t, sizeof *t * n);
+    for (size_t i = 0; i < n; i++)
+        ts->tok[ts->n_tok + i].reserved = 0;
+    ts->seq_off[ts->n_seq] = ts->n_tok;
+    ts->seq_len[ts->n_seq] = (uint32_t)n;
+    ts->n_tok += n;
+    *ret = (uint32_t)ts->n_seq++;
+    return ERD_OK;
+}
+
+static uint64_t pho__tokens_hash(const pho_token *t, size_t n)
+{
+    uint64_t h = PHO__FNV_OFFSET;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char b[3] = {t[i].phone, t[i].stress, t[i].word_start ? 1 : 0};
+        h = pho__fnv1a64(h, b, sizeof b);
+    }
+    return h;
+}
+
+static int pho__same_tokens(const pho_trainset *ts, uint32_t seq, const pho_token *t, size_t n)
+{
+    const pho_token *s = ts->tok + ts->seq_off[seq];
+    if (ts->seq_len[seq] != n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i].phone != t[i].phone || s[i].stress != t[i].stress ||
+            !s[i].word_start != !t[i].word_start)
+            return 0;
+    return 1;
+}
+
+static int pho__rehash(pho_trainset *ts)
+{
+    size_t cap = ts->table_cap ? ts->table_cap * 2 : 1024;
+    uint32_t *t = calloc(cap, sizeof *t);
+
+    if (!t)
+        return ERD_ENOMEM;
+    for (size_t i = 0; i < ts->n_phr; i++) {
+        size_t s = ts->phr_hash[i] & (cap - 1);
+        while (t[s])
+            s = (s + 1) & (cap - 1);
+        t[s] = (uint32_t)i + 1;
+    }
+    free(ts->table);
+    ts->table = t;
+    ts->table_cap = cap;
+    return ERD_OK;
+}
+
+int pho_trainset_add_phrase(pho_trainset *ts, const char *text, const pho_token *tokens, size_t n,
+                            uint32_t *ret_idx)
+{
+    uint64_t h;
+    size_t s, cap;
+    uint32_t seq;
+    char *copy;
+    int rc = pho__valid_tokens(tokens, n);
+
+    if (rc < 0)
+        return rc;
+    if (2 * (ts->n_phr + 1) > ts->table_cap && pho__rehash(ts) < 0)
+        return ERD_ENOMEM;
+    h = pho__tokens_hash(tokens, n);
+    for (s = h & (ts->table_cap - 1); ts->table[s]; s = (s + 1) & (ts->table_cap - 1)) {
+        uint32_t i = ts->table[s] - 1;
+        if (ts->phr_hash[i] == h && pho__same_tokens(ts, ts->phr_seq[i], tokens, n)) {
+            *ret_idx = i;
+            return ERD_OK;
+        }
+    }
+    cap = ts->cap_phr;
+    if (pho__grow((void **)&ts->phr_seq, &cap, ts->n_phr + 1, sizeof *ts->phr_seq) < 0)
+        return ERD_ENOMEM;
+    cap = ts->cap_phr;
+    if (pho__grow((void **)&ts->phr_hash, &cap, ts->n_phr + 1, sizeof *ts->phr_hash) < 0 ||
+        pho__grow((void **)&ts->phr_text, &ts->cap_phr, ts->n_phr + 1, sizeof *ts->phr_text) < 0)
+        return ERD_ENOMEM;
+    copy = strdup(text ? text : "");
+    if (!copy)
+        return ERD_ENOMEM;
+    rc = pho__add_seq(ts, tokens, n, &seq);
+    if (rc < 0) {
+        free(copy);
+        return rc;
+    }
+    ts->phr_seq[ts->n_phr] = seq;
+    ts->phr_hash[ts->n_phr] = h;
+    ts->phr_text[ts->n_phr] = copy;
+    ts->table[s] = (uint32_t)ts->n_phr + 1;
+    *ret_idx = (uint32_t)ts->n_phr++;
+    return ERD_OK;
+}
+
+int pho_trainset_add_pair(pho_trainset *ts, uint32_t phrase, const pho_token *tokens, size_t n)
+{
+    uint32_t seq;
+    size_t cap = ts->cap_pairs;
+    int rc = pho__valid_tokens(tokens, n);
+
+    if (rc < 0)
+        return rc;
+    if (phrase >= ts->n_phr)
+        return ERD_EINVAL;
+    if (pho__grow((void **)&ts->pair_seq, &cap, ts->n_pairs + 1, sizeof *ts->pair_seq) < 0 ||
+        pho__grow((void **)&ts->pair_phr, &ts->cap_pairs, ts->n_pairs + 1,
+                  sizeof *ts->pair_phr) < 0)
+        return ERD_ENOMEM;
+    /* a hypothesis identical to its phrase needs no copy of its own */
+    if (pho__same_tokens(ts, ts->phr_seq[phrase], tokens, n))
+        seq = ts->phr_seq[phrase];
+    else if ((rc = pho__add_seq(ts, tokens, n, &seq)) < 0)
+        return rc;
+    ts->pair_seq[ts->n_pairs] = seq;
+    ts->pair_phr[ts->n_pairs] = phrase;
+    ts->n_pairs++;
+    return ERD_OK;
+}
+
+static int pho__heldout(const pho_trainset *ts, size_t phrase, double holdout)
+{
+    return pho__unit(ts->phr_hash[phrase] ^ PHO__SPLIT_KEY) < holdout;
+}
+
+/* ---- running work on threads ---- */
+
+typedef void (*pho__work_fn)(void *arg, unsigned t, unsigned n_threads);
+
+typedef struct pho__task {
+    pho__work_fn fn;
+    void *arg;
+    unsigned t, n;
+} pho__task;
+
+static void *pho__task_main(void *p)
+{
+    pho__task *k = p;
+    k->fn(k->arg, k->t, k->n);
+    return NULL;
+}
+
+/* Runs fn for slices 0..n-1, slice 0 here and the rest on threads.  A
+ * thread that cannot be started has its slice run here afterwards: the
+ * result depends on the slicing, never on what ran where. */
+static void pho__parallel(unsigned n, pho__work_fn fn, void *arg)
+{
+    pthread_t th[PHO__THREADS_MAX];
+    pho__task tk[PHO__THREADS_MAX];
+    int started[PHO__THREADS_MAX] = {0};
+
+    for (unsigned t = 1; t < n; t++) {
+        tk[t] = (pho__task){fn, arg, t, n};
+        started[t] = pthread_create(&th[t], NULL, pho__task_main, &tk[t]) == 0;
+    }
+    fn(arg, 0, n);
+    for (unsigned t = 1; t < n; t++) {
+        if (started[t])
+            pthread_join(th[t], NULL);
+        else
+            fn(arg, t, n);
+    }
+}
+
+static void pho__slice(size_t n, unsigned t, unsigned T, size_t *lo, size_t *hi)
+{
+    *lo = n * t / T;
+    *hi = n * (t + 1) / T;
+}
+
+/* ---- the batch loss ---- */
+
+typedef struct pho__engine {
+    const pho_model *m;
+    unsigned threads;
+    pho_model_cache *cache[PHO__THREADS_MAX];
+    float *grad[PHO__THREADS_MAX];
+    int own_grad;
+    size_t cap, n;
+    const pho_token **tok;
+    size_t *len;
+    float *y, *dy;
+    double *acc; /* n x D gradient accumulator */
+} pho__engine;
+
+static void pho__engine_free(pho__engine *e)
+{
+    for (unsigned t = 0; t < PHO__THREADS_MAX; t++) {
+        pho_model_cache_destroy(e->cache[t]);
+        if (e->own_grad)
+            free(e->grad[t]);
+    }
+    free(e->tok);
+    free(e->len);
+    free(e->y);
+    free(e->dy);
+    free(e->acc);
+    memset(e, 0, sizeof *e);
+}
+
+/* grads NULL: the engine allocates one zeroed buffer per thread. */
+static int pho__engine_init(pho__engine *e, const pho_model *m, unsigned threads, size_t cap,
+                            float *grad0)
+{
+    size_t D = m->arch.out_dim;
+
+    memset(e, 0, sizeof *e);
+    e->m = m;
+    e->threads = threads;
+    e->cap = cap;
+    e->own_grad = grad0 == NULL;
+    e->tok = calloc(cap, sizeof *e->tok);
+    e->len = calloc(cap, sizeof *e->len);
+    e->y = calloc(cap * D, sizeof *e->y);
+    e->dy = calloc(cap * D, sizeof *e->dy);
+    e->acc = calloc(cap * D, sizeof *e->acc);
+    if (!e->tok || !e->len || !e->y || !e->dy || !e->acc)
+        goto fail;
+    for (unsigned t = 0; t < threads; t++) {
+        if (pho_model_cache_create(&m->arch, &e->cache[t]) < 0)
+            goto fail;
+        e->grad[t] = grad0 ? grad0 : calloc(m->n_params, sizeof *e->grad[t]);
+        if (!e->grad[t])
+            goto fail;
+    }
+    return ERD_OK;
+fail:
+    pho__engine_free(e);
+    return ERD_ENOMEM;
+}
+
+static void pho__encode_work(void *arg, unsigned t, unsigned T)
+{
+    pho__engine *e = arg;
+    size_t lo, hi, D = e->m->arch.out_dim;
+
+    pho__slice(e->n, t, T, &lo, &hi);
+    for (size_t i = lo; i < hi; i++)
+        pho_model_encode(e->m, e->tok[i], e->len[i], e->y + i * D);
+}
+
+static void pho__backward_work(void *arg, unsigned t, unsigned T)
+{
+    pho__engine *e = arg;
+    size_t lo, hi, D = e->m->arch.out_dim;
+    float y[PHO_MODEL_OUT_MAX];
+
+    pho__slice(e->n, t, T, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
+        const float *dy = e->dy + i * D;
+        int any = 0;
+        for (size_t d = 0; d < D && !any; d++)
+            any = dy[d] != 0.0f;
+        if (!any)
+            continue;
+        pho_model_forward(e->m, e->tok[i], e->len[i], e->cache[t], y);
+        pho_model_backward(e->m, e->cache[t], dy, e->grad[t]);
+    }
+}
+
+static double pho__dot(const float *a, const float *b, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+/* One direction of InfoNCE: row a of `from` against the `to` vectors, the
+ * positive at index a; masked entries left out of the softmax.  Adds the
+ * gradients (times w) to the accumulators and returns the row's loss. */
+static double pho__nce_row(const float *from_a, const float *to, size_t n_to, size_t a,
+                           const uint32_t *to_key, uint32_t key_a, double scale, size_t D,
+                           double w, double *acc_from_a, double *acc_to, double *logit)
+{
+    double mx = -INFINITY, z = 0.0;
+
+    for (size_t j = 0; j < n_to; j++) {
+        if (j != a && to_key[j] == key_a) {
+            logit[j] = -INFINITY;
+            continue;
+        }
+        logit[j] = scale * pho__dot(from_a, to + j * D, D);
+        if (logit[j] > mx)
+            mx = logit[j];
+    }
+    for (size_t j = 0; j < n_to; j++)
+        if (logit[j] != -INFINITY)
+            z += exp(logit[j] - mx);
+    for (size_t j = 0; j < n_to; j++) {
+        if (logit[j] == -INFINITY)
+            continue;
+        double p = exp(logit[j] - mx) / z, g = w * scale * (p - (j == a ? 1.0 : 0.0));
+        if (g == 0.0)
+            continue;
+        for (size_t d = 0; d < D; d++) {
+            acc_from_a[d] += g * to[j * D + d];
+            acc_to[j * D + d] += g * from_a[d];
+        }
+    }
+    return -(logit[a] - mx - log(z));
+}
+
+/* Loss and per-vector gradients of a batch laid out in e as nq hypotheses
+ * followed by nc candidates; fills e->dy. */
+static int pho__batch_dy(pho__engine *e, size_t nq, size_t nc, const uint32_t *q_key,
+                         const uint32_t *c_key, double scale, double *ret_loss)
+{
+    size_t D = e->m->arch.out_dim;
+    const float *q = e->y, *c = e->y + nq * D;
+    double *aq = e->acc, *ac = e->acc + nq * D, loss = 0.0, w = 0.5 / (double)nq;
+    double *logit = malloc(sizeof *logit * (nc > nq ? nc : nq));
+
+    if (!logit)
+        return ERD_ENOMEM;
+    memset(e->acc, 0, sizeof *e->acc * (nq + nc) * D);
+    for (size_t a = 0; a < nq; a++) {
+        loss += pho__nce_row(q + a * D, c, nc, a, c_key, q_key[a], scale, D, w, aq + a * D, ac,
+                             logit);
+        /* candidate a's own key is its hypothesis's: masking by q_key */
+        loss += pho__nce_row(c + a * D, q, nq, a, q_key, q_key[a], scale, D, w, ac + a * D, aq,
+                             logit);
+    }
+    for (size_t i = 0; i < (nq + nc) * D; i++)
+        e->dy[i] = (float)e->acc[i];
+    free(logit);
+    *ret_loss = loss * w;
+    return ERD_OK;
+}
+
+static int pho__engine_step(pho__engine *e, size_t nq, size_t nc, const uint32_t *q_key,
+                            const uint32_t *c_key, double scale, double *ret_loss)
+{
+    int rc;
+
+    e->n = nq + nc;
+    pho__parallel(e->threads, pho__encode_work, e);
+    rc = pho__batch_dy(e, nq, nc, q_key, c_key, scale, ret_loss);
+    if (rc < 0)
+        return rc;
+    pho__parallel(e->threads, pho__backward_work, e);
+    return ERD_OK;
+}
+
+int pho_batch_loss(const pho_model *m, const pho_batch *b, double scale, float *grad,
+                   double *ret_loss)
+{
+    pho__engine e;
+    double loss;
+    int rc;
+
+    if (!m || !b || !grad || !ret_loss || b->nq == 0 || b->nc < b->nq)
+        return ERD_EINVAL;
+    for (size_t i = 0; i < b->nq; i++)
+        if ((rc = pho__valid_tokens(b->q_tokens[i], b->q_len[i])) < 0)
+            return rc;
+    for (size_t i = 0; i < b->nc; i++)
+        if ((rc = pho__valid_tokens(b->c_tokens[i], b->c_len[i])) < 0)
+            return rc;
+    rc = pho__engine_init(&e, m, 1, b->nq + b->nc, grad);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < b->nq; i++) {
+        e.tok[i] = b->q_tokens[i];
+        e.len[i] = b->q_len[i];
+    }
+    for (size_t i = 0; i < b->nc; i++) {
+        e.tok[b->nq + i] = b->c_tokens[i];
+        e.len[b->nq + i] = b->c_len[i];
+    }
+    rc = pho__engine_step(&e, b->nq, b->nc, b->q_key, b->c_key, scale, &loss);
+    pho__engine_free(&e);
+    if (rc == ERD_OK)
+        *ret_loss = loss;
+    return rc;
+}
+
+/* ---- held-out evaluation ---- */
+
+typedef int (*pho__enc_fn)(void *user, const pho_trainset *ts, uint32_t seq, const char *text,
+                           float *out);
+
+typedef struct pho__eval {
+    const pho_trainset *ts;
+    pho__enc_fn enc;
+    void *user;
+    size_t D;
+    const uint32_t *seqs;
+    const char *const *texts; /* NULL: no text */
+    size_t n;
+    float *out;
+    /* ranking */
+    const float *cat, *qv;
+    size_t n_cat, n_q;
+    const uint32_t *q_gold;
+    size_t *hits1, *hits5; /* per thread */
+    int rc[PHO__THREADS_MAX];
+} pho__eval;
+
+static void pho__eval_encode_work(void *arg, unsigned t, unsigned T)
+{
+    pho__eval *v = arg;
+    size_t lo, hi;
+
+    pho__slice(v->n, t, T, &lo, &hi);
+    for (size_t i = lo; i < hi && v->rc[t] == ERD_OK; i++)
+        v->rc[t] = v->enc(v->user, v->ts, v->seqs[i], v->texts ? v->texts[i] : "",
+                          v->out + i * v->D);
+}
+
+static void pho__eval_rank_work(void *arg, unsigned t, unsigned T)
+{
+    pho__eval *v = arg;
+    size_t lo, hi;
+
+    pho__slice(v->n_q, t, T, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
+        const float *q = v->qv + i * v->D;
+        double gold = pho__dot(q, v->cat + (size_t)v->q_gold[i] * v->D, v->D);
+        size_t above = 0;
+        for (size_t j = 0; j < v->n_cat && above < 5; j++)
+            if (j != v->q_gold[i] && pho__dot(q, v->cat + j * v->D, v->D) > gold)
+                above++;
+        v->hits1[t] += above == 0;
+        v->hits5[t] += above < 5;
+    }
+}
+
+static int pho__encode_all(pho__eval *v, unsigned threads, const uint32_t *seqs,
+                           const char *const *texts, size_t n, float *out)
+{
+    v->seqs = seqs;
+    v->texts = texts;
+    v->n = n;
+    v->out = out;
+    memset(v->rc, 0, sizeof v->rc);
+    pho__parallel(threads, pho__eval_encode_work, v);
+    for (unsigned t = 0; t < threads; t++)
+        if (v->rc[t] < 0)
+            return v->rc[t];
+    return ERD_OK;
+}
+
+/* Recall of the held-out hypotheses against every phrase. */
+static int pho__evaluate(const pho_trainset *ts, double holdout, pho__enc_fn enc, void *user,
+                         size_t D, unsigned threads, double *r1, double *r5)
+{
+    uint32_t *pseq = malloc(sizeof *pseq * (ts->n_phr ? ts->n_phr : 1));
+    uint32_t *qseq = malloc(sizeof *qseq * (ts->n_pairs ? ts->n_pairs : 1));
+    uint32_t *qgold = malloc(sizeof *qgold * (ts->n_pairs ? ts->n_pairs : 1));
+    float *cat = malloc(sizeof *cat * D * (ts->n_phr ? ts->n_phr : 1));
+    float *qv = NULL;
+    size_t nq = 0, h1 = 0, h5 = 0, hits1[PHO__THREADS_MAX] = {0}, hits5[PHO__THREADS_MAX] = {0};
+    pho__eval v = {.ts = ts, .enc = enc, .user = user, .D = D};
+    int rc;
+
+    if (!pseq || !qseq || !qgold || !cat) {
+        rc = ERD_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < ts->n_phr; i++)
+        pseq[i] = ts->phr_seq[i];
+    for (size_t i = 0; i < ts->n_pairs; i++)
+        if (pho__heldout(ts, ts->pair_phr[i], holdout)) {
+            qseq[nq] = ts->pair_seq[i];
+            qgold[nq++] = ts->pair_phr[i];
+        }
+    qv = malloc(sizeof *qv * D * (nq ? nq : 1));
+    if (!qv) {
+        rc = ERD_ENOMEM;
+        goto out;
+    }
+    rc = pho__encode_all(&v, threads, pseq, (const char *const *)ts->phr_text, ts->n_phr, cat);
+    if (rc == ERD_OK)
+        rc = pho__encode_all(&v, threads, qseq, NULL, nq, qv);
+    if (rc < 0)
+        goto out;
+    v.cat = cat;
+    v.qv = qv;
+    v.n_cat = ts->n_phr;
+    v.n_q = nq;
+    v.q_gold = qgold;
+    v.hits1 = hits1;
+    v.hits5 = hits5;
+    pho__parallel(threads, pho__eval_rank_work, &v);
+    for (unsigned t = 0; t < threads; t++) {
+        h1 += hits1[t];
+        h5 += hits5[t];
+    }
+    *r1 = nq ? (double)h1 / (double)nq : 0.0;
+    *r5 = nq ? (double)h5 / (double)nq : 0.0;
+out:
+    free(pseq);
+    free(qseq);
+    free(qgold);
+    free(cat);
+    free(qv);
+    return rc;
+}
+
+static int pho__enc_model(void *user, const pho_trainset *ts, uint32_t seq, const char *text,
+                          float *out)
+{
+    (void)text;
+    return pho_model_encode(user, ts->tok + ts->seq_off[seq], ts->seq_len[seq], out);
+}
+
+static int pho__enc_encoder(void *user, const pho_trainset *ts, uint32_t seq, const char *text,
+                            float *out)
+{
+    pho_phrase p = {text, ts->tok + ts->seq_off[seq], ts->seq_len[seq]};
+    return pho_encoder_encode(user, &p, out);
+}
+
+int pho_train_eval_encoder(const pho_trainset *ts, double holdout, pho_encoder *enc,
+                           double *ret_recall1, double *ret_recall5, erd_diag *diag)
+{
+    pho_phrase *phr = malloc(sizeof *phr * (ts->n_phr ? ts->n_phr : 1));
+    double r1, r5;
+    int rc;
+
+    if (!phr)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory evaluating");
+    for (size_t i = 0; i < ts->n_phr; i++)
+        phr[i] = (pho_phrase){ts->phr_text[i], ts->tok + ts->seq_off[ts->phr_seq[i]],
+                              ts->seq_len[ts->phr_seq[i]]};
+    rc = pho_encoder_fit(enc, phr, ts->n_phr, diag);
+    free(phr);
+    if (rc < 0)
+        return rc;
+    /* encoders are thread-safe once fitted, but one thread keeps this simple */
+    rc = pho__evaluate(ts, holdout, pho__enc_encoder, enc, pho_encoder_dim(enc), 1, &r1, &r5);
+    if (rc < 0)
+        return erd_fail(diag, rc, "evaluating encoder %s failed", pho_encoder_id(enc));
+    *ret_recall1 = r1;
+    *ret_recall5 = r5;
+    return ERD_OK;
+}
+
+/* ---- hard negatives ---- */
+
+typedef struct pho__mine {
+    const float *v; /* n x D, train phrases */
+    size_t n, D, k;
+    uint32_t *nn; /* n x k, local indices */
+} pho__mine;
+
+static void pho__mine_work(void *arg, unsigned t, unsigned T)
+{
+    pho__mine *mi = arg;
+    size_t lo, hi, k = mi->k;
+    double best[PHO__HARD_K_MAX];
+
+    pho__slice(mi->n, t, T, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
+        uint32_t *nn = mi->nn + i * k;
+        size_t have = 0;
+        for (size_t j = 0; j < mi->n; j++) {
+            if (j == i)
+                continue;
+            double s = pho__dot(mi->v + i * mi->D, mi->v + j * mi->D, mi->D);
+            if (have == k && s <= best[k - 1])
+                continue;
+            size_t r = have < k ? have++ : k - 1;
+            while (r > 0 && best[r - 1] < s) {
+                best[r] = best[r - 1];
+                nn[r] = nn[r - 1];
+                r--;
+            }
+            best[r] = s;
+            nn[r] = (uint32_t)j;
+        }
+        for (size_t r = have; r < k; r++)
+            nn[r] = nn[have ? (r % have) : 0]; /* only when fewer phrases than k */
+    }
+}
+
+/* ---- training ---- */
+
+void pho_train_opts_init(pho_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->arch = (pho_model_arch){PHO_ARCH_CONV, 64, 14, 256, 128};
+    o->seed = 1;
+    o->epochs = 12;
+    o->batch = 128;
+    o->threads = 2;
+    o->holdout = 0.05;
+    o->lr = 0.002;
+    o->scale = 20.0;
+    o->hard_k = 10;
+}
+
+typedef struct pho__adam {
+    float *p, *m, *v, **grad;
+    unsigned n_grad;
+    size_t n;
+    double lr, b1t, b2t; /* step size, 1 - beta^t */
+} pho__adam;
+
+#define PHO__B1 0.9
+#define PHO__B2 0.999
+
+static void pho__adam_work(void *arg, unsigned t, unsigned T)
+{
+    pho__adam *a = arg;
+    size_t lo, hi;
+    const float b1 = (float)PHO__B1, b2 = (float)PHO__B2;
+    const float c1 = (float)(a->lr / a->b1t), c2 = (float)(1.0 / a->b2t);
+
+    pho__slice(a->n, t, T, &lo, &hi);
+    for (size_t i = lo; i < hi; i++) {
+        float g = 0.0f;
+        for (unsigned s = 0; s < a->n_grad; s++) {
+            g += a->grad[s][i];
+            a->grad[s][i] = 0.0f;
+        }
+        a->m[i] = b1 * a->m[i] + (1.0f - b1) * g;
+        a->v[i] = b2 * a->v[i] + (1.0f - b2) * g * g;
+        a->p[i] -= c1 * a->m[i] / (sqrtf(a->v[i] * c2) + 1e-8f);
+    }
+}
+
+int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_model,
+              pho_train_result *ret, erd_diag *diag)
+{
+    pho_model *m = NULL, *best = NULL;
+    pho__engine e = {0};
+    int have_engine = 0, rc;
+    size_t n_tr_phr = 0, n_tr = 0, B, K, D, steps_per_epoch;
+    uint32_t *local = NULL, *tr_phr = NULL, *tr_pairs = NULL, *order = NULL, *nn = NULL;
+    uint32_t *q_key = NULL, *c_key = NULL;
+    float *adam_m = NULL, *adam_v = NULL, *phr_vec = NULL;
+    pho_train_result res = {0};
+    double t0 = pho__now(), best_r1 = -1.0, best_r5 = -1.0;
+    uint64_t step = 0, total_steps;
+
+    if (!ts || !o || !ret_model)
+        return erd_fail(diag, ERD_EINVAL, "pho_train: NULL argument");
+    if (o->threads < 1 || o->threads > PHO__THREADS_MAX || o->batch < 2 || o->epochs < 1 ||
+        !(o->holdout >= 0.0 && o->holdout <= 0.5) || !(o->lr > 0.0) || !(o->scale > 0.0) ||
+        o->hard_k > PHO__HARD_K_MAX)
+        return erd_fail(diag, ERD_EINVAL,
+                        "training options out of range (threads 1..%d, batch >= 2, epochs >= 1, "
+                        "holdout 0..0.5, hard negatives 0..%d)",
+                        PHO__THREADS_MAX, PHO__HARD_K_MAX);
+    rc = pho_model_create(&o->arch, o->seed, &m, diag);
+    if (rc < 0)
+        return rc;
+    D = o->arch.out_dim;
+
+    local = malloc(sizeof *local * (ts->n_phr + 1));
+    tr_phr = malloc(sizeof *tr_phr * (ts->n_phr + 1));
+    tr_pairs = malloc(sizeof *tr_pairs * (ts->n_pairs + 1));
+    order = malloc(sizeof *order * (ts->n_pairs + 1));
+    if (!local || !tr_phr || !tr_pairs || !order) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory for training data");
+        goto out;
+    }
+    for (size_t i = 0; i < ts->n_phr; i++) {
+        if (pho__heldout(ts, i, o->holdout)) {
+            local[i] = UINT32_MAX;
+            res.heldout_phrases++;
+        } else {
+            local[i] = (uint32_t)n_tr_phr;
+            tr_phr[n_tr_phr++] = (uint32_t)i;
+        }
+    }
+    for (size_t i = 0; i < ts->n_pairs; i++) {
+        if (local[ts->pair_phr[i]] == UINT32_MAX)
+            res.heldout_pairs++;
+        else
+            tr_pairs[n_tr++] = (uint32_t)i;
+    }
+    res.train_pairs = n_tr;
+    res.train_phrases = n_tr_phr;
+    if (n_tr < 2 || n_tr_phr < 2) {
+        rc = erd_fail(diag, ERD_EEMPTY, "too little training data: %zu pairs over %zu phrases "
+                      "outside the held-out slice", n_tr, n_tr_phr);
+        goto out;
+    }
+    B = o->batch < n_tr ? o->batch : n_tr;
+    K = o->hard_k < n_tr_phr - 1 ? o->hard_k : n_tr_phr - 1;
+    steps_per_epoch = n_tr / B;
+    total_steps = (uint64_t)steps_per_epoch * o->epochs;
+
+    q_key = malloc(sizeof *q_key * B);
+    c_key = malloc(sizeof *c_key * 2 * B);
+    adam_m = calloc(m->n_params, sizeof *adam_m);
+    adam_v = calloc(m->n_params, sizeof *adam_v);
+    nn = K ? malloc(sizeof *nn * n_tr_phr * K) : NULL;
+    phr_vec = K ? malloc(sizeof *phr_vec * n_tr_phr * D) : NULL;
+    if (!q_key || !c_key || !adam_m || !adam_v || (K && (!nn || !phr_vec))) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory for the optimiser");
+        goto out;
+    }
+    rc = pho__engine_init(&e, m, o->threads, 3 * B > n_tr_phr ? 3 * B : n_tr_phr, NULL);
+    if (rc < 0) {
+        rc = erd_fail(diag, rc, "out of memory for training buffers");
+        goto out;
+    }
+    have_engine = 1;
+    rc = pho_model_clone(m, &best);
+    if (rc < 0) {
+        rc = erd_fail(diag, rc, "out of memory for the best model");
+        goto out;
+    }
+
+    for (unsigned ep = 0; ep < o->epochs; ep++) {
+        double loss_sum = 0.0, r1, r5;
+        uint64_t es = pho__mix(o->seed ^ (0x9e3779b97f4a7c15ULL * (ep + 1)));
+
+        /* shuffle: Fisher-Yates from the identity, so the order depends on
+         * (seed, epoch) alone */
+        for (size_t i = 0; i < n_tr; i++)
+            order[i] = tr_pairs[i];
+        for (size_t i = n_tr - 1; i > 0; i--) {
+            size_t j = (size_t)(pho__mix(es + i) % (i + 1));
+            uint32_t tmp = order[i];
+            order[i] = order[j];
+            order[j] = tmp;
+        }
+        if (K) {
+            pho__mine mi = {phr_vec, n_tr_phr, D, K, nn};
+            for (size_t i = 0; i < n_tr_phr; i++) {
+                uint32_t s = ts->phr_seq[tr_phr[i]];
+                e.tok[i] = ts->tok + ts->seq_off[s];
+                e.len[i] = ts->seq_len[s];
+            }
+            e.n = n_tr_phr;
+            pho__parallel(o->threads, pho__encode_work, &e);
+            memcpy(phr_vec, e.y, sizeof *phr_vec * n_tr_phr * D);
+            pho__parallel(o->threads, pho__mine_work, &mi);
+        }
+        for (size_t s = 0; s < steps_per_epoch; s++, step++) {
+            const uint32_t *bp = order + s * B;
+            size_t nc = B;
+            double loss;
+            for (size_t i = 0; i < B; i++) {
+                uint32_t pr = ts->pair_phr[bp[i]], qs = ts->pair_seq[bp[i]];
+                uint32_t ps = ts->phr_seq[pr];
+                e.tok[i] = ts->tok + ts->seq_off[qs];
+                e.len[i] = ts->seq_len[qs];
+                e.tok[B + i] = ts->tok + ts->seq_off[ps];
+                e.len[B + i] = ts->seq_len[ps];
+                q_key[i] = pr;
+                c_key[i] = pr;
+            }
+            if (K) {
+                for (size_t i = 0; i < B; i++) {
+                    uint32_t pr = ts->pair_phr[bp[i]];
+                    uint64_t r = pho__mix(es ^ pho__mix(s * B + i + 1));
+                    uint32_t neg = tr_phr[nn[(size_t)local[pr] * K + r % K]];
+                    uint32_t ns = ts->phr_seq[neg];
+                    e.tok[2 * B + i] = ts->tok + ts->seq_off[ns];
+                    e.len[2 * B + i] = ts->seq_len[ns];
+                    c_key[B + i] = neg;
+                }
+                nc = 2 * B;
+            }
+            rc = pho__engine_step(&e, B, nc, q_key, c_key, o->scale, &loss);
+            if (rc < 0) {
+                rc = erd_fail(diag, rc, "training step failed");
+                goto out;
+            }
+            loss_sum += loss;
+            {
+                double frac = total_steps ? (double)step / (double)total_steps : 0.0;
+                double lr = o->lr * (0.05 + 0.95 * 0.5 * (1.0 + cos(3.141592653589793 * frac)));
+                pho__adam ad = {m->params, adam_m, adam_v, e.grad, o->threads, m->n_params, lr,
+                                1.0 - pow(PHO__B1, (double)(step + 1)),
+                                1.0 - pow(PHO__B2, (double)(step + 1))};
+                pho__parallel(o->threads, pho__adam_work, &ad);
+            }
+        }
+        rc = pho__evaluate(ts, o->holdout, pho__enc_model, m, D, o->threads, &r1, &r5);
+        if (rc < 0) {
+            rc = erd_fail(diag, rc, "held-out evaluation failed");
+            goto out;
+        }
+        pho_train_progress pg = {ep + 1, o->epochs,
+                                 steps_per_epoch ? loss_sum / (double)steps_per_epoch : 0.0,
+                                 r1, r5, pho__now() - t0, 0};
+        if (r1 > best_r1 || (r1 == best_r1 && r5 > best_r5)) {
+            best_r1 = r1;
+            best_r5 = r5;
+            res.best_epoch = ep + 1;
+            memcpy(best->params, m->params, sizeof *m->params * m->n_params);
+            pg.best = 1;
+        }
+        if (o->progress)
+            o->progress(o->progress_user, &pg);
+    }
+    res.recall1 = best_r1;
+    res.recall5 = best_r5;
+    res.seconds = pho__now() - t0;
+    *ret_model = best;
+    best = NULL;
+    if (ret)
+        *ret = res;
+    rc = ERD_OK;
+out:
+    if (have_engine)
+        pho__engine_free(&e);
+    pho_model_destroy(m);
+    pho_model_destroy(best);
+    free(local);
+    free(tr_phr);
+    free(tr_pairs);
+    free(order);
+    free(nn);
+    free(q_key);
+    free(c_key);
+    free(adam_m);
+    free(adam_v);
+    free(phr_vec);
+    return rc;
+}

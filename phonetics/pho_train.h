@@ -1,0 +1,109 @@
+/* Training the learned encoder on (ASR hypothesis, intended phrase) pairs.
+ *
+ * Loss: symmetric InfoNCE over a batch -- each hypothesis against every
+ * intended phrase in the batch plus one hard negative per pair (a phrase
+ * that sounds close to its own under the current model, re-mined every
+ * epoch), and each intended phrase against every hypothesis.  Optimiser:
+ * Adam with a cosine-decayed learning rate.
+ *
+ * Deterministic under the seed for a given thread count: the data order and
+ * the negatives are functions of (seed, epoch, position), the batch is split
+ * over threads in fixed contiguous slices, and per-thread gradients are
+ * summed in thread order.
+ *
+ * A slice of the intended phrases (chosen by a hash of their phonemes, not by
+ * the seed, so every run is judged on the same slice) is held out with all of
+ * its hypotheses; the epoch whose weights recall held-out phrases best is
+ * the one returned. */
+#ifndef PHO_TRAIN_H
+#define PHO_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "phonetics/pho_encoder.h"
+#include "phonetics/pho_model.h"
+
+/* Pairs in memory, phonemes only: reading files and G2P are the caller's. */
+typedef struct pho_trainset pho_trainset;
+
+int pho_trainset_create(pho_trainset **ret);
+void pho_trainset_destroy(pho_trainset *ts); /* accepts NULL */
+/* Adds an intended phrase, or finds it: phrases are the same when their
+ * tokens are (homophones are one phrase to the encoder, and must not be
+ * each other's negatives).  text is kept for reports.  *ret_idx set only on
+ * success; ERD_EEMPTY for no tokens. */
+int pho_trainset_add_phrase(pho_trainset *ts, const char *text, const pho_token *tokens, size_t n,
+                            uint32_t *ret_idx);
+/* Adds a hypothesis heard for phrase idx; ERD_EEMPTY for no tokens. */
+int pho_trainset_add_pair(pho_trainset *ts, uint32_t phrase, const pho_token *tokens, size_t n);
+size_t pho_trainset_n_phrases(const pho_trainset *ts);
+size_t pho_trainset_n_pairs(const pho_trainset *ts);
+
+typedef struct pho_train_progress {
+    unsigned epoch, epochs; /* epoch counts from 1 */
+    double loss;            /* mean batch loss over the epoch */
+    double recall1, recall5; /* held-out hypotheses finding their phrase */
+    double seconds;         /* since training started */
+    int best;               /* this epoch is the best so far */
+} pho_train_progress;
+
+typedef void (*pho_train_progress_cb)(void *user, const pho_train_progress *p);
+
+typedef struct pho_train_opts {
+    pho_model_arch arch;
+    uint64_t seed;
+    unsigned epochs;
+    unsigned batch;   /* pairs per step */
+    unsigned threads; /* batch slices, each on its own thread */
+    double holdout;   /* share of intended phrases held out, 0 .. 0.5 */
+    double lr;        /* Adam step size at the start of the cosine schedule */
+    double scale;     /* inverse temperature of the softmax */
+    unsigned hard_k;  /* hard negatives drawn from this many nearest phrases; 0: none */
+    pho_train_progress_cb progress;
+    void *progress_user;
+} pho_train_opts;
+
+/* Defaults: conv, emb 64, 2^14 buckets, 256 channels, 128 dims; 12 epochs of
+ * batch 128; 2 threads; holdout 0.05; lr 0.002; scale 20; hard_k 10. */
+void pho_train_opts_init(pho_train_opts *o);
+
+typedef struct pho_train_result {
+    double recall1, recall5; /* of the returned model on the held-out slice */
+    unsigned best_epoch;
+    size_t train_pairs, heldout_pairs, train_phrases, heldout_phrases;
+    double seconds;
+} pho_train_result;
+
+/* Trains a model; *ret_model (the best epoch's weights) and *ret set only on
+ * success. */
+int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_model,
+              pho_train_result *ret, erd_diag *diag);
+
+/* Held-out recall of any encoder on the same slice pho_train holds out for
+ * this holdout share: the catalog is every intended phrase (the encoder is
+ * fitted on it first), the queries the held-out hypotheses. */
+int pho_train_eval_encoder(const pho_trainset *ts, double holdout, pho_encoder *enc,
+                           double *ret_recall1, double *ret_recall5, erd_diag *diag);
+
+/* One batch as the loss sees it: nq hypotheses, nc >= nq candidate phrases of
+ * which candidate a < nq is hypothesis a's intended phrase and the rest are
+ * negatives; keys identify phrases, so a candidate or hypothesis sharing the
+ * key of the positive is left out of that row's softmax rather than treated
+ * as a negative. */
+typedef struct pho_batch {
+    size_t nq, nc;
+    const pho_token *const *q_tokens;
+    const size_t *q_len;
+    const uint32_t *q_key;
+    const pho_token *const *c_tokens;
+    const size_t *c_len;
+    const uint32_t *c_key;
+} pho_batch;
+
+/* Loss of one batch, with its gradient added to grad (n_params floats);
+ * single-threaded, for tests and tools.  *ret_loss set only on success. */
+int pho_batch_loss(const pho_model *m, const pho_batch *b, double scale, float *grad,
+                   double *ret_loss);
+
+#endif

@@ -1,0 +1,403 @@
+/* erd train: reads (hypothesis, intended phrase) pairs from erd simulate's
+ * JSON lines, turns both sides into phonemes the way the index does
+ * (vix_phrase_prepare), trains the encoder and writes the model file. */
+#include "server/srv_train.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config/cfg.h"
+#include "index/vix_phrase.h"
+#include "phonetics/pho_train.h"
+#include "server/srv_cli.h"
+
+#define SRV__PAIR_FILES_MAX 32
+
+static double srv__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t srv__fnv(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+typedef struct srv__load_stats {
+    uint64_t records, pairs, skipped_empty, checksum;
+} srv__load_stats;
+
+/* One record: its spoken phrase and every hypothesis as pairs.  A text with
+ * nothing speakable (an empty hypothesis) is skipped, not an error. */
+static int srv__load_record(pho_trainset *ts, pho_g2p *g2p, vix_phrase *ph, json_t *rec,
+                            srv__load_stats *st, erd_diag *diag)
+{
+    json_t *spoken = json_object_get(rec, "spoken"), *nbest = json_object_get(rec, "nbest");
+    uint32_t idx;
+    size_t i;
+    json_t *h;
+    int rc;
+
+    if (!json_is_string(spoken) || !json_is_array(nbest))
+        return erd_fail(diag, ERD_EPARSE, "record lacks \"spoken\" or \"nbest\"");
+    rc = vix_phrase_prepare(g2p, NULL, json_string_value(spoken), json_string_length(spoken), ph,
+                            diag);
+    if (rc == ERD_EEMPTY) {
+        st->skipped_empty++;
+        return ERD_OK;
+    }
+    if (rc < 0)
+        return rc;
+    rc = pho_trainset_add_phrase(ts, ph->text, ph->tokens, ph->n_tokens, &idx);
+    if (rc < 0)
+        return erd_fail(diag, rc, "adding phrase \"%.64s\" failed", ph->text);
+    json_array_foreach(nbest, i, h) {
+        json_t *text = json_object_get(h, "text");
+        if (!json_is_string(text))
+            return erd_fail(diag, ERD_EPARSE, "hypothesis %zu has no \"text\"", i);
+        rc = vix_phrase_prepare(g2p, NULL, json_string_value(text), json_string_length(text), ph,
+                                diag);
+        if (rc == ERD_EEMPTY) {
+            st->skipped_empty++;
+            continue;
+        }
+        if (rc < 0)
+            return rc;
+        rc = pho_trainset_add_pair(ts, idx, ph->tokens, ph->n_tokens);
+        if (rc < 0)
+            return erd_fail(diag, rc, "adding hypothesis \"%.64s\" failed", ph->text);
+        st->pairs++;
+    }
+    return ERD_OK;
+}
+
+/* path "-" reads standard input (e.g. from gzip -dc). */
+static int srv__load_file(pho_trainset *ts, pho_g2p *g2p, vix_phrase *ph, const char *path,
+                          srv__load_stats *st, erd_diag *diag)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    uint64_t lineno = 0;
+    int rc = ERD_OK;
+
+    if (!f)
+        return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "%s: %s", path,
+                        strerror(errno));
+    while ((len = getline(&line, &cap, f)) > 0) {
+        json_error_t jerr;
+        json_t *rec;
+        lineno++;
+        st->checksum = srv__fnv(st->checksum, line, (size_t)len);
+        if (len == 1 && line[0] == '\n')
+            continue;
+        rec = json_loadb(line, (size_t)len, 0, &jerr);
+        if (!rec) {
+            rc = erd_fail(diag, ERD_EJSON, "%s:%llu: %s", path, (unsigned long long)lineno,
+                          jerr.text);
+            goto out;
+        }
+        rc = srv__load_record(ts, g2p, ph, rec, st, diag);
+        json_decref(rec);
+        if (rc < 0) {
+            char msg[sizeof diag->msg];
+            snprintf(msg, sizeof msg, "%s", erd_diag_message(diag, rc));
+            rc = erd_fail(diag, rc, "%s:%llu: %s", path, (unsigned long long)lineno, msg);
+            goto out;
+        }
+        st->records++;
+    }
+    if (ferror(f))
+        rc = erd_fail(diag, ERD_EIO, "%s: read error", path);
+out:
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    return rc;
+}
+
+static void srv__train_progress(void *user, const pho_train_progress *p)
+{
+    (void)user;
+    fprintf(stderr,
+            "erd train: epoch %u/%u  loss %.4f  held-out recall@1 %.4f  recall@5 %.4f  "
+            "(%.0f s)%s\n",
+            p->epoch, p->epochs, p->loss, p->recall1, p->recall5, p->seconds,
+            p->best ? "  *best" : "");
+}
+
+static int srv__uint(const char *opt, const char *s, unsigned long max, unsigned long *ret)
+{
+    char *end;
+    unsigned long v;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno || end == s || *end || s[0] == '-' || v > max) {
+        fprintf(stderr, "erd train: --%s wants a whole number up to %lu, not \"%s\"\n", opt, max,
+                s);
+        return -1;
+    }
+    *ret = v;
+    return 0;
+}
+
+static int srv__real(const char *opt, const char *s, double *ret)
+{
+    char *end;
+    double v;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || end == s || *end) {
+        fprintf(stderr, "erd train: --%s wants a number, not \"%s\"\n", opt, s);
+        return -1;
+    }
+    *ret = v;
+    return 0;
+}
+
+int srv_cli_train(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"pairs", required_argument, 0, 'p'},   {"out", required_argument, 0, 'o'},
+        {"seed", required_argument, 0, 's'},    {"epochs", required_argument, 0, 'e'},
+        {"dim", required_argument, 0, 'D'},     {"threads", required_argument, 0, 't'},
+        {"holdout", required_argument, 0, 'H'}, {"arch", required_argument, 0, 'a'},
+        {"emb", required_argument, 0, 'E'},     {"conv", required_argument, 0, 'c'},
+        {"hash-bits", required_argument, 0, 'b'}, {"batch", required_argument, 0, 'B'},
+        {"lr", required_argument, 0, 'l'},      {"scale", required_argument, 0, 'S'},
+        {"hard-k", required_argument, 0, 'k'},  {"baseline", no_argument, 0, 'L'},
+        {"config", required_argument, 0, 'C'},  {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+    };
+    char *pairs_arg = NULL;
+    const char *out = NULL, *config = NULL, *files[SRV__PAIR_FILES_MAX];
+    size_t n_files = 0;
+    pho_train_opts to;
+    int quiet = 0, baseline = 0, c, rc, ex = SRV_EXIT_FAIL;
+    unsigned long v;
+    pho_trainset *ts = NULL;
+    pho_g2p *g2p = NULL;
+    pho_model *model = NULL;
+    pho_encoder *bl = NULL;
+    vix_phrase *ph = NULL;
+    erd_diag diag = {0};
+    srv__load_stats st = {0, 0, 0, 0xcbf29ce484222325ULL};
+    pho_train_result res;
+    char meta[PHO_MODEL_META_MAX], date[32];
+    double t0 = srv__now();
+    time_t now;
+    struct tm tmv;
+
+    pho_train_opts_init(&to);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "p:o:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p': pairs_arg = optarg; break;
+        case 'o': out = optarg; break;
+        case 'C': config = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'L': baseline = 1; break;
+        case 's':
+            if (srv__uint("seed", optarg, ~0UL, &v)) return SRV_EXIT_USAGE;
+            to.seed = v;
+            break;
+        case 'e':
+            if (srv__uint("epochs", optarg, 1000, &v)) return SRV_EXIT_USAGE;
+            to.epochs = (unsigned)v;
+            break;
+        case 'D':
+            if (srv__uint("dim", optarg, PHO_MODEL_OUT_MAX, &v)) return SRV_EXIT_USAGE;
+            to.arch.out_dim = (uint32_t)v;
+            break;
+        case 't':
+            if (srv__uint("threads", optarg, 64, &v)) return SRV_EXIT_USAGE;
+            to.threads = (unsigned)v;
+            break;
+        case 'E':
+            if (srv__uint("emb", optarg, PHO_MODEL_EMB_MAX, &v)) return SRV_EXIT_USAGE;
+            to.arch.emb_dim = (uint32_t)v;
+            break;
+        case 'c':
+            if (srv__uint("conv", optarg, PHO_MODEL_CONV_MAX, &v)) return SRV_EXIT_USAGE;
+            to.arch.conv_dim = (uint32_t)v;
+            break;
+        case 'b':
+            if (srv__uint("hash-bits", optarg, PHO_MODEL_HASH_BITS_MAX, &v)) return SRV_EXIT_USAGE;
+            to.arch.hash_bits = (uint32_t)v;
+            break;
+        case 'B':
+            if (srv__uint("batch", optarg, 4096, &v)) return SRV_EXIT_USAGE;
+            to.batch = (unsigned)v;
+            break;
+        case 'k':
+            if (srv__uint("hard-k", optarg, 64, &v)) return SRV_EXIT_USAGE;
+            to.hard_k = (unsigned)v;
+            break;
+        case 'H':
+            if (srv__real("holdout", optarg, &to.holdout)) return SRV_EXIT_USAGE;
+            break;
+        case 'l':
+            if (srv__real("lr", optarg, &to.lr)) return SRV_EXIT_USAGE;
+            break;
+        case 'S':
+            if (srv__real("scale", optarg, &to.scale)) return SRV_EXIT_USAGE;
+            break;
+        case 'a':
+            if (!strcmp(optarg, "conv")) {
+                to.arch.kind = PHO_ARCH_CONV;
+            } else if (!strcmp(optarg, "bag")) {
+                to.arch.kind = PHO_ARCH_BAG;
+            } else {
+                fprintf(stderr, "erd train: --arch must be conv or bag\n");
+                return SRV_EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            printf("usage: erd train --pairs FILE[,FILE...] --out MODEL [OPTIONS]\n\n"
+                   "Trains the learned phonetic encoder on erd simulate's JSON lines\n"
+                   "({\"spoken\", \"nbest\": [{\"text\"}...]}: each hypothesis with its spoken\n"
+                   "phrase is one pair) and writes MODEL, usable as --encoder model:MODEL.\n"
+                   "A slice of the spoken phrases is held out; the epoch that recalls it\n"
+                   "best is kept.  Same data, seed and threads give the same model.\n\n"
+                   "  --pairs FILES      comma-separated JSON lines files (- for stdin)\n"
+                   "  --out MODEL        model file to write\n"
+                   "  --seed N           random seed (default 1)\n"
+                   "  --epochs N         passes over the pairs (default %u)\n"
+                   "  --dim D            output dimension (default %u)\n"
+                   "  --threads N        training threads (default %u)\n"
+                   "  --holdout F        share of spoken phrases held out (default %.2f)\n"
+                   "  --arch conv|bag    convolution or plain n-gram bag (default conv)\n"
+                   "  --emb N            token embedding width (default %u)\n"
+                   "  --conv N           convolution channels (default %u)\n"
+                   "  --hash-bits N      2^N n-gram buckets (default %u)\n"
+                   "  --batch N          pairs per step (default %u)\n"
+                   "  --lr X             Adam step size (default %g)\n"
+                   "  --scale X          softmax inverse temperature (default %g)\n"
+                   "  --hard-k N         hard negatives from the N nearest phrases, 0 off "
+                   "(default %u)\n"
+                   "  --baseline         also report the baseline encoder on the held-out slice\n"
+                   "  --config FILE      configuration file (for the G2P voice)\n"
+                   "  -q, --quiet        no progress on stderr\n",
+                   to.epochs, to.arch.out_dim, to.threads, to.holdout, to.arch.emb_dim,
+                   to.arch.conv_dim, to.arch.hash_bits, to.batch, to.lr, to.scale, to.hard_k);
+            return SRV_EXIT_OK;
+        default:
+            fprintf(stderr, "Try 'erd train --help'.\n");
+            return SRV_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || !pairs_arg || !out) {
+        fprintf(stderr, "erd train: --pairs and --out are required\nTry 'erd train --help'.\n");
+        return SRV_EXIT_USAGE;
+    }
+    if (to.arch.kind == PHO_ARCH_BAG)
+        to.arch.conv_dim = 0;
+    rc = pho_model_arch_check(&to.arch, &diag);
+    if (rc < 0) {
+        fprintf(stderr, "erd train: %s\n", erd_diag_message(&diag, rc));
+        return SRV_EXIT_USAGE;
+    }
+    for (char *s = strtok(pairs_arg, ","); s; s = strtok(NULL, ",")) {
+        if (n_files == SRV__PAIR_FILES_MAX) {
+            fprintf(stderr, "erd train: at most %d pair files\n", SRV__PAIR_FILES_MAX);
+            return SRV_EXIT_USAGE;
+        }
+        files[n_files++] = s;
+    }
+    cfg_config cfg;
+    cfg_defaults(&cfg);
+    if (config || getenv("ERD_CONFIG")) {
+        const char *path = config ? config : getenv("ERD_CONFIG");
+        rc = cfg_load_file(&cfg, path, &diag);
+        if (rc < 0) {
+            fprintf(stderr, "erd train: %s\n", erd_diag_message(&diag, rc));
+            return srv_cli_exit_code(rc);
+        }
+    }
+    if ((rc = cfg_load_env(&cfg, &diag)) < 0) {
+        fprintf(stderr, "erd train: %s\n", erd_diag_message(&diag, rc));
+        return srv_cli_exit_code(rc);
+    }
+
+    ph = malloc(sizeof *ph);
+    if (!ph || pho_trainset_create(&ts) < 0) {
+        rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = pho_g2p_create(cfg.g2p_voice, 0, &g2p, &diag);
+    for (size_t i = 0; rc == ERD_OK && i < n_files; i++)
+        rc = srv__load_file(ts, g2p, ph, files[i], &st, &diag);
+    if (rc < 0)
+        goto out;
+    if (!quiet)
+        fprintf(stderr,
+                "erd train: %llu records, %llu pairs over %zu distinct phrases (%llu empty "
+                "texts skipped), phonemes in %.1f s\n",
+                (unsigned long long)st.records, (unsigned long long)st.pairs,
+                pho_trainset_n_phrases(ts), (unsigned long long)st.skipped_empty,
+                srv__now() - t0);
+    if (baseline) {
+        double r1, r5;
+        rc = pho_encoder_create("baseline", &bl, &diag);
+        if (rc == ERD_OK)
+            rc = pho_train_eval_encoder(ts, to.holdout, bl, &r1, &r5, &diag);
+        if (rc < 0)
+            goto out;
+        fprintf(stderr, "erd train: baseline (%s) held-out recall@1 %.4f  recall@5 %.4f\n",
+                pho_encoder_id(bl), r1, r5);
+    }
+    if (!quiet) {
+        to.progress = srv__train_progress;
+        to.progress_user = NULL;
+    }
+    rc = pho_train(ts, &to, &model, &res, &diag);
+    if (rc < 0)
+        goto out;
+    now = time(NULL);
+    if (!gmtime_r(&now, &tmv) || !strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv))
+        snprintf(date, sizeof date, "unknown");
+    snprintf(meta, sizeof meta,
+             "erd train seed=%llu epochs=%u best_epoch=%u arch=%s/%u/%u/%u dim=%u batch=%u "
+             "lr=%g scale=%g hard_k=%u threads=%u holdout=%g data=fnv1a64:%016llx pairs=%zu "
+             "heldout_r1=%.4f heldout_r5=%.4f date=%s",
+             (unsigned long long)to.seed, to.epochs, res.best_epoch,
+             to.arch.kind == PHO_ARCH_CONV ? "conv" : "bag", to.arch.emb_dim, to.arch.hash_bits,
+             to.arch.conv_dim, to.arch.out_dim, to.batch, to.lr, to.scale, to.hard_k, to.threads,
+             to.holdout, (unsigned long long)st.checksum, res.train_pairs, res.recall1,
+             res.recall5, date);
+    rc = pho_model_save(model, out, meta, &diag);
+    if (rc < 0)
+        goto out;
+    if (!quiet)
+        fprintf(stderr,
+                "erd train: %zu training pairs (%zu phrases), %zu held-out pairs (%zu phrases); "
+                "best epoch %u: recall@1 %.4f recall@5 %.4f; %.0f s -> %s (model:%s#%08x)\n",
+                res.train_pairs, res.train_phrases, res.heldout_pairs, res.heldout_phrases,
+                res.best_epoch, res.recall1, res.recall5, srv__now() - t0, out, out,
+                (unsigned)(uint32_t)model->checksum);
+    ex = SRV_EXIT_OK;
+out:
+    if (rc < 0) {
+        fprintf(stderr, "erd train: %s\n", erd_diag_message(&diag, rc));
+        ex = srv_cli_exit_code(rc);
+    }
+    pho_encoder_destroy(bl);
+    pho_model_destroy(model);
+    pho_g2p_destroy(g2p);
+    pho_trainset_destroy(ts);
+    free(ph);
+    return ex;
+}
