@@ -60,12 +60,14 @@ typedef struct pho_train_opts {
     double lr;        /* Adam step size at the start of the cosine schedule */
     double scale;     /* inverse temperature of the softmax */
     unsigned hard_k;  /* hard negatives drawn from this many nearest phrases; 0: none */
+    double augment;   /* per-phone rate of extra random substitutions and deletions
+                       * applied to hypotheses each time they are drawn; 0: none */
     pho_train_progress_cb progress;
     void *progress_user;
 } pho_train_opts;
 
-/* Defaults: conv, emb 64, 2^14 buckets, 256 channels, 128 dims; 12 epochs of
- * batch 128; 2 threads; holdout 0.05; lr 0.002; scale 20; hard_k 10. */
+/* Defaults: bag, emb 128, 2^14 buckets, 128 dims; 10 epochs of batch 128;
+ * 2 threads; holdout 0.05; lr 0.005; scale 20; hard_k 10; augment 0.15. */
 void pho_train_opts_init(pho_train_opts *o);
 
 typedef struct pho_train_result {

@@ -17,6 +17,7 @@
 #include "server/srv_cli.h"
 
 #define SRV__PAIR_FILES_MAX 32
+#define SRV__CONV_DEFAULT 128
 
 static double srv__now(void)
 {
@@ -179,6 +180,7 @@ int srv_cli_train(int argc, char **argv)
         {"hash-bits", required_argument, 0, 'b'}, {"batch", required_argument, 0, 'B'},
         {"lr", required_argument, 0, 'l'},      {"scale", required_argument, 0, 'S'},
         {"hard-k", required_argument, 0, 'k'},  {"baseline", no_argument, 0, 'L'},
+        {"augment", required_argument, 0, 'A'},
         {"config", required_argument, 0, 'C'},  {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
@@ -196,7 +198,7 @@ int srv_cli_train(int argc, char **argv)
     erd_diag diag = {0};
     srv__load_stats st = {0, 0, 0, 0xcbf29ce484222325ULL};
     pho_train_result res;
-    char meta[PHO_MODEL_META_MAX], date[32];
+    char meta[2 * PHO_MODEL_META_MAX], date[32]; /* meta is cut to size on save */
     double t0 = srv__now();
     time_t now;
     struct tm tmv;
@@ -249,6 +251,9 @@ int srv_cli_train(int argc, char **argv)
         case 'H':
             if (srv__real("holdout", optarg, &to.holdout)) return SRV_EXIT_USAGE;
             break;
+        case 'A':
+            if (srv__real("augment", optarg, &to.augment)) return SRV_EXIT_USAGE;
+            break;
         case 'l':
             if (srv__real("lr", optarg, &to.lr)) return SRV_EXIT_USAGE;
             break;
@@ -279,20 +284,22 @@ int srv_cli_train(int argc, char **argv)
                    "  --dim D            output dimension (default %u)\n"
                    "  --threads N        training threads (default %u)\n"
                    "  --holdout F        share of spoken phrases held out (default %.2f)\n"
-                   "  --arch conv|bag    convolution or plain n-gram bag (default conv)\n"
+                   "  --arch bag|conv    plain n-gram bag or convolution (default bag)\n"
                    "  --emb N            token embedding width (default %u)\n"
-                   "  --conv N           convolution channels (default %u)\n"
+                   "  --conv N           convolution channels (default %d with --arch conv)\n"
                    "  --hash-bits N      2^N n-gram buckets (default %u)\n"
                    "  --batch N          pairs per step (default %u)\n"
                    "  --lr X             Adam step size (default %g)\n"
                    "  --scale X          softmax inverse temperature (default %g)\n"
                    "  --hard-k N         hard negatives from the N nearest phrases, 0 off "
                    "(default %u)\n"
+                   "  --augment R        extra phone noise on hypotheses at rate R (default %g)\n"
                    "  --baseline         also report the baseline encoder on the held-out slice\n"
                    "  --config FILE      configuration file (for the G2P voice)\n"
                    "  -q, --quiet        no progress on stderr\n",
                    to.epochs, to.arch.out_dim, to.threads, to.holdout, to.arch.emb_dim,
-                   to.arch.conv_dim, to.arch.hash_bits, to.batch, to.lr, to.scale, to.hard_k);
+                   SRV__CONV_DEFAULT, to.arch.hash_bits, to.batch, to.lr, to.scale, to.hard_k,
+                   to.augment);
             return SRV_EXIT_OK;
         default:
             fprintf(stderr, "Try 'erd train --help'.\n");
@@ -305,6 +312,8 @@ int srv_cli_train(int argc, char **argv)
     }
     if (to.arch.kind == PHO_ARCH_BAG)
         to.arch.conv_dim = 0;
+    else if (to.arch.conv_dim == 0)
+        to.arch.conv_dim = SRV__CONV_DEFAULT;
     rc = pho_model_arch_check(&to.arch, &diag);
     if (rc < 0) {
         fprintf(stderr, "erd train: %s\n", erd_diag_message(&diag, rc));
@@ -371,11 +380,11 @@ int srv_cli_train(int argc, char **argv)
         snprintf(date, sizeof date, "unknown");
     snprintf(meta, sizeof meta,
              "erd train seed=%llu epochs=%u best_epoch=%u arch=%s/%u/%u/%u dim=%u batch=%u "
-             "lr=%g scale=%g hard_k=%u threads=%u holdout=%g data=fnv1a64:%016llx pairs=%zu "
+             "lr=%g scale=%g hard_k=%u augment=%g threads=%u holdout=%g data=fnv1a64:%016llx pairs=%zu "
              "heldout_r1=%.4f heldout_r5=%.4f date=%s",
              (unsigned long long)to.seed, to.epochs, res.best_epoch,
              to.arch.kind == PHO_ARCH_CONV ? "conv" : "bag", to.arch.emb_dim, to.arch.hash_bits,
-             to.arch.conv_dim, to.arch.out_dim, to.batch, to.lr, to.scale, to.hard_k, to.threads,
+             to.arch.conv_dim, to.arch.out_dim, to.batch, to.lr, to.scale, to.hard_k, to.augment, to.threads,
              to.holdout, (unsigned long long)st.checksum, res.train_pairs, res.recall1,
              res.recall5, date);
     rc = pho_model_save(model, out, meta, &diag);
