@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "server/srv_cli.h"
+#include "server/srv_sim.h"
 #include "server/srv_train.h"
 
 static const struct {
@@ -15,6 +16,8 @@ static const struct {
     {"resolve", srv_cli_resolve, "resolve one query from the command line"},
     {"eval", srv_cli_eval, "measure accuracy on a spoken-queries file"},
     {"config", srv_cli_config, "print the effective configuration"},
+    {"phrases", srv_cli_phrases, "generate English phrases to simulate speech for"},
+    {"simulate", srv_cli_simulate, "speak, perturb and recognise phrases into training pairs"},
     {"train", srv_cli_train, "train the learned phonetic encoder on simulated ASR pairs"},
 };
 
