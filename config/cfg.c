@@ -1,43 +1,68 @@
 #include "config/cfg.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum cfg__type { CFG_STR, CFG_INT, CFG_SIZE, CFG_BOOL };
+enum cfg__type {
+    CFG_STR,    /* non-empty string */
+    CFG_OPTSTR, /* string that may be empty */
+    CFG_SECRET, /* bearer token: may be empty, never printed */
+    CFG_INT,
+    CFG_SIZE,
+    CFG_BOOL,
+};
 
-/* X(key, type, field, default, min, max, doc).  min/max bound numbers; for
- * strings max is ignored (the field's size bounds them). */
+/* What SIGHUP can change: LIVE keys take effect for the next request; FIXED
+ * keys are bound at start (sockets, threads, loaded data) and need a restart. */
+enum cfg__reload { FIXED, LIVE };
+
+/* X(key, type, field, default, min, max, reload, doc).  min/max bound
+ * numbers, and the length of secrets; for other strings the field's size
+ * bounds them. */
 #define CFG_TABLE(X)                                                                          \
-    X(listen, CFG_STR, listen, "127.0.0.1:8080", 0, 0,                                        \
+    X(listen, CFG_STR, listen, "127.0.0.1:8080", 0, 0, FIXED,                                 \
       "Address the HTTP server listens on, HOST:PORT ([::1]:PORT for IPv6). Loopback by default.") \
-    X(db, CFG_STR, db, "erd.db", 0, 0, "SQLite catalog store.")                              \
-    X(threads, CFG_INT, threads, "0", 0, 256, "HTTP worker threads; 0 = one per CPU core.")  \
-    X(max_connections, CFG_INT, max_connections, "256", 1, 65536,                             \
+    X(db, CFG_STR, db, "erd.db", 0, 0, FIXED, "SQLite catalog store.")                       \
+    X(threads, CFG_INT, threads, "0", 0, 256, FIXED, "HTTP worker threads; 0 = one per CPU core.") \
+    X(max_connections, CFG_INT, max_connections, "256", 1, 65536, FIXED,                      \
       "Concurrent connections accepted; more are refused.")                                   \
-    X(request_timeout_s, CFG_INT, request_timeout_s, "10", 1, 3600,                           \
+    X(max_connections_per_ip, CFG_INT, max_connections_per_ip, "0", 0, 65536, FIXED,          \
+      "Concurrent connections accepted from one client address; 0 = no per-address limit.")   \
+    X(request_timeout_s, CFG_INT, request_timeout_s, "10", 1, 3600, FIXED,                    \
       "Idle connection timeout, seconds.")                                                    \
-    X(max_body_bytes, CFG_SIZE, max_body_bytes, "65536", 256, 67108864,                       \
+    X(max_body_bytes, CFG_SIZE, max_body_bytes, "65536", 256, 67108864, LIVE,                 \
       "Largest request body; larger ones get 413.")                                           \
-    X(max_hypotheses, CFG_INT, max_hypotheses, "10", 1, 100,                                  \
+    X(max_hypotheses, CFG_INT, max_hypotheses, "10", 1, 100, LIVE,                            \
       "Most n-best hypotheses accepted in one resolve.")                                      \
-    X(max_text_bytes, CFG_SIZE, max_text_bytes, "512", 16, 1000,                              \
+    X(max_text_bytes, CFG_SIZE, max_text_bytes, "512", 16, 1000, LIVE,                        \
       "Longest hypothesis text, bytes.")                                                      \
-    X(default_k, CFG_INT, default_k, "5", 1, 1000, "Results returned when a request gives no k.") \
-    X(max_k, CFG_INT, max_k, "100", 1, 1000, "Largest k a request may ask for.")             \
-    X(g2p_cache_entries, CFG_SIZE, g2p_cache_entries, "65536", 0, 16777216,                   \
+    X(default_k, CFG_INT, default_k, "5", 1, 1000, LIVE,                                      \
+      "Results returned when a request gives no k.")                                          \
+    X(max_k, CFG_INT, max_k, "100", 1, 1000, LIVE, "Largest k a request may ask for.")       \
+    X(g2p_cache_entries, CFG_SIZE, g2p_cache_entries, "65536", 0, 16777216, FIXED,            \
       "Phoneme cache capacity (texts); 0 disables it.")                                       \
-    X(g2p_voice, CFG_STR, g2p_voice, "en-us", 0, 0, "espeak-ng voice used for G2P.")         \
-    X(encoder, CFG_STR, encoder, "baseline", 0, 0,                                            \
+    X(g2p_voice, CFG_STR, g2p_voice, "en-us", 0, 0, FIXED, "espeak-ng voice used for G2P.")  \
+    X(encoder, CFG_STR, encoder, "baseline", 0, 0, FIXED,                                     \
       "Phonetic encoder used by builds: baseline[:DIM].")                                     \
-    X(faiss_factory, CFG_STR, faiss_factory, "Flat", 0, 0,                                    \
+    X(faiss_factory, CFG_STR, faiss_factory, "Flat", 0, 0, FIXED,                             \
       "FAISS index_factory string for builds (inner product; ids mapped automatically).")     \
-    X(candidates, CFG_INT, candidates, "64", 1, 4096,                                         \
+    X(candidates, CFG_INT, candidates, "64", 1, 4096, FIXED,                                  \
       "Vectors fetched from the index per resolve before grouping by entity.")                \
-    X(log_requests, CFG_BOOL, log_requests, "true", 0, 1, "One JSON log line per request on stderr.")
+    X(log_requests, CFG_BOOL, log_requests, "true", 0, 1, LIVE,                               \
+      "One JSON log line per request on stderr.")                                             \
+    X(resolve_token, CFG_SECRET, resolve_token, "", 16, 255, LIVE,                            \
+      "Bearer token POST /v1/resolve requires (admin_token is accepted too); empty = resolve is open to whoever reaches the port.") \
+    X(admin_token, CFG_SECRET, admin_token, "", 16, 255, LIVE,                                \
+      "Bearer token for admin routes and /metrics; empty = they answer 403. Prefer admin_token_file or $ERD_ADMIN_TOKEN.") \
+    X(admin_token_file, CFG_OPTSTR, admin_token_file, "", 0, 0, LIVE,                         \
+      "File whose first line is admin_token (e.g. a mounted Kubernetes secret); re-read on SIGHUP.") \
+    X(metrics_token, CFG_SECRET, metrics_token, "", 16, 255, LIVE,                            \
+      "Bearer token accepted on GET /metrics besides admin_token, so a scraper needs no admin rights.")
 
 typedef struct cfg__entry {
     const char *key;
@@ -46,12 +71,13 @@ typedef struct cfg__entry {
     size_t size;
     const char *def;
     long long min, max;
+    enum cfg__reload reload;
     const char *doc;
 } cfg__entry;
 
 static const cfg__entry cfg__table[] = {
-#define CFG__ROW(k, t, f, d, lo, hi, doc) \
-    {#k, t, offsetof(cfg_config, f), sizeof(((cfg_config *)0)->f), d, lo, hi, doc},
+#define CFG__ROW(k, t, f, d, lo, hi, rl, doc) \
+    {#k, t, offsetof(cfg_config, f), sizeof(((cfg_config *)0)->f), d, lo, hi, rl, doc},
     CFG_TABLE(CFG__ROW)
 #undef CFG__ROW
 };
@@ -79,17 +105,48 @@ static int cfg__parse_bool(const char *v, bool *ret)
     return ERD_ECONFIG;
 }
 
+/* RFC 6750 b64token characters: what fits in "Authorization: Bearer X"
+ * without quoting, so every configured token can actually be sent. */
+static bool cfg__token_chars(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (!isalnum(c) && !strchr("-._~+/=", c))
+            return false;
+    }
+    return true;
+}
+
 static int cfg__apply(cfg_config *cfg, const cfg__entry *e, const char *value, erd_diag *diag)
 {
     char *base = (char *)cfg + e->offset;
 
     switch (e->type) {
-    case CFG_STR: {
+    case CFG_STR:
+    case CFG_OPTSTR: {
         size_t len = strlen(value);
-        if (len == 0)
+        if (len == 0 && e->type == CFG_STR)
             return erd_fail(diag, ERD_ECONFIG, "%s: must not be empty", e->key);
         if (len >= e->size)
             return erd_fail(diag, ERD_ECONFIG, "%s: longer than %zu bytes", e->key, e->size - 1);
+        memcpy(base, value, len + 1);
+        return ERD_OK;
+    }
+    case CFG_SECRET: {
+        /* Messages never quote the value: it may be a real token. */
+        size_t len = strlen(value);
+        if (strcmp(value, CFG_SECRET_PLACEHOLDER) == 0)
+            return erd_fail(diag, ERD_ECONFIG,
+                            "%s: \"%s\" is what erd config --dump prints for a set token; "
+                            "write the token itself",
+                            e->key, CFG_SECRET_PLACEHOLDER);
+        if (len > 0 && (len < (size_t)e->min || len > (size_t)e->max || len >= e->size))
+            return erd_fail(diag, ERD_ECONFIG, "%s: must be %lld to %lld characters (has %zu)",
+                            e->key, e->min, e->max, len);
+        if (!cfg__token_chars(value))
+            return erd_fail(diag, ERD_ECONFIG,
+                            "%s: may hold only letters, digits and -._~+/= (a bearer token)",
+                            e->key);
         memcpy(base, value, len + 1);
         return ERD_OK;
     }
@@ -264,10 +321,17 @@ void cfg_dump(const cfg_config *cfg, FILE *out)
     for (size_t i = 0; i < CFG__N; i++) {
         const cfg__entry *e = &cfg__table[i];
         const char *base = (const char *)cfg + e->offset;
-        fprintf(out, "# %s (default: %s)\n", e->doc, e->def);
+        fprintf(out, "# %s (default: %s%s)\n", e->doc, e->def[0] ? e->def : "empty",
+                e->reload == LIVE ? "; SIGHUP reloads it" : "");
         switch (e->type) {
         case CFG_STR:
             fprintf(out, "%s %s\n\n", e->key, base);
+            break;
+        case CFG_OPTSTR:
+            fprintf(out, base[0] ? "%s %s\n\n" : "%s \"%s\"\n\n", e->key, base);
+            break;
+        case CFG_SECRET:
+            fprintf(out, "%s %s\n\n", e->key, base[0] ? CFG_SECRET_PLACEHOLDER : "\"\"");
             break;
         case CFG_INT:
             fprintf(out, "%s %d\n\n", e->key, *(const int *)base);
@@ -280,4 +344,134 @@ void cfg_dump(const cfg_config *cfg, FILE *out)
             break;
         }
     }
+}
+
+static bool cfg__same(const cfg__entry *e, const cfg_config *a, const cfg_config *b)
+{
+    const char *pa = (const char *)a + e->offset, *pb = (const char *)b + e->offset;
+    switch (e->type) {
+    case CFG_STR:
+    case CFG_OPTSTR:
+    case CFG_SECRET:
+        return strcmp(pa, pb) == 0;
+    case CFG_INT:
+        return *(const int *)pa == *(const int *)pb;
+    case CFG_SIZE:
+        return *(const size_t *)pa == *(const size_t *)pb;
+    case CFG_BOOL:
+        return *(const bool *)pa == *(const bool *)pb;
+    }
+    return false;
+}
+
+size_t cfg_diff(const cfg_config *a, const cfg_config *b, bool reloadable, char *out, size_t cap)
+{
+    size_t n = 0, len = 0;
+    if (cap)
+        out[0] = '\0';
+    for (size_t i = 0; i < CFG__N; i++) {
+        const cfg__entry *e = &cfg__table[i];
+        if ((e->reload == LIVE) != reloadable || cfg__same(e, a, b))
+            continue;
+        if (cap && len < cap) {
+            int w = snprintf(out + len, cap - len, "%s%s", n ? ", " : "", e->key);
+            len = w < 0 ? len : len + (size_t)w;
+        }
+        n++;
+    }
+    return n;
+}
+
+void cfg_copy_reloadable(cfg_config *dst, const cfg_config *src)
+{
+    for (size_t i = 0; i < CFG__N; i++) {
+        const cfg__entry *e = &cfg__table[i];
+        if (e->reload == LIVE)
+            memcpy((char *)dst + e->offset, (const char *)src + e->offset, e->size);
+    }
+}
+
+bool cfg_reloadable(const char *key)
+{
+    const cfg__entry *e = cfg__find(key);
+    return e && e->reload == LIVE;
+}
+
+int cfg_validate(const cfg_config *cfg, erd_diag *diag)
+{
+    return cfg__validate(cfg, diag);
+}
+
+/* Reads the first line of a token file: Kubernetes and systemd credentials
+ * end it with a newline that is not part of the token. */
+static int cfg__read_token_file(const char *key, const char *path, char *out, size_t cap,
+                                erd_diag *diag)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return erd_fail(diag, ERD_ECONFIG, "%s %s: cannot open: %s", key, path, strerror(errno));
+    char line[512];
+    bool got = fgets(line, sizeof line, f) != NULL;
+    bool bad = ferror(f) != 0;
+    fclose(f);
+    if (bad)
+        return erd_fail(diag, ERD_ECONFIG, "%s %s: read error", key, path);
+    if (!got)
+        line[0] = '\0';
+    char *t = cfg__trim(line);
+    if (!*t)
+        return erd_fail(diag, ERD_ECONFIG, "%s %s: the file holds no token", key, path);
+    if (strlen(t) >= cap)
+        return erd_fail(diag, ERD_ECONFIG, "%s %s: token longer than %zu bytes", key, path, cap - 1);
+    memcpy(out, t, strlen(t) + 1);
+    return ERD_OK;
+}
+
+int cfg_load_secrets(cfg_config *cfg, erd_diag *diag)
+{
+    if (!cfg->admin_token_file[0])
+        return ERD_OK;
+    if (cfg->admin_token[0])
+        return erd_fail(diag, ERD_ECONFIG,
+                        "admin_token and admin_token_file are both set; keep one of them");
+    cfg_config next = *cfg;
+    char token[sizeof next.admin_token];
+    int rc = cfg__read_token_file("admin_token_file", cfg->admin_token_file, token, sizeof token,
+                                  diag);
+    if (rc < 0)
+        return rc;
+    erd_diag inner = {0};
+    rc = cfg__apply(&next, cfg__find("admin_token"), token, &inner);
+    memset(token, 0, sizeof token);
+    if (rc < 0)
+        return erd_fail(diag, ERD_ECONFIG, "admin_token_file %s: %s", cfg->admin_token_file,
+                        inner.msg);
+    *cfg = next;
+    return ERD_OK;
+}
+
+int cfg_load(cfg_config *ret, const char *path, const char *const *overrides, erd_diag *diag)
+{
+    cfg_config next;
+    int rc;
+    cfg_defaults(&next);
+    if (path && *path) {
+        rc = cfg_load_file(&next, path, diag);
+        if (rc < 0)
+            return rc;
+    }
+    rc = cfg_load_env(&next, diag);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; overrides && overrides[i] && overrides[i + 1]; i += 2) {
+        erd_diag inner = {0};
+        rc = cfg_set(&next, overrides[i], overrides[i + 1], &inner);
+        if (rc < 0)
+            return erd_fail(diag, ERD_EINVAL, "--%s: %s", overrides[i], inner.msg);
+    }
+    rc = cfg_load_secrets(&next, diag);
+    if (rc < 0)
+        return rc;
+    *ret = next;
+    return ERD_OK;
 }

@@ -15,6 +15,7 @@ typedef struct cfg_config {
     char db[1024];             /* SQLite file */
     int threads;               /* HTTP worker threads; 0 = one per core */
     int max_connections;
+    int max_connections_per_ip; /* 0 = no per-address limit */
     int request_timeout_s;
     size_t max_body_bytes;
     int max_hypotheses;
@@ -27,7 +28,15 @@ typedef struct cfg_config {
     char faiss_factory[128];
     int candidates;
     bool log_requests;
+    char resolve_token[256];   /* secrets: empty = not set */
+    char admin_token[256];
+    char admin_token_file[1024];
+    char metrics_token[256];
 } cfg_config;
+
+/* What `erd config --dump` prints instead of a token that is set; a file
+ * holding it is refused rather than taken as the token. */
+#define CFG_SECRET_PLACEHOLDER "<set>"
 
 /* Fills cfg with the table's defaults. */
 void cfg_defaults(cfg_config *cfg);
@@ -43,7 +52,34 @@ int cfg_load_file(cfg_config *cfg, const char *path, erd_diag *diag);
 /* Applies ERD_<KEY> environment variables (key upper-cased). */
 int cfg_load_env(cfg_config *cfg, erd_diag *diag);
 
-/* Writes every setting with its current value and documentation. */
+/* Replaces admin_token with the first line of admin_token_file when that is
+ * set (ERD_ECONFIG when both are set, or the file is unreadable or holds no
+ * valid token).  Meant for a freshly loaded configuration, once. */
+int cfg_load_secrets(cfg_config *cfg, erd_diag *diag);
+
+/* The whole start-up sequence, also run by a reload: defaults, the file at
+ * path (none when NULL or ""), ERD_* variables, then overrides (NULL-ended
+ * key, value pairs from command-line flags; a bad one is ERD_EINVAL naming
+ * "--key"), then cfg_load_secrets.  *ret set only on success. */
+int cfg_load(cfg_config *ret, const char *path, const char *const *overrides, erd_diag *diag);
+
+/* Cross-key constraints (default_k <= max_k, ...). */
+int cfg_validate(const cfg_config *cfg, erd_diag *diag);
+
+/* Whether a running server applies a new value of key on reload (SIGHUP);
+ * the others are bound at start. */
+bool cfg_reloadable(const char *key);
+
+/* Names of the keys whose values differ between a and b, restricted to the
+ * reloadable ones or to the others, as "k1, k2" in out[0..cap) (cut to fit,
+ * never the values: some are secrets).  Returns how many differ. */
+size_t cfg_diff(const cfg_config *a, const cfg_config *b, bool reloadable, char *out, size_t cap);
+
+/* Copies the value of every reloadable key from src into dst. */
+void cfg_copy_reloadable(cfg_config *dst, const cfg_config *src);
+
+/* Writes every setting with its current value and documentation; secrets
+ * that are set appear as CFG_SECRET_PLACEHOLDER. */
 void cfg_dump(const cfg_config *cfg, FILE *out);
 
 #endif

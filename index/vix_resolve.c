@@ -256,6 +256,14 @@ const char *vix_resolver_catalog_name(const vix_resolver *r, size_t i)
     return i < r->n_catalogs ? r->catalogs[i].name : NULL;
 }
 
+void vix_resolver_g2p_stats(vix_resolver *r, uint64_t *ret_lookups, uint64_t *ret_hits)
+{
+    pho_g2p_stats st = {0};
+    pho_g2p_get_stats(r->g2p, &st);
+    *ret_lookups = st.lookups;
+    *ret_hits = st.hits;
+}
+
 static const vix__entity *vix__entity_find(const vix__catalog *c, int64_t rowid)
 {
     size_t lo = 0, hi = c->n_entities;

@@ -48,6 +48,9 @@ void vix_resolver_close(vix_resolver *resolver); /* accepts NULL */
 size_t vix_resolver_catalog_count(const vix_resolver *resolver);
 const char *vix_resolver_catalog_name(const vix_resolver *resolver, size_t i);
 
+/* G2P phoneme-cache counters since open (for /metrics); thread-safe. */
+void vix_resolver_g2p_stats(vix_resolver *resolver, uint64_t *ret_lookups, uint64_t *ret_hits);
+
 /* Resolves hyps[0..n) (best first) against catalog; writes up to k results,
  * best first, into ret_results and their number into *ret_n.  Hypotheses
  * that normalise to nothing are skipped; ERD_EEMPTY when none is left.

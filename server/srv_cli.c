@@ -69,17 +69,6 @@ static int srv__config(const char *cmd, const char *path, cfg_config *cfg)
     return SRV_EXIT_OK;
 }
 
-static int srv__set(const char *cmd, cfg_config *cfg, const char *key, const char *value)
-{
-    erd_diag diag = {0};
-    int rc = cfg_set(cfg, key, value, &diag);
-    if (rc < 0) {
-        fprintf(stderr, "erd %s: --%s: %s\n", cmd, key, erd_diag_message(&diag, rc));
-        return SRV_EXIT_USAGE;
-    }
-    return SRV_EXIT_OK;
-}
-
 static int srv__bad_usage(const char *cmd)
 {
     fprintf(stderr, "Try 'erd %s --help'.\n", cmd);
@@ -326,8 +315,12 @@ int srv_cli_serve(int argc, char **argv)
             printf("usage: erd serve --db FILE [--listen HOST:PORT] [OPTIONS]\n\n"
                    "Serves every built catalog of the database over HTTP:\n"
                    "  POST /v1/resolve  {\"catalog\":..., \"hypotheses\":[{\"text\",\"score\"}], \"k\":5}\n"
-                   "  GET  /healthz\n"
-                   "Stops cleanly on SIGINT or SIGTERM.\n\n"
+                   "  GET  /healthz   liveness\n"
+                   "  GET  /readyz    readiness (a catalog index is loaded)\n"
+                   "  GET  /metrics   Prometheus metrics (needs metrics_token or admin_token)\n"
+                   "SIGHUP reloads the configuration (limits, tokens, log_requests); SIGINT or\n"
+                   "SIGTERM stop after in-flight requests finish.  An invalid configuration\n"
+                   "exits 78 naming the key (and line).\n\n"
                    "  --db FILE            catalog store\n"
                    "  --listen HOST:PORT   address (default from config: 127.0.0.1:8080)\n"
                    "  --threads N          worker threads (default: one per core)\n"
@@ -341,14 +334,31 @@ int srv_cli_serve(int argc, char **argv)
         fprintf(stderr, "erd serve: unexpected argument \"%s\"\n", argv[optind]);
         return srv__bad_usage("serve");
     }
+    /* Flags are kept as overrides so a reload (SIGHUP) re-reads the file
+     * and environment under them, exactly as start-up did. */
+    const char *overrides[7];
+    size_t no = 0;
+    if (db) {
+        overrides[no++] = "db";
+        overrides[no++] = db;
+    }
+    if (listen) {
+        overrides[no++] = "listen";
+        overrides[no++] = listen;
+    }
+    if (threads) {
+        overrides[no++] = "threads";
+        overrides[no++] = threads;
+    }
+    overrides[no] = NULL;
+    if (!config)
+        config = getenv("ERD_CONFIG");
+    srv_http_opts ho = {.config_path = config && *config ? config : NULL, .overrides = overrides};
     cfg_config cfg;
-    int rc = srv__config("serve", config, &cfg);
-    if (rc)
-        return rc;
-    if ((db && (rc = srv__set("serve", &cfg, "db", db))) ||
-        (listen && (rc = srv__set("serve", &cfg, "listen", listen))) ||
-        (threads && (rc = srv__set("serve", &cfg, "threads", threads))))
-        return rc;
+    erd_diag cdiag = {0};
+    int rc = cfg_load(&cfg, ho.config_path, overrides, &cdiag);
+    if (rc < 0)
+        return srv__fail("serve", &cdiag, rc);
     if (access(cfg.db, F_OK) != 0) {
         fprintf(stderr, "erd serve: %s: no such database (run erd import and erd build first)\n",
                 cfg.db);
@@ -376,7 +386,7 @@ int srv_cli_serve(int argc, char **argv)
     if (n == 0)
         fprintf(stderr, "erd: warning: no catalog has an index yet; run erd build\n");
 
-    rc = srv_http_run(&cfg, resolver, &diag);
+    rc = srv_http_run(&cfg, &ho, resolver, &diag);
     vix_resolver_close(resolver);
     if (rc < 0)
         return srv__fail("serve", &diag, rc);

@@ -18,21 +18,64 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/srv_auth.h"
+#include "server/srv_metrics.h"
 #include "server/srv_pool.h"
 #include "server/srv_request.h"
+#include "index/vix_store.h"
 
 #define SRV__JSON "application/json"
 #define SRV__MAX_ID 64
 #define SRV__MAX_LOG_PATH 256
 
-enum srv__route { SRV__ROUTE_NONE, SRV__ROUTE_RESOLVE, SRV__ROUTE_HEALTHZ };
+struct srv__req;
+typedef enum MHD_Result (*srv__handler)(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
+
+/* One row per endpoint: what it is called, which methods it takes (also
+ * the Allow header of its 405), which tokens it needs and whether it reads a
+ * body.  New endpoints (the admin API) are new rows. */
+typedef struct srv__route {
+    const char *path;
+    const char *methods;
+    srv_auth_class auth;
+    bool takes_body;
+    srv__handler handler;
+} srv__route;
+
+static enum MHD_Result srv__resolve(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
+static enum MHD_Result srv__healthz(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
+static enum MHD_Result srv__readyz(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
+static enum MHD_Result srv__metrics(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
+
+static const srv__route srv__routes[] = {
+    {"/v1/resolve", "POST", SRV_AUTH_RESOLVE, true, srv__resolve},
+    {"/healthz", "GET, HEAD", SRV_AUTH_PUBLIC, false, srv__healthz},
+    {"/readyz", "GET, HEAD", SRV_AUTH_PUBLIC, false, srv__readyz},
+    {"/metrics", "GET, HEAD", SRV_AUTH_METRICS, false, srv__metrics},
+};
+#define SRV__N_ROUTES (sizeof srv__routes / sizeof srv__routes[0])
+/* Index of requests to no route, in the metrics' route labels. */
+#define SRV__ROUTE_OTHER SRV__N_ROUTES
+
+/* The configuration requests run under.  A reload publishes a new one with
+ * one atomic store; a request loads the pointer once and keeps it to the
+ * end, so it sees one consistent set of limits and tokens.  Replaced ones
+ * are retired and freed once no request is in flight (see srv__reclaim). */
+typedef struct srv__live {
+    cfg_config cfg;
+    srv_limits limits;
+    size_t pool_cap;
+    srv_auth_tokens tokens; /* point into cfg */
+    struct srv__live *retired_next;
+} srv__live;
 
 struct srv_http {
     struct MHD_Daemon *daemon;
-    const cfg_config *cfg;
     vix_resolver *resolver;
-    srv_limits limits;
-    size_t pool_cap;
+    srv_metrics *metrics;
+    const srv_http_opts *opts;
+    _Atomic(srv__live *) live;
+    srv__live *retired;    /* touched only by the thread that reloads and stops */
     uint64_t id_seed;
     atomic_uint_fast64_t id_seq;
     atomic_int inflight;
@@ -44,7 +87,8 @@ struct srv_http {
  * completion callback releases everything the request touched. */
 typedef struct srv__req {
     srv_pool *pool;
-    enum srv__route route;
+    const srv__live *live; /* the configuration this request runs under */
+    size_t route;          /* index into srv__routes, SRV__ROUTE_OTHER when none */
     char *body;
     size_t body_len, body_cap;
     size_t expected;   /* Content-Length, 0 when absent */
@@ -52,13 +96,21 @@ typedef struct srv__req {
     bool method_ok;
     bool too_large;
     bool responded;
+    bool token_given;  /* an Authorization header was sent */
+    int auth_err;      /* ERD_OK, ERD_EUNAUTHORIZED or ERD_EFORBIDDEN */
     unsigned status;
     int err;
     struct timespec t0;
     char id[SRV__MAX_ID + 1];
     char method[16];
+    char auth_msg[96];
     char *path;        /* only copied when requests are logged */
 } srv__req;
+
+static const char *const srv__route_labels[SRV__N_ROUTES + 1] = {
+    "/v1/resolve", "/healthz", "/readyz", "/metrics", "other",
+};
+_Static_assert(SRV__N_ROUTES + 1 <= SRV_METRICS_MAX_ROUTES, "too many routes for the metrics");
 
 /* ---- small helpers ---- */
 
@@ -106,22 +158,33 @@ static void srv__mhd_log(void *cls, const char *fmt, va_list ap)
     fprintf(stderr, "erd: http: %s\n", line);
 }
 
+static uint64_t srv__ns_since(const struct timespec *t0)
+{
+    struct timespec t1;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    int64_t ns = (int64_t)(t1.tv_sec - t0->tv_sec) * 1000000000 + (t1.tv_nsec - t0->tv_nsec);
+    return ns > 0 ? (uint64_t)ns : 0;
+}
+
 /* ---- responses ---- */
 
-static enum MHD_Result srv__send(srv__req *r, struct MHD_Connection *conn, unsigned status, char *json,
-                                 size_t len, enum MHD_ResponseMemoryMode mode, const char *allow)
+/* Queues a reply; hname/hvalue add one more header (Allow on 405,
+ * WWW-Authenticate on 401) when hname is not NULL. */
+static enum MHD_Result srv__send_as(srv__req *r, struct MHD_Connection *conn, unsigned status,
+                                    char *body, size_t len, enum MHD_ResponseMemoryMode mode,
+                                    const char *content_type, const char *hname, const char *hvalue)
 {
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, json, mode);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, body, mode);
     if (!resp) {
         if (mode == MHD_RESPMEM_MUST_FREE)
-            free(json);
+            free(body);
         return MHD_NO;
     }
     enum MHD_Result ok = MHD_YES;
-    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, SRV__JSON) != MHD_YES ||
+    if (MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type) != MHD_YES ||
         MHD_add_response_header(resp, "X-Request-Id", r->id) != MHD_YES ||
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") != MHD_YES ||
-        (allow && MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow) != MHD_YES))
+        (hname && MHD_add_response_header(resp, hname, hvalue) != MHD_YES))
         ok = MHD_NO;
     if (ok == MHD_YES)
         ok = MHD_queue_response(conn, status, resp);
@@ -133,8 +196,14 @@ static enum MHD_Result srv__send(srv__req *r, struct MHD_Connection *conn, unsig
     return ok;
 }
 
-static enum MHD_Result srv__send_error(srv__req *r, struct MHD_Connection *conn, int err,
-                                       const char *message, const char *allow)
+static enum MHD_Result srv__send(srv__req *r, struct MHD_Connection *conn, unsigned status, char *json,
+                                 size_t len, enum MHD_ResponseMemoryMode mode)
+{
+    return srv__send_as(r, conn, status, json, len, mode, SRV__JSON, NULL, NULL);
+}
+
+static enum MHD_Result srv__send_error_h(srv__req *r, struct MHD_Connection *conn, int err,
+                                         const char *message, const char *hname, const char *hvalue)
 {
     static const char oom[] = "{\"error\":{\"code\":\"out_of_memory\",\"message\":\"out of memory\"}}";
     char *json;
@@ -142,16 +211,23 @@ static enum MHD_Result srv__send_error(srv__req *r, struct MHD_Connection *conn,
     r->err = err;
     if (srv_write_error(err, message, &json, &len) < 0) {
         r->err = ERD_ENOMEM;
-        return srv__send(r, conn, (unsigned)erd_http_status(ERD_ENOMEM), (char *)oom, sizeof oom - 1,
-                         MHD_RESPMEM_PERSISTENT, allow);
+        return srv__send_as(r, conn, (unsigned)erd_http_status(ERD_ENOMEM), (char *)oom,
+                            sizeof oom - 1, MHD_RESPMEM_PERSISTENT, SRV__JSON, hname, hvalue);
     }
-    return srv__send(r, conn, (unsigned)erd_http_status(err), json, len, MHD_RESPMEM_MUST_FREE, allow);
+    return srv__send_as(r, conn, (unsigned)erd_http_status(err), json, len, MHD_RESPMEM_MUST_FREE,
+                        SRV__JSON, hname, hvalue);
+}
+
+static enum MHD_Result srv__send_error(srv__req *r, struct MHD_Connection *conn, int err,
+                                       const char *message)
+{
+    return srv__send_error_h(r, conn, err, message, NULL, NULL);
 }
 
 static enum MHD_Result srv__send_diag(srv__req *r, struct MHD_Connection *conn, int err,
                                       const erd_diag *diag)
 {
-    return srv__send_error(r, conn, err, erd_diag_message(diag, err), NULL);
+    return srv__send_error(r, conn, err, erd_diag_message(diag, err));
 }
 
 /* ---- routes ---- */
@@ -167,7 +243,7 @@ static enum MHD_Result srv__healthz(srv_http *h, srv__req *r, struct MHD_Connect
     }
     char *json = malloc(cap);
     if (!json)
-        return srv__send_error(r, conn, ERD_ENOMEM, NULL, NULL);
+        return srv__send_error(r, conn, ERD_ENOMEM, NULL);
     size_t o = (size_t)snprintf(json, cap, "{\"status\":\"ok\",\"catalogs\":[");
     for (size_t i = 0; i < n; i++) {
         const char *name = vix_resolver_catalog_name(h->resolver, i);
@@ -179,24 +255,58 @@ static enum MHD_Result srv__healthz(srv_http *h, srv__req *r, struct MHD_Connect
     }
     memcpy(json + o, "]}", 3);
     o += 2;
-    return srv__send(r, conn, MHD_HTTP_OK, json, o, MHD_RESPMEM_MUST_FREE, NULL);
+    return srv__send(r, conn, MHD_HTTP_OK, json, o, MHD_RESPMEM_MUST_FREE);
+}
+
+/* Ready means able to answer resolves: at least one catalog index loaded.
+ * Liveness (/healthz) stays 200 either way, so an orchestrator holds
+ * traffic back instead of restarting a server that is only missing data. */
+static enum MHD_Result srv__readyz(srv_http *h, srv__req *r, struct MHD_Connection *conn)
+{
+    static const char not_ready[] =
+        "{\"status\":\"not_ready\",\"reason\":\"no catalog has a loaded index (run erd build, then "
+        "start erd serve again)\"}";
+    size_t n = vix_resolver_catalog_count(h->resolver);
+    if (n == 0)
+        return srv__send(r, conn, MHD_HTTP_SERVICE_UNAVAILABLE, (char *)not_ready,
+                         sizeof not_ready - 1, MHD_RESPMEM_PERSISTENT);
+    char *json = malloc(64);
+    if (!json)
+        return srv__send_error(r, conn, ERD_ENOMEM, NULL);
+    int len = snprintf(json, 64, "{\"status\":\"ready\",\"catalogs\":%zu}", n);
+    return srv__send(r, conn, MHD_HTTP_OK, json, (size_t)len, MHD_RESPMEM_MUST_FREE);
+}
+
+static enum MHD_Result srv__metrics(srv_http *h, srv__req *r, struct MHD_Connection *conn)
+{
+    erd_diag diag = {0};
+    char *text;
+    size_t len;
+    int rc = srv_metrics_render(h->metrics, h->resolver, atomic_load(&h->inflight), &text, &len, &diag);
+    if (rc < 0)
+        return srv__send_diag(r, conn, rc, &diag);
+    return srv__send_as(r, conn, MHD_HTTP_OK, text, len, MHD_RESPMEM_MUST_FREE,
+                        SRV_METRICS_CONTENT_TYPE, NULL, NULL);
 }
 
 static enum MHD_Result srv__resolve(srv_http *h, srv__req *r, struct MHD_Connection *conn)
 {
     erd_diag diag = {0};
     srv_resolve_req req;
-    int rc = srv_parse_resolve(r->pool, r->body ? r->body : "", r->body_len, &h->limits, &req, &diag);
+    int rc = srv_parse_resolve(r->pool, r->body ? r->body : "", r->body_len, &r->live->limits, &req,
+                               &diag);
     if (rc < 0)
         return srv__send_diag(r, conn, rc, &diag);
     vix_result *results = srv_pool_alloc(r->pool, req.k * sizeof *results);
     if (!results)
-        return srv__send_error(r, conn, ERD_ENOMEM, "request exceeds its memory budget", NULL);
+        return srv__send_error(r, conn, ERD_ENOMEM, "request exceeds its memory budget");
     size_t n_out = 0;
-    rc = vix_resolve(h->resolver, req.catalog, req.hyps, req.n_hyps, req.k, results, &n_out, NULL,
+    vix_timing tm = {0};
+    rc = vix_resolve(h->resolver, req.catalog, req.hyps, req.n_hyps, req.k, results, &n_out, &tm,
                      &diag);
     if (rc < 0)
         return srv__send_diag(r, conn, rc, &diag);
+    srv_metrics_stages(h->metrics, &tm);
     if (n_out > req.k)
         n_out = req.k;
     /* The result strings belong to the resolver; serialising here copies
@@ -206,24 +316,43 @@ static enum MHD_Result srv__resolve(srv_http *h, srv__req *r, struct MHD_Connect
     rc = srv_write_results(results, n_out, &json, &len, &diag);
     if (rc < 0)
         return srv__send_diag(r, conn, rc, &diag);
-    return srv__send(r, conn, MHD_HTTP_OK, json, len, MHD_RESPMEM_MUST_FREE, NULL);
+    return srv__send(r, conn, MHD_HTTP_OK, json, len, MHD_RESPMEM_MUST_FREE);
 }
 
 /* ---- request lifecycle ---- */
 
+/* Whether method is one of the route's comma-separated methods. */
+static bool srv__method_allowed(const char *methods, const char *method)
+{
+    size_t ml = strlen(method);
+    for (const char *p = methods; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == ml && strncmp(p, method, n) == 0)
+            return true;
+        p += n;
+        while (*p == ',' || *p == ' ')
+            p++;
+    }
+    return false;
+}
+
 static srv__req *srv__req_new(srv_http *h, struct MHD_Connection *conn, const char *url,
                               const char *method)
 {
+    /* Counted in flight before the configuration is loaded: a reload that
+     * then sees no request in flight knows nobody holds the old one. */
+    atomic_fetch_add(&h->inflight, 1);
+    const srv__live *live = atomic_load(&h->live);
     srv_pool *pool = NULL;
-    if (srv_pool_create(0, h->pool_cap, &pool) < 0)
-        return NULL;
+    if (srv_pool_create(0, live->pool_cap, &pool) < 0)
+        goto fail;
     srv__req *r = srv_pool_alloc(pool, sizeof *r);
-    if (!r) {
-        srv_pool_destroy(pool);
-        return NULL;
-    }
+    if (!r)
+        goto fail;
     memset(r, 0, sizeof *r);
     r->pool = pool;
+    r->live = live;
+    r->route = SRV__ROUTE_OTHER;
     clock_gettime(CLOCK_MONOTONIC, &r->t0);
     snprintf(r->method, sizeof r->method, "%s", method);
     const char *given = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
@@ -233,22 +362,27 @@ static srv__req *srv__req_new(srv_http *h, struct MHD_Connection *conn, const ch
         uint64_t seq = atomic_fetch_add(&h->id_seq, 1);
         snprintf(r->id, sizeof r->id, "%016" PRIx64, srv__mix(h->id_seed + seq));
     }
-    if (h->cfg->log_requests) {
+    if (live->cfg.log_requests) {
         /* MHD's url points into the connection's read buffer, which is
          * reused before the completion callback logs it. */
         r->path = srv_pool_strndup(pool, url, strnlen(url, SRV__MAX_LOG_PATH));
     }
     return r;
+fail:
+    srv_pool_destroy(pool);
+    atomic_fetch_sub(&h->inflight, 1);
+    return NULL;
 }
 
 /* Appends streamed body bytes, never holding more than max_body_bytes: once
  * over, the rest is read and dropped so the client can still be told 413. */
-static enum MHD_Result srv__take_body(srv_http *h, srv__req *r, const char *data, size_t n)
+static enum MHD_Result srv__take_body(srv__req *r, const char *data, size_t n)
 {
-    size_t max = h->cfg->max_body_bytes;
-    /* Bodies sent to a path or method that will be refused are not kept
-     * either. */
-    bool keep = r->route == SRV__ROUTE_RESOLVE && r->method_ok;
+    size_t max = r->live->cfg.max_body_bytes;
+    /* Bodies sent to a path, method or without the credentials that will be
+     * refused are not kept either. */
+    bool keep = r->route != SRV__ROUTE_OTHER && srv__routes[r->route].takes_body && r->method_ok &&
+                r->auth_err == ERD_OK;
     if (keep && !r->too_large && n > max - r->body_len)
         r->too_large = true;
     if (!keep || r->too_large) {
@@ -275,26 +409,32 @@ static enum MHD_Result srv__take_body(srv_http *h, srv__req *r, const char *data
     return MHD_YES;
 }
 
-/* Picks the reply once the route, method and body size are known; the
- * checks run in the order a client can act on (path, method, size). */
+/* Picks the reply once the route, credentials, method and body size are
+ * known; the checks run in the order a client can act on, and an
+ * unauthenticated client learns nothing past the path existing. */
 static enum MHD_Result srv__dispatch(srv_http *h, srv__req *r, struct MHD_Connection *conn)
 {
-    if (r->route == SRV__ROUTE_NONE)
+    if (r->route == SRV__ROUTE_OTHER)
         return srv__send_error(r, conn, ERD_ENOTFOUND,
-                               "no such endpoint (try POST /v1/resolve or GET /healthz)", NULL);
+                               "no such endpoint (try POST /v1/resolve or GET /healthz)");
+    const srv__route *route = &srv__routes[r->route];
+    if (r->auth_err == ERD_EUNAUTHORIZED)
+        return srv__send_error_h(r, conn, ERD_EUNAUTHORIZED, r->auth_msg, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+                                 r->token_given ? "Bearer realm=\"erd\", error=\"invalid_token\""
+                                                : "Bearer realm=\"erd\"");
+    if (r->auth_err < 0)
+        return srv__send_error(r, conn, r->auth_err, r->auth_msg);
     if (!r->method_ok) {
-        if (r->route == SRV__ROUTE_RESOLVE)
-            return srv__send_error(r, conn, ERD_EMETHOD, "use POST for /v1/resolve", "POST");
-        return srv__send_error(r, conn, ERD_EMETHOD, "use GET for /healthz", "GET, HEAD");
+        char msg[96];
+        snprintf(msg, sizeof msg, "use %s for %s", route->methods, route->path);
+        return srv__send_error_h(r, conn, ERD_EMETHOD, msg, MHD_HTTP_HEADER_ALLOW, route->methods);
     }
     if (r->too_large) {
         char msg[96];
-        snprintf(msg, sizeof msg, "request body exceeds %zu bytes", h->cfg->max_body_bytes);
-        return srv__send_error(r, conn, ERD_ETOOLARGE, msg, NULL);
+        snprintf(msg, sizeof msg, "request body exceeds %zu bytes", r->live->cfg.max_body_bytes);
+        return srv__send_error(r, conn, ERD_ETOOLARGE, msg);
     }
-    if (r->route == SRV__ROUTE_HEALTHZ)
-        return srv__healthz(h, r, conn);
-    return srv__resolve(h, r, conn);
+    return route->handler(h, r, conn);
 }
 
 static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -310,15 +450,20 @@ static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const
         if (!r)
             return MHD_NO;
         *con_cls = r;
-        atomic_fetch_add(&h->inflight, 1);
 
-        if (strcmp(url, "/v1/resolve") == 0) {
-            r->route = SRV__ROUTE_RESOLVE;
-            r->method_ok = strcmp(method, MHD_HTTP_METHOD_POST) == 0;
-        } else if (strcmp(url, "/healthz") == 0) {
-            r->route = SRV__ROUTE_HEALTHZ;
-            r->method_ok = strcmp(method, MHD_HTTP_METHOD_GET) == 0 ||
-                           strcmp(method, MHD_HTTP_METHOD_HEAD) == 0;
+        for (size_t i = 0; i < SRV__N_ROUTES; i++) {
+            if (strcmp(url, srv__routes[i].path) == 0) {
+                r->route = i;
+                r->method_ok = srv__method_allowed(srv__routes[i].methods, method);
+                const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                                MHD_HTTP_HEADER_AUTHORIZATION);
+                erd_diag diag = {0};
+                r->token_given = authz != NULL;
+                r->auth_err = srv_auth_check(srv__routes[i].auth, authz, &r->live->tokens, &diag);
+                if (r->auth_err < 0)
+                    snprintf(r->auth_msg, sizeof r->auth_msg, "%s", erd_diag_message(&diag, r->auth_err));
+                break;
+            }
         }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -326,7 +471,7 @@ static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const
             char *end;
             errno = 0;
             unsigned long long v = strtoull(cl, &end, 10);
-            if (errno == 0 && end != cl && v <= h->cfg->max_body_bytes) {
+            if (errno == 0 && end != cl && v <= r->live->cfg.max_body_bytes) {
                 r->expected = (size_t)v;
             } else {
                 /* Answer before reading a byte of it; MHD then closes the
@@ -345,7 +490,7 @@ static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const
         *upload_data_size = 0;
         if (r->responded)
             return MHD_YES;
-        return srv__take_body(h, r, upload_data, n);
+        return srv__take_body(r, upload_data, n);
     }
     if (r->responded)
         return MHD_YES;
@@ -382,11 +527,134 @@ static void srv__completed(void *cls, struct MHD_Connection *conn, void **con_cl
     srv__req *r = *con_cls;
     if (!r)
         return;
-    if (h->cfg->log_requests)
+    if (r->responded)
+        srv_metrics_request(h->metrics, r->route, r->status, srv__ns_since(&r->t0));
+    if (r->live->cfg.log_requests)
         srv__log_request(r, toe);
     *con_cls = NULL;
     srv_pool_destroy(r->pool);
+    /* Last: after this the request's configuration may be freed. */
     atomic_fetch_sub(&h->inflight, 1);
+}
+
+/* ---- live configuration ---- */
+
+static int srv__live_new(const cfg_config *cfg, srv__live **ret, erd_diag *diag)
+{
+    if (cfg->max_body_bytes == 0)
+        return erd_fail(diag, ERD_ECONFIG, "max_body_bytes must be positive");
+    srv__live *l = calloc(1, sizeof *l);
+    if (!l)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    l->cfg = *cfg;
+    srv_limits_from_config(&l->cfg, &l->limits);
+    /* Body (plus growth slack), its string copies, and the hypothesis and
+     * result arrays: the most any request can legitimately need. */
+    size_t body = l->cfg.max_body_bytes;
+    size_t extra = l->limits.max_hypotheses * sizeof(vix_hypothesis) +
+                   l->limits.max_k * sizeof(vix_result) + ((size_t)64 << 10);
+    if (body > (SIZE_MAX - extra) / 3) {
+        free(l);
+        return erd_fail(diag, ERD_ECONFIG, "max_body_bytes too large");
+    }
+    l->pool_cap = 3 * body + extra;
+    l->tokens.resolve = l->cfg.resolve_token;
+    l->tokens.admin = l->cfg.admin_token;
+    l->tokens.metrics = l->cfg.metrics_token;
+    *ret = l;
+    return ERD_OK;
+}
+
+static void srv__live_free(srv__live *l)
+{
+    if (!l)
+        return;
+    /* Tokens do not linger in freed heap memory. */
+    explicit_bzero(&l->cfg, sizeof l->cfg);
+    free(l);
+}
+
+/* Frees retired configurations once no request is in flight.  A request
+ * counts itself in flight before it loads the live pointer (both seq_cst),
+ * so zero here means every later request loads the current one. */
+static void srv__reclaim(srv_http *h)
+{
+    if (!h->retired || atomic_load(&h->inflight) != 0)
+        return;
+    while (h->retired) {
+        srv__live *next = h->retired->retired_next;
+        srv__live_free(h->retired);
+        h->retired = next;
+    }
+}
+
+int srv_http_reload(srv_http *h, erd_diag *diag)
+{
+    if (!h)
+        return erd_fail(diag, ERD_EINVAL, "srv_http_reload: no server");
+    const char *path = h->opts && h->opts->config_path ? h->opts->config_path : NULL;
+    const char *const *overrides = h->opts ? h->opts->overrides : NULL;
+    cfg_config fresh, next;
+    srv__live *nl = NULL;
+    srv__live *cur = atomic_load(&h->live);
+    int rc = cfg_load(&fresh, path, overrides, diag);
+    if (rc < 0)
+        goto out;
+    /* Bound-at-start keys keep their running values; only the others
+     * move, and the result is checked as a whole before anyone sees it. */
+    next = cur->cfg;
+    cfg_copy_reloadable(&next, &fresh);
+    rc = cfg_validate(&next, diag);
+    if (rc < 0)
+        goto out;
+    rc = srv__live_new(&next, &nl, diag);
+    if (rc < 0)
+        goto out;
+    char fixed[512], changed[512];
+    size_t n_fixed = cfg_diff(&cur->cfg, &fresh, false, fixed, sizeof fixed);
+    size_t n_changed = cfg_diff(&cur->cfg, &next, true, changed, sizeof changed);
+    srv__live *old = atomic_exchange(&h->live, nl);
+    old->retired_next = h->retired;
+    h->retired = old;
+    srv__reclaim(h);
+    fprintf(stderr, "erd: configuration reloaded%s%s; changed: %s\n", path ? " from " : "",
+            path ? path : "", n_changed ? changed : "nothing");
+    if (n_fixed)
+        fprintf(stderr, "erd: reload: %s cannot change while serving; restart erd serve to apply "
+                        "(running values kept)\n", fixed);
+    rc = ERD_OK;
+out:
+    explicit_bzero(&fresh, sizeof fresh);
+    explicit_bzero(&next, sizeof next);
+    srv_metrics_reload(h->metrics, rc == ERD_OK);
+    if (rc < 0)
+        fprintf(stderr, "erd: reload failed, running configuration kept: %s\n",
+                erd_diag_message(diag, rc));
+    return rc;
+}
+
+/* Gauges of the loaded indexes come from the store's metadata, which the
+ * resolver has just checked against each index file. */
+static void srv__index_metrics(srv_http *h, const char *db)
+{
+    vix_store *store = NULL;
+    erd_diag diag = {0};
+    int rc = vix_store_open(db, VIX_STORE_READONLY, &store, &diag);
+    for (size_t i = 0; rc == ERD_OK && i < vix_resolver_catalog_count(h->resolver); i++) {
+        const char *name = vix_resolver_catalog_name(h->resolver, i);
+        int64_t id;
+        vix_index_meta meta;
+        rc = vix_store_catalog_find(store, name, &id, &diag);
+        if (rc == ERD_OK)
+            rc = vix_store_meta_get(store, id, &meta, &diag);
+        if (rc == ERD_OK) {
+            rc = srv_metrics_set_index(h->metrics, name, (uint64_t)meta.vector_count);
+            vix_index_meta_clear(&meta);
+        }
+    }
+    vix_store_close(store);
+    if (rc < 0)
+        fprintf(stderr, "erd: warning: erd_index_vectors incomplete: %s\n", erd_diag_message(&diag, rc));
 }
 
 /* ---- listen address ---- */
@@ -455,28 +723,34 @@ static int srv__parse_listen(const char *listen, struct sockaddr_storage *ss, so
 
 /* ---- daemon ---- */
 
-int srv_http_start(const cfg_config *cfg, vix_resolver *resolver, srv_http **ret, erd_diag *diag)
+int srv_http_start(const cfg_config *cfg, const srv_http_opts *opts, vix_resolver *resolver,
+                   srv_http **ret, erd_diag *diag)
 {
     struct sockaddr_storage ss;
     socklen_t ss_len = 0;
     char host[INET6_ADDRSTRLEN];
     srv_http *h = NULL;
+    srv__live *live = NULL;
     int rc;
 
     if (!cfg || !resolver || !ret)
         return erd_fail(diag, ERD_EINVAL, "srv_http_start: missing argument");
-    if (cfg->max_body_bytes == 0)
-        return erd_fail(diag, ERD_ECONFIG, "max_body_bytes must be positive");
     rc = srv__parse_listen(cfg->listen, &ss, &ss_len, host, sizeof host, diag);
+    if (rc < 0)
+        return rc;
+    rc = srv__live_new(cfg, &live, diag);
     if (rc < 0)
         return rc;
 
     h = calloc(1, sizeof *h);
-    if (!h)
-        return erd_fail(diag, ERD_ENOMEM, "out of memory");
-    h->cfg = cfg;
+    if (!h) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
     h->resolver = resolver;
-    srv_limits_from_config(cfg, &h->limits);
+    h->opts = opts;
+    atomic_init(&h->live, live);
+    live = NULL;
     atomic_init(&h->id_seq, 0);
     atomic_init(&h->inflight, 0);
     if (getentropy(&h->id_seed, sizeof h->id_seed) != 0) {
@@ -484,21 +758,15 @@ int srv_http_start(const cfg_config *cfg, vix_resolver *resolver, srv_http **ret
         clock_gettime(CLOCK_REALTIME, &t);
         h->id_seed = ((uint64_t)t.tv_sec << 32) ^ (uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 16);
     }
-
-    /* Body (plus growth slack), its string copies, and the hypothesis and
-     * result arrays: the most any request can legitimately need. */
-    size_t body = cfg->max_body_bytes;
-    size_t extra = h->limits.max_hypotheses * sizeof(vix_hypothesis) +
-                   h->limits.max_k * sizeof(vix_result) + ((size_t)64 << 10);
-    if (body > (SIZE_MAX - extra) / 3) {
-        rc = erd_fail(diag, ERD_ECONFIG, "max_body_bytes too large");
+    rc = srv_metrics_create(srv__route_labels, SRV__N_ROUTES + 1, &h->metrics, diag);
+    if (rc < 0)
         goto out;
-    }
-    h->pool_cap = 3 * body + extra;
+    srv__index_metrics(h, cfg->db);
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned threads = cfg->threads > 0 ? (unsigned)cfg->threads : (cores > 0 ? (unsigned)cores : 1);
     unsigned conns = cfg->max_connections > 0 ? (unsigned)cfg->max_connections : 1;
+    unsigned per_ip = cfg->max_connections_per_ip > 0 ? (unsigned)cfg->max_connections_per_ip : 0;
     /* MHD splits the connection limit across workers and refuses to start
      * when a worker would get none. */
     if (threads > conns)
@@ -514,6 +782,7 @@ int srv_http_start(const cfg_config *cfg, vix_resolver *resolver, srv_http **ret
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                  MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0u,
                                  MHD_OPTION_CONNECTION_LIMIT, conns,
+                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
                                  MHD_OPTION_CONNECTION_TIMEOUT, timeout,
                                  MHD_OPTION_NOTIFY_COMPLETED, srv__completed, h,
                                  MHD_OPTION_END);
@@ -533,7 +802,12 @@ int srv_http_start(const cfg_config *cfg, vix_resolver *resolver, srv_http **ret
     h = NULL;
     rc = ERD_OK;
 out:
-    free(h);
+    srv__live_free(live);
+    if (h) {
+        srv_metrics_destroy(h->metrics);
+        srv__live_free(atomic_load(&h->live));
+        free(h);
+    }
     return rc;
 }
 
@@ -553,8 +827,11 @@ void srv_http_stop(srv_http *http)
         return;
     MHD_socket lsock = MHD_quiesce_daemon(http->daemon);
     /* Requests already being handled get to finish and send their reply;
-     * a client that stalls is cut off after the request timeout. */
-    int limit_s = http->cfg->request_timeout_s > 0 ? http->cfg->request_timeout_s : 10;
+     * a client that stalls is cut off after the request timeout.  The
+     * timeout is bound at start, so any published configuration has it. */
+    int limit_s = atomic_load(&http->live)->cfg.request_timeout_s;
+    if (limit_s <= 0)
+        limit_s = 10;
     if (limit_s > 30)
         limit_s = 30;
     struct timespec t0;
@@ -567,38 +844,59 @@ void srv_http_stop(srv_http *http)
     /* After quiescing, the listening socket is ours to close. */
     if (lsock != MHD_INVALID_SOCKET)
         close(lsock);
+    /* No worker is left: every configuration can go. */
+    while (http->retired) {
+        srv__live *next = http->retired->retired_next;
+        srv__live_free(http->retired);
+        http->retired = next;
+    }
+    srv__live_free(atomic_load(&http->live));
+    srv_metrics_destroy(http->metrics);
     free(http);
 }
 
-int srv_http_run(const cfg_config *cfg, vix_resolver *resolver, erd_diag *diag)
+int srv_http_run(const cfg_config *cfg, const srv_http_opts *opts, vix_resolver *resolver,
+                 erd_diag *diag)
 {
-    sigset_t stop, old;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
+    sigset_t sigs, old;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     /* Blocked before MHD spawns its workers so they inherit the mask and the
-     * signals can only be taken by sigwait below. */
-    int e = pthread_sigmask(SIG_BLOCK, &stop, &old);
+     * signals can only be taken by sigtimedwait below. */
+    int e = pthread_sigmask(SIG_BLOCK, &sigs, &old);
     if (e != 0)
         return erd_fail(diag, ERD_EINTERNAL, "pthread_sigmask: %s", strerror(e));
 
     srv_http *http = NULL;
-    int rc = srv_http_start(cfg, resolver, &http, diag);
+    int rc = srv_http_start(cfg, opts, resolver, &http, diag);
     if (rc < 0)
         goto out;
     fprintf(stderr, "erd: listening on %s\n", srv_http_url(http));
     fflush(stderr);
 
-    int sig = 0;
+    int sig;
     for (;;) {
-        e = sigwait(&stop, &sig);
-        if (e == 0)
-            break;
-        if (e != EINTR) {
-            rc = erd_fail(diag, ERD_EINTERNAL, "sigwait: %s", strerror(e));
-            srv_http_stop(http);
-            goto out;
+        /* Wakes every second to free configurations retired by a reload
+         * that found requests in flight. */
+        struct timespec tick = {1, 0};
+        sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig < 0) {
+            if (errno != EAGAIN && errno != EINTR) {
+                rc = erd_fail(diag, ERD_EINTERNAL, "sigtimedwait: %s", strerror(errno));
+                srv_http_stop(http);
+                goto out;
+            }
+            srv__reclaim(http);
+            continue;
         }
+        if (sig == SIGHUP) {
+            erd_diag rd = {0};
+            (void)srv_http_reload(http, &rd); /* logged there; a failure keeps serving */
+            continue;
+        }
+        break;
     }
     fprintf(stderr, "erd: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     srv_http_stop(http);

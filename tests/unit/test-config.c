@@ -78,5 +78,95 @@ int main(void)
     is_int(cfg_load_env(&cfg, &d), ERD_ECONFIG, "bad env refused");
     ok(strstr(d.msg, "ERD_MAX_TEXT_BYTES") != NULL, "message names the variable: %s", d.msg);
     unsetenv("ERD_MAX_TEXT_BYTES");
+
+    /* Secrets: empty by default, validated, never printed. */
+    cfg_defaults(&cfg);
+    ok(cfg.admin_token[0] == '\0' && cfg.resolve_token[0] == '\0', "no tokens by default");
+    is_int(cfg.max_connections_per_ip, 0, "no per-address limit by default");
+    is_int(cfg_set(&cfg, "admin_token", "short", &d), ERD_ECONFIG, "short token refused");
+    ok(strstr(d.msg, "short") == NULL, "message does not quote the token: %s", d.msg);
+    is_int(cfg_set(&cfg, "admin_token", "has space in it 0123456789", &d), ERD_ECONFIG,
+           "token with a space refused");
+    is_int(cfg_set(&cfg, "admin_token", CFG_SECRET_PLACEHOLDER, &d), ERD_ECONFIG,
+           "the dump's placeholder is refused as a token");
+    is_int(cfg_set(&cfg, "admin_token", "s3cr3t-admin-token-0123456789", &d), ERD_OK, "admin token set");
+    is_int(cfg_set(&cfg, "resolve_token", "s3cr3t-resolve-token-0123456789", &d), ERD_OK,
+           "resolve token set");
+    mem = fmemopen(dump, sizeof dump, "w");
+    cfg_dump(&cfg, mem);
+    fclose(mem);
+    ok(strstr(dump, "s3cr3t") == NULL, "dump never shows a token");
+    ok(strstr(dump, "\nadmin_token <set>\n") != NULL, "dump says the admin token is set");
+    ok(strstr(dump, "\nmetrics_token \"\"\n") != NULL, "dump shows an unset token as empty");
+    ok(strstr(dump, "SIGHUP reloads it") != NULL, "dump marks reloadable keys");
+    path = write_tmp(dump);
+    cfg_defaults(&back);
+    is_int(cfg_load_file(&back, path, &d), ERD_ECONFIG, "a dump with a set token does not load as is");
+    ok(strstr(d.msg, "resolve_token: \"<set>\"") != NULL, "and says which key: %s", d.msg);
+    unlink(path);
+
+    ok(cfg_reloadable("max_k") && cfg_reloadable("admin_token") && cfg_reloadable("log_requests"),
+       "limits, tokens and logging are reloadable");
+    ok(!cfg_reloadable("listen") && !cfg_reloadable("threads") && !cfg_reloadable("db") &&
+       !cfg_reloadable("max_connections") && !cfg_reloadable("nope"),
+       "listen, threads, db, connection limit are not");
+
+    cfg_config a, b;
+    char names[256];
+    cfg_defaults(&a);
+    b = a;
+    cfg_set(&b, "max_k", "9", NULL);
+    cfg_set(&b, "listen", "0.0.0.0:1", NULL);
+    cfg_set(&b, "admin_token", "another-token-0123456789", NULL);
+    is_int(cfg_diff(&a, &b, true, names, sizeof names), 2, "two reloadable keys differ");
+    ok(strstr(names, "max_k") && strstr(names, "admin_token") && !strstr(names, "another"),
+       "named, values left out: %s", names);
+    is_int(cfg_diff(&a, &b, false, names, sizeof names), 1, "one fixed key differs");
+    is_str(names, "listen", "fixed key named");
+    cfg_copy_reloadable(&a, &b);
+    is_int(a.max_k, 9, "reloadable key copied");
+    is_str(a.listen, "127.0.0.1:8080", "fixed key untouched");
+    is_int(cfg_diff(&a, &b, true, names, sizeof names), 0, "nothing reloadable differs after the copy");
+
+    /* admin_token_file: first line, trimmed; exclusive with admin_token. */
+    char *tpath = write_tmp("file-token-0123456789abcdef\nsecond line ignored\n");
+    char tp[64];
+    snprintf(tp, sizeof tp, "%s", tpath);
+    char conf[256];
+    snprintf(conf, sizeof conf, "admin_token_file %s\nmax_k 42\n", tp);
+    path = write_tmp(conf);
+    char cp[64];
+    snprintf(cp, sizeof cp, "%s", path);
+    is_int(cfg_load(&cfg, cp, NULL, &d), ERD_OK, "cfg_load with a token file: %s", d.msg);
+    is_str(cfg.admin_token, "file-token-0123456789abcdef", "token read from its file");
+    is_int(cfg.max_k, 42, "file values applied");
+    setenv("ERD_ADMIN_TOKEN", "env-token-0123456789abcdef", 1);
+    cfg_config keep = cfg;
+    is_int(cfg_load(&cfg, cp, NULL, &d), ERD_ECONFIG, "token and token file both set refused");
+    ok(memcmp(&keep, &cfg, sizeof cfg) == 0, "a failed cfg_load changes nothing");
+    unsetenv("ERD_ADMIN_TOKEN");
+    setenv("ERD_RESOLVE_TOKEN", "env-resolve-0123456789abcdef", 1);
+    is_int(cfg_load(&cfg, cp, NULL, &d), ERD_OK, "resolve token from the environment");
+    is_str(cfg.resolve_token, "env-resolve-0123456789abcdef", "ERD_RESOLVE_TOKEN applied");
+    unsetenv("ERD_RESOLVE_TOKEN");
+    unlink(tp);
+    is_int(cfg_load(&cfg, cp, NULL, &d), ERD_ECONFIG, "missing token file refused");
+    ok(strstr(d.msg, "admin_token_file") != NULL, "message names the key: %s", d.msg);
+    tpath = write_tmp("\n\n");
+    snprintf(tp, sizeof tp, "%s", tpath);
+    snprintf(conf, sizeof conf, "admin_token_file %s\n", tp);
+    unlink(cp);
+    path = write_tmp(conf);
+    snprintf(cp, sizeof cp, "%s", path);
+    is_int(cfg_load(&cfg, cp, NULL, &d), ERD_ECONFIG, "empty token file refused");
+    unlink(tp);
+    static const char *const flags[] = {"threads", "3", "listen", "[::1]:9", NULL};
+    is_int(cfg_load(&cfg, cp, NULL, &d), ERD_ECONFIG, "still refused");
+    unlink(cp);
+    is_int(cfg_load(&cfg, NULL, flags, &d), ERD_OK, "overrides applied: %s", d.msg);
+    ok(cfg.threads == 3 && strcmp(cfg.listen, "[::1]:9") == 0, "threads and listen from overrides");
+    static const char *const badflag[] = {"threads", "9999", NULL};
+    is_int(cfg_load(&cfg, NULL, badflag, &d), ERD_EINVAL, "bad override is a usage error");
+    ok(strstr(d.msg, "--threads") != NULL, "names the flag: %s", d.msg);
     return tap_done();
 }
