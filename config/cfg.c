@@ -53,6 +53,11 @@ enum cfg__reload { FIXED, LIVE };
       "FAISS index_factory string for builds (inner product; ids mapped automatically).")     \
     X(candidates, CFG_INT, candidates, "64", 1, 4096, FIXED,                                  \
       "Vectors fetched from the index per resolve before grouping by entity.")                \
+    X(rerank, CFG_STR, rerank, "phonetics/models/channel-v1.txt", 0, 0, FIXED,                \
+      "Second stage: rescore the first candidates by phone alignment under a learned noise "   \
+      "channel. off, or CHANNEL_FILE[,weight=W,candidates=N,mode=local|global,skip=S,"         \
+      "temperature=T]; a relative file is looked up from the working directory, then from "    \
+      "the folder above the erd binary's.")                                                    \
     X(log_requests, CFG_BOOL, log_requests, "true", 0, 1, LIVE,                               \
       "One JSON log line per request on stderr.")                                             \
     X(resolve_token, CFG_SECRET, resolve_token, "", 16, 255, LIVE,                            \

@@ -1,5 +1,6 @@
 #include "index/vix_resolve.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 
 #include "index/vix_index.h"
 #include "index/vix_phrase.h"
+#include "index/vix_rerank.h"
 #include "index/vix_store.h"
 #include "phonetics/pho_encoder.h"
 #include "phonetics/pho_g2p.h"
@@ -20,6 +22,7 @@ typedef struct vix__entity {
     int64_t rowid;
     const char *ext_id; /* into the catalog's string arena */
     const char *name;
+    size_t phrase_first, n_phrases; /* into the catalog's rerank phrases */
 } vix__entity;
 
 typedef struct vix__catalog {
@@ -30,6 +33,11 @@ typedef struct vix__catalog {
     size_t n_entities;
     char *strings;
     size_t strings_len, strings_cap;
+    /* Rerank only: every entity's indexed phrases, packed phones. */
+    vix_rerank_phrase *phrases;
+    size_t n_phrases, cap_phrases;
+    uint8_t *phones;
+    size_t phones_len, phones_cap;
 } vix__catalog;
 
 struct vix_resolver {
@@ -37,6 +45,7 @@ struct vix_resolver {
     vix__catalog *catalogs;
     size_t n_catalogs;
     size_t candidates;
+    vix_rerank *rerank; /* NULL: first stage only */
 };
 
 static uint64_t vix__ns(void)
@@ -55,6 +64,8 @@ static void vix__catalog_free(vix__catalog *c)
     vix_index_destroy(c->index);
     free(c->entities);
     free(c->strings);
+    free(c->phrases);
+    free(c->phones);
 }
 
 /* Entity strings are first gathered as offsets (the arena moves while it
@@ -81,7 +92,91 @@ static int vix__arena_add(vix__catalog *c, const char *s, size_t *ret_off)
 typedef struct vix__load {
     vix__catalog *cat;
     size_t cap;
+    /* Rerank phrases are gathered only when rerank is on. */
+    pho_g2p *g2p;
+    vix_store *store;
+    vix_phrase *scratch;
+    size_t entity_first_phrase;
+    erd_diag *diag;
+    int rc;
 } vix__load;
+
+/* The same variants the build indexed (vix_build.c), deduplicated by
+ * normalised text.  The build filled the phoneme cache, so this is a cache
+ * read per phrase; a miss (cache trimmed since) falls back to espeak-ng. */
+static int vix__load_variant(void *user, const char *variant, size_t len, int derived)
+{
+    vix__load *ld = user;
+    vix__catalog *c = ld->cat;
+    int rc = vix_phrase_prepare(ld->g2p, ld->store, variant, len, ld->scratch, NULL);
+    if (rc < 0 && rc != ERD_EEMPTY)
+        rc = vix_phrase_prepare(ld->g2p, NULL, variant, len, ld->scratch, ld->diag);
+    if (rc == ERD_EEMPTY)
+        return 0;
+    if (rc < 0) {
+        ld->rc = rc;
+        return 1;
+    }
+    uint8_t packed[VIX_RR_TOKENS_MAX];
+    size_t n = vix_rerank_pack(ld->scratch->tokens, ld->scratch->n_tokens, packed, sizeof packed);
+    for (size_t i = ld->entity_first_phrase; i < c->n_phrases; i++) {
+        const vix_rerank_phrase *p = &c->phrases[i];
+        if (p->n == n && memcmp(c->phones + (uintptr_t)p->tokens, packed, n) == 0) {
+            c->phrases[i].derived &= (uint8_t)derived;
+            return 0;
+        }
+    }
+    if (c->n_phrases == c->cap_phrases) {
+        size_t ncap = c->cap_phrases ? c->cap_phrases * 2 : 4096;
+        vix_rerank_phrase *p = realloc(c->phrases, ncap * sizeof *p);
+        if (!p)
+            goto oom;
+        c->phrases = p;
+        c->cap_phrases = ncap;
+    }
+    if (c->phones_len + n > c->phones_cap) {
+        size_t ncap = c->phones_cap ? c->phones_cap : 65536;
+        while (ncap < c->phones_len + n)
+            ncap *= 2;
+        uint8_t *p = realloc(c->phones, ncap);
+        if (!p)
+            goto oom;
+        c->phones = p;
+        c->phones_cap = ncap;
+    }
+    memcpy(c->phones + c->phones_len, packed, n);
+    /* An offset until loading is done: the arena moves while it grows. */
+    c->phrases[c->n_phrases++] = (vix_rerank_phrase){
+        .tokens = (const uint8_t *)(uintptr_t)c->phones_len, .n = (uint16_t)n,
+        .derived = (uint8_t)(derived ? 1 : 0)};
+    c->phones_len += n;
+    return 0;
+oom:
+    ld->rc = erd_fail(ld->diag, ERD_ENOMEM, "out of memory loading phrases");
+    return 1;
+}
+
+static int vix__load_phrases(vix__load *ld, const vix_entity *e)
+{
+    ld->entity_first_phrase = ld->cat->n_phrases;
+    if (vix_phrase_variants(e->name, vix__load_variant, ld))
+        return ld->rc;
+    json_t *aliases = json_loads(e->aliases_json, 0, NULL);
+    if (json_is_array(aliases)) {
+        size_t i;
+        json_t *a;
+        json_array_foreach(aliases, i, a)
+        {
+            if (json_is_string(a) &&
+                vix_phrase_variants(json_string_value(a), vix__load_variant, ld)) {
+                json_decref(aliases);
+                return ld->rc;
+            }
+        }
+    }
+    json_decref(aliases);
+    return ERD_OK;
+}
 
 static int vix__load_entity(void *user, const vix_entity *e)
 {
@@ -98,9 +193,18 @@ static int vix__load_entity(void *user, const vix_entity *e)
     size_t id_off, name_off;
     if (vix__arena_add(c, e->ext_id, &id_off) < 0 || vix__arena_add(c, e->name, &name_off) < 0)
         return ERD_ENOMEM;
+    size_t first = c->n_phrases;
+    if (ld->scratch) {
+        int rc = vix__load_phrases(ld, e);
+        if (rc < 0) {
+            ld->rc = rc;
+            return 1;
+        }
+    }
     c->entities[c->n_entities++] = (vix__entity){
         .rowid = e->rowid, .ext_id = (const char *)(uintptr_t)id_off,
-        .name = (const char *)(uintptr_t)name_off};
+        .name = (const char *)(uintptr_t)name_off, .phrase_first = first,
+        .n_phrases = c->n_phrases - first};
     return 0;
 }
 
@@ -173,16 +277,28 @@ static int vix__load_catalog(void *user, const vix_catalog_info *info)
                       (long long)meta.vector_count, pho_encoder_dim(cat.enc));
         goto out;
     }
-    vix__load ld = {.cat = &cat};
+    vix__load ld = {.cat = &cat, .g2p = r->g2p, .store = ctx->store, .diag = ctx->diag};
+    if (r->rerank) {
+        ld.scratch = malloc(sizeof *ld.scratch);
+        if (!ld.scratch) {
+            rc = erd_fail(ctx->diag, ERD_ENOMEM, "out of memory");
+            goto out;
+        }
+    }
     rc = vix_store_entity_foreach(ctx->store, info->id, vix__load_entity, &ld, ctx->diag);
+    free(ld.scratch);
     if (rc != 0) {
-        rc = rc > 0 ? erd_fail(ctx->diag, ERD_ENOMEM, "out of memory loading entities") : rc;
+        rc = ld.rc < 0 ? ld.rc
+             : rc > 0  ? erd_fail(ctx->diag, ERD_ENOMEM, "out of memory loading entities")
+                       : rc;
         goto out;
     }
     for (size_t i = 0; i < cat.n_entities; i++) {
         cat.entities[i].ext_id = cat.strings + (uintptr_t)cat.entities[i].ext_id;
         cat.entities[i].name = cat.strings + (uintptr_t)cat.entities[i].name;
     }
+    for (size_t i = 0; i < cat.n_phrases; i++)
+        cat.phrases[i].tokens = cat.phones + (uintptr_t)cat.phrases[i].tokens;
     qsort(cat.entities, cat.n_entities, sizeof *cat.entities, vix__cmp_rowid);
 
     vix__catalog *cats = realloc(r->catalogs, (r->n_catalogs + 1) * sizeof *cats);
@@ -218,6 +334,21 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
                         &r->g2p, diag);
     if (rc < 0)
         goto out;
+    {
+        char path[1024];
+        vix_rerank_opts ro;
+        int enabled;
+        pho_channel *ch = NULL;
+        rc = vix_rerank_spec_parse(opts->rerank, path, sizeof path, &ro, &enabled, diag);
+        if (rc == ERD_OK && enabled) {
+            rc = pho_channel_load(path, &ch, diag);
+            if (rc == ERD_OK)
+                rc = vix_rerank_create(ch, &ro, &r->rerank, diag);
+            pho_channel_destroy(ch);
+        }
+        if (rc < 0)
+            goto out;
+    }
     rc = vix_store_open(opts->db_path, VIX_STORE_READONLY, &store, diag);
     if (rc < 0)
         goto out;
@@ -243,6 +374,7 @@ void vix_resolver_close(vix_resolver *r)
         vix__catalog_free(&r->catalogs[i]);
     free(r->catalogs);
     pho_g2p_destroy(r->g2p);
+    vix_rerank_destroy(r->rerank);
     free(r);
 }
 
@@ -310,6 +442,10 @@ int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps
     float *q = NULL, *v = NULL, *scores = NULL;
     int64_t *ids = NULL;
     vix_phrase *ph = NULL;
+    uint8_t *hyp_phones = NULL;
+    vix_rerank_hyp *rr_hyps = NULL;
+    vix_rerank_cand *rr_cands = NULL;
+    vix_result *found = NULL;
     size_t used = 0;
     double wsum = 0;
     int rc = ERD_OK;
@@ -325,7 +461,14 @@ int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps
         n = VIX_HYPS_MAX;
 
     size_t dim = pho_encoder_dim(cat->enc);
+    /* With rerank, the first stage gathers more entities than asked for so
+     * the second can promote one from below the top k. */
+    size_t want = k;
+    if (r->rerank && vix_rerank_get_opts(r->rerank)->candidates > want)
+        want = vix_rerank_get_opts(r->rerank)->candidates;
     size_t cand = r->candidates > 4 * k ? r->candidates : 4 * k;
+    if (r->rerank && cand < 2 * want)
+        cand = 2 * want;
     if (cand > VIX_CANDIDATES_MAX)
         cand = VIX_CANDIDATES_MAX;
     q = calloc(dim, sizeof *q);
@@ -333,7 +476,14 @@ int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps
     scores = malloc(cand * sizeof *scores);
     ids = malloc(cand * sizeof *ids);
     ph = malloc(sizeof *ph);
-    if (!q || !v || !scores || !ids || !ph) {
+    found = malloc(want * sizeof *found);
+    if (r->rerank) {
+        hyp_phones = malloc(n * VIX_RR_TOKENS_MAX);
+        rr_hyps = malloc(n * sizeof *rr_hyps);
+        rr_cands = malloc(want * sizeof *rr_cands);
+    }
+    if (!q || !v || !scores || !ids || !ph || !found ||
+        (r->rerank && (!hyp_phones || !rr_hyps || !rr_cands))) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
@@ -360,6 +510,13 @@ int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps
         double w = vix__hyp_weight(hyps, n, i);
         for (size_t d = 0; d < dim; d++)
             q[d] += (float)w * v[d];
+        if (r->rerank) {
+            uint8_t *dst = hyp_phones + used * VIX_RR_TOKENS_MAX;
+            rr_hyps[used] = (vix_rerank_hyp){
+                .tokens = dst,
+                .n = vix_rerank_pack(ph->tokens, ph->n_tokens, dst, VIX_RR_TOKENS_MAX),
+                .weight = w};
+        }
         wsum += w;
         used++;
     }
@@ -387,13 +544,13 @@ int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps
     /* An entity owns one vector per name and spoken variant: keep its best.
      * Results come best first, so the first hit of an id is its best. */
     t0 = vix__ns();
-    size_t n_out = 0;
-    for (size_t i = 0; i < cand && n_out < k; i++) {
+    size_t n_found = 0;
+    for (size_t i = 0; i < cand && n_found < want; i++) {
         if (ids[i] < 0)
             break;
         int dup = 0;
-        for (size_t j = 0; j < n_out; j++)
-            if (ret_results[j].rowid == ids[i])
+        for (size_t j = 0; j < n_found; j++)
+            if (found[j].rowid == ids[i])
                 dup = 1;
         if (dup)
             continue;
@@ -401,12 +558,29 @@ int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps
         if (!e)
             continue; /* vector of an entity deleted since the build */
         double s = (double)scores[i] * norm / wsum; /* weighted mean cosine */
-        ret_results[n_out++] = (vix_result){
+        found[n_found++] = (vix_result){
             .rowid = e->rowid, .ext_id = e->ext_id, .name = e->name,
             .score = s < 0 ? 0 : s > 1 ? 1 : s};
     }
-    qsort(ret_results, n_out, sizeof *ret_results, vix__cmp_score);
     tm.aggregate_ns = vix__ns() - t0;
+    if (r->rerank) {
+        t0 = vix__ns();
+        for (size_t i = 0; i < n_found; i++) {
+            const vix__entity *e = vix__entity_find(cat, found[i].rowid);
+            rr_cands[i] = (vix_rerank_cand){.phrases = cat->phrases + e->phrase_first,
+                                            .n_phrases = e->n_phrases,
+                                            .first = found[i].score};
+        }
+        vix_rerank_score(r->rerank, rr_hyps, used, rr_cands, n_found);
+        for (size_t i = 0; i < n_found; i++) {
+            double s = rr_cands[i].score;
+            found[i].score = s < 0 ? 0 : s > 1 ? 1 : s;
+        }
+        tm.rerank_ns = vix__ns() - t0;
+    }
+    qsort(found, n_found, sizeof *found, vix__cmp_score);
+    size_t n_out = n_found < k ? n_found : k;
+    memcpy(ret_results, found, n_out * sizeof *found);
     *ret_n = n_out;
     if (timing)
         *timing = tm;
@@ -416,5 +590,9 @@ out:
     free(scores);
     free(ids);
     free(ph);
+    free(found);
+    free(hyp_phones);
+    free(rr_hyps);
+    free(rr_cands);
     return rc;
 }

@@ -20,6 +20,10 @@ typedef struct vix_resolver_opts {
     const char *g2p_voice;   /* default "en-us" */
     size_t g2p_cache_entries;
     size_t candidates;       /* vectors fetched per query before grouping by entity (default 64) */
+    /* Second-stage rerank (index/vix_rerank.h spec): NULL or "off" for the
+     * vector search alone, else "CHANNEL_FILE[,weight=W,...]".  Loading a
+     * catalog then also keeps its phrases' phonemes in memory. */
+    const char *rerank;
 } vix_resolver_opts;
 
 typedef struct vix_hypothesis {
@@ -38,7 +42,7 @@ typedef struct vix_result {
 
 /* Per-stage wall time of one resolve, nanoseconds. */
 typedef struct vix_timing {
-    uint64_t normalize_ns, g2p_ns, encode_ns, search_ns, aggregate_ns;
+    uint64_t normalize_ns, g2p_ns, encode_ns, search_ns, aggregate_ns, rerank_ns;
 } vix_timing;
 
 int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_diag *diag);

@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "server/srv_channel.h"
 #include "server/srv_cli.h"
 #include "server/srv_sim.h"
 #include "server/srv_train.h"
@@ -19,6 +20,7 @@ static const struct {
     {"phrases", srv_cli_phrases, "generate English phrases to simulate speech for"},
     {"simulate", srv_cli_simulate, "speak, perturb and recognise phrases into training pairs"},
     {"train", srv_cli_train, "train the learned phonetic encoder on simulated ASR pairs"},
+    {"channel", srv_cli_channel, "learn the phone noise channel from simulated ASR pairs"},
 };
 
 static void usage(FILE *out)

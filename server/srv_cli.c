@@ -35,6 +35,31 @@ int srv_cli_exit_code(int err)
     }
 }
 
+const char *srv_cli_rerank_spec(const char *spec, char *buf, size_t cap)
+{
+    char dir[1024], file[2048];
+    size_t flen = strcspn(spec, ",");
+    if (!strcmp(spec, "off") || spec[0] == '/' || flen == 0 || flen >= sizeof dir)
+        return spec;
+    memcpy(dir, spec, flen);
+    dir[flen] = '\0';
+    if (access(dir, F_OK) == 0)
+        return spec;
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    if (n <= 0)
+        return spec;
+    dir[n] = '\0';
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return spec;
+    *slash = '\0';
+    int m = snprintf(file, sizeof file, "%s/../%.*s", dir, (int)flen, spec);
+    if (m < 0 || (size_t)m >= sizeof file || access(file, F_OK) != 0)
+        return spec;
+    m = snprintf(buf, cap, "%s/../%s", dir, spec);
+    return m < 0 || (size_t)m >= cap ? spec : buf;
+}
+
 static int srv__fail(const char *cmd, const erd_diag *diag, int err)
 {
     fprintf(stderr, "erd %s: %s\n", cmd, erd_diag_message(diag, err));
@@ -373,6 +398,8 @@ int srv_cli_serve(int argc, char **argv)
         .g2p_cache_entries = cfg.g2p_cache_entries,
         .candidates = (size_t)cfg.candidates,
     };
+    char rerank[2048];
+    ro.rerank = srv_cli_rerank_spec(cfg.rerank, rerank, sizeof rerank);
     double t0 = srv__now();
     rc = vix_resolver_open(&ro, &resolver, &diag);
     if (rc < 0)
@@ -464,6 +491,8 @@ int srv_cli_resolve(int argc, char **argv)
         hyps[i] = (vix_hypothesis){.text = argv[optind + (int)i], .len = strlen(argv[optind + (int)i])};
     vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg.g2p_voice,
                             .g2p_cache_entries = 64, .candidates = (size_t)cfg.candidates};
+    char rerank[2048];
+    ro.rerank = srv_cli_rerank_spec(cfg.rerank, rerank, sizeof rerank);
     rc = vix_resolver_open(&ro, &resolver, &diag);
     if (rc < 0)
         goto out;
@@ -492,9 +521,10 @@ int srv_cli_resolve(int argc, char **argv)
                    results[i].name);
     }
     if (timing)
-        fprintf(stderr, "g2p %.3f ms, encode %.3f ms, search %.3f ms, aggregate %.3f ms\n",
+        fprintf(stderr,
+                "g2p %.3f ms, encode %.3f ms, search %.3f ms, aggregate %.3f ms, rerank %.3f ms\n",
                 (double)tm.g2p_ns / 1e6, (double)tm.encode_ns / 1e6, (double)tm.search_ns / 1e6,
-                (double)tm.aggregate_ns / 1e6);
+                (double)tm.aggregate_ns / 1e6, (double)tm.rerank_ns / 1e6);
 out:
     vix_resolver_close(resolver);
     free(hyps);

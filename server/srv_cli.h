@@ -3,6 +3,8 @@
 #ifndef SRV_CLI_H
 #define SRV_CLI_H
 
+#include <stddef.h>
+
 /* Exit codes, as sysexits(3) has them where one fits. */
 enum {
     SRV_EXIT_OK = 0,
@@ -22,5 +24,11 @@ int srv_cli_eval(int argc, char **argv);
 
 /* Exit code for an erd error code. */
 int srv_cli_exit_code(int err);
+
+/* The rerank spec to hand the resolver: spec itself, or with its relative
+ * channel file resolved against the folder above the erd binary's (a build
+ * folder inside the source tree) when the working directory lacks it, so
+ * the default works from anywhere in a checkout. */
+const char *srv_cli_rerank_spec(const char *spec, char *buf, size_t cap);
 
 #endif

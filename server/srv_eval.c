@@ -341,6 +341,8 @@ int srv_cli_eval(int argc, char **argv)
         vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg.g2p_voice,
                                 .g2p_cache_entries = cfg.g2p_cache_entries,
                                 .candidates = (size_t)cfg.candidates};
+        char rerank[2048];
+        ro.rerank = srv_cli_rerank_spec(cfg.rerank, rerank, sizeof rerank);
         rc = vix_resolver_open(&ro, &ctx.resolver, &diag);
         if (rc < 0)
             goto out;

@@ -1,0 +1,87 @@
+/* Second-stage rerank: the vector search finds candidates by shared phone
+ * n-grams; this rescoring aligns each hypothesis's phones with each of a
+ * candidate's indexed phrases under the learned noise channel
+ * (phonetics/pho_channel.h) and blends the alignment score with the
+ * first-stage score.  The alignment sees order and the recogniser's actual
+ * confusions, which a bag of n-grams cannot.
+ *
+ * Phones are packed one byte each (phone id | VIX_RR_WORD_START) so a
+ * catalog's phrases stay small in memory. */
+#ifndef VIX_RERANK_H
+#define VIX_RERANK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "phonetics/pho_channel.h"
+#include "proto/erd_error.h"
+
+#define VIX_RR_WORD_START 0x80u
+/* Longest phrase the alignment looks at; longer ones are cut (the first
+ * phones of a title are what people say). */
+#define VIX_RR_TOKENS_MAX 96
+
+enum {
+    VIX_RR_GLOBAL = 0, /* the hypothesis is aligned with the whole phrase */
+    VIX_RR_LOCAL = 1,  /* phones before and after what was heard cost opts.skip each */
+};
+
+typedef struct vix_rerank_opts {
+    double weight;     /* share of the alignment score in the blend, 0..1 (default 0.7) */
+    size_t candidates; /* distinct entities rescored per resolve (default 100) */
+    int mode;          /* VIX_RR_* (default VIX_RR_LOCAL) */
+    double skip;       /* nats per unheard leading/trailing phone in local mode (default 1.0) */
+    double temperature; /* score = exp(-extra cost per heard phone / temperature) (default 2.0) */
+} vix_rerank_opts;
+
+void vix_rerank_opts_init(vix_rerank_opts *opts);
+
+/* Parses a rerank spec: "off" (*ret_enabled = 0) or
+ * "CHANNEL_FILE[,weight=W][,candidates=N][,mode=local|global][,skip=S][,temperature=T]",
+ * starting from the defaults.  The file name is copied into path. */
+int vix_rerank_spec_parse(const char *spec, char *path, size_t path_cap, vix_rerank_opts *ret,
+                          int *ret_enabled, erd_diag *diag);
+
+typedef struct vix_rerank vix_rerank;
+
+/* Copies what it needs from ch; ch may be destroyed afterwards. */
+int vix_rerank_create(const pho_channel *ch, const vix_rerank_opts *opts, vix_rerank **ret,
+                      erd_diag *diag);
+void vix_rerank_destroy(vix_rerank *rr); /* accepts NULL */
+const vix_rerank_opts *vix_rerank_get_opts(const vix_rerank *rr);
+
+/* Packs up to cap tokens; returns the number written. */
+size_t vix_rerank_pack(const pho_token *tokens, size_t n, uint8_t *out, size_t cap);
+
+typedef struct vix_rerank_phrase {
+    const uint8_t *tokens; /* packed */
+    uint16_t n;
+    uint8_t derived; /* a shortened form: scored VIX_DERIVED_SCALE lower */
+} vix_rerank_phrase;
+
+typedef struct vix_rerank_hyp {
+    const uint8_t *tokens; /* packed */
+    size_t n;
+    double weight; /* the first stage's weight of this hypothesis */
+} vix_rerank_hyp;
+
+typedef struct vix_rerank_cand {
+    const vix_rerank_phrase *phrases;
+    size_t n_phrases;
+    double first;  /* first-stage score, 0..1 */
+    double second; /* out: weighted mean alignment score, 0..1 */
+    double score;  /* out: the blend */
+} vix_rerank_cand;
+
+/* Scores every candidate against every hypothesis (fills second and score);
+ * the caller sorts.  Never fails: a candidate without phrases keeps second
+ * = 0. */
+void vix_rerank_score(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
+                      vix_rerank_cand *cands, size_t n_cands);
+
+/* Alignment score of one hypothesis against one phrase, 0..1 (1 = heard
+ * exactly), for tests and tools. */
+double vix_rerank_pair(const vix_rerank *rr, const uint8_t *hyp, size_t n_hyp,
+                       const uint8_t *ref, size_t n_ref);
+
+#endif

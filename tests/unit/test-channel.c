@@ -1,0 +1,259 @@
+/* The phone noise channel: alignment, estimation, file round trip and
+ * refusal of damaged files, deterministic sampling. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "phonetics/pho_channel.h"
+#include "tap.h"
+
+/* Tokens from phone ids; a word starts at index 0 and after each 0 in ids. */
+static size_t toks(const unsigned *ids, size_t n, pho_token *out)
+{
+    size_t m = 0;
+    int ws = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] == 0) {
+            ws = 1;
+            continue;
+        }
+        out[m++] = (pho_token){.phone = (uint8_t)ids[i], .word_start = (uint8_t)ws};
+        ws = 0;
+    }
+    return m;
+}
+
+static void test_align_unit(void)
+{
+    pho_token r[8], h[8];
+    pho_align_op ops[16];
+    size_t n_ops, nr, nh;
+    double cost;
+
+    nr = toks((unsigned[]){5, 6, 7}, 3, r);
+    nh = toks((unsigned[]){5, 8, 7}, 3, h);
+    is_int(pho_channel_align(NULL, r, nr, h, nh, ops, 16, &n_ops, &cost), ERD_OK, "align sub");
+    is_int(n_ops, 3, "substitution: three ops");
+    ok(ops[0].kind == PHO_ALIGN_MATCH && ops[1].kind == PHO_ALIGN_SUB && ops[1].ref == 6 &&
+           ops[1].hyp == 8 && ops[2].kind == PHO_ALIGN_MATCH,
+       "match, 6->8, match");
+    ok(cost == 1.0, "unit cost of one substitution is 1 (got %g)", cost);
+
+    nh = toks((unsigned[]){5, 7}, 2, h);
+    pho_channel_align(NULL, r, nr, h, nh, ops, 16, &n_ops, &cost);
+    ok(n_ops == 3 && ops[1].kind == PHO_ALIGN_DEL && ops[1].ref == 6 && ops[1].hyp == 0,
+       "deletion of 6 found");
+    nr = toks((unsigned[]){5, 7}, 2, r);
+    nh = toks((unsigned[]){5, 9, 7}, 3, h);
+    pho_channel_align(NULL, r, nr, h, nh, ops, 16, &n_ops, &cost);
+    ok(n_ops == 3 && ops[1].kind == PHO_ALIGN_INS && ops[1].hyp == 9 && ops[1].ref == 0,
+       "insertion of 9 found");
+    ok(pho_channel_align(NULL, r, nr, h, nh, ops, 2, &n_ops, &cost) == ERD_EINVAL,
+       "too small an op buffer refused");
+    nh = 0;
+    pho_channel_align(NULL, r, nr, h, nh, ops, 16, &n_ops, &cost);
+    ok(n_ops == 2 && ops[0].kind == PHO_ALIGN_DEL && cost == 2.0, "empty hypothesis: all deleted");
+}
+
+/* Pairs in which phone 10 is heard as 11 three times in four and phone 20
+ * is dropped half the time; everything else is heard as said. */
+static pho_channel_trainer *synthetic(void)
+{
+    pho_channel_trainer *tr;
+    if (pho_channel_trainer_create(&tr) < 0)
+        return NULL;
+    for (unsigned k = 0; k < 200; k++) {
+        unsigned ref[] = {1 + k % 9, 10, 0, 30 + k % 7, 20, 0, 40};
+        unsigned hyp[] = {1 + k % 9, k % 4 ? 11 : 10, 0, 30 + k % 7, 20, 0, 40};
+        pho_token r[8], h[8];
+        size_t nr = toks(ref, 7, r), nh = toks(hyp, 7, h);
+        if (k % 2) { /* drop phone 20, between two phones always heard right */
+            memmove(h + 3, h + 4, (nh - 4) * sizeof h[0]);
+            nh--;
+        }
+        if (pho_channel_trainer_add(tr, r, nr, h, nh) < 0) {
+            pho_channel_trainer_destroy(tr);
+            return NULL;
+        }
+    }
+    return tr;
+}
+
+static void test_estimate(pho_channel **ret)
+{
+    pho_channel_trainer *tr = synthetic();
+    pho_channel_train_stats st;
+    pho_channel *ch = NULL;
+    erd_diag diag = {0};
+
+    ok(tr != NULL, "synthetic pairs added");
+    if (!tr)
+        return;
+    pho_token bad = {.phone = 0};
+    ok(pho_channel_trainer_add(tr, &bad, 1, &bad, 1) == ERD_EINVAL, "phone id 0 refused");
+    is_int(pho_channel_train(tr, NULL, &ch, &st, &diag), ERD_OK, "train: %s", diag.msg);
+    pho_channel_trainer_destroy(tr);
+    if (!ch)
+        return;
+    is_int(st.pairs, 200, "200 pairs");
+    ok(fabs(st.subs - 150) < 1e-9, "150 substitutions in the final alignment (got %g)", st.subs);
+    ok(fabs(st.dels - 100) < 1e-9, "100 deletions (got %g)", st.dels);
+    ok(st.cost_per_phone[st.rounds - 1] <= st.cost_per_phone[1] + 1e-9,
+       "learned-cost rounds do not get worse (%g -> %g)", st.cost_per_phone[1],
+       st.cost_per_phone[st.rounds - 1]);
+    ok(pho_channel_sub_prob(ch, 10, 11) > 0.6 && pho_channel_sub_prob(ch, 10, 11) < 0.75,
+       "P(11|10) near 3/4 (%g)", pho_channel_sub_prob(ch, 10, 11));
+    ok(pho_channel_sub_prob(ch, 20, 0) > 0.4, "P(deleted|20) near 1/2 (%g)",
+       pho_channel_sub_prob(ch, 20, 0));
+    ok(pho_channel_sub_prob(ch, 40, 40) > 0.85, "P(40|40) high (%g)",
+       pho_channel_sub_prob(ch, 40, 40));
+    ok(pho_channel_sub_prob(ch, 41, 41) < 0.1, "unseen phone: smoothing spreads its row (%g)",
+       pho_channel_sub_prob(ch, 41, 41));
+    int rows_ok = 1;
+    for (unsigned r = 1; r < PHO_N_PHONES; r++) {
+        double s = 0;
+        for (unsigned h = 0; h < PHO_N_PHONES; h++)
+            s += pho_channel_sub_prob(ch, r, h);
+        rows_ok &= fabs(s - 1) < 1e-9;
+    }
+    ok(rows_ok, "every substitution row sums to 1");
+    double s = 0;
+    for (unsigned h = 1; h < PHO_N_PHONES; h++)
+        s += pho_channel_ins_prob(ch, h);
+    ok(fabs(s - 1) < 1e-9, "insertion distribution sums to 1");
+    ok(fabs(pho_channel_boundary_prob(ch, 1, 0) + pho_channel_boundary_prob(ch, 1, 1) - 1) < 1e-9 &&
+           fabs(pho_channel_boundary_prob(ch, 0, 0) + pho_channel_boundary_prob(ch, 0, 1) - 1) <
+               1e-9,
+       "boundary rows sum to 1");
+    ok(pho_channel_ins_rate(ch) > 0 && pho_channel_ins_rate(ch) < 0.05, "few insertions (%g)",
+       pho_channel_ins_rate(ch));
+
+    /* Learned costs now prefer the learned confusion over another one. */
+    pho_channel_costs c;
+    pho_channel_costs_get(ch, &c);
+    ok(c.sub[10][11] < c.sub[10][12], "cost 10->11 below 10->12");
+    pho_channel_train_opts o;
+    pho_channel_train_opts_init(&o);
+    o.rounds = 0;
+    tr = synthetic();
+    pho_channel *none = NULL;
+    ok(tr && pho_channel_train(tr, &o, &none, NULL, NULL) == ERD_EINVAL && !none,
+       "zero rounds refused, nothing returned");
+    pho_channel_trainer_destroy(tr);
+    *ret = ch;
+}
+
+static int write_file(const char *path, const char *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t w = fwrite(data, 1, len, f);
+    return fclose(f) == 0 && w == len ? 0 : -1;
+}
+
+static void test_file(pho_channel *ch)
+{
+    char path[] = "/tmp/erd-test-channel-XXXXXX";
+    int fd = mkstemp(path);
+    erd_diag diag = {0};
+    pho_channel *back = NULL;
+    ok(fd >= 0, "temp file");
+    if (fd < 0)
+        return;
+    close(fd);
+    is_int(pho_channel_save(ch, path, "test meta\nsecond line", &diag), ERD_OK, "save: %s",
+           diag.msg);
+    is_int(pho_channel_load(path, &back, &diag), ERD_OK, "load: %s", diag.msg);
+    if (back) {
+        double maxd = 0;
+        for (unsigned r = 1; r < PHO_N_PHONES; r++)
+            for (unsigned h = 0; h < PHO_N_PHONES; h++)
+                maxd = fmax(maxd, fabs(pho_channel_sub_prob(ch, r, h) -
+                                       pho_channel_sub_prob(back, r, h)));
+        ok(maxd < 1e-8, "substitution probabilities survive the round trip (max diff %g)", maxd);
+        ok(fabs(pho_channel_ins_rate(ch) - pho_channel_ins_rate(back)) < 1e-9,
+           "insertion rate survives");
+        is_str(pho_channel_meta(back), "test meta second line", "meta kept on one line");
+        ok(pho_channel_checksum(back) == pho_channel_checksum(ch) && pho_channel_checksum(ch),
+           "checksum recorded on save and load");
+    }
+    pho_channel_destroy(back);
+    back = NULL;
+
+    FILE *f = fopen(path, "rb");
+    char *data = malloc(1 << 20);
+    size_t len = f && data ? fread(data, 1, 1 << 20, f) : 0;
+    if (f)
+        fclose(f);
+    ok(len > 1000, "saved file read back (%zu bytes)", len);
+    if (len > 1000) {
+        /* One probability digit changed. */
+        char *p = strstr(data, "\nsub 10 ");
+        char *digit = p ? strpbrk(p + 8, "123456789") : NULL;
+        ok(digit != NULL, "a digit to change");
+        if (digit) {
+            char saved = *digit;
+            *digit = saved == '9' ? '8' : (char)(saved + 1);
+            write_file(path, data, len);
+            is_int(pho_channel_load(path, &back, &diag), ERD_ECORRUPT, "edited file refused");
+            ok(back == NULL, "nothing returned for it");
+            *digit = saved;
+        }
+        write_file(path, data, len / 2);
+        is_int(pho_channel_load(path, &back, &diag), ERD_ECORRUPT, "truncated file refused");
+        write_file(path, data, len);
+        is_int(pho_channel_load(path, &back, &diag), ERD_OK, "restored file loads again");
+        pho_channel_destroy(back);
+        back = NULL;
+    }
+    free(data);
+    unlink(path);
+    is_int(pho_channel_load(path, &back, &diag), ERD_ENOTFOUND, "missing file: not found");
+    pho_channel_destroy(NULL);
+}
+
+static void test_sample(const pho_channel *ch)
+{
+    unsigned ids[40];
+    for (unsigned i = 0; i < 40; i++)
+        ids[i] = i % 5 == 4 ? 0 : (i % 2 ? 10 : 20);
+    pho_token in[40], a[600], b[600];
+    size_t n = toks(ids, 40, in), na = 0, nb = 0;
+    uint64_t s1 = 42, s2 = 42, s3 = 43;
+    is_int(pho_channel_sample(ch, in, n, 1.0, &s1, a, 600, &na), ERD_OK, "sample");
+    is_int(pho_channel_sample(ch, in, n, 1.0, &s2, b, 600, &nb), ERD_OK, "sample again");
+    ok(na == nb && memcmp(a, b, na * sizeof a[0]) == 0, "same seed, same corruption");
+    ok(a[0].word_start == 1, "output starts a word");
+    size_t diff = 0;
+    for (int t = 0; t < 5; t++) {
+        is_int(pho_channel_sample(ch, in, n, 1.0, &s3, b, 600, &nb), ERD_OK, "other seed %d", t);
+        diff += nb != na || memcmp(a, b, na * sizeof a[0]) != 0;
+    }
+    ok(diff > 0, "other seeds give other corruptions");
+    size_t changed = 0;
+    for (size_t i = 0; i < na && i < n; i++)
+        changed += a[i].phone != in[i].phone;
+    ok(changed > 0 || na != n, "strength 1 corrupts a 32-phone sequence of noisy phones");
+    is_int(pho_channel_sample(ch, in, n, 0.0, &s1, b, 600, &nb), ERD_OK, "strength 0");
+    int same = nb == n;
+    for (size_t i = 0; same && i < n; i++)
+        same = b[i].phone == in[i].phone && b[i].word_start == in[i].word_start;
+    ok(same, "strength 0 copies the input");
+    ok(pho_channel_sample(ch, in, n, 1.0, &s1, b, 3, &nb) == ERD_ETOOLONG, "small cap refused");
+}
+
+int main(void)
+{
+    pho_channel *ch = NULL;
+    test_align_unit();
+    test_estimate(&ch);
+    if (ch) {
+        test_file(ch);
+        test_sample(ch);
+    }
+    pho_channel_destroy(ch);
+    return tap_done();
+}

@@ -1,0 +1,227 @@
+/* Second-stage rerank: spec parsing, alignment scores under a learned
+ * channel, reordering of candidates, and the resolver with rerank on/off. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "index/vix_build.h"
+#include "index/vix_rerank.h"
+#include "index/vix_resolve.h"
+#include "index/vix_store.h"
+#include "tap.h"
+
+static size_t pack(const unsigned *ids, size_t n, uint8_t *out)
+{
+    size_t m = 0;
+    int ws = 1;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] == 0) {
+            ws = 1;
+            continue;
+        }
+        out[m++] = (uint8_t)(ids[i] | (ws ? VIX_RR_WORD_START : 0));
+        ws = 0;
+    }
+    return m;
+}
+
+/* A channel that has seen phone 10 heard as 11 most of the time. */
+static pho_channel *learned(void)
+{
+    pho_channel_trainer *tr;
+    pho_channel *ch = NULL;
+    if (pho_channel_trainer_create(&tr) < 0)
+        return NULL;
+    for (unsigned k = 0; k < 300; k++) {
+        pho_token r[4], h[4];
+        unsigned ids[] = {1 + k % 9, 10, 30 + k % 7, 40};
+        for (int i = 0; i < 4; i++) {
+            r[i] = (pho_token){.phone = (uint8_t)ids[i], .word_start = i == 0 || i == 2};
+            h[i] = r[i];
+        }
+        if (k % 4)
+            h[1].phone = 11;
+        pho_channel_trainer_add(tr, r, 4, h, 4);
+    }
+    pho_channel_train(tr, NULL, &ch, NULL, NULL);
+    pho_channel_trainer_destroy(tr);
+    return ch;
+}
+
+static void test_spec(void)
+{
+    char path[64];
+    vix_rerank_opts o;
+    int on = -1;
+    is_int(vix_rerank_spec_parse("off", path, sizeof path, &o, &on, NULL), ERD_OK, "off parses");
+    is_int(on, 0, "off disables");
+    is_int(vix_rerank_spec_parse("ch.txt,weight=0.3,mode=global,candidates=20", path, sizeof path,
+                                 &o, &on, NULL),
+           ERD_OK, "full spec parses");
+    ok(on == 1 && !strcmp(path, "ch.txt") && o.weight == 0.3 && o.mode == VIX_RR_GLOBAL &&
+           o.candidates == 20,
+       "spec values taken");
+    on = -1;
+    ok(vix_rerank_spec_parse("ch.txt,weight=2", path, sizeof path, &o, &on, NULL) == ERD_ECONFIG &&
+           on == -1,
+       "weight above 1 refused, nothing set");
+    ok(vix_rerank_spec_parse("ch.txt,colour=red", path, sizeof path, &o, &on, NULL) == ERD_ECONFIG,
+       "unknown option refused");
+    ok(vix_rerank_spec_parse("ch.txt,mode=fuzzy", path, sizeof path, &o, &on, NULL) == ERD_ECONFIG,
+       "unknown mode refused");
+    ok(vix_rerank_spec_parse("a-very-long-channel-file-name-beyond-the-buffer.txt", path, 8, &o,
+                             &on, NULL) == ERD_ECONFIG,
+       "path longer than the buffer refused");
+}
+
+static void test_scores(const pho_channel *ch)
+{
+    vix_rerank *rr = NULL;
+    vix_rerank_opts o;
+    vix_rerank_opts_init(&o);
+    is_int(vix_rerank_create(ch, &o, &rr, NULL), ERD_OK, "rerank created");
+    if (!rr)
+        return;
+    uint8_t hyp[8], right[8], wrong[8], longp[16], part[8];
+    size_t nh = pack((unsigned[]){3, 11, 0, 32, 40}, 5, hyp);
+    size_t nr = pack((unsigned[]){3, 10, 0, 32, 40}, 5, right);
+    size_t nw = pack((unsigned[]){3, 25, 0, 32, 41}, 5, wrong);
+    ok(fabs(vix_rerank_pair(rr, hyp, nh, hyp, nh) - 1.0) < 1e-6, "exact match scores 1");
+    double sr = vix_rerank_pair(rr, hyp, nh, right, nr), sw = vix_rerank_pair(rr, hyp, nh, wrong, nw);
+    ok(sr > sw, "the learned confusion 10->11 scores above two unlearned ones (%g > %g)", sr, sw);
+    ok(sr > 0.5, "one likely confusion costs little (%g)", sr);
+
+    /* The first stage put the wrong entity first; rerank promotes the right one. */
+    vix_rerank_phrase pr = {right, (uint16_t)nr, 0}, pw = {wrong, (uint16_t)nw, 0};
+    vix_rerank_hyp hy = {hyp, nh, 1.0};
+    vix_rerank_cand c[2] = {{&pw, 1, 0.80, 0, 0}, {&pr, 1, 0.74, 0, 0}};
+    vix_rerank_score(rr, &hy, 1, c, 2);
+    ok(c[1].score > c[0].score, "rerank: right candidate (%g) above the first stage's (%g)",
+       c[1].score, c[0].score);
+    ok(c[1].second > c[0].second, "alignment score decides it");
+
+    /* A hypothesis that is the middle of a long title. */
+    size_t nl = pack((unsigned[]){1, 2, 3, 0, 30, 31, 32, 0, 5, 6, 7, 8}, 12, longp);
+    size_t np = pack((unsigned[]){30, 31, 32}, 3, part);
+    double local = vix_rerank_pair(rr, part, np, longp, nl);
+    vix_rerank_destroy(rr);
+    rr = NULL;
+    o.mode = VIX_RR_GLOBAL;
+    vix_rerank_create(ch, &o, &rr, NULL);
+    double global = vix_rerank_pair(rr, part, np, longp, nl);
+    ok(local > global, "local alignment forgives an unspoken head and tail (%g > %g)", local,
+       global);
+    vix_rerank_destroy(rr);
+
+    /* Weight 0: the first stage's scores and order stand. */
+    o.weight = 0;
+    vix_rerank_create(ch, &o, &rr, NULL);
+    vix_rerank_cand d[2] = {{&pw, 1, 0.80, 0, 0}, {&pr, 1, 0.74, 0, 0}};
+    vix_rerank_score(rr, &hy, 1, d, 2);
+    ok(d[0].score == 0.80 && d[1].score == 0.74, "weight 0 leaves scores and order unchanged");
+    vix_rerank_destroy(rr);
+    vix_rerank_destroy(NULL);
+}
+
+static const char catalog[] =
+    "{\"id\":\"a\",\"name\":\"The Hunger Games\"}\n"
+    "{\"id\":\"b\",\"name\":\"Hunger Games: Mockingjay\",\"aliases\":[\"Mockingjay\"]}\n"
+    "{\"id\":\"c\",\"name\":\"Ferris Bueller's Day Off\"}\n"
+    "{\"id\":\"d\",\"name\":\"Paris When It Sizzles\"}\n"
+    "{\"id\":\"e\",\"name\":\"Harry Potter and the Sorcerer's Stone\"}\n"
+    "{\"id\":\"f\",\"name\":\"Fairest Days\"}\n";
+
+static void test_resolver(const pho_channel *ch_in)
+{
+    char dir[] = "/tmp/erd-test-rerank-XXXXXX", db[256], chp[256], spec[300];
+    pho_channel *ch = (pho_channel *)ch_in;
+    erd_diag diag = {0};
+    ok(mkdtemp(dir) != NULL, "temp dir");
+    snprintf(db, sizeof db, "%s/t.db", dir);
+    snprintf(chp, sizeof chp, "%s/channel.txt", dir);
+    is_int(pho_channel_save(ch, chp, "test", &diag), ERD_OK, "channel saved");
+
+    vix_store *st = NULL;
+    FILE *in = fmemopen((void *)catalog, sizeof catalog - 1, "r");
+    vix_import_opts io = {0};
+    int rc = vix_store_open(db, 0, &st, &diag);
+    if (rc == ERD_OK)
+        rc = vix_store_import(st, "video", in, &io, NULL, &diag);
+    vix_store_close(st);
+    fclose(in);
+    is_int(rc, ERD_OK, "catalog imported: %s", diag.msg);
+    vix_build_opts bo = {.db_path = db, .catalog = "video"};
+    vix_build_result br;
+    is_int(vix_build(&bo, &br, &diag), ERD_OK, "catalog built: %s", diag.msg);
+
+    vix_hypothesis hyps[2] = {{"ferris viewers day off", 22, -5120, true},
+                              {"faris viewers day off", 21, -5310, true}};
+    vix_result off_res[6], on_res[6];
+    size_t n_off = 0, n_on = 0;
+    vix_timing tm;
+    vix_resolver *r = NULL;
+    vix_resolver_opts ro = {.db_path = db, .rerank = "off"};
+    is_int(vix_resolver_open(&ro, &r, &diag), ERD_OK, "resolver, rerank off");
+    if (r) {
+        is_int(vix_resolve(r, "video", hyps, 2, 6, off_res, &n_off, &tm, &diag), ERD_OK,
+               "resolve without rerank");
+        ok(tm.rerank_ns == 0, "rerank off: no rerank time");
+        int sorted = 1;
+        for (size_t i = 1; i < n_off; i++)
+            sorted &= off_res[i - 1].score >= off_res[i].score;
+        ok(sorted && n_off == 6, "first stage alone: 6 results, sorted by its score");
+    }
+    vix_resolver_close(r);
+    r = NULL;
+
+    snprintf(spec, sizeof spec, "%s,weight=0", chp);
+    ro.rerank = spec;
+    is_int(vix_resolver_open(&ro, &r, &diag), ERD_OK, "resolver, rerank weight 0: %s", diag.msg);
+    if (r) {
+        vix_resolve(r, "video", hyps, 2, 6, on_res, &n_on, &tm, &diag);
+        int same = n_on == n_off;
+        for (size_t i = 0; same && i < n_on; i++)
+            same = on_res[i].rowid == off_res[i].rowid;
+        ok(same, "rerank with weight 0 keeps the first stage's order");
+    }
+    vix_resolver_close(r);
+    r = NULL;
+
+    ro.rerank = chp;
+    is_int(vix_resolver_open(&ro, &r, &diag), ERD_OK, "resolver, rerank on: %s", diag.msg);
+    if (r) {
+        is_int(vix_resolve(r, "video", hyps, 2, 3, on_res, &n_on, &tm, &diag), ERD_OK,
+               "resolve with rerank");
+        ok(n_on == 3 && !strcmp(on_res[0].ext_id, "c"), "Ferris Bueller first (got %s)",
+           n_on ? on_res[0].ext_id : "nothing");
+        ok(tm.rerank_ns > 0, "rerank timed");
+        vix_hypothesis part = {"mockingjay", 10, 0, false};
+        vix_resolve(r, "video", &part, 1, 1, on_res, &n_on, NULL, &diag);
+        ok(n_on == 1 && !strcmp(on_res[0].ext_id, "b"), "an alias is among the reranked phrases");
+    }
+    vix_resolver_close(r);
+    r = NULL;
+
+    snprintf(spec, sizeof spec, "%s/missing.txt", dir);
+    ro.rerank = spec;
+    ok(vix_resolver_open(&ro, &r, &diag) == ERD_ENOTFOUND && r == NULL,
+       "missing channel file: resolver not opened");
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ok(system(cmd) == 0, "cleanup");
+}
+
+int main(void)
+{
+    test_spec();
+    pho_channel *ch = learned();
+    ok(ch != NULL, "channel learned");
+    if (ch) {
+        test_scores(ch);
+        test_resolver(ch);
+    }
+    pho_channel_destroy(ch);
+    return tap_done();
+}
