@@ -4,6 +4,7 @@
  *
  * Environment: ERD_EXE (path of the erd binary), ERD_TEST_SRCDIR (source tree,
  * for the fixture). */
+#include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,9 +20,12 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <poll.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/integration/oas.h"
 #include "tests/unit/tap.h"
 
 /* Limits written into the daemon's config, so the test knows them. */
@@ -30,9 +34,15 @@
 #define MAX_HYPS 5
 #define MAX_K 20
 
+/* Tokens the reload phase configures; none may ever show in a log. */
+#define RESOLVE_TOKEN "it-resolve-token-0123456789"
+#define ADMIN_TOKEN "it-admin-token-0123456789abcdef"
+#define METRICS_TOKEN "it-metrics-token-0123456789"
+
 static const char *erd_exe;
 static char tmpdir[256];
-static char db_path[512], conf_path[512], log_path[512];
+static char db_path[512], conf_path[512], log_path[512], token_path[512];
+static const char *srcdir;
 static volatile pid_t daemon_pid = -1;
 static int port;
 static char base_url[64];
@@ -184,8 +194,22 @@ typedef struct reply {
     char content_type[128];
     char allow[64];
     char request_id[128];
+    char www_auth[128];
     CURLcode curl;
 } reply;
+
+/* Every exchange made through http_ex, checked against proto/openapi.json
+ * at the end. */
+typedef struct capture {
+    char method[16];
+    char path[128];
+    char content_type[128];
+    long status;
+    char *body;
+    size_t len;
+} capture;
+static capture captures[512];
+static size_t n_captures;
 
 static size_t on_body(char *p, size_t size, size_t n, void *user)
 {
@@ -224,6 +248,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *user)
     header_value(p, len, "Content-Type", r->content_type, sizeof r->content_type);
     header_value(p, len, "Allow", r->allow, sizeof r->allow);
     header_value(p, len, "X-Request-Id", r->request_id, sizeof r->request_id);
+    header_value(p, len, "WWW-Authenticate", r->www_auth, sizeof r->www_auth);
     return len;
 }
 
@@ -284,6 +309,20 @@ static reply http_ex(CURL *c, const char *method, const char *path, const char *
     r.curl = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
     curl_slist_free_all(hdrs);
+    if (r.curl == CURLE_OK && r.status > 0 && n_captures < sizeof captures / sizeof captures[0] &&
+        strcmp(method, "HEAD") != 0) {
+        capture *cp = &captures[n_captures++];
+        snprintf(cp->method, sizeof cp->method, "%s", method);
+        snprintf(cp->path, sizeof cp->path, "%s", path);
+        snprintf(cp->content_type, sizeof cp->content_type, "%s", r.content_type);
+        cp->status = r.status;
+        cp->len = r.len;
+        cp->body = malloc(r.len + 1);
+        if (cp->body) {
+            memcpy(cp->body, r.body ? r.body : "", r.len);
+            cp->body[r.len] = '\0';
+        }
+    }
     return r;
 }
 
@@ -297,9 +336,19 @@ static reply post(const char *body)
     return http("POST", "/v1/resolve", body);
 }
 
+static reply post_auth(const char *body, const char *authorization)
+{
+    return http_ex(shared, "POST", "/v1/resolve", body, strlen(body), authorization, 0);
+}
+
+static reply get_auth(const char *path, const char *authorization)
+{
+    return http_ex(shared, "GET", path, NULL, 0, authorization, 0);
+}
+
 /* ---- daemon ---- */
 
-static bool start_daemon(void)
+static bool start_daemon_on(const char *db, const char *conf)
 {
     for (int attempt = 0; attempt < 5; attempt++) {
         port = free_port();
@@ -309,8 +358,8 @@ static bool start_daemon(void)
         snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
         snprintf(base_url, sizeof base_url, "http://127.0.0.1:%d", port);
         unlink(log_path);
-        char *argv[] = {(char *)erd_exe, "serve", "--db", db_path, "--listen", listen,
-                        "--config", conf_path, NULL};
+        char *argv[] = {(char *)erd_exe, "serve", "--db", (char *)db, "--listen", listen,
+                        "--config", (char *)conf, NULL};
         daemon_pid = spawn(argv, log_path);
         if (daemon_pid < 0)
             return false;
@@ -334,6 +383,70 @@ static bool start_daemon(void)
         kill_daemon();
     }
     return false;
+}
+
+static bool start_daemon(void)
+{
+    return start_daemon_on(db_path, conf_path);
+}
+
+static int count_in_log(const char *needle)
+{
+    FILE *f = fopen(log_path, "r");
+    char line[4096];
+    int n = 0;
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+static bool file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    bool found = false;
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* SIGHUP, then waits for the log line that says how the reload went. */
+static bool reload_daemon(const char *outcome)
+{
+    int before = count_in_log(outcome);
+    if (daemon_pid <= 0 || kill(daemon_pid, SIGHUP) != 0)
+        return false;
+    for (int waited = 0; waited < 10000; waited += 20) {
+        if (count_in_log(outcome) > before)
+            return true;
+        sleep_ms(20);
+    }
+    return false;
+}
+
+static bool stop_daemon(const char *what)
+{
+    pid_t p = daemon_pid;
+    if (p <= 0 || kill(p, SIGTERM) != 0)
+        return false;
+    int st = 0;
+    pid_t got = 0;
+    for (int waited = 0; waited < 20000 && got == 0; waited += 50) {
+        got = waitpid(p, &st, WNOHANG);
+        if (got == 0)
+            sleep_ms(50);
+    }
+    if (got != p)
+        return false;
+    daemon_pid = -1;
+    ok(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: exit status 0 after SIGTERM (status %d)", what, st);
+    return true;
 }
 
 /* ---- checks ---- */
@@ -599,9 +712,624 @@ static void test_concurrent(void)
     is_int(right, N, "%d concurrent requests all answered correctly", N);
 }
 
+
+static bool write_config_ex(const char *path, const char *extra);
+
+/* ---- metrics ---- */
+
+/* Every line a comment (# HELP / # TYPE) or `name{labels} value`. */
+static bool metrics_well_formed(const char *text, char *bad, size_t cap)
+{
+    const char *p = text;
+    if (!p || !*p) {
+        snprintf(bad, cap, "empty");
+        return false;
+    }
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        char line[1024];
+        snprintf(line, sizeof line, "%.*s", (int)len, p);
+        bool good;
+        if (line[0] == '#') {
+            good = strncmp(line, "# HELP ", 7) == 0 || strncmp(line, "# TYPE ", 7) == 0;
+        } else {
+            size_t i = strspn(line, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:");
+            good = i > 0 && !isdigit((unsigned char)line[0]);
+            if (good && line[i] == '{') {
+                /* label="value" pairs, values escaped */
+                i++;
+                while (good && line[i] != '}') {
+                    size_t n = strspn(line + i, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+                    good = n > 0 && line[i + n] == '=' && line[i + n + 1] == '"';
+                    i += n + 2;
+                    while (good && line[i] && line[i] != '"')
+                        i += line[i] == '\\' && line[i + 1] ? 2 : 1;
+                    good = good && line[i] == '"';
+                    i++;
+                    if (good && line[i] == ',')
+                        i++;
+                }
+                i++;
+            }
+            if (good && line[i] == ' ') {
+                const char *v = line + i + 1;
+                char *end;
+                strtod(v, &end);
+                good = (end != v && *end == '\0') || !strcmp(v, "+Inf") || !strcmp(v, "NaN");
+            } else {
+                good = false;
+            }
+        }
+        if (!good || !nl) {
+            snprintf(bad, cap, "%s", nl ? line : "(no final newline)");
+            return false;
+        }
+        p = nl + 1;
+    }
+    return true;
+}
+
+static double metric(const char *text, const char *series)
+{
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p;) {
+        if (strncmp(p, series, n) == 0 && p[n] == ' ')
+            return strtod(p + n + 1, NULL);
+        p = strchr(p, '\n');
+        if (p)
+            p++;
+    }
+    return -1;
+}
+
+static char *scrape(const char *authorization)
+{
+    reply r = get_auth("/metrics", authorization);
+    char *text = NULL;
+    if (r.status == 200 && r.body)
+        text = strdup(r.body);
+    else
+        printf("# /metrics answered %ld: %s\n", r.status, r.body ? r.body : "");
+    reply_free(&r);
+    return text;
+}
+
+static void test_metrics_forbidden(void)
+{
+    expect_error(http("GET", "/metrics", NULL), 403, "forbidden", "/metrics without any token configured");
+    reply r = get_auth("/metrics", "Authorization: Bearer " ADMIN_TOKEN);
+    is_int(r.status, 403, "/metrics: a token does not help while none is configured");
+    reply_free(&r);
+    reply q = http("GET", "/readyz", NULL);
+    is_int(q.status, 200, "readyz 200 with a catalog loaded");
+    json_t *root = parse_json(&q);
+    is_str(json_string_value(json_object_get(root, "status")), "ready", "readyz status ready");
+    json_decref(root);
+    reply_free(&q);
+    expect_error(http("POST", "/readyz", "{}"), 405, "method_not_allowed", "POST /readyz");
+}
+
+/* ---- reload and tokens ---- */
+
+static void test_reload_tokens(void)
+{
+    FILE *f = fopen(token_path, "w");
+    ok(f && fputs(ADMIN_TOKEN "\n", f) >= 0 && fclose(f) == 0, "admin token file written");
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "max_k 3\ndefault_k 2\nresolve_token %s\nadmin_token_file %s\nmetrics_token %s\n",
+             RESOLVE_TOKEN, token_path, METRICS_TOKEN);
+    ok(write_config_ex(conf_path, extra), "config with tokens and max_k 3 written");
+    ok(reload_daemon("erd: configuration reloaded"), "SIGHUP reload logged");
+    ok(log_contains("changed: default_k, max_k, resolve_token, admin_token, admin_token_file, metrics_token"),
+       "reload names the changed keys, and only the keys");
+
+    static const char body[] = "{\"catalog\":\"mini\",\"text\":\"the hobbit\"}";
+    reply r = post(body);
+    is_str(r.www_auth, "Bearer realm=\"erd\"", "401 without a token carries WWW-Authenticate: Bearer");
+    expect_error(r, 401, "unauthorized", "resolve without a token");
+    r = post_auth(body, "Authorization: Bearer wrong-token-0123456789");
+    ok(strstr(r.www_auth, "error=\"invalid_token\"") != NULL, "wrong token: invalid_token (%s)", r.www_auth);
+    expect_error(r, 401, "unauthorized", "resolve with a wrong token");
+    expect_error(post_auth(body, "Authorization: Basic " RESOLVE_TOKEN), 401, "unauthorized",
+                 "resolve with Basic instead of Bearer");
+    expect_error(post_auth(body, "Authorization: Bearer " RESOLVE_TOKEN "x"), 401, "unauthorized",
+                 "resolve with the token plus a byte");
+    expect_error(post_auth(body, "Authorization: Bearer " METRICS_TOKEN), 401, "unauthorized",
+                 "resolve with the metrics token");
+
+    r = post_auth(body, "Authorization: Bearer " RESOLVE_TOKEN);
+    is_int(r.status, 200, "resolve with the resolve token");
+    json_t *root = parse_json(&r);
+    is_str(first_id(root), "goodbooks:7", "and it resolves");
+    is_int(json_array_size(json_object_get(root, "results")), 2, "default_k 2 applied live");
+    json_decref(root);
+    reply_free(&r);
+    r = post_auth(body, "authorization: bearer   " ADMIN_TOKEN);
+    is_int(r.status, 200, "resolve with the admin token (from admin_token_file), any case");
+    reply_free(&r);
+
+    /* max_k 3 now */
+    expect_error(post_auth("{\"catalog\":\"mini\",\"text\":\"dune\",\"k\":4}", "Authorization: Bearer " RESOLVE_TOKEN),
+                 400, "invalid_argument", "k 4 over the reloaded max_k 3");
+    r = post_auth("{\"catalog\":\"mini\",\"text\":\"dune\",\"k\":3}", "Authorization: Bearer " RESOLVE_TOKEN);
+    is_int(r.status, 200, "k 3 within the reloaded max_k");
+    reply_free(&r);
+    /* the limits still answer cleanly behind the token */
+    char longtext[MAX_TEXT + 128];
+    snprintf(longtext, sizeof longtext, "{\"catalog\":\"mini\",\"text\":\"%0*d\"}", MAX_TEXT + 1, 7);
+    expect_error(post_auth(longtext, "Authorization: Bearer " RESOLVE_TOKEN), 400, "too_long",
+                 "over-long text behind the token");
+    /* Unauthenticated bodies are not read into memory, whatever their size. */
+    size_t big = 2 * MAX_BODY;
+    char *huge = malloc(big + 1);
+    memset(huge, ' ', big);
+    huge[big] = '\0';
+    CURL *c = curl_easy_init();
+    expect_error(http_ex(c, "POST", "/v1/resolve", huge, big, NULL, 0), 401, "unauthorized",
+                 "over-size body without a token is refused for the token first");
+    curl_easy_cleanup(c);
+    free(huge);
+
+    /* /metrics: metrics or admin token */
+    r = get_auth("/metrics", NULL);
+    is_str(r.www_auth, "Bearer realm=\"erd\"", "metrics 401 carries WWW-Authenticate");
+    expect_error(r, 401, "unauthorized", "/metrics without a token");
+    expect_error(get_auth("/metrics", "Authorization: Bearer wrong-token-0123456789"), 401, "unauthorized",
+                 "/metrics with a wrong token");
+    expect_error(get_auth("/metrics", "Authorization: Bearer " RESOLVE_TOKEN), 401, "unauthorized",
+                 "/metrics with the resolve token");
+    r = get_auth("/metrics", "Authorization: Bearer " METRICS_TOKEN);
+    is_int(r.status, 200, "/metrics with the metrics token");
+    ok(strncmp(r.content_type, "text/plain", 10) == 0, "metrics are text/plain (%s)", r.content_type);
+    reply_free(&r);
+    r = get_auth("/metrics", "Authorization: Bearer " ADMIN_TOKEN);
+    is_int(r.status, 200, "/metrics with the admin token");
+    reply_free(&r);
+    expect_error(http_ex(shared, "POST", "/metrics", "{}", 2, "Authorization: Bearer " ADMIN_TOKEN, 0), 405,
+                 "method_not_allowed", "POST /metrics with a token");
+    r = http("GET", "/healthz", NULL);
+    is_int(r.status, 200, "healthz needs no token");
+    reply_free(&r);
+    r = http("GET", "/readyz", NULL);
+    is_int(r.status, 200, "readyz needs no token");
+    reply_free(&r);
+}
+
+static void test_metrics(void)
+{
+    const char *auth = "Authorization: Bearer " METRICS_TOKEN;
+    char *m1 = scrape(auth);
+    char bad[1024] = "";
+    ok(m1 && metrics_well_formed(m1, bad, sizeof bad), "every /metrics line is a comment or a sample (%s)", bad);
+    const char *ok200 = "erd_http_requests_total{route=\"/v1/resolve\",status=\"200\"}";
+    double before = m1 ? metric(m1, ok200) : -1;
+    for (int i = 0; i < 3; i++) {
+        reply r = post_auth("{\"catalog\":\"mini\",\"text\":\"wonder\"}", "Authorization: Bearer " RESOLVE_TOKEN);
+        reply_free(&r);
+    }
+    char *m2 = scrape(auth);
+    ok(m2 && metrics_well_formed(m2, bad, sizeof bad), "still well-formed (%s)", bad);
+    double after = m2 ? metric(m2, ok200) : -1;
+    ok(before >= 1 && after == before + 3, "three more resolve 200s counted (%.0f -> %.0f)", before, after);
+    if (m2) {
+        ok(metric(m2, "erd_http_requests_total{route=\"/v1/resolve\",status=\"401\"}") >= 5,
+           "401s counted");
+        ok(metric(m2, "erd_http_requests_total{route=\"/metrics\",status=\"403\"}") >= 1, "403s counted");
+        ok(metric(m2, "erd_http_requests_total{route=\"other\",status=\"404\"}") >= 1,
+           "unknown paths counted under route=\"other\"");
+        double total = 0;
+        static const char *const codes[] = {"200", "400", "401", "404", "405", "413"};
+        for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+            char series[128];
+            snprintf(series, sizeof series, "erd_http_requests_total{route=\"/v1/resolve\",status=\"%s\"}", codes[i]);
+            double v = metric(m2, series);
+            total += v > 0 ? v : 0;
+        }
+        is_int(metric(m2, "erd_http_request_duration_seconds_count{route=\"/v1/resolve\"}"), total,
+               "histogram count equals the counters' total");
+        is_int(metric(m2, "erd_http_request_duration_seconds_bucket{route=\"/v1/resolve\",le=\"+Inf\"}"), total,
+               "+Inf bucket equals the count");
+        ok(metric(m2, "erd_http_request_duration_seconds_sum{route=\"/v1/resolve\"}") > 0, "latency sum");
+        ok(metric(m2, "erd_http_requests_in_flight") >= 1, "in-flight gauge counts the scrape itself");
+        ok(metric(m2, "erd_resolve_stage_seconds_total{stage=\"search\"}") > 0, "search stage time");
+        ok(metric(m2, "erd_resolve_stage_seconds_total{stage=\"g2p\"}") > 0, "g2p stage time");
+        ok(metric(m2, "erd_resolve_stage_seconds_total{stage=\"encode\"}") >= 0 &&
+               metric(m2, "erd_resolve_stage_seconds_total{stage=\"aggregate\"}") >= 0,
+           "encode and aggregate stages present");
+        double lookups = metric(m2, "erd_g2p_cache_lookups_total"), hits = metric(m2, "erd_g2p_cache_hits_total");
+        ok(lookups > 0 && hits > 0 && hits <= lookups, "g2p cache hits %.0f of %.0f lookups", hits, lookups);
+        is_int(metric(m2, "erd_catalogs"), 1, "one catalog");
+        /* the same number erd build reported */
+        char cli_log[600], needle[64];
+        snprintf(cli_log, sizeof cli_log, "%s/cli.log", tmpdir);
+        snprintf(needle, sizeof needle, "entities, %.0f vectors", metric(m2, "erd_index_vectors{catalog=\"mini\"}"));
+        ok(metric(m2, "erd_index_vectors{catalog=\"mini\"}") > 0 && file_contains(cli_log, needle),
+           "index vectors of mini as erd build reported (%s)", needle);
+        ok(metric(m2, "erd_config_reloads_total{result=\"ok\"}") >= 1, "reloads counted");
+        /* erd_build_info must name the version erd --version prints */
+        char vlog[600], version[64] = "";
+        snprintf(vlog, sizeof vlog, "%s/version.txt", tmpdir);
+        char *argv[] = {(char *)erd_exe, "--version", NULL};
+        run(argv, vlog);
+        FILE *vf = fopen(vlog, "r");
+        if (vf) {
+            if (fscanf(vf, "erd %63s", version) != 1)
+                version[0] = '\0';
+            fclose(vf);
+        }
+        char series[128];
+        snprintf(series, sizeof series, "erd_build_info{version=\"%s\"}", version);
+        ok(version[0] && metric(m2, series) == 1, "erd_build_info carries erd --version (%s)", version);
+    }
+    free(m1);
+    free(m2);
+}
+
+static void test_bad_reload(void)
+{
+    ok(write_config_ex(conf_path, "max_k banana\n"), "invalid config written");
+    ok(reload_daemon("erd: reload failed"), "bad reload logged as failed");
+    ok(log_contains(":11: max_k: expected an integer"), "failure names the line and key");
+    static const char *const tok = "Authorization: Bearer " RESOLVE_TOKEN;
+    reply r = post_auth("{\"catalog\":\"mini\",\"text\":\"dune\",\"k\":3}", tok);
+    is_int(r.status, 200, "old config kept: k 3 still fine");
+    reply_free(&r);
+    expect_error(post_auth("{\"catalog\":\"mini\",\"text\":\"dune\",\"k\":4}", tok), 400, "invalid_argument",
+                 "old config kept: max_k still 3");
+    expect_error(post("{\"catalog\":\"mini\",\"text\":\"dune\"}"), 401, "unauthorized",
+                 "old config kept: token still required");
+
+    /* A missing token file fails the reload the same way. */
+    char extra[1024];
+    snprintf(extra, sizeof extra, "resolve_token %s\nadmin_token_file %s.missing\n", RESOLVE_TOKEN, token_path);
+    ok(write_config_ex(conf_path, extra), "config naming a missing token file written");
+    ok(reload_daemon("erd: reload failed"), "reload with a missing token file fails");
+    expect_error(post("{\"catalog\":\"mini\",\"text\":\"dune\"}"), 401, "unauthorized",
+                 "and the token is still required");
+
+    /* Keys bound at start are reported, not applied; --listen given on the
+     * command line still wins over the file. */
+    snprintf(extra, sizeof extra,
+             "threads 2\nlisten 127.0.0.1:1\nmax_k 4\ndefault_k 2\nresolve_token %s\nadmin_token_file %s\n"
+             "metrics_token %s\n",
+             RESOLVE_TOKEN, token_path, METRICS_TOKEN);
+    ok(write_config_ex(conf_path, extra), "config changing threads, listen and max_k written");
+    ok(reload_daemon("erd: configuration reloaded"), "reload accepted");
+    ok(log_contains("erd: reload: threads cannot change while serving"), "threads reported as needing a restart");
+    ok(!log_contains("reload: listen") && !log_contains("listen, threads"),
+       "listen is pinned by --listen, so not reported");
+    r = post_auth("{\"catalog\":\"mini\",\"text\":\"dune\",\"k\":4}", tok);
+    is_int(r.status, 200, "same port still serving, max_k now 4");
+    reply_free(&r);
+    char *m = scrape("Authorization: Bearer " METRICS_TOKEN);
+    ok(m && metric(m, "erd_config_reloads_total{result=\"error\"}") == 2, "failed reloads counted");
+    free(m);
+}
+
+static void test_secrets_stay_secret(void)
+{
+    static const char *const tokens[] = {RESOLVE_TOKEN, ADMIN_TOKEN, METRICS_TOKEN};
+    for (size_t i = 0; i < 3; i++)
+        ok(!log_contains(tokens[i]), "daemon log never shows token %zu", i);
+    char dump_log[600];
+    snprintf(dump_log, sizeof dump_log, "%s/dump.txt", tmpdir);
+    char *argv[] = {(char *)erd_exe, "config", "--config", conf_path, "--dump", NULL};
+    is_int(run(argv, dump_log), 0, "erd config --dump with tokens configured");
+    ok(file_contains(dump_log, "resolve_token <set>") && file_contains(dump_log, "metrics_token <set>"),
+       "dump prints <set> for tokens");
+    bool leaked = false;
+    for (size_t i = 0; i < 3; i++)
+        leaked = leaked || file_contains(dump_log, tokens[i]);
+    ok(!leaked, "dump never shows a token");
+}
+
+/* ---- start-up refusals ---- */
+
+static void test_startup_errors(void)
+{
+    char bad_conf[600], out[600];
+    snprintf(bad_conf, sizeof bad_conf, "%s/bad.conf", tmpdir);
+    snprintf(out, sizeof out, "%s/bad.log", tmpdir);
+    FILE *f = fopen(bad_conf, "w");
+    ok(f && fputs("threads 2\n# comment\nmax_hypotheses 1000\n", f) >= 0 && fclose(f) == 0, "bad config written");
+    char *argv[] = {(char *)erd_exe, "serve", "--db", db_path, "--listen", "127.0.0.1:0", "--config", bad_conf, NULL};
+    is_int(run(argv, out), 78, "erd serve with an invalid setting exits 78");
+    ok(file_contains(out, "bad.conf:3: max_hypotheses"), "message names the file, line and key");
+    f = fopen(bad_conf, "w");
+    ok(f && fprintf(f, "admin_token_file %s/none\n", tmpdir) > 0 && fclose(f) == 0, "config with a missing token file");
+    unlink(out);
+    is_int(run(argv, out), 78, "erd serve with an unreadable admin_token_file exits 78");
+    ok(file_contains(out, "admin_token_file"), "message names the key");
+    f = fopen(bad_conf, "w");
+    ok(f && fputs("admin_token short\n", f) >= 0 && fclose(f) == 0, "config with a short token");
+    unlink(out);
+    is_int(run(argv, out), 78, "erd serve with a too-short token exits 78");
+    ok(file_contains(out, "bad.conf:1: admin_token") && !file_contains(out, "short\n"),
+       "message names line and key, not the value");
+    char *flag[] = {(char *)erd_exe, "serve", "--db", db_path, "--threads", "9999", NULL};
+    unlink(out);
+    is_int(run(flag, out), 2, "a bad --threads flag is a usage error (2)");
+}
+
+/* ---- a server with nothing to serve, and connection limits ---- */
+
+/* Opens a TCP connection to the daemon from source address src. */
+static int raw_connect(const char *src)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0}, b = {0};
+    a.sin_family = AF_INET;
+    inet_pton(AF_INET, src, &a.sin_addr);
+    b.sin_family = AF_INET;
+    b.sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, "127.0.0.1", &b.sin_addr);
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 || connect(s, (struct sockaddr *)&b, sizeof b) != 0) {
+        if (s >= 0)
+            close(s);
+        return -1;
+    }
+    return s;
+}
+
+/* Connections the daemon has closed on us (refused after accept). */
+static int count_closed(const int *fds, int n)
+{
+    int closed = 0;
+    for (int i = 0; i < n; i++) {
+        struct pollfd p = {fds[i], POLLIN, 0};
+        char c;
+        if (fds[i] < 0 || (poll(&p, 1, 0) == 1 && recv(fds[i], &c, 1, MSG_DONTWAIT) <= 0))
+            closed++;
+    }
+    return closed;
+}
+
+static reply get_from(const char *src, const char *path, long timeout_s)
+{
+    CURL *c = curl_easy_init();
+    reply r = {0};
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", base_url, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_INTERFACE, src);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    r.curl = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_easy_cleanup(c);
+    return r;
+}
+
+static void test_bare_daemon(void)
+{
+    char bare_db[600], bare_conf[600], cli_log[600], fixture[1024];
+    snprintf(bare_db, sizeof bare_db, "%s/bare.db", tmpdir);
+    snprintf(bare_conf, sizeof bare_conf, "%s/bare.conf", tmpdir);
+    snprintf(cli_log, sizeof cli_log, "%s/bare-cli.log", tmpdir);
+    snprintf(fixture, sizeof fixture, "%s/tests/integration/fixtures/mini.jsonl", srcdir);
+    /* imported, never built: nothing to serve */
+    char *import[] = {(char *)erd_exe, "import", "--db", bare_db, "--catalog", "mini", fixture, NULL};
+    is_int(run(import, cli_log), 0, "bare: import without build");
+    FILE *f = fopen(bare_conf, "w");
+    ok(f && fputs("threads 2\nmax_connections 8\nmax_connections_per_ip 2\nrequest_timeout_s 2\n", f) >= 0 &&
+           fclose(f) == 0,
+       "bare: config with small connection limits");
+    snprintf(log_path, sizeof log_path, "%s/serve-bare.log", tmpdir);
+    curl_easy_cleanup(shared); /* its keep-alive connection was to the first daemon */
+    shared = curl_easy_init();
+    if (!start_daemon_on(bare_db, bare_conf)) {
+        ok(0, "bare: erd serve is up");
+        show_log(log_path);
+        return;
+    }
+    reply r = http("GET", "/readyz", NULL);
+    is_int(r.status, 503, "bare: readyz 503 without a loaded index");
+    json_t *root = parse_json(&r);
+    is_str(json_string_value(json_object_get(root, "status")), "not_ready", "bare: status not_ready");
+    json_decref(root);
+    reply_free(&r);
+    r = http("GET", "/healthz", NULL);
+    is_int(r.status, 200, "bare: healthz still 200 (alive, only not ready)");
+    root = parse_json(&r);
+    is_int(json_array_size(json_object_get(root, "catalogs")), 0, "bare: no catalogs served");
+    json_decref(root);
+    reply_free(&r);
+    expect_error(post("{\"catalog\":\"mini\",\"text\":\"dune\"}"), 404, "unknown_catalog",
+                 "bare: an unbuilt catalog is unknown");
+    curl_easy_cleanup(shared);
+    shared = curl_easy_init();
+
+    /* Per address: beyond max_connections_per_ip the daemon closes at once. */
+    int fds[32];
+    int n = 0;
+    for (int i = 0; i < 4; i++)
+        fds[n++] = raw_connect("127.0.0.5");
+    sleep_ms(400);
+    is_int(count_closed(fds, n), 2, "per-IP limit 2: two of four connections from one address closed");
+    r = get_from("127.0.0.6", "/healthz", 10);
+    is_int(r.status, 200, "another address is still served");
+    reply_free(&r);
+
+    /* Overall: at max_connections MHD stops accepting; the rest wait in the
+     * kernel's backlog until idle connections time out.  No crash, and a
+     * waiting client is served within about request_timeout_s. */
+    for (int ip = 10; ip < 20 && n < 32; ip++) {
+        char src[32];
+        snprintf(src, sizeof src, "127.0.0.%d", ip);
+        for (int j = 0; j < 2 && n < 32; j++)
+            fds[n++] = raw_connect(src);
+    }
+    sleep_ms(300);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    r = get_from("127.0.0.30", "/healthz", 20);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double waited = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    is_int(r.status, 200, "at the connection limit a new client is served once idle ones time out");
+    ok(waited < 12, "within the idle timeout plus slack (%.1f s)", waited);
+    reply_free(&r);
+    ok(log_contains("Server reached connection limit"), "the refusals are logged");
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    int st;
+    ok(waitpid(daemon_pid, &st, WNOHANG) == 0, "bare: daemon survived the connection flood");
+    r = http("GET", "/healthz", NULL);
+    is_int(r.status, 200, "bare: serving normally afterwards");
+    reply_free(&r);
+    ok(stop_daemon("bare"), "bare: stopped by SIGTERM");
+}
+
+/* ---- OpenAPI ---- */
+
+static bool capture_valid(const json_t *doc, const capture *c, char *err, size_t cap)
+{
+    return oas_check_response(doc, c->method, c->path, c->status, c->content_type, c->body, c->len, err, cap);
+}
+
+/* Index of the first capture matching method, path and status, or -1. */
+static int find_capture(const char *method, const char *path, long status)
+{
+    for (size_t i = 0; i < n_captures; i++)
+        if (!strcmp(captures[i].method, method) && !strcmp(captures[i].path, path) && captures[i].status == status)
+            return (int)i;
+    return -1;
+}
+
+/* Applies a deliberate mistake to a copy of the document and checks the
+ * real response it concerns no longer validates. */
+static void expect_drift(const json_t *doc, const char *what, int cap_idx,
+                         void (*mutate)(json_t *doc))
+{
+    json_t *wrong = json_deep_copy(doc);
+    mutate(wrong);
+    char err[1024] = "";
+    ok(cap_idx >= 0 && !capture_valid(wrong, &captures[cap_idx], err, sizeof err),
+       "drift caught: %s (%s)", what, err);
+    json_decref(wrong);
+}
+
+static json_t *schema_at(json_t *doc, const char *name)
+{
+    return json_object_get(json_object_get(json_object_get(doc, "components"), "schemas"), name);
+}
+
+static void m_score_string(json_t *doc)
+{
+    json_object_set_new(json_object_get(json_object_get(schema_at(doc, "Result"), "properties"), "score"), "type",
+                        json_string("string"));
+}
+
+static void m_no_401(json_t *doc)
+{
+    json_object_del(json_object_get(json_object_get(json_object_get(json_object_get(doc, "paths"), "/v1/resolve"), "post"),
+                                    "responses"),
+                    "401");
+}
+
+static void m_code_enum(json_t *doc)
+{
+    json_t *code = json_object_get(
+        json_object_get(json_object_get(json_object_get(schema_at(doc, "Error"), "properties"), "error"), "properties"),
+        "code");
+    json_object_set_new(code, "enum", json_pack("[s]", "invalid_argument"));
+}
+
+static void m_health_field(json_t *doc)
+{
+    json_object_del(json_object_get(schema_at(doc, "Health"), "properties"), "catalogs");
+    json_array_clear(json_object_get(schema_at(doc, "Health"), "required"));
+}
+
+static void m_ready_min(json_t *doc)
+{
+    json_object_set_new(json_object_get(json_object_get(schema_at(doc, "Ready"), "properties"), "catalogs"),
+                        "minimum", json_integer(2));
+}
+
+static void m_notready_required(json_t *doc)
+{
+    json_array_append_new(json_object_get(schema_at(doc, "NotReady"), "required"), json_string("catalogs"));
+}
+
+static void m_metrics_json(json_t *doc)
+{
+    json_t *ok200 = json_object_get(
+        json_object_get(json_object_get(json_object_get(json_object_get(doc, "paths"), "/metrics"), "get"), "responses"),
+        "200");
+    json_object_set_new(ok200, "content",
+                        json_pack("{s:{s:{s:s}}}", "application/json", "schema", "type", "object"));
+}
+
+static void test_openapi(void)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/proto/openapi.json", srcdir);
+    json_error_t je;
+    json_t *doc = json_load_file(path, 0, &je);
+    ok(doc != NULL, "proto/openapi.json parses (%s)", doc ? "ok" : je.text);
+    if (!doc)
+        return;
+    is_str(json_string_value(json_object_get(doc, "openapi")), "3.0.3", "OpenAPI 3.0 document");
+    size_t bad = 0;
+    for (size_t i = 0; i < n_captures; i++) {
+        char err[1024];
+        if (!capture_valid(doc, &captures[i], err, sizeof err)) {
+            bad++;
+            printf("# %s\n#   body: %.300s\n", err, captures[i].body ? captures[i].body : "");
+        }
+    }
+    ok(n_captures > 50 && bad == 0, "all %zu captured responses match proto/openapi.json (%zu do not)",
+       n_captures, bad);
+
+    /* Every documented class of answer was actually seen. */
+    static const struct {
+        const char *method, *path;
+        long status;
+    } want[] = {
+        {"POST", "/v1/resolve", 200}, {"POST", "/v1/resolve", 400}, {"POST", "/v1/resolve", 401},
+        {"POST", "/v1/resolve", 404}, {"GET", "/v1/resolve", 405},  {"POST", "/v1/resolve", 413},
+        {"GET", "/healthz", 200},     {"POST", "/healthz", 405},    {"GET", "/readyz", 200},
+        {"GET", "/readyz", 503},      {"POST", "/readyz", 405},     {"GET", "/metrics", 200},
+        {"GET", "/metrics", 401},     {"GET", "/metrics", 403},     {"POST", "/metrics", 405},
+        {"GET", "/nope", 404},        {"DELETE", "/v1/resolve", 405},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ok(find_capture(want[i].method, want[i].path, want[i].status) >= 0, "captured and checked: %s %s %ld",
+           want[i].method, want[i].path, want[i].status);
+
+    /* Requests the suite sends are what the document says clients send. */
+    char err[1024];
+    ok(oas_check_request(doc, "POST", "/v1/resolve",
+                         "{\"catalog\":\"mini\",\"hypotheses\":[{\"text\":\"a\",\"score\":-5},{\"text\":\"b\"}],\"k\":3}",
+                         err, sizeof err),
+       "n-best request matches the request schema (%s)", err);
+    ok(oas_check_request(doc, "POST", "/v1/resolve", "{\"catalog\":\"mini\",\"text\":\"dune\"}", err, sizeof err),
+       "1-best request matches (%s)", err);
+    ok(!oas_check_request(doc, "POST", "/v1/resolve", "{\"catalog\":\"mini\",\"text\":\"dune\",\"k\":0}", err, sizeof err),
+       "k 0 does not (%s)", err);
+    ok(!oas_check_request(doc, "POST", "/v1/resolve", "{\"text\":\"dune\"}", err, sizeof err),
+       "a request without catalog does not (%s)", err);
+
+    /* The check must fail when document and server disagree. */
+    expect_drift(doc, "result score typed as string", find_capture("POST", "/v1/resolve", 200), m_score_string);
+    expect_drift(doc, "401 not documented for resolve", find_capture("POST", "/v1/resolve", 401), m_no_401);
+    expect_drift(doc, "error code missing from the enum", find_capture("POST", "/v1/resolve", 401), m_code_enum);
+    expect_drift(doc, "healthz field not documented", find_capture("GET", "/healthz", 200), m_health_field);
+    expect_drift(doc, "readyz catalogs minimum 2", find_capture("GET", "/readyz", 200), m_ready_min);
+    expect_drift(doc, "not_ready lacks a required field", find_capture("GET", "/readyz", 503), m_notready_required);
+    expect_drift(doc, "metrics documented as JSON", find_capture("GET", "/metrics", 200), m_metrics_json);
+    json_decref(doc);
+}
+
 static void test_shutdown(void)
 {
     ok(log_contains("\"id\":\"it-test-42\""), "request log line carries the client's request id");
+    ok(!log_contains("bad id with spaces"), "an insane request id is not logged either");
     ok(log_contains("\"path\":\"/v1/resolve\",\"status\":413"), "request log records the 413");
     pid_t p = daemon_pid;
     ok(kill(p, SIGTERM) == 0, "SIGTERM sent");
@@ -621,9 +1349,11 @@ static void test_shutdown(void)
     }
 }
 
-static bool write_config(void)
+/* The daemon's configuration; extra lines (later ones win) are how the
+ * reload tests change it. */
+static bool write_config_ex(const char *path, const char *extra)
 {
-    FILE *f = fopen(conf_path, "w");
+    FILE *f = fopen(path, "w");
     if (!f)
         return false;
     fprintf(f,
@@ -636,16 +1366,22 @@ static bool write_config(void)
             "max_hypotheses %d\n"
             "default_k 5\n"
             "max_k %d\n"
-            "log_requests true\n",
-            MAX_BODY, MAX_TEXT, MAX_HYPS, MAX_K);
+            "log_requests true\n"
+            "%s",
+            MAX_BODY, MAX_TEXT, MAX_HYPS, MAX_K, extra ? extra : "");
     return fclose(f) == 0;
+}
+
+static bool write_config(void)
+{
+    return write_config_ex(conf_path, NULL);
 }
 
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
     erd_exe = getenv("ERD_EXE");
-    const char *srcdir = getenv("ERD_TEST_SRCDIR");
+    srcdir = getenv("ERD_TEST_SRCDIR");
     if (!erd_exe || !srcdir) {
         ok(0, "ERD_EXE and ERD_TEST_SRCDIR are set");
         return tap_done();
@@ -670,6 +1406,7 @@ int main(void)
     snprintf(db_path, sizeof db_path, "%s/erd.db", tmpdir);
     snprintf(conf_path, sizeof conf_path, "%s/erd.conf", tmpdir);
     snprintf(log_path, sizeof log_path, "%s/serve.log", tmpdir);
+    snprintf(token_path, sizeof token_path, "%s/admin.token", tmpdir);
     char cli_log[512];
     snprintf(cli_log, sizeof cli_log, "%s/cli.log", tmpdir);
     ok(write_config(), "config written");
@@ -696,7 +1433,15 @@ int main(void)
         test_resolve();
         test_errors();
         test_concurrent();
+        test_metrics_forbidden();
+        test_reload_tokens();
+        test_metrics();
+        test_bad_reload();
+        test_secrets_stay_secret();
         test_shutdown();
+        test_startup_errors();
+        test_bare_daemon();
+        test_openapi();
     }
     if (tap__failed) {
         printf("# daemon log:\n");
@@ -704,5 +1449,7 @@ int main(void)
     }
     curl_easy_cleanup(shared);
     curl_global_cleanup();
+    for (size_t i = 0; i < n_captures; i++)
+        free(captures[i].body);
     return tap_done();
 }
