@@ -4,6 +4,8 @@
 # `erd serve` over HTTP.  A measurement, not a test.
 #
 # usage: deploy/eval-dev.sh DATA_DIR [BUILD_DIR]   (DATA_DIR holds video/ book/ queries/)
+# ENCODER=SPEC builds with that encoder (e.g. model:phonetics/models/erd-siamese-v1.bin);
+# ERD_* variables (ERD_RERANK=off, ...) reach every erd command.
 set -euo pipefail
 data=$(cd "${1:?usage: eval-dev.sh DATA_DIR}" && pwd)
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,7 +19,7 @@ db=$work/eval.db
 for cat in video book; do
     s=$(date +%s.%N)
     "$erd" import -q --db "$db" --catalog "$cat" "$data/$cat/catalog.jsonl"
-    "$erd" build --db "$db" --catalog "$cat"
+    "$erd" build --db "$db" --catalog "$cat" ${ENCODER:+--encoder "$ENCODER"}
     e=$(date +%s.%N)
     awk -v s="$s" -v e="$e" -v c="$cat" 'BEGIN { printf "import + build of %s: %.1f s\n", c, e - s }'
 done
