@@ -113,7 +113,9 @@ in_root() { # in_root USER WORKDIR COMMAND: /bin/sh -c COMMAND in the chroot
     if [ -n "$1" ] && [ "$1" != root ] && [ "$1" != 0 ]; then
         spec=(--userspec="$(uid_of "$1")" --groups=)
     fi
-    chroot "${spec[@]}" "$root" /usr/bin/env -i HOME=/root \
+    local home=/root
+    [ ${#spec[@]} -eq 0 ] || home=/nonexistent
+    chroot "${spec[@]}" "$root" /usr/bin/env -i HOME=$home \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "${envs[@]}" \
         /bin/sh -c "cd '$2' && $3"
 }
@@ -177,12 +179,13 @@ chroot_user=(--userspec="$ids" --groups=)
 unshare --pid --net --fork --kill-child /bin/sh -c "ip link set lo up && exec chroot ${chroot_user[*]} $root /usr/bin/env -i HOME=/nonexistent PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin ${envs[*]} /bin/sh -c 'cd $workdir && exec $argv'" \
     >"$work/serve.log" 2>&1 &
 unshare_pid=$!
-for _ in $(seq 50); do
+started=
+for _ in $(seq 100); do
     pid=$(awk '{print $1}' "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null || true)
-    [ -n "$pid" ] && [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$root/usr/local/bin/erd" ] && break
+    case $(readlink "/proc/$pid/exe" 2>/dev/null) in "$root"/*/erd) started=1; break ;; esac
     sleep 0.1
 done
-[ -n "$pid" ] || { cat "$work/serve.log"; echo "check-dockerfile: the entrypoint did not start" >&2; exit 1; }
+[ -n "$started" ] || { cat "$work/serve.log"; echo "check-dockerfile: the entrypoint did not start" >&2; exit 1; }
 in_ns() { nsenter --target "$pid" --net chroot "${chroot_user[@]}" "$root" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin /bin/sh -c "$1"; }
 
 healthy=
