@@ -6,6 +6,7 @@
 
 #include "phonetics/pho_internal.h"
 #include "phonetics/pho_model.h"
+#include "phonetics/pho_semantic.h"
 
 /* name: the spec prefix users write ("baseline:512"); id_prefix: the start of
  * the id the encoder reports ("baseline-ngram-v1/512"), accepted as a spec
@@ -18,6 +19,10 @@ static const struct {
     {"baseline", "baseline-ngram-v1/", pho__baseline_create},
     /* the id is "model:PATH#checksum", itself a spec: no id prefix needed */
     {"model", NULL, pho__siamese_create},
+    /* ids "semantic:PATH#checksum", "vec:PATH#checksum", "fused:W:ID|ID" are specs too */
+    {"semantic", NULL, pho__semantic_create},
+    {"vec", NULL, pho__vec_create},
+    {"fused", NULL, pho__fused_create},
 };
 
 int pho_encoder_create(const char *spec, pho_encoder **ret, erd_diag *diag)
@@ -40,8 +45,9 @@ int pho_encoder_create(const char *spec, pho_encoder **ret, erd_diag *diag)
         }
     }
     return erd_fail(diag, ERD_EINVAL,
-                    "unknown encoder spec \"%.64s\" (expected \"baseline\", \"baseline:DIM\" or "
-                    "\"model:PATH\")",
+                    "unknown encoder spec \"%.64s\" (expected \"baseline\", \"baseline:DIM\", "
+                    "\"model:PATH\", \"semantic:PATH\", \"vec:PATH\" or "
+                    "\"fused:W:PHONETIC|SEMANTIC\")",
                     spec);
 }
 

@@ -3,6 +3,7 @@
 
 #include "server/srv_channel.h"
 #include "server/srv_cli.h"
+#include "server/srv_semantic.h"
 #include "server/srv_sim.h"
 #include "server/srv_train.h"
 
@@ -21,6 +22,8 @@ static const struct {
     {"simulate", srv_cli_simulate, "speak, perturb and recognise phrases into training pairs"},
     {"train", srv_cli_train, "train the learned phonetic encoder on simulated ASR pairs"},
     {"channel", srv_cli_channel, "learn the phone noise channel from simulated ASR pairs"},
+    {"train-semantic", srv_cli_train_semantic, "train the semantic word model (WordNet + equivalences)"},
+    {"tune", srv_cli_tune, "choose the fused encoder's weight on held-out simulated queries"},
 };
 
 static void usage(FILE *out)

@@ -1,0 +1,1167 @@
+/* The semantic model (file format, word and phrase vectors), the .vec
+ * loader, and the "semantic:" and "vec:" encoders.
+ *
+ * Both kinds of vectors live in one structure: a vocabulary hashed into an
+ * open-addressing table, and int8 rows with a float scale each; the
+ * semantic model adds 2^bucket_bits n-gram rows after the word rows, a .vec
+ * file has none.  The id of either encoder is its spec plus the low 32 bits
+ * of the file's checksum, so an index built with one file refuses to run
+ * queries through a retrained or replaced one. */
+#include "phonetics/pho_semantic.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "phonetics/pho_internal.h"
+
+static const char pho__sem_magic[8] = {'E', 'R', 'D', 'S', 'E', 'M', 'V', '\0'};
+#define PHO__SEM_ROWS_I8 1
+#define PHO__SEM_HDR (40 + PHO_SEM_META_MAX)
+#define PHO__SEM_FILE_MAX ((size_t)1 << 30)
+#define PHO__NGRAMS_MAX 256
+#define PHO__NGRAM_WORD_MAX 256 /* bytes of a word read for n-grams */
+
+struct pho_sem_model {
+    uint32_t dim, n_words, bucket_bits, n_buckets; /* n_buckets 0: plain word vectors */
+    char *arena;        /* the words, NUL-terminated, back to back */
+    uint32_t *word_off; /* n_words offsets into arena */
+    float *weight;      /* n_words */
+    uint32_t *table;    /* word index + 1, 0 empty; table_mask + 1 slots */
+    uint32_t table_mask;
+    float *center; /* dim: mean word vector, subtracted before normalising (NULL: none) */
+    float *scale;  /* one per row */
+    int8_t *q;     /* rows x dim */
+    char meta[PHO_SEM_META_MAX];
+    uint64_t checksum;
+};
+
+struct pho_vec_model {
+    pho_sem_model *m;
+};
+
+/* ---- little-endian helpers ---- */
+
+static void pho__sput32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void pho__sput64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t pho__sget32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t pho__sget64(const unsigned char *p)
+{
+    return (uint64_t)pho__sget32(p) | (uint64_t)pho__sget32(p + 4) << 32;
+}
+
+static uint64_t pho__smix(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+/* ---- structure ---- */
+
+void pho_sem_model_destroy(pho_sem_model *m)
+{
+    if (!m)
+        return;
+    free(m->arena);
+    free(m->word_off);
+    free(m->weight);
+    free(m->table);
+    free(m->scale);
+    free(m->q);
+    free(m->center);
+    free(m);
+}
+
+static uint64_t pho__word_hash(const char *w, size_t len)
+{
+    return pho__smix(pho__fnv1a64(PHO__FNV_OFFSET, w, len));
+}
+
+static long pho__lookup(const pho_sem_model *m, const char *w, size_t len)
+{
+    if (m->n_words == 0)
+        return -1;
+    for (uint64_t h = pho__word_hash(w, len);; h++) {
+        uint32_t e = m->table[h & m->table_mask];
+        if (e == 0)
+            return -1;
+        const char *s = m->arena + m->word_off[e - 1];
+        if (strncmp(s, w, len) == 0 && s[len] == '\0')
+            return (long)(e - 1);
+    }
+}
+
+/* Table over the first n_words words; ERD_EINVAL on a duplicate. */
+static int pho__build_table(pho_sem_model *m)
+{
+    uint32_t cap = 16;
+
+    while (cap < 2u * m->n_words + 16)
+        cap *= 2;
+    free(m->table);
+    m->table = calloc(cap, sizeof *m->table);
+    if (!m->table)
+        return ERD_ENOMEM;
+    m->table_mask = cap - 1;
+    for (uint32_t i = 0; i < m->n_words; i++) {
+        const char *w = m->arena + m->word_off[i];
+        size_t len = strlen(w);
+        uint64_t h = pho__word_hash(w, len);
+        for (;; h++) {
+            uint32_t *slot = &m->table[h & m->table_mask];
+            if (*slot == 0) {
+                *slot = i + 1;
+                break;
+            }
+            if (strcmp(m->arena + m->word_off[*slot - 1], w) == 0)
+                return ERD_EINVAL;
+        }
+    }
+    return ERD_OK;
+}
+
+static void pho__quantise_row(const float *x, uint32_t dim, float *scale, int8_t *q)
+{
+    float amax = 0.0f;
+
+    for (uint32_t i = 0; i < dim; i++)
+        if (fabsf(x[i]) > amax)
+            amax = fabsf(x[i]);
+    *scale = amax / 127.0f;
+    for (uint32_t i = 0; i < dim; i++)
+        q[i] = amax > 0.0f ? (int8_t)lrintf(x[i] / *scale) : 0;
+}
+
+size_t pho_sem_ngrams(const char *word, size_t len, uint32_t bucket_bits, uint32_t *out, size_t cap)
+{
+    /* character starts of "<word>", so n-grams never split a UTF-8 sequence */
+    char buf[PHO__NGRAM_WORD_MAX];
+    size_t starts[PHO__NGRAM_WORD_MAX + 1], n_chars = 0, blen, count = 0;
+
+    if (len + 3 > sizeof buf)
+        len = sizeof buf - 3;
+    buf[0] = '<';
+    memcpy(buf + 1, word, len);
+    buf[len + 1] = '>';
+    blen = len + 2;
+    for (size_t i = 0; i < blen; i++)
+        if (((unsigned char)buf[i] & 0xc0) != 0x80)
+            starts[n_chars++] = i;
+    starts[n_chars] = blen;
+    for (size_t i = 0; i < n_chars; i++) {
+        for (size_t n = PHO_SEM_MINN; n <= PHO_SEM_MAXN && i + n <= n_chars; n++) {
+            const char *g = buf + starts[i];
+            size_t glen = starts[i + n] - starts[i];
+            uint64_t h = pho__smix(pho__fnv1a64(PHO__FNV_OFFSET ^ 0x5e3a, g, glen));
+            if (count < cap)
+                out[count] = (uint32_t)(h >> (64 - bucket_bits));
+            count++;
+        }
+    }
+    return count;
+}
+
+static int pho__center(pho_sem_model *m);
+
+static void pho__add_row(const pho_sem_model *m, size_t row, float *acc)
+{
+    const int8_t *q = m->q + row * m->dim;
+    float s = m->scale[row];
+
+    for (uint32_t i = 0; i < m->dim; i++)
+        acc[i] += s * (float)q[i];
+}
+
+int pho_sem_model_word(const pho_sem_model *m, const char *word, size_t len, float *out)
+{
+    uint32_t grams[PHO__NGRAMS_MAX];
+    size_t ng = 0, rows = 0;
+    long w;
+
+    if (!m || !word || !out)
+        return ERD_EINVAL;
+    memset(out, 0, sizeof *out * m->dim);
+    if (len == 0)
+        return 0;
+    w = pho__lookup(m, word, len);
+    if (w >= 0) {
+        pho__add_row(m, (size_t)w, out);
+        rows++;
+    }
+    if (m->n_buckets) {
+        ng = pho_sem_ngrams(word, len, m->bucket_bits, grams, PHO__NGRAMS_MAX);
+        if (ng > PHO__NGRAMS_MAX)
+            ng = PHO__NGRAMS_MAX;
+        for (size_t i = 0; i < ng; i++)
+            pho__add_row(m, m->n_words + grams[i], out);
+        rows += ng;
+    }
+    if (rows > 1)
+        for (uint32_t i = 0; i < m->dim; i++)
+            out[i] /= (float)rows;
+    if (m->center)
+        for (uint32_t i = 0; i < m->dim; i++)
+            out[i] -= m->center[i];
+    return w >= 0;
+}
+
+static void pho__normalise(float *v, uint32_t dim)
+{
+    double norm = 0.0;
+
+    for (uint32_t i = 0; i < dim; i++)
+        norm += (double)v[i] * v[i];
+    if (norm > 0.0) {
+        float inv = (float)(1.0 / sqrt(norm));
+        for (uint32_t i = 0; i < dim; i++)
+            v[i] *= inv;
+    }
+}
+
+/* Weighted sum of the words' unit vectors; words unknown to a model
+ * without n-grams are skipped, words unknown to one with n-grams weigh 1
+ * (a word too rare to be seen in training is as informative as any). */
+static int pho__phrase(const pho_sem_model *m, const char *text, float *out)
+{
+    float w[PHO_SEM_DIM_MAX];
+
+    memset(out, 0, sizeof *out * m->dim);
+    if (!text)
+        return ERD_OK;
+    while (*text) {
+        size_t len = strcspn(text, " ");
+        if (len > 0) {
+            long idx = pho__lookup(m, text, len);
+            if (idx >= 0 || m->n_buckets) {
+                float weight = idx >= 0 ? m->weight[idx] : 1.0f;
+                pho_sem_model_word(m, text, len, w);
+                pho__normalise(w, m->dim);
+                for (uint32_t i = 0; i < m->dim; i++)
+                    out[i] += weight * w[i];
+            }
+        }
+        text += len;
+        while (*text == ' ')
+            text++;
+    }
+    pho__normalise(out, m->dim);
+    return ERD_OK;
+}
+
+int pho_sem_model_phrase(const pho_sem_model *m, const char *text, float *out)
+{
+    if (!m || !out)
+        return ERD_EINVAL;
+    return pho__phrase(m, text, out);
+}
+
+uint32_t pho_sem_model_dim(const pho_sem_model *m)
+{
+    return m ? m->dim : 0;
+}
+
+uint32_t pho_sem_model_words(const pho_sem_model *m)
+{
+    return m ? m->n_words : 0;
+}
+
+uint64_t pho_sem_model_checksum(const pho_sem_model *m)
+{
+    return m ? m->checksum : 0;
+}
+
+const char *pho_sem_model_meta(const pho_sem_model *m)
+{
+    return m ? m->meta : "";
+}
+
+static pho_sem_model *pho__alloc_model(uint32_t dim, uint32_t n_words, uint32_t bucket_bits,
+                                       size_t arena_len)
+{
+    pho_sem_model *m = calloc(1, sizeof *m);
+    size_t rows;
+
+    if (!m)
+        return NULL;
+    m->dim = dim;
+    m->n_words = n_words;
+    m->bucket_bits = bucket_bits;
+    m->n_buckets = bucket_bits ? 1u << bucket_bits : 0;
+    rows = (size_t)n_words + m->n_buckets;
+    m->arena = malloc(arena_len ? arena_len : 1);
+    m->word_off = malloc(sizeof *m->word_off * (n_words ? n_words : 1));
+    m->weight = malloc(sizeof *m->weight * (n_words ? n_words : 1));
+    m->scale = malloc(sizeof *m->scale * (rows ? rows : 1));
+    m->q = malloc(rows * dim > 0 ? rows * dim : 1);
+    if (!m->arena || !m->word_off || !m->weight || !m->scale || !m->q) {
+        pho_sem_model_destroy(m);
+        return NULL;
+    }
+    return m;
+}
+
+int pho_sem_model_from_weights(const pho_sem_weights *w, pho_sem_model **ret, erd_diag *diag)
+{
+    size_t arena_len = 0, off = 0, rows;
+    pho_sem_model *m;
+    int rc;
+
+    if (!w || !ret || !w->rows || (w->n_words && (!w->words || !w->weight)))
+        return erd_fail(diag, ERD_EINVAL, "pho_sem_model_from_weights: incomplete weights");
+    if (w->dim == 0 || w->dim > PHO_SEM_DIM_MAX || w->bucket_bits < PHO_SEM_BUCKET_BITS_MIN ||
+        w->bucket_bits > PHO_SEM_BUCKET_BITS_MAX || w->n_words > PHO_SEM_WORDS_MAX)
+        return erd_fail(diag, ERD_EINVAL, "semantic model shape out of bounds (dim %u, 2^%u "
+                        "buckets, %u words)", w->dim, w->bucket_bits, w->n_words);
+    for (uint32_t i = 0; i < w->n_words; i++) {
+        size_t len = strlen(w->words[i]);
+        if (len == 0 || len >= PHO_SEM_WORD_MAX || strchr(w->words[i], ' '))
+            return erd_fail(diag, ERD_EINVAL, "vocabulary word %u is empty, too long or has a "
+                            "space", i);
+        arena_len += len + 1;
+    }
+    m = pho__alloc_model(w->dim, w->n_words, w->bucket_bits, arena_len);
+    if (!m)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory for the semantic model");
+    for (uint32_t i = 0; i < w->n_words; i++) {
+        size_t len = strlen(w->words[i]) + 1;
+        memcpy(m->arena + off, w->words[i], len);
+        m->word_off[i] = (uint32_t)off;
+        m->weight[i] = w->weight[i];
+        off += len;
+    }
+    rc = pho__build_table(m);
+    if (rc < 0) {
+        pho_sem_model_destroy(m);
+        return erd_fail(diag, rc, rc == ERD_EINVAL ? "duplicate vocabulary word"
+                                                   : "out of memory for the vocabulary table");
+    }
+    rows = (size_t)m->n_words + m->n_buckets;
+    for (size_t r = 0; r < rows; r++)
+        pho__quantise_row(w->rows + r * w->dim, w->dim, &m->scale[r], m->q + r * w->dim);
+    if (pho__center(m) < 0) {
+        pho_sem_model_destroy(m);
+        return erd_fail(diag, ERD_ENOMEM, "out of memory for the semantic model");
+    }
+    *ret = m;
+    return ERD_OK;
+}
+
+/* Skip-gram vectors share a common direction (every cosine is high); the
+ * mean word vector is taken out so that phrase cosines spread over the
+ * range a fused score can use ("all-but-the-top", Mu & Viswanath 2018,
+ * first step).  Computed from the weights, so the file need not store it. */
+static int pho__center(pho_sem_model *m)
+{
+    double *acc = calloc(m->dim, sizeof *acc);
+    float *v = malloc(sizeof *v * m->dim);
+
+    if (!acc || !v) {
+        free(acc);
+        free(v);
+        return ERD_ENOMEM;
+    }
+    free(m->center);
+    m->center = NULL;
+    for (uint32_t w = 0; w < m->n_words; w++) {
+        const char *word = m->arena + m->word_off[w];
+        pho_sem_model_word(m, word, strlen(word), v);
+        for (uint32_t i = 0; i < m->dim; i++)
+            acc[i] += v[i];
+    }
+    for (uint32_t i = 0; i < m->dim; i++)
+        v[i] = m->n_words ? (float)(acc[i] / m->n_words) : 0.0f;
+    free(acc);
+    m->center = v;
+    return ERD_OK;
+}
+
+/* ---- file ---- */
+
+static size_t pho__sem_file_len(const pho_sem_model *m)
+{
+    size_t len = PHO__SEM_HDR + 8, rows = (size_t)m->n_words + m->n_buckets;
+
+    for (uint32_t i = 0; i < m->n_words; i++)
+        len += 1 + strlen(m->arena + m->word_off[i]) + 4;
+    return len + rows * (4 + (size_t)m->dim);
+}
+
+int pho_sem_model_save(const pho_sem_model *m, const char *path, const char *meta,
+                       uint64_t *ret_checksum, erd_diag *diag)
+{
+    size_t len, rows;
+    unsigned char *buf = NULL, *p;
+    char tmp[4096];
+    FILE *f = NULL;
+    uint64_t sum;
+    int rc, n;
+
+    if (!m || !path)
+        return erd_fail(diag, ERD_EINVAL, "pho_sem_model_save: model and path are required");
+    tmp[0] = '\0';
+    n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    if (n < 0 || (size_t)n >= sizeof tmp) {
+        tmp[0] = '\0';
+        return erd_fail(diag, ERD_ETOOLONG, "model path too long");
+    }
+    len = pho__sem_file_len(m);
+    rows = (size_t)m->n_words + m->n_buckets;
+    buf = calloc(1, len);
+    if (!buf) {
+        tmp[0] = '\0';
+        return erd_fail(diag, ERD_ENOMEM, "out of memory writing the semantic model");
+    }
+    memcpy(buf, pho__sem_magic, 8);
+    pho__sput32(buf + 8, PHO_SEM_VERSION);
+    pho__sput32(buf + 12, m->dim);
+    pho__sput32(buf + 16, m->n_words);
+    pho__sput32(buf + 20, m->bucket_bits);
+    pho__sput32(buf + 24, PHO_SEM_MINN);
+    pho__sput32(buf + 28, PHO_SEM_MAXN);
+    pho__sput32(buf + 32, PHO__SEM_ROWS_I8);
+    pho__sput32(buf + 36, 0);
+    if (meta)
+        memcpy(buf + 40, meta, strnlen(meta, PHO_SEM_META_MAX - 1));
+    p = buf + PHO__SEM_HDR;
+    for (uint32_t i = 0; i < m->n_words; i++) {
+        const char *w = m->arena + m->word_off[i];
+        size_t wl = strlen(w);
+        uint32_t u;
+        *p++ = (unsigned char)wl;
+        memcpy(p, w, wl);
+        p += wl;
+        memcpy(&u, &m->weight[i], 4);
+        pho__sput32(p, u);
+        p += 4;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        uint32_t u;
+        memcpy(&u, &m->scale[r], 4);
+        pho__sput32(p, u);
+        memcpy(p + 4, m->q + r * m->dim, m->dim);
+        p += 4 + m->dim;
+    }
+    sum = pho__fnv1a64(PHO__FNV_OFFSET, buf, len - 8);
+    pho__sput64(p, sum);
+
+    f = fopen(tmp, "wb");
+    if (!f) {
+        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (fwrite(buf, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        rc = erd_fail(diag, ERD_EIO, "%s: write failed: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (fclose(f) != 0) {
+        f = NULL;
+        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    f = NULL;
+    if (rename(tmp, path) != 0) {
+        rc = erd_fail(diag, ERD_EIO, "%s: %s", path, strerror(errno));
+        goto out;
+    }
+    tmp[0] = '\0';
+    if (ret_checksum)
+        *ret_checksum = sum;
+    rc = ERD_OK;
+out:
+    if (f)
+        fclose(f);
+    if (tmp[0])
+        remove(tmp);
+    free(buf);
+    return rc;
+}
+
+int pho_sem_model_load_buffer(const void *data, size_t len, pho_sem_model **ret, erd_diag *diag)
+{
+    const unsigned char *b = data, *p, *end;
+    uint32_t dim, n_words, bucket_bits;
+    size_t arena_len = 0, rows, off = 0;
+    pho_sem_model *m;
+    uint64_t sum;
+    int rc;
+
+    if (!b || !ret || len < 8 || memcmp(b, pho__sem_magic, 8) != 0)
+        return erd_fail(diag, ERD_ECORRUPT, "not an erd semantic model (bad magic)");
+    if (len < PHO__SEM_HDR + 8)
+        return erd_fail(diag, ERD_ECORRUPT, "semantic model truncated: %zu bytes, the header "
+                        "alone is %d", len, PHO__SEM_HDR + 8);
+    if (pho__sget32(b + 8) != PHO_SEM_VERSION)
+        return erd_fail(diag, ERD_EMISMATCH, "semantic model format version %u, this erd reads %d",
+                        pho__sget32(b + 8), PHO_SEM_VERSION);
+    sum = pho__fnv1a64(PHO__FNV_OFFSET, b, len - 8);
+    if (sum != pho__sget64(b + len - 8))
+        return erd_fail(diag, ERD_ECORRUPT,
+                        "semantic model checksum mismatch (truncated or damaged file)");
+    dim = pho__sget32(b + 12);
+    n_words = pho__sget32(b + 16);
+    bucket_bits = pho__sget32(b + 20);
+    if (dim == 0 || dim > PHO_SEM_DIM_MAX || bucket_bits < PHO_SEM_BUCKET_BITS_MIN ||
+        bucket_bits > PHO_SEM_BUCKET_BITS_MAX || n_words > PHO_SEM_WORDS_MAX)
+        return erd_fail(diag, ERD_ECORRUPT, "semantic model header out of bounds (dim %u, 2^%u "
+                        "buckets, %u words)", dim, bucket_bits, n_words);
+    if (pho__sget32(b + 24) != PHO_SEM_MINN || pho__sget32(b + 28) != PHO_SEM_MAXN ||
+        pho__sget32(b + 32) != PHO__SEM_ROWS_I8)
+        return erd_fail(diag, ERD_EMISMATCH, "semantic model uses n-grams %u..%u and row format "
+                        "%u; this erd reads %d..%d, format %d", pho__sget32(b + 24),
+                        pho__sget32(b + 28), pho__sget32(b + 32), PHO_SEM_MINN, PHO_SEM_MAXN,
+                        PHO__SEM_ROWS_I8);
+    if (memchr(b + 40, '\0', PHO_SEM_META_MAX) == NULL)
+        return erd_fail(diag, ERD_ECORRUPT, "semantic model metadata not terminated");
+    /* first pass: the vocabulary must fit before the rows */
+    end = b + len - 8;
+    p = b + PHO__SEM_HDR;
+    for (uint32_t i = 0; i < n_words; i++) {
+        size_t wl;
+        if (p >= end || (wl = *p) == 0 || wl >= PHO_SEM_WORD_MAX || (size_t)(end - p) < 1 + wl + 4)
+            return erd_fail(diag, ERD_ECORRUPT, "semantic model vocabulary entry %u is damaged", i);
+        if (memchr(p + 1, '\0', wl) || memchr(p + 1, ' ', wl))
+            return erd_fail(diag, ERD_ECORRUPT, "semantic model word %u holds a NUL or space", i);
+        arena_len += wl + 1;
+        p += 1 + wl + 4;
+    }
+    rows = (size_t)n_words + ((size_t)1 << bucket_bits);
+    if ((size_t)(end - p) != rows * (4 + (size_t)dim))
+        return erd_fail(diag, ERD_ECORRUPT, "semantic model holds %zu bytes of rows, its header "
+                        "implies %zu", (size_t)(end - p), rows * (4 + (size_t)dim));
+    m = pho__alloc_model(dim, n_words, bucket_bits, arena_len);
+    if (!m)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory loading the semantic model");
+    p = b + PHO__SEM_HDR;
+    for (uint32_t i = 0; i < n_words; i++) {
+        size_t wl = *p;
+        uint32_t u;
+        memcpy(m->arena + off, p + 1, wl);
+        m->arena[off + wl] = '\0';
+        m->word_off[i] = (uint32_t)off;
+        off += wl + 1;
+        u = pho__sget32(p + 1 + wl);
+        memcpy(&m->weight[i], &u, 4);
+        p += 1 + wl + 4;
+        if (!isfinite(m->weight[i]) || m->weight[i] < 0.0f) {
+            pho_sem_model_destroy(m);
+            return erd_fail(diag, ERD_ECORRUPT, "semantic model word %u has weight %g", i,
+                            (double)m->weight[i]);
+        }
+    }
+    for (size_t r = 0; r < rows; r++) {
+        uint32_t u = pho__sget32(p);
+        memcpy(&m->scale[r], &u, 4);
+        if (!isfinite(m->scale[r]) || m->scale[r] < 0.0f) {
+            pho_sem_model_destroy(m);
+            return erd_fail(diag, ERD_ECORRUPT, "semantic model row %zu has a bad scale", r);
+        }
+        memcpy(m->q + r * dim, p + 4, dim);
+        p += 4 + dim;
+    }
+    rc = pho__build_table(m);
+    if (rc < 0) {
+        pho_sem_model_destroy(m);
+        return erd_fail(diag, rc == ERD_EINVAL ? ERD_ECORRUPT : rc,
+                        rc == ERD_EINVAL ? "semantic model vocabulary has a duplicate word"
+                                         : "out of memory for the vocabulary table");
+    }
+    if (pho__center(m) < 0) {
+        pho_sem_model_destroy(m);
+        return erd_fail(diag, ERD_ENOMEM, "out of memory loading the semantic model");
+    }
+    memcpy(m->meta, b + 40, PHO_SEM_META_MAX);
+    m->checksum = sum;
+    *ret = m;
+    return ERD_OK;
+}
+
+int pho_sem_model_load(const char *path, pho_sem_model **ret, erd_diag *diag)
+{
+    FILE *f;
+    struct stat st;
+    unsigned char *buf = NULL;
+    int rc;
+
+    if (!path || !ret)
+        return erd_fail(diag, ERD_EINVAL, "pho_sem_model_load: path and ret are required");
+    f = fopen(path, "rb");
+    if (!f)
+        return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "semantic model %s: %s",
+                        path, strerror(errno));
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = erd_fail(diag, ERD_EIO, "semantic model %s: not a regular file", path);
+        goto out;
+    }
+    if ((uint64_t)st.st_size > PHO__SEM_FILE_MAX) {
+        rc = erd_fail(diag, ERD_ECORRUPT, "semantic model %s: %lld bytes is too large", path,
+                      (long long)st.st_size);
+        goto out;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading semantic model %s", path);
+        goto out;
+    }
+    if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        rc = erd_fail(diag, ERD_EIO, "semantic model %s: read failed", path);
+        goto out;
+    }
+    rc = pho_sem_model_load_buffer(buf, (size_t)st.st_size, ret, diag);
+    if (rc < 0 && diag) {
+        char msg[sizeof diag->msg];
+        snprintf(msg, sizeof msg, "%s", diag->msg);
+        erd_fail(diag, rc, "%s: %s", path, msg);
+    }
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}
+
+/* ---- .vec text files ---- */
+
+typedef struct pho__vec_reader {
+    FILE *f;
+    unsigned char chunk[1 << 16];
+    size_t pos, len;
+    int eof;
+    uint64_t hash; /* of every byte read */
+} pho__vec_reader;
+
+/* Next line without its newline into line (cap bytes): 1 read, 0 end of
+ * file, ERD_ETOOLONG for a line longer than cap - 1, ERD_EIO, ERD_EPARSE
+ * for a NUL byte. */
+static int pho__vec_line(pho__vec_reader *r, char *line, size_t cap, size_t *ret_len)
+{
+    size_t n = 0;
+    int any = 0;
+
+    for (;;) {
+        if (r->pos == r->len) {
+            if (r->eof)
+                break;
+            r->len = fread(r->chunk, 1, sizeof r->chunk, r->f);
+            r->pos = 0;
+            if (r->len < sizeof r->chunk) {
+                if (ferror(r->f))
+                    return ERD_EIO;
+                r->eof = 1;
+            }
+            r->hash = pho__fnv1a64(r->hash, r->chunk, r->len);
+            if (r->len == 0)
+                break;
+        }
+        unsigned char c = r->chunk[r->pos++];
+        any = 1;
+        if (c == '\n')
+            break;
+        if (c == '\0')
+            return ERD_EPARSE;
+        if (n + 1 >= cap)
+            return ERD_ETOOLONG;
+        line[n++] = (char)c;
+    }
+    if (n > 0 && line[n - 1] == '\r')
+        n--;
+    line[n] = '\0';
+    *ret_len = n;
+    return any;
+}
+
+static size_t pho__count_fields(const char *s)
+{
+    size_t n = 0;
+
+    while (*s) {
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (!*s)
+            break;
+        n++;
+        while (*s && *s != ' ' && *s != '\t')
+            s++;
+    }
+    return n;
+}
+
+/* "N D" with two positive integers. */
+static int pho__vec_header(const char *s, unsigned long *ret_n, unsigned long *ret_d)
+{
+    char *end;
+    unsigned long n, d;
+
+    if (pho__count_fields(s) != 2)
+        return 0;
+    errno = 0;
+    n = strtoul(s, &end, 10);
+    if (errno || end == s || (*end != ' ' && *end != '\t'))
+        return 0;
+    s = end;
+    d = strtoul(s, &end, 10);
+    if (errno || end == s)
+        return 0;
+    while (*end == ' ' || *end == '\t')
+        end++;
+    if (*end)
+        return 0;
+    *ret_n = n;
+    *ret_d = d;
+    return 1;
+}
+
+typedef struct pho__vec_build {
+    char *arena;
+    size_t arena_len, arena_cap;
+    uint32_t *word_off;
+    float *scale;
+    int8_t *q;
+    size_t n, cap;
+} pho__vec_build;
+
+static void pho__vec_build_free(pho__vec_build *b)
+{
+    free(b->arena);
+    free(b->word_off);
+    free(b->scale);
+    free(b->q);
+}
+
+static int pho__vec_push(pho__vec_build *b, const char *w, size_t wl, const float *x, uint32_t dim)
+{
+    if (b->n == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 1024;
+        if (ncap > PHO_VEC_WORDS_MAX)
+            ncap = PHO_VEC_WORDS_MAX;
+        uint32_t *o = realloc(b->word_off, ncap * sizeof *o);
+        if (!o)
+            return ERD_ENOMEM;
+        b->word_off = o;
+        float *s = realloc(b->scale, ncap * sizeof *s);
+        if (!s)
+            return ERD_ENOMEM;
+        b->scale = s;
+        int8_t *q = realloc(b->q, ncap * dim);
+        if (!q)
+            return ERD_ENOMEM;
+        b->q = q;
+        b->cap = ncap;
+    }
+    if (b->arena_len + wl + 1 > b->arena_cap) {
+        size_t ncap = b->arena_cap ? b->arena_cap * 2 : 65536;
+        while (ncap < b->arena_len + wl + 1)
+            ncap *= 2;
+        char *a = realloc(b->arena, ncap);
+        if (!a)
+            return ERD_ENOMEM;
+        b->arena = a;
+        b->arena_cap = ncap;
+    }
+    memcpy(b->arena + b->arena_len, w, wl);
+    b->arena[b->arena_len + wl] = '\0';
+    b->word_off[b->n] = (uint32_t)b->arena_len;
+    b->arena_len += wl + 1;
+    pho__quantise_row(x, dim, &b->scale[b->n], b->q + b->n * dim);
+    b->n++;
+    return ERD_OK;
+}
+
+/* Lower-cases ASCII in place: the phrases it meets are normalised text. */
+static void pho__lower(char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] >= 'A' && s[i] <= 'Z')
+            s[i] = (char)(s[i] - 'A' + 'a');
+}
+
+int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
+{
+    pho__vec_reader *r = NULL;
+    pho__vec_build b = {0};
+    pho_sem_model *m = NULL;
+    pho_vec_model *v = NULL;
+    char *line = NULL;
+    float *x = NULL;
+    unsigned long hdr_n = 0, hdr_d = 0, lineno = 0;
+    uint32_t dim = 0;
+    int has_hdr = 0, rc, got;
+    size_t len;
+
+    if (!path || !ret)
+        return erd_fail(diag, ERD_EINVAL, "pho_vec_load: path and ret are required");
+    r = calloc(1, sizeof *r);
+    line = malloc(PHO_VEC_LINE_MAX);
+    x = malloc(sizeof *x * PHO_SEM_DIM_MAX);
+    if (!r || !line || !x) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
+        goto out;
+    }
+    r->hash = PHO__FNV_OFFSET;
+    r->f = fopen(path, "rb");
+    if (!r->f) {
+        rc = erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "vectors %s: %s", path,
+                      strerror(errno));
+        goto out;
+    }
+    while (b.n < PHO_VEC_WORDS_MAX) {
+        got = pho__vec_line(r, line, PHO_VEC_LINE_MAX, &len);
+        if (got == 0)
+            break;
+        lineno++;
+        if (got < 0) {
+            rc = erd_fail(diag, got == ERD_EIO ? ERD_EIO : ERD_EPARSE, "%s:%lu: %s", path, lineno,
+                          got == ERD_ETOOLONG ? "line longer than 65535 bytes"
+                          : got == ERD_EIO    ? "read failed"
+                                              : "NUL byte in line");
+            goto out;
+        }
+        if (lineno == 1 && pho__vec_header(line, &hdr_n, &hdr_d)) {
+            if (hdr_d == 0 || hdr_d > PHO_SEM_DIM_MAX) {
+                rc = erd_fail(diag, ERD_EPARSE, "%s:1: dimension %lu outside 1..%d", path, hdr_d,
+                              PHO_SEM_DIM_MAX);
+                goto out;
+            }
+            has_hdr = 1;
+            dim = (uint32_t)hdr_d;
+            continue;
+        }
+        if (len == 0 || strspn(line, " \t") == len) {
+            rc = erd_fail(diag, ERD_EPARSE, "%s:%lu: empty line", path, lineno);
+            goto out;
+        }
+        size_t fields = pho__count_fields(line);
+        if (dim == 0) {
+            if (fields < 2 || fields - 1 > PHO_SEM_DIM_MAX) {
+                rc = erd_fail(diag, ERD_EPARSE, "%s:%lu: %zu values; want 1..%d after the word",
+                              path, lineno, fields ? fields - 1 : 0, PHO_SEM_DIM_MAX);
+                goto out;
+            }
+            dim = (uint32_t)(fields - 1);
+        }
+        if (fields != (size_t)dim + 1) {
+            rc = erd_fail(diag, ERD_EPARSE, "%s:%lu: %zu values after the word, expected %u", path,
+                          lineno, fields ? fields - 1 : 0, dim);
+            goto out;
+        }
+        char *s = line + strspn(line, " \t");
+        size_t wl = strcspn(s, " \t");
+        char *p = s + wl;
+        for (uint32_t i = 0; i < dim; i++) {
+            char *end;
+            errno = 0;
+            x[i] = strtof(p, &end);
+            if (end == p || (*end && *end != ' ' && *end != '\t') || !isfinite(x[i])) {
+                rc = erd_fail(diag, ERD_EPARSE, "%s:%lu: value %u is not a finite number", path,
+                              lineno, i + 1);
+                goto out;
+            }
+            p = end;
+        }
+        if (wl >= PHO_SEM_WORD_MAX)
+            continue; /* no normalised word that long is looked up */
+        pho__lower(s, wl);
+        rc = pho__vec_push(&b, s, wl, x, dim);
+        if (rc < 0) {
+            rc = erd_fail(diag, rc, "out of memory reading %s", path);
+            goto out;
+        }
+    }
+    if (b.n == 0) {
+        rc = erd_fail(diag, ERD_EPARSE, "%s: no word vectors", path);
+        goto out;
+    }
+    if (has_hdr && b.n < PHO_VEC_WORDS_MAX && b.n != hdr_n) {
+        rc = erd_fail(diag, ERD_EPARSE, "%s: header announces %lu words, the file has %zu "
+                      "(truncated?)", path, hdr_n, b.n);
+        goto out;
+    }
+    if (b.n == PHO_VEC_WORDS_MAX) {
+        /* the checksum covers the whole file, read or not */
+        while (!r->eof) {
+            r->len = fread(r->chunk, 1, sizeof r->chunk, r->f);
+            if (ferror(r->f)) {
+                rc = erd_fail(diag, ERD_EIO, "%s: read failed", path);
+                goto out;
+            }
+            r->eof = r->len < sizeof r->chunk;
+            r->hash = pho__fnv1a64(r->hash, r->chunk, r->len);
+        }
+    }
+    m = calloc(1, sizeof *m);
+    v = calloc(1, sizeof *v);
+    if (!m || !v) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
+        goto out;
+    }
+    m->dim = dim;
+    m->n_words = (uint32_t)b.n;
+    m->arena = b.arena;
+    m->word_off = b.word_off;
+    m->scale = b.scale;
+    m->q = b.q;
+    b = (pho__vec_build){0};
+    m->weight = malloc(sizeof *m->weight * m->n_words);
+    if (!m->weight) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
+        goto out;
+    }
+    for (uint32_t i = 0; i < m->n_words; i++)
+        m->weight[i] = 1.0f;
+    /* a word listed twice (or twice after lower-casing) keeps its first,
+     * more frequent, vector: drop later copies from the table */
+    {
+        uint32_t cap = 16;
+        while (cap < 2u * m->n_words + 16)
+            cap *= 2;
+        m->table = calloc(cap, sizeof *m->table);
+        if (!m->table) {
+            rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
+            goto out;
+        }
+        m->table_mask = cap - 1;
+        for (uint32_t i = 0; i < m->n_words; i++) {
+            const char *w = m->arena + m->word_off[i];
+            for (uint64_t h = pho__word_hash(w, strlen(w));; h++) {
+                uint32_t *slot = &m->table[h & m->table_mask];
+                if (*slot == 0) {
+                    *slot = i + 1;
+                    break;
+                }
+                if (strcmp(m->arena + m->word_off[*slot - 1], w) == 0)
+                    break;
+            }
+        }
+    }
+    m->checksum = r->hash;
+    v->m = m;
+    m = NULL;
+    *ret = v;
+    v = NULL;
+    rc = ERD_OK;
+out:
+    if (r && r->f)
+        fclose(r->f);
+    free(r);
+    free(line);
+    free(x);
+    pho__vec_build_free(&b);
+    pho_sem_model_destroy(m);
+    free(v);
+    return rc;
+}
+
+void pho_vec_destroy(pho_vec_model *v)
+{
+    if (!v)
+        return;
+    pho_sem_model_destroy(v->m);
+    free(v);
+}
+
+uint32_t pho_vec_dim(const pho_vec_model *v)
+{
+    return v ? v->m->dim : 0;
+}
+
+uint32_t pho_vec_words(const pho_vec_model *v)
+{
+    return v ? v->m->n_words : 0;
+}
+
+int pho_vec_phrase(const pho_vec_model *v, const char *text, float *out)
+{
+    if (!v || !out)
+        return ERD_EINVAL;
+    return pho__phrase(v->m, text, out);
+}
+
+/* ---- the "semantic:" and "vec:" encoders ---- */
+
+typedef struct pho__sem_encoder {
+    pho_encoder base;
+    pho_sem_model *m; /* for vec: owned through v */
+    pho_vec_model *v;
+    char id[PHO_ENCODER_ID_MAX];
+} pho__sem_encoder;
+
+static const char *pho__se_id(const pho_encoder *enc)
+{
+    return ((const pho__sem_encoder *)enc)->id;
+}
+
+static size_t pho__se_dim(const pho_encoder *enc)
+{
+    return ((const pho__sem_encoder *)enc)->m->dim;
+}
+
+/* Word meaning does not depend on the catalog: nothing to fit. */
+static int pho__se_fit(pho_encoder *enc, const pho_phrase *phrases, size_t n, erd_diag *diag)
+{
+    (void)enc;
+    (void)phrases;
+    (void)n;
+    (void)diag;
+    return ERD_OK;
+}
+
+static int pho__se_save(const pho_encoder *enc, void **ret_blob, size_t *ret_len)
+{
+    (void)enc;
+    *ret_blob = NULL;
+    *ret_len = 0;
+    return ERD_OK;
+}
+
+static int pho__se_load(pho_encoder *enc, const void *blob, size_t len, erd_diag *diag)
+{
+    (void)blob;
+    if (len != 0)
+        return erd_fail(diag, ERD_EMISMATCH, "encoder \"%s\" keeps no per-catalog state, got %zu "
+                        "bytes", ((pho__sem_encoder *)enc)->id, len);
+    return ERD_OK;
+}
+
+static int pho__se_encode(const pho_encoder *enc, const pho_phrase *phrase, float *out)
+{
+    return pho__phrase(((const pho__sem_encoder *)enc)->m, phrase->text, out);
+}
+
+static void pho__se_destroy(pho_encoder *enc)
+{
+    pho__sem_encoder *s = (pho__sem_encoder *)enc;
+
+    if (s->v)
+        pho_vec_destroy(s->v);
+    else
+        pho_sem_model_destroy(s->m);
+    free(s);
+}
+
+static const pho_encoder_ops pho__sem_ops = {
+    .id = pho__se_id,
+    .dim = pho__se_dim,
+    .fit = pho__se_fit,
+    .state_save = pho__se_save,
+    .state_load = pho__se_load,
+    .encode = pho__se_encode,
+    .destroy = pho__se_destroy,
+};
+
+/* Splits ":PATH[#xxxxxxxx]"; path gets room for the id's prefix and hash. */
+static int pho__path_arg(const char *kind, const char *args, char *path, size_t cap,
+                         uint32_t *ret_want, int *ret_check, erd_diag *diag)
+{
+    const char *hash;
+    size_t plen;
+    uint32_t want = 0;
+    int check = 0;
+
+    if (args[0] != ':' || args[1] == '\0')
+        return erd_fail(diag, ERD_EINVAL, "encoder spec \"%s\" needs a file: %s:PATH", kind, kind);
+    args++;
+    hash = strrchr(args, '#');
+    plen = strlen(args);
+    if (hash && strlen(hash + 1) == 8 && strspn(hash + 1, "0123456789abcdefABCDEF") == 8) {
+        want = (uint32_t)strtoul(hash + 1, NULL, 16);
+        check = 1;
+        plen = (size_t)(hash - args);
+    }
+    if (plen == 0 || plen >= cap)
+        return erd_fail(diag, plen ? ERD_ETOOLONG : ERD_EINVAL,
+                        "%s path must be 1..%zu bytes (the index records it in its encoder id)",
+                        kind, cap - 1);
+    if (memchr(args, '|', plen))
+        return erd_fail(diag, ERD_EINVAL, "%s path may not contain '|' (it separates the parts "
+                        "of a fused spec)", kind);
+    memcpy(path, args, plen);
+    path[plen] = '\0';
+    *ret_want = want;
+    *ret_check = check;
+    return ERD_OK;
+}
+
+static int pho__sem_wrap(const char *kind, const char *path, pho_sem_model *m, pho_vec_model *v,
+                         int check, uint32_t want, pho_encoder **ret, erd_diag *diag)
+{
+    uint32_t have = (uint32_t)m->checksum;
+    pho__sem_encoder *s = NULL;
+    int rc;
+
+    if (check && have != want) {
+        rc = erd_fail(diag, ERD_EMISMATCH,
+                      "%s file %s has checksum %08x, not %08x: the file changed since the index "
+                      "was built (rebuild the index)", kind, path, (unsigned)have, (unsigned)want);
+        goto out;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory for encoder");
+        goto out;
+    }
+    s->base.ops = &pho__sem_ops;
+    s->m = m;
+    s->v = v;
+    snprintf(s->id, sizeof s->id, "%s:%s#%08x", kind, path, (unsigned)have);
+    *ret = &s->base;
+    return ERD_OK;
+out:
+    if (v)
+        pho_vec_destroy(v);
+    else
+        pho_sem_model_destroy(m);
+    return rc;
+}
+
+int pho__semantic_create(const char *args, pho_encoder **ret, erd_diag *diag)
+{
+    /* room left in the id for "semantic:" and "#xxxxxxxx" */
+    char path[PHO_ENCODER_ID_MAX - 18];
+    uint32_t want;
+    int check, rc;
+    pho_sem_model *m = NULL;
+
+    rc = pho__path_arg("semantic", args, path, sizeof path, &want, &check, diag);
+    if (rc < 0)
+        return rc;
+    rc = pho_sem_model_load(path, &m, diag);
+    if (rc < 0)
+        return rc;
+    return pho__sem_wrap("semantic", path, m, NULL, check, want, ret, diag);
+}
+
+int pho__vec_create(const char *args, pho_encoder **ret, erd_diag *diag)
+{
+    char path[PHO_ENCODER_ID_MAX - 13];
+    uint32_t want;
+    int check, rc;
+    pho_vec_model *v = NULL;
+
+    rc = pho__path_arg("vec", args, path, sizeof path, &want, &check, diag);
+    if (rc < 0)
+        return rc;
+    rc = pho_vec_load(path, &v, diag);
+    if (rc < 0)
+        return rc;
+    return pho__sem_wrap("vec", path, v->m, v, check, want, ret, diag);
+}
