@@ -803,7 +803,7 @@ int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
     pho_vec_model *v = NULL;
     char *line = NULL;
     float *x = NULL;
-    unsigned long hdr_n = 0, hdr_d = 0, lineno = 0;
+    unsigned long hdr_n = 0, hdr_d = 0, lineno = 0, n_vectors = 0;
     uint32_t dim = 0;
     int has_hdr = 0, rc, got;
     size_t len;
@@ -878,6 +878,7 @@ int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
             }
             p = end;
         }
+        n_vectors++;
         if (wl >= PHO_SEM_WORD_MAX)
             continue; /* no normalised word that long is looked up */
         pho__lower(s, wl);
@@ -891,9 +892,9 @@ int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
         rc = erd_fail(diag, ERD_EPARSE, "%s: no word vectors", path);
         goto out;
     }
-    if (has_hdr && b.n < PHO_VEC_WORDS_MAX && b.n != hdr_n) {
-        rc = erd_fail(diag, ERD_EPARSE, "%s: header announces %lu words, the file has %zu "
-                      "(truncated?)", path, hdr_n, b.n);
+    if (has_hdr && b.n < PHO_VEC_WORDS_MAX && n_vectors != hdr_n) {
+        rc = erd_fail(diag, ERD_EPARSE, "%s: header announces %lu words, the file has %lu "
+                      "(truncated?)", path, hdr_n, n_vectors);
         goto out;
     }
     if (b.n == PHO_VEC_WORDS_MAX) {

@@ -311,6 +311,19 @@ static void test_vec(void)
         pho_encoder_destroy(enc);
     }
 
+    /* a word too long to ever be looked up is skipped, not miscounted */
+    {
+        char text[300];
+        snprintf(text, sizeof text, "2 2\nshort 1 0\n%s 0 1\n",
+                 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+        write_file(path, text);
+        is_int(pho_vec_load(path, &v, &d), ERD_OK, "over-long word skipped (%s)", d.msg);
+        if (v)
+            is_int(pho_vec_words(v), 1, "one word kept");
+        pho_vec_destroy(v);
+        v = NULL;
+    }
+
     /* without the header line */
     write_file(path, "one 1 2\ntwo 3 4\n");
     is_int(pho_vec_load(path, &v, &d), ERD_OK, "headerless .vec loads");
