@@ -32,9 +32,21 @@ ctx=$work/context
 mounts=()
 pid=
 cleanup() {
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null || true
-    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[i]}" 2>/dev/null || true; done
-    if [ -z "$keep" ]; then rm -rf "$work"; else echo "check-dockerfile: kept $work"; fi
+    local status=$?
+    set +e
+    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+        umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}"
+    done
+    # Never delete through a mount that is still attached (the host's /dev).
+    if grep -q " $work/" /proc/self/mounts; then
+        echo "check-dockerfile: mounts left under $work; not removing it" >&2
+    elif [ -z "$keep" ]; then
+        rm -rf --one-file-system "$work"
+    else
+        echo "check-dockerfile: kept $work"
+    fi
+    exit "$status"
 }
 trap cleanup EXIT
 step() { printf '\n== %s\n' "$*"; }
