@@ -135,11 +135,12 @@ int pho__siamese_create(const char *args, pho_encoder **ret, erd_diag *diag)
     if (rc < 0)
         return rc;
     if (check && (uint32_t)m->checksum != want) {
+        unsigned have = (unsigned)(uint32_t)m->checksum;
         pho_model_destroy(m);
         return erd_fail(diag, ERD_EMISMATCH,
                         "model %s has checksum %08x, not %08x: the file changed since the index "
                         "was built (rebuild the index)",
-                        path, (unsigned)(uint32_t)m->checksum, (unsigned)want);
+                        path, have, (unsigned)want);
     }
     s = calloc(1, sizeof *s);
     if (!s) {

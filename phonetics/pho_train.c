@@ -27,6 +27,7 @@ struct pho_trainset {
     uint32_t *table; /* open addressing over phrases: index + 1, 0 empty */
     size_t table_cap;
     uint32_t *pair_seq, *pair_phr;
+    uint8_t *pair_synthetic; /* made by a noise channel, not heard by a recogniser */
     size_t n_pairs, cap_pairs;
 };
 
@@ -95,6 +96,7 @@ void pho_trainset_destroy(pho_trainset *ts)
     free(ts->table);
     free(ts->pair_seq);
     free(ts->pair_phr);
+    free(ts->pair_synthetic);
     free(ts);
 }
 
@@ -226,17 +228,21 @@ int pho_trainset_add_phrase(pho_trainset *ts, const char *text, const pho_token 
     return ERD_OK;
 }
 
-int pho_trainset_add_pair(pho_trainset *ts, uint32_t phrase, const pho_token *tokens, size_t n)
+static int pho__add_pair(pho_trainset *ts, uint32_t phrase, const pho_token *tokens, size_t n,
+                         uint8_t synthetic)
 {
     uint32_t seq;
-    size_t cap = ts->cap_pairs;
+    size_t cap = ts->cap_pairs, cap2 = ts->cap_pairs;
     int rc = pho__valid_tokens(tokens, n);
 
     if (rc < 0)
         return rc;
     if (phrase >= ts->n_phr)
         return ERD_EINVAL;
+    /* the three arrays grow in step: the last one records the new capacity */
     if (pho__grow((void **)&ts->pair_seq, &cap, ts->n_pairs + 1, sizeof *ts->pair_seq) < 0 ||
+        pho__grow((void **)&ts->pair_synthetic, &cap2, ts->n_pairs + 1,
+                  sizeof *ts->pair_synthetic) < 0 ||
         pho__grow((void **)&ts->pair_phr, &ts->cap_pairs, ts->n_pairs + 1,
                   sizeof *ts->pair_phr) < 0)
         return ERD_ENOMEM;
@@ -247,8 +253,20 @@ int pho_trainset_add_pair(pho_trainset *ts, uint32_t phrase, const pho_token *to
         return rc;
     ts->pair_seq[ts->n_pairs] = seq;
     ts->pair_phr[ts->n_pairs] = phrase;
+    ts->pair_synthetic[ts->n_pairs] = synthetic;
     ts->n_pairs++;
     return ERD_OK;
+}
+
+int pho_trainset_add_pair(pho_trainset *ts, uint32_t phrase, const pho_token *tokens, size_t n)
+{
+    return pho__add_pair(ts, phrase, tokens, n, 0);
+}
+
+int pho_trainset_add_synthetic_pair(pho_trainset *ts, uint32_t phrase, const pho_token *tokens,
+                                    size_t n)
+{
+    return pho__add_pair(ts, phrase, tokens, n, 1);
 }
 
 static int pho__heldout(const pho_trainset *ts, size_t phrase, double holdout)
@@ -594,7 +612,7 @@ static int pho__evaluate(const pho_trainset *ts, double holdout, pho__enc_fn enc
     for (size_t i = 0; i < ts->n_phr; i++)
         pseq[i] = ts->phr_seq[i];
     for (size_t i = 0; i < ts->n_pairs; i++)
-        if (pho__heldout(ts, ts->pair_phr[i], holdout)) {
+        if (!ts->pair_synthetic[i] && pho__heldout(ts, ts->pair_phr[i], holdout)) {
             qseq[nq] = ts->pair_seq[i];
             qgold[nq++] = ts->pair_phr[i];
         }
@@ -827,10 +845,11 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
         }
     }
     for (size_t i = 0; i < ts->n_pairs; i++) {
-        if (local[ts->pair_phr[i]] == UINT32_MAX)
-            res.heldout_pairs++;
-        else
+        if (local[ts->pair_phr[i]] != UINT32_MAX)
             tr_pairs[n_tr++] = (uint32_t)i;
+        else if (!ts->pair_synthetic[i])
+            res.heldout_pairs++;
+        /* a synthetic pair of a held-out phrase would teach the answer */
     }
     res.train_pairs = n_tr;
     res.train_phrases = n_tr_phr;

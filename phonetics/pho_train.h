@@ -37,6 +37,11 @@ int pho_trainset_add_phrase(pho_trainset *ts, const char *text, const pho_token 
                             uint32_t *ret_idx);
 /* Adds a hypothesis heard for phrase idx; ERD_EEMPTY for no tokens. */
 int pho_trainset_add_pair(pho_trainset *ts, uint32_t phrase, const pho_token *tokens, size_t n);
+/* Adds a hypothesis made by a noise channel (pho_channel_sample) rather than
+ * heard by a recogniser: it is trained on but never part of the held-out
+ * evaluation, and dropped when its phrase falls in the held-out slice. */
+int pho_trainset_add_synthetic_pair(pho_trainset *ts, uint32_t phrase, const pho_token *tokens,
+                                    size_t n);
 size_t pho_trainset_n_phrases(const pho_trainset *ts);
 size_t pho_trainset_n_pairs(const pho_trainset *ts);
 

@@ -13,6 +13,7 @@
 
 #include "config/cfg.h"
 #include "index/vix_phrase.h"
+#include "phonetics/pho_channel.h"
 #include "phonetics/pho_train.h"
 #include "server/srv_cli.h"
 
@@ -37,7 +38,7 @@ static uint64_t srv__fnv(uint64_t h, const void *data, size_t len)
 }
 
 typedef struct srv__load_stats {
-    uint64_t records, pairs, skipped_empty, checksum;
+    uint64_t records, pairs, skipped_empty, checksum, synthetic;
 } srv__load_stats;
 
 /* One record: its spoken phrase and every hypothesis as pairs.  A text with
@@ -130,6 +131,70 @@ out:
     return rc;
 }
 
+/* Phrases without speech, one per line, each corrupted `copies` times by the
+ * learned noise channel: cheap extra pairs covering far more phrases than
+ * the simulator can speak.  The draws depend on (seed, line, copy) only. */
+static int srv__load_synthetic(pho_trainset *ts, pho_g2p *g2p, vix_phrase *ph,
+                               const pho_channel *ch, const char *path, unsigned copies,
+                               double strength, uint64_t seed, srv__load_stats *st,
+                               erd_diag *diag)
+{
+    FILE *f = fopen(path, "rb");
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    uint64_t lineno = 0;
+    pho_token noisy[PHO_TOKENS_MAX];
+    int rc = ERD_OK;
+
+    if (!f)
+        return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "%s: %s", path,
+                        strerror(errno));
+    while ((len = getline(&line, &cap, f)) > 0) {
+        uint32_t idx;
+        lineno++;
+        st->checksum = srv__fnv(st->checksum, line, (size_t)len);
+        rc = vix_phrase_prepare(g2p, NULL, line, (size_t)len, ph, diag);
+        if (rc == ERD_EEMPTY) {
+            rc = ERD_OK;
+            continue;
+        }
+        if (rc < 0)
+            break;
+        rc = pho_trainset_add_phrase(ts, ph->text, ph->tokens, ph->n_tokens, &idx);
+        if (rc < 0)
+            break;
+        for (unsigned c = 0; c < copies; c++) {
+            uint64_t rng = seed ^ (lineno * 0x9e3779b97f4a7c15ULL) ^ ((uint64_t)c << 48);
+            size_t n;
+            rc = pho_channel_sample(ch, ph->tokens, ph->n_tokens, strength, &rng, noisy,
+                                    PHO_TOKENS_MAX, &n);
+            if (rc == ERD_EEMPTY || rc == ERD_ETOOLONG)
+                continue; /* nothing left to hear, or grew past the bound: skip the copy */
+            if (rc < 0)
+                break;
+            rc = pho_trainset_add_synthetic_pair(ts, idx, noisy, n);
+            if (rc < 0)
+                break;
+            st->synthetic++;
+        }
+        if (rc == ERD_EEMPTY || rc == ERD_ETOOLONG)
+            rc = ERD_OK;
+        if (rc < 0)
+            break;
+    }
+    if (rc < 0) {
+        char msg[sizeof diag->msg];
+        snprintf(msg, sizeof msg, "%s", erd_diag_message(diag, rc));
+        rc = erd_fail(diag, rc, "%s:%llu: %s", path, (unsigned long long)lineno, msg);
+    } else if (ferror(f)) {
+        rc = erd_fail(diag, ERD_EIO, "%s: read error", path);
+    }
+    free(line);
+    fclose(f);
+    return rc;
+}
+
 static void srv__train_progress(void *user, const pho_train_progress *p)
 {
     (void)user;
@@ -181,11 +246,17 @@ int srv_cli_train(int argc, char **argv)
         {"lr", required_argument, 0, 'l'},      {"scale", required_argument, 0, 'S'},
         {"hard-k", required_argument, 0, 'k'},  {"baseline", no_argument, 0, 'L'},
         {"augment", required_argument, 0, 'A'},
+        {"synthetic", required_argument, 0, 'Y'}, {"channel", required_argument, 0, 'N'},
+        {"copies", required_argument, 0, 'P'},  {"strength", required_argument, 0, 'R'},
         {"config", required_argument, 0, 'C'},  {"quiet", no_argument, 0, 'q'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
     char *pairs_arg = NULL;
     const char *out = NULL, *config = NULL, *files[SRV__PAIR_FILES_MAX];
+    const char *synthetic = NULL, *channel_path = NULL;
+    unsigned copies = 3;
+    double strength = 1.0;
+    pho_channel *channel = NULL;
     size_t n_files = 0;
     pho_train_opts to;
     int quiet = 0, baseline = 0, c, rc, ex = SRV_EXIT_FAIL;
@@ -196,7 +267,7 @@ int srv_cli_train(int argc, char **argv)
     pho_encoder *bl = NULL;
     vix_phrase *ph = NULL;
     erd_diag diag = {0};
-    srv__load_stats st = {0, 0, 0, 0xcbf29ce484222325ULL};
+    srv__load_stats st = {0, 0, 0, 0xcbf29ce484222325ULL, 0};
     pho_train_result res;
     char meta[2 * PHO_MODEL_META_MAX], date[32]; /* meta is cut to size on save */
     double t0 = srv__now();
@@ -254,6 +325,15 @@ int srv_cli_train(int argc, char **argv)
         case 'A':
             if (srv__real("augment", optarg, &to.augment)) return SRV_EXIT_USAGE;
             break;
+        case 'Y': synthetic = optarg; break;
+        case 'N': channel_path = optarg; break;
+        case 'P':
+            if (srv__uint("copies", optarg, 64, &v)) return SRV_EXIT_USAGE;
+            copies = (unsigned)v;
+            break;
+        case 'R':
+            if (srv__real("strength", optarg, &strength)) return SRV_EXIT_USAGE;
+            break;
         case 'l':
             if (srv__real("lr", optarg, &to.lr)) return SRV_EXIT_USAGE;
             break;
@@ -294,6 +374,11 @@ int srv_cli_train(int argc, char **argv)
                    "  --hard-k N         hard negatives from the N nearest phrases, 0 off "
                    "(default %u)\n"
                    "  --augment R        extra phone noise on hypotheses at rate R (default %g)\n"
+                   "  --synthetic FILE   phrases (one per line, e.g. from erd phrases) turned\n"
+                   "                     into extra pairs by the noise channel\n"
+                   "  --channel FILE     noise channel for --synthetic (erd channel)\n"
+                   "  --copies N         noisy copies per synthetic phrase (default 3)\n"
+                   "  --strength X       scale of the channel's error rates (default 1)\n"
                    "  --baseline         also report the baseline encoder on the held-out slice\n"
                    "  --config FILE      configuration file (for the G2P voice)\n"
                    "  -q, --quiet        no progress on stderr\n",
@@ -305,6 +390,14 @@ int srv_cli_train(int argc, char **argv)
             fprintf(stderr, "Try 'erd train --help'.\n");
             return SRV_EXIT_USAGE;
         }
+    }
+    if (synthetic && !channel_path) {
+        fprintf(stderr, "erd train: --synthetic needs --channel\n");
+        return SRV_EXIT_USAGE;
+    }
+    if (!(strength >= 0.0 && strength <= 4.0)) {
+        fprintf(stderr, "erd train: --strength must be in 0..4\n");
+        return SRV_EXIT_USAGE;
     }
     if (optind != argc || !pairs_arg || !out) {
         fprintf(stderr, "erd train: --pairs and --out are required\nTry 'erd train --help'.\n");
@@ -349,8 +442,17 @@ int srv_cli_train(int argc, char **argv)
     rc = pho_g2p_create(cfg.g2p_voice, 0, &g2p, &diag);
     for (size_t i = 0; rc == ERD_OK && i < n_files; i++)
         rc = srv__load_file(ts, g2p, ph, files[i], &st, &diag);
+    if (rc == ERD_OK && synthetic) {
+        rc = pho_channel_load(channel_path, &channel, &diag);
+        if (rc == ERD_OK)
+            rc = srv__load_synthetic(ts, g2p, ph, channel, synthetic, copies, strength, to.seed,
+                                     &st, &diag);
+    }
     if (rc < 0)
         goto out;
+    if (!quiet && synthetic)
+        fprintf(stderr, "erd train: %llu synthetic pairs from %s through %s\n",
+                (unsigned long long)st.synthetic, synthetic, channel_path);
     if (!quiet)
         fprintf(stderr,
                 "erd train: %llu records, %llu pairs over %zu distinct phrases (%llu empty "
@@ -380,11 +482,13 @@ int srv_cli_train(int argc, char **argv)
         snprintf(date, sizeof date, "unknown");
     snprintf(meta, sizeof meta,
              "erd train seed=%llu epochs=%u best_epoch=%u arch=%s/%u/%u/%u dim=%u batch=%u "
-             "lr=%g scale=%g hard_k=%u augment=%g threads=%u holdout=%g data=fnv1a64:%016llx pairs=%zu "
+             "lr=%g scale=%g hard_k=%u augment=%g synthetic=%llux%u@%g threads=%u holdout=%g "
+             "data=fnv1a64:%016llx pairs=%zu "
              "heldout_r1=%.4f heldout_r5=%.4f date=%s",
              (unsigned long long)to.seed, to.epochs, res.best_epoch,
              to.arch.kind == PHO_ARCH_CONV ? "conv" : "bag", to.arch.emb_dim, to.arch.hash_bits,
-             to.arch.conv_dim, to.arch.out_dim, to.batch, to.lr, to.scale, to.hard_k, to.augment, to.threads,
+             to.arch.conv_dim, to.arch.out_dim, to.batch, to.lr, to.scale, to.hard_k, to.augment,
+             (unsigned long long)st.synthetic, copies, strength, to.threads,
              to.holdout, (unsigned long long)st.checksum, res.train_pairs, res.recall1,
              res.recall5, date);
     rc = pho_model_save(model, out, meta, &diag);
@@ -404,6 +508,7 @@ out:
         ex = srv_cli_exit_code(rc);
     }
     pho_encoder_destroy(bl);
+    pho_channel_destroy(channel);
     pho_model_destroy(model);
     pho_g2p_destroy(g2p);
     pho_trainset_destroy(ts);

@@ -726,10 +726,11 @@ static int pho__scan_output(const char *path, const pho__phrases *in, unsigned c
             goto out;
         }
         if (idx >= in->n || strcmp(in->v[idx], spoken) != 0) {
-            json_decref(rec);
+            /* id points into rec: report before letting it go */
             rc = erd_fail(diag, ERD_EMISMATCH,
                           "%s:%zu: record %s is not for this phrase list (use another --out)",
                           path, lineno, id);
+            json_decref(rec);
             goto out;
         }
         if (!done[idx]) {
