@@ -48,7 +48,11 @@ enum cfg__reload { FIXED, LIVE };
       "Phoneme cache capacity (texts); 0 disables it.")                                       \
     X(g2p_voice, CFG_STR, g2p_voice, "en-us", 0, 0, FIXED, "espeak-ng voice used for G2P.")  \
     X(encoder, CFG_STR, encoder, "baseline", 0, 0, FIXED,                                     \
-      "Phonetic encoder used by builds: baseline[:DIM].")                                     \
+      "Phonetic encoder used by builds: baseline[:DIM], model:FILE (learned), semantic:FILE, " \
+      "vec:FILE or fused:W:PHONETIC|SEMANTIC.")                                                \
+    X(model_dir, CFG_STR, model_dir, "auto", 0, 0, FIXED,                                     \
+      "Folder searched for model files named by a relative path that does not exist from "    \
+      "the working directory; auto = phonetics/models above the erd binary's folder.")        \
     X(faiss_factory, CFG_STR, faiss_factory, "Flat", 0, 0, FIXED,                             \
       "FAISS index_factory string for builds (inner product; ids mapped automatically).")     \
     X(candidates, CFG_INT, candidates, "64", 1, 4096, FIXED,                                  \

@@ -25,6 +25,7 @@ typedef struct cfg_config {
     size_t g2p_cache_entries;
     char g2p_voice[64];
     char encoder[1024];        /* encoder spec for builds */
+    char model_dir[1024];      /* where relative model files are found; "auto" */
     char faiss_factory[128];
     int candidates;
     char rerank[1024];         /* second-stage rerank spec, or "off" */

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "phonetics/pho_internal.h"
 #include "phonetics/pho_model.h"
@@ -24,6 +25,33 @@ static const struct {
     {"vec", NULL, pho__vec_create},
     {"fused", NULL, pho__fused_create},
 };
+
+static char pho__model_dir[1024];
+
+int pho_encoder_set_model_dir(const char *dir)
+{
+    size_t n = dir ? strlen(dir) : 0;
+    if (n >= sizeof pho__model_dir)
+        return ERD_ETOOLONG;
+    memcpy(pho__model_dir, dir ? dir : "", n);
+    pho__model_dir[n] = '\0';
+    return ERD_OK;
+}
+
+int pho__model_path(const char *path, char *out, size_t cap)
+{
+    int n;
+    if (path[0] == '/' || !pho__model_dir[0] || access(path, F_OK) == 0) {
+        n = snprintf(out, cap, "%s", path);
+        return n < 0 || (size_t)n >= cap ? ERD_ETOOLONG : ERD_OK;
+    }
+    n = snprintf(out, cap, "%s/%s", pho__model_dir, path);
+    if (n < 0 || (size_t)n >= cap)
+        return ERD_ETOOLONG;
+    if (access(out, F_OK) != 0)
+        n = snprintf(out, cap, "%s", path); /* the error then names what was asked for */
+    return n < 0 || (size_t)n >= cap ? ERD_ETOOLONG : ERD_OK;
+}
 
 int pho_encoder_create(const char *spec, pho_encoder **ret, erd_diag *diag)
 {

@@ -30,6 +30,13 @@ typedef struct pho_phrase {
 int pho_encoder_create(const char *spec, pho_encoder **ret, erd_diag *diag);
 void pho_encoder_destroy(pho_encoder *enc); /* accepts NULL */
 
+/* Where encoders look for a model file named by a relative path that does
+ * not exist from the working directory ("model:erd-siamese-v2.bin"), so an
+ * index records a portable spec and the resolver finds the file wherever
+ * erd runs.  Set once at start-up, before any encoder is created (not
+ * thread-safe); NULL or "" clears it.  ERD_ETOOLONG for an over-long dir. */
+int pho_encoder_set_model_dir(const char *dir);
+
 /* Stable identifier recorded in index metadata, e.g. "baseline-ngram-v1/512". */
 const char *pho_encoder_id(const pho_encoder *enc);
 size_t pho_encoder_dim(const pho_encoder *enc);

@@ -26,6 +26,11 @@ struct pho_encoder {
 /* args: whatever follows "baseline" in the spec: "" or ":DIM". */
 int pho__baseline_create(const char *args, pho_encoder **ret, erd_diag *diag);
 
+/* The file a model path names: path itself when it exists or is absolute,
+ * else the same path under the model directory when a file is there; out
+ * holds the result.  ERD_ETOOLONG when it does not fit. */
+int pho__model_path(const char *path, char *out, size_t cap);
+
 /* FNV-1a 64, shared by the inventory hash and state checksums. */
 uint64_t pho__fnv1a64(uint64_t h, const void *data, size_t len);
 #define PHO__FNV_OFFSET 0xcbf29ce484222325ULL

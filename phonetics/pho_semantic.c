@@ -1145,7 +1145,11 @@ int pho__semantic_create(const char *args, pho_encoder **ret, erd_diag *diag)
     rc = pho__path_arg("semantic", args, path, sizeof path, &want, &check, diag);
     if (rc < 0)
         return rc;
-    rc = pho_sem_model_load(path, &m, diag);
+    char file[2048];
+    rc = pho__model_path(path, file, sizeof file);
+    if (rc < 0)
+        return erd_fail(diag, rc, "model path %s too long", path);
+    rc = pho_sem_model_load(file, &m, diag);
     if (rc < 0)
         return rc;
     return pho__sem_wrap("semantic", path, m, NULL, check, want, ret, diag);
@@ -1161,7 +1165,11 @@ int pho__vec_create(const char *args, pho_encoder **ret, erd_diag *diag)
     rc = pho__path_arg("vec", args, path, sizeof path, &want, &check, diag);
     if (rc < 0)
         return rc;
-    rc = pho_vec_load(path, &v, diag);
+    char file[2048];
+    rc = pho__model_path(path, file, sizeof file);
+    if (rc < 0)
+        return erd_fail(diag, rc, "vector file path %s too long", path);
+    rc = pho_vec_load(file, &v, diag);
     if (rc < 0)
         return rc;
     return pho__sem_wrap("vec", path, v->m, v, check, want, ret, diag);

@@ -131,7 +131,11 @@ int pho__siamese_create(const char *args, pho_encoder **ret, erd_diag *diag)
                         sizeof path - 1);
     memcpy(path, args, plen);
     path[plen] = '\0';
-    rc = pho_model_load(path, &m, diag);
+    char file[2048];
+    rc = pho__model_path(path, file, sizeof file);
+    if (rc < 0)
+        return erd_fail(diag, rc, "model path %s too long", path);
+    rc = pho_model_load(file, &m, diag);
     if (rc < 0)
         return rc;
     if (check && (uint32_t)m->checksum != want) {

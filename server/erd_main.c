@@ -49,6 +49,8 @@ int main(int argc, char **argv)
         printf("erd 0.1.0\n");
         return SRV_EXIT_OK;
     }
+    /* Commands that read the configuration point it elsewhere if asked. */
+    srv_cli_model_dir("auto");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].run(argc - 1, argv + 1);

@@ -13,6 +13,7 @@
 #include "index/vix_build.h"
 #include "index/vix_resolve.h"
 #include "index/vix_store.h"
+#include "phonetics/pho_encoder.h"
 #include "server/srv_http.h"
 
 int srv_cli_exit_code(int err)
@@ -60,6 +61,28 @@ const char *srv_cli_rerank_spec(const char *spec, char *buf, size_t cap)
     return m < 0 || (size_t)m >= cap ? spec : buf;
 }
 
+int srv_cli_model_dir(const char *setting)
+{
+    char dir[1024];
+    if (setting && strcmp(setting, "auto") != 0)
+        return pho_encoder_set_model_dir(setting);
+    /* auto: phonetics/models above the binary's folder, as in a build tree
+     * (build/erd) or an install (/opt/erd/bin/erd beside /opt/erd/phonetics) */
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    if (n <= 0)
+        return pho_encoder_set_model_dir(NULL);
+    dir[n] = '\0';
+    char *slash = strrchr(dir, '/');
+    if (!slash)
+        return pho_encoder_set_model_dir(NULL);
+    *slash = '\0';
+    char models[1200];
+    int m = snprintf(models, sizeof models, "%s/../phonetics/models", dir);
+    if (m < 0 || (size_t)m >= sizeof models)
+        return pho_encoder_set_model_dir(NULL);
+    return pho_encoder_set_model_dir(models);
+}
+
 static int srv__fail(const char *cmd, const erd_diag *diag, int err)
 {
     fprintf(stderr, "erd %s: %s\n", cmd, erd_diag_message(diag, err));
@@ -91,6 +114,9 @@ static int srv__config(const char *cmd, const char *path, cfg_config *cfg)
     rc = cfg_load_env(cfg, &diag);
     if (rc < 0)
         return srv__fail(cmd, &diag, rc);
+    rc = srv_cli_model_dir(cfg->model_dir);
+    if (rc < 0)
+        return srv__fail(cmd, &diag, erd_fail(&diag, rc, "model_dir too long"));
     return SRV_EXIT_OK;
 }
 
@@ -384,6 +410,9 @@ int srv_cli_serve(int argc, char **argv)
     int rc = cfg_load(&cfg, ho.config_path, overrides, &cdiag);
     if (rc < 0)
         return srv__fail("serve", &cdiag, rc);
+    rc = srv_cli_model_dir(cfg.model_dir);
+    if (rc < 0)
+        return srv__fail("serve", &cdiag, erd_fail(&cdiag, rc, "model_dir too long"));
     if (access(cfg.db, F_OK) != 0) {
         fprintf(stderr, "erd serve: %s: no such database (run erd import and erd build first)\n",
                 cfg.db);

@@ -22,6 +22,10 @@ int srv_cli_resolve(int argc, char **argv);
 int srv_cli_config(int argc, char **argv);
 int srv_cli_eval(int argc, char **argv);
 
+/* Points the encoders' model lookup at setting, or for "auto" (and NULL) at
+ * phonetics/models above the erd binary's folder. */
+int srv_cli_model_dir(const char *setting);
+
 /* Exit code for an erd error code. */
 int srv_cli_exit_code(int err);
 
