@@ -29,6 +29,7 @@ typedef struct cfg_config {
     char faiss_factory[128];
     int candidates;
     char rerank[1024];         /* second-stage rerank spec, or "off" */
+    char calibration[1024];    /* calibration file, or "off" */
     bool log_requests;
     char resolve_token[256];   /* secrets: empty = not set */
     char admin_token[256];

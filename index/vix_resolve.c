@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "index/vix_calib.h"
 #include "index/vix_index.h"
 #include "index/vix_phrase.h"
 #include "index/vix_rerank.h"
@@ -38,6 +39,7 @@ typedef struct vix__catalog {
     size_t n_phrases, cap_phrases;
     uint8_t *phones;
     size_t phones_len, phones_cap;
+    int calibrated; /* the resolver's calibration was fitted on this encoder */
 } vix__catalog;
 
 struct vix_resolver {
@@ -46,6 +48,9 @@ struct vix_resolver {
     size_t n_catalogs;
     size_t candidates;
     vix_rerank *rerank; /* NULL: first stage only */
+    char rerank_id[VIX_CALIB_ID_MAX];
+    vix_calib *calib;   /* NULL: uncalibrated scores */
+    int calib_rerank_ok; /* calib was fitted under this rerank configuration */
 };
 
 static uint64_t vix__ns(void)
@@ -285,6 +290,8 @@ static int vix__load_catalog(void *user, const vix_catalog_info *info)
             goto out;
         }
     }
+    cat.calibrated = r->calib && r->calib_rerank_ok &&
+                     strcmp(pho_encoder_id(cat.enc), r->calib->encoder_id) == 0;
     rc = vix_store_entity_foreach(ctx->store, info->id, vix__load_entity, &ld, ctx->diag);
     free(ld.scratch);
     if (rc != 0) {
@@ -340,14 +347,33 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
         int enabled;
         pho_channel *ch = NULL;
         rc = vix_rerank_spec_parse(opts->rerank, path, sizeof path, &ro, &enabled, diag);
+        snprintf(r->rerank_id, sizeof r->rerank_id, "off");
         if (rc == ERD_OK && enabled) {
             rc = pho_channel_load(path, &ch, diag);
             if (rc == ERD_OK)
                 rc = vix_rerank_create(ch, &ro, &r->rerank, diag);
+            /* The channel's content, not its path, decides the scores. */
+            if (rc == ERD_OK)
+                snprintf(r->rerank_id, sizeof r->rerank_id,
+                         "channel=fnv1a64:%016llx,weight=%.6g,candidates=%zu,mode=%s,skip=%.6g,"
+                         "temperature=%.6g",
+                         (unsigned long long)pho_channel_checksum(ch), ro.weight, ro.candidates,
+                         ro.mode == VIX_RR_LOCAL ? "local" : "global", ro.skip, ro.temperature);
             pho_channel_destroy(ch);
         }
         if (rc < 0)
             goto out;
+    }
+    if (opts->calibration && strcmp(opts->calibration, "off") != 0) {
+        r->calib = malloc(sizeof *r->calib);
+        if (!r->calib) {
+            rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+            goto out;
+        }
+        rc = vix_calib_load(opts->calibration, r->calib, diag);
+        if (rc < 0)
+            goto out;
+        r->calib_rerank_ok = strcmp(r->calib->rerank_id, r->rerank_id) == 0;
     }
     rc = vix_store_open(opts->db_path, VIX_STORE_READONLY, &store, diag);
     if (rc < 0)
@@ -375,7 +401,37 @@ void vix_resolver_close(vix_resolver *r)
     free(r->catalogs);
     pho_g2p_destroy(r->g2p);
     vix_rerank_destroy(r->rerank);
+    free(r->calib);
     free(r);
+}
+
+int vix_resolver_calibrated(const vix_resolver *r, size_t i, erd_diag *diag)
+{
+    if (i >= r->n_catalogs)
+        return erd_fail(diag, ERD_ENOCATALOG, "no catalog %zu", i);
+    if (!r->calib)
+        return erd_fail(diag, ERD_ENOTFOUND, "calibration off: scores are uncalibrated");
+    if (!r->calib_rerank_ok)
+        return erd_fail(diag, ERD_EMISMATCH,
+                        "calibration fitted with rerank %.90s; running %.90s: uncalibrated scores",
+                        r->calib->rerank_id, r->rerank_id);
+    if (!r->catalogs[i].calibrated)
+        return erd_fail(diag, ERD_EMISMATCH,
+                        "catalog \"%.40s\" built with encoder %.70s, calibration fitted on %.70s: "
+                        "uncalibrated scores",
+                        r->catalogs[i].name, pho_encoder_id(r->catalogs[i].enc),
+                        r->calib->encoder_id);
+    return ERD_OK;
+}
+
+const char *vix_resolver_catalog_encoder(const vix_resolver *r, size_t i)
+{
+    return i < r->n_catalogs ? pho_encoder_id(r->catalogs[i].enc) : NULL;
+}
+
+void vix_resolver_rerank_id(const vix_resolver *r, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s", r->rerank_id);
 }
 
 size_t vix_resolver_catalog_count(const vix_resolver *r)
@@ -425,17 +481,67 @@ static double vix__hyp_weight(const vix_hypothesis *hyps, size_t n, size_t rank)
     return w;
 }
 
+/* A result with its first-stage score, which calibration looks at. */
+typedef struct vix__ranked {
+    vix_result res;
+    double first;
+} vix__ranked;
+
 static int vix__cmp_score(const void *a, const void *b)
 {
-    const vix_result *x = a, *y = b;
+    const vix_result *x = &((const vix__ranked *)a)->res, *y = &((const vix__ranked *)b)->res;
     if (x->score != y->score)
         return x->score < y->score ? 1 : -1;
     return (x->rowid > y->rowid) - (x->rowid < y->rowid);
 }
 
+/* Weighted share of hypotheses whose own best-aligned result, among the
+ * first VIX_CALIB_AGREE_RANKS, is each of them: a list that agrees on one
+ * entity is more often right than one split between several, which the
+ * blended score (a weighted mean) cannot tell apart. */
+static void vix__agreement(const vix_resolver *r, const vix__catalog *cat,
+                           const vix_rerank_hyp *hyps, size_t n_hyps, const vix__ranked *found,
+                           size_t n_found, double *ret_agree)
+{
+    size_t m = n_found < VIX_CALIB_AGREE_RANKS ? n_found : VIX_CALIB_AGREE_RANKS;
+    double wsum = 0;
+    for (size_t i = 0; i < n_found; i++)
+        ret_agree[i] = 0;
+    for (size_t h = 0; h < n_hyps; h++) {
+        double best = -1;
+        size_t best_c = 0;
+        for (size_t c = 0; c < m; c++) {
+            const vix__entity *e = vix__entity_find(cat, found[c].res.rowid);
+            for (size_t p = 0; e && p < e->n_phrases; p++) {
+                const vix_rerank_phrase *ph = &cat->phrases[e->phrase_first + p];
+                double s = vix_rerank_pair(r->rerank, hyps[h].tokens, hyps[h].n, ph->tokens,
+                                           ph->n);
+                if (ph->derived)
+                    s *= VIX_DERIVED_SCALE;
+                if (s > best) {
+                    best = s;
+                    best_c = c;
+                }
+            }
+        }
+        if (best >= 0)
+            ret_agree[best_c] += hyps[h].weight;
+        wsum += hyps[h].weight;
+    }
+    for (size_t i = 0; wsum > 0 && i < m; i++)
+        ret_agree[i] /= wsum;
+}
+
 int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps, size_t n,
                 size_t k, vix_result *ret_results, size_t *ret_n, vix_timing *timing,
                 erd_diag *diag)
+{
+    return vix_resolve_features(r, catalog, hyps, n, k, ret_results, ret_n, timing, NULL, diag);
+}
+
+int vix_resolve_features(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps,
+                         size_t n, size_t k, vix_result *ret_results, size_t *ret_n,
+                         vix_timing *timing, double *ret_features, erd_diag *diag)
 {
     const vix__catalog *cat = NULL;
     vix_timing tm = {0};
@@ -445,8 +551,9 @@ int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps
     uint8_t *hyp_phones = NULL;
     vix_rerank_hyp *rr_hyps = NULL;
     vix_rerank_cand *rr_cands = NULL;
-    vix_result *found = NULL;
-    size_t used = 0;
+    vix__ranked *found = NULL;
+    double *cal = NULL;
+    size_t used = 0, n_phones = 0;
     double wsum = 0;
     int rc = ERD_OK;
 
@@ -477,12 +584,15 @@ int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps
     ids = malloc(cand * sizeof *ids);
     ph = malloc(sizeof *ph);
     found = malloc(want * sizeof *found);
+    int calibrate = ret_features || cat->calibrated;
+    if (calibrate)
+        cal = malloc(want * (3 + VIX_CALIB_NFEAT + 1) * sizeof *cal);
     if (r->rerank) {
         hyp_phones = malloc(n * VIX_RR_TOKENS_MAX);
         rr_hyps = malloc(n * sizeof *rr_hyps);
         rr_cands = malloc(want * sizeof *rr_cands);
     }
-    if (!q || !v || !scores || !ids || !ph || !found ||
+    if (!q || !v || !scores || !ids || !ph || !found || (calibrate && !cal) ||
         (r->rerank && (!hyp_phones || !rr_hyps || !rr_cands))) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
@@ -517,6 +627,8 @@ int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps
                 .n = vix_rerank_pack(ph->tokens, ph->n_tokens, dst, VIX_RR_TOKENS_MAX),
                 .weight = w};
         }
+        if (used == 0)
+            n_phones = ph->n_tokens;
         wsum += w;
         used++;
     }
@@ -550,7 +662,7 @@ int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps
             break;
         int dup = 0;
         for (size_t j = 0; j < n_found; j++)
-            if (found[j].rowid == ids[i])
+            if (found[j].res.rowid == ids[i])
                 dup = 1;
         if (dup)
             continue;
@@ -558,29 +670,54 @@ int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps
         if (!e)
             continue; /* vector of an entity deleted since the build */
         double s = (double)scores[i] * norm / wsum; /* weighted mean cosine */
-        found[n_found++] = (vix_result){
-            .rowid = e->rowid, .ext_id = e->ext_id, .name = e->name,
-            .score = s < 0 ? 0 : s > 1 ? 1 : s};
+        s = s < 0 ? 0 : s > 1 ? 1 : s;
+        found[n_found++] = (vix__ranked){
+            .res = {.rowid = e->rowid, .ext_id = e->ext_id, .name = e->name, .score = s},
+            .first = s};
     }
     tm.aggregate_ns = vix__ns() - t0;
     if (r->rerank) {
         t0 = vix__ns();
         for (size_t i = 0; i < n_found; i++) {
-            const vix__entity *e = vix__entity_find(cat, found[i].rowid);
+            const vix__entity *e = vix__entity_find(cat, found[i].res.rowid);
             rr_cands[i] = (vix_rerank_cand){.phrases = cat->phrases + e->phrase_first,
                                             .n_phrases = e->n_phrases,
-                                            .first = found[i].score};
+                                            .first = found[i].first};
         }
         vix_rerank_score(r->rerank, rr_hyps, used, rr_cands, n_found);
         for (size_t i = 0; i < n_found; i++) {
             double s = rr_cands[i].score;
-            found[i].score = s < 0 ? 0 : s > 1 ? 1 : s;
+            found[i].res.score = s < 0 ? 0 : s > 1 ? 1 : s;
         }
         tm.rerank_ns = vix__ns() - t0;
     }
     qsort(found, n_found, sizeof *found, vix__cmp_score);
     size_t n_out = n_found < k ? n_found : k;
-    memcpy(ret_results, found, n_out * sizeof *found);
+    for (size_t i = 0; i < n_out; i++)
+        ret_results[i] = found[i].res;
+    if (calibrate && n_found) {
+        /* Features come from the whole candidate list, not the k asked
+         * for, so a result's probability does not depend on k. */
+        double *sc = cal, *first = cal + want, *agree = cal + 2 * want, *x = cal + 3 * want;
+        double *p = x + want * VIX_CALIB_NFEAT;
+        t0 = vix__ns();
+        for (size_t i = 0; i < n_found; i++) {
+            sc[i] = found[i].res.score;
+            first[i] = found[i].first;
+            agree[i] = 0;
+        }
+        if (r->rerank)
+            vix__agreement(r, cat, rr_hyps, used, found, n_found, agree);
+        vix_calib_features(sc, first, agree, n_out, n_found, used, n_phones, x);
+        if (ret_features)
+            memcpy(ret_features, x, n_out * VIX_CALIB_NFEAT * sizeof *x);
+        if (cat->calibrated) {
+            vix_calib_probs(r->calib, x, n_out, p);
+            for (size_t i = 0; i < n_out; i++)
+                ret_results[i].score = p[i];
+        }
+        tm.aggregate_ns += vix__ns() - t0;
+    }
     *ret_n = n_out;
     if (timing)
         *timing = tm;
@@ -591,6 +728,7 @@ out:
     free(ids);
     free(ph);
     free(found);
+    free(cal);
     free(hyp_phones);
     free(rr_hyps);
     free(rr_cands);

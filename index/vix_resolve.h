@@ -24,6 +24,12 @@ typedef struct vix_resolver_opts {
      * vector search alone, else "CHANNEL_FILE[,weight=W,...]".  Loading a
      * catalog then also keeps its phrases' phonemes in memory. */
     const char *rerank;
+    /* Calibrated scores (index/vix_calib.h): NULL or "off" for the
+     * uncalibrated blend, else a calibration file.  A damaged file fails the
+     * open; a file fitted under another rerank configuration, or a catalog
+     * built with another encoder than the file records, is served with
+     * uncalibrated scores (vix_resolver_calibrated says why). */
+    const char *calibration;
 } vix_resolver_opts;
 
 typedef struct vix_hypothesis {
@@ -37,7 +43,10 @@ typedef struct vix_result {
     int64_t rowid;
     const char *ext_id; /* owned by the resolver; valid while it lives */
     const char *name;   /* ditto */
-    double score;       /* in [0, 1], larger is better */
+    /* In [0, 1], larger is better.  With a calibration in force, the
+     * probability that this result is the entity meant: non-increasing with
+     * rank, summing to at most 1 over the results. */
+    double score;
 } vix_result;
 
 /* Per-stage wall time of one resolve, nanoseconds. */
@@ -52,6 +61,17 @@ void vix_resolver_close(vix_resolver *resolver); /* accepts NULL */
 size_t vix_resolver_catalog_count(const vix_resolver *resolver);
 const char *vix_resolver_catalog_name(const vix_resolver *resolver, size_t i);
 
+/* ERD_OK when catalog i's scores are calibrated; else ERD_ENOTFOUND
+ * (calibration off) or ERD_EMISMATCH, with the reason in diag. */
+int vix_resolver_calibrated(const vix_resolver *resolver, size_t i, erd_diag *diag);
+
+/* Encoder id of catalog i's index (NULL past the end). */
+const char *vix_resolver_catalog_encoder(const vix_resolver *resolver, size_t i);
+
+/* The rerank configuration scores depend on, as a calibration file records
+ * it: "off", or the channel file's checksum and every rerank option. */
+void vix_resolver_rerank_id(const vix_resolver *resolver, char *buf, size_t cap);
+
 /* G2P phoneme-cache counters since open (for /metrics); thread-safe. */
 void vix_resolver_g2p_stats(vix_resolver *resolver, uint64_t *ret_lookups, uint64_t *ret_hits);
 
@@ -62,5 +82,13 @@ void vix_resolver_g2p_stats(vix_resolver *resolver, uint64_t *ret_lookups, uint6
 int vix_resolve(vix_resolver *resolver, const char *catalog, const vix_hypothesis *hyps, size_t n,
                 size_t k, vix_result *ret_results, size_t *ret_n, vix_timing *timing,
                 erd_diag *diag);
+
+/* vix_resolve that also writes each result's calibration features
+ * (VIX_CALIB_NFEAT doubles per result, index/vix_calib.h) into
+ * ret_features when it is not NULL; they are computed from the
+ * uncalibrated scores whether or not a calibration is in force. */
+int vix_resolve_features(vix_resolver *resolver, const char *catalog, const vix_hypothesis *hyps,
+                         size_t n, size_t k, vix_result *ret_results, size_t *ret_n,
+                         vix_timing *timing, double *ret_features, erd_diag *diag);
 
 #endif

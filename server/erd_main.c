@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "server/srv_calibrate.h"
 #include "server/srv_channel.h"
 #include "server/srv_cli.h"
 #include "server/srv_semantic.h"
@@ -24,6 +25,7 @@ static const struct {
     {"channel", srv_cli_channel, "learn the phone noise channel from simulated ASR pairs"},
     {"train-semantic", srv_cli_train_semantic, "train the semantic word model (WordNet + equivalences)"},
     {"tune", srv_cli_tune, "choose the fused encoder's weight on held-out simulated queries"},
+    {"calibrate", srv_cli_calibrate, "fit calibrated scores on held-out simulated queries"},
 };
 
 static void usage(FILE *out)

@@ -89,6 +89,18 @@ static int srv__fail(const char *cmd, const erd_diag *diag, int err)
     return srv_cli_exit_code(err);
 }
 
+/* A calibration that does not apply leaves scores uncalibrated rather
+ * than stopping the service; say so once, per catalog, at start. */
+static void srv__calibration_note(const char *cmd, const vix_resolver *resolver)
+{
+    for (size_t i = 0; i < vix_resolver_catalog_count(resolver); i++) {
+        erd_diag d = {0};
+        int rc = vix_resolver_calibrated(resolver, i, &d);
+        if (rc == ERD_EMISMATCH)
+            fprintf(stderr, "erd %s: warning: %s\n", cmd, erd_diag_message(&d, rc));
+    }
+}
+
 static double srv__now(void)
 {
     struct timespec ts;
@@ -427,8 +439,9 @@ int srv_cli_serve(int argc, char **argv)
         .g2p_cache_entries = cfg.g2p_cache_entries,
         .candidates = (size_t)cfg.candidates,
     };
-    char rerank[2048];
+    char rerank[2048], calibration[2048];
     ro.rerank = srv_cli_rerank_spec(cfg.rerank, rerank, sizeof rerank);
+    ro.calibration = srv_cli_rerank_spec(cfg.calibration, calibration, sizeof calibration);
     double t0 = srv__now();
     rc = vix_resolver_open(&ro, &resolver, &diag);
     if (rc < 0)
@@ -439,6 +452,7 @@ int srv_cli_serve(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         fprintf(stderr, "%s%s", i ? ", " : ": ", vix_resolver_catalog_name(resolver, i));
     fputc('\n', stderr);
+    srv__calibration_note("serve", resolver);
     if (n == 0)
         fprintf(stderr, "erd: warning: no catalog has an index yet; run erd build\n");
 
@@ -520,11 +534,13 @@ int srv_cli_resolve(int argc, char **argv)
         hyps[i] = (vix_hypothesis){.text = argv[optind + (int)i], .len = strlen(argv[optind + (int)i])};
     vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg.g2p_voice,
                             .g2p_cache_entries = 64, .candidates = (size_t)cfg.candidates};
-    char rerank[2048];
+    char rerank[2048], calibration[2048];
     ro.rerank = srv_cli_rerank_spec(cfg.rerank, rerank, sizeof rerank);
+    ro.calibration = srv_cli_rerank_spec(cfg.calibration, calibration, sizeof calibration);
     rc = vix_resolver_open(&ro, &resolver, &diag);
     if (rc < 0)
         goto out;
+    srv__calibration_note("resolve", resolver);
     size_t n_out = 0;
     vix_timing tm;
     rc = vix_resolve(resolver, catalog, hyps, n, (size_t)k, results, &n_out, &tm, &diag);

@@ -13,6 +13,7 @@
 #include "index/vix_resolve.h"
 #include "index/vix_store.h"
 #include "phonetics/pho_text.h"
+#include "server/srv_calibrate.h"
 #include "server/srv_cli.h"
 
 #define EVAL_K 5
@@ -93,6 +94,49 @@ static int eval__matches(const eval_keys *gold, const eval_keys *got)
     return 0;
 }
 
+int srv_eval_same_entity(vix_store *store, int64_t catalog_id, const char *gold_id,
+                         const char *got_id)
+{
+    eval_keys *gold = malloc(sizeof *gold), *got = malloc(sizeof *got);
+    eval_ctx ctx = {.store = store};
+    int rc = ERD_ENOMEM;
+    if (gold && got) {
+        rc = eval__keys_for(&ctx, catalog_id, gold_id, gold);
+        if (rc == ERD_OK && gold->n == 0)
+            rc = ERD_ENOTFOUND;
+        if (rc == ERD_OK)
+            rc = eval__keys_for(&ctx, catalog_id, got_id, got) == ERD_OK && eval__matches(gold, got);
+    }
+    free(gold);
+    free(got);
+    return rc;
+}
+
+/* Predicted probabilities of top results and whether they were right. */
+typedef struct eval_rel {
+    double *p;
+    uint8_t *y;
+    size_t n, cap;
+} eval_rel;
+
+static void eval__rel_add(eval_rel *r, double p, int right)
+{
+    if (r->n == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 1024;
+        double *np = realloc(r->p, ncap * sizeof *np);
+        if (np)
+            r->p = np;
+        uint8_t *ny = realloc(r->y, ncap);
+        if (ny)
+            r->y = ny;
+        if (!np || !ny)
+            return; /* a shorter table, not a failed evaluation */
+        r->cap = ncap;
+    }
+    r->p[r->n] = p;
+    r->y[r->n++] = (uint8_t)right;
+}
+
 static size_t eval__curl_write(char *data, size_t size, size_t nmemb, void *user)
 {
     eval_ctx *ctx = user;
@@ -118,8 +162,10 @@ static size_t eval__curl_write(char *data, size_t size, size_t nmemb, void *user
 /* Resolves hyps through HTTP or in process; writes up to EVAL_K result ids
  * (malloc'd strings) into ret_ids. */
 static int eval__resolve(eval_ctx *ctx, const char *catalog, json_t *nbest, size_t n_hyps,
-                         char *ret_ids[EVAL_K], size_t *ret_n, char *err, size_t errcap)
+                         char *ret_ids[EVAL_K], size_t *ret_n, double *ret_top, char *err,
+                         size_t errcap)
 {
+    double top = 0;
     size_t n_out = 0;
     double t0 = eval__now();
     int rc = 0;
@@ -154,6 +200,8 @@ static int eval__resolve(eval_ctx *ctx, const char *catalog, json_t *nbest, size
         json_array_foreach(results, i, r)
         {
             const char *id = json_string_value(json_object_get(r, "id"));
+            if (id && n_out == 0)
+                top = json_number_value(json_object_get(r, "score"));
             if (id && n_out < EVAL_K)
                 ret_ids[n_out++] = strdup(id);
         }
@@ -182,6 +230,8 @@ static int eval__resolve(eval_ctx *ctx, const char *catalog, json_t *nbest, size
         }
         for (size_t i = 0; i < n_res; i++)
             ret_ids[n_out++] = strdup(results[i].ext_id);
+        if (n_res)
+            top = results[0].score;
     }
     if (ctx->n_lat == ctx->cap_lat) {
         size_t ncap = ctx->cap_lat ? ctx->cap_lat * 2 : 1024;
@@ -194,6 +244,7 @@ static int eval__resolve(eval_ctx *ctx, const char *catalog, json_t *nbest, size
     if (ctx->n_lat < ctx->cap_lat)
         ctx->lat_ms[ctx->n_lat++] = (eval__now() - t0) * 1e3;
     *ret_n = n_out;
+    *ret_top = top;
     return rc;
 }
 
@@ -226,7 +277,8 @@ int srv_cli_eval(int argc, char **argv)
         {"url", required_argument, 0, 'u'},     {"map", required_argument, 0, 'm'},
         {"domain", required_argument, 0, 'D'},  {"limit", required_argument, 0, 'n'},
         {"json", no_argument, 0, 'j'},          {"errors", required_argument, 0, 'E'},
-        {"config", required_argument, 0, 'C'},  {"help", no_argument, 0, 'h'},
+        {"config", required_argument, 0, 'C'},  {"reliability", no_argument, 0, 'R'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *db = NULL, *queries = NULL, *url = NULL, *only_domain = NULL, *config = NULL;
@@ -234,7 +286,7 @@ int srv_cli_eval(int argc, char **argv)
     const char *map_from[EVAL_MAP_MAX], *map_to[EVAL_MAP_MAX];
     size_t n_map = 0;
     long limit = -1;
-    int json = 0, c;
+    int json = 0, reliability = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:Q:u:m:D:n:jh", opts, NULL)) != -1) {
         switch (c) {
@@ -244,6 +296,7 @@ int srv_cli_eval(int argc, char **argv)
         case 'D': only_domain = optarg; break;
         case 'n': limit = strtol(optarg, NULL, 10); break;
         case 'j': json = 1; break;
+        case 'R': reliability = 1; break;
         case 'E': errors_path = optarg; break;
         case 'C': config = optarg; break;
         case 'm': {
@@ -274,6 +327,8 @@ int srv_cli_eval(int argc, char **argv)
                    "  --limit N            only the first N queries\n"
                    "  --errors FILE        write wrongly resolved n-best queries as JSON lines\n"
                    "  --json               one JSON object per row\n"
+                   "  --reliability        also print how well the top result's score works as\n"
+                   "                       a probability: bins, ECE and Brier score per mode\n"
                    "  --config FILE        configuration file\n");
             return SRV_EXIT_OK;
         default:
@@ -310,6 +365,7 @@ int srv_cli_eval(int argc, char **argv)
     }
 
     eval_ctx ctx = {.url = url};
+    eval_rel rel[EVAL_MODES] = {{0}};
     eval_tally tallies[EVAL_DOMAINS_MAX] = {0};
     size_t n_tallies = 0;
     unsigned n_failed = 0, n_nogold = 0;
@@ -341,11 +397,19 @@ int srv_cli_eval(int argc, char **argv)
         vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg.g2p_voice,
                                 .g2p_cache_entries = cfg.g2p_cache_entries,
                                 .candidates = (size_t)cfg.candidates};
-        char rerank[2048];
+        char rerank[2048], calibration[2048];
         ro.rerank = srv_cli_rerank_spec(cfg.rerank, rerank, sizeof rerank);
+        ro.calibration = srv_cli_rerank_spec(cfg.calibration, calibration, sizeof calibration);
         rc = vix_resolver_open(&ro, &ctx.resolver, &diag);
         if (rc < 0)
             goto out;
+        for (size_t i = 0; reliability && i < vix_resolver_catalog_count(ctx.resolver); i++) {
+            erd_diag d = {0};
+            int cr = vix_resolver_calibrated(ctx.resolver, i, &d);
+            if (cr < 0)
+                fprintf(stderr, "erd eval: %s: %s\n", vix_resolver_catalog_name(ctx.resolver, i),
+                        erd_diag_message(&d, cr));
+        }
     }
 
     eval_keys *gold = malloc(sizeof *gold), *got = malloc(sizeof *got);
@@ -407,8 +471,9 @@ int srv_cli_eval(int argc, char **argv)
             char *ids[EVAL_K];
             size_t n_ids = 0;
             char err[512];
-            if (n_hyps == 0 ||
-                eval__resolve(&ctx, catalog, nbest, n_hyps, ids, &n_ids, err, sizeof err) < 0) {
+            double top = 0;
+            if (n_hyps == 0 || eval__resolve(&ctx, catalog, nbest, n_hyps, ids, &n_ids, &top, err,
+                                             sizeof err) < 0) {
                 if (n_hyps)
                     fprintf(stderr, "erd eval: %s:%u: %s\n", queries, lineno, err);
                 n_failed++;
@@ -426,6 +491,8 @@ int srv_cli_eval(int argc, char **argv)
                 t->hit5[m]++;
             if (rank)
                 t->rr[m] += 1.0 / rank;
+            if (reliability && n_ids)
+                eval__rel_add(&rel[m], top, rank == 1);
             if (errors && m == EVAL_NBEST && rank != 1) {
                 json_t *e = json_object();
                 json_object_set(e, "qid", json_object_get(q, "qid"));
@@ -465,6 +532,9 @@ int srv_cli_eval(int argc, char **argv)
         eval__print_row(stdout, &tallies[i], json);
     if (n_tallies > 1)
         eval__print_row(stdout, &all, json);
+    for (int m = EVAL_MODES - 1; reliability && m >= 0; m--)
+        srv_reliability_print(stdout, m == EVAL_NBEST ? "top result, n-best" : "top result, 1-best",
+                              rel[m].p, rel[m].y, rel[m].n);
     if (ctx.n_lat) {
         qsort(ctx.lat_ms, ctx.n_lat, sizeof *ctx.lat_ms, eval__cmp_double);
         double sum = 0;
@@ -484,6 +554,10 @@ int srv_cli_eval(int argc, char **argv)
         diag.code = 0;
     }
 out:
+    for (int m = 0; m < EVAL_MODES; m++) {
+        free(rel[m].p);
+        free(rel[m].y);
+    }
     free(line);
     free(ctx.body);
     free(ctx.lat_ms);

@@ -1,0 +1,434 @@
+#include "index/vix_calib.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define VIX__CALIB_MAGIC "erd-calibration"
+#define VIX__CALIB_FILE_MAX 65536
+#define VIX__NW (VIX_CALIB_NFEAT + 1)
+
+static const char *const vix__feature_names[VIX_CALIB_NFEAT] = {
+    [VIX_CF_SCORE] = "score",         [VIX_CF_MARGIN] = "margin",
+    [VIX_CF_GAP] = "gap",             [VIX_CF_FIRST] = "first",
+    [VIX_CF_AGREE] = "agree",         [VIX_CF_LOG_HYPS] = "log_hyps",
+    [VIX_CF_LOG_PHONES] = "log_phones", [VIX_CF_LOG_RANK] = "log_rank",
+};
+
+const char *vix_calib_feature_name(int f)
+{
+    return f >= 0 && f < VIX_CALIB_NFEAT ? vix__feature_names[f] : "?";
+}
+
+void vix_calib_features(const double *score, const double *first, const double *agree,
+                        size_t n, size_t n_all, size_t n_hyps, size_t n_phones, double *ret_x)
+{
+    for (size_t i = 0; i < n; i++) {
+        double *x = ret_x + i * VIX_CALIB_NFEAT;
+        x[VIX_CF_SCORE] = score[i];
+        x[VIX_CF_MARGIN] = i + 1 < n_all ? score[i] - score[i + 1] : score[i];
+        x[VIX_CF_GAP] = score[0] - score[i];
+        x[VIX_CF_FIRST] = first[i];
+        x[VIX_CF_AGREE] = agree[i];
+        x[VIX_CF_LOG_HYPS] = log1p((double)n_hyps);
+        x[VIX_CF_LOG_PHONES] = log1p((double)n_phones);
+        x[VIX_CF_LOG_RANK] = log((double)(i + 1));
+    }
+}
+
+static double vix__sigmoid(double t)
+{
+    if (t >= 0)
+        return 1 / (1 + exp(-t));
+    double e = exp(t);
+    return e / (1 + e);
+}
+
+double vix_calib_predict(const vix_calib_model *m, const double *x)
+{
+    double t = m->w[0];
+    for (int f = 0; f < VIX_CALIB_NFEAT; f++)
+        t += m->w[1 + f] * x[f];
+    double p = vix__sigmoid(t);
+    return isfinite(p) ? p : 0; /* a NaN feature must not leak out as a score */
+}
+
+void vix_calib_probs(const vix_calib *c, const double *x, size_t n, double *ret_p)
+{
+    double used = 0;
+    for (size_t i = 0; i < n; i++) {
+        double p = vix_calib_predict(i ? &c->rest : &c->top, x + i * VIX_CALIB_NFEAT);
+        if (i) {
+            double left = 1 - used;
+            p = p < left ? p : left;
+            p = p < ret_p[i - 1] ? p : ret_p[i - 1];
+        }
+        p = p < 0 ? 0 : p > 1 ? 1 : p;
+        ret_p[i] = p;
+        used += p;
+    }
+}
+
+/* Penalised log-likelihood of standardised rows. */
+static double vix__loglik(const double *z, const uint8_t *y, size_t n, const double *b, double l2)
+{
+    double ll = 0;
+    for (size_t i = 0; i < n; i++) {
+        double t = b[0];
+        for (int f = 0; f < VIX_CALIB_NFEAT; f++)
+            t += b[1 + f] * z[i * VIX_CALIB_NFEAT + f];
+        /* log sigmoid(+-t) without overflow */
+        double s = y[i] ? t : -t;
+        ll += s >= 0 ? -log1p(exp(-s)) : s - log1p(exp(s));
+    }
+    for (int f = 1; f < VIX__NW; f++)
+        ll -= 0.5 * l2 * b[f] * b[f];
+    return ll;
+}
+
+/* Solves a x = g for symmetric positive definite a (Cholesky, in place). */
+static int vix__solve_spd(double a[VIX__NW][VIX__NW], const double *g, double *x)
+{
+    for (int j = 0; j < VIX__NW; j++) {
+        double s = a[j][j];
+        for (int k = 0; k < j; k++)
+            s -= a[j][k] * a[j][k];
+        if (!(s > 0))
+            return ERD_EINTERNAL;
+        a[j][j] = sqrt(s);
+        for (int i = j + 1; i < VIX__NW; i++) {
+            double t = a[i][j];
+            for (int k = 0; k < j; k++)
+                t -= a[i][k] * a[j][k];
+            a[i][j] = t / a[j][j];
+        }
+    }
+    double v[VIX__NW];
+    for (int i = 0; i < VIX__NW; i++) {
+        double t = g[i];
+        for (int k = 0; k < i; k++)
+            t -= a[i][k] * v[k];
+        v[i] = t / a[i][i];
+    }
+    for (int i = VIX__NW - 1; i >= 0; i--) {
+        double t = v[i];
+        for (int k = i + 1; k < VIX__NW; k++)
+            t -= a[k][i] * x[k];
+        x[i] = t / a[i][i];
+    }
+    return ERD_OK;
+}
+
+int vix_calib_fit(const double *x, const uint8_t *y, size_t n, double l2, vix_calib_model *ret,
+                  erd_diag *diag)
+{
+    double mean[VIX_CALIB_NFEAT] = {0}, scale[VIX_CALIB_NFEAT] = {0}, b[VIX__NW] = {0};
+    size_t pos = 0;
+    int rc = ERD_OK;
+    if (n == 0 || !(l2 >= 0))
+        return erd_fail(diag, ERD_EINVAL, "calibration fit needs rows and l2 >= 0");
+    for (size_t i = 0; i < n; i++)
+        pos += y[i] != 0;
+    if (pos == 0 || pos == n)
+        return erd_fail(diag, ERD_EINVAL,
+                        "calibration fit needs right and wrong results (%zu of %zu right)", pos, n);
+    double *z = malloc(n * VIX_CALIB_NFEAT * sizeof *z);
+    if (!z)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    /* Standardised features make one l2 mean the same for every feature
+     * and keep the Hessian well conditioned; a constant feature (the rank
+     * of a top result, agreement without rerank) is left out, since it
+     * would only duplicate the intercept. */
+    for (int f = 0; f < VIX_CALIB_NFEAT; f++) {
+        double s = 0, ss = 0;
+        for (size_t i = 0; i < n; i++)
+            s += x[i * VIX_CALIB_NFEAT + f];
+        mean[f] = s / (double)n;
+        for (size_t i = 0; i < n; i++) {
+            double d = x[i * VIX_CALIB_NFEAT + f] - mean[f];
+            ss += d * d;
+        }
+        double sd = sqrt(ss / (double)n);
+        scale[f] = sd > 1e-9 ? 1 / sd : 0;
+        for (size_t i = 0; i < n; i++)
+            z[i * VIX_CALIB_NFEAT + f] = (x[i * VIX_CALIB_NFEAT + f] - mean[f]) * scale[f];
+    }
+    double rate = (double)pos / (double)n;
+    b[0] = log(rate / (1 - rate));
+    double ll = vix__loglik(z, y, n, b, l2);
+    int converged = 0;
+    for (int it = 0; it < 100 && !converged; it++) {
+        double h[VIX__NW][VIX__NW] = {{0}}, g[VIX__NW] = {0}, step[VIX__NW];
+        for (size_t i = 0; i < n; i++) {
+            double zi[VIX__NW];
+            zi[0] = 1;
+            memcpy(zi + 1, z + i * VIX_CALIB_NFEAT, VIX_CALIB_NFEAT * sizeof *zi);
+            double t = 0;
+            for (int j = 0; j < VIX__NW; j++)
+                t += b[j] * zi[j];
+            double p = vix__sigmoid(t), w = p * (1 - p), r = (double)(y[i] != 0) - p;
+            for (int j = 0; j < VIX__NW; j++) {
+                g[j] += zi[j] * r;
+                for (int k = 0; k <= j; k++)
+                    h[j][k] += w * zi[j] * zi[k];
+            }
+        }
+        for (int j = 0; j < VIX__NW; j++) {
+            for (int k = 0; k < j; k++)
+                h[k][j] = h[j][k];
+            /* a tiny ridge everywhere keeps separable data (and a left-out
+             * feature's all-zero column) solvable */
+            h[j][j] += (j ? l2 : 0) + 1e-9 * (double)n;
+            if (j)
+                g[j] -= l2 * b[j];
+        }
+        if (vix__solve_spd(h, g, step) < 0) {
+            rc = erd_fail(diag, ERD_EINTERNAL, "calibration fit: singular Hessian");
+            goto out;
+        }
+        /* Newton with step halving: the penalised likelihood never drops */
+        double t = 1, nb[VIX__NW], nll = ll;
+        for (int half = 0; half < 30; half++, t *= 0.5) {
+            for (int j = 0; j < VIX__NW; j++)
+                nb[j] = b[j] + t * step[j];
+            nll = vix__loglik(z, y, n, nb, l2);
+            if (nll >= ll - 1e-12)
+                break;
+        }
+        double moved = 0;
+        for (int j = 0; j < VIX__NW; j++) {
+            moved = fmax(moved, fabs(nb[j] - b[j]));
+            b[j] = nb[j];
+        }
+        converged = moved < 1e-9 || fabs(nll - ll) < 1e-12 * (1 + fabs(ll));
+        ll = nll;
+    }
+    if (!converged) {
+        rc = erd_fail(diag, ERD_EINTERNAL, "calibration fit did not converge");
+        goto out;
+    }
+    vix_calib_model m = {{0}};
+    m.w[0] = b[0];
+    for (int f = 0; f < VIX_CALIB_NFEAT; f++) {
+        m.w[1 + f] = b[1 + f] * scale[f];
+        m.w[0] -= b[1 + f] * scale[f] * mean[f];
+    }
+    *ret = m;
+out:
+    free(z);
+    return rc;
+}
+
+static uint64_t vix__fnv1a64(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ULL;
+    }
+    return h;
+}
+
+/* One line of free text: no newline may break the file's structure. */
+static int vix__one_line(const char *s)
+{
+    return strpbrk(s, "\r\n") == NULL;
+}
+
+static size_t vix__put(char *buf, size_t cap, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static size_t vix__put(char *buf, size_t cap, size_t len, const char *fmt, ...)
+{
+    if (len >= cap)
+        return cap;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + len, cap - len, fmt, ap);
+    va_end(ap);
+    return n < 0 || (size_t)n >= cap - len ? cap : len + (size_t)n;
+}
+
+static size_t vix__put_model(char *buf, size_t cap, size_t len, const char *name,
+                             const vix_calib_model *m)
+{
+    len = vix__put(buf, cap, len, "%s", name);
+    for (int j = 0; j < VIX__NW; j++)
+        len = vix__put(buf, cap, len, " %.17g", m->w[j]);
+    return vix__put(buf, cap, len, "\n");
+}
+
+int vix_calib_save(const vix_calib *c, const char *path, erd_diag *diag)
+{
+    char *buf = malloc(VIX__CALIB_FILE_MAX), tmp[4096];
+    size_t len = 0, cap = VIX__CALIB_FILE_MAX;
+    FILE *f = NULL;
+    int rc = ERD_OK;
+    if (!buf)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    if (!vix__one_line(c->encoder_id) || !vix__one_line(c->rerank_id) ||
+        !vix__one_line(c->provenance) || !c->encoder_id[0] || !c->rerank_id[0]) {
+        rc = erd_fail(diag, ERD_EINVAL, "calibration: encoder, rerank and provenance must be "
+                                        "single lines (encoder and rerank non-empty)");
+        goto out;
+    }
+    len = vix__put(buf, cap, len, "%s %d\nfeatures", VIX__CALIB_MAGIC, VIX_CALIB_VERSION);
+    for (int f = 0; f < VIX_CALIB_NFEAT; f++)
+        len = vix__put(buf, cap, len, "%c%s", f ? ',' : ' ', vix__feature_names[f]);
+    len = vix__put(buf, cap, len, "\nencoder %s\nrerank %s\nprovenance %s\n", c->encoder_id,
+                   c->rerank_id, c->provenance);
+    len = vix__put_model(buf, cap, len, "top", &c->top);
+    len = vix__put_model(buf, cap, len, "rest", &c->rest);
+    if (len >= cap) {
+        rc = erd_fail(diag, ERD_ETOOLONG, "calibration file too long");
+        goto out;
+    }
+    uint64_t sum = vix__fnv1a64(buf, len);
+    len = vix__put(buf, cap, len, "checksum fnv1a64:%016" PRIx64 "\n", sum);
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (len >= cap || n < 0 || (size_t)n >= sizeof tmp) {
+        rc = erd_fail(diag, ERD_ETOOLONG, "calibration path too long");
+        goto out;
+    }
+    f = fopen(tmp, "w");
+    if (!f) {
+        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (fwrite(buf, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    if (fclose(f) != 0) {
+        f = NULL;
+        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
+        goto out;
+    }
+    f = NULL;
+    if (rename(tmp, path) != 0)
+        rc = erd_fail(diag, ERD_EIO, "%s: %s", path, strerror(errno));
+out:
+    if (f)
+        fclose(f);
+    if (rc < 0 && len && len < cap)
+        unlink(tmp);
+    free(buf);
+    return rc;
+}
+
+/* "KEY VALUE" line at *pos: copies VALUE (to the newline) and advances. */
+static int vix__line(const char **pos, const char *end, const char *key, char *val, size_t cap)
+{
+    const char *p = *pos, *nl = memchr(p, '\n', (size_t)(end - p));
+    size_t klen = strlen(key);
+    if (!nl || (size_t)(nl - p) <= klen || memcmp(p, key, klen) != 0 || p[klen] != ' ')
+        return ERD_ECORRUPT;
+    size_t vlen = (size_t)(nl - p) - klen - 1;
+    if (vlen >= cap)
+        return ERD_ECORRUPT;
+    memcpy(val, p + klen + 1, vlen);
+    val[vlen] = '\0';
+    *pos = nl + 1;
+    return ERD_OK;
+}
+
+static int vix__parse_model(const char *s, vix_calib_model *m)
+{
+    char *end;
+    for (int j = 0; j < VIX__NW; j++) {
+        errno = 0;
+        m->w[j] = strtod(s, &end);
+        if (errno || end == s || !isfinite(m->w[j]))
+            return ERD_ECORRUPT;
+        s = end;
+    }
+    return *s ? ERD_ECORRUPT : ERD_OK;
+}
+
+int vix_calib_load(const char *path, vix_calib *ret, erd_diag *diag)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL, line[1024];
+    vix_calib c;
+    int rc = ERD_OK;
+    memset(&c, 0, sizeof c);
+    if (!f)
+        return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "%s: %s", path,
+                        strerror(errno));
+    buf = malloc(VIX__CALIB_FILE_MAX + 1);
+    if (!buf) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    size_t len = fread(buf, 1, VIX__CALIB_FILE_MAX + 1, f);
+    if (ferror(f)) {
+        rc = erd_fail(diag, ERD_EIO, "%s: read error", path);
+        goto out;
+    }
+    if (len > VIX__CALIB_FILE_MAX || len == 0 || buf[len - 1] != '\n') {
+        rc = erd_fail(diag, ERD_ECORRUPT, "%s: not a calibration file (size or last line)", path);
+        goto out;
+    }
+    buf[len] = '\0';
+    /* the checksum line is the last one and covers everything above it */
+    char *last = buf + len - 1;
+    while (last > buf && last[-1] != '\n')
+        last--;
+    uint64_t want;
+    if (sscanf(last, "checksum fnv1a64:%16" SCNx64 "\n", &want) != 1) {
+        rc = erd_fail(diag, ERD_ECORRUPT, "%s: no checksum line", path);
+        goto out;
+    }
+    uint64_t got = vix__fnv1a64(buf, (size_t)(last - buf));
+    if (got != want) {
+        rc = erd_fail(diag, ERD_ECORRUPT, "%s: checksum %016" PRIx64 " does not match the "
+                      "recorded %016" PRIx64 ": damaged or edited", path, got, want);
+        goto out;
+    }
+    const char *pos = buf, *end = last;
+    int version;
+    if (vix__line(&pos, end, VIX__CALIB_MAGIC, line, sizeof line) < 0 ||
+        sscanf(line, "%d", &version) != 1) {
+        rc = erd_fail(diag, ERD_ECORRUPT, "%s: not a calibration file", path);
+        goto out;
+    }
+    if (version != VIX_CALIB_VERSION) {
+        rc = erd_fail(diag, ERD_EMISMATCH, "%s: calibration version %d, this erd reads %d", path,
+                      version, VIX_CALIB_VERSION);
+        goto out;
+    }
+    char want_feat[512];
+    size_t wl = 0;
+    for (int fi = 0; fi < VIX_CALIB_NFEAT; fi++)
+        wl = vix__put(want_feat, sizeof want_feat, wl, "%s%s", fi ? "," : "",
+                      vix__feature_names[fi]);
+    if (vix__line(&pos, end, "features", line, sizeof line) < 0) {
+        rc = erd_fail(diag, ERD_ECORRUPT, "%s: no features line", path);
+        goto out;
+    }
+    if (strcmp(line, want_feat) != 0) {
+        rc = erd_fail(diag, ERD_EMISMATCH, "%s: fitted on features %s, this erd computes %s",
+                      path, line, want_feat);
+        goto out;
+    }
+    if (vix__line(&pos, end, "encoder", c.encoder_id, sizeof c.encoder_id) < 0 ||
+        vix__line(&pos, end, "rerank", c.rerank_id, sizeof c.rerank_id) < 0 ||
+        vix__line(&pos, end, "provenance", c.provenance, sizeof c.provenance) < 0 ||
+        vix__line(&pos, end, "top", line, sizeof line) < 0 ||
+        vix__parse_model(line, &c.top) < 0 || vix__line(&pos, end, "rest", line, sizeof line) < 0 ||
+        vix__parse_model(line, &c.rest) < 0 || pos != end) {
+        rc = erd_fail(diag, ERD_ECORRUPT, "%s: malformed calibration file", path);
+        goto out;
+    }
+    *ret = c;
+out:
+    free(buf);
+    fclose(f);
+    return rc;
+}

@@ -1,0 +1,94 @@
+/* Calibrated scores: P(result is right) from cheap features of a resolve.
+ *
+ * The resolver's own score (first-stage cosine blended with the rerank's
+ * alignment score) ranks well but is no probability: 0.6 means different
+ * things for a two-phone query and a ten-word title, for one hypothesis and
+ * for ten that agree.  A logistic regression over a handful of features of
+ * each result maps them to the probability that it is the entity meant, so
+ * callers can answer "no match" below a threshold of their choosing.
+ *
+ * Two models share the feature vector: one for the top result, one for the
+ * results below it (whose base rate is far lower).  Their outputs are then
+ * made consistent across the list: results are alternatives for one spoken
+ * phrase, so p_i is capped by what the results above left over
+ * (p_i <= 1 - sum_{j<i} p_j) and by p_{i-1}; the list sums to at most 1 and
+ * never increases with rank, while the top result keeps its own model's
+ * probability (the one the reliability table measures).
+ *
+ * The fitted weights live in a small text file (versioned, FNV-1a 64
+ * checksummed) that records the encoder and rerank configuration they were
+ * fitted under: features computed under another configuration mean
+ * something else. */
+#ifndef VIX_CALIB_H
+#define VIX_CALIB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/erd_error.h"
+
+enum {
+    VIX_CF_SCORE,      /* the result's uncalibrated score, 0..1 */
+    VIX_CF_MARGIN,     /* its score minus the next result's */
+    VIX_CF_GAP,        /* the top result's score minus its own (0 at the top) */
+    VIX_CF_FIRST,      /* first-stage weighted mean cosine */
+    VIX_CF_AGREE,      /* weighted share of hypotheses whose own best is this result */
+    VIX_CF_LOG_HYPS,   /* log(1 + hypotheses used) */
+    VIX_CF_LOG_PHONES, /* log(1 + phones of the best hypothesis) */
+    VIX_CF_LOG_RANK,   /* log(rank), 0 at the top */
+    VIX_CALIB_NFEAT
+};
+
+/* Hypotheses' agreement is measured among this many of the best results:
+ * one alignment per hypothesis and phrase of each, a few percent of what
+ * the rerank already spends on its 100 candidates. */
+#define VIX_CALIB_AGREE_RANKS 5
+
+#define VIX_CALIB_VERSION 1
+#define VIX_CALIB_ID_MAX 256
+
+typedef struct vix_calib_model {
+    double w[VIX_CALIB_NFEAT + 1]; /* w[0] intercept, w[1 + f] feature f */
+} vix_calib_model;
+
+typedef struct vix_calib {
+    char encoder_id[VIX_CALIB_ID_MAX]; /* index encoder id the features came from */
+    char rerank_id[VIX_CALIB_ID_MAX];  /* vix_resolver_rerank_id() of the resolver */
+    char provenance[512];              /* one line: data, sizes, held-out figures */
+    vix_calib_model top, rest;
+} vix_calib;
+
+/* Name of feature f (VIX_CF_*), as written in the file header. */
+const char *vix_calib_feature_name(int f);
+
+/* Features of n ranked results (best first) into ret_x[n][VIX_CALIB_NFEAT].
+ * score[], first[] and agree[] hold n_all >= n entries so the last
+ * result's margin sees the one below it; n_hyps and n_phones describe the
+ * query. */
+void vix_calib_features(const double *score, const double *first, const double *agree,
+                        size_t n, size_t n_all, size_t n_hyps, size_t n_phones, double *ret_x);
+
+/* P(right) of one feature vector under one model. */
+double vix_calib_predict(const vix_calib_model *m, const double *x);
+
+/* Probabilities of n ranked results (x as from vix_calib_features): each in
+ * [0, 1], non-increasing, summing to at most 1. */
+void vix_calib_probs(const vix_calib *c, const double *x, size_t n, double *ret_p);
+
+/* L2-regularised logistic regression by Newton's method (IRLS) on
+ * standardised features; l2 is the penalty on the standardised weights
+ * (intercept free), the returned weights are for the raw features.
+ * ERD_EINVAL for no rows or l2 < 0, ERD_EINTERNAL if Newton fails to
+ * converge. */
+int vix_calib_fit(const double *x, const uint8_t *y, size_t n, double l2, vix_calib_model *ret,
+                  erd_diag *diag);
+
+/* Written to a temporary file and renamed into place. */
+int vix_calib_save(const vix_calib *c, const char *path, erd_diag *diag);
+
+/* ERD_ENOTFOUND / ERD_EIO when unreadable, ERD_ECORRUPT for a damaged or
+ * malformed file, ERD_EMISMATCH for another version or feature set.
+ * *ret set only on success. */
+int vix_calib_load(const char *path, vix_calib *ret, erd_diag *diag);
+
+#endif
