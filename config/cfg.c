@@ -62,7 +62,7 @@ enum cfg__reload { FIXED, LIVE };
       "channel. off, or CHANNEL_FILE[,weight=W,candidates=N,mode=local|global,skip=S,"         \
       "temperature=T]; a relative file is looked up from the working directory, then from "    \
       "the folder above the erd binary's.")                                                    \
-    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v1.txt", 0, 0, FIXED,   \
+    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v2.txt", 0, 0, FIXED,   \
       "Calibrated scores: off, or a file from erd calibrate mapping each result to the "       \
       "probability it is right; looked up like rerank's channel file.  A catalog built with "  \
       "another encoder, or a rerank other than the one the file records, gets uncalibrated "   \
