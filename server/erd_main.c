@@ -34,7 +34,7 @@ static void usage(FILE *out)
                  "erd resolves what a speech recogniser heard to catalog entities by how\n"
                  "names sound.\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(out, "  %-9s %s\n", commands[i].name, commands[i].summary);
+        fprintf(out, "  %-15s %s\n", commands[i].name, commands[i].summary);
 }
 
 int main(int argc, char **argv)
