@@ -15,8 +15,9 @@ static const double srv__bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 #define SRV__STATUS_MIN 100
 #define SRV__STATUS_N 500 /* 100..599, indexed directly: no mapping to get wrong */
 
-enum { SRV__G2P, SRV__ENCODE, SRV__SEARCH, SRV__AGGREGATE, SRV__NSTAGES };
-static const char *const srv__stage_names[SRV__NSTAGES] = {"g2p", "encode", "search", "aggregate"};
+enum { SRV__G2P, SRV__ENCODE, SRV__SEARCH, SRV__AGGREGATE, SRV__RERANK, SRV__NSTAGES };
+static const char *const srv__stage_names[SRV__NSTAGES] = {"g2p", "encode", "search", "aggregate",
+                                                           "rerank"};
 
 typedef struct srv__route_metrics {
     atomic_uint_fast64_t status[SRV__STATUS_N];
@@ -97,6 +98,7 @@ void srv_metrics_stages(srv_metrics *m, const vix_timing *t)
     atomic_fetch_add_explicit(&m->stage_ns[SRV__ENCODE], t->encode_ns, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->stage_ns[SRV__SEARCH], t->search_ns, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->stage_ns[SRV__AGGREGATE], t->aggregate_ns, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->stage_ns[SRV__RERANK], t->rerank_ns, memory_order_relaxed);
 }
 
 void srv_metrics_reload(srv_metrics *m, bool ok)
