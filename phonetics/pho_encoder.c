@@ -2,7 +2,10 @@
 #include "phonetics/pho_encoder.h"
 
 #include <stdio.h>
+#include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "phonetics/pho_internal.h"
@@ -36,6 +39,44 @@ int pho_encoder_set_model_dir(const char *dir)
     memcpy(pho__model_dir, dir ? dir : "", n);
     pho__model_dir[n] = '\0';
     return ERD_OK;
+}
+
+int pho__read_file(const char *what, const char *path, uint64_t max, unsigned char **ret_buf,
+                   size_t *ret_len, erd_diag *diag)
+{
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    unsigned char *buf = NULL;
+    int rc = ERD_OK;
+
+    if (!f)
+        return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "%s %s: %s", what, path,
+                        strerror(errno));
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        rc = erd_fail(diag, ERD_EIO, "%s %s: not a regular file", what, path);
+        goto out;
+    }
+    if ((uint64_t)st.st_size > max) {
+        rc = erd_fail(diag, ERD_ECORRUPT, "%s %s: %lld bytes is too large", what, path,
+                      (long long)st.st_size);
+        goto out;
+    }
+    buf = malloc((size_t)st.st_size + 1);
+    if (!buf) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s %s", what, path);
+        goto out;
+    }
+    if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
+        rc = erd_fail(diag, ERD_EIO, "%s %s: read failed", what, path);
+        goto out;
+    }
+    *ret_buf = buf; /* ownership passes to the caller */
+    *ret_len = (size_t)st.st_size;
+    buf = NULL;
+out:
+    free(buf);
+    fclose(f);
+    return rc;
 }
 
 int pho__model_path(const char *path, char *out, size_t cap)

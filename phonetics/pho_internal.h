@@ -31,6 +31,14 @@ int pho__baseline_create(const char *args, pho_encoder **ret, erd_diag *diag);
  * holds the result.  ERD_ETOOLONG when it does not fit. */
 int pho__model_path(const char *path, char *out, size_t cap);
 
+/* Reads a whole regular file of at most max bytes into a malloc'd buffer
+ * (one spare byte past the end); what names the file in messages ("model
+ * PATH: ...").  ERD_ENOTFOUND/ERD_EIO when it cannot be read, ERD_ECORRUPT
+ * when it is larger than max.  *ret_buf (free()) and *ret_len set only on
+ * success. */
+int pho__read_file(const char *what, const char *path, uint64_t max, unsigned char **ret_buf,
+                   size_t *ret_len, erd_diag *diag);
+
 /* FNV-1a 64, shared by the inventory hash and state checksums. */
 uint64_t pho__fnv1a64(uint64_t h, const void *data, size_t len);
 #define PHO__FNV_OFFSET 0xcbf29ce484222325ULL

@@ -682,40 +682,18 @@ int pho_model_load_buffer(const void *data, size_t len, pho_model **ret, erd_dia
 
 int pho_model_load(const char *path, pho_model **ret, erd_diag *diag)
 {
-    FILE *f = fopen(path, "rb");
-    struct stat st;
     unsigned char *buf = NULL;
-    int rc;
+    size_t len;
+    int rc = pho__read_file("model", path, PHO__FILE_MAX, &buf, &len, diag);
 
-    if (!f)
-        return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "model %s: %s", path,
-                        strerror(errno));
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        rc = erd_fail(diag, ERD_EIO, "model %s: not a regular file", path);
-        goto out;
-    }
-    if ((uint64_t)st.st_size > PHO__FILE_MAX) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "model %s: %lld bytes is too large", path,
-                      (long long)st.st_size);
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading model %s", path);
-        goto out;
-    }
-    if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        rc = erd_fail(diag, ERD_EIO, "model %s: read failed", path);
-        goto out;
-    }
-    rc = pho_model_load_buffer(buf, (size_t)st.st_size, ret, diag);
+    if (rc < 0)
+        return rc;
+    rc = pho_model_load_buffer(buf, len, ret, diag);
     if (rc < 0 && diag) {
         char msg[sizeof diag->msg];
         snprintf(msg, sizeof msg, "%s", diag->msg);
         erd_fail(diag, rc, "model %s: %s", path, msg);
     }
-out:
     free(buf);
-    fclose(f);
     return rc;
 }

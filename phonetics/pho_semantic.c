@@ -599,44 +599,22 @@ int pho_sem_model_load_buffer(const void *data, size_t len, pho_sem_model **ret,
 
 int pho_sem_model_load(const char *path, pho_sem_model **ret, erd_diag *diag)
 {
-    FILE *f;
-    struct stat st;
     unsigned char *buf = NULL;
+    size_t len;
     int rc;
 
     if (!path || !ret)
         return erd_fail(diag, ERD_EINVAL, "pho_sem_model_load: path and ret are required");
-    f = fopen(path, "rb");
-    if (!f)
-        return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "semantic model %s: %s",
-                        path, strerror(errno));
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        rc = erd_fail(diag, ERD_EIO, "semantic model %s: not a regular file", path);
-        goto out;
-    }
-    if ((uint64_t)st.st_size > PHO__SEM_FILE_MAX) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "semantic model %s: %lld bytes is too large", path,
-                      (long long)st.st_size);
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading semantic model %s", path);
-        goto out;
-    }
-    if (fread(buf, 1, (size_t)st.st_size, f) != (size_t)st.st_size) {
-        rc = erd_fail(diag, ERD_EIO, "semantic model %s: read failed", path);
-        goto out;
-    }
-    rc = pho_sem_model_load_buffer(buf, (size_t)st.st_size, ret, diag);
+    rc = pho__read_file("semantic model", path, PHO__SEM_FILE_MAX, &buf, &len, diag);
+    if (rc < 0)
+        return rc;
+    rc = pho_sem_model_load_buffer(buf, len, ret, diag);
     if (rc < 0 && diag) {
         char msg[sizeof diag->msg];
         snprintf(msg, sizeof msg, "%s", diag->msg);
         erd_fail(diag, rc, "%s: %s", path, msg);
     }
-out:
     free(buf);
-    fclose(f);
     return rc;
 }
 
