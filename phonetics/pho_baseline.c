@@ -193,28 +193,6 @@ out:
     return rc;
 }
 
-static void pho__put_u32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void pho__put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t pho__get_u32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t pho__get_u64(const unsigned char *p)
-{
-    return (uint64_t)pho__get_u32(p) | (uint64_t)pho__get_u32(p + 4) << 32;
-}
-
 static int pho__bl_save(const pho_encoder *enc, void **ret_blob, size_t *ret_len)
 {
     const pho_baseline *b = (const pho_baseline *)enc;
@@ -230,16 +208,16 @@ static int pho__bl_save(const pho_encoder *enc, void **ret_blob, size_t *ret_len
         return ERD_ENOMEM;
     p = blob;
     memcpy(p, pho__magic, 8);
-    pho__put_u32(p + 8, PHO__BL_VERSION);
-    pho__put_u32(p + 12, (uint32_t)b->dim);
-    pho__put_u32(p + 16, PHO__BL_TABLE_BITS);
-    pho__put_u32(p + 20, 0);
-    pho__put_u64(p + 24, b->n_docs);
+    pho__le_put32(p + 8, PHO__BL_VERSION);
+    pho__le_put32(p + 12, (uint32_t)b->dim);
+    pho__le_put32(p + 16, PHO__BL_TABLE_BITS);
+    pho__le_put32(p + 20, 0);
+    pho__le_put64(p + 24, b->n_docs);
     memcpy(p + 32, b->id, strlen(b->id)); /* rest of the field stays zero */
     p += PHO__BL_HEADER;
     for (size_t i = 0; i < PHO__BL_TABLE_SIZE; i++, p += 4)
-        pho__put_u32(p, b->df[i]);
-    pho__put_u64(p, pho__fnv1a64(PHO__FNV_OFFSET, blob, (size_t)(p - blob)));
+        pho__le_put32(p, b->df[i]);
+    pho__le_put64(p, pho__fnv1a64(PHO__FNV_OFFSET, blob, (size_t)(p - blob)));
     *ret_blob = blob;
     *ret_len = PHO__BL_BLOB_LEN;
     return ERD_OK;
@@ -265,26 +243,26 @@ static int pho__bl_load(pho_encoder *enc, const void *blob, size_t len, erd_diag
     }
     if (len < PHO__BL_HEADER + 8 || memcmp(p, pho__magic, 8) != 0)
         return erd_fail(diag, ERD_ECORRUPT, "baseline encoder state: bad magic or truncated");
-    if (pho__get_u64(p + len - 8) != pho__fnv1a64(PHO__FNV_OFFSET, p, len - 8))
+    if (pho__le_get64(p + len - 8) != pho__fnv1a64(PHO__FNV_OFFSET, p, len - 8))
         return erd_fail(diag, ERD_ECORRUPT, "baseline encoder state: checksum mismatch");
-    if (pho__get_u32(p + 8) != PHO__BL_VERSION)
+    if (pho__le_get32(p + 8) != PHO__BL_VERSION)
         return erd_fail(diag, ERD_ECORRUPT, "baseline encoder state: unsupported version %u",
-                        pho__get_u32(p + 8));
-    if (pho__get_u32(p + 16) != PHO__BL_TABLE_BITS || len != PHO__BL_BLOB_LEN)
+                        pho__le_get32(p + 8));
+    if (pho__le_get32(p + 16) != PHO__BL_TABLE_BITS || len != PHO__BL_BLOB_LEN)
         return erd_fail(diag, ERD_ECORRUPT, "baseline encoder state: table of 2^%u slots in %zu bytes",
-                        pho__get_u32(p + 16), len);
+                        pho__le_get32(p + 16), len);
     memcpy(id, p + 32, PHO__BL_ID_FIELD);
     id[PHO__BL_ID_FIELD] = '\0';
-    if (strcmp(id, b->id) != 0 || pho__get_u32(p + 12) != b->dim)
+    if (strcmp(id, b->id) != 0 || pho__le_get32(p + 12) != b->dim)
         return erd_fail(diag, ERD_EMISMATCH, "encoder state is for \"%.64s\", not \"%s\"", id, b->id);
-    n_docs = pho__get_u64(p + 24);
+    n_docs = pho__le_get64(p + 24);
 
     df = malloc(sizeof *df * PHO__BL_TABLE_SIZE);
     if (!df)
         return erd_fail(diag, ERD_ENOMEM, "out of memory loading encoder state");
     p += PHO__BL_HEADER;
     for (size_t i = 0; i < PHO__BL_TABLE_SIZE; i++, p += 4) {
-        df[i] = pho__get_u32(p);
+        df[i] = pho__le_get32(p);
         if (df[i] > n_docs) {
             free(df);
             return erd_fail(diag, ERD_ECORRUPT,

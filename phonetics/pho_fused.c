@@ -50,20 +50,6 @@ static int pho__fu_fit(pho_encoder *enc, const pho_phrase *phrases, size_t n, er
     return rc < 0 ? rc : pho_encoder_fit(f->s, phrases, n, diag);
 }
 
-static void pho__fput64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t pho__fget64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
 /* Both parts' blobs behind a header and before a checksum; nothing at all
  * when neither part has state, as for any stateless encoder. */
 static int pho__fu_save(const pho_encoder *enc, void **ret_blob, size_t *ret_len)
@@ -95,13 +81,13 @@ static int pho__fu_save(const pho_encoder *enc, void **ret_blob, size_t *ret_len
     memcpy(blob, pho__fused_magic, 8);
     blob[8] = PHO__FUSED_VERSION;
     blob[9] = blob[10] = blob[11] = 0;
-    pho__fput64(blob + 12, lp);
-    pho__fput64(blob + 20, ls);
+    pho__le_put64(blob + 12, lp);
+    pho__le_put64(blob + 20, ls);
     if (lp)
         memcpy(blob + PHO__FUSED_HDR, bp, lp);
     if (ls)
         memcpy(blob + PHO__FUSED_HDR + lp, bs, ls);
-    pho__fput64(blob + len - 8, pho__fnv1a64(PHO__FNV_OFFSET, blob, len - 8));
+    pho__le_put64(blob + len - 8, pho__fnv1a64(PHO__FNV_OFFSET, blob, len - 8));
     *ret_blob = blob;
     *ret_len = len;
     blob = NULL;
@@ -126,12 +112,12 @@ static int pho__fu_load(pho_encoder *enc, const void *blob, size_t len, erd_diag
     }
     if (len < PHO__FUSED_HDR + 8 || memcmp(b, pho__fused_magic, 8) != 0)
         return erd_fail(diag, ERD_ECORRUPT, "fused encoder state: bad magic or truncated");
-    if (pho__fget64(b + len - 8) != pho__fnv1a64(PHO__FNV_OFFSET, b, len - 8))
+    if (pho__le_get64(b + len - 8) != pho__fnv1a64(PHO__FNV_OFFSET, b, len - 8))
         return erd_fail(diag, ERD_ECORRUPT, "fused encoder state: checksum mismatch");
     if (b[8] != PHO__FUSED_VERSION)
         return erd_fail(diag, ERD_ECORRUPT, "fused encoder state: unsupported version %u", b[8]);
-    lp = pho__fget64(b + 12);
-    ls = pho__fget64(b + 20);
+    lp = pho__le_get64(b + 12);
+    ls = pho__le_get64(b + 20);
     if (lp > len || ls > len || PHO__FUSED_HDR + lp + ls + 8 != len)
         return erd_fail(diag, ERD_ECORRUPT, "fused encoder state: parts of %llu and %llu bytes in "
                         "%zu", (unsigned long long)lp, (unsigned long long)ls, len);

@@ -39,6 +39,29 @@ int pho__model_path(const char *path, char *out, size_t cap);
 int pho__read_file(const char *what, const char *path, uint64_t max, unsigned char **ret_buf,
                    size_t *ret_len, erd_diag *diag);
 
+/* Little-endian fields of the model and state files, whatever the host. */
+static inline void pho__le_put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline void pho__le_put64(unsigned char *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static inline uint32_t pho__le_get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t pho__le_get64(const unsigned char *p)
+{
+    return (uint64_t)pho__le_get32(p) | (uint64_t)pho__le_get32(p + 4) << 32;
+}
+
 /* FNV-1a 64, shared by the inventory hash and state checksums. */
 uint64_t pho__fnv1a64(uint64_t h, const void *data, size_t len);
 #define PHO__FNV_OFFSET 0xcbf29ce484222325ULL

@@ -524,28 +524,6 @@ void pho_model_backward(const pho_model *m, const pho_model_cache *c, const floa
 
 /* ---- file ---- */
 
-static void pho__put32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void pho__put64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t pho__get32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t pho__get64(const unsigned char *p)
-{
-    return (uint64_t)pho__get32(p) | (uint64_t)pho__get32(p + 4) << 32;
-}
-
 int pho_model_save(pho_model *m, const char *path, const char *meta, erd_diag *diag)
 {
     size_t len = PHO__HDR_LEN + 4 * m->n_params + 8;
@@ -564,26 +542,26 @@ int pho_model_save(pho_model *m, const char *path, const char *meta, erd_diag *d
         goto out;
     }
     memcpy(buf, pho__model_magic, 8);
-    pho__put32(buf + 8, PHO_MODEL_VERSION);
-    pho__put32(buf + 12, m->arch.kind);
-    pho__put32(buf + 16, m->arch.emb_dim);
-    pho__put32(buf + 20, m->arch.hash_bits);
-    pho__put32(buf + 24, m->arch.conv_dim);
-    pho__put32(buf + 28, m->arch.out_dim);
-    pho__put32(buf + 32, PHO_N_PHONES);
-    pho__put32(buf + 36, PHO__WEIGHTS_F32);
-    pho__put64(buf + 40, pho_inventory_hash());
-    pho__put64(buf + 48, m->n_params);
+    pho__le_put32(buf + 8, PHO_MODEL_VERSION);
+    pho__le_put32(buf + 12, m->arch.kind);
+    pho__le_put32(buf + 16, m->arch.emb_dim);
+    pho__le_put32(buf + 20, m->arch.hash_bits);
+    pho__le_put32(buf + 24, m->arch.conv_dim);
+    pho__le_put32(buf + 28, m->arch.out_dim);
+    pho__le_put32(buf + 32, PHO_N_PHONES);
+    pho__le_put32(buf + 36, PHO__WEIGHTS_F32);
+    pho__le_put64(buf + 40, pho_inventory_hash());
+    pho__le_put64(buf + 48, m->n_params);
     if (meta)
         memcpy(buf + 56, meta, strnlen(meta, PHO_MODEL_META_MAX - 1));
     p = buf + PHO__HDR_LEN;
     for (size_t i = 0; i < m->n_params; i++, p += 4) {
         uint32_t u;
         memcpy(&u, &m->params[i], 4);
-        pho__put32(p, u);
+        pho__le_put32(p, u);
     }
     sum = pho__fnv1a64(PHO__FNV_OFFSET, buf, len - 8);
-    pho__put64(p, sum);
+    pho__le_put64(p, sum);
 
     f = fopen(tmp, "wb");
     if (!f) {
@@ -632,31 +610,31 @@ int pho_model_load_buffer(const void *data, size_t len, pho_model **ret, erd_dia
     if (len < PHO__HDR_LEN + 8)
         return erd_fail(diag, ERD_ECORRUPT, "model truncated: %zu bytes, header alone is %d",
                         len, PHO__HDR_LEN + 8);
-    if (pho__get32(b + 8) != PHO_MODEL_VERSION)
+    if (pho__le_get32(b + 8) != PHO_MODEL_VERSION)
         return erd_fail(diag, ERD_EMISMATCH, "model format version %u, this erd reads %d",
-                        pho__get32(b + 8), PHO_MODEL_VERSION);
+                        pho__le_get32(b + 8), PHO_MODEL_VERSION);
     sum = pho__fnv1a64(PHO__FNV_OFFSET, b, len - 8);
-    if (sum != pho__get64(b + len - 8))
+    if (sum != pho__le_get64(b + len - 8))
         return erd_fail(diag, ERD_ECORRUPT, "model checksum mismatch (truncated or damaged file)");
-    arch.kind = pho__get32(b + 12);
-    arch.emb_dim = pho__get32(b + 16);
-    arch.hash_bits = pho__get32(b + 20);
-    arch.conv_dim = pho__get32(b + 24);
-    arch.out_dim = pho__get32(b + 28);
+    arch.kind = pho__le_get32(b + 12);
+    arch.emb_dim = pho__le_get32(b + 16);
+    arch.hash_bits = pho__le_get32(b + 20);
+    arch.conv_dim = pho__le_get32(b + 24);
+    arch.out_dim = pho__le_get32(b + 28);
     {
         erd_diag why = {0};
         if (pho_model_arch_check(&arch, &why) < 0)
             return erd_fail(diag, ERD_ECORRUPT, "model header: %s", why.msg);
     }
-    if (pho__get32(b + 32) != PHO_N_PHONES || pho__get64(b + 40) != pho_inventory_hash())
+    if (pho__le_get32(b + 32) != PHO_N_PHONES || pho__le_get64(b + 40) != pho_inventory_hash())
         return erd_fail(diag, ERD_EMISMATCH,
                         "model was trained on another phone inventory (%u phones, hash "
                         "%016llx; this erd has %d, %016llx)",
-                        pho__get32(b + 32), (unsigned long long)pho__get64(b + 40), PHO_N_PHONES,
+                        pho__le_get32(b + 32), (unsigned long long)pho__le_get64(b + 40), PHO_N_PHONES,
                         (unsigned long long)pho_inventory_hash());
-    if (pho__get32(b + 36) != PHO__WEIGHTS_F32)
-        return erd_fail(diag, ERD_EMISMATCH, "model weight format %u unknown", pho__get32(b + 36));
-    n_params = pho__get64(b + 48);
+    if (pho__le_get32(b + 36) != PHO__WEIGHTS_F32)
+        return erd_fail(diag, ERD_EMISMATCH, "model weight format %u unknown", pho__le_get32(b + 36));
+    n_params = pho__le_get64(b + 48);
     if (n_params != pho__layout(&arch, NULL, NULL) || len != PHO__HDR_LEN + 4 * n_params + 8)
         return erd_fail(diag, ERD_ECORRUPT, "model holds %llu weights in %zu bytes, its header "
                         "implies %zu", (unsigned long long)n_params, len,
@@ -667,7 +645,7 @@ int pho_model_load_buffer(const void *data, size_t len, pho_model **ret, erd_dia
     if (!m)
         return erd_fail(diag, ERD_ENOMEM, "out of memory loading the model");
     for (size_t i = 0; i < m->n_params; i++) {
-        uint32_t u = pho__get32(b + PHO__HDR_LEN + 4 * i);
+        uint32_t u = pho__le_get32(b + PHO__HDR_LEN + 4 * i);
         memcpy(&m->params[i], &u, 4);
         if (!isfinite(m->params[i])) {
             pho_model_destroy(m);

@@ -44,29 +44,6 @@ struct pho_vec_model {
     pho_sem_model *m;
 };
 
-/* ---- little-endian helpers ---- */
-
-static void pho__sput32(unsigned char *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void pho__sput64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t pho__sget32(const unsigned char *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t pho__sget64(const unsigned char *p)
-{
-    return (uint64_t)pho__sget32(p) | (uint64_t)pho__sget32(p + 4) << 32;
-}
 
 static uint64_t pho__smix(uint64_t x)
 {
@@ -434,14 +411,14 @@ int pho_sem_model_save(const pho_sem_model *m, const char *path, const char *met
         return erd_fail(diag, ERD_ENOMEM, "out of memory writing the semantic model");
     }
     memcpy(buf, pho__sem_magic, 8);
-    pho__sput32(buf + 8, PHO_SEM_VERSION);
-    pho__sput32(buf + 12, m->dim);
-    pho__sput32(buf + 16, m->n_words);
-    pho__sput32(buf + 20, m->bucket_bits);
-    pho__sput32(buf + 24, PHO_SEM_MINN);
-    pho__sput32(buf + 28, PHO_SEM_MAXN);
-    pho__sput32(buf + 32, PHO__SEM_ROWS_I8);
-    pho__sput32(buf + 36, 0);
+    pho__le_put32(buf + 8, PHO_SEM_VERSION);
+    pho__le_put32(buf + 12, m->dim);
+    pho__le_put32(buf + 16, m->n_words);
+    pho__le_put32(buf + 20, m->bucket_bits);
+    pho__le_put32(buf + 24, PHO_SEM_MINN);
+    pho__le_put32(buf + 28, PHO_SEM_MAXN);
+    pho__le_put32(buf + 32, PHO__SEM_ROWS_I8);
+    pho__le_put32(buf + 36, 0);
     if (meta)
         memcpy(buf + 40, meta, strnlen(meta, PHO_SEM_META_MAX - 1));
     p = buf + PHO__SEM_HDR;
@@ -453,18 +430,18 @@ int pho_sem_model_save(const pho_sem_model *m, const char *path, const char *met
         memcpy(p, w, wl);
         p += wl;
         memcpy(&u, &m->weight[i], 4);
-        pho__sput32(p, u);
+        pho__le_put32(p, u);
         p += 4;
     }
     for (size_t r = 0; r < rows; r++) {
         uint32_t u;
         memcpy(&u, &m->scale[r], 4);
-        pho__sput32(p, u);
+        pho__le_put32(p, u);
         memcpy(p + 4, m->q + r * m->dim, m->dim);
         p += 4 + m->dim;
     }
     sum = pho__fnv1a64(PHO__FNV_OFFSET, buf, len - 8);
-    pho__sput64(p, sum);
+    pho__le_put64(p, sum);
 
     f = fopen(tmp, "wb");
     if (!f) {
@@ -512,25 +489,25 @@ int pho_sem_model_load_buffer(const void *data, size_t len, pho_sem_model **ret,
     if (len < PHO__SEM_HDR + 8)
         return erd_fail(diag, ERD_ECORRUPT, "semantic model truncated: %zu bytes, the header "
                         "alone is %d", len, PHO__SEM_HDR + 8);
-    if (pho__sget32(b + 8) != PHO_SEM_VERSION)
+    if (pho__le_get32(b + 8) != PHO_SEM_VERSION)
         return erd_fail(diag, ERD_EMISMATCH, "semantic model format version %u, this erd reads %d",
-                        pho__sget32(b + 8), PHO_SEM_VERSION);
+                        pho__le_get32(b + 8), PHO_SEM_VERSION);
     sum = pho__fnv1a64(PHO__FNV_OFFSET, b, len - 8);
-    if (sum != pho__sget64(b + len - 8))
+    if (sum != pho__le_get64(b + len - 8))
         return erd_fail(diag, ERD_ECORRUPT,
                         "semantic model checksum mismatch (truncated or damaged file)");
-    dim = pho__sget32(b + 12);
-    n_words = pho__sget32(b + 16);
-    bucket_bits = pho__sget32(b + 20);
+    dim = pho__le_get32(b + 12);
+    n_words = pho__le_get32(b + 16);
+    bucket_bits = pho__le_get32(b + 20);
     if (dim == 0 || dim > PHO_SEM_DIM_MAX || bucket_bits < PHO_SEM_BUCKET_BITS_MIN ||
         bucket_bits > PHO_SEM_BUCKET_BITS_MAX || n_words > PHO_SEM_WORDS_MAX)
         return erd_fail(diag, ERD_ECORRUPT, "semantic model header out of bounds (dim %u, 2^%u "
                         "buckets, %u words)", dim, bucket_bits, n_words);
-    if (pho__sget32(b + 24) != PHO_SEM_MINN || pho__sget32(b + 28) != PHO_SEM_MAXN ||
-        pho__sget32(b + 32) != PHO__SEM_ROWS_I8)
+    if (pho__le_get32(b + 24) != PHO_SEM_MINN || pho__le_get32(b + 28) != PHO_SEM_MAXN ||
+        pho__le_get32(b + 32) != PHO__SEM_ROWS_I8)
         return erd_fail(diag, ERD_EMISMATCH, "semantic model uses n-grams %u..%u and row format "
-                        "%u; this erd reads %d..%d, format %d", pho__sget32(b + 24),
-                        pho__sget32(b + 28), pho__sget32(b + 32), PHO_SEM_MINN, PHO_SEM_MAXN,
+                        "%u; this erd reads %d..%d, format %d", pho__le_get32(b + 24),
+                        pho__le_get32(b + 28), pho__le_get32(b + 32), PHO_SEM_MINN, PHO_SEM_MAXN,
                         PHO__SEM_ROWS_I8);
     if (memchr(b + 40, '\0', PHO_SEM_META_MAX) == NULL)
         return erd_fail(diag, ERD_ECORRUPT, "semantic model metadata not terminated");
@@ -561,7 +538,7 @@ int pho_sem_model_load_buffer(const void *data, size_t len, pho_sem_model **ret,
         m->arena[off + wl] = '\0';
         m->word_off[i] = (uint32_t)off;
         off += wl + 1;
-        u = pho__sget32(p + 1 + wl);
+        u = pho__le_get32(p + 1 + wl);
         memcpy(&m->weight[i], &u, 4);
         p += 1 + wl + 4;
         if (!isfinite(m->weight[i]) || m->weight[i] < 0.0f) {
@@ -571,7 +548,7 @@ int pho_sem_model_load_buffer(const void *data, size_t len, pho_sem_model **ret,
         }
     }
     for (size_t r = 0; r < rows; r++) {
-        uint32_t u = pho__sget32(p);
+        uint32_t u = pho__le_get32(p);
         memcpy(&m->scale[r], &u, 4);
         if (!isfinite(m->scale[r]) || m->scale[r] < 0.0f) {
             pho_sem_model_destroy(m);
