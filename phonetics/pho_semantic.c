@@ -44,7 +44,6 @@ struct pho_vec_model {
     pho_sem_model *m;
 };
 
-
 static uint64_t pho__smix(uint64_t x)
 {
     x ^= x >> 30;
