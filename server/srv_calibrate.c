@@ -258,16 +258,10 @@ int srv_cli_calibrate(int argc, char **argv)
         return SRV_EXIT_USAGE;
     }
     cfg_config cfg;
-    cfg_defaults(&cfg);
     erd_diag diag = {0};
-    int rc = ERD_OK;
-    if ((config && (rc = cfg_load_file(&cfg, config, &diag)) < 0) ||
-        (rc = cfg_load_env(&cfg, &diag)) < 0) {
+    int rc = srv_cli_load_config(config, &cfg, &diag);
+    if (rc < 0) {
         fprintf(stderr, "erd calibrate: %s\n", erd_diag_message(&diag, rc));
-        return SRV_EXIT_CONFIG;
-    }
-    if (srv_cli_model_dir(cfg.model_dir) < 0) {
-        fprintf(stderr, "erd calibrate: model_dir too long\n");
         return SRV_EXIT_CONFIG;
     }
     if (!db)

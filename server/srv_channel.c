@@ -238,15 +238,7 @@ int srv_cli_channel(int argc, char **argv)
         files[n_files++] = s;
     }
     cfg_config cfg;
-    cfg_defaults(&cfg);
-    if (config || getenv("ERD_CONFIG")) {
-        rc = cfg_load_file(&cfg, config ? config : getenv("ERD_CONFIG"), &diag);
-        if (rc < 0) {
-            fprintf(stderr, "erd channel: %s\n", erd_diag_message(&diag, rc));
-            return srv_cli_exit_code(rc);
-        }
-    }
-    if ((rc = cfg_load_env(&cfg, &diag)) < 0) {
+    if ((rc = srv_cli_load_config(config, &cfg, &diag)) < 0) {
         fprintf(stderr, "erd channel: %s\n", erd_diag_message(&diag, rc));
         return srv_cli_exit_code(rc);
     }

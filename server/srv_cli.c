@@ -108,28 +108,25 @@ static double srv__now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Configuration in order of precedence, lowest first: built-in defaults,
- * the file named by --config (or $ERD_CONFIG), ERD_* variables; the caller
- * then applies its own flags. */
-static int srv__config(const char *cmd, const char *path, cfg_config *cfg)
+int srv_cli_load_config(const char *path, cfg_config *cfg, erd_diag *diag)
 {
-    erd_diag diag = {0};
     int rc;
     cfg_defaults(cfg);
     if (!path)
         path = getenv("ERD_CONFIG");
-    if (path && *path) {
-        rc = cfg_load_file(cfg, path, &diag);
-        if (rc < 0)
-            return srv__fail(cmd, &diag, rc);
-    }
-    rc = cfg_load_env(cfg, &diag);
-    if (rc < 0)
-        return srv__fail(cmd, &diag, rc);
+    if (path && *path && (rc = cfg_load_file(cfg, path, diag)) < 0)
+        return rc;
+    if ((rc = cfg_load_env(cfg, diag)) < 0)
+        return rc;
     rc = srv_cli_model_dir(cfg->model_dir);
-    if (rc < 0)
-        return srv__fail(cmd, &diag, erd_fail(&diag, rc, "model_dir too long"));
-    return SRV_EXIT_OK;
+    return rc < 0 ? erd_fail(diag, rc, "model_dir too long") : ERD_OK;
+}
+
+static int srv__config(const char *cmd, const char *path, cfg_config *cfg)
+{
+    erd_diag diag = {0};
+    int rc = srv_cli_load_config(path, cfg, &diag);
+    return rc < 0 ? srv__fail(cmd, &diag, rc) : SRV_EXIT_OK;
 }
 
 static int srv__bad_usage(const char *cmd)

@@ -3,6 +3,8 @@
 #ifndef SRV_CLI_H
 #define SRV_CLI_H
 
+#include "proto/erd_error.h"
+
 #include <stddef.h>
 
 /* Exit codes, as sysexits(3) has them where one fits. */
@@ -25,6 +27,13 @@ int srv_cli_eval(int argc, char **argv);
 /* Points the encoders' model lookup at setting, or for "auto" (and NULL) at
  * phonetics/models above the erd binary's folder. */
 int srv_cli_model_dir(const char *setting);
+
+/* Configuration in order of precedence, lowest first: built-in defaults,
+ * the file named by path (or $ERD_CONFIG when path is NULL), ERD_*
+ * variables; then points the model lookup at model_dir.  The caller applies
+ * its own flags afterwards. */
+struct cfg_config;
+int srv_cli_load_config(const char *path, struct cfg_config *cfg, erd_diag *diag);
 
 /* Exit code for an erd error code. */
 int srv_cli_exit_code(int err);

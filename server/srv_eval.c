@@ -341,11 +341,9 @@ int srv_cli_eval(int argc, char **argv)
         return SRV_EXIT_USAGE;
     }
     cfg_config cfg;
-    cfg_defaults(&cfg);
     erd_diag diag = {0};
-    int rc = ERD_OK;
-    if ((config && (rc = cfg_load_file(&cfg, config, &diag)) < 0) ||
-        (rc = cfg_load_env(&cfg, &diag)) < 0) {
+    int rc = srv_cli_load_config(config, &cfg, &diag);
+    if (rc < 0) {
         fprintf(stderr, "erd eval: %s\n", erd_diag_message(&diag, rc));
         return SRV_EXIT_CONFIG;
     }

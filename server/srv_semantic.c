@@ -554,11 +554,7 @@ int srv_cli_tune(int argc, char **argv)
                         "Try 'erd tune --help'.\n");
         return SRV_EXIT_USAGE;
     }
-    cfg_defaults(&cfg);
-    if (!config)
-        config = getenv("ERD_CONFIG");
-    if ((config && *config && (rc = cfg_load_file(&cfg, config, &diag)) < 0) ||
-        (rc = cfg_load_env(&cfg, &diag)) < 0) {
+    if ((rc = srv_cli_load_config(config, &cfg, &diag)) < 0) {
         fprintf(stderr, "erd tune: %s\n", erd_diag_message(&diag, rc));
         return SRV_EXIT_CONFIG;
     }
