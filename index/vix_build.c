@@ -4,8 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "index/vix_index.h"
+#include "index/vix_internal.h"
 #include "index/vix_phrase.h"
 #include "index/vix_store.h"
 #include "phonetics/pho_encoder.h"
@@ -24,6 +26,31 @@ int vix_index_path_for(const char *db_path, const char *catalog, char *out, size
     if (n < 0 || (size_t)n >= outcap)
         return ERD_ETOOLONG;
     return ERD_OK;
+}
+
+/* The generation says what the file holds; the clock keeps two builds of
+ * one generation (another encoder, say) from writing the same name. */
+static int vix__index_file_for(const char *db_path, const char *catalog, int64_t generation,
+                               char *out, size_t outcap)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int n = snprintf(out, outcap, "%s.%s.%lld-%llx.faiss", db_path, catalog, (long long)generation,
+                     (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec);
+    if (n < 0 || (size_t)n >= outcap)
+        return ERD_ETOOLONG;
+    return ERD_OK;
+}
+
+int vix_index_file_path(const char *db_path, const char *file, char *out, size_t outcap)
+{
+    const char *slash = strrchr(db_path, '/');
+    int n;
+    if (file[0] == '/' || !slash)
+        n = snprintf(out, outcap, "%s", file);
+    else
+        n = snprintf(out, outcap, "%.*s/%s", (int)(slash - db_path), db_path, file);
+    return n < 0 || (size_t)n >= outcap ? ERD_ETOOLONG : ERD_OK;
 }
 
 /* Every phrase of the catalog, packed: texts and tokens live in two growing
@@ -49,21 +76,6 @@ static void vix__corpus_free(vix__corpus *c)
     free(c->tok_n);
     free(c->ids);
     free(c->derived);
-}
-
-static int vix__grow(void **p, size_t *cap, size_t need, size_t elem)
-{
-    if (need <= *cap)
-        return ERD_OK;
-    size_t ncap = *cap ? *cap : 1024;
-    while (ncap < need)
-        ncap *= 2;
-    void *np = realloc(*p, ncap * elem);
-    if (!np)
-        return ERD_ENOMEM;
-    *p = np;
-    *cap = ncap;
-    return ERD_OK;
 }
 
 static int vix__corpus_add(vix__corpus *c, const vix_phrase *ph, int64_t id, int derived)
@@ -110,9 +122,13 @@ static int vix__corpus_add(vix__corpus *c, const vix_phrase *ph, int64_t id, int
     return ERD_OK;
 }
 
+/* Entities per phoneme-cache transaction: the cache handle holds the write
+ * lock only this long, so live writers are never kept waiting for a build. */
+#define VIX__CACHE_BATCH 64
+
 typedef struct vix__collect {
     pho_g2p *g2p;
-    vix_store *store;
+    vix_store *store; /* the phoneme cache's own handle */
     vix__corpus *corpus;
     const vix_build_opts *opts;
     int64_t rowid;
@@ -173,6 +189,15 @@ static int vix__collect_entity(void *user, const vix_entity *e)
     }
     json_decref(aliases);
     col->entities++;
+    if (col->entities % VIX__CACHE_BATCH == 0) {
+        int rc = vix_store_commit(col->store, col->diag);
+        if (rc == ERD_OK)
+            rc = vix_store_begin(col->store, col->diag);
+        if (rc < 0) {
+            col->rc = rc;
+            return 1;
+        }
+    }
     if (col->opts->progress && col->entities % 1000 == 0)
         col->opts->progress(col->opts->progress_user, "phonemes", col->entities,
                             col->total_entities);
@@ -181,7 +206,9 @@ static int vix__collect_entity(void *user, const vix_entity *e)
 
 int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
 {
-    vix_store *store = NULL;
+    vix_store *store = NULL, *cache = NULL;
+    bool snapshot = false;
+    char old_path[1024] = "";
     pho_g2p *g2p = NULL;
     pho_encoder *enc = NULL;
     vix_index *index = NULL;
@@ -198,20 +225,33 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     const char *spec = opts->encoder_spec ? opts->encoder_spec : "baseline";
     const char *factory = opts->factory ? opts->factory : "Flat";
 
-    rc = vix_index_path_for(opts->db_path, opts->catalog, res.index_path, sizeof res.index_path);
-    if (rc < 0) {
-        rc = erd_fail(diag, rc, "index path too long");
-        goto out;
-    }
     rc = vix_store_open(opts->db_path, 0, &store, diag);
     if (rc < 0)
         goto out;
+    rc = vix_store_open(opts->db_path, 0, &cache, diag);
+    if (rc < 0)
+        goto out;
+    /* Generation and entities come from one read snapshot, so the index
+     * holds exactly what that generation says; writers go on meanwhile. */
+    rc = vix_store_begin_read(store, diag);
+    if (rc < 0)
+        goto out;
+    snapshot = true;
     rc = vix_store_catalog_find(store, opts->catalog, &catalog_id, diag);
     if (rc < 0)
         goto out;
     rc = vix_store_catalog_generation(store, catalog_id, &generation, diag);
     if (rc < 0)
         goto out;
+    /* A new file per build: the one the metadata names is never rewritten,
+     * so a crash between writing the index and committing its metadata
+     * leaves the old pair intact. */
+    rc = vix__index_file_for(opts->db_path, opts->catalog, generation, res.index_path,
+                             sizeof res.index_path);
+    if (rc < 0) {
+        rc = erd_fail(diag, rc, "index path too long");
+        goto out;
+    }
     rc = vix_store_entity_count(store, catalog_id, &count, diag);
     if (rc < 0)
         goto out;
@@ -226,18 +266,19 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     if (rc < 0)
         goto out;
 
-    /* Phonemes: one transaction so thousands of cache fills cost one fsync. */
+    /* Phonemes: cache fills batched per VIX__CACHE_BATCH entities, so
+     * thousands of them cost few fsyncs. */
     t = vix__now();
-    rc = vix_store_begin(store, diag);
+    rc = vix_store_begin(cache, diag);
     if (rc < 0)
         goto out;
     vix__collect *col = calloc(1, sizeof *col);
     if (!col) {
-        vix_store_rollback(store);
+        vix_store_rollback(cache);
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
-    *col = (vix__collect){.g2p = g2p, .store = store, .corpus = &corpus, .opts = opts,
+    *col = (vix__collect){.g2p = g2p, .store = cache, .corpus = &corpus, .opts = opts,
                           .total_entities = (uint64_t)count, .diag = diag};
     rc = vix_store_entity_foreach(store, catalog_id, vix__collect_entity, col, diag);
     if (rc > 0)
@@ -245,12 +286,14 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     res.entities = col->entities;
     free(col);
     if (rc < 0) {
-        vix_store_rollback(store);
+        vix_store_rollback(cache);
         goto out;
     }
-    rc = vix_store_commit(store, diag);
+    rc = vix_store_commit(cache, diag);
     if (rc < 0)
         goto out;
+    vix_store_rollback(store); /* ends the read snapshot */
+    snapshot = false;
     pho_g2p_stats gs;
     pho_g2p_get_stats(g2p, &gs);
     res.g2p_calls = gs.espeak_calls;
@@ -316,7 +359,12 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     res.seconds = vix__now() - t0;
     snprintf(res.encoder_id, sizeof res.encoder_id, "%s", pho_encoder_id(enc));
 
-    vix_index_meta meta = {0};
+    vix_index_meta meta = {0}, old = {0};
+    if (vix_store_meta_get(store, catalog_id, &old, NULL) == ERD_OK) {
+        if (vix_index_file_path(opts->db_path, old.path, old_path, sizeof old_path) < 0)
+            old_path[0] = '\0';
+        vix_index_meta_clear(&old);
+    }
     snprintf(meta.encoder_id, sizeof meta.encoder_id, "%s", pho_encoder_id(enc));
     snprintf(meta.factory, sizeof meta.factory, "%s", factory);
     /* Recorded relative to the database's folder so the pair can move. */
@@ -333,9 +381,16 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     rc = vix_store_meta_put(store, catalog_id, &meta, diag);
     if (rc < 0)
         goto out;
+    /* Only now is the old file unreferenced; a crash before this unlink
+     * leaves it behind, harmless. */
+    if (old_path[0] && strcmp(old_path, res.index_path) != 0)
+        unlink(old_path);
     if (ret)
         *ret = res;
 out:
+    if (snapshot)
+        vix_store_rollback(store);
+    vix_store_close(cache);
     free(state);
     free(vectors);
     free(phrases);

@@ -30,9 +30,15 @@ typedef struct vix_build_result {
     char encoder_id[128];
 } vix_build_result;
 
-/* Index file of a catalog: "<db>.<catalog>.faiss" in the database's folder.
+/* Legacy index file name of a catalog, "<db>.<catalog>.faiss" (builds now
+ * write "<db>.<catalog>.<generation>-<stamp>.faiss", a new file each time,
+ * and delete the one it replaces once the metadata names the new one).
  * ERD_ETOOLONG when it does not fit. */
 int vix_index_path_for(const char *db_path, const char *catalog, char *out, size_t outcap);
+
+/* Where an index file named in metadata (relative to the database's folder
+ * unless absolute) is.  ERD_ETOOLONG when it does not fit. */
+int vix_index_file_path(const char *db_path, const char *file, char *out, size_t outcap);
 
 int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag);
 

@@ -906,3 +906,29 @@ out:
     free(rd);
     return err;
 }
+
+int vix_store_upsert_json(vix_store *store, int64_t catalog_id, const char *json, size_t len,
+                          uint64_t line, bool *ret_created, erd_diag *diag)
+{
+    if (!store || !json)
+        return erd_fail(diag, ERD_EINVAL, "upsert: no store or record");
+    if (store->readonly)
+        return erd_fail(diag, ERD_EINVAL, "upsert: store %s is open read-only", store->path);
+    if (len > VIX_IMPORT_MAX_RECORD)
+        return erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": record longer than %u bytes", line,
+                        VIX_IMPORT_MAX_RECORD);
+    vix__stmt up = {0};
+    int err = vix__stmt_acquire(store, VIX__ST_ENTITY_UPSERT, &up, diag);
+    if (err)
+        return err;
+    import_ctx cx = {.store = store, .upsert = up.st, .catalog_id = catalog_id,
+                     .now = (int64_t)time(NULL)};
+    err = jsonl_record(&cx, json, len, line, diag);
+    vix__stmt_release(&up);
+    /* a single record has no line to name */
+    if (err && line == 0 && diag && strncmp(diag->msg, "line 0: ", 8) == 0)
+        memmove(diag->msg, diag->msg + 8, strlen(diag->msg + 8) + 1);
+    if (!err && ret_created)
+        *ret_created = cx.res.inserted > 0;
+    return err;
+}

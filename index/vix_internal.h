@@ -1,15 +1,17 @@
-/* Shared between vix_store.c and vix_import.c: the store handle and its
- * cached statements.  Not part of the public interface. */
+/* Shared inside index/: the store handle and its cached statements
+ * (vix_store.c, vix_import.c) and small helpers.  Not part of the public
+ * interface. */
 #ifndef VIX_INTERNAL_H
 #define VIX_INTERNAL_H
 
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "index/vix_store.h"
 
-#define VIX_SCHEMA_VERSION 1
+#define VIX_SCHEMA_VERSION 2
 
 enum vix__stmt_id {
     VIX__ST_CATALOG_INSERT,
@@ -21,6 +23,12 @@ enum vix__stmt_id {
     VIX__ST_ENTITY_GET,
     VIX__ST_ENTITY_COUNT,
     VIX__ST_ENTITY_UPSERT,
+    VIX__ST_ENTITY_DELETE,
+    VIX__ST_TOMBSTONE_PUT,
+    VIX__ST_CHANGED_LIST,
+    VIX__ST_DELETED_LIST,
+    VIX__ST_PENDING_COUNT,
+    VIX__ST_CATALOG_DELETE,
     VIX__ST_PHONEMES_GET,
     VIX__ST_PHONEMES_PUT,
     VIX__ST_META_PUT,
@@ -54,5 +62,22 @@ int vix__exec(vix_store *store, const char *sql, erd_diag *diag);
 
 /* Inserts the catalog when absent (name must already be valid). */
 int vix__catalog_ensure(vix_store *store, const char *name, int64_t *ret_id, erd_diag *diag);
+
+/* Grows *p (elements of elem bytes, *cap of them) to hold at least need,
+ * doubling; ERD_ENOMEM leaves it as it was. */
+static inline int vix__grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return ERD_OK;
+    size_t ncap = *cap ? *cap : 16;
+    while (ncap < need)
+        ncap *= 2;
+    void *np = realloc(*p, ncap * elem);
+    if (!np)
+        return ERD_ENOMEM;
+    *p = np;
+    *cap = ncap;
+    return ERD_OK;
+}
 
 #endif

@@ -1,13 +1,28 @@
+/* Resolution over live catalogs.
+ *
+ * What a resolve reads is a view: an immutable, reference-counted list of
+ * catalogs, each a base (one built index with its entities, loaded once
+ * and shared by successive views) plus a delta (entities written since the
+ * base's generation: their vectors in a small flat index, and the base
+ * rowids they replace or delete, masked out of base results).  Writers
+ * (vix_resolver_sync, a finished rebuild) make a new view and publish it
+ * with one pointer swap; a resolve holds its view from start to end, and the
+ * last holder of an old view frees it.  Resolves never wait for a sync or a
+ * rebuild: the only lock they take guards the pointer swap. */
 #include "index/vix_resolve.h"
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "index/vix_build.h"
 #include "index/vix_calib.h"
 #include "index/vix_index.h"
+#include "index/vix_internal.h"
 #include "index/vix_phrase.h"
 #include "index/vix_rerank.h"
 #include "index/vix_store.h"
@@ -19,38 +34,106 @@
 #define VIX_HYPS_MAX 64
 #define VIX_CANDIDATES_MAX 4096
 
+
 typedef struct vix__entity {
     int64_t rowid;
-    const char *ext_id; /* into the catalog's string arena */
+    const char *ext_id; /* into its set's string arena */
     const char *name;
-    size_t phrase_first, n_phrases; /* into the catalog's rerank phrases */
+    const vix_rerank_phrase *phrases; /* into its set's phrases */
+    size_t n_phrases;
 } vix__entity;
 
-typedef struct vix__catalog {
-    char *name;
-    pho_encoder *enc;
-    vix_index *index;
-    vix__entity *entities; /* sorted by rowid */
-    size_t n_entities;
+/* Entities with their names and rerank phrases, sorted by rowid. */
+typedef struct vix__set {
+    vix__entity *entities;
+    size_t n_entities, cap_entities;
     char *strings;
     size_t strings_len, strings_cap;
-    /* Rerank only: every entity's indexed phrases, packed phones. */
     vix_rerank_phrase *phrases;
     size_t n_phrases, cap_phrases;
     uint8_t *phones;
     size_t phones_len, phones_cap;
-    int calibrated; /* the resolver's calibration was fitted on this encoder */
+} vix__set;
+
+/* One built index and the entities it was built from. */
+typedef struct vix__base {
+    atomic_int refs;
+    pho_encoder *enc;
+    vix_index *index;
+    vix__set set;
+    int64_t generation; /* catalog generation the index holds */
+    int64_t built_at;
+    char file[1024];    /* as the metadata names it */
+    int calibrated;     /* the resolver's calibration was fitted on this encoder */
+} vix__base;
+
+/* An entity written since the base, with its own vectors. */
+typedef struct vix__dent {
+    atomic_int refs; /* successive deltas share unchanged entries */
+    vix__set set;    /* exactly one entity */
+    float *vecs;
+    size_t n_vecs;
+} vix__dent;
+
+typedef struct vix__delta {
+    atomic_int refs;
+    int64_t generation;  /* catalog generation served */
+    vix__dent **ents;    /* sorted by rowid */
+    size_t n_ents;
+    int64_t *masked;     /* base rowids replaced or deleted, sorted */
+    size_t n_masked;
+    vix_index *index;    /* every entry's vectors; NULL when none */
+} vix__delta;
+
+typedef struct vix__catalog {
+    const char *name; /* interned: stays valid while the resolver lives */
+    int64_t id;
+    vix__base *base;
+    vix__delta *delta; /* NULL: nothing changed since the base */
 } vix__catalog;
+
+struct vix_view {
+    atomic_int refs;
+    vix__catalog *catalogs;
+    size_t n_catalogs;
+};
+
+typedef struct vix__intern {
+    struct vix__intern *next;
+    char s[];
+} vix__intern;
+
+/* A background rebuild's state, per catalog name. */
+typedef struct vix__job {
+    char name[72];
+    vix_rebuild_status st;
+} vix__job;
 
 struct vix_resolver {
     pho_g2p *g2p;
-    vix__catalog *catalogs;
-    size_t n_catalogs;
     size_t candidates;
     vix_rerank *rerank; /* NULL: first stage only */
     char rerank_id[VIX_CALIB_ID_MAX];
     vix_calib *calib;   /* NULL: uncalibrated scores */
     int calib_rerank_ok; /* calib was fitted under this rerank configuration */
+    char *db_path;
+    char *build_encoder, *build_factory, *g2p_voice;
+    size_t delta_max;
+
+    pthread_mutex_t view_mu; /* guards the view pointer, held for the swap only */
+    vix_view *view;
+    pthread_mutex_t sync_mu; /* one writer of views at a time */
+    vix_store *store;        /* read-only, used under sync_mu */
+    pthread_mutex_t intern_mu;
+    vix__intern *interned;
+
+    pthread_mutex_t job_mu;  /* guards jobs and job_* */
+    vix__job *jobs;
+    size_t n_jobs;
+    pthread_t job_thread;
+    bool job_joinable;       /* a thread was started and not yet joined */
+    bool job_running;
+    bool closing;
 };
 
 static uint64_t vix__ns(void)
@@ -60,26 +143,110 @@ static uint64_t vix__ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static void vix__catalog_free(vix__catalog *c)
+static const char *vix__intern_str(vix_resolver *r, const char *s)
 {
-    if (!c)
-        return;
-    free(c->name);
-    pho_encoder_destroy(c->enc);
-    vix_index_destroy(c->index);
+    const char *out = NULL;
+    pthread_mutex_lock(&r->intern_mu);
+    for (vix__intern *i = r->interned; i && !out; i = i->next)
+        if (strcmp(i->s, s) == 0)
+            out = i->s;
+    if (!out) {
+        size_t n = strlen(s) + 1;
+        vix__intern *i = malloc(sizeof *i + n);
+        if (i) {
+            memcpy(i->s, s, n);
+            i->next = r->interned;
+            r->interned = i;
+            out = i->s;
+        }
+    }
+    pthread_mutex_unlock(&r->intern_mu);
+    return out;
+}
+
+static void vix__set_free(vix__set *c)
+{
     free(c->entities);
     free(c->strings);
     free(c->phrases);
     free(c->phones);
+    memset(c, 0, sizeof *c);
+}
+
+static void vix__base_unref(vix__base *b)
+{
+    if (!b || atomic_fetch_sub(&b->refs, 1) != 1)
+        return;
+    pho_encoder_destroy(b->enc);
+    vix_index_destroy(b->index);
+    vix__set_free(&b->set);
+    free(b);
+}
+
+static void vix__dent_unref(vix__dent *d)
+{
+    if (!d || atomic_fetch_sub(&d->refs, 1) != 1)
+        return;
+    vix__set_free(&d->set);
+    free(d->vecs);
+    free(d);
+}
+
+static void vix__delta_unref(vix__delta *d)
+{
+    if (!d || atomic_fetch_sub(&d->refs, 1) != 1)
+        return;
+    for (size_t i = 0; i < d->n_ents; i++)
+        vix__dent_unref(d->ents[i]);
+    free(d->ents);
+    free(d->masked);
+    vix_index_destroy(d->index);
+    free(d);
+}
+
+static void vix__view_free(vix_view *v)
+{
+    for (size_t i = 0; i < v->n_catalogs; i++) {
+        vix__base_unref(v->catalogs[i].base);
+        vix__delta_unref(v->catalogs[i].delta);
+    }
+    free(v->catalogs);
+    free(v);
+}
+
+vix_view *vix_resolver_acquire(vix_resolver *r)
+{
+    pthread_mutex_lock(&r->view_mu);
+    vix_view *v = r->view;
+    atomic_fetch_add(&v->refs, 1);
+    pthread_mutex_unlock(&r->view_mu);
+    return v;
+}
+
+void vix_view_release(vix_view *v)
+{
+    if (v && atomic_fetch_sub(&v->refs, 1) == 1)
+        vix__view_free(v);
+}
+
+/* Publishes v (one reference handed over to the resolver) and drops the
+ * resolver's reference to the view it replaces. */
+static void vix__publish(vix_resolver *r, vix_view *v)
+{
+    pthread_mutex_lock(&r->view_mu);
+    vix_view *old = r->view;
+    r->view = v;
+    pthread_mutex_unlock(&r->view_mu);
+    vix_view_release(old);
 }
 
 /* Entity strings are first gathered as offsets (the arena moves while it
  * grows) and turned into pointers once loading is done. */
-static int vix__arena_add(vix__catalog *c, const char *s, size_t *ret_off)
+static int vix__arena_add(vix__set *c, const char *s, size_t *ret_off)
 {
     size_t len = strlen(s) + 1;
     if (c->strings_len + len > c->strings_cap) {
-        size_t ncap = c->strings_cap ? c->strings_cap : 65536;
+        size_t ncap = c->strings_cap ? c->strings_cap : 256;
         while (ncap < c->strings_len + len)
             ncap *= 2;
         char *p = realloc(c->strings, ncap);
@@ -95,8 +262,7 @@ static int vix__arena_add(vix__catalog *c, const char *s, size_t *ret_off)
 }
 
 typedef struct vix__load {
-    vix__catalog *cat;
-    size_t cap;
+    vix__set *set;
     /* Rerank phrases are gathered only when rerank is on. */
     pho_g2p *g2p;
     vix_store *store;
@@ -112,8 +278,9 @@ typedef struct vix__load {
 static int vix__load_variant(void *user, const char *variant, size_t len, int derived)
 {
     vix__load *ld = user;
-    vix__catalog *c = ld->cat;
-    int rc = vix_phrase_prepare(ld->g2p, ld->store, variant, len, ld->scratch, NULL);
+    vix__set *c = ld->set;
+    int rc = ld->store ? vix_phrase_prepare(ld->g2p, ld->store, variant, len, ld->scratch, NULL)
+                       : ERD_ENOTFOUND;
     if (rc < 0 && rc != ERD_EEMPTY)
         rc = vix_phrase_prepare(ld->g2p, NULL, variant, len, ld->scratch, ld->diag);
     if (rc == ERD_EEMPTY)
@@ -132,7 +299,7 @@ static int vix__load_variant(void *user, const char *variant, size_t len, int de
         }
     }
     if (c->n_phrases == c->cap_phrases) {
-        size_t ncap = c->cap_phrases ? c->cap_phrases * 2 : 4096;
+        size_t ncap = c->cap_phrases ? c->cap_phrases * 2 : 16;
         vix_rerank_phrase *p = realloc(c->phrases, ncap * sizeof *p);
         if (!p)
             goto oom;
@@ -140,7 +307,7 @@ static int vix__load_variant(void *user, const char *variant, size_t len, int de
         c->cap_phrases = ncap;
     }
     if (c->phones_len + n > c->phones_cap) {
-        size_t ncap = c->phones_cap ? c->phones_cap : 65536;
+        size_t ncap = c->phones_cap ? c->phones_cap : 256;
         while (ncap < c->phones_len + n)
             ncap *= 2;
         uint8_t *p = realloc(c->phones, ncap);
@@ -161,56 +328,53 @@ oom:
     return 1;
 }
 
-static int vix__load_phrases(vix__load *ld, const vix_entity *e)
+/* Calls cb for every spoken variant of the entity's name and aliases. */
+static int vix__entity_variants(const vix_entity *e, vix_variant_cb cb, void *user)
 {
-    ld->entity_first_phrase = ld->cat->n_phrases;
-    if (vix_phrase_variants(e->name, vix__load_variant, ld))
-        return ld->rc;
+    int stop = vix_phrase_variants(e->name, cb, user);
+    if (stop)
+        return stop;
     json_t *aliases = json_loads(e->aliases_json, 0, NULL);
     if (json_is_array(aliases)) {
         size_t i;
         json_t *a;
         json_array_foreach(aliases, i, a)
         {
-            if (json_is_string(a) &&
-                vix_phrase_variants(json_string_value(a), vix__load_variant, ld)) {
-                json_decref(aliases);
-                return ld->rc;
-            }
+            if (json_is_string(a) && (stop = vix_phrase_variants(json_string_value(a), cb, user)))
+                break;
         }
     }
     json_decref(aliases);
-    return ERD_OK;
+    return stop;
 }
 
 static int vix__load_entity(void *user, const vix_entity *e)
 {
     vix__load *ld = user;
-    vix__catalog *c = ld->cat;
-    if (c->n_entities == ld->cap) {
-        size_t ncap = ld->cap ? ld->cap * 2 : 1024;
+    vix__set *c = ld->set;
+    if (c->n_entities == c->cap_entities) {
+        size_t ncap = c->cap_entities ? c->cap_entities * 2 : 16;
         vix__entity *p = realloc(c->entities, ncap * sizeof *p);
         if (!p)
-            return ERD_ENOMEM;
+            goto oom;
         c->entities = p;
-        ld->cap = ncap;
+        c->cap_entities = ncap;
     }
     size_t id_off, name_off;
     if (vix__arena_add(c, e->ext_id, &id_off) < 0 || vix__arena_add(c, e->name, &name_off) < 0)
-        return ERD_ENOMEM;
+        goto oom;
     size_t first = c->n_phrases;
-    if (ld->scratch) {
-        int rc = vix__load_phrases(ld, e);
-        if (rc < 0) {
-            ld->rc = rc;
-            return 1;
-        }
-    }
+    ld->entity_first_phrase = first;
+    if (ld->scratch && vix__entity_variants(e, vix__load_variant, ld))
+        return 1;
     c->entities[c->n_entities++] = (vix__entity){
         .rowid = e->rowid, .ext_id = (const char *)(uintptr_t)id_off,
-        .name = (const char *)(uintptr_t)name_off, .phrase_first = first,
-        .n_phrases = c->n_phrases - first};
+        .name = (const char *)(uintptr_t)name_off,
+        .phrases = (const vix_rerank_phrase *)(uintptr_t)first, .n_phrases = c->n_phrases - first};
     return 0;
+oom:
+    ld->rc = erd_fail(ld->diag, ERD_ENOMEM, "out of memory loading entities");
+    return 1;
 }
 
 static int vix__cmp_rowid(const void *a, const void *b)
@@ -219,126 +383,741 @@ static int vix__cmp_rowid(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* An index file named in metadata is relative to the database's folder. */
-static int vix__index_path(const char *db_path, const char *file, char *out, size_t outcap)
+/* Offsets become pointers once the arenas stop moving. */
+static void vix__set_finish(vix__set *c)
 {
-    const char *slash = strrchr(db_path, '/');
-    int n;
-    if (file[0] == '/' || !slash)
-        n = snprintf(out, outcap, "%s", file);
-    else
-        n = snprintf(out, outcap, "%.*s/%s", (int)(slash - db_path), db_path, file);
-    return n < 0 || (size_t)n >= outcap ? ERD_ETOOLONG : ERD_OK;
+    for (size_t i = 0; i < c->n_entities; i++) {
+        c->entities[i].ext_id = c->strings + (uintptr_t)c->entities[i].ext_id;
+        c->entities[i].name = c->strings + (uintptr_t)c->entities[i].name;
+        c->entities[i].phrases = c->phrases + (uintptr_t)c->entities[i].phrases;
+    }
+    for (size_t i = 0; i < c->n_phrases; i++)
+        c->phrases[i].tokens = c->phones + (uintptr_t)c->phrases[i].tokens;
+    qsort(c->entities, c->n_entities, sizeof *c->entities, vix__cmp_rowid);
 }
 
-typedef struct vix__open_ctx {
-    const char *db_path;
-    vix_resolver *r;
-    vix_store *store;
-    erd_diag *diag;
-    int rc;
-} vix__open_ctx;
-
-static int vix__load_catalog(void *user, const vix_catalog_info *info)
+static const vix__entity *vix__set_find(const vix__set *c, int64_t rowid)
 {
-    vix__open_ctx *ctx = user;
-    vix_resolver *r = ctx->r;
-    vix_index_meta meta;
-    vix__catalog cat = {0};
-    int rc = vix_store_meta_get(ctx->store, info->id, &meta, ctx->diag);
-    if (rc == ERD_ENOINDEX)
-        return 0; /* imported but never built: not served */
-    if (rc < 0) {
-        ctx->rc = rc;
-        return 1;
+    size_t lo = 0, hi = c->n_entities;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->entities[mid].rowid < rowid)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
+    return lo < c->n_entities && c->entities[lo].rowid == rowid ? &c->entities[lo] : NULL;
+}
 
-    cat.name = strdup(info->name);
-    if (!cat.name) {
-        rc = erd_fail(ctx->diag, ERD_ENOMEM, "out of memory");
-        goto out;
-    }
-    rc = pho_encoder_create(meta.encoder_id, &cat.enc, ctx->diag);
+/* Loads catalog_id's built index, encoder and entities, as meta describes
+ * them, from store (inside the caller's read snapshot). */
+static int vix__base_load(vix_resolver *r, vix_store *store, int64_t catalog_id, const char *name,
+                          const vix_index_meta *meta, vix__base **ret, erd_diag *diag)
+{
+    vix__base *b = calloc(1, sizeof *b);
+    vix__load ld = {.g2p = r->g2p, .store = store, .diag = diag};
+    int rc;
+    if (!b)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    atomic_init(&b->refs, 1);
+    b->generation = meta->catalog_generation;
+    b->built_at = meta->built_at;
+    snprintf(b->file, sizeof b->file, "%s", meta->path);
+    rc = pho_encoder_create(meta->encoder_id, &b->enc, diag);
     if (rc < 0)
         goto out;
-    rc = pho_encoder_state_load(cat.enc, meta.encoder_state, meta.encoder_state_len, ctx->diag);
+    rc = pho_encoder_state_load(b->enc, meta->encoder_state, meta->encoder_state_len, diag);
     if (rc < 0)
         goto out;
     char path[2048];
-    rc = vix__index_path(ctx->db_path, meta.path, path, sizeof path);
+    rc = vix_index_file_path(r->db_path, meta->path, path, sizeof path);
     if (rc < 0) {
-        rc = erd_fail(ctx->diag, rc, "index path of \"%s\" too long", info->name);
+        rc = erd_fail(diag, rc, "index path of \"%s\" too long", name);
         goto out;
     }
-    rc = vix_index_read(path, &cat.index, ctx->diag);
+    rc = vix_index_read(path, &b->index, diag);
     if (rc < 0)
         goto out;
-    if (vix_index_dim(cat.index) != pho_encoder_dim(cat.enc) ||
-        vix_index_count(cat.index) != (size_t)meta.vector_count) {
-        rc = erd_fail(ctx->diag, ERD_EMISMATCH,
+    if (vix_index_dim(b->index) != pho_encoder_dim(b->enc) ||
+        vix_index_count(b->index) != (size_t)meta->vector_count) {
+        rc = erd_fail(diag, ERD_EMISMATCH,
                       "catalog \"%s\": index %s holds %zu vectors of dimension %zu, metadata "
                       "says %lld of %zu: rebuild it",
-                      info->name, meta.path, vix_index_count(cat.index), vix_index_dim(cat.index),
-                      (long long)meta.vector_count, pho_encoder_dim(cat.enc));
+                      name, meta->path, vix_index_count(b->index), vix_index_dim(b->index),
+                      (long long)meta->vector_count, pho_encoder_dim(b->enc));
         goto out;
     }
-    vix__load ld = {.cat = &cat, .g2p = r->g2p, .store = ctx->store, .diag = ctx->diag};
+    ld.set = &b->set;
     if (r->rerank) {
         ld.scratch = malloc(sizeof *ld.scratch);
         if (!ld.scratch) {
-            rc = erd_fail(ctx->diag, ERD_ENOMEM, "out of memory");
+            rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
             goto out;
         }
     }
-    cat.calibrated = r->calib && r->calib_rerank_ok &&
-                     strcmp(pho_encoder_id(cat.enc), r->calib->encoder_id) == 0;
-    rc = vix_store_entity_foreach(ctx->store, info->id, vix__load_entity, &ld, ctx->diag);
-    free(ld.scratch);
+    b->calibrated = r->calib && r->calib_rerank_ok &&
+                    strcmp(pho_encoder_id(b->enc), r->calib->encoder_id) == 0;
+    rc = vix_store_entity_foreach(store, catalog_id, vix__load_entity, &ld, diag);
     if (rc != 0) {
-        rc = ld.rc < 0 ? ld.rc
-             : rc > 0  ? erd_fail(ctx->diag, ERD_ENOMEM, "out of memory loading entities")
-                       : rc;
+        rc = ld.rc < 0 ? ld.rc : rc > 0 ? erd_fail(diag, ERD_ENOMEM, "out of memory") : rc;
         goto out;
     }
-    for (size_t i = 0; i < cat.n_entities; i++) {
-        cat.entities[i].ext_id = cat.strings + (uintptr_t)cat.entities[i].ext_id;
-        cat.entities[i].name = cat.strings + (uintptr_t)cat.entities[i].name;
-    }
-    for (size_t i = 0; i < cat.n_phrases; i++)
-        cat.phrases[i].tokens = cat.phones + (uintptr_t)cat.phrases[i].tokens;
-    qsort(cat.entities, cat.n_entities, sizeof *cat.entities, vix__cmp_rowid);
-
-    vix__catalog *cats = realloc(r->catalogs, (r->n_catalogs + 1) * sizeof *cats);
-    if (!cats) {
-        rc = erd_fail(ctx->diag, ERD_ENOMEM, "out of memory");
-        goto out;
-    }
-    r->catalogs = cats;
-    r->catalogs[r->n_catalogs++] = cat; /* ownership moves to the resolver */
-    memset(&cat, 0, sizeof cat);
+    vix__set_finish(&b->set);
+    *ret = b; /* the caller owns the one reference */
+    b = NULL;
 out:
-    vix__catalog_free(&cat);
-    vix_index_meta_clear(&meta);
+    free(ld.scratch);
+    vix__base_unref(b);
+    return rc;
+}
+
+/* ---- deltas ---- */
+
+/* One entity's vectors exactly as vix_build makes them: one per distinct
+ * normalised variant, shortened forms scaled by VIX_DERIVED_SCALE unless
+ * the same text is also said in full. */
+typedef struct vix__vecs {
+    const pho_encoder *enc;
+    pho_g2p *g2p;
+    vix_phrase *scratch;
+    char (*texts)[PHO_TEXT_MAX];
+    unsigned char *derived;
+    float *vecs;
+    size_t n, cap;
+    erd_diag *diag;
+    int rc;
+} vix__vecs;
+
+static int vix__vec_variant(void *user, const char *variant, size_t len, int derived)
+{
+    vix__vecs *vv = user;
+    int rc = vix_phrase_prepare(vv->g2p, NULL, variant, len, vv->scratch, vv->diag);
+    if (rc == ERD_EEMPTY)
+        return 0;
     if (rc < 0) {
-        ctx->rc = rc;
+        vv->rc = rc;
         return 1;
     }
+    for (size_t i = 0; i < vv->n; i++) {
+        if (strcmp(vv->texts[i], vv->scratch->text) == 0) {
+            vv->derived[i] &= (unsigned char)derived;
+            return 0;
+        }
+    }
+    size_t dim = pho_encoder_dim(vv->enc);
+    if (vv->n == vv->cap) {
+        size_t ncap = vv->cap ? vv->cap * 2 : 8;
+        void *t = realloc(vv->texts, ncap * sizeof *vv->texts);
+        if (t)
+            vv->texts = t;
+        void *d = realloc(vv->derived, ncap);
+        if (d)
+            vv->derived = d;
+        void *v = realloc(vv->vecs, ncap * dim * sizeof *vv->vecs);
+        if (v)
+            vv->vecs = v;
+        if (!t || !d || !v) {
+            vv->rc = erd_fail(vv->diag, ERD_ENOMEM, "out of memory encoding an entity");
+            return 1;
+        }
+        vv->cap = ncap;
+    }
+    pho_phrase ph = {.text = vv->scratch->text, .tokens = vv->scratch->tokens,
+                     .n_tokens = vv->scratch->n_tokens};
+    rc = pho_encoder_encode(vv->enc, &ph, vv->vecs + vv->n * dim);
+    if (rc < 0) {
+        vv->rc = erd_fail(vv->diag, rc, "encoding \"%.100s\" failed", vv->scratch->text);
+        return 1;
+    }
+    snprintf(vv->texts[vv->n], PHO_TEXT_MAX, "%s", vv->scratch->text);
+    vv->derived[vv->n++] = (unsigned char)derived;
     return 0;
+}
+
+static int vix__dent_make(vix_resolver *r, const vix__base *base, const vix_entity *e,
+                          vix_phrase *scratch, vix__dent **ret, erd_diag *diag)
+{
+    vix__dent *d = calloc(1, sizeof *d);
+    vix__vecs vv = {.enc = base->enc, .g2p = r->g2p, .scratch = scratch, .diag = diag};
+    int rc = ERD_OK;
+    if (!d)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    atomic_init(&d->refs, 1);
+    vix__load ld = {.set = &d->set, .g2p = r->g2p, .scratch = r->rerank ? scratch : NULL,
+                    .diag = diag};
+    if (vix__load_entity(&ld, e)) {
+        rc = ld.rc < 0 ? ld.rc : erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    vix__set_finish(&d->set);
+    if (vix__entity_variants(e, vix__vec_variant, &vv)) {
+        rc = vv.rc;
+        goto out;
+    }
+    size_t dim = pho_encoder_dim(base->enc);
+    for (size_t i = 0; i < vv.n; i++)
+        if (vv.derived[i])
+            for (size_t k = 0; k < dim; k++)
+                vv.vecs[i * dim + k] *= VIX_DERIVED_SCALE;
+    d->vecs = vv.vecs; /* moves to the entry */
+    d->n_vecs = vv.n;
+    vv.vecs = NULL;
+    *ret = d;
+    d = NULL;
+out:
+    free(vv.texts);
+    free(vv.derived);
+    free(vv.vecs);
+    vix__dent_unref(d);
+    return rc;
+}
+
+typedef struct vix__changes {
+    vix_resolver *r;
+    const vix__base *base;
+    vix_phrase *scratch;
+    int64_t *gone; /* rowids whose earlier version is no longer current */
+    size_t n_gone, cap_gone;
+    vix__dent **fresh;
+    size_t n_fresh, cap_fresh;
+    erd_diag *diag;
+    int rc;
+} vix__changes;
+
+static int vix__change_deleted(void *user, int64_t rowid)
+{
+    vix__changes *ch = user;
+    if (vix__grow((void **)&ch->gone, &ch->cap_gone, ch->n_gone + 1, sizeof *ch->gone) < 0)
+        return ch->rc = erd_fail(ch->diag, ERD_ENOMEM, "out of memory");
+    ch->gone[ch->n_gone++] = rowid;
+    return 0;
+}
+
+static int vix__change_upserted(void *user, const vix_entity *e)
+{
+    vix__changes *ch = user;
+    vix__dent *d = NULL;
+    int rc = vix__change_deleted(user, e->rowid);
+    if (rc)
+        return rc;
+    if (vix__grow((void **)&ch->fresh, &ch->cap_fresh, ch->n_fresh + 1, sizeof *ch->fresh) < 0)
+        return ch->rc = erd_fail(ch->diag, ERD_ENOMEM, "out of memory");
+    rc = vix__dent_make(ch->r, ch->base, e, ch->scratch, &d, ch->diag);
+    if (rc < 0)
+        return ch->rc = rc;
+    ch->fresh[ch->n_fresh++] = d;
+    return 0;
+}
+
+static int vix__cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static int vix__cmp_dent(const void *a, const void *b)
+{
+    return vix__cmp_rowid(&(*(vix__dent *const *)a)->set.entities[0],
+                          &(*(vix__dent *const *)b)->set.entities[0]);
+}
+
+static bool vix__i64_has(const int64_t *v, size_t n, int64_t x)
+{
+    return n && bsearch(&x, v, n, sizeof *v, vix__cmp_i64) != NULL;
+}
+
+/* The delta after prev (NULL: none yet) with the changes committed after
+ * it up to generation `now` applied: entries written again or deleted are
+ * dropped, fresh ones added, and every base rowid they touch masked. */
+static int vix__delta_next(vix_resolver *r, vix_store *store, int64_t catalog_id,
+                           const vix__base *base, vix__delta *prev, int64_t now,
+                           vix__delta **ret, erd_diag *diag)
+{
+    int64_t since = prev ? prev->generation : base->generation;
+    vix__changes ch = {.r = r, .base = base, .diag = diag};
+    vix__delta *d = NULL;
+    float *all = NULL;
+    int64_t *ids = NULL;
+    int rc;
+    if (now <= since) {
+        if (prev)
+            atomic_fetch_add(&prev->refs, 1);
+        *ret = prev; /* a new reference, or NULL */
+        return ERD_OK;
+    }
+    ch.scratch = malloc(sizeof *ch.scratch);
+    d = calloc(1, sizeof *d);
+    if (!ch.scratch || !d) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    atomic_init(&d->refs, 1);
+    d->generation = now;
+    rc = vix_store_changes(store, catalog_id, since, vix__change_upserted, vix__change_deleted, &ch,
+                           diag);
+    if (rc != 0) {
+        rc = ch.rc < 0 ? ch.rc : rc;
+        goto out;
+    }
+    qsort(ch.gone, ch.n_gone, sizeof *ch.gone, vix__cmp_i64);
+    size_t n_prev = prev ? prev->n_ents : 0, n_prev_masked = prev ? prev->n_masked : 0;
+    d->ents = malloc((n_prev + ch.n_fresh + 1) * sizeof *d->ents);
+    d->masked = malloc((n_prev_masked + ch.n_gone + 1) * sizeof *d->masked);
+    if (!d->ents || !d->masked) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < n_prev; i++) {
+        vix__dent *e = prev->ents[i];
+        if (vix__i64_has(ch.gone, ch.n_gone, e->set.entities[0].rowid))
+            continue;
+        atomic_fetch_add(&e->refs, 1);
+        d->ents[d->n_ents++] = e;
+    }
+    for (size_t i = 0; i < ch.n_fresh; i++) {
+        d->ents[d->n_ents++] = ch.fresh[i]; /* the reference moves to the delta */
+        ch.fresh[i] = NULL;
+    }
+    qsort(d->ents, d->n_ents, sizeof *d->ents, vix__cmp_dent);
+    /* Only rowids the base holds are masked, so the count says how many
+     * base results a search may lose. */
+    for (size_t i = 0; i < n_prev_masked; i++)
+        d->masked[d->n_masked++] = prev->masked[i];
+    for (size_t i = 0; i < ch.n_gone; i++)
+        if (vix__set_find(&base->set, ch.gone[i]) &&
+            !vix__i64_has(prev ? prev->masked : NULL, n_prev_masked, ch.gone[i]) &&
+            (d->n_masked == n_prev_masked || d->masked[d->n_masked - 1] != ch.gone[i]))
+            d->masked[d->n_masked++] = ch.gone[i];
+    qsort(d->masked, d->n_masked, sizeof *d->masked, vix__cmp_i64);
+
+    size_t dim = pho_encoder_dim(base->enc), n_vecs = 0;
+    for (size_t i = 0; i < d->n_ents; i++)
+        n_vecs += d->ents[i]->n_vecs;
+    if (n_vecs) {
+        all = malloc(n_vecs * dim * sizeof *all);
+        ids = malloc(n_vecs * sizeof *ids);
+        if (!all || !ids) {
+            rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+            goto out;
+        }
+        size_t o = 0;
+        for (size_t i = 0; i < d->n_ents; i++) {
+            const vix__dent *e = d->ents[i];
+            memcpy(all + o * dim, e->vecs, e->n_vecs * dim * sizeof *all);
+            for (size_t k = 0; k < e->n_vecs; k++)
+                ids[o + k] = e->set.entities[0].rowid;
+            o += e->n_vecs;
+        }
+        rc = vix_index_create("Flat", dim, &d->index, diag);
+        if (rc == ERD_OK)
+            rc = vix_index_add(d->index, n_vecs, all, ids, diag);
+        if (rc < 0)
+            goto out;
+    }
+    *ret = d;
+    d = NULL;
+    rc = ERD_OK;
+out:
+    for (size_t i = 0; i < ch.n_fresh; i++)
+        vix__dent_unref(ch.fresh[i]);
+    free(ch.fresh);
+    free(ch.gone);
+    free(ch.scratch);
+    free(all);
+    free(ids);
+    vix__delta_unref(d);
+    return rc;
+}
+
+/* ---- sync: bring the view up to date with the store ---- */
+
+typedef struct vix__row {
+    int64_t id;
+    int64_t generation;
+    char name[72];
+} vix__row;
+
+typedef struct vix__rows {
+    vix__row *v;
+    size_t n, cap;
+} vix__rows;
+
+static int vix__collect_row(void *user, const vix_catalog_info *info)
+{
+    vix__rows *rows = user;
+    if (vix__grow((void **)&rows->v, &rows->cap, rows->n + 1, sizeof *rows->v) < 0)
+        return ERD_ENOMEM;
+    vix__row *row = &rows->v[rows->n++];
+    row->id = info->id;
+    row->generation = info->generation;
+    snprintf(row->name, sizeof row->name, "%s", info->name);
+    return 0;
+}
+
+static const vix__catalog *vix__view_find(const vix_view *v, const char *name)
+{
+    for (size_t i = 0; i < v->n_catalogs; i++)
+        if (strcmp(v->catalogs[i].name, name) == 0)
+            return &v->catalogs[i];
+    return NULL;
+}
+
+static bool vix__job_running_for(vix_resolver *r, const char *name)
+{
+    bool running = false;
+    pthread_mutex_lock(&r->job_mu);
+    for (size_t i = 0; i < r->n_jobs; i++)
+        if (strcmp(r->jobs[i].name, name) == 0)
+            running = r->jobs[i].st.state == VIX_REBUILD_RUNNING;
+    pthread_mutex_unlock(&r->job_mu);
+    return running;
+}
+
+static void vix__keep(vix_view *nv, const vix__catalog *c)
+{
+    atomic_fetch_add(&c->base->refs, 1);
+    if (c->delta)
+        atomic_fetch_add(&c->delta->refs, 1);
+    nv->catalogs[nv->n_catalogs++] = *c;
+}
+
+/* One catalog of the new view.  A base is (re)loaded when the metadata
+ * names another index than the one served, unless a rebuild of ours is
+ * about to install it (preloaded carries it when it is). */
+static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalog *cur,
+                         vix__base *preloaded, vix_view *nv, erd_diag *diag)
+{
+    vix_index_meta meta;
+    vix__base *base = NULL;
+    vix__delta *prev = NULL, *delta = NULL;
+    int rc = vix_store_meta_get(r->store, row->id, &meta, diag);
+    if (rc == ERD_ENOINDEX)
+        return ERD_OK; /* imported but never built: not served */
+    if (rc < 0) {
+        if (cur)
+            vix__keep(nv, cur);
+        return rc;
+    }
+    bool same = cur && strcmp(cur->base->file, meta.path) == 0 &&
+                cur->base->built_at == meta.built_at;
+    if (preloaded && strcmp(preloaded->file, meta.path) == 0) {
+        base = preloaded;
+        atomic_fetch_add(&base->refs, 1);
+    } else if (same || (cur && vix__job_running_for(r, row->name))) {
+        base = cur->base;
+        atomic_fetch_add(&base->refs, 1);
+        prev = cur->delta;
+    } else {
+        rc = vix__base_load(r, r->store, row->id, row->name, &meta, &base, diag);
+        if (rc < 0) {
+            if (cur)
+                vix__keep(nv, cur);
+            goto out;
+        }
+    }
+    rc = vix__delta_next(r, r->store, row->id, base, prev, row->generation, &delta, diag);
+    if (rc < 0) {
+        /* stale but whole: what was served goes on being served */
+        if (cur)
+            vix__keep(nv, cur);
+        vix__base_unref(base);
+        goto out;
+    }
+    const char *name = vix__intern_str(r, row->name);
+    if (!name) {
+        vix__base_unref(base);
+        vix__delta_unref(delta);
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        if (cur)
+            vix__keep(nv, cur);
+        goto out;
+    }
+    nv->catalogs[nv->n_catalogs++] =
+        (vix__catalog){.name = name, .id = row->id, .base = base, .delta = delta};
+out:
+    vix_index_meta_clear(&meta);
+    return rc;
+}
+
+static int vix__sync(vix_resolver *r, const char *only, vix__base *preloaded, erd_diag *diag)
+{
+    vix__rows rows = {0};
+    vix_view *nv = NULL, *cur = NULL;
+    int rc, first_err = ERD_OK;
+    erd_diag first = {0};
+
+    pthread_mutex_lock(&r->sync_mu);
+    rc = vix_store_begin_read(r->store, diag);
+    if (rc < 0)
+        goto out;
+    rc = vix_store_catalog_foreach(r->store, vix__collect_row, &rows, diag);
+    if (rc != 0) {
+        rc = rc > 0 ? erd_fail(diag, ERD_ENOMEM, "out of memory") : rc;
+        goto out;
+    }
+    cur = vix_resolver_acquire(r);
+    nv = calloc(1, sizeof *nv);
+    if (nv)
+        nv->catalogs = calloc(rows.n + cur->n_catalogs + 1, sizeof *nv->catalogs);
+    if (!nv || !nv->catalogs) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    atomic_init(&nv->refs, 1);
+    if (only)
+        for (size_t i = 0; i < cur->n_catalogs; i++)
+            if (strcmp(cur->catalogs[i].name, only) != 0)
+                vix__keep(nv, &cur->catalogs[i]);
+    for (size_t i = 0; i < rows.n; i++) {
+        if (only && strcmp(rows.v[i].name, only) != 0)
+            continue;
+        erd_diag d = {0};
+        int err = vix__sync_one(r, &rows.v[i], vix__view_find(cur, rows.v[i].name), preloaded, nv,
+                                &d);
+        /* one catalog failing does not hold the others back */
+        if (err < 0 && first_err == ERD_OK) {
+            first_err = err;
+            first = d;
+        }
+    }
+    vix__publish(r, nv); /* the resolver takes nv's reference */
+    nv = NULL;
+    rc = first_err;
+    if (rc < 0 && diag)
+        *diag = first;
+out:
+    vix_store_rollback(r->store);
+    if (nv) {
+        free(nv->catalogs);
+        free(nv);
+    }
+    vix_view_release(cur);
+    free(rows.v);
+    pthread_mutex_unlock(&r->sync_mu);
+    return rc;
+}
+
+int vix_resolver_sync(vix_resolver *r, const char *catalog, erd_diag *diag)
+{
+    if (!r)
+        return erd_fail(diag, ERD_EINVAL, "no resolver");
+    int rc = vix__sync(r, catalog, NULL, diag);
+    if (r->delta_max == 0)
+        return rc;
+    /* A delta too large to search cheaply is folded into a fresh build. */
+    vix_view *v = vix_resolver_acquire(r);
+    for (size_t i = 0; i < v->n_catalogs; i++) {
+        const vix__delta *d = v->catalogs[i].delta;
+        if (d && d->n_ents + d->n_masked > r->delta_max)
+            (void)vix_resolver_rebuild(r, v->catalogs[i].name, NULL);
+    }
+    vix_view_release(v);
+    return rc;
+}
+
+/* ---- background rebuilds ---- */
+
+typedef struct vix__job_arg {
+    vix_resolver *r;
+    char name[72];
+} vix__job_arg;
+
+static vix__job *vix__job_for(vix_resolver *r, const char *name)
+{
+    for (size_t i = 0; i < r->n_jobs; i++)
+        if (strcmp(r->jobs[i].name, name) == 0)
+            return &r->jobs[i];
+    vix__job *j = realloc(r->jobs, (r->n_jobs + 1) * sizeof *j);
+    if (!j)
+        return NULL;
+    r->jobs = j;
+    j = &r->jobs[r->n_jobs++];
+    memset(j, 0, sizeof *j);
+    snprintf(j->name, sizeof j->name, "%s", name);
+    return j;
+}
+
+/* Loads the index the build just recorded, outside every lock, so syncs
+ * (and the writes waiting on them) go on while it loads. */
+static int vix__job_load(vix_resolver *r, const char *name, vix__base **ret, erd_diag *diag)
+{
+    vix_store *store = NULL;
+    vix_index_meta meta = {0};
+    int64_t id;
+    int rc = vix_store_open(r->db_path, VIX_STORE_READONLY, &store, diag);
+    if (rc == ERD_OK)
+        rc = vix_store_begin_read(store, diag);
+    if (rc == ERD_OK)
+        rc = vix_store_catalog_find(store, name, &id, diag);
+    if (rc == ERD_OK)
+        rc = vix_store_meta_get(store, id, &meta, diag);
+    if (rc == ERD_OK)
+        rc = vix__base_load(r, store, id, name, &meta, ret, diag);
+    vix_index_meta_clear(&meta);
+    vix_store_rollback(store);
+    vix_store_close(store);
+    return rc;
+}
+
+static void *vix__job_main(void *arg)
+{
+    vix__job_arg *ja = arg;
+    vix_resolver *r = ja->r;
+    erd_diag diag = {0};
+    vix_build_result res = {0};
+    vix__base *base = NULL;
+    char encoder[128] = "", factory[128] = "";
+    uint64_t t0 = vix__ns();
+
+    /* The encoder the catalog is served with, so scores (and the
+     * calibration fitted on them) stay what they were. */
+    vix_view *v = vix_resolver_acquire(r);
+    const vix__catalog *c = vix__view_find(v, ja->name);
+    if (c)
+        snprintf(encoder, sizeof encoder, "%s", pho_encoder_id(c->base->enc));
+    vix_view_release(v);
+    {
+        vix_store *store = NULL;
+        vix_index_meta meta;
+        int64_t id;
+        if (vix_store_open(r->db_path, VIX_STORE_READONLY, &store, NULL) == ERD_OK &&
+            vix_store_catalog_find(store, ja->name, &id, NULL) == ERD_OK &&
+            vix_store_meta_get(store, id, &meta, NULL) == ERD_OK) {
+            snprintf(factory, sizeof factory, "%s", meta.factory);
+            vix_index_meta_clear(&meta);
+        }
+        vix_store_close(store);
+    }
+    vix_build_opts bo = {.db_path = r->db_path, .catalog = ja->name,
+                         .encoder_spec = encoder[0] ? encoder : r->build_encoder,
+                         .factory = factory[0] ? factory : r->build_factory,
+                         .g2p_voice = r->g2p_voice};
+    int rc = vix_build(&bo, &res, &diag);
+    if (rc == ERD_OK)
+        rc = vix__job_load(r, ja->name, &base, &diag);
+    if (rc == ERD_OK)
+        rc = vix__sync(r, ja->name, base, &diag);
+    int64_t gen = base ? base->generation : 0;
+    vix__base_unref(base);
+
+    pthread_mutex_lock(&r->job_mu);
+    vix__job *j = vix__job_for(r, ja->name);
+    if (j) {
+        j->st.state = rc == ERD_OK ? VIX_REBUILD_DONE : VIX_REBUILD_FAILED;
+        j->st.finished_at = (int64_t)time(NULL);
+        j->st.seconds = (double)(vix__ns() - t0) / 1e9;
+        j->st.generation = gen;
+        snprintf(j->st.error, sizeof j->st.error, "%s",
+                 rc == ERD_OK ? "" : erd_diag_message(&diag, rc));
+    }
+    r->job_running = false;
+    pthread_mutex_unlock(&r->job_mu);
+    free(ja);
+    return NULL;
+}
+
+int vix_resolver_rebuild(vix_resolver *r, const char *catalog, erd_diag *diag)
+{
+    if (!r || !vix_catalog_name_valid(catalog))
+        return erd_fail(diag, ERD_EINVAL, "no resolver or bad catalog name");
+    vix__job_arg *ja = calloc(1, sizeof *ja);
+    if (!ja)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    ja->r = r;
+    snprintf(ja->name, sizeof ja->name, "%s", catalog);
+    int rc = ERD_OK;
+    pthread_mutex_lock(&r->job_mu);
+    if (r->closing || r->job_running) {
+        rc = erd_fail(diag, ERD_EBUSY, r->closing ? "shutting down"
+                                                  : "a rebuild is already running; try again later");
+        goto out;
+    }
+    if (r->job_joinable) {
+        /* finished (job_running is false): this join does not wait */
+        pthread_join(r->job_thread, NULL);
+        r->job_joinable = false;
+    }
+    vix__job *j = vix__job_for(r, catalog);
+    if (!j) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    memset(&j->st, 0, sizeof j->st);
+    j->st.state = VIX_REBUILD_RUNNING;
+    j->st.started_at = (int64_t)time(NULL);
+    int e = pthread_create(&r->job_thread, NULL, vix__job_main, ja);
+    if (e != 0) {
+        j->st.state = VIX_REBUILD_FAILED;
+        snprintf(j->st.error, sizeof j->st.error, "cannot start a thread: %s", strerror(e));
+        rc = erd_fail(diag, ERD_EINTERNAL, "cannot start a rebuild thread: %s", strerror(e));
+        goto out;
+    }
+    ja = NULL; /* the thread owns it */
+    r->job_joinable = true;
+    r->job_running = true;
+out:
+    pthread_mutex_unlock(&r->job_mu);
+    free(ja);
+    return rc;
+}
+
+void vix_resolver_status(vix_resolver *r, const char *catalog, vix_serving_status *ret)
+{
+    vix_serving_status st = {0};
+    vix_view *v = vix_resolver_acquire(r);
+    const vix__catalog *c = vix__view_find(v, catalog);
+    if (c) {
+        st.served = true;
+        st.index_generation = c->base->generation;
+        st.served_generation = c->delta ? c->delta->generation : c->base->generation;
+        st.built_at = c->base->built_at;
+        st.index_entities = c->base->set.n_entities;
+        st.delta_entities = c->delta ? c->delta->n_ents : 0;
+        st.masked = c->delta ? c->delta->n_masked : 0;
+        snprintf(st.encoder_id, sizeof st.encoder_id, "%s", pho_encoder_id(c->base->enc));
+    }
+    vix_view_release(v);
+    pthread_mutex_lock(&r->job_mu);
+    for (size_t i = 0; i < r->n_jobs; i++)
+        if (strcmp(r->jobs[i].name, catalog) == 0)
+            st.rebuild = r->jobs[i].st;
+    pthread_mutex_unlock(&r->job_mu);
+    *ret = st;
+}
+
+/* ---- open / close ---- */
+
+static char *vix__dup(const char *s, const char *def)
+{
+    return strdup(s && *s ? s : def);
 }
 
 int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_diag *diag)
 {
-    vix_store *store = NULL;
     vix_resolver *r = calloc(1, sizeof *r);
     int rc;
     if (!r)
         return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    pthread_mutex_init(&r->view_mu, NULL);
+    pthread_mutex_init(&r->sync_mu, NULL);
+    pthread_mutex_init(&r->intern_mu, NULL);
+    pthread_mutex_init(&r->job_mu, NULL);
+    r->view = calloc(1, sizeof *r->view);
+    r->db_path = vix__dup(opts->db_path, "");
+    r->build_encoder = vix__dup(opts->build_encoder, "baseline");
+    r->build_factory = vix__dup(opts->build_factory, "Flat");
+    r->g2p_voice = vix__dup(opts->g2p_voice, "en-us");
+    if (!r->view || !r->db_path || !r->build_encoder || !r->build_factory || !r->g2p_voice) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    atomic_init(&r->view->refs, 1);
+    r->delta_max = opts->delta_max;
     r->candidates = opts->candidates ? opts->candidates : 64;
     if (r->candidates > VIX_CANDIDATES_MAX)
         r->candidates = VIX_CANDIDATES_MAX;
 
-    rc = pho_g2p_create(opts->g2p_voice ? opts->g2p_voice : "en-us", opts->g2p_cache_entries,
-                        &r->g2p, diag);
+    rc = pho_g2p_create(r->g2p_voice, opts->g2p_cache_entries, &r->g2p, diag);
     if (rc < 0)
         goto out;
     {
@@ -375,19 +1154,23 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
             goto out;
         r->calib_rerank_ok = strcmp(r->calib->rerank_id, r->rerank_id) == 0;
     }
-    rc = vix_store_open(opts->db_path, VIX_STORE_READONLY, &store, diag);
+    rc = vix_store_open(r->db_path, VIX_STORE_READONLY, &r->store, diag);
+    if (rc == ERD_EMISMATCH) {
+        /* an older schema: one read-write open upgrades it in place */
+        vix_store *rw = NULL;
+        if (vix_store_open(r->db_path, 0, &rw, NULL) == ERD_OK) {
+            vix_store_close(rw);
+            rc = vix_store_open(r->db_path, VIX_STORE_READONLY, &r->store, diag);
+        }
+    }
     if (rc < 0)
         goto out;
-    vix__open_ctx ctx = {.db_path = opts->db_path, .r = r, .store = store, .diag = diag};
-    rc = vix_store_catalog_foreach(store, vix__load_catalog, &ctx, diag);
-    if (rc > 0)
-        rc = ctx.rc;
+    rc = vix__sync(r, NULL, NULL, diag);
     if (rc < 0)
         goto out;
     *ret = r;
     r = NULL;
 out:
-    vix_store_close(store);
     vix_resolver_close(r);
     return rc;
 }
@@ -396,37 +1179,75 @@ void vix_resolver_close(vix_resolver *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->n_catalogs; i++)
-        vix__catalog_free(&r->catalogs[i]);
-    free(r->catalogs);
+    pthread_mutex_lock(&r->job_mu);
+    r->closing = true;
+    bool join = r->job_joinable;
+    r->job_joinable = false;
+    pthread_mutex_unlock(&r->job_mu);
+    /* a rebuild in progress finishes first: it uses everything below */
+    if (join)
+        pthread_join(r->job_thread, NULL);
+    if (r->view)
+        vix_view_release(r->view);
+    vix_store_close(r->store);
     pho_g2p_destroy(r->g2p);
     vix_rerank_destroy(r->rerank);
     free(r->calib);
+    free(r->jobs);
+    while (r->interned) {
+        vix__intern *next = r->interned->next;
+        free(r->interned);
+        r->interned = next;
+    }
+    free(r->db_path);
+    free(r->build_encoder);
+    free(r->build_factory);
+    free(r->g2p_voice);
+    pthread_mutex_destroy(&r->view_mu);
+    pthread_mutex_destroy(&r->sync_mu);
+    pthread_mutex_destroy(&r->intern_mu);
+    pthread_mutex_destroy(&r->job_mu);
     free(r);
 }
 
-int vix_resolver_calibrated(const vix_resolver *r, size_t i, erd_diag *diag)
+/* Catalog i of the current view, or NULL past the end. */
+static const char *vix__catalog_field(vix_resolver *r, size_t i, int encoder)
 {
-    if (i >= r->n_catalogs)
-        return erd_fail(diag, ERD_ENOCATALOG, "no catalog %zu", i);
-    if (!r->calib)
-        return erd_fail(diag, ERD_ENOTFOUND, "calibration off: scores are uncalibrated");
-    if (!r->calib_rerank_ok)
-        return erd_fail(diag, ERD_EMISMATCH,
-                        "calibration fitted with rerank %.90s; running %.90s: uncalibrated scores",
-                        r->calib->rerank_id, r->rerank_id);
-    if (!r->catalogs[i].calibrated)
-        return erd_fail(diag, ERD_EMISMATCH,
-                        "catalog \"%.40s\" built with encoder %.70s, calibration fitted on %.70s: "
-                        "uncalibrated scores",
-                        r->catalogs[i].name, pho_encoder_id(r->catalogs[i].enc),
-                        r->calib->encoder_id);
-    return ERD_OK;
+    const char *out = NULL;
+    vix_view *v = vix_resolver_acquire(r);
+    if (i < v->n_catalogs)
+        out = encoder ? vix__intern_str(r, pho_encoder_id(v->catalogs[i].base->enc))
+                      : v->catalogs[i].name;
+    vix_view_release(v);
+    return out;
+}
+
+int vix_resolver_calibrated(const vix_resolver *rc_, size_t i, erd_diag *diag)
+{
+    vix_resolver *r = (vix_resolver *)rc_; /* acquiring a view counts a reference */
+    vix_view *v = vix_resolver_acquire(r);
+    int rc = ERD_OK;
+    if (i >= v->n_catalogs)
+        rc = erd_fail(diag, ERD_ENOCATALOG, "no catalog %zu", i);
+    else if (!r->calib)
+        rc = erd_fail(diag, ERD_ENOTFOUND, "calibration off: scores are uncalibrated");
+    else if (!r->calib_rerank_ok)
+        rc = erd_fail(diag, ERD_EMISMATCH,
+                      "calibration fitted with rerank %.90s; running %.90s: uncalibrated scores",
+                      r->calib->rerank_id, r->rerank_id);
+    else if (!v->catalogs[i].base->calibrated)
+        rc = erd_fail(diag, ERD_EMISMATCH,
+                      "catalog \"%.40s\" built with encoder %.70s, calibration fitted on %.70s: "
+                      "uncalibrated scores",
+                      v->catalogs[i].name, pho_encoder_id(v->catalogs[i].base->enc),
+                      r->calib->encoder_id);
+    vix_view_release(v);
+    return rc;
 }
 
 const char *vix_resolver_catalog_encoder(const vix_resolver *r, size_t i)
 {
-    return i < r->n_catalogs ? pho_encoder_id(r->catalogs[i].enc) : NULL;
+    return vix__catalog_field((vix_resolver *)r, i, 1);
 }
 
 void vix_resolver_rerank_id(const vix_resolver *r, char *buf, size_t cap)
@@ -436,12 +1257,15 @@ void vix_resolver_rerank_id(const vix_resolver *r, char *buf, size_t cap)
 
 size_t vix_resolver_catalog_count(const vix_resolver *r)
 {
-    return r->n_catalogs;
+    vix_view *v = vix_resolver_acquire((vix_resolver *)r);
+    size_t n = v->n_catalogs;
+    vix_view_release(v);
+    return n;
 }
 
 const char *vix_resolver_catalog_name(const vix_resolver *r, size_t i)
 {
-    return i < r->n_catalogs ? r->catalogs[i].name : NULL;
+    return vix__catalog_field((vix_resolver *)r, i, 0);
 }
 
 void vix_resolver_g2p_stats(vix_resolver *r, uint64_t *ret_lookups, uint64_t *ret_hits)
@@ -450,19 +1274,6 @@ void vix_resolver_g2p_stats(vix_resolver *r, uint64_t *ret_lookups, uint64_t *re
     pho_g2p_get_stats(r->g2p, &st);
     *ret_lookups = st.lookups;
     *ret_hits = st.hits;
-}
-
-static const vix__entity *vix__entity_find(const vix__catalog *c, int64_t rowid)
-{
-    size_t lo = 0, hi = c->n_entities;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (c->entities[mid].rowid < rowid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < c->n_entities && c->entities[lo].rowid == rowid ? &c->entities[lo] : NULL;
 }
 
 /* Evidence weight of hypothesis `rank` (0 = best).  Rank decays
@@ -485,6 +1296,7 @@ static double vix__hyp_weight(const vix_hypothesis *hyps, size_t n, size_t rank)
 typedef struct vix__ranked {
     vix_result res;
     double first;
+    const vix__entity *ent; /* in the view the resolve holds */
 } vix__ranked;
 
 static int vix__cmp_score(const void *a, const void *b)
@@ -499,8 +1311,7 @@ static int vix__cmp_score(const void *a, const void *b)
  * first VIX_CALIB_AGREE_RANKS, is each of them: a list that agrees on one
  * entity is more often right than one split between several, which the
  * blended score (a weighted mean) cannot tell apart. */
-static void vix__agreement(const vix_resolver *r, const vix__catalog *cat,
-                           const vix_rerank_hyp *hyps, size_t n_hyps, const vix__ranked *found,
+static void vix__agreement(const vix_resolver *r, const vix_rerank_hyp *hyps, size_t n_hyps, const vix__ranked *found,
                            size_t n_found, double *ret_agree)
 {
     size_t m = n_found < VIX_CALIB_AGREE_RANKS ? n_found : VIX_CALIB_AGREE_RANKS;
@@ -511,9 +1322,9 @@ static void vix__agreement(const vix_resolver *r, const vix__catalog *cat,
         double best = -1;
         size_t best_c = 0;
         for (size_t c = 0; c < m; c++) {
-            const vix__entity *e = vix__entity_find(cat, found[c].res.rowid);
-            for (size_t p = 0; e && p < e->n_phrases; p++) {
-                const vix_rerank_phrase *ph = &cat->phrases[e->phrase_first + p];
+            const vix__entity *e = found[c].ent;
+            for (size_t p = 0; p < e->n_phrases; p++) {
+                const vix_rerank_phrase *ph = &e->phrases[p];
                 double s = vix_rerank_pair(r->rerank, hyps[h].tokens, hyps[h].n, ph->tokens,
                                            ph->n);
                 if (ph->derived)
@@ -543,10 +1354,44 @@ int vix_resolve_features(vix_resolver *r, const char *catalog, const vix_hypothe
                          size_t n, size_t k, vix_result *ret_results, size_t *ret_n,
                          vix_timing *timing, double *ret_features, erd_diag *diag)
 {
+    /* Without a view of its own, a caller's results point into the
+     * resolver's current one: fine for tools that never sync. */
+    vix_view *v = vix_resolver_acquire(r);
+    int rc = vix_resolve_in(r, v, catalog, hyps, n, k, ret_results, ret_n, timing, ret_features,
+                            diag);
+    vix_view_release(v);
+    return rc;
+}
+
+/* Whether rowid is masked out of the base by the delta. */
+static bool vix__masked(const vix__delta *d, int64_t rowid)
+{
+    return d && vix__i64_has(d->masked, d->n_masked, rowid);
+}
+
+static const vix__entity *vix__delta_find(const vix__delta *d, int64_t rowid)
+{
+    size_t lo = 0, hi = d ? d->n_ents : 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (d->ents[mid]->set.entities[0].rowid < rowid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return d && lo < d->n_ents && d->ents[lo]->set.entities[0].rowid == rowid
+               ? &d->ents[lo]->set.entities[0]
+               : NULL;
+}
+
+int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
+                   const vix_hypothesis *hyps, size_t n, size_t k, vix_result *ret_results,
+                   size_t *ret_n, vix_timing *timing, double *ret_features, erd_diag *diag)
+{
     const vix__catalog *cat = NULL;
     vix_timing tm = {0};
-    float *q = NULL, *v = NULL, *scores = NULL;
-    int64_t *ids = NULL;
+    float *q = NULL, *v = NULL, *scores = NULL, *dscores = NULL;
+    int64_t *ids = NULL, *dids = NULL;
     vix_phrase *ph = NULL;
     uint8_t *hyp_phones = NULL;
     vix_rerank_hyp *rr_hyps = NULL;
@@ -557,17 +1402,17 @@ int vix_resolve_features(vix_resolver *r, const char *catalog, const vix_hypothe
     double wsum = 0;
     int rc = ERD_OK;
 
-    for (size_t i = 0; i < r->n_catalogs; i++)
-        if (strcmp(r->catalogs[i].name, catalog) == 0)
-            cat = &r->catalogs[i];
+    cat = vix__view_find(view, catalog);
     if (!cat)
         return erd_fail(diag, ERD_ENOCATALOG, "unknown catalog \"%s\"", catalog);
+    const vix__base *base = cat->base;
+    const vix__delta *delta = cat->delta;
     if (n == 0 || k == 0)
         return erd_fail(diag, ERD_EINVAL, "need at least one hypothesis and k >= 1");
     if (n > VIX_HYPS_MAX)
         n = VIX_HYPS_MAX;
 
-    size_t dim = pho_encoder_dim(cat->enc);
+    size_t dim = pho_encoder_dim(base->enc);
     /* With rerank, the first stage gathers more entities than asked for so
      * the second can promote one from below the top k. */
     size_t want = k;
@@ -578,13 +1423,20 @@ int vix_resolve_features(vix_resolver *r, const char *catalog, const vix_hypothe
         cand = 2 * want;
     if (cand > VIX_CANDIDATES_MAX)
         cand = VIX_CANDIDATES_MAX;
+    /* Base results the delta masks are dropped: fetch that many more. */
+    size_t cand_base = cand + (delta ? delta->n_masked : 0);
+    if (cand_base > VIX_CANDIDATES_MAX)
+        cand_base = VIX_CANDIDATES_MAX;
+    size_t cand_delta = delta && delta->index ? cand : 0;
     q = calloc(dim, sizeof *q);
     v = malloc(dim * sizeof *v);
-    scores = malloc(cand * sizeof *scores);
-    ids = malloc(cand * sizeof *ids);
+    scores = malloc(cand_base * sizeof *scores);
+    ids = malloc(cand_base * sizeof *ids);
+    dscores = malloc((cand_delta + 1) * sizeof *dscores);
+    dids = malloc((cand_delta + 1) * sizeof *dids);
     ph = malloc(sizeof *ph);
     found = malloc(want * sizeof *found);
-    int calibrate = ret_features || cat->calibrated;
+    int calibrate = ret_features || base->calibrated;
     if (calibrate)
         cal = malloc(want * (3 + VIX_CALIB_NFEAT + 1) * sizeof *cal);
     if (r->rerank) {
@@ -592,7 +1444,7 @@ int vix_resolve_features(vix_resolver *r, const char *catalog, const vix_hypothe
         rr_hyps = malloc(n * sizeof *rr_hyps);
         rr_cands = malloc(want * sizeof *rr_cands);
     }
-    if (!q || !v || !scores || !ids || !ph || !found || (calibrate && !cal) ||
+    if (!q || !v || !scores || !ids || !dscores || !dids || !ph || !found || (calibrate && !cal) ||
         (r->rerank && (!hyp_phones || !rr_hyps || !rr_cands))) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
@@ -611,7 +1463,7 @@ int vix_resolve_features(vix_resolver *r, const char *catalog, const vix_hypothe
             goto out;
         t0 = vix__ns();
         pho_phrase phrase = {.text = ph->text, .tokens = ph->tokens, .n_tokens = ph->n_tokens};
-        rc = pho_encoder_encode(cat->enc, &phrase, v);
+        rc = pho_encoder_encode(base->enc, &phrase, v);
         tm.encode_ns += vix__ns() - t0;
         if (rc < 0) {
             rc = erd_fail(diag, rc, "encoding hypothesis %zu failed", i);
@@ -648,42 +1500,52 @@ int vix_resolve_features(vix_resolver *r, const char *catalog, const vix_hypothe
         q[d] = (float)(q[d] / norm);
 
     uint64_t t0 = vix__ns();
-    rc = vix_index_search(cat->index, 1, q, cand, scores, ids, diag);
+    rc = vix_index_search(base->index, 1, q, cand_base, scores, ids, diag);
+    if (rc == ERD_OK && cand_delta)
+        rc = vix_index_search(delta->index, 1, q, cand_delta, dscores, dids, diag);
     tm.search_ns = vix__ns() - t0;
     if (rc < 0)
         goto out;
 
     /* An entity owns one vector per name and spoken variant: keep its best.
-     * Results come best first, so the first hit of an id is its best. */
+     * Both lists come best first, so merging them visits every id's best
+     * vector first. */
     t0 = vix__ns();
-    size_t n_found = 0;
-    for (size_t i = 0; i < cand && n_found < want; i++) {
-        if (ids[i] < 0)
+    size_t n_found = 0, bi = 0, di = 0;
+    while (n_found < want) {
+        bool from_base = bi < cand_base && ids[bi] >= 0;
+        bool from_delta = di < cand_delta && dids[di] >= 0;
+        if (from_base && from_delta)
+            from_base = scores[bi] >= dscores[di];
+        else if (!from_base && !from_delta)
             break;
+        int64_t id = from_base ? ids[bi] : dids[di];
+        float score = from_base ? scores[bi++] : dscores[di++];
         int dup = 0;
         for (size_t j = 0; j < n_found; j++)
-            if (found[j].res.rowid == ids[i])
+            if (found[j].res.rowid == id)
                 dup = 1;
         if (dup)
             continue;
-        const vix__entity *e = vix__entity_find(cat, ids[i]);
+        const vix__entity *e = from_base ? (vix__masked(delta, id) ? NULL
+                                                                   : vix__set_find(&base->set, id))
+                                         : vix__delta_find(delta, id);
         if (!e)
-            continue; /* vector of an entity deleted since the build */
-        double s = (double)scores[i] * norm / wsum; /* weighted mean cosine */
+            continue; /* vector of an entity deleted or replaced since the build */
+        double s = (double)score * norm / wsum; /* weighted mean cosine */
         s = s < 0 ? 0 : s > 1 ? 1 : s;
         found[n_found++] = (vix__ranked){
             .res = {.rowid = e->rowid, .ext_id = e->ext_id, .name = e->name, .score = s},
-            .first = s};
+            .first = s,
+            .ent = e};
     }
     tm.aggregate_ns = vix__ns() - t0;
     if (r->rerank) {
         t0 = vix__ns();
-        for (size_t i = 0; i < n_found; i++) {
-            const vix__entity *e = vix__entity_find(cat, found[i].res.rowid);
-            rr_cands[i] = (vix_rerank_cand){.phrases = cat->phrases + e->phrase_first,
-                                            .n_phrases = e->n_phrases,
+        for (size_t i = 0; i < n_found; i++)
+            rr_cands[i] = (vix_rerank_cand){.phrases = found[i].ent->phrases,
+                                            .n_phrases = found[i].ent->n_phrases,
                                             .first = found[i].first};
-        }
         vix_rerank_score(r->rerank, rr_hyps, used, rr_cands, n_found);
         for (size_t i = 0; i < n_found; i++) {
             double s = rr_cands[i].score;
@@ -707,11 +1569,11 @@ int vix_resolve_features(vix_resolver *r, const char *catalog, const vix_hypothe
             agree[i] = 0;
         }
         if (r->rerank)
-            vix__agreement(r, cat, rr_hyps, used, found, n_found, agree);
+            vix__agreement(r, rr_hyps, used, found, n_found, agree);
         vix_calib_features(sc, first, agree, n_out, n_found, used, n_phones, x);
         if (ret_features)
             memcpy(ret_features, x, n_out * VIX_CALIB_NFEAT * sizeof *x);
-        if (cat->calibrated) {
+        if (base->calibrated) {
             vix_calib_probs(r->calib, x, n_out, p);
             for (size_t i = 0; i < n_out; i++)
                 ret_results[i].score = p[i];
@@ -726,6 +1588,8 @@ out:
     free(v);
     free(scores);
     free(ids);
+    free(dscores);
+    free(dids);
     free(ph);
     free(found);
     free(cal);

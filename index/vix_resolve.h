@@ -3,7 +3,14 @@
  * A resolver loads every built catalog of a store into memory (entity ids and
  * names, the FAISS index, the encoder with its fitted state) so a resolve
  * touches neither SQLite nor the disk.  vix_resolve is thread-safe; G2P is
- * serialised inside phonetics/. */
+ * serialised inside phonetics/.
+ *
+ * Catalogs stay live: vix_resolver_sync serves entities written since a
+ * catalog's index was built from a small delta index beside it (deleted and
+ * replaced ones masked out of the main index), and vix_resolver_rebuild
+ * builds a fresh index in a background thread and swaps it in.  Resolves
+ * hold a reference-counted view of the catalogs for their whole run, so a
+ * swap never blocks them nor pulls data from under them. */
 #ifndef VIX_RESOLVE_H
 #define VIX_RESOLVE_H
 
@@ -30,6 +37,13 @@ typedef struct vix_resolver_opts {
      * built with another encoder than the file records, is served with
      * uncalibrated scores (vix_resolver_calibrated says why). */
     const char *calibration;
+    /* Background rebuilds of a catalog never built before (else its index's
+     * own encoder and factory are kept); defaults "baseline", "Flat". */
+    const char *build_encoder;
+    const char *build_factory;
+    /* A sync whose delta (entities written plus masked) grows past this
+     * starts a rebuild of the catalog; 0 = never. */
+    size_t delta_max;
 } vix_resolver_opts;
 
 typedef struct vix_hypothesis {
@@ -55,7 +69,48 @@ typedef struct vix_timing {
 } vix_timing;
 
 int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_diag *diag);
-void vix_resolver_close(vix_resolver *resolver); /* accepts NULL */
+/* Waits for a rebuild in progress to finish.  Accepts NULL. */
+void vix_resolver_close(vix_resolver *resolver);
+
+/* The catalogs as served at one moment.  Result strings of a resolve made
+ * in a view stay valid until the view is released. */
+typedef struct vix_view vix_view;
+/* Never fails; every acquire needs one release. */
+vix_view *vix_resolver_acquire(vix_resolver *resolver);
+void vix_view_release(vix_view *view); /* accepts NULL */
+
+/* Brings catalog (NULL: every catalog) up to date with the store: new and
+ * deleted catalogs, an index built by someone else, and entities written or
+ * deleted since (served from the delta).  On failure the catalog goes on
+ * being served as it was.  Thread-safe; syncs run one at a time. */
+int vix_resolver_sync(vix_resolver *resolver, const char *catalog, erd_diag *diag);
+
+enum { VIX_REBUILD_NONE, VIX_REBUILD_RUNNING, VIX_REBUILD_DONE, VIX_REBUILD_FAILED };
+
+typedef struct vix_rebuild_status {
+    int state;                  /* VIX_REBUILD_* */
+    int64_t started_at, finished_at; /* unix seconds; 0 when not yet */
+    int64_t generation;         /* catalog generation the finished index holds */
+    double seconds;
+    char error[256];            /* why it failed */
+} vix_rebuild_status;
+
+/* Starts rebuilding catalog's index in a background thread: vix_build into
+ * a new file, then a swap to it with the changes made meanwhile served from
+ * the delta.  ERD_EBUSY when a rebuild is already running. */
+int vix_resolver_rebuild(vix_resolver *resolver, const char *catalog, erd_diag *diag);
+
+typedef struct vix_serving_status {
+    bool served;                /* an index is loaded */
+    int64_t index_generation;   /* catalog generation of the loaded index */
+    int64_t served_generation;  /* catalog generation served (index + delta) */
+    int64_t built_at;
+    size_t index_entities, delta_entities, masked;
+    char encoder_id[128];
+    vix_rebuild_status rebuild; /* the last rebuild started by this resolver */
+} vix_serving_status;
+
+void vix_resolver_status(vix_resolver *resolver, const char *catalog, vix_serving_status *ret);
 
 /* Number of catalogs served, and their names (for /healthz). */
 size_t vix_resolver_catalog_count(const vix_resolver *resolver);
@@ -90,5 +145,11 @@ int vix_resolve(vix_resolver *resolver, const char *catalog, const vix_hypothesi
 int vix_resolve_features(vix_resolver *resolver, const char *catalog, const vix_hypothesis *hyps,
                          size_t n, size_t k, vix_result *ret_results, size_t *ret_n,
                          vix_timing *timing, double *ret_features, erd_diag *diag);
+
+/* vix_resolve_features against view, whose result strings live as long as
+ * the view: what a server that syncs must use. */
+int vix_resolve_in(vix_resolver *resolver, vix_view *view, const char *catalog,
+                   const vix_hypothesis *hyps, size_t n, size_t k, vix_result *ret_results,
+                   size_t *ret_n, vix_timing *timing, double *ret_features, erd_diag *diag);
 
 #endif

@@ -31,11 +31,30 @@ static const char *const stmt_sql[VIX__ST_COUNT] = {
         "SELECT rowid, ext_id, name, aliases, attrs FROM entities"
         " WHERE catalog_id = ?1 AND ext_id = ?2",
     [VIX__ST_ENTITY_COUNT] = "SELECT count(*) FROM entities WHERE catalog_id = ?1",
+    /* gen: the generation the enclosing transaction's bump will give the
+     * catalog, so "changed since generation G" is one indexed range */
     [VIX__ST_ENTITY_UPSERT] =
-        "INSERT INTO entities(catalog_id, ext_id, name, aliases, attrs, updated_at)"
-        " VALUES(?1, ?2, ?3, ?4, ?5, ?6)"
+        "INSERT INTO entities(catalog_id, ext_id, name, aliases, attrs, updated_at, gen)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, (SELECT generation + 1 FROM catalogs WHERE id = ?1))"
         " ON CONFLICT(catalog_id, ext_id) DO UPDATE SET name = excluded.name,"
-        " aliases = excluded.aliases, attrs = excluded.attrs, updated_at = excluded.updated_at",
+        " aliases = excluded.aliases, attrs = excluded.attrs, updated_at = excluded.updated_at,"
+        " gen = excluded.gen",
+    [VIX__ST_ENTITY_DELETE] =
+        "DELETE FROM entities WHERE catalog_id = ?1 AND ext_id = ?2 RETURNING rowid",
+    [VIX__ST_TOMBSTONE_PUT] =
+        "INSERT INTO tombstones(catalog_id, entity_rowid, gen)"
+        " VALUES(?1, ?2, (SELECT generation + 1 FROM catalogs WHERE id = ?1))"
+        " ON CONFLICT(catalog_id, entity_rowid) DO UPDATE SET gen = excluded.gen",
+    [VIX__ST_CHANGED_LIST] =
+        "SELECT rowid, ext_id, name, aliases, attrs FROM entities"
+        " WHERE catalog_id = ?1 AND gen > ?2 ORDER BY rowid",
+    [VIX__ST_DELETED_LIST] =
+        "SELECT entity_rowid FROM tombstones WHERE catalog_id = ?1 AND gen > ?2"
+        " ORDER BY entity_rowid",
+    [VIX__ST_PENDING_COUNT] =
+        "SELECT (SELECT count(*) FROM entities WHERE catalog_id = ?1 AND gen > ?2)"
+        " + (SELECT count(*) FROM tombstones WHERE catalog_id = ?1 AND gen > ?2)",
+    [VIX__ST_CATALOG_DELETE] = "DELETE FROM catalogs WHERE id = ?1",
     [VIX__ST_PHONEMES_GET] = "SELECT ipa FROM phonemes WHERE g2p_id = ?1 AND text = ?2",
     [VIX__ST_PHONEMES_PUT] =
         "INSERT INTO phonemes(g2p_id, text, ipa) VALUES(?1, ?2, ?3)"
@@ -89,7 +108,22 @@ static const char schema_sql[] =
     " encoder_state BLOB);"
     "PRAGMA user_version = 1;";
 
-_Static_assert(VIX_SCHEMA_VERSION == 1, "schema_sql sets user_version 1");
+/* Version 2: what changed since an index was built, so a server can serve
+ * those entities beside it (a delta) instead of rebuilding.  gen is the
+ * catalog generation whose commit last wrote the row; a deleted entity
+ * leaves a tombstone with the generation of its deletion. */
+static const char migrate_v2_sql[] =
+    "ALTER TABLE entities ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX entities_gen ON entities(catalog_id, gen);"
+    "CREATE TABLE tombstones("
+    " catalog_id INTEGER NOT NULL REFERENCES catalogs ON DELETE CASCADE,"
+    " entity_rowid INTEGER NOT NULL,"
+    " gen INTEGER NOT NULL,"
+    " PRIMARY KEY(catalog_id, entity_rowid)) WITHOUT ROWID;"
+    "CREATE INDEX tombstones_gen ON tombstones(catalog_id, gen);"
+    "PRAGMA user_version = 2;";
+
+_Static_assert(VIX_SCHEMA_VERSION == 2, "schema_sql then migrate_v2_sql give user_version 2");
 
 int vix__db_fail(vix_store *store, erd_diag *diag, int rc, const char *what)
 {
@@ -217,6 +251,17 @@ static int ensure_schema(vix_store *store, erd_diag *diag)
     }
     if (version == VIX_SCHEMA_VERSION)
         goto out;
+    if (version == 1) {
+        if (store->readonly) {
+            err = erd_fail(diag, ERD_EMISMATCH,
+                           "%s: schema version 1 needs an upgrade: open it once read-write (erd "
+                           "import, erd catalog list or erd serve)",
+                           store->path);
+            goto out;
+        }
+        err = vix__exec(store, migrate_v2_sql, diag);
+        goto out;
+    }
     err = count_schema_objects(store, &objects, diag);
     if (err)
         goto out;
@@ -232,6 +277,8 @@ static int ensure_schema(vix_store *store, erd_diag *diag)
         goto out;
     }
     err = vix__exec(store, schema_sql, diag);
+    if (!err)
+        err = vix__exec(store, migrate_v2_sql, diag);
 out:
     if (!store->readonly) {
         if (err)
@@ -347,6 +394,13 @@ int vix_store_begin(vix_store *store, erd_diag *diag)
     /* IMMEDIATE: taking the write lock up front lets the busy timeout work;
      * upgrading a read transaction later fails at once with SQLITE_BUSY */
     return vix__exec(store, store->readonly ? "BEGIN" : "BEGIN IMMEDIATE", diag);
+}
+
+int vix_store_begin_read(vix_store *store, erd_diag *diag)
+{
+    if (!store)
+        return erd_fail(diag, ERD_EINVAL, "no store");
+    return vix__exec(store, "BEGIN DEFERRED", diag);
 }
 
 int vix_store_commit(vix_store *store, erd_diag *diag)
@@ -578,24 +632,34 @@ int vix_store_entity_get(vix_store *store, int64_t catalog_id, const char *ext_i
     return err;
 }
 
-int vix_store_entity_count(vix_store *store, int64_t catalog_id, int64_t *ret_count, erd_diag *diag)
+/* A statement of one count row, bound to (a) or (a, b). */
+static int count_row(vix_store *store, enum vix__stmt_id id, int64_t a, const int64_t *b,
+                     int64_t *ret_count, const char *what, erd_diag *diag)
 {
     if (!store)
         return erd_fail(diag, ERD_EINVAL, "no store");
     vix__stmt s = {0};
-    int err = vix__stmt_acquire(store, VIX__ST_ENTITY_COUNT, &s, diag);
+    int err = vix__stmt_acquire(store, id, &s, diag);
     if (err)
         return err;
-    sqlite3_bind_int64(s.st, 1, catalog_id);
+    sqlite3_bind_int64(s.st, 1, a);
+    if (b)
+        sqlite3_bind_int64(s.st, 2, *b);
     int rc = sqlite3_step(s.st);
     if (rc == SQLITE_ROW) {
         if (ret_count)
             *ret_count = sqlite3_column_int64(s.st, 0);
     } else {
-        err = vix__db_fail(store, diag, rc, "counting entities");
+        err = vix__db_fail(store, diag, rc, what);
     }
     vix__stmt_release(&s);
     return err;
+}
+
+int vix_store_entity_count(vix_store *store, int64_t catalog_id, int64_t *ret_count, erd_diag *diag)
+{
+    return count_row(store, VIX__ST_ENTITY_COUNT, catalog_id, NULL, ret_count, "counting entities",
+                     diag);
 }
 
 /* ---- phonemes ---- */
@@ -770,4 +834,148 @@ void vix_index_meta_clear(vix_index_meta *meta)
         return;
     free(meta->encoder_state);
     memset(meta, 0, sizeof *meta);
+}
+
+/* ---- live changes ---- */
+
+static int step_done(vix_store *store, enum vix__stmt_id id, int64_t a, int64_t b, bool bind_b,
+                     const char *what, erd_diag *diag)
+{
+    vix__stmt s = {0};
+    int err = vix__stmt_acquire(store, id, &s, diag);
+    if (err)
+        return err;
+    sqlite3_bind_int64(s.st, 1, a);
+    if (bind_b)
+        sqlite3_bind_int64(s.st, 2, b);
+    int rc = sqlite3_step(s.st);
+    if (rc != SQLITE_DONE)
+        err = vix__db_fail(store, diag, rc, what);
+    vix__stmt_release(&s);
+    return err;
+}
+
+int vix_store_catalog_bump(vix_store *store, int64_t catalog_id, erd_diag *diag)
+{
+    if (!store)
+        return erd_fail(diag, ERD_EINVAL, "no store");
+    return step_done(store, VIX__ST_CATALOG_BUMP, catalog_id, 0, false, "bumping catalog generation",
+                     diag);
+}
+
+int vix_store_entity_delete(vix_store *store, int64_t catalog_id, const char *ext_id,
+                            int64_t *ret_rowid, erd_diag *diag)
+{
+    if (!store || !ext_id)
+        return erd_fail(diag, ERD_EINVAL, "no store or id");
+    vix__stmt s = {0};
+    int err = vix__stmt_acquire(store, VIX__ST_ENTITY_DELETE, &s, diag);
+    if (err)
+        return err;
+    sqlite3_bind_int64(s.st, 1, catalog_id);
+    sqlite3_bind_text(s.st, 2, ext_id, -1, SQLITE_STATIC);
+    int64_t rowid = 0;
+    int rc = sqlite3_step(s.st);
+    if (rc == SQLITE_ROW) {
+        rowid = sqlite3_column_int64(s.st, 0);
+        rc = sqlite3_step(s.st);
+    } else if (rc == SQLITE_DONE) {
+        err = erd_fail(diag, ERD_ENOTFOUND, "no entity \"%.200s\"", ext_id);
+    }
+    if (!err && rc != SQLITE_DONE)
+        err = vix__db_fail(store, diag, rc, "deleting entity");
+    vix__stmt_release(&s);
+    if (err)
+        return err;
+    err = step_done(store, VIX__ST_TOMBSTONE_PUT, catalog_id, rowid, true, "recording deletion",
+                    diag);
+    if (!err && ret_rowid)
+        *ret_rowid = rowid;
+    return err;
+}
+
+int vix_store_catalog_delete(vix_store *store, int64_t catalog_id, erd_diag *diag)
+{
+    if (!store)
+        return erd_fail(diag, ERD_EINVAL, "no store");
+    return step_done(store, VIX__ST_CATALOG_DELETE, catalog_id, 0, false, "deleting catalog", diag);
+}
+
+int vix_store_changes(vix_store *store, int64_t catalog_id, int64_t since_generation,
+                      int (*upserted)(void *user, const vix_entity *entity),
+                      int (*deleted)(void *user, int64_t rowid), void *user, erd_diag *diag)
+{
+    if (!store || !upserted || !deleted)
+        return erd_fail(diag, ERD_EINVAL, "no store or callback");
+    vix__stmt s = {0};
+    int err = vix__stmt_acquire(store, VIX__ST_DELETED_LIST, &s, diag);
+    if (err)
+        return err;
+    sqlite3_bind_int64(s.st, 1, catalog_id);
+    sqlite3_bind_int64(s.st, 2, since_generation);
+    for (;;) {
+        int rc = sqlite3_step(s.st);
+        if (rc == SQLITE_DONE)
+            break;
+        if (rc != SQLITE_ROW) {
+            err = vix__db_fail(store, diag, rc, "reading deletions");
+            break;
+        }
+        err = deleted(user, sqlite3_column_int64(s.st, 0));
+        if (err)
+            break;
+    }
+    vix__stmt_release(&s);
+    if (err)
+        return err;
+    err = vix__stmt_acquire(store, VIX__ST_CHANGED_LIST, &s, diag);
+    if (err)
+        return err;
+    sqlite3_bind_int64(s.st, 1, catalog_id);
+    sqlite3_bind_int64(s.st, 2, since_generation);
+    bool any;
+    err = entity_rows(store, s.st, upserted, user, &any, diag);
+    vix__stmt_release(&s);
+    return err;
+}
+
+int vix_store_pending(vix_store *store, int64_t catalog_id, int64_t since_generation,
+                      int64_t *ret_count, erd_diag *diag)
+{
+    return count_row(store, VIX__ST_PENDING_COUNT, catalog_id, &since_generation, ret_count,
+                     "counting pending changes", diag);
+}
+
+int vix_store_backup(vix_store *store, const char *dst_path, erd_diag *diag)
+{
+    if (!store || !dst_path)
+        return erd_fail(diag, ERD_EINVAL, "no store or destination");
+    sqlite3 *dst = NULL;
+    int rc = sqlite3_open_v2(dst_path, &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+    int err = ERD_OK;
+    if (rc != SQLITE_OK) {
+        err = erd_fail(diag, ERD_EIO, "creating %s: %s", dst_path,
+                       dst ? sqlite3_errmsg(dst) : sqlite3_errstr(rc));
+        goto out;
+    }
+    /* One step of -1 pages copies the whole file under one read
+     * transaction: the copy is one committed state, whatever writers do. */
+    sqlite3_backup *b = sqlite3_backup_init(dst, "main", store->db, "main");
+    if (!b) {
+        err = erd_fail(diag, ERD_EDB, "backup of %s: %s", store->path, sqlite3_errmsg(dst));
+        goto out;
+    }
+    rc = sqlite3_backup_step(b, -1);
+    int frc = sqlite3_backup_finish(b);
+    if (rc != SQLITE_DONE || frc != SQLITE_OK) {
+        err = vix__db_fail(store, diag, rc != SQLITE_DONE ? rc : frc, "backup");
+        goto out;
+    }
+    /* a single file, no -wal beside it, so the copy can travel alone */
+    rc = sqlite3_exec(dst, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        err = erd_fail(diag, ERD_EDB, "backup %s: %s", dst_path, sqlite3_errmsg(dst));
+out:
+    sqlite3_close_v2(dst);
+    return err;
 }

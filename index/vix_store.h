@@ -28,6 +28,9 @@ const char *vix_store_path(const vix_store *store);
 
 /* Explicit transactions, for callers batching many writes (phoneme cache). */
 int vix_store_begin(vix_store *store, erd_diag *diag);
+/* A read transaction: every read until commit or rollback sees one
+ * snapshot, while other connections keep writing. */
+int vix_store_begin_read(vix_store *store, erd_diag *diag);
 int vix_store_commit(vix_store *store, erd_diag *diag);
 void vix_store_rollback(vix_store *store);
 
@@ -74,6 +77,37 @@ int vix_store_entity_get(vix_store *store, int64_t catalog_id, const char *ext_i
                          int (*cb)(void *user, const vix_entity *entity), void *user,
                          erd_diag *diag);
 int vix_store_entity_count(vix_store *store, int64_t catalog_id, int64_t *ret_count, erd_diag *diag);
+
+/* ---- live changes ----
+ * Writers: vix_store_begin, any number of upserts and deletes, then
+ * vix_store_catalog_bump and vix_store_commit.  Rows written in the
+ * transaction carry the generation the bump gives the catalog. */
+
+int vix_store_catalog_bump(vix_store *store, int64_t catalog_id, erd_diag *diag);
+/* Deletes the catalog with its entities and index metadata (the index file
+ * is the caller's to remove). */
+int vix_store_catalog_delete(vix_store *store, int64_t catalog_id, erd_diag *diag);
+/* ERD_ENOTFOUND when absent; leaves a tombstone so servers drop it. */
+int vix_store_entity_delete(vix_store *store, int64_t catalog_id, const char *ext_id,
+                            int64_t *ret_rowid, erd_diag *diag);
+/* One JSON record as vix_store_import takes it ({"id","name","aliases"?,
+ * "attrs"?}); line only labels the error ("line N: ...", ERD_EPARSE), 0
+ * for none.  *ret_created (may be NULL) says whether the id was new. */
+int vix_store_upsert_json(vix_store *store, int64_t catalog_id, const char *json, size_t len,
+                          uint64_t line, bool *ret_created, erd_diag *diag);
+/* Calls deleted for each rowid deleted after since_generation, then
+ * upserted for each entity written after it (rowid order); a non-zero
+ * return from a callback stops and is returned.  Run inside a read
+ * transaction (vix_store_begin on a read-only handle) for one snapshot. */
+int vix_store_changes(vix_store *store, int64_t catalog_id, int64_t since_generation,
+                      int (*upserted)(void *user, const vix_entity *entity),
+                      int (*deleted)(void *user, int64_t rowid), void *user, erd_diag *diag);
+/* Entities written plus entities deleted after since_generation. */
+int vix_store_pending(vix_store *store, int64_t catalog_id, int64_t since_generation,
+                      int64_t *ret_count, erd_diag *diag);
+/* One consistent copy of the whole database into dst_path (a new file, no
+ * WAL), through SQLite's backup API. */
+int vix_store_backup(vix_store *store, const char *dst_path, erd_diag *diag);
 
 /* ---- import ---- */
 

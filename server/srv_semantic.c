@@ -621,6 +621,8 @@ int srv_cli_tune(int argc, char **argv)
         rc = vix_build(&bo, &br, &diag);
         if (rc < 0)
             goto out;
+        /* each build removes the file of the one before it */
+        snprintf(index_path, sizeof index_path, "%s", br.index_path);
         bs = srv__sem_now() - t0;
         rc = srv__eval(tmpdb, catalog, src, src_cat, &cfg, qs, nq, &tally[g], &diag);
         if (rc < 0)
@@ -654,7 +656,7 @@ out:
             snprintf(p, sizeof p, "%s%s", tmpdb, suffix[i]);
             remove(p);
         }
-        if (vix_index_path_for(tmpdb, catalog, index_path, sizeof index_path) == 0)
+        if (index_path[0])
             remove(index_path);
         remove(jsonl);
         rmdir(work);

@@ -120,9 +120,9 @@ static void test_open(void)
     vix_store_close(s);
     s = NULL;
 
-    is_int(pragma_int(path, "PRAGMA user_version"), 1, "schema version 1");
-    is_int(pragma_int(path, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), 4,
-           "four tables");
+    is_int(pragma_int(path, "PRAGMA user_version"), 2, "schema version 2");
+    is_int(pragma_int(path, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), 5,
+           "five tables");
     is_int(pragma_int(path, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
            1, "WAL mode");
 
@@ -614,6 +614,121 @@ static void test_meta(vix_store *s)
     is_int(vix_store_meta_put(s, cat, &put, &d), ERD_EINVAL, "unterminated field refused");
 }
 
+typedef struct changes {
+    char seen[512];
+    int64_t deleted[8];
+    size_t n_deleted;
+} changes;
+
+static int on_upserted(void *user, const vix_entity *e)
+{
+    changes *c = user;
+    size_t o = strlen(c->seen);
+    snprintf(c->seen + o, sizeof c->seen - o, "%s%s", o ? "," : "", e->ext_id);
+    return 0;
+}
+
+static int on_deleted(void *user, int64_t rowid)
+{
+    changes *c = user;
+    if (c->n_deleted < 8)
+        c->deleted[c->n_deleted++] = rowid;
+    return 0;
+}
+
+static int64_t generation_of(vix_store *s, int64_t id)
+{
+    int64_t g = -1;
+    vix_store_catalog_generation(s, id, &g, NULL);
+    return g;
+}
+
+/* Single writes, tombstones and what changed since a generation: the
+ * delta a live server serves is computed from these. */
+static void test_live_changes(vix_store *s)
+{
+    erd_diag d = {0};
+    int64_t id = 0, pending = -1, rowid = 0;
+    bool created = false;
+    is_int(import_str(s, "live", "{\"id\":\"a\",\"name\":\"Alpha\"}\n{\"id\":\"b\",\"name\":\"Beta\"}\n",
+                      NULL, NULL, &d),
+           ERD_OK, "import two");
+    is_int(vix_store_catalog_find(s, "live", &id, &d), ERD_OK, "catalog found");
+    int64_t g0 = generation_of(s, id);
+    is_int(g0, 1, "one import, one generation");
+
+    is_int(vix_store_begin(s, &d), ERD_OK, "begin");
+    is_int(vix_store_upsert_json(s, id, "{\"id\":\"c\",\"name\":\"Gamma\"}", 25, 0, &created, &d),
+           ERD_OK, "upsert new");
+    ok(created, "reported as created");
+    is_int(vix_store_upsert_json(s, id, "{\"id\":\"a\",\"name\":\"Alpha Two\"}", 29, 0, &created, &d),
+           ERD_OK, "upsert existing");
+    ok(!created, "reported as replaced");
+    is_int(vix_store_upsert_json(s, id, "{\"id\":\"x\"}", 10, 7, NULL, &d), ERD_EPARSE,
+           "record without name refused");
+    ok(strstr(d.msg, "line 7") != NULL, "error names the line: %s", d.msg);
+    is_int(vix_store_upsert_json(s, id, "{\"id\":\"x\"}", 10, 0, NULL, &d), ERD_EPARSE,
+           "also without a line");
+    ok(strncmp(d.msg, "line", 4) != 0, "no line 0 in the message: %s", d.msg);
+    is_int(vix_store_entity_delete(s, id, "b", &rowid, &d), ERD_OK, "delete b");
+    ok(rowid > 0, "deleted rowid returned");
+    is_int(vix_store_entity_delete(s, id, "nope", NULL, &d), ERD_ENOTFOUND, "delete of a missing id");
+    is_int(vix_store_catalog_bump(s, id, &d), ERD_OK, "bump");
+    is_int(vix_store_commit(s, &d), ERD_OK, "commit");
+    is_int(generation_of(s, id), g0 + 1, "one generation for the batch");
+
+    changes c = {0};
+    is_int(vix_store_changes(s, id, g0, on_upserted, on_deleted, &c, &d), ERD_OK, "changes since g0");
+    is_str(c.seen, "a,c", "written since g0, rowid order");
+    ok(c.n_deleted == 1 && c.deleted[0] == rowid, "deleted since g0");
+    is_int(vix_store_pending(s, id, g0, &pending, &d), ERD_OK, "pending");
+    is_int(pending, 3, "three pending changes");
+    memset(&c, 0, sizeof c);
+    is_int(vix_store_changes(s, id, g0 + 1, on_upserted, on_deleted, &c, &d), ERD_OK, "changes since now");
+    ok(c.seen[0] == '\0' && c.n_deleted == 0, "nothing since the current generation");
+    is_int(vix_store_pending(s, id, 0, &pending, &d), ERD_OK, "pending since 0");
+    is_int(pending, 3, "everything (a, c and the tombstone of b) since generation 0");
+
+    is_int(vix_store_catalog_delete(s, id, &d), ERD_OK, "delete catalog");
+    is_int(vix_store_catalog_find(s, "live", NULL, &d), ERD_ENOCATALOG, "gone");
+    is_int(pragma_int(vix_store_path(s), "SELECT count(*) FROM tombstones"), 0,
+           "its tombstones went with it");
+}
+
+/* A version 1 file (before live changes) is upgraded on a read-write open,
+ * and refused read-only with a message saying how to upgrade it. */
+static void test_upgrade(void)
+{
+    char path[128];
+    path_in_tmp(path, sizeof path, "v1.db");
+    sql_exec(path, "CREATE TABLE catalogs(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+                   " created_at INTEGER NOT NULL, generation INTEGER NOT NULL DEFAULT 0);"
+                   "CREATE TABLE entities(rowid INTEGER PRIMARY KEY, catalog_id INTEGER NOT NULL"
+                   " REFERENCES catalogs ON DELETE CASCADE, ext_id TEXT NOT NULL, name TEXT NOT NULL,"
+                   " aliases TEXT NOT NULL DEFAULT '[]', attrs TEXT NOT NULL DEFAULT '{}',"
+                   " updated_at INTEGER NOT NULL, UNIQUE(catalog_id, ext_id));"
+                   "CREATE TABLE phonemes(g2p_id TEXT, text TEXT, ipa TEXT NOT NULL,"
+                   " PRIMARY KEY(g2p_id, text)) WITHOUT ROWID;"
+                   "CREATE TABLE indexes(catalog_id INTEGER PRIMARY KEY, encoder_id TEXT NOT NULL,"
+                   " factory TEXT NOT NULL, path TEXT NOT NULL, dim INTEGER NOT NULL,"
+                   " vector_count INTEGER NOT NULL, entity_count INTEGER NOT NULL,"
+                   " catalog_generation INTEGER NOT NULL, built_at INTEGER NOT NULL,"
+                   " build_seconds REAL NOT NULL, encoder_state BLOB);"
+                   "INSERT INTO catalogs VALUES(1, 'old', 0, 3);"
+                   "INSERT INTO entities VALUES(5, 1, 'e', 'Old', '[]', '{}', 0);"
+                   "PRAGMA user_version = 1;");
+    vix_store *s = NULL;
+    erd_diag d = {0};
+    is_int(vix_store_open(path, VIX_STORE_READONLY, &s, &d), ERD_EMISMATCH, "v1 refused read-only");
+    ok(strstr(d.msg, "read-write") != NULL, "says how to upgrade: %s", d.msg);
+    is_int(vix_store_open(path, 0, &s, &d), ERD_OK, "v1 upgraded read-write");
+    is_int(pragma_int(path, "PRAGMA user_version"), 2, "now version 2");
+    int64_t pending = -1;
+    is_int(vix_store_pending(s, 1, 0, &pending, &d), ERD_OK, "pending on an upgraded file");
+    is_int(pending, 0, "old rows count as generation 0");
+    vix_store_close(s);
+}
+
 static void test_real_catalogs(vix_store *s)
 {
     const char *dir = getenv("ERD_TEST_DATA");
@@ -671,7 +786,9 @@ int main(void)
     test_phonemes(s);
     test_meta(s);
     test_real_catalogs(s);
+    test_live_changes(s);
     vix_store_close(s);
+    test_upgrade();
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
