@@ -1,0 +1,180 @@
+/* Live catalogs: entities written after a build are served from the delta
+ * with the scores a build would give them, deleted and replaced ones
+ * disappear from the main index's results, and a background rebuild swaps
+ * in without a resolve ever failing. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "index/vix_build.h"
+#include "index/vix_resolve.h"
+#include "index/vix_store.h"
+#include "tests/unit/tap.h"
+
+static const char catalog[] =
+    "{\"id\":\"a\",\"name\":\"The Hunger Games\"}\n"
+    "{\"id\":\"b\",\"name\":\"Hunger Games: Mockingjay\",\"aliases\":[\"Mockingjay\"]}\n"
+    "{\"id\":\"c\",\"name\":\"Ferris Bueller's Day Off\"}\n"
+    "{\"id\":\"d\",\"name\":\"Paris When It Sizzles\"}\n"
+    "{\"id\":\"e\",\"name\":\"Harry Potter and the Sorcerer's Stone\"}\n"
+    "{\"id\":\"f\",\"name\":\"Fairest Days\"}\n";
+
+static char db[256];
+
+/* One committed write, as the admin API makes it. */
+static int write_one(const char *upsert_json, const char *delete_id)
+{
+    vix_store *st = NULL;
+    erd_diag d = {0};
+    int64_t id;
+    int rc = vix_store_open(db, 0, &st, &d);
+    if (rc == ERD_OK)
+        rc = vix_store_catalog_find(st, "video", &id, &d);
+    if (rc == ERD_OK)
+        rc = vix_store_begin(st, &d);
+    if (rc == ERD_OK && upsert_json)
+        rc = vix_store_upsert_json(st, id, upsert_json, strlen(upsert_json), 0, NULL, &d);
+    if (rc == ERD_OK && delete_id)
+        rc = vix_store_entity_delete(st, id, delete_id, NULL, &d);
+    if (rc == ERD_OK)
+        rc = vix_store_catalog_bump(st, id, &d);
+    if (rc == ERD_OK)
+        rc = vix_store_commit(st, &d);
+    if (rc < 0)
+        printf("# write failed: %s\n", d.msg);
+    vix_store_close(st);
+    return rc;
+}
+
+/* Top result of a 1-best query, its score in *score. */
+static const char *top(vix_resolver *r, const char *text, double *score)
+{
+    static char id[64];
+    vix_hypothesis h = {text, strlen(text), 0, false};
+    vix_result res[5];
+    size_t n = 0;
+    erd_diag d = {0};
+    vix_view *v = vix_resolver_acquire(r);
+    int rc = vix_resolve_in(r, v, "video", &h, 1, 5, res, &n, NULL, NULL, &d);
+    snprintf(id, sizeof id, "%s", rc == ERD_OK && n ? res[0].ext_id : "(none)");
+    if (score)
+        *score = rc == ERD_OK && n ? res[0].score : -1;
+    vix_view_release(v);
+    return id;
+}
+
+static bool returns(vix_resolver *r, const char *text, const char *want)
+{
+    vix_hypothesis h = {text, strlen(text), 0, false};
+    vix_result res[6];
+    size_t n = 0;
+    vix_resolve(r, "video", &h, 1, 6, res, &n, NULL, NULL);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(res[i].ext_id, want) == 0)
+            return true;
+    return false;
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/erd-test-resolve-XXXXXX", rerank[1200];
+    erd_diag diag = {0};
+    const char *src = getenv("ERD_TEST_SRCDIR");
+    if (!mkdtemp(dir)) {
+        printf("Bail out! mkdtemp\n");
+        return 1;
+    }
+    snprintf(db, sizeof db, "%s/t.db", dir);
+    snprintf(rerank, sizeof rerank, "%s/phonetics/models/channel-v2.txt", src ? src : ".");
+
+    vix_store *st = NULL;
+    FILE *in = fmemopen((void *)catalog, sizeof catalog - 1, "r");
+    int rc = vix_store_open(db, 0, &st, &diag);
+    if (rc == ERD_OK)
+        rc = vix_store_import(st, "video", in, NULL, NULL, &diag);
+    vix_store_close(st);
+    fclose(in);
+    is_int(rc, ERD_OK, "catalog imported: %s", diag.msg);
+    vix_build_opts bo = {.db_path = db, .catalog = "video"};
+    vix_build_result br;
+    is_int(vix_build(&bo, &br, &diag), ERD_OK, "catalog built: %s", diag.msg);
+
+    vix_resolver *r = NULL;
+    vix_resolver_opts ro = {.db_path = db, .rerank = access(rerank, R_OK) == 0 ? rerank : "off"};
+    is_int(vix_resolver_open(&ro, &r, &diag), ERD_OK, "resolver: %s", diag.msg);
+    if (!r)
+        return tap_done();
+    printf("# rerank %s\n", ro.rerank);
+
+    double before, after;
+    is_str(top(r, "fairy's daze", &before), "f", "built entity found");
+
+    /* the same record written again: served from the delta now, and it
+     * must score exactly as the index did */
+    is_int(write_one("{\"id\":\"f\",\"name\":\"Fairest Days\"}", NULL), ERD_OK, "f rewritten");
+    is_int(vix_resolver_sync(r, "video", &diag), ERD_OK, "sync: %s", diag.msg);
+    vix_serving_status ss;
+    vix_resolver_status(r, "video", &ss);
+    ok(ss.delta_entities == 1 && ss.masked == 1, "one delta entity masking one base rowid (%zu, %zu)",
+       ss.delta_entities, ss.masked);
+    is_str(top(r, "fairy's daze", &after), "f", "rewritten entity found");
+    ok(before == after, "same score from the delta as from the index (%.6f, %.6f)", before, after);
+
+    /* a new entity, a rename, a deletion */
+    is_int(write_one("{\"id\":\"g\",\"name\":\"Galaxy Quest\"}", NULL), ERD_OK, "g added");
+    is_int(write_one("{\"id\":\"d\",\"name\":\"Dances With Wolves\"}", NULL), ERD_OK, "d renamed");
+    is_int(write_one(NULL, "c"), ERD_OK, "c deleted");
+    ok(strcmp(top(r, "galaxy quest", NULL), "g") != 0, "not served before a sync");
+    is_int(vix_resolver_sync(r, NULL, &diag), ERD_OK, "sync all: %s", diag.msg);
+    is_str(top(r, "galaxy quest", NULL), "g", "new entity found");
+    is_str(top(r, "dances with wolves", NULL), "d", "renamed entity found under its new name");
+    double old_score = 0;
+    top(r, "paris when it sizzles", &old_score);
+    printf("# old name now tops with %s at %.3f\n", top(r, "paris when it sizzles", NULL), old_score);
+    ok(strcmp(top(r, "paris when it sizzles", NULL), "d") != 0 || old_score < 0.5,
+       "old name no longer finds it as it did");
+    ok(!returns(r, "ferris bueller's day off", "c"), "deleted entity never returned");
+    vix_resolver_status(r, "video", &ss);
+    ok(ss.served_generation > ss.index_generation, "served generation %lld ahead of index %lld",
+       (long long)ss.served_generation, (long long)ss.index_generation);
+
+    /* a rebuild folds the delta in, while resolves go on */
+    is_int(vix_resolver_rebuild(r, "video", &diag), ERD_OK, "rebuild started: %s", diag.msg);
+    is_int(vix_resolver_rebuild(r, "video", &diag), ERD_EBUSY, "a second one is refused");
+    int failed = 0, rounds = 0;
+    for (;;) {
+        vix_resolver_status(r, "video", &ss);
+        if (ss.rebuild.state != VIX_REBUILD_RUNNING || rounds > 20000)
+            break;
+        failed += strcmp(top(r, "galaxy quest", NULL), "g") != 0;
+        rounds++;
+    }
+    is_int(ss.rebuild.state, VIX_REBUILD_DONE, "rebuild done: %s", ss.rebuild.error);
+    is_int(failed, 0, "%d resolves during the rebuild, none wrong", rounds);
+    ok(ss.delta_entities == 0 && ss.masked == 0, "delta folded into the index");
+    is_int(ss.index_generation, ss.served_generation, "index at the served generation");
+    is_str(top(r, "galaxy quest", NULL), "g", "new entity found in the index");
+    ok(!returns(r, "ferris bueller's day off", "c"), "deleted entity still gone");
+
+    /* a deleted catalog stops being served */
+    st = NULL;
+    int64_t id = 0;
+    rc = vix_store_open(db, 0, &st, &diag);
+    if (rc == ERD_OK)
+        rc = vix_store_catalog_find(st, "video", &id, &diag);
+    if (rc == ERD_OK)
+        rc = vix_store_catalog_delete(st, id, &diag);
+    vix_store_close(st);
+    is_int(rc, ERD_OK, "catalog deleted");
+    is_int(vix_resolver_sync(r, NULL, &diag), ERD_OK, "sync");
+    is_int(vix_resolver_catalog_count(r), 0, "no catalog served");
+    vix_resolver_close(r);
+
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", dir);
+    return tap_done();
+}
