@@ -37,6 +37,9 @@ enum cfg__reload { FIXED, LIVE };
       "Idle connection timeout, seconds.")                                                    \
     X(max_body_bytes, CFG_SIZE, max_body_bytes, "65536", 256, 67108864, LIVE,                 \
       "Largest request body; larger ones get 413.")                                           \
+    X(max_bulk_bytes, CFG_SIZE, max_bulk_bytes, "1073741824", 1024, 1099511627776LL, LIVE,    \
+      "Largest streamed bulk upload (POST /v1/catalogs/NAME/bulk, JSON lines); read and "     \
+      "committed line by line, so memory stays at one line whatever the size.")              \
     X(max_hypotheses, CFG_INT, max_hypotheses, "10", 1, 100, LIVE,                            \
       "Most n-best hypotheses accepted in one resolve.")                                      \
     X(max_text_bytes, CFG_SIZE, max_text_bytes, "512", 16, 1000, LIVE,                        \
@@ -67,6 +70,13 @@ enum cfg__reload { FIXED, LIVE };
       "probability it is right; looked up like rerank's channel file.  A catalog built with "  \
       "another encoder, or a rerank other than the one the file records, gets uncalibrated "   \
       "scores (erd serve says so at start).")                                                  \
+    X(delta_max, CFG_SIZE, delta_max, "20000", 0, 100000000, FIXED,                           \
+      "Entities written or deleted since a catalog's index was built that erd serve answers "   \
+      "from its small delta index; past this it rebuilds the catalog in the background. "     \
+      "0 = never rebuild on its own.")                                                         \
+    X(sync_interval_ms, CFG_INT, sync_interval_ms, "500", 50, 60000, FIXED,                    \
+      "How often erd serve looks for writes made by others (erd import, erd entity, another "  \
+      "server) and for indexes built by erd build, and serves them.")                         \
     X(log_requests, CFG_BOOL, log_requests, "true", 0, 1, LIVE,                               \
       "One JSON log line per request on stderr.")                                             \
     X(resolve_token, CFG_SECRET, resolve_token, "", 16, 255, LIVE,                            \

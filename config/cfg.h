@@ -18,6 +18,7 @@ typedef struct cfg_config {
     int max_connections_per_ip; /* 0 = no per-address limit */
     int request_timeout_s;
     size_t max_body_bytes;
+    size_t max_bulk_bytes;     /* streamed bulk uploads */
     int max_hypotheses;
     size_t max_text_bytes;
     int default_k;
@@ -30,6 +31,8 @@ typedef struct cfg_config {
     int candidates;
     char rerank[1024];         /* second-stage rerank spec, or "off" */
     char calibration[1024];    /* calibration file, or "off" */
+    size_t delta_max;          /* pending changes before a background rebuild; 0 = never */
+    int sync_interval_ms;
     bool log_requests;
     char resolve_token[256];   /* secrets: empty = not set */
     char admin_token[256];

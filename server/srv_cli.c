@@ -355,6 +355,36 @@ int srv_cli_build(int argc, char **argv)
 
 /* ---- serve ---- */
 
+/* Writes made by others (erd import, erd entity, another server) and
+ * indexes built by erd build are picked up here; the server's own writes
+ * sync before they are acknowledged. */
+static void srv__sync_tick(void *user)
+{
+    erd_diag d = {0};
+    int rc = vix_resolver_sync(user, NULL, &d);
+    if (rc < 0)
+        fprintf(stderr, "erd: warning: sync: %s\n", erd_diag_message(&d, rc));
+}
+
+/* What start-up found: catalogs whose index lags the database are served
+ * index + delta (and rebuilt in the background past delta_max). */
+static void srv__serving_note(vix_resolver *resolver)
+{
+    for (size_t i = 0; i < vix_resolver_catalog_count(resolver); i++) {
+        const char *name = vix_resolver_catalog_name(resolver, i);
+        vix_serving_status st;
+        if (!name)
+            continue;
+        vix_resolver_status(resolver, name, &st);
+        if (st.served_generation != st.index_generation)
+            fprintf(stderr,
+                    "erd: catalog \"%s\": index at generation %lld, database at %lld: serving "
+                    "%zu changed entities from the delta\n",
+                    name, (long long)st.index_generation, (long long)st.served_generation,
+                    st.delta_entities + st.masked);
+    }
+}
+
 int srv_cli_serve(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -435,6 +465,9 @@ int srv_cli_serve(int argc, char **argv)
         .g2p_voice = cfg.g2p_voice,
         .g2p_cache_entries = cfg.g2p_cache_entries,
         .candidates = (size_t)cfg.candidates,
+        .build_encoder = cfg.encoder,
+        .build_factory = cfg.faiss_factory,
+        .delta_max = cfg.delta_max,
     };
     char rerank[2048], calibration[2048];
     ro.rerank = srv_cli_rerank_spec(cfg.rerank, rerank, sizeof rerank);
@@ -452,7 +485,10 @@ int srv_cli_serve(int argc, char **argv)
     srv__calibration_note("serve", resolver);
     if (n == 0)
         fprintf(stderr, "erd: warning: no catalog has an index yet; run erd build\n");
+    srv__serving_note(resolver);
 
+    ho.tick = srv__sync_tick;
+    ho.tick_user = resolver;
     rc = srv_http_run(&cfg, &ho, resolver, &diag);
     vix_resolver_close(resolver);
     if (rc < 0)

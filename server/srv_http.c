@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "server/srv_admin.h"
 #include "server/srv_auth.h"
 #include "server/srv_metrics.h"
 #include "server/srv_pool.h"
@@ -31,14 +32,18 @@
 struct srv__req;
 typedef enum MHD_Result (*srv__handler)(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
 
-/* One row per endpoint: what it is called, which methods it takes (also
- * the Allow header of its 405), which tokens it needs and whether it reads a
- * body.  New endpoints (the admin API) are new rows. */
+/* One row per endpoint: what it is called (a "*" stands for one path
+ * segment, handed to the handler), which methods it takes (also the Allow
+ * header of its 405), which tokens it needs and whether it reads a body,
+ * whole (BODY) or streamed to the handler chunk by chunk (STREAM).  The
+ * path is also the route's metrics label. */
+enum { SRV__NO_BODY, SRV__BODY, SRV__STREAM };
+
 typedef struct srv__route {
     const char *path;
     const char *methods;
     srv_auth_class auth;
-    bool takes_body;
+    int body;
     srv__handler handler;
 } srv__route;
 
@@ -46,14 +51,24 @@ static enum MHD_Result srv__resolve(srv_http *h, struct srv__req *r, struct MHD_
 static enum MHD_Result srv__healthz(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
 static enum MHD_Result srv__readyz(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
 static enum MHD_Result srv__metrics(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
+static enum MHD_Result srv__admin(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
+static enum MHD_Result srv__bulk(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
 
 static const srv__route srv__routes[] = {
-    {"/v1/resolve", "POST", SRV_AUTH_RESOLVE, true, srv__resolve},
-    {"/healthz", "GET, HEAD", SRV_AUTH_PUBLIC, false, srv__healthz},
-    {"/readyz", "GET, HEAD", SRV_AUTH_PUBLIC, false, srv__readyz},
-    {"/metrics", "GET, HEAD", SRV_AUTH_METRICS, false, srv__metrics},
+    {"/v1/resolve", "POST", SRV_AUTH_RESOLVE, SRV__BODY, srv__resolve},
+    {"/healthz", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__healthz},
+    {"/readyz", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__readyz},
+    {"/metrics", "GET, HEAD", SRV_AUTH_METRICS, SRV__NO_BODY, srv__metrics},
+    {"/v1/catalogs", "GET, POST", SRV_AUTH_ADMIN, SRV__BODY, srv__admin},
+    {"/v1/catalogs/*", "GET, DELETE", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin},
+    {"/v1/catalogs/*/entities", "POST", SRV_AUTH_ADMIN, SRV__BODY, srv__admin},
+    {"/v1/catalogs/*/entities/*", "GET, DELETE", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin},
+    {"/v1/catalogs/*/bulk", "POST", SRV_AUTH_ADMIN, SRV__STREAM, srv__bulk},
+    {"/v1/catalogs/*/rebuild", "GET, POST", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin},
 };
 #define SRV__N_ROUTES (sizeof srv__routes / sizeof srv__routes[0])
+/* Longest path segment a "*" takes: an entity id (1000 bytes) fits. */
+#define SRV__MAX_SEG 1024
 /* Index of requests to no route, in the metrics' route labels. */
 #define SRV__ROUTE_OTHER SRV__N_ROUTES
 
@@ -72,6 +87,8 @@ typedef struct srv__live {
 struct srv_http {
     struct MHD_Daemon *daemon;
     vix_resolver *resolver;
+    srv_admin_ctx admin;
+    char db[sizeof(((cfg_config *)0)->db)]; /* admin.db points here */
     srv_metrics *metrics;
     const srv_http_opts *opts;
     _Atomic(srv__live *) live;
@@ -105,12 +122,37 @@ typedef struct srv__req {
     char method[16];
     char auth_msg[96];
     char *path;        /* only copied when requests are logged */
+    char *seg[2];      /* what the route's "*"s matched, in the pool */
+    srv_bulk *bulk;    /* a streamed upload in progress; freed on completion */
+    int bulk_err;      /* why the upload could not start, or stopped */
+    erd_diag bulk_diag;
 } srv__req;
 
-static const char *const srv__route_labels[SRV__N_ROUTES + 1] = {
-    "/v1/resolve", "/healthz", "/readyz", "/metrics", "other",
-};
+static const char *srv__route_labels[SRV__N_ROUTES + 1];
 _Static_assert(SRV__N_ROUTES + 1 <= SRV_METRICS_MAX_ROUTES, "too many routes for the metrics");
+
+/* Whether url matches pattern, a "*" taking one non-empty segment; the
+ * segments go to ret_seg (in pool) when it is not NULL. */
+static bool srv__route_match(const char *pattern, const char *url, srv_pool *pool, char **ret_seg)
+{
+    size_t n_seg = 0;
+    while (*pattern) {
+        if (*pattern == '*') {
+            size_t len = strcspn(url, "/");
+            if (len == 0 || len > SRV__MAX_SEG || n_seg >= 2)
+                return false;
+            if (ret_seg && !(ret_seg[n_seg] = srv_pool_strndup(pool, url, len)))
+                return false;
+            n_seg++;
+            url += len;
+            pattern++;
+            continue;
+        }
+        if (*pattern++ != *url++)
+            return false;
+    }
+    return *url == '\0';
+}
 
 /* ---- small helpers ---- */
 
@@ -302,21 +344,67 @@ static enum MHD_Result srv__resolve(srv_http *h, srv__req *r, struct MHD_Connect
         return srv__send_error(r, conn, ERD_ENOMEM, "request exceeds its memory budget");
     size_t n_out = 0;
     vix_timing tm = {0};
-    rc = vix_resolve(h->resolver, req.catalog, req.hyps, req.n_hyps, req.k, results, &n_out, &tm,
-                     &diag);
-    if (rc < 0)
-        return srv__send_diag(r, conn, rc, &diag);
-    srv_metrics_stages(h->metrics, &tm);
-    if (n_out > req.k)
-        n_out = req.k;
-    /* The result strings belong to the resolver; serialising here copies
-     * them into the reply before anything else can run. */
-    char *json;
-    size_t len;
-    rc = srv_write_results(results, n_out, &json, &len, &diag);
+    /* The view pins the catalogs this resolve reads (a rebuild or a write
+     * may publish new ones meanwhile) until the reply holds its strings. */
+    vix_view *view = vix_resolver_acquire(h->resolver);
+    rc = vix_resolve_in(h->resolver, view, req.catalog, req.hyps, req.n_hyps, req.k, results,
+                        &n_out, &tm, NULL, &diag);
+    char *json = NULL;
+    size_t len = 0;
+    if (rc == ERD_OK) {
+        srv_metrics_stages(h->metrics, &tm);
+        if (n_out > req.k)
+            n_out = req.k;
+        rc = srv_write_results(results, n_out, &json, &len, &diag);
+    }
+    vix_view_release(view);
     if (rc < 0)
         return srv__send_diag(r, conn, rc, &diag);
     return srv__send(r, conn, MHD_HTTP_OK, json, len, MHD_RESPMEM_MUST_FREE);
+}
+
+/* The admin operation a route and method stand for. */
+static enum srv_admin_op srv__admin_op(const char *path, const char *method)
+{
+    bool get = strcmp(method, "GET") == 0, del = strcmp(method, "DELETE") == 0;
+    if (!strcmp(path, "/v1/catalogs"))
+        return get ? SRV_ADMIN_LIST : SRV_ADMIN_CREATE;
+    if (!strcmp(path, "/v1/catalogs/*"))
+        return del ? SRV_ADMIN_DELETE : SRV_ADMIN_DESCRIBE;
+    if (!strcmp(path, "/v1/catalogs/*/entities"))
+        return SRV_ADMIN_UPSERT;
+    if (!strcmp(path, "/v1/catalogs/*/entities/*"))
+        return del ? SRV_ADMIN_DELETE_ENTITY : SRV_ADMIN_GET_ENTITY;
+    return get ? SRV_ADMIN_REBUILD_STATUS : SRV_ADMIN_REBUILD;
+}
+
+static enum MHD_Result srv__admin(srv_http *h, srv__req *r, struct MHD_Connection *conn)
+{
+    erd_diag diag = {0};
+    unsigned status = 0;
+    char *json = NULL;
+    size_t len = 0;
+    int rc = srv_admin_run(&h->admin, srv__admin_op(srv__routes[r->route].path, r->method),
+                           r->seg[0], r->seg[1], r->body, r->body_len, &status, &json, &len, &diag);
+    if (rc < 0)
+        return srv__send_diag(r, conn, rc, &diag);
+    return srv__send(r, conn, status, json, len, MHD_RESPMEM_MUST_FREE);
+}
+
+static enum MHD_Result srv__bulk(srv_http *h, srv__req *r, struct MHD_Connection *conn)
+{
+    erd_diag diag = {0};
+    unsigned status = 0;
+    char *json = NULL;
+    size_t len = 0;
+    if (!r->bulk && !r->bulk_err) /* an empty upload */
+        r->bulk_err = srv_bulk_begin(&h->admin, r->seg[0], &r->bulk, &r->bulk_diag);
+    if (!r->bulk)
+        return srv__send_diag(r, conn, r->bulk_err, &r->bulk_diag);
+    int rc = srv_bulk_finish(r->bulk, &status, &json, &len, &diag);
+    if (rc < 0)
+        return srv__send_diag(r, conn, rc, &diag);
+    return srv__send(r, conn, status, json, len, MHD_RESPMEM_MUST_FREE);
 }
 
 /* ---- request lifecycle ---- */
@@ -381,8 +469,8 @@ static enum MHD_Result srv__take_body(srv__req *r, const char *data, size_t n)
     size_t max = r->live->cfg.max_body_bytes;
     /* Bodies sent to a path, method or without the credentials that will be
      * refused are not kept either. */
-    bool keep = r->route != SRV__ROUTE_OTHER && srv__routes[r->route].takes_body && r->method_ok &&
-                r->auth_err == ERD_OK;
+    bool keep = r->route != SRV__ROUTE_OTHER && srv__routes[r->route].body == SRV__BODY &&
+                r->method_ok && r->auth_err == ERD_OK;
     if (keep && !r->too_large && n > max - r->body_len)
         r->too_large = true;
     if (!keep || r->too_large) {
@@ -409,6 +497,29 @@ static enum MHD_Result srv__take_body(srv__req *r, const char *data, size_t n)
     return MHD_YES;
 }
 
+/* A streamed upload: each chunk goes to the bulk writer as it arrives, so
+ * nothing but the line being read is held.  Uploads that will be refused
+ * (credentials, method) are read and dropped. */
+static enum MHD_Result srv__stream(srv_http *h, srv__req *r, const char *data, size_t n)
+{
+    size_t max = r->live->cfg.max_bulk_bytes;
+    r->body_len += n; /* counted, not kept */
+    if (r->body_len > max)
+        r->too_large = true;
+    if (!r->method_ok || r->auth_err != ERD_OK || r->too_large || r->bulk_err) {
+        r->discarded += n;
+        return r->discarded > ((size_t)1 << 20) && r->too_large ? MHD_NO : MHD_YES;
+    }
+    if (!r->bulk) {
+        r->bulk_err = srv_bulk_begin(&h->admin, r->seg[0], &r->bulk, &r->bulk_diag);
+        if (r->bulk_err)
+            return MHD_YES;
+    }
+    /* A store failure ends the upload; the reply says what was committed. */
+    r->bulk_err = srv_bulk_feed(r->bulk, data, n, &r->bulk_diag);
+    return MHD_YES;
+}
+
 /* Picks the reply once the route, credentials, method and body size are
  * known; the checks run in the order a client can act on, and an
  * unauthenticated client learns nothing past the path existing. */
@@ -430,8 +541,14 @@ static enum MHD_Result srv__dispatch(srv_http *h, srv__req *r, struct MHD_Connec
         return srv__send_error_h(r, conn, ERD_EMETHOD, msg, MHD_HTTP_HEADER_ALLOW, route->methods);
     }
     if (r->too_large) {
-        char msg[96];
-        snprintf(msg, sizeof msg, "request body exceeds %zu bytes", r->live->cfg.max_body_bytes);
+        char msg[160];
+        if (route->body == SRV__STREAM)
+            snprintf(msg, sizeof msg,
+                     "upload exceeds max_bulk_bytes (%zu bytes); lines read before the limit "
+                     "were committed",
+                     r->live->cfg.max_bulk_bytes);
+        else
+            snprintf(msg, sizeof msg, "request body exceeds %zu bytes", r->live->cfg.max_body_bytes);
         return srv__send_error(r, conn, ERD_ETOOLARGE, msg);
     }
     return route->handler(h, r, conn);
@@ -452,7 +569,7 @@ static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const
         *con_cls = r;
 
         for (size_t i = 0; i < SRV__N_ROUTES; i++) {
-            if (strcmp(url, srv__routes[i].path) == 0) {
+            if (srv__route_match(srv__routes[i].path, url, r->pool, r->seg)) {
                 r->route = i;
                 r->method_ok = srv__method_allowed(srv__routes[i].methods, method);
                 const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
@@ -467,11 +584,13 @@ static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const
         }
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
                                                      MHD_HTTP_HEADER_CONTENT_LENGTH);
+        bool streams = r->route != SRV__ROUTE_OTHER && srv__routes[r->route].body == SRV__STREAM;
+        size_t limit = streams ? r->live->cfg.max_bulk_bytes : r->live->cfg.max_body_bytes;
         if (cl) {
             char *end;
             errno = 0;
             unsigned long long v = strtoull(cl, &end, 10);
-            if (errno == 0 && end != cl && v <= r->live->cfg.max_body_bytes) {
+            if (errno == 0 && end != cl && v <= limit) {
                 r->expected = (size_t)v;
             } else {
                 /* Answer before reading a byte of it; MHD then closes the
@@ -490,6 +609,8 @@ static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const
         *upload_data_size = 0;
         if (r->responded)
             return MHD_YES;
+        if (r->route != SRV__ROUTE_OTHER && srv__routes[r->route].body == SRV__STREAM)
+            return srv__stream(h, r, upload_data, n);
         return srv__take_body(r, upload_data, n);
     }
     if (r->responded)
@@ -532,6 +653,7 @@ static void srv__completed(void *cls, struct MHD_Connection *conn, void **con_cl
     if (r->live->cfg.log_requests)
         srv__log_request(r, toe);
     *con_cls = NULL;
+    srv_bulk_destroy(r->bulk);
     srv_pool_destroy(r->pool);
     /* Last: after this the request's configuration may be freed. */
     atomic_fetch_sub(&h->inflight, 1);
@@ -749,6 +871,12 @@ int srv_http_start(const cfg_config *cfg, const srv_http_opts *opts, vix_resolve
     }
     h->resolver = resolver;
     h->opts = opts;
+    snprintf(h->db, sizeof h->db, "%s", cfg->db);
+    h->admin = (srv_admin_ctx){.db = h->db, .resolver = resolver,
+                               .read_only = opts && opts->read_only};
+    for (size_t i = 0; i < SRV__N_ROUTES; i++)
+        srv__route_labels[i] = srv__routes[i].path;
+    srv__route_labels[SRV__N_ROUTES] = "other";
     atomic_init(&h->live, live);
     live = NULL;
     atomic_init(&h->id_seq, 0);
@@ -877,10 +1005,11 @@ int srv_http_run(const cfg_config *cfg, const srv_http_opts *opts, vix_resolver 
     fflush(stderr);
 
     int sig;
+    long tick_ms = cfg->sync_interval_ms > 0 ? cfg->sync_interval_ms : 1000;
     for (;;) {
-        /* Wakes every second to free configurations retired by a reload
-         * that found requests in flight. */
-        struct timespec tick = {1, 0};
+        /* Wakes every tick to free configurations retired by a reload that
+         * found requests in flight, and to run the caller's tick. */
+        struct timespec tick = {tick_ms / 1000, (tick_ms % 1000) * 1000000L};
         sig = sigtimedwait(&sigs, NULL, &tick);
         if (sig < 0) {
             if (errno != EAGAIN && errno != EINTR) {
@@ -889,6 +1018,8 @@ int srv_http_run(const cfg_config *cfg, const srv_http_opts *opts, vix_resolver 
                 goto out;
             }
             srv__reclaim(http);
+            if (opts && opts->tick)
+                opts->tick(opts->tick_user);
             continue;
         }
         if (sig == SIGHUP) {

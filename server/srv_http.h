@@ -6,6 +6,7 @@
  *                     index is loaded, else 503 {"status":"not_ready",...}
  *   GET  /metrics     Prometheus text (srv_metrics.h); needs metrics_token
  *                     or admin_token (srv_auth.h)
+ *   /v1/catalogs...   the admin API (srv_admin.h); needs admin_token
  *
  * The route table in srv_http.c says per route which methods it takes and
  * which token class guards it.  Every failure is {"error":{"code","message"}}
@@ -14,6 +15,7 @@
 #ifndef SRV_HTTP_H
 #define SRV_HTTP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config/cfg.h"
@@ -27,6 +29,11 @@ typedef struct srv_http srv_http;
 typedef struct srv_http_opts {
     const char *config_path;       /* NULL: defaults and environment only */
     const char *const *overrides;  /* NULL-ended key, value pairs (command-line flags) */
+    bool read_only;                /* a replica: admin writes answer 403 */
+    /* srv_http_run calls tick every sync_interval_ms from its own thread
+     * (erd serve syncs the resolver there); NULL for none. */
+    void (*tick)(void *user);
+    void *tick_user;
 } srv_http_opts;
 
 /* Starts serving on cfg->listen ("host:port", "[v6addr]:port"; an empty host
