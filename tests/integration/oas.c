@@ -235,13 +235,50 @@ static bool oas__error_body(const json_t *doc, const char *body, size_t len, cha
     return r;
 }
 
+/* Whether a concrete path matches a templated one ("/v1/catalogs/{name}"),
+ * a {param} taking one non-empty segment.  The query string is ignored. */
+static bool oas__path_matches(const char *tpl, const char *path)
+{
+    while (*tpl) {
+        if (*tpl == '{') {
+            const char *close = strchr(tpl, '}');
+            size_t seg = strcspn(path, "/?");
+            if (!close || seg == 0)
+                return false;
+            tpl = close + 1;
+            path += seg;
+            continue;
+        }
+        if (*tpl++ != *path++)
+            return false;
+    }
+    return *path == '\0' || *path == '?';
+}
+
+/* The path item a request path falls under: an exact entry first, else
+ * the first template it matches. */
+static const json_t *oas__path_item(const json_t *doc, const char *path)
+{
+    const json_t *paths = json_object_get(doc, "paths");
+    const json_t *item = json_object_get(paths, path);
+    if (item)
+        return item;
+    const char *tpl;
+    const json_t *v;
+    json_object_foreach((json_t *)paths, tpl, v) {
+        if (strchr(tpl, '{') && oas__path_matches(tpl, path))
+            return v;
+    }
+    return NULL;
+}
+
 bool oas_check_response(const json_t *doc, const char *method, const char *path, long status,
                         const char *content_type, const char *body, size_t body_len, char *err,
                         size_t cap)
 {
     char m[16];
     oas__lower(m, sizeof m, method);
-    const json_t *item = json_object_get(json_object_get(doc, "paths"), path);
+    const json_t *item = oas__path_item(doc, path);
     if (!item) {
         if (status != 404) {
             snprintf(err, cap, "%s %s is not documented, yet answered %ld (not 404)", method, path, status);
@@ -307,7 +344,7 @@ bool oas_check_request(const json_t *doc, const char *method, const char *path, 
 {
     char m[16];
     oas__lower(m, sizeof m, method);
-    const json_t *op = json_object_get(json_object_get(json_object_get(doc, "paths"), path), m);
+    const json_t *op = json_object_get(oas__path_item(doc, path), m);
     const json_t *schema = json_object_get(
         json_object_get(json_object_get(json_object_get(op, "requestBody"), "content"), "application/json"),
         "schema");

@@ -21,6 +21,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
@@ -808,6 +810,11 @@ static void test_metrics_forbidden(void)
     json_decref(root);
     reply_free(&q);
     expect_error(http("POST", "/readyz", "{}"), 405, "method_not_allowed", "POST /readyz");
+    expect_error(http("GET", "/v1/catalogs", NULL), 403, "forbidden",
+                 "admin route while no admin_token is configured");
+    expect_error(http_ex(shared, "POST", "/v1/catalogs/mini/entities", "{}", 2,
+                         "Authorization: Bearer " ADMIN_TOKEN, 0),
+                 403, "forbidden", "admin write: a token does not help while none is configured");
 }
 
 /* ---- reload and tokens ---- */
@@ -1372,6 +1379,390 @@ static bool write_config_ex(const char *path, const char *extra)
     return fclose(f) == 0;
 }
 
+
+/* ---- admin API ---- */
+
+#define ADMIN_AUTH "Authorization: Bearer " ADMIN_TOKEN
+#define MAX_BULK 65536
+
+static reply admin(const char *method, const char *path, const char *body)
+{
+    /* http_ex sends a POST without a body as a GET */
+    if (!body && !strcmp(method, "POST"))
+        body = "";
+    return http_ex(shared, method, path, body, body ? strlen(body) : 0, ADMIN_AUTH, 0);
+}
+
+static json_t *admin_json(const char *method, const char *path, const char *body, long want,
+                          const char *what)
+{
+    reply r = admin(method, path, body);
+    is_int(r.status, want, "%s: HTTP %ld (%s)", what, want, r.body ? r.body : "");
+    json_t *root = parse_json(&r);
+    ok(root != NULL, "%s: JSON body", what);
+    reply_free(&r);
+    return root;
+}
+
+static const char *rebuild_state(json_t *root)
+{
+    return json_string_value(json_object_get(json_object_get(root, "rebuild"), "state"));
+}
+
+/* Polls the rebuild status until it is no longer running (30 s at most). */
+static bool rebuild_done(const char *catalog)
+{
+    char path[128], state[32] = "running";
+    snprintf(path, sizeof path, "/v1/catalogs/%s/rebuild", catalog);
+    for (int i = 0; i < 600 && !strcmp(state, "running"); i++) {
+        reply r = admin("GET", path, NULL);
+        json_t *root = parse_json(&r);
+        snprintf(state, sizeof state, "%s", rebuild_state(root) ? rebuild_state(root) : "?");
+        json_decref(root);
+        reply_free(&r);
+        if (!strcmp(state, "running"))
+            sleep_ms(50);
+    }
+    if (strcmp(state, "done") != 0)
+        printf("# rebuild of %s: %s\n", catalog, state);
+    return strcmp(state, "done") == 0;
+}
+
+static const char *top_of(const char *catalog, const char *text, char *buf, size_t cap)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"catalog\":\"%s\",\"text\":\"%s\"}", catalog, text);
+    reply r = post_auth(body, "Authorization: Bearer " RESOLVE_TOKEN);
+    json_t *root = parse_json(&r);
+    snprintf(buf, cap, "%s", first_id(root) ? first_id(root) : "(none)");
+    json_decref(root);
+    reply_free(&r);
+    return buf;
+}
+
+/* Every admin route and method refuses a request without the admin token:
+ * none, a wrong one, the other classes' tokens, the wrong scheme. */
+static void test_admin_auth(void)
+{
+    static const struct {
+        const char *method, *path, *body;
+    } routes[] = {
+        {"GET", "/v1/catalogs", NULL},
+        {"POST", "/v1/catalogs", "{\"name\":\"sneaky\"}"},
+        {"GET", "/v1/catalogs/mini", NULL},
+        {"DELETE", "/v1/catalogs/mini", NULL},
+        {"POST", "/v1/catalogs/mini/entities", "{\"id\":\"s\",\"name\":\"Sneaky\"}"},
+        {"GET", "/v1/catalogs/mini/entities/goodbooks:1", NULL},
+        {"DELETE", "/v1/catalogs/mini/entities/goodbooks:1", NULL},
+        {"POST", "/v1/catalogs/mini/bulk", "{\"id\":\"s\",\"name\":\"Sneaky\"}\n"},
+        {"POST", "/v1/catalogs/mini/rebuild", ""},
+        {"GET", "/v1/catalogs/mini/rebuild", NULL},
+    };
+    static const char *const bad[] = {
+        NULL,
+        "Authorization: Bearer wrong-token-0123456789abcdef",
+        "Authorization: Bearer " RESOLVE_TOKEN,
+        "Authorization: Bearer " METRICS_TOKEN,
+        "Authorization: Basic " ADMIN_TOKEN,
+        "Authorization: Bearer " ADMIN_TOKEN "x",
+    };
+    int refused = 0, total = 0;
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        for (size_t j = 0; j < sizeof bad / sizeof bad[0]; j++) {
+            reply r = http_ex(shared, routes[i].method, routes[i].path, routes[i].body,
+                              routes[i].body ? strlen(routes[i].body) : 0, bad[j], 0);
+            json_t *root = parse_json(&r);
+            const char *code = json_string_value(json_object_get(json_object_get(root, "error"), "code"));
+            bool good = r.status == 401 && code && !strcmp(code, "unauthorized") && r.www_auth[0];
+            if (!good)
+                printf("# %s %s with %s: %ld %s\n", routes[i].method, routes[i].path,
+                       bad[j] ? bad[j] : "no token", r.status, r.body ? r.body : "");
+            refused += good;
+            total++;
+            json_decref(root);
+            reply_free(&r);
+        }
+    }
+    is_int(refused, total, "%d admin requests without the admin token: all 401 unauthorized", total);
+    /* and none of them changed anything */
+    json_t *root = admin_json("GET", "/v1/catalogs/mini/entities/goodbooks:1", NULL, 200,
+                              "entity untouched by refused requests");
+    is_str(json_string_value(json_object_get(root, "name")), "The Hunger Games", "still there");
+    json_decref(root);
+    expect_error(admin("GET", "/v1/catalogs/sneaky", NULL), 404, "unknown_catalog",
+                 "refused create created nothing");
+}
+
+static void test_admin_crud(void)
+{
+    char top[128];
+    json_t *root = admin_json("GET", "/v1/catalogs", NULL, 200, "list catalogs");
+    json_t *first = json_array_get(json_object_get(root, "catalogs"), 0);
+    is_str(json_string_value(json_object_get(first, "name")), "mini", "mini listed");
+    ok(json_is_true(json_object_get(first, "served")), "and served");
+    json_decref(root);
+
+    root = admin_json("GET", "/v1/catalogs/mini", NULL, 200, "describe mini");
+    is_int(json_integer_value(json_object_get(root, "entities")), 46, "46 entities");
+    json_t *index = json_object_get(root, "index");
+    ok(json_is_object(index) && json_string_value(json_object_get(index, "encoder")),
+       "index described with its encoder");
+    is_int(json_integer_value(json_object_get(root, "pending_changes")), 0, "nothing pending");
+    json_decref(root);
+
+    json_decref(admin_json("POST", "/v1/catalogs", "{\"name\":\"scratch\"}", 201, "create scratch"));
+    expect_error(admin("POST", "/v1/catalogs", "{\"name\":\"scratch\"}"), 409, "exists", "create twice");
+    expect_error(admin("POST", "/v1/catalogs", "{\"name\":\"Bad Name!\"}"), 400, "invalid_argument",
+                 "invalid catalog name");
+    expect_error(admin("POST", "/v1/catalogs", "{\"name\":\"x\",\"color\":\"red\"}"), 400,
+                 "invalid_argument", "unknown field in create");
+    expect_error(admin("POST", "/v1/catalogs", "{\"name\":"), 400, "malformed_json", "create: bad JSON");
+    expect_error(admin("PUT", "/v1/catalogs", "{}"), 405, "method_not_allowed", "PUT /v1/catalogs");
+    expect_error(admin("POST", "/v1/catalogs/mini", "{}"), 405, "method_not_allowed",
+                 "POST /v1/catalogs/mini");
+    expect_error(admin("GET", "/v1/catalogs/mini/bulk", NULL), 405, "method_not_allowed",
+                 "GET /v1/catalogs/mini/bulk");
+    expect_error(admin("GET", "/v1/catalogs/nope", NULL), 404, "unknown_catalog", "describe unknown");
+    expect_error(admin("GET", "/v1/catalogs/mini/entities/nope", NULL), 404, "not_found",
+                 "unknown entity");
+    expect_error(admin("POST", "/v1/catalogs/nope/entities", "{\"id\":\"1\",\"name\":\"x\"}"), 404,
+                 "unknown_catalog", "upsert into an unknown catalog");
+    expect_error(admin("POST", "/v1/catalogs/mini/entities", "{\"id\":\"1\"}"), 400, "parse_error",
+                 "upsert without a name");
+    expect_error(admin("POST", "/v1/catalogs/mini/entities", "{\"id\":\"1\",\"name\":\"x\",\"alias\":[]}"),
+                 400, "parse_error", "upsert with a misspelt field");
+    expect_error(admin("DELETE", "/v1/catalogs/mini/entities/nope", NULL), 404, "not_found",
+                 "delete a missing entity");
+    char over[MAX_BODY + 64];
+    snprintf(over, sizeof over, "{\"id\":\"1\",\"name\":\"%0*d\"}", MAX_BODY, 7);
+    expect_error(admin("POST", "/v1/catalogs/mini/entities", over), 413, "body_too_large",
+                 "upsert over max_body_bytes");
+
+    /* an unbuilt catalog is served once rebuilt */
+    root = admin_json("POST", "/v1/catalogs/scratch/entities",
+                      "{\"id\":\"s1\",\"name\":\"Walrus Cathedral\",\"aliases\":[\"The Walrus\"]}", 200,
+                      "upsert into scratch");
+    ok(json_is_true(json_object_get(root, "created")), "created");
+    json_decref(root);
+    expect_error(post_auth("{\"catalog\":\"scratch\",\"text\":\"walrus\"}", "Authorization: Bearer " RESOLVE_TOKEN),
+                 404, "unknown_catalog", "not served before a first build");
+    root = admin_json("POST", "/v1/catalogs/scratch/rebuild", NULL, 202, "rebuild scratch");
+    is_str(rebuild_state(root), "running", "rebuild running");
+    json_decref(root);
+    ok(rebuild_done("scratch"), "scratch rebuilt");
+    is_str(top_of("scratch", "walrus cathedral", top, sizeof top), "s1", "scratch served after its rebuild");
+
+    /* bulk: good lines land, bad ones are reported by number */
+    static const char bulk[] =
+        "{\"id\":\"s2\",\"name\":\"Papaya Orchestra\"}\n"
+        "\n"
+        "{\"id\":\"s3\"}\n"
+        "not json at all\n"
+        "{\"id\":\"s4\",\"name\":\"Saffron Submarine\"}\r\n"
+        "{\"id\":\"s1\",\"name\":\"Walrus Cathedral\",\"aliases\":[\"Walrus Church\"]}";
+    root = admin_json("POST", "/v1/catalogs/scratch/bulk", bulk, 200, "bulk upload");
+    is_int(json_integer_value(json_object_get(root, "lines")), 5, "5 non-blank lines");
+    is_int(json_integer_value(json_object_get(root, "upserted")), 3, "3 upserted (the last without a newline)");
+    is_int(json_integer_value(json_object_get(root, "created")), 2, "2 of them new");
+    is_int(json_integer_value(json_object_get(root, "failed")), 2, "2 failed");
+    json_t *errs = json_object_get(root, "errors");
+    is_int(json_integer_value(json_object_get(json_array_get(errs, 0), "line")), 3, "first error on line 3");
+    is_int(json_integer_value(json_object_get(json_array_get(errs, 1), "line")), 4, "second on line 4");
+    json_decref(root);
+    is_str(top_of("scratch", "saffron submarine", top, sizeof top), "s4", "bulk entity served at once");
+    expect_error(admin("POST", "/v1/catalogs/nope/bulk", "{\"id\":\"1\",\"name\":\"x\"}\n"), 404,
+                 "unknown_catalog", "bulk into an unknown catalog");
+    /* over max_bulk_bytes: refused up front when the length is known, cut
+     * off when it is streamed */
+    char *big = malloc(MAX_BULK + 2);
+    memset(big, ' ', MAX_BULK + 1);
+    big[MAX_BULK + 1] = '\0';
+    expect_error(admin("POST", "/v1/catalogs/scratch/bulk", big), 413, "body_too_large",
+                 "bulk over max_bulk_bytes");
+    free(big);
+    CURL *c = curl_easy_init();
+    expect_error(http_ex(c, "POST", "/v1/catalogs/scratch/bulk", NULL, 0, ADMIN_AUTH, 2 * MAX_BULK),
+                 413, "body_too_large", "streamed bulk over max_bulk_bytes");
+    curl_easy_cleanup(c);
+    root = admin_json("GET", "/v1/catalogs/scratch/entities/s1", NULL, 200, "get entity");
+    is_str(json_string_value(json_array_get(json_object_get(root, "aliases"), 0)), "Walrus Church",
+           "replaced by the bulk line");
+    json_decref(root);
+
+    json_decref(admin_json("DELETE", "/v1/catalogs/scratch", NULL, 200, "delete scratch"));
+    expect_error(post_auth("{\"catalog\":\"scratch\",\"text\":\"walrus\"}", "Authorization: Bearer " RESOLVE_TOKEN),
+                 404, "unknown_catalog", "deleted catalog no longer served");
+    json_decref(admin_json("POST", "/v1/catalogs", "{\"name\":\"empty\"}", 201, "create empty"));
+    expect_error(admin("POST", "/v1/catalogs/empty/rebuild", NULL), 400, "empty",
+                 "rebuild of a catalog without entities");
+    json_decref(admin_json("DELETE", "/v1/catalogs/empty", NULL, 200, "delete empty"));
+}
+
+/* The freshness test: a client resolves without pause while entities are
+ * upserted, deleted and the catalog rebuilt under it. */
+typedef struct hammer {
+    atomic_int stop;
+    long requests, failed;
+    char last_fail[256];
+} hammer;
+
+static void *hammer_main(void *arg)
+{
+    hammer *hm = arg;
+    CURL *c = curl_easy_init();
+    char url[128];
+    snprintf(url, sizeof url, "%s/v1/resolve", base_url);
+    struct curl_slist *hdrs = curl_slist_append(NULL, "Authorization: Bearer " RESOLVE_TOKEN);
+    static const char *texts[] = {"the hunger games", "twilight", "the great gatsby"};
+    static const char *ids[] = {"goodbooks:1", "goodbooks:3", "goodbooks:5"};
+    while (!atomic_load(&hm->stop)) {
+        int i = (int)(hm->requests % 3);
+        char body[128];
+        reply r = {0};
+        snprintf(body, sizeof body, "{\"catalog\":\"mini\",\"text\":\"%s\",\"k\":3}", texts[i]);
+        curl_easy_reset(c);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        CURLcode cc = curl_easy_perform(c);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+        json_t *root = parse_json(&r);
+        const char *id = first_id(root);
+        hm->requests++;
+        if (cc != CURLE_OK || r.status != 200 || !id || strcmp(id, ids[i]) != 0) {
+            hm->failed++;
+            snprintf(hm->last_fail, sizeof hm->last_fail, "curl %d, HTTP %ld: %.200s", (int)cc,
+                     r.status, r.body ? r.body : "");
+        }
+        json_decref(root);
+        reply_free(&r);
+    }
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+    return NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* Polls resolves of text until id is the top result (present) or absent
+ * from the results (!present); false when that does not happen in 5 s. */
+static bool await_resolve(const char *text, const char *id, bool present)
+{
+    char body[256];
+    snprintf(body, sizeof body, "{\"catalog\":\"mini\",\"text\":\"%s\",\"k\":5}", text);
+    double t0 = now_s();
+    while (now_s() - t0 < 5) {
+        reply r = post_auth(body, "Authorization: Bearer " RESOLVE_TOKEN);
+        bool found = false, top = false;
+        json_t *root = parse_json(&r);
+        json_t *res = json_object_get(root, "results");
+        for (size_t i = 0; i < json_array_size(res); i++) {
+            const char *got = json_string_value(json_object_get(json_array_get(res, i), "id"));
+            if (got && !strcmp(got, id)) {
+                found = true;
+                top = i == 0;
+            }
+        }
+        json_decref(root);
+        reply_free(&r);
+        if (present ? top : !found)
+            return true;
+        sleep_ms(5);
+    }
+    return false;
+}
+
+static void test_admin_freshness(void)
+{
+    static const char *names[] = {"marmalade skyscraper", "velvet thunderstorm", "cobalt lighthouse keeper",
+                                  "granite butterfly", "lemonade volcano", "obsidian carousel",
+                                  "tangerine glacier", "quokka parliament"};
+    enum { N = sizeof names / sizeof names[0] };
+    hammer hm = {0};
+    pthread_t th;
+    ok(pthread_create(&th, NULL, hammer_main, &hm) == 0, "resolve client started");
+    double worst = 0;
+    int visible = 0, gone = 0, deleted = 0;
+    bool rebuilding = false;
+    for (int i = 0; i < N; i++) {
+        char body[256], id[32];
+        snprintf(id, sizeof id, "fresh:%d", i);
+        snprintf(body, sizeof body, "{\"id\":\"%s\",\"name\":\"%s\"}", id, names[i]);
+        double t0 = now_s();
+        reply r = admin("POST", "/v1/catalogs/mini/entities", body);
+        long st = r.status;
+        reply_free(&r);
+        bool seen = await_resolve(names[i], id, true);
+        double t = now_s() - t0;
+        if (st == 200 && seen) {
+            visible++;
+            worst = t > worst ? t : worst;
+        } else {
+            printf("# %s: upsert %ld, visible: %d after %.3f s\n", names[i], st, seen, t);
+        }
+        if (i == 2) {
+            r = admin("POST", "/v1/catalogs/mini/rebuild", NULL);
+            rebuilding = r.status == 202;
+            reply_free(&r);
+        }
+        if (i % 3 == 1) { /* some go again */
+            char path[96];
+            snprintf(path, sizeof path, "/v1/catalogs/mini/entities/%s", id);
+            r = admin("DELETE", path, NULL);
+            st = r.status;
+            reply_free(&r);
+            deleted++;
+            gone += st == 200 && await_resolve(names[i], id, false);
+        }
+    }
+    ok(rebuilding, "a rebuild was started mid-way");
+    ok(rebuild_done("mini"), "rebuild finished");
+    /* after the swap, every surviving upsert is still found, deleted ones not */
+    int after = 0;
+    for (int i = 0; i < N; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "fresh:%d", i);
+        after += await_resolve(names[i], id, i % 3 != 1);
+    }
+    atomic_store(&hm.stop, 1);
+    pthread_join(th, NULL);
+    printf("# %ld resolves during the writes and the rebuild, %ld failed%s%s\n", hm.requests,
+           hm.failed, hm.failed ? "; last: " : "", hm.last_fail);
+    printf("# worst upsert-to-visible: %.3f s\n", worst);
+    is_int(visible, N, "%d upserted entities found by /v1/resolve", N);
+    ok(worst < 1.0, "each within 1 s of the upsert (worst %.3f s)", worst);
+    is_int(gone, deleted, "deleted entities no longer returned");
+    is_int(after, N, "after the rebuild swap: upserts found, deletions gone");
+    ok(hm.requests > 50, "the client kept resolving (%ld requests)", hm.requests);
+    is_int(hm.failed, 0, "no resolve failed or answered wrong during writes and the rebuild");
+    json_t *root = admin_json("GET", "/v1/catalogs/mini", NULL, 200, "describe after");
+    is_int(json_integer_value(json_object_get(json_object_get(root, "serving"), "served_generation")),
+           json_integer_value(json_object_get(root, "generation")), "served generation is the database's");
+    json_decref(root);
+}
+
+static void test_admin(void)
+{
+    char extra[1024];
+    snprintf(extra, sizeof extra,
+             "resolve_token %s\nadmin_token_file %s\nmetrics_token %s\nmax_bulk_bytes %d\n",
+             RESOLVE_TOKEN, token_path, METRICS_TOKEN, MAX_BULK);
+    ok(write_config_ex(conf_path, extra), "config with tokens and max_bulk_bytes written");
+    ok(reload_daemon("erd: configuration reloaded"), "reloaded");
+    test_admin_auth();
+    test_admin_crud();
+    test_admin_freshness();
+}
+
 static bool write_config(void)
 {
     return write_config_ex(conf_path, NULL);
@@ -1437,6 +1828,7 @@ int main(void)
         test_reload_tokens();
         test_metrics();
         test_bad_reload();
+        test_admin();
         test_secrets_stay_secret();
         test_shutdown();
         test_startup_errors();

@@ -102,6 +102,22 @@ int main(void)
        "undocumented method answering 200: %s", err);
     json_decref(doc);
 
+    /* Templated paths: a {param} takes exactly one segment. */
+    doc = json_loads("{\"paths\":{\"/t/{id}\":{\"get\":{\"responses\":{\"200\":{\"description\":\"d\"}}}},"
+                     "\"/t/{id}/x\":{\"get\":{\"responses\":{\"204\":{\"description\":\"d\"}}}}}}",
+                     0, &je);
+    ok(doc && oas_check_response(doc, "GET", "/t/abc", 200, NULL, "", 0, err, sizeof err),
+       "a template matches one segment (%s)", err);
+    ok(oas_check_response(doc, "GET", "/t/abc/x", 204, NULL, "", 0, err, sizeof err),
+       "a template with a tail (%s)", err);
+    ok(!oas_check_response(doc, "GET", "/t/abc/x", 200, NULL, "", 0, err, sizeof err),
+       "the tail's own statuses apply: %s", err);
+    ok(!oas_check_response(doc, "GET", "/t/a/b", 200, NULL, "", 0, err, sizeof err),
+       "a parameter never spans two segments: %s", err);
+    ok(!oas_check_response(doc, "GET", "/t/", 200, NULL, "", 0, err, sizeof err),
+       "nor an empty one: %s", err);
+    json_decref(doc);
+
     /* The real document only uses keywords the validator implements. */
     char path[1024];
     const char *src = getenv("ERD_TEST_SRCDIR");
