@@ -1085,6 +1085,28 @@ void vix_resolver_status(vix_resolver *r, const char *catalog, vix_serving_statu
     *ret = st;
 }
 
+int vix_resolver_retarget(vix_resolver *r, const char *db_path, erd_diag *diag)
+{
+    vix_store *store = NULL;
+    char *path = strdup(db_path ? db_path : "");
+    if (!path)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    int rc = vix_store_open(path, VIX_STORE_READONLY, &store, diag);
+    if (rc < 0) {
+        free(path);
+        return rc;
+    }
+    pthread_mutex_lock(&r->sync_mu);
+    vix_store *old_store = r->store;
+    char *old_path = r->db_path;
+    r->store = store;
+    r->db_path = path;
+    pthread_mutex_unlock(&r->sync_mu);
+    vix_store_close(old_store);
+    free(old_path);
+    return vix__sync(r, NULL, NULL, diag);
+}
+
 /* ---- open / close ---- */
 
 static char *vix__dup(const char *s, const char *def)

@@ -85,6 +85,12 @@ void vix_view_release(vix_view *view); /* accepts NULL */
  * being served as it was.  Thread-safe; syncs run one at a time. */
 int vix_resolver_sync(vix_resolver *resolver, const char *catalog, erd_diag *diag);
 
+/* Serves another database from now on (a replica's newly unpacked
+ * snapshot): the next view is built from it, while resolves go on against
+ * the current one.  Indexes recorded under the same file name and build
+ * time are kept rather than loaded again.  Not while a rebuild runs. */
+int vix_resolver_retarget(vix_resolver *resolver, const char *db_path, erd_diag *diag);
+
 enum { VIX_REBUILD_NONE, VIX_REBUILD_RUNNING, VIX_REBUILD_DONE, VIX_REBUILD_FAILED };
 
 typedef struct vix_rebuild_status {

@@ -12,6 +12,7 @@
 #include "config/cfg.h"
 #include "index/vix_build.h"
 #include "index/vix_resolve.h"
+#include "index/vix_snapshot.h"
 #include "index/vix_store.h"
 #include "phonetics/pho_encoder.h"
 #include "server/srv_http.h"
@@ -355,6 +356,84 @@ int srv_cli_build(int argc, char **argv)
 
 /* ---- serve ---- */
 
+/* A read replica's snapshot: unpacked into SNAP.d/current, and when the
+ * file is replaced, into SNAP.d/next, which then takes current's place
+ * while resolves go on against what is loaded. */
+typedef struct srv__replica {
+    const char *snapshot;
+    char dir[1100], current[1200], next[1200], old[1200], db[1300];
+    struct stat seen;
+    vix_resolver *resolver;
+} srv__replica;
+
+static void srv__rm_dir(const char *dir)
+{
+    char cmd[1400];
+    /* our own folders, named by us; quoting keeps a space in a path whole */
+    if (strchr(dir, '\'') || snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", dir) >= (int)sizeof cmd)
+        return;
+    if (system(cmd) != 0)
+        fprintf(stderr, "erd: warning: could not remove %s\n", dir);
+}
+
+static bool srv__same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+static int srv__replica_init(srv__replica *rp, const char *snapshot, erd_diag *diag)
+{
+    rp->snapshot = snapshot;
+    if (snprintf(rp->dir, sizeof rp->dir, "%s.d", snapshot) >= (int)sizeof rp->dir)
+        return erd_fail(diag, ERD_ETOOLONG, "snapshot path too long");
+    snprintf(rp->current, sizeof rp->current, "%s/current", rp->dir);
+    snprintf(rp->next, sizeof rp->next, "%s/next", rp->dir);
+    snprintf(rp->old, sizeof rp->old, "%s/old", rp->dir);
+    if (mkdir(rp->dir, 0755) != 0 && errno != EEXIST)
+        return erd_fail(diag, ERD_EIO, "creating %s: %s", rp->dir, strerror(errno));
+    if (stat(snapshot, &rp->seen) != 0)
+        return erd_fail(diag, ERD_EIO, "snapshot %s: %s", snapshot, strerror(errno));
+    srv__rm_dir(rp->current);
+    vix_snapshot_info info;
+    int rc = vix_snapshot_unpack(snapshot, rp->current, rp->db, sizeof rp->db, &info, diag);
+    if (rc == ERD_OK)
+        fprintf(stderr, "erd: replica of %s (%llu files, fnv1a64 %016llx)\n", snapshot,
+                (unsigned long long)info.files, (unsigned long long)info.checksum);
+    return rc;
+}
+
+/* Runs every sync interval: a replaced snapshot file is checked, unpacked
+ * and swapped in; a damaged one is logged and the current one kept. */
+static void srv__replica_tick(void *user)
+{
+    srv__replica *rp = user;
+    struct stat sb;
+    char db[1300];
+    vix_snapshot_info info;
+    erd_diag d = {0};
+    if (stat(rp->snapshot, &sb) != 0 || srv__same_file(&sb, &rp->seen))
+        return;
+    rp->seen = sb;
+    srv__rm_dir(rp->next);
+    int rc = vix_snapshot_unpack(rp->snapshot, rp->next, db, sizeof db, &info, &d);
+    if (rc == ERD_OK) {
+        srv__rm_dir(rp->old);
+        if (rename(rp->current, rp->old) != 0 || rename(rp->next, rp->current) != 0)
+            rc = erd_fail(&d, ERD_EIO, "swapping %s in: %s", rp->next, strerror(errno));
+    }
+    if (rc == ERD_OK)
+        rc = vix_resolver_retarget(rp->resolver, rp->db, &d);
+    if (rc < 0) {
+        fprintf(stderr, "erd: warning: new snapshot %s not served: %s\n", rp->snapshot,
+                erd_diag_message(&d, rc));
+        return;
+    }
+    srv__rm_dir(rp->old);
+    fprintf(stderr, "erd: serving the new snapshot %s (%llu files, fnv1a64 %016llx)\n",
+            rp->snapshot, (unsigned long long)info.files, (unsigned long long)info.checksum);
+}
+
 /* Writes made by others (erd import, erd entity, another server) and
  * indexes built by erd build are picked up here; the server's own writes
  * sync before they are acknowledged. */
@@ -390,9 +469,11 @@ int srv_cli_serve(int argc, char **argv)
     static const struct option opts[] = {
         {"db", required_argument, 0, 'd'},      {"listen", required_argument, 0, 'l'},
         {"threads", required_argument, 0, 't'}, {"config", required_argument, 0, 'C'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"snapshot", required_argument, 0, 'S'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
-    const char *db = NULL, *listen = NULL, *threads = NULL, *config = NULL;
+    const char *db = NULL, *listen = NULL, *threads = NULL, *config = NULL, *snapshot = NULL;
+    static srv__replica replica; /* the tick's, for the life of the server */
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:l:t:h", opts, NULL)) != -1) {
@@ -401,19 +482,27 @@ int srv_cli_serve(int argc, char **argv)
         case 'l': listen = optarg; break;
         case 't': threads = optarg; break;
         case 'C': config = optarg; break;
+        case 'S': snapshot = optarg; break;
         case 'h':
-            printf("usage: erd serve --db FILE [--listen HOST:PORT] [OPTIONS]\n\n"
+            printf("usage: erd serve --db FILE [--listen HOST:PORT] [OPTIONS]\n"
+                   "       erd serve --snapshot SNAPSHOT [--listen HOST:PORT] [OPTIONS]\n\n"
                    "Serves every built catalog of the database over HTTP:\n"
                    "  POST /v1/resolve  {\"catalog\":..., \"hypotheses\":[{\"text\",\"score\"}], \"k\":5}\n"
                    "  GET  /healthz   liveness\n"
                    "  GET  /readyz    readiness (a catalog index is loaded)\n"
                    "  GET  /metrics   Prometheus metrics (needs metrics_token or admin_token)\n"
+                   "  /v1/catalogs... the admin API (needs admin_token): catalogs, entity\n"
+                   "                  upserts and deletes served within a second, bulk JSON\n"
+                   "                  lines, background rebuilds swapped in atomically\n"
                    "SIGHUP reloads the configuration (limits, tokens, log_requests); SIGINT or\n"
                    "SIGTERM stop after in-flight requests finish.  An invalid configuration\n"
                    "exits 78 naming the key (and line).\n\n"
                    "  --db FILE            catalog store\n"
                    "  --listen HOST:PORT   address (default from config: 127.0.0.1:8080)\n"
                    "  --threads N          worker threads (default: one per core)\n"
+                   "  --snapshot FILE      serve a snapshot (erd snapshot) read-only, as a replica:\n"
+                   "                       it is unpacked beside it (FILE.d/) and swapped live\n"
+                   "                       when the file is replaced; admin writes answer 403\n"
                    "  --config FILE        configuration file (see config/erd.conf)\n");
             return SRV_EXIT_OK;
         default:
@@ -423,6 +512,17 @@ int srv_cli_serve(int argc, char **argv)
     if (optind != argc) {
         fprintf(stderr, "erd serve: unexpected argument \"%s\"\n", argv[optind]);
         return srv__bad_usage("serve");
+    }
+    if (snapshot && db) {
+        fprintf(stderr, "erd serve: --db and --snapshot exclude each other\n");
+        return srv__bad_usage("serve");
+    }
+    if (snapshot) {
+        erd_diag sd = {0};
+        int src = srv__replica_init(&replica, snapshot, &sd);
+        if (src < 0)
+            return srv__fail("serve", &sd, src);
+        db = replica.db;
     }
     /* Flags are kept as overrides so a reload (SIGHUP) re-reads the file
      * and environment under them, exactly as start-up did. */
@@ -467,7 +567,8 @@ int srv_cli_serve(int argc, char **argv)
         .candidates = (size_t)cfg.candidates,
         .build_encoder = cfg.encoder,
         .build_factory = cfg.faiss_factory,
-        .delta_max = cfg.delta_max,
+        /* a replica never builds: the primary publishes the next snapshot */
+        .delta_max = snapshot ? 0 : cfg.delta_max,
     };
     char rerank[2048], calibration[2048];
     ro.rerank = srv_cli_rerank_spec(cfg.rerank, rerank, sizeof rerank);
@@ -489,6 +590,12 @@ int srv_cli_serve(int argc, char **argv)
 
     ho.tick = srv__sync_tick;
     ho.tick_user = resolver;
+    if (snapshot) {
+        replica.resolver = resolver;
+        ho.tick = srv__replica_tick;
+        ho.tick_user = &replica;
+        ho.read_only = true;
+    }
     rc = srv_http_run(&cfg, &ho, resolver, &diag);
     vix_resolver_close(resolver);
     if (rc < 0)

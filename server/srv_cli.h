@@ -23,6 +23,9 @@ int srv_cli_serve(int argc, char **argv);
 int srv_cli_resolve(int argc, char **argv);
 int srv_cli_config(int argc, char **argv);
 int srv_cli_eval(int argc, char **argv);
+int srv_cli_catalog(int argc, char **argv);
+int srv_cli_entity(int argc, char **argv);
+int srv_cli_snapshot(int argc, char **argv);
 
 /* Points the encoders' model lookup at setting, or for "auto" (and NULL) at
  * phonetics/models above the erd binary's folder. */

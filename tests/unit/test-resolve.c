@@ -137,6 +137,8 @@ int main(void)
        "old name no longer finds it as it did");
     ok(!returns(r, "ferris bueller's day off", "c"), "deleted entity never returned");
     vix_resolver_status(r, "video", &ss);
+    ok(ss.delta_entities == 3 && ss.masked == 3,
+       "delta: f, g, d; masked: f, d, c (%zu, %zu)", ss.delta_entities, ss.masked);
     ok(ss.served_generation > ss.index_generation, "served generation %lld ahead of index %lld",
        (long long)ss.served_generation, (long long)ss.index_generation);
 
