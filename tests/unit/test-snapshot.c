@@ -1,0 +1,114 @@
+/* Snapshots: what is written unpacks to a database and index that serve
+ * the same answers; any damaged byte or a cut-off file is refused before
+ * anything is unpacked. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "index/vix_build.h"
+#include "index/vix_resolve.h"
+#include "index/vix_snapshot.h"
+#include "index/vix_store.h"
+#include "tests/unit/tap.h"
+
+static const char catalog[] =
+    "{\"id\":\"a\",\"name\":\"The Hunger Games\"}\n"
+    "{\"id\":\"b\",\"name\":\"Walrus Cathedral\"}\n"
+    "{\"id\":\"c\",\"name\":\"Ferris Bueller's Day Off\"}\n";
+
+static const char *top(const char *db, const char *text)
+{
+    static char id[32];
+    vix_resolver *r = NULL;
+    vix_resolver_opts ro = {.db_path = db, .rerank = "off"};
+    vix_hypothesis h = {text, strlen(text), 0, false};
+    vix_result res[1];
+    size_t n = 0;
+    snprintf(id, sizeof id, "(none)");
+    if (vix_resolver_open(&ro, &r, NULL) == ERD_OK &&
+        vix_resolve(r, "video", &h, 1, 1, res, &n, NULL, NULL) == ERD_OK && n)
+        snprintf(id, sizeof id, "%s", res[0].ext_id);
+    vix_resolver_close(r);
+    return id;
+}
+
+/* Flips one byte of path at offset (from the end when negative). */
+static void flip(const char *path, long offset)
+{
+    FILE *f = fopen(path, "r+b");
+    if (!f)
+        return;
+    fseek(f, offset, offset < 0 ? SEEK_END : SEEK_SET);
+    int c = fgetc(f);
+    fseek(f, -1, SEEK_CUR);
+    fputc(c ^ 0x20, f);
+    fclose(f);
+}
+
+int main(void)
+{
+    char dir[] = "/tmp/erd-test-snapshot-XXXXXX", db[256], snap[256], copy[256], out[256],
+        got_db[512], cmd[600];
+    erd_diag d = {0};
+    if (!mkdtemp(dir)) {
+        printf("Bail out! mkdtemp\n");
+        return 1;
+    }
+    snprintf(db, sizeof db, "%s/p.db", dir);
+    snprintf(snap, sizeof snap, "%s/s.erd", dir);
+    snprintf(copy, sizeof copy, "%s/bad.erd", dir);
+    snprintf(out, sizeof out, "%s/replica", dir);
+
+    vix_store *st = NULL;
+    FILE *in = fmemopen((void *)catalog, sizeof catalog - 1, "r");
+    int rc = vix_store_open(db, 0, &st, &d);
+    if (rc == ERD_OK)
+        rc = vix_store_import(st, "video", in, NULL, NULL, &d);
+    vix_store_close(st);
+    fclose(in);
+    is_int(rc, ERD_OK, "imported: %s", d.msg);
+    vix_build_opts bo = {.db_path = db, .catalog = "video"};
+    is_int(vix_build(&bo, NULL, &d), ERD_OK, "built: %s", d.msg);
+
+    vix_snapshot_info info = {0};
+    is_int(vix_snapshot_write(db, snap, &info, &d), ERD_OK, "snapshot written: %s", d.msg);
+    is_int((int)info.files, 2, "database and one index");
+    ok(access(snap, R_OK) == 0, "snapshot file there");
+    snprintf(cmd, sizeof cmd, "%s.tmp", snap);
+    ok(access(cmd, F_OK) != 0, "no temporary file left");
+
+    vix_snapshot_info back = {0};
+    is_int(vix_snapshot_unpack(snap, out, got_db, sizeof got_db, &back, &d), ERD_OK,
+           "unpacked: %s", d.msg);
+    ok(back.checksum == info.checksum, "same checksum read as written");
+    is_str(top(got_db, "walrus cathedral"), "b", "the replica's copy answers");
+    is_str(top(got_db, "hunger games"), top(db, "hunger games"), "as the original does");
+
+    /* damage: a byte in the middle, in the checksum, a cut-off tail */
+    static const long offsets[] = {9, 200, -12, -3};
+    for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
+        snprintf(cmd, sizeof cmd, "cp '%s' '%s'", snap, copy);
+        if (system(cmd) != 0)
+            break;
+        flip(copy, offsets[i]);
+        char other[300];
+        snprintf(other, sizeof other, "%s/damaged-%zu", dir, i);
+        is_int(vix_snapshot_unpack(copy, other, got_db, sizeof got_db, NULL, &d), ERD_ECORRUPT,
+               "byte %ld flipped: refused (%s)", offsets[i], d.msg);
+        struct stat sb;
+        ok(stat(other, &sb) != 0, "nothing unpacked");
+    }
+    snprintf(cmd, sizeof cmd, "head -c 5000 '%s' > '%s'", snap, copy);
+    if (system(cmd) == 0)
+        is_int(vix_snapshot_unpack(copy, out, got_db, sizeof got_db, NULL, &d), ERD_ECORRUPT,
+               "truncated snapshot refused (%s)", d.msg);
+    is_int(vix_snapshot_unpack("/nonexistent/s.erd", out, got_db, sizeof got_db, NULL, &d), ERD_EIO,
+           "missing snapshot");
+
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        printf("# could not remove %s\n", dir);
+    return tap_done();
+}
