@@ -181,8 +181,10 @@ static int srv__create_name(const char *body, size_t len, const char **ret_name,
     json_object_foreach(root, key, v)
     {
         if (strcmp(key, "name") != 0) {
+            /* the message first: key lives in root */
+            int rc = erd_fail(diag, ERD_EINVAL, "unknown field \"%.40s\" (expected name)", key);
             json_decref(root);
-            return erd_fail(diag, ERD_EINVAL, "unknown field \"%.40s\" (expected name)", key);
+            return rc;
         }
     }
     const char *name = json_string_value(json_object_get(root, "name"));
