@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/index_factory_c.h>
@@ -49,7 +50,7 @@ static bool takes_ids(const char *factory)
 
 int vix_index_create(const char *factory, size_t dim, vix_index **ret, erd_diag *diag)
 {
-    char desc[VIX_INDEX_MAX_FACTORY + 8];
+    char desc[VIX_INDEX_MAX_FACTORY + 8], base[VIX_INDEX_MAX_FACTORY + 1];
     vix_index *ix = NULL;
 
     if (!factory || !*factory || !ret)
@@ -60,7 +61,16 @@ int vix_index_create(const char *factory, size_t dim, vix_index **ret, erd_diag 
     if (dim == 0 || dim > VIX_INDEX_MAX_DIM)
         return erd_fail(diag, ERD_EINVAL, "index dimension %zu outside 1..%d", dim,
                         VIX_INDEX_MAX_DIM);
-    snprintf(desc, sizeof desc, "%s%s", takes_ids(factory) ? "" : "IDMap,", factory);
+    /* "FACTORY|PARAMS": search parameters after the bar (nprobe=16 for IVF,
+     * efSearch=64 for HNSW) are set on the new index, and FAISS writes
+     * them into the index file with it. */
+    const char *bar = strchr(factory, '|');
+    const char *params = bar ? bar + 1 : "";
+    snprintf(base, sizeof base, "%.*s", bar ? (int)(bar - factory) : (int)strlen(factory), factory);
+    if (!base[0])
+        return erd_fail(diag, ERD_EINVAL, "index factory string \"%s\" has no factory before '|'",
+                        factory);
+    snprintf(desc, sizeof desc, "%s%s", takes_ids(base) ? "" : "IDMap,", base);
 
     ix = calloc(1, sizeof *ix);
     if (!ix)
@@ -69,6 +79,19 @@ int vix_index_create(const char *factory, size_t dim, vix_index **ret, erd_diag 
         int err = faiss_fail(diag, ERD_EFAISS, desc);
         free(ix);
         return err;
+    }
+    if (params[0]) {
+        FaissParameterSpace *ps = NULL;
+        int err = ERD_OK;
+        if (faiss_ParameterSpace_new(&ps) != 0 ||
+            faiss_ParameterSpace_set_index_parameters(ps, ix->idx, params) != 0)
+            err = faiss_fail(diag, ERD_EINVAL, params);
+        faiss_ParameterSpace_free(ps);
+        if (err) {
+            faiss_Index_free(ix->idx);
+            free(ix);
+            return err;
+        }
     }
     ix->dim = dim;
     *ret = ix;

@@ -14,7 +14,9 @@ typedef struct vix_index vix_index;
 
 /* factory: a FAISS index_factory string such as "Flat" or "HNSW32";
  * wrapped in an IDMap when it does not take ids itself.  Metric is inner
- * product.  *ret set only on success. */
+ * product.  "FACTORY|PARAMS" also sets search parameters (FAISS
+ * ParameterSpace syntax: "IVF1024,PQ16|nprobe=16", "HNSW32|efSearch=64"),
+ * which are saved with the index.  *ret set only on success. */
 int vix_index_create(const char *factory, size_t dim, vix_index **ret, erd_diag *diag);
 void vix_index_destroy(vix_index *index); /* accepts NULL */
 

@@ -191,6 +191,42 @@ static void test_ivf(void)
     vix_index_destroy(ix);
 }
 
+/* Search parameters after '|' are applied, and saved with the index: an IVF
+ * probing all of its lists answers like an exhaustive search, also once
+ * read back from its file. */
+static void test_search_params(void)
+{
+    erd_diag d = {0};
+    vix_index *ix = NULL, *back = NULL;
+    char path[128];
+    static float s_all[NVEC * K], s_back[NVEC * K];
+    static int64_t i_all[NVEC * K], i_back[NVEC * K];
+    is_int(vix_index_create("IVF4,Flat|nprobe=4", DIM, &ix, &d), ERD_OK, "IVF with nprobe: %s", d.msg);
+    if (!ix)
+        return;
+    vix_index_train(ix, NVEC, vecs, &d);
+    vix_index_add(ix, NVEC, vecs, ids, &d);
+    is_int(vix_index_search(ix, NVEC, vecs, K, s_all, i_all, &d), ERD_OK, "search");
+    int found = 0;
+    for (int q = 0; q < NVEC; q++)
+        found += s_all[q * K] >= 0.9999f;
+    is_int(found, NVEC, "every vector finds itself with all lists probed");
+    snprintf(path, sizeof path, "%s/nprobe.faiss", tmpdir);
+    is_int(vix_index_write(ix, path, &d), ERD_OK, "write");
+    is_int(vix_index_read(path, &back, &d), ERD_OK, "read back");
+    if (back) {
+        vix_index_search(back, NVEC, vecs, K, s_back, i_back, &d);
+        ok(memcmp(i_all, i_back, sizeof i_all) == 0, "nprobe saved with the index: same results");
+    }
+    vix_index_destroy(back);
+    vix_index_destroy(ix);
+    ix = NULL;
+    is_int(vix_index_create("Flat|nosuchparam=3", DIM, &ix, &d), ERD_EINVAL, "unknown parameter: %s",
+           d.msg);
+    ok(ix == NULL, "no index");
+    is_int(vix_index_create("|nprobe=2", DIM, &ix, &d), ERD_EINVAL, "parameters without a factory");
+}
+
 typedef struct job {
     const vix_index *ix;
     float scores[NVEC * K];
@@ -251,6 +287,7 @@ int main(void)
     }
     test_files();
     test_ivf();
+    test_search_params();
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
