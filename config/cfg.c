@@ -57,7 +57,9 @@ enum cfg__reload { FIXED, LIVE };
       "Folder searched for model files named by a relative path that does not exist from "    \
       "the working directory; auto = phonetics/models above the erd binary's folder.")        \
     X(faiss_factory, CFG_STR, faiss_factory, "Flat", 0, 0, FIXED,                             \
-      "FAISS index_factory string for builds (inner product; ids mapped automatically).")     \
+      "FAISS index_factory string for builds (inner product; ids mapped automatically). "    \
+      "FACTORY|PARAMS also sets search parameters, saved with the index: "                   \
+      "IVF4096,PQ16|nprobe=16 (see deploy/SCALE-OUT.md).")                                     \
     X(candidates, CFG_INT, candidates, "64", 1, 4096, FIXED,                                  \
       "Vectors fetched from the index per resolve before grouping by entity.")                \
     X(rerank, CFG_STR, rerank, "phonetics/models/channel-v2.txt", 0, 0, FIXED,                \

@@ -15,7 +15,7 @@ trap 'rm -rf "$work"' EXIT
 
 db=$work/pq.db
 "$erd" import -q --db "$db" --catalog video "$data/video/catalog.jsonl"
-printf '%-12s %10s %9s %13s %13s %10s\n' factory index_MB build_s 1best_acc@1 nbest_acc@1 nbest_R@5
+printf '%-24s %10s %9s %13s %13s %10s\n' factory index_MB build_s 1best_acc@1 nbest_acc@1 nbest_R@5
 for f in ${FACTORIES:-Flat PQ32 PQ16 IVF64,PQ32 IVF64,PQ16}; do
     s=$(date +%s.%N)
     "$erd" build -q --db "$db" --catalog video --factory "$f"
@@ -25,8 +25,8 @@ for f in ${FACTORIES:-Flat PQ32 PQ16 IVF64,PQ32 IVF64,PQ16}; do
         python3 -c '
 import json, sys
 rows = {r["mode"]: r for r in map(json.loads, sys.stdin)}
+one, nb = rows["1-best"], rows["n-best"]
 f, size, secs = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-print(f"{f:<12} {size / 1e6:10.2f} {secs:9.1f} {rows[\"1-best\"][\"acc1\"]:13.3f} "
-      f"{rows[\"n-best\"][\"acc1\"]:13.3f} {rows[\"n-best\"][\"recall5\"]:10.3f}")' \
+print("%-24s %10.2f %9.1f %13.3f %13.3f %10.3f" % (f, size / 1e6, secs, one["acc1"], nb["acc1"], nb["recall5"]))' \
         "$f" "$size" "$(echo "$e - $s" | bc)"
 done
