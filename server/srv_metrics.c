@@ -188,6 +188,40 @@ static void srv__head(srv__text *t, const char *name, const char *type, const ch
     srv__emit(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* Freshness of each served catalog: how far its index lags the database
+ * (the delta serves the difference) and its rebuilds. */
+static void srv__live_catalogs(srv__text *t, vix_resolver *resolver)
+{
+    static const struct {
+        const char *name, *help;
+    } families[] = {
+        {"erd_catalog_generation", "Catalog generation served (index plus delta)."},
+        {"erd_index_generation", "Catalog generation the loaded index was built from."},
+        {"erd_delta_entities", "Entities written since the index was built, served from the delta."},
+        {"erd_rebuild_running", "1 while a background rebuild of the catalog runs."},
+        {"erd_rebuild_last_seconds", "Duration of the last finished background rebuild."},
+    };
+    size_t n = vix_resolver_catalog_count(resolver);
+    for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
+        srv__head(t, families[f].name, "gauge", families[f].help);
+        for (size_t i = 0; i < n; i++) {
+            const char *cat = vix_resolver_catalog_name(resolver, i);
+            vix_serving_status st;
+            char label[6 * 256 + 1];
+            if (!cat)
+                continue;
+            vix_resolver_status(resolver, cat, &st);
+            srv__label(label, sizeof label, cat);
+            double v = f == 0   ? (double)st.served_generation
+                       : f == 1 ? (double)st.index_generation
+                       : f == 2 ? (double)st.delta_entities
+                       : f == 3 ? (st.rebuild.state == VIX_REBUILD_RUNNING)
+                                : st.rebuild.seconds;
+            srv__emit(t, "%s{catalog=\"%s\"} %.9g\n", families[f].name, label, v);
+        }
+    }
+}
+
 int srv_metrics_render(srv_metrics *m, vix_resolver *resolver, int64_t in_flight, char **ret_text,
                        size_t *ret_len, erd_diag *diag)
 {
@@ -253,6 +287,7 @@ int srv_metrics_render(srv_metrics *m, vix_resolver *resolver, int64_t in_flight
         srv__emit(&t, "erd_g2p_cache_lookups_total %" PRIu64 "\n", lookups);
         srv__head(&t, "erd_catalogs", "gauge", "Catalogs with a loaded index.");
         srv__emit(&t, "erd_catalogs %zu\n", vix_resolver_catalog_count(resolver));
+        srv__live_catalogs(&t, resolver);
     }
     srv__head(&t, "erd_index_vectors", "gauge", "Vectors in the loaded index of each catalog.");
     for (size_t i = 0; i < m->n_index; i++) {

@@ -10,6 +10,8 @@
  *   erd_resolve_stage_seconds_total{stage}          counter (g2p, encode, search, aggregate)
  *   erd_g2p_cache_hits_total, erd_g2p_cache_lookups_total
  *   erd_index_vectors{catalog}, erd_catalogs        gauges
+ *   erd_catalog_generation, erd_index_generation, erd_delta_entities,
+ *   erd_rebuild_running, erd_rebuild_last_seconds   gauges per {catalog}
  *   erd_config_reloads_total{result}                counter (ok, error)
  *   erd_build_info{version}                         gauge, always 1 */
 #ifndef SRV_METRICS_H

@@ -1785,6 +1785,12 @@ static void test_admin_freshness(void)
     json_t *root = admin_json("GET", "/v1/catalogs/mini", NULL, 200, "describe after");
     is_int(json_integer_value(json_object_get(json_object_get(root, "serving"), "served_generation")),
            json_integer_value(json_object_get(root, "generation")), "served generation is the database's");
+    char *m = scrape("Authorization: Bearer " METRICS_TOKEN);
+    ok(m && metric(m, "erd_catalog_generation{catalog=\"mini\"}") ==
+                (double)json_integer_value(json_object_get(root, "generation")),
+       "erd_catalog_generation in /metrics agrees");
+    ok(m && metric(m, "erd_rebuild_last_seconds{catalog=\"mini\"}") > 0, "last rebuild's duration exported");
+    free(m);
     json_decref(root);
 }
 
