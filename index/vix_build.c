@@ -1,6 +1,7 @@
 #include "index/vix_build.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -126,6 +127,11 @@ static int vix__corpus_add(vix__corpus *c, const vix_phrase *ph, int64_t id, int
  * lock only this long, so live writers are never kept waiting for a build. */
 #define VIX__CACHE_BATCH 64
 
+static bool vix__cancelled(const vix_build_opts *opts)
+{
+    return opts->cancel && atomic_load(opts->cancel);
+}
+
 typedef struct vix__collect {
     pho_g2p *g2p;
     vix_store *store; /* the phoneme cache's own handle */
@@ -189,6 +195,10 @@ static int vix__collect_entity(void *user, const vix_entity *e)
     }
     json_decref(aliases);
     col->entities++;
+    if (vix__cancelled(col->opts)) {
+        col->rc = erd_fail(col->diag, ERD_EBUSY, "build cancelled");
+        return 1;
+    }
     if (col->entities % VIX__CACHE_BATCH == 0) {
         int rc = vix_store_commit(col->store, col->diag);
         if (rc == ERD_OK)
@@ -331,6 +341,10 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
                 vectors[i * dim + d] *= VIX_DERIVED_SCALE;
         if (opts->progress && (i + 1) % 10000 == 0)
             opts->progress(opts->progress_user, "encode", i + 1, corpus.n);
+        if (vix__cancelled(opts)) {
+            rc = erd_fail(diag, ERD_EBUSY, "build cancelled");
+            goto out;
+        }
     }
     res.encode_seconds = vix__now() - t;
 
@@ -345,6 +359,10 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     rc = vix_index_add(index, corpus.n, vectors, corpus.ids, diag);
     if (rc < 0)
         goto out;
+    if (vix__cancelled(opts)) {
+        rc = erd_fail(diag, ERD_EBUSY, "build cancelled");
+        goto out;
+    }
     rc = vix_index_write(index, res.index_path, diag);
     if (rc < 0)
         goto out;

@@ -4,6 +4,7 @@
 #ifndef VIX_BUILD_H
 #define VIX_BUILD_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,11 @@ typedef struct vix_build_opts {
      * and progress within it. */
     void (*progress)(void *user, const char *stage, uint64_t done, uint64_t total);
     void *progress_user;
+    /* When set and it turns non-zero, the build stops at its next
+     * checkpoint (an entity, a vector, before writing the file) with
+     * ERD_EBUSY and changes nothing: a server shutting down need not wait
+     * for a whole rebuild. */
+    const atomic_int *cancel;
 } vix_build_opts;
 
 typedef struct vix_build_result {

@@ -134,6 +134,7 @@ struct vix_resolver {
     bool job_joinable;       /* a thread was started and not yet joined */
     bool job_running;
     bool closing;
+    atomic_int cancel;       /* tells a running build to stop: closing */
 };
 
 static uint64_t vix__ns(void)
@@ -991,8 +992,11 @@ static void *vix__job_main(void *arg)
     vix_build_opts bo = {.db_path = r->db_path, .catalog = ja->name,
                          .encoder_spec = encoder[0] ? encoder : r->build_encoder,
                          .factory = factory[0] ? factory : r->build_factory,
-                         .g2p_voice = r->g2p_voice};
+                         .g2p_voice = r->g2p_voice, .cancel = &r->cancel};
     int rc = vix_build(&bo, &res, &diag);
+    /* built and recorded: the next start loads it if we stop now */
+    if (rc == ERD_OK && atomic_load(&r->cancel))
+        rc = erd_fail(&diag, ERD_EBUSY, "shutting down before loading the new index");
     if (rc == ERD_OK)
         rc = vix__job_load(r, ja->name, &base, &diag);
     if (rc == ERD_OK)
@@ -1134,6 +1138,7 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
         goto out;
     }
     atomic_init(&r->view->refs, 1);
+    atomic_init(&r->cancel, 0);
     r->delta_max = opts->delta_max;
     r->candidates = opts->candidates ? opts->candidates : 64;
     if (r->candidates > VIX_CANDIDATES_MAX)
@@ -1203,10 +1208,13 @@ void vix_resolver_close(vix_resolver *r)
         return;
     pthread_mutex_lock(&r->job_mu);
     r->closing = true;
+    atomic_store(&r->cancel, 1);
     bool join = r->job_joinable;
     r->job_joinable = false;
     pthread_mutex_unlock(&r->job_mu);
-    /* a rebuild in progress finishes first: it uses everything below */
+    /* a rebuild in progress stops at its next checkpoint (it uses
+     * everything below); its catalog stays served from the old index
+     * plus the delta at the next start */
     if (join)
         pthread_join(r->job_thread, NULL);
     if (r->view)

@@ -2,6 +2,7 @@
  * with the scores a build would give them, deleted and replaced ones
  * disappear from the main index's results, and a background rebuild swaps
  * in without a resolve ever failing. */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,21 @@ static int write_one(const char *upsert_json, const char *delete_id)
         printf("# write failed: %s\n", d.msg);
     vix_store_close(st);
     return rc;
+}
+
+static int write_one_catalog(void)
+{
+    static const char again[] = "{\"id\":\"w\",\"name\":\"Walrus Cathedral\"}\n";
+    vix_store *st = NULL;
+    erd_diag d = {0};
+    FILE *in = fmemopen((void *)again, sizeof again - 1, "r");
+    int rc = vix_store_open(db, 0, &st, &d);
+    if (rc == ERD_OK)
+        rc = vix_store_import(st, "video", in, NULL, NULL, &d);
+    vix_store_close(st);
+    fclose(in);
+    vix_build_opts bo = {.db_path = db, .catalog = "video"};
+    return rc == ERD_OK ? vix_build(&bo, NULL, &d) : rc;
 }
 
 /* Top result of a 1-best query, its score in *score. */
@@ -160,6 +176,21 @@ int main(void)
     is_str(top(r, "galaxy quest", NULL), "g", "new entity found in the index");
     ok(!returns(r, "ferris bueller's day off", "c"), "deleted entity still gone");
 
+    /* a cancelled build changes nothing */
+    {
+        atomic_int stop;
+        atomic_init(&stop, 1);
+        vix_build_opts cbo = {.db_path = db, .catalog = "video", .cancel = &stop};
+        vix_serving_status before;
+        vix_resolver_status(r, "video", &before);
+        is_int(vix_build(&cbo, NULL, &diag), ERD_EBUSY, "cancelled build: %s", diag.msg);
+        is_int(vix_resolver_sync(r, "video", &diag), ERD_OK, "sync after it");
+        vix_resolver_status(r, "video", &ss);
+        ok(ss.built_at == before.built_at && ss.index_generation == before.index_generation,
+           "the index in use is the one before");
+        is_str(top(r, "galaxy quest", NULL), "g", "and still answers");
+    }
+
     /* a deleted catalog stops being served */
     st = NULL;
     int64_t id = 0;
@@ -172,6 +203,17 @@ int main(void)
     is_int(rc, ERD_OK, "catalog deleted");
     is_int(vix_resolver_sync(r, NULL, &diag), ERD_OK, "sync");
     is_int(vix_resolver_catalog_count(r), 0, "no catalog served");
+    vix_resolver_close(r);
+
+    /* closing while a rebuild runs stops it rather than waiting it out */
+    is_int(write_one_catalog(), ERD_OK, "catalog imported again");
+    r = NULL;
+    is_int(vix_resolver_open(&ro, &r, &diag), ERD_OK, "resolver reopened");
+    vix_resolver_rebuild(r, "video", NULL);
+    vix_resolver_close(r);
+    r = NULL;
+    is_int(vix_resolver_open(&ro, &r, &diag), ERD_OK, "the store opens cleanly afterwards: %s", diag.msg);
+    is_str(top(r, "walrus cathedral", NULL), "w", "and serves");
     vix_resolver_close(r);
 
     char cmd[300];
