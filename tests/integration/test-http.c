@@ -1335,7 +1335,7 @@ static void test_openapi(void)
         {"DELETE", "/v1/catalogs/mini/entities/nope", 404},
         {"POST", "/v1/catalogs/scratch/bulk", 200}, {"POST", "/v1/catalogs/scratch/bulk", 413},
         {"POST", "/v1/catalogs/mini/rebuild", 202}, {"GET", "/v1/catalogs/mini/rebuild", 200},
-        {"POST", "/v1/catalogs/empty/rebuild", 400},
+        {"POST", "/v1/catalogs/empty/rebuild", 400}, {"GET", "/v1/catalogs/empty", 200},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         ok(find_capture(want[i].method, want[i].path, want[i].status) >= 0, "captured and checked: %s %s %ld",
@@ -1631,6 +1631,10 @@ static void test_admin_crud(void)
     expect_error(post_auth("{\"catalog\":\"scratch\",\"text\":\"walrus\"}", "Authorization: Bearer " RESOLVE_TOKEN),
                  404, "unknown_catalog", "deleted catalog no longer served");
     json_decref(admin_json("POST", "/v1/catalogs", "{\"name\":\"empty\"}", 201, "create empty"));
+    root = admin_json("GET", "/v1/catalogs/empty", NULL, 200, "describe a catalog never built");
+    ok(json_is_null(json_object_get(root, "index")), "its index is null");
+    ok(json_is_false(json_object_get(json_object_get(root, "serving"), "served")), "and it is not served");
+    json_decref(root);
     expect_error(admin("POST", "/v1/catalogs/empty/rebuild", NULL), 400, "empty",
                  "rebuild of a catalog without entities");
     json_decref(admin_json("DELETE", "/v1/catalogs/empty", NULL, 200, "delete empty"));
