@@ -62,12 +62,12 @@ enum cfg__reload { FIXED, LIVE };
       "IVF4096,PQ16|nprobe=16 (see deploy/SCALE-OUT.md).")                                     \
     X(candidates, CFG_INT, candidates, "64", 1, 4096, FIXED,                                  \
       "Vectors fetched from the index per resolve before grouping by entity.")                \
-    X(rerank, CFG_STR, rerank, "phonetics/models/channel-v2.txt", 0, 0, FIXED,                \
+    X(rerank, CFG_STR, rerank, "phonetics/models/channel-v2.txt,candidates=200", 0, 0, FIXED, \
       "Second stage: rescore the first candidates by phone alignment under a learned noise "   \
       "channel. off, or CHANNEL_FILE[,weight=W,candidates=N,mode=local|global,skip=S,"         \
       "temperature=T]; a relative file is looked up from the working directory, then from "    \
       "the folder above the erd binary's.")                                                    \
-    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v2.txt", 0, 0, FIXED,   \
+    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v3.txt", 0, 0, FIXED,   \
       "Calibrated scores: off, or a file from erd calibrate mapping each result to the "       \
       "probability it is right; looked up like rerank's channel file.  A catalog built with "  \
       "another encoder, or a rerank other than the one the file records, gets uncalibrated "   \

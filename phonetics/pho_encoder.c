@@ -94,6 +94,16 @@ int pho__model_path(const char *path, char *out, size_t cap)
     return n < 0 || (size_t)n >= cap ? ERD_ETOOLONG : ERD_OK;
 }
 
+int pho_encoder_model_path(const char *name, char *ret_path, size_t cap)
+{
+    char buf[4096];
+    int rc = pho__model_path(name, buf, sizeof buf);
+    if (rc < 0 || strlen(buf) >= cap)
+        return ERD_ETOOLONG;
+    memcpy(ret_path, buf, strlen(buf) + 1);
+    return ERD_OK;
+}
+
 int pho_encoder_create(const char *spec, pho_encoder **ret, erd_diag *diag)
 {
     if (!spec || !ret)

@@ -37,6 +37,10 @@ void pho_encoder_destroy(pho_encoder *enc); /* accepts NULL */
  * thread-safe); NULL or "" clears it.  ERD_ETOOLONG for an over-long dir. */
 int pho_encoder_set_model_dir(const char *dir);
 
+/* The file a relative model name stands for under that rule (the name
+ * itself when nothing better exists).  ERD_ETOOLONG when cap is too small. */
+int pho_encoder_model_path(const char *name, char *ret_path, size_t cap);
+
 /* Stable identifier recorded in index metadata, e.g. "baseline-ngram-v1/512". */
 const char *pho_encoder_id(const pho_encoder *enc);
 size_t pho_encoder_dim(const pho_encoder *enc);

@@ -822,10 +822,16 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
                         "training options out of range (threads 1..%d, batch >= 2, epochs >= 1, "
                         "holdout 0..0.5, hard negatives 0..%d, augment 0..1)",
                         PHO__THREADS_MAX, PHO__HARD_K_MAX);
-    rc = pho_model_create(&o->arch, o->seed, &m, diag);
-    if (rc < 0)
-        return rc;
-    D = o->arch.out_dim;
+    if (o->init) {
+        rc = pho_model_clone(o->init, &m);
+        if (rc < 0)
+            return erd_fail(diag, rc, "out of memory for the initial model");
+    } else {
+        rc = pho_model_create(&o->arch, o->seed, &m, diag);
+        if (rc < 0)
+            return rc;
+    }
+    D = m->arch.out_dim;
 
     local = malloc(sizeof *local * (ts->n_phr + 1));
     tr_phr = malloc(sizeof *tr_phr * (ts->n_phr + 1));
@@ -885,6 +891,17 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
     if (rc < 0) {
         rc = erd_fail(diag, rc, "out of memory for the best model");
         goto out;
+    }
+    if (o->init) {
+        rc = pho__evaluate(ts, o->holdout, pho__enc_model, m, D, o->threads, &best_r1, &best_r5);
+        if (rc < 0) {
+            rc = erd_fail(diag, rc, "held-out evaluation failed");
+            goto out;
+        }
+        if (o->progress) {
+            pho_train_progress pg = {0, o->epochs, 0.0, best_r1, best_r5, pho__now() - t0, 1};
+            o->progress(o->progress_user, &pg);
+        }
     }
 
     for (unsigned ep = 0; ep < o->epochs; ep++) {

@@ -46,7 +46,7 @@ size_t pho_trainset_n_phrases(const pho_trainset *ts);
 size_t pho_trainset_n_pairs(const pho_trainset *ts);
 
 typedef struct pho_train_progress {
-    unsigned epoch, epochs; /* epoch counts from 1 */
+    unsigned epoch, epochs; /* epoch counts from 1; 0 is the initial model when fine-tuning */
     double loss;            /* mean batch loss over the epoch */
     double recall1, recall5; /* held-out hypotheses finding their phrase */
     double seconds;         /* since training started */
@@ -67,6 +67,11 @@ typedef struct pho_train_opts {
     unsigned hard_k;  /* hard negatives drawn from this many nearest phrases; 0: none */
     double augment;   /* per-phone rate of extra random substitutions and deletions
                        * applied to hypotheses each time they are drawn; 0: none */
+    /* Fine-tuning: start from these weights instead of a seeded
+     * initialisation (arch is then taken from it).  Borrowed, not copied
+     * beyond the call.  The held-out slice scores it first as "epoch 0", so
+     * the result is never worse on that slice than where it started. */
+    const pho_model *init;
     pho_train_progress_cb progress;
     void *progress_user;
 } pho_train_opts;

@@ -1,6 +1,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "server/srv_adapt.h"
 #include "server/srv_calibrate.h"
 #include "server/srv_channel.h"
 #include "server/srv_cli.h"
@@ -25,6 +26,7 @@ static const struct {
     {"phrases", srv_cli_phrases, "generate English phrases to simulate speech for"},
     {"simulate", srv_cli_simulate, "speak, perturb and recognise phrases into training pairs"},
     {"train", srv_cli_train, "train the learned phonetic encoder on simulated ASR pairs"},
+    {"adapt", srv_cli_adapt, "fine-tune the learned encoder for one catalog's names"},
     {"channel", srv_cli_channel, "learn the phone noise channel from simulated ASR pairs"},
     {"train-semantic", srv_cli_train_semantic, "train the semantic word model (WordNet + equivalences)"},
     {"tune", srv_cli_tune, "choose the fused encoder's weight on held-out simulated queries"},

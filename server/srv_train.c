@@ -248,12 +248,13 @@ int srv_cli_train(int argc, char **argv)
         {"augment", required_argument, 0, 'A'},
         {"synthetic", required_argument, 0, 'Y'}, {"channel", required_argument, 0, 'N'},
         {"copies", required_argument, 0, 'P'},  {"strength", required_argument, 0, 'R'},
-        {"config", required_argument, 0, 'C'},  {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"init", required_argument, 0, 'I'},    {"config", required_argument, 0, 'C'},
+        {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     char *pairs_arg = NULL;
     const char *out = NULL, *config = NULL, *files[SRV__PAIR_FILES_MAX];
-    const char *synthetic = NULL, *channel_path = NULL;
+    const char *synthetic = NULL, *channel_path = NULL, *init_path = NULL;
     unsigned copies = 3;
     double strength = 1.0;
     pho_channel *channel = NULL;
@@ -263,7 +264,7 @@ int srv_cli_train(int argc, char **argv)
     unsigned long v;
     pho_trainset *ts = NULL;
     pho_g2p *g2p = NULL;
-    pho_model *model = NULL;
+    pho_model *model = NULL, *init = NULL;
     pho_encoder *bl = NULL;
     vix_phrase *ph = NULL;
     erd_diag diag = {0};
@@ -281,6 +282,7 @@ int srv_cli_train(int argc, char **argv)
         case 'p': pairs_arg = optarg; break;
         case 'o': out = optarg; break;
         case 'C': config = optarg; break;
+        case 'I': init_path = optarg; break;
         case 'q': quiet = 1; break;
         case 'L': baseline = 1; break;
         case 's':
@@ -380,6 +382,9 @@ int srv_cli_train(int argc, char **argv)
                    "  --copies N         noisy copies per synthetic phrase (default 3)\n"
                    "  --strength X       scale of the channel's error rates (default 1)\n"
                    "  --baseline         also report the baseline encoder on the held-out slice\n"
+                   "  --init MODEL       fine-tune this model (its architecture; --arch, --emb,\n"
+                   "                     --conv, --hash-bits and --dim are ignored); the\n"
+                   "                     held-out slice scores it first, as epoch 0\n"
                    "  --config FILE      configuration file (for the G2P voice)\n"
                    "  -q, --quiet        no progress on stderr\n",
                    to.epochs, to.arch.out_dim, to.threads, to.holdout, to.arch.emb_dim,
@@ -425,6 +430,13 @@ int srv_cli_train(int argc, char **argv)
         return srv_cli_exit_code(rc);
     }
 
+    if (init_path) {
+        rc = pho_model_load(init_path, &init, &diag);
+        if (rc < 0)
+            goto out;
+        to.arch = init->arch; /* init stays ours (freed at out); pho_train only reads it */
+        to.init = init;
+    }
     ph = malloc(sizeof *ph);
     if (!ph || pho_trainset_create(&ts) < 0) {
         rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
@@ -474,13 +486,14 @@ int srv_cli_train(int argc, char **argv)
     snprintf(meta, sizeof meta,
              "erd train seed=%llu epochs=%u best_epoch=%u arch=%s/%u/%u/%u dim=%u batch=%u "
              "lr=%g scale=%g hard_k=%u augment=%g synthetic=%llux%u@%g threads=%u holdout=%g "
-             "data=fnv1a64:%016llx pairs=%zu "
+             "data=fnv1a64:%016llx pairs=%zu init=%08x "
              "heldout_r1=%.4f heldout_r5=%.4f date=%s",
              (unsigned long long)to.seed, to.epochs, res.best_epoch,
              to.arch.kind == PHO_ARCH_CONV ? "conv" : "bag", to.arch.emb_dim, to.arch.hash_bits,
              to.arch.conv_dim, to.arch.out_dim, to.batch, to.lr, to.scale, to.hard_k, to.augment,
              (unsigned long long)st.synthetic, copies, strength, to.threads,
-             to.holdout, (unsigned long long)st.checksum, res.train_pairs, res.recall1,
+             to.holdout, (unsigned long long)st.checksum, res.train_pairs,
+             init ? (unsigned)(uint32_t)init->checksum : 0u, res.recall1,
              res.recall5, date);
     rc = pho_model_save(model, out, meta, &diag);
     if (rc < 0)
@@ -501,6 +514,7 @@ out:
     pho_encoder_destroy(bl);
     pho_channel_destroy(channel);
     pho_model_destroy(model);
+    pho_model_destroy(init);
     pho_g2p_destroy(g2p);
     pho_trainset_destroy(ts);
     free(ph);

@@ -389,6 +389,25 @@ int main(void)
         is_int(pho_train_eval_encoder(ts, 0.2, bl, &b1, &b5, &diag), ERD_OK, "baseline evaluated");
         ok(r1.recall1 > 0.5, "trained model recalls held-out phrases (recall@1 %.3f)", r1.recall1);
         printf("# synthetic held-out recall@1: trained %.3f, baseline %.3f\n", r1.recall1, b1);
+        {
+            /* Fine-tuning: the start is scored as epoch 0 on the same held-out
+             * slice, so the result can only match or beat it. */
+            pho_train_opts fo = o;
+            pho_model *mf = NULL;
+            pho_train_result rf;
+            fo.init = m1;
+            fo.arch = (pho_model_arch){PHO_ARCH_BAG, 8, 8, 0, 16}; /* ignored */
+            fo.epochs = 2;
+            fo.lr = 0.002;
+            is_int(pho_train(ts, &fo, &mf, &rf, &diag), ERD_OK, "fine-tune from a trained model");
+            ok(mf && !memcmp(&mf->arch, &m1->arch, sizeof mf->arch), "fine-tuned keeps the arch");
+            ok(rf.recall1 >= r1.recall1, "fine-tuned held-out recall@1 %.3f >= start %.3f",
+               rf.recall1, r1.recall1);
+            ok(mf && (rf.best_epoch == 0) ==
+                         !memcmp(mf->params, m1->params, sizeof *mf->params * mf->n_params),
+               "weights change exactly when a later epoch won (best epoch %u)", rf.best_epoch);
+            pho_model_destroy(mf);
+        }
         o.epochs = 0;
         is_int(pho_train(ts, &o, &m3, &r3, &diag), ERD_EINVAL, "zero epochs refused");
         pho_encoder_destroy(bl);
