@@ -53,8 +53,17 @@ enum cfg__reload { FIXED, LIVE };
     X(model_dir, CFG_STR, model_dir, "auto", 0, 0, FIXED,                                     \
       "Folder searched for model files named by a relative path that does not exist from "    \
       "the working directory; auto = phonetics/models above the erd binary's folder.")        \
-    X(faiss_factory, CFG_STR, faiss_factory, "Flat", 0, 0, FIXED,                             \
-      "FAISS index_factory string for builds (inner product; ids mapped automatically).")     \
+    X(faiss_factory, CFG_STR, faiss_factory, "auto", 0, 0, FIXED,                             \
+      "FAISS index_factory string for builds (inner product; ids mapped automatically), or "   \
+      "auto: exact Flat up to index_flat_max vectors, IVF<nlist>,Flat above (nlist the first " \
+      "power of two at or above the square root of the vector count).")                       \
+    X(index_flat_max, CFG_SIZE, index_flat_max, "262144", 1, 1099511627776, FIXED,            \
+      "Most vectors a faiss_factory auto build searches exactly; larger catalogs get IVF.")   \
+    X(ivf_nprobe, CFG_INT, ivf_nprobe, "64", 1, 65536, FIXED,                                 \
+      "IVF lists scanned per search; set at build time and kept in the index file.")          \
+    X(hnsw_ef_search, CFG_INT, hnsw_ef_search, "128", 1, 65536, FIXED,                        \
+      "HNSW search breadth (efSearch) for HNSW factory strings; set at build time and kept in " \
+      "the index file.")                                                                      \
     X(candidates, CFG_INT, candidates, "64", 1, 4096, FIXED,                                  \
       "Vectors fetched from the index per resolve before grouping by entity.")                \
     X(rerank, CFG_STR, rerank, "phonetics/models/channel-v2.txt", 0, 0, FIXED,                \

@@ -27,6 +27,9 @@ typedef struct cfg_config {
     char encoder[1024];        /* encoder spec for builds */
     char model_dir[1024];      /* where relative model files are found; "auto" */
     char faiss_factory[128];
+    size_t index_flat_max;
+    int ivf_nprobe;
+    int hnsw_ef_search;
     int candidates;
     char rerank[1024];         /* second-stage rerank spec, or "off" */
     char calibration[1024];    /* calibration file, or "off" */

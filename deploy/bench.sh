@@ -143,7 +143,7 @@ cat "$table"
 echo
 echo "== time per resolve by stage (mean us per request, from /metrics deltas; http_total is the"
 echo "   server's /v1/resolve time from first byte to completion; other = http_total minus the"
-echo "   counted stages: body parse, serialise, response write)"
+echo "   counted stages: routing, auth, reading the body, queueing the response)"
 {
     printf '%5s %8s' conns requests
     for s in $stage_names; do printf ' %9s' "$s"; done

@@ -1,15 +1,25 @@
 #include "index/vix_build.h"
 
 #include <jansson.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "index/vix_index.h"
 #include "index/vix_phrase.h"
 #include "index/vix_store.h"
 #include "phonetics/pho_encoder.h"
 #include "phonetics/pho_g2p.h"
+
+/* Most vectors an index is trained on: k-means cost grows with the sample,
+ * and a few hundred points per list already place the centroids. */
+#define VIX_BUILD_TRAIN_MAX 131072
+#define VIX_BUILD_THREADS_MAX 16
 
 static double vix__now(void)
 {
@@ -179,6 +189,109 @@ static int vix__collect_entity(void *user, const vix_entity *e)
     return 0;
 }
 
+/* "auto" made concrete for n vectors; other strings are used as given. */
+static void vix__pick_factory(const char *factory, size_t n, size_t flat_max, char *out,
+                              size_t cap)
+{
+    if (strcmp(factory, "auto") != 0) {
+        snprintf(out, cap, "%s", factory);
+        return;
+    }
+    if (n <= flat_max) {
+        snprintf(out, cap, "Flat");
+        return;
+    }
+    size_t nlist = 256;
+    while (nlist * nlist < n) /* the first power of two at or above sqrt(n) */
+        nlist *= 2;
+    snprintf(out, cap, "IVF%zu,Flat", nlist);
+}
+
+typedef struct vix__encode_job {
+    const pho_encoder *enc;
+    const pho_phrase *phrases;
+    const unsigned char *derived;
+    float *vectors;
+    size_t dim, first, end;
+    size_t failed; /* index of a phrase that failed, or SIZE_MAX */
+    int rc;
+} vix__encode_job;
+
+static void *vix__encode_range(void *arg)
+{
+    vix__encode_job *job = arg;
+    for (size_t i = job->first; i < job->end; i++) {
+        float *v = job->vectors + i * job->dim;
+        int rc = pho_encoder_encode(job->enc, &job->phrases[i], v);
+        if (rc < 0) {
+            job->rc = rc;
+            job->failed = i;
+            return NULL;
+        }
+        if (job->derived[i])
+            for (size_t d = 0; d < job->dim; d++)
+                v[d] *= VIX_DERIVED_SCALE;
+    }
+    return NULL;
+}
+
+/* Encodes every phrase, split into contiguous ranges over threads (the
+ * encoder is thread-safe once fitted): each vector depends only on its
+ * phrase, so the result is the same for any thread count. */
+static int vix__encode_all(const pho_encoder *enc, const pho_phrase *phrases,
+                           const unsigned char *derived, size_t n, size_t dim, int threads,
+                           float *vectors, erd_diag *diag)
+{
+    vix__encode_job jobs[VIX_BUILD_THREADS_MAX];
+    pthread_t tids[VIX_BUILD_THREADS_MAX];
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nt = threads > 0 ? (size_t)threads : cores > 0 ? (size_t)cores : 1;
+    if (nt > VIX_BUILD_THREADS_MAX)
+        nt = VIX_BUILD_THREADS_MAX;
+    if (n < 4096 * nt) /* thread start-up would cost more than it saves */
+        nt = 1;
+    size_t started = 0;
+    for (size_t t = 0; t < nt; t++) {
+        jobs[t] = (vix__encode_job){.enc = enc, .phrases = phrases, .derived = derived,
+                                    .vectors = vectors, .dim = dim, .first = n * t / nt,
+                                    .end = n * (t + 1) / nt, .failed = SIZE_MAX};
+        /* the first range runs on this thread, after the others start */
+        if (t > 0 && pthread_create(&tids[t], NULL, vix__encode_range, &jobs[t]) != 0)
+            vix__encode_range(&jobs[t]); /* no thread to be had: do it here */
+        else if (t > 0)
+            started |= (size_t)1 << t;
+    }
+    vix__encode_range(&jobs[0]);
+    int rc = ERD_OK;
+    for (size_t t = 0; t < nt; t++) {
+        if (started & ((size_t)1 << t))
+            pthread_join(tids[t], NULL);
+        if (jobs[t].rc < 0 && rc == ERD_OK)
+            rc = erd_fail(diag, jobs[t].rc, "encoding \"%s\" failed", phrases[jobs[t].failed].text);
+    }
+    return rc;
+}
+
+/* Every stride-th vector, at most VIX_BUILD_TRAIN_MAX of them: a sample
+ * spread over the whole catalog, the same on every build.  *ret_owned is
+ * set when the sample is a new buffer the caller frees. */
+static const float *vix__train_sample(const float *x, size_t n, size_t dim, size_t *ret_n,
+                                      float **ret_owned)
+{
+    *ret_owned = NULL;
+    *ret_n = n;
+    if (n <= VIX_BUILD_TRAIN_MAX)
+        return x;
+    float *s = malloc((size_t)VIX_BUILD_TRAIN_MAX * dim * sizeof *s);
+    if (!s)
+        return x; /* train on everything: slower, not wrong */
+    for (size_t i = 0; i < VIX_BUILD_TRAIN_MAX; i++)
+        memcpy(s + i * dim, x + (i * n / VIX_BUILD_TRAIN_MAX) * dim, dim * sizeof *s);
+    *ret_owned = s;
+    *ret_n = VIX_BUILD_TRAIN_MAX;
+    return s;
+}
+
 int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
 {
     vix_store *store = NULL;
@@ -196,7 +309,8 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     int rc;
 
     const char *spec = opts->encoder_spec ? opts->encoder_spec : "baseline";
-    const char *factory = opts->factory ? opts->factory : "Flat";
+    const char *factory_opt = opts->factory && *opts->factory ? opts->factory : "auto";
+    float *train_owned = NULL;
 
     rc = vix_index_path_for(opts->db_path, opts->catalog, res.index_path, sizeof res.index_path);
     if (rc < 0) {
@@ -277,35 +391,48 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     rc = pho_encoder_fit(enc, phrases, corpus.n, diag);
     if (rc < 0)
         goto out;
-    for (size_t i = 0; i < corpus.n; i++) {
-        rc = pho_encoder_encode(enc, &phrases[i], vectors + i * dim);
-        if (rc < 0) {
-            rc = erd_fail(diag, rc, "encoding \"%s\" failed", phrases[i].text);
-            goto out;
-        }
-        if (corpus.derived[i])
-            for (size_t d = 0; d < dim; d++)
-                vectors[i * dim + d] *= VIX_DERIVED_SCALE;
-        if (opts->progress && (i + 1) % 10000 == 0)
-            opts->progress(opts->progress_user, "encode", i + 1, corpus.n);
-    }
+    rc = vix__encode_all(enc, phrases, corpus.derived, corpus.n, dim, opts->threads, vectors, diag);
+    if (rc < 0)
+        goto out;
+    if (opts->progress)
+        opts->progress(opts->progress_user, "encode", corpus.n, corpus.n);
     res.encode_seconds = vix__now() - t;
 
     /* Index. */
     t = vix__now();
+    vix__pick_factory(factory_opt, corpus.n, opts->flat_max ? opts->flat_max : VIX_BUILD_FLAT_MAX,
+                      res.factory, sizeof res.factory);
+    const char *factory = res.factory;
     rc = vix_index_create(factory, dim, &index, diag);
     if (rc < 0)
         goto out;
-    rc = vix_index_train(index, corpus.n, vectors, diag);
+    size_t n_train;
+    const float *train = vix__train_sample(vectors, corpus.n, dim, &n_train, &train_owned);
+    rc = vix_index_train(index, n_train, train, diag);
     if (rc < 0)
         goto out;
     rc = vix_index_add(index, corpus.n, vectors, corpus.ids, diag);
     if (rc < 0)
         goto out;
+    /* Search breadth is part of the index file: the server reads it back. */
+    char param[64] = "";
+    if (strstr(factory, "IVF"))
+        snprintf(param, sizeof param, "nprobe=%d", opts->nprobe > 0 ? opts->nprobe : VIX_BUILD_NPROBE);
+    else if (strstr(factory, "HNSW"))
+        snprintf(param, sizeof param, "efSearch=%d",
+                 opts->ef_search > 0 ? opts->ef_search : VIX_BUILD_EF_SEARCH);
+    if (*param) {
+        rc = vix_index_set_params(index, param, diag);
+        if (rc < 0)
+            goto out;
+    }
     rc = vix_index_write(index, res.index_path, diag);
     if (rc < 0)
         goto out;
     res.index_seconds = vix__now() - t;
+    struct stat sb;
+    if (stat(res.index_path, &sb) == 0)
+        res.index_bytes = (uint64_t)sb.st_size;
 
     rc = pho_encoder_state_save(enc, &state, &state_len);
     if (rc < 0) {
@@ -336,6 +463,7 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     if (ret)
         *ret = res;
 out:
+    free(train_owned);
     free(state);
     free(vectors);
     free(phrases);

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <faiss/c_api/AutoTune_c.h>
 #include <faiss/c_api/IndexFlat_c.h>
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/MetaIndexes_c.h>
@@ -401,6 +402,20 @@ int vix_index_search(const vix_index *index, size_t nq, const float *queries, si
         }
     }
     return ERD_OK;
+}
+
+int vix_index_set_params(vix_index *index, const char *params, erd_diag *diag)
+{
+    FaissParameterSpace *ps = NULL;
+    if (!index || !params)
+        return erd_fail(diag, ERD_EINVAL, "no index or parameters");
+    if (faiss_ParameterSpace_new(&ps) != 0)
+        return faiss_fail(diag, ERD_ENOMEM, "index parameters");
+    int rc = ERD_OK;
+    if (faiss_ParameterSpace_set_index_parameters(ps, index->idx, params) != 0)
+        rc = faiss_fail(diag, ERD_EINVAL, params);
+    faiss_ParameterSpace_free(ps);
+    return rc;
 }
 
 size_t vix_index_dim(const vix_index *index)

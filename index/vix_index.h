@@ -28,6 +28,10 @@ int vix_index_add(vix_index *index, size_t n, const float *x, const int64_t *ids
 int vix_index_search(const vix_index *index, size_t nq, const float *queries, size_t k,
                      float *ret_scores, int64_t *ret_ids, erd_diag *diag);
 
+/* Search-time parameters in FAISS ParameterSpace form, "nprobe=32" or
+ * "efSearch=128" (comma-separated for several); written with the index. */
+int vix_index_set_params(vix_index *index, const char *params, erd_diag *diag);
+
 size_t vix_index_dim(const vix_index *index);
 size_t vix_index_count(const vix_index *index);
 

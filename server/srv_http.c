@@ -293,10 +293,13 @@ static enum MHD_Result srv__resolve(srv_http *h, srv__req *r, struct MHD_Connect
 {
     erd_diag diag = {0};
     srv_resolve_req req;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     int rc = srv_parse_resolve(r->pool, r->body ? r->body : "", r->body_len, &r->live->limits, &req,
                                &diag);
     if (rc < 0)
         return srv__send_diag(r, conn, rc, &diag);
+    uint64_t parse_ns = srv__ns_since(&t0);
     vix_result *results = srv_pool_alloc(r->pool, req.k * sizeof *results);
     if (!results)
         return srv__send_error(r, conn, ERD_ENOMEM, "request exceeds its memory budget");
@@ -306,14 +309,15 @@ static enum MHD_Result srv__resolve(srv_http *h, srv__req *r, struct MHD_Connect
                      &diag);
     if (rc < 0)
         return srv__send_diag(r, conn, rc, &diag);
-    srv_metrics_stages(h->metrics, &tm);
     if (n_out > req.k)
         n_out = req.k;
     /* The result strings belong to the resolver; serialising here copies
      * them into the reply before anything else can run. */
     char *json;
     size_t len;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     rc = srv_write_results(results, n_out, &json, &len, &diag);
+    srv_metrics_stages(h->metrics, parse_ns, &tm, srv__ns_since(&t0));
     if (rc < 0)
         return srv__send_diag(r, conn, rc, &diag);
     return srv__send(r, conn, MHD_HTTP_OK, json, len, MHD_RESPMEM_MUST_FREE);
