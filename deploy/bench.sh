@@ -18,6 +18,7 @@
 #                           default: each domain to the catalog of its name)
 #   BENCH_THREADS=N         erd serve --threads (default: the server's, one per core)
 #   ENCODER=SPEC            encoder for the builds of DATA_DIR catalogs
+#   BENCH_READY_S=SECS     longest wait for erd serve to load (default 300)
 #   ERD_* variables reach erd serve.  Traffic goes only to 127.0.0.1.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,56 +34,9 @@ for tool in wrk curl python3; do
 done
 [ -x "$erd" ] || { echo "bench.sh: $erd not built" >&2; exit 1; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/erd-bench.XXXXXX")
-pid=
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-if [ -f "$src" ]; then
-    db=$(cd "$(dirname "$src")" && pwd)/$(basename "$src")
-    queries=${BENCH_QUERIES:-$top/../shared/data/queries/dev.jsonl}
-    echo "== catalog store $db"
-else
-    data=$(cd "$src" && pwd)
-    queries=${BENCH_QUERIES:-$data/queries/dev.jsonl}
-    db=$work/bench.db
-    for cat in video book; do
-        "$erd" import -q --db "$db" --catalog "$cat" "$data/$cat/catalog.jsonl"
-        "$erd" build --db "$db" --catalog "$cat" ${ENCODER:+--encoder "$ENCODER"} >/dev/null
-    done
-    echo "== imported and built video + book from $data${ENCODER:+ (encoder $ENCODER)}"
-fi
-# shellcheck disable=SC2086  # BENCH_MAP is a list of words
-python3 "$top/tests/bench/bodies.py" "$queries" ${BENCH_MAP:-} >"$work/bodies.jsonl"
-echo "== $(wc -l <"$work/bodies.jsonl") request bodies from $queries"
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-url=http://127.0.0.1:$port
-mtok=bench-metrics-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
-ERD_LOG_REQUESTS=false ERD_METRICS_TOKEN=$mtok \
-    "$erd" serve --db "$db" --listen "127.0.0.1:$port" ${BENCH_THREADS:+--threads "$BENCH_THREADS"} \
-    2>"$work/serve.log" &
-pid=$!
-for _ in $(seq 300); do
-    curl -fs "$url/readyz" >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
-if ! curl -fs "$url/readyz" >/dev/null 2>&1; then
-    echo "bench.sh: erd serve did not become ready; its log:" >&2
-    cat "$work/serve.log" >&2
-    exit 1
-fi
-echo "== erd serve pid $pid on $url ($(nproc) CPUs)"
+me=bench.sh
+# shellcheck source=deploy/bench-common.sh
+. "$top/deploy/bench-common.sh"
 
 export ERD_BENCH_BODIES=$work/bodies.jsonl ERD_BENCH_TOKEN=${ERD_RESOLVE_TOKEN:-}
 tck=$(getconf CLK_TCK)
