@@ -7,6 +7,11 @@
 # Out: work, db, queries, url, pid, mtok, $work/bodies.jsonl; an EXIT trap
 # stops the server and removes the work folder.
 
+for tool in wrk curl python3; do
+    command -v "$tool" >/dev/null || { echo "$me: $tool not found (deploy/packages.txt)" >&2; exit 1; }
+done
+[ -x "$erd" ] || { echo "$me: $erd not built" >&2; exit 1; }
+
 work=$(mktemp -d "${TMPDIR:-/tmp}/erd-bench.XXXXXX")
 pid=
 cleanup() {

@@ -29,10 +29,6 @@ conns=${BENCH_CONNS:-1 2 4 8 16}
 warmup=${BENCH_WARMUP:-3}
 lua=$top/tests/bench/resolve.lua
 
-for tool in wrk curl python3; do
-    command -v "$tool" >/dev/null || { echo "bench.sh: $tool not found (deploy/packages.txt)" >&2; exit 1; }
-done
-[ -x "$erd" ] || { echo "bench.sh: $erd not built" >&2; exit 1; }
 
 me=bench.sh
 # shellcheck source=deploy/bench-common.sh

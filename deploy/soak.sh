@@ -21,10 +21,6 @@ soak_s=${SOAK_SECONDS:-600}
 share=${SOAK_SHARE:-0.8}
 pause=${SOAK_PAUSE_MS:-10}
 lua=$top/tests/bench/resolve.lua
-for tool in wrk curl python3; do
-    command -v "$tool" >/dev/null || { echo "soak.sh: $tool not found (deploy/packages.txt)" >&2; exit 1; }
-done
-[ -x "$erd" ] || { echo "soak.sh: $erd not built" >&2; exit 1; }
 
 me=soak.sh
 # shellcheck source=deploy/bench-common.sh
