@@ -474,7 +474,10 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     vix__rr_prep *prep = malloc(sizeof *prep);
     size_t *pair_cand = malloc((n_pairs + 1) * sizeof *pair_cand);
     const vix_rerank_phrase **pair_ph = malloc((n_pairs + 1) * sizeof *pair_ph);
-    double *best = malloc((n_cands + 1) * sizeof *best);
+    /* best[h * n_cands + c]: hypothesis h's best phrase of candidate c */
+    double *best = n_hyps && n_cands <= SIZE_MAX / sizeof(double) / n_hyps
+                       ? malloc((n_hyps * n_cands + 1) * sizeof *best)
+                       : NULL;
     int rc = -1;
     if (!prep || !pair_cand || !pair_ph || !best)
         goto out;
@@ -492,34 +495,45 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
      * not depend on the order its phrases are scored in. */
     vix__rr_sort_pairs(pair_cand, pair_ph, n_pairs);
     for (size_t h = 0; h < n_hyps; h++) {
-        vix__rr_prepare(rr, hyps[h].tokens, hyps[h].n, prep);
-        for (size_t c = 0; c < n_cands; c++)
-            best[c] = 0;
-        for (size_t b = 0; b < n_pairs; b += VIX__LANES) {
-            const uint8_t *refs[VIX__LANES];
-            size_t nrs[VIX__LANES];
-            float extra[VIX__LANES];
-            size_t m = n_pairs - b < VIX__LANES ? n_pairs - b : VIX__LANES;
-            for (size_t l = 0; l < VIX__LANES; l++) {
-                const vix_rerank_phrase *ph = l < m ? pair_ph[b + l] : NULL;
-                refs[l] = ph ? ph->tokens : NULL;
-                nrs[l] = !ph ? 0 : ph->n > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : ph->n;
-            }
-            lanes(rr, prep, refs, nrs, extra);
-            for (size_t l = 0; l < m; l++) {
-                const vix_rerank_phrase *ph = pair_ph[b + l];
-                float e = nrs[l] ? extra[l]
-                                 : vix__rr_extra(rr, hyps[h].tokens, hyps[h].n, ph->tokens, 0);
-                double s = vix__rr_similarity(rr, e, hyps[h].n);
-                if (ph->derived)
-                    s *= VIX_DERIVED_SCALE;
-                size_t c = pair_cand[b + l];
-                best[c] = s > best[c] ? s : best[c];
+        double *bh = best + h * n_cands;
+        /* n-best lists often hold the same sounds spelt two ways: such a
+         * hypothesis aligns exactly as its twin did */
+        size_t twin = h;
+        for (size_t j = 0; j < h && twin == h; j++)
+            if (hyps[j].n == hyps[h].n && memcmp(hyps[j].tokens, hyps[h].tokens, hyps[h].n) == 0)
+                twin = j;
+        if (twin < h) {
+            memcpy(bh, best + twin * n_cands, n_cands * sizeof *bh);
+        } else {
+            vix__rr_prepare(rr, hyps[h].tokens, hyps[h].n, prep);
+            for (size_t c = 0; c < n_cands; c++)
+                bh[c] = 0;
+            for (size_t b = 0; b < n_pairs; b += VIX__LANES) {
+                const uint8_t *refs[VIX__LANES];
+                size_t nrs[VIX__LANES];
+                float extra[VIX__LANES];
+                size_t m = n_pairs - b < VIX__LANES ? n_pairs - b : VIX__LANES;
+                for (size_t l = 0; l < VIX__LANES; l++) {
+                    const vix_rerank_phrase *ph = l < m ? pair_ph[b + l] : NULL;
+                    refs[l] = ph ? ph->tokens : NULL;
+                    nrs[l] = !ph ? 0 : ph->n > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : ph->n;
+                }
+                lanes(rr, prep, refs, nrs, extra);
+                for (size_t l = 0; l < m; l++) {
+                    const vix_rerank_phrase *ph = pair_ph[b + l];
+                    float e = nrs[l] ? extra[l]
+                                     : vix__rr_extra(rr, hyps[h].tokens, hyps[h].n, ph->tokens, 0);
+                    double sc = vix__rr_similarity(rr, e, hyps[h].n);
+                    if (ph->derived)
+                        sc *= VIX_DERIVED_SCALE;
+                    size_t c = pair_cand[b + l];
+                    bh[c] = sc > bh[c] ? sc : bh[c];
+                }
             }
         }
         for (size_t c = 0; c < n_cands; c++)
             if (cands[c].n_phrases)
-                acc[c] += hyps[h].weight * best[c];
+                acc[c] += hyps[h].weight * bh[c];
     }
     rc = 0;
 out:
