@@ -6,6 +6,11 @@
 #
 # usage: deploy/compare.sh [DATA_DIR]   (default ../shared/data: video/ book/ queries/)
 # Environment:
+#   COMPARE_CATALOG=FILE one catalog (JSON lines) every query goes to instead of
+#                        the video and book catalogs, e.g. deploy/gen-catalog.py's
+#                        million entities with both mixed in
+#   COMPARE_LIMIT=N      acc@1 from the first N queries of each domain (default all;
+#                        pg_trgm needs a while per query on a large catalog)
 #   BUILD=DIR            build dir holding erd (default build)
 #   COMPARE_DURATION=S   seconds of load per system (default 10)
 #   COMPARE_CONNS=N      concurrent clients for every system (default 4; wrk and
@@ -53,20 +58,42 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "== $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg), $(nproc) CPUs"
-python3 "$py" prep "$data" "$work"
-python3 "$top/tests/bench/bodies.py" "$data/queries/dev.jsonl" >"$work/bodies.jsonl"
+python3 "$py" prep "$data" "$work" ${COMPARE_CATALOG:+"$COMPARE_CATALOG"}
+limit=${COMPARE_LIMIT:-0}
+if [ "$limit" -gt 0 ]; then
+    for dom in video book; do
+        head -n "$limit" "$work/queries-$dom.tsv" >"$work/q.tmp" && mv "$work/q.tmp" "$work/queries-$dom.tsv"
+    done
+fi
+# shellcheck disable=SC2046  # one DOMAIN=TABLE word per domain
+python3 "$top/tests/bench/bodies.py" "$data/queries/dev.jsonl" \
+    $(awk '{ print $1 "=" $2 }' "$work/tables.txt") >"$work/bodies.jsonl"
+tables=$(awk '{ print $2 }' "$work/tables.txt" | sort -u)
+table_of() { awk -v d="$1" '$1 == d { print $2 }' "$work/tables.txt"; }
 
 # ---- erd ----
 db=$work/erd.db
-for cat in video book; do
-    "$erd" import -q --db "$db" --catalog "$cat" "$data/$cat/catalog.jsonl"
-    "$erd" build -q --db "$db" --catalog "$cat"
-done
+while read -r table file; do
+    "$erd" import -q --db "$db" --catalog "$table" "$file"
+    "$erd" build -q --db "$db" --catalog "$table"
+done < <(awk '{ print $2, $3 }' "$work/tables.txt" | sort -u)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ERD_LOG_REQUESTS=false "$erd" serve --db "$db" --listen "127.0.0.1:$port" 2>"$work/serve.log" &
 pid=$!
 for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
-python3 "$top/tests/bench/replay.py" "http://127.0.0.1:$port" "$work/bodies.jsonl" >"$work/erd-answers.txt"
+if [ "$limit" -gt 0 ]; then  # the first N of each domain, as for the baselines
+    python3 - "$work/bodies.jsonl" "$work/domains.txt" "$limit" <<'PY' >"$work/acc-bodies.jsonl"
+import sys
+seen = {}
+for body, dom in zip(open(sys.argv[1], encoding="utf-8"), open(sys.argv[2], encoding="utf-8")):
+    seen[dom] = seen.get(dom, 0) + 1
+    # a query past the limit is sent empty: its refusal keeps the numbering
+    print(body.rstrip("\n") if seen[dom] <= int(sys.argv[3]) else "{}")
+PY
+else
+    cp "$work/bodies.jsonl" "$work/acc-bodies.jsonl"
+fi
+python3 "$top/tests/bench/replay.py" "http://127.0.0.1:$port" "$work/acc-bodies.jsonl" >"$work/erd-answers.txt"
 python3 "$py" erd-top "$work" "$work/erd-answers.txt" >"$work/erd-top.txt"
 erd_acc=$(python3 "$py" score "$work" "$work/erd-top.txt")
 ERD_BENCH_BODIES=$work/bodies.jsonl timeout $((duration + 60)) \
@@ -85,25 +112,28 @@ asdb "$pgbin/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w \
 pgup=1
 psqlc() { psql -X -q -h "$work/pg/sock" -U erd -d postgres -v ON_ERROR_STOP=1 "$@"; }
 psqlc -c "CREATE EXTENSION pg_trgm"
+for table in $tables; do
+    psqlc -c "CREATE TABLE $table (id text, name text)" \
+          -c "\\copy $table FROM '$work/names-$table.tsv'" \
+          -c "CREATE INDEX ${table}_name_idx ON $table USING gist (name gist_trgm_ops)" \
+          -c "ANALYZE $table"
+done
 for dom in video book; do
-    psqlc -c "CREATE TABLE $dom (id text, name text)" \
-          -c "\\copy $dom FROM '$work/names-$dom.tsv'" \
-          -c "CREATE INDEX ON $dom USING gist (name gist_trgm_ops)" \
-          -c "CREATE TABLE q_$dom (i int PRIMARY KEY, t text)" \
-          -c "\\copy q_$dom FROM '$work/queries-$dom.tsv'" \
-          -c "ANALYZE $dom" -c "ANALYZE q_$dom"
+    psqlc -c "CREATE TABLE q_$dom (i int PRIMARY KEY, t text)" \
+          -c "\\copy q_$dom FROM '$work/queries-$dom.tsv'" -c "ANALYZE q_$dom"
 done
 for dom in video book; do
     psqlc -At -F ' ' -c "SELECT '$dom', q.i, r.id FROM q_$dom q CROSS JOIN LATERAL
-        (SELECT id FROM $dom ORDER BY name <-> q.t LIMIT 5) r ORDER BY q.i" 
+        (SELECT id FROM $(table_of "$dom") ORDER BY name <-> q.t LIMIT 5) r ORDER BY q.i"
 done >"$work/pg-top.txt"
 pg_acc=$(python3 "$py" score "$work" "$work/pg-top.txt")
 for dom in video book; do
     n=$(wc -l <"$work/queries-$dom.tsv")
     printf '\\set i random(1, %d)\nSELECT id FROM %s ORDER BY name <-> (SELECT t FROM q_%s WHERE i = :i) LIMIT 5;\n' \
-        "$n" "$dom" "$dom" >"$work/pg-$dom.sql"
+        "$n" "$(table_of "$dom")" "$dom" >"$work/pg-$dom.sql"
 done
-plan=$(psqlc -At -c "EXPLAIN SELECT id FROM video ORDER BY name <-> (SELECT t FROM q_video WHERE i = 1) LIMIT 5" | grep -c "Index Scan using video_name_idx" || true)
+t=$(table_of video)
+plan=$(psqlc -At -c "EXPLAIN SELECT id FROM $t ORDER BY name <-> (SELECT t FROM q_video WHERE i = 1) LIMIT 5" | grep -c "Index Scan using ${t}_name_idx" || true)
 [ "$plan" -ge 1 ] || echo "compare.sh: warning: pg_trgm query does not use the GiST index" >&2
 pgbench -n -h "$work/pg/sock" -U erd -c "$conns" -j 2 -T "$duration" \
     -f "$work/pg-video.sql@1" -f "$work/pg-book.sql@1" postgres >"$work/pgbench.txt" 2>&1 ||

@@ -272,25 +272,10 @@ static int vix__encode_all(const pho_encoder *enc, const pho_phrase *phrases,
     return rc;
 }
 
-/* Every stride-th vector, at most VIX_BUILD_TRAIN_MAX of them: a sample
- * spread over the whole catalog, the same on every build.  *ret_owned is
- * set when the sample is a new buffer the caller frees. */
-static const float *vix__train_sample(const float *x, size_t n, size_t dim, size_t *ret_n,
-                                      float **ret_owned)
-{
-    *ret_owned = NULL;
-    *ret_n = n;
-    if (n <= VIX_BUILD_TRAIN_MAX)
-        return x;
-    float *s = malloc((size_t)VIX_BUILD_TRAIN_MAX * dim * sizeof *s);
-    if (!s)
-        return x; /* train on everything: slower, not wrong */
-    for (size_t i = 0; i < VIX_BUILD_TRAIN_MAX; i++)
-        memcpy(s + i * dim, x + (i * n / VIX_BUILD_TRAIN_MAX) * dim, dim * sizeof *s);
-    *ret_owned = s;
-    *ret_n = VIX_BUILD_TRAIN_MAX;
-    return s;
-}
+/* Vectors encoded and added per step: the build never holds every vector
+ * twice (FAISS keeps its own copy), which for a million entities is the
+ * difference between 1 and 2 GB. */
+#define VIX_BUILD_CHUNK 65536
 
 int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
 {
@@ -310,7 +295,8 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
 
     const char *spec = opts->encoder_spec ? opts->encoder_spec : "baseline";
     const char *factory_opt = opts->factory && *opts->factory ? opts->factory : "auto";
-    float *train_owned = NULL;
+    pho_phrase *sample = NULL;
+    unsigned char *sample_derived = NULL;
 
     rc = vix_index_path_for(opts->db_path, opts->catalog, res.index_path, sizeof res.index_path);
     if (rc < 0) {
@@ -374,11 +360,14 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
         goto out;
     }
 
-    /* Encode. */
+    /* Encode and index, a chunk at a time. */
     t = vix__now();
+    double encode_s = 0;
     size_t dim = pho_encoder_dim(enc);
+    size_t chunk = corpus.n < VIX_BUILD_CHUNK ? corpus.n : VIX_BUILD_CHUNK;
+    size_t n_train = corpus.n < VIX_BUILD_TRAIN_MAX ? corpus.n : VIX_BUILD_TRAIN_MAX;
     phrases = calloc(corpus.n, sizeof *phrases);
-    vectors = malloc(corpus.n * dim * sizeof *vectors);
+    vectors = malloc((chunk > n_train ? chunk : n_train) * dim * sizeof *vectors);
     if (!phrases || !vectors) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory for %zu vectors of %zu floats", corpus.n,
                       dim);
@@ -391,29 +380,50 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     rc = pho_encoder_fit(enc, phrases, corpus.n, diag);
     if (rc < 0)
         goto out;
-    rc = vix__encode_all(enc, phrases, corpus.derived, corpus.n, dim, opts->threads, vectors, diag);
-    if (rc < 0)
-        goto out;
-    if (opts->progress)
-        opts->progress(opts->progress_user, "encode", corpus.n, corpus.n);
-    res.encode_seconds = vix__now() - t;
-
-    /* Index. */
-    t = vix__now();
     vix__pick_factory(factory_opt, corpus.n, opts->flat_max ? opts->flat_max : VIX_BUILD_FLAT_MAX,
                       res.factory, sizeof res.factory);
     const char *factory = res.factory;
     rc = vix_index_create(factory, dim, &index, diag);
     if (rc < 0)
         goto out;
-    size_t n_train;
-    const float *train = vix__train_sample(vectors, corpus.n, dim, &n_train, &train_owned);
-    rc = vix_index_train(index, n_train, train, diag);
-    if (rc < 0)
-        goto out;
-    rc = vix_index_add(index, corpus.n, vectors, corpus.ids, diag);
-    if (rc < 0)
-        goto out;
+    if (!vix_index_is_trained(index)) {
+        /* every stride-th phrase: a sample spread over the whole catalog,
+         * the same on every build */
+        sample = malloc(n_train * sizeof *sample);
+        sample_derived = malloc(n_train);
+        if (!sample || !sample_derived) {
+            rc = erd_fail(diag, ERD_ENOMEM, "out of memory for %zu training vectors", n_train);
+            goto out;
+        }
+        for (size_t i = 0; i < n_train; i++) {
+            size_t j = i * corpus.n / n_train;
+            sample[i] = phrases[j];
+            sample_derived[i] = corpus.derived[j];
+        }
+        double t1 = vix__now();
+        rc = vix__encode_all(enc, sample, sample_derived, n_train, dim, opts->threads, vectors,
+                             diag);
+        encode_s += vix__now() - t1;
+        if (rc < 0)
+            goto out;
+        rc = vix_index_train(index, n_train, vectors, diag);
+        if (rc < 0)
+            goto out;
+    }
+    for (size_t first = 0; first < corpus.n; first += chunk) {
+        size_t m = corpus.n - first < chunk ? corpus.n - first : chunk;
+        double t1 = vix__now();
+        rc = vix__encode_all(enc, phrases + first, corpus.derived + first, m, dim, opts->threads,
+                             vectors, diag);
+        encode_s += vix__now() - t1;
+        if (rc < 0)
+            goto out;
+        rc = vix_index_add(index, m, vectors, corpus.ids + first, diag);
+        if (rc < 0)
+            goto out;
+        if (opts->progress)
+            opts->progress(opts->progress_user, "index", first + m, corpus.n);
+    }
     /* Search breadth is part of the index file: the server reads it back. */
     char param[64] = "";
     if (strstr(factory, "IVF"))
@@ -429,7 +439,8 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     rc = vix_index_write(index, res.index_path, diag);
     if (rc < 0)
         goto out;
-    res.index_seconds = vix__now() - t;
+    res.encode_seconds = encode_s;
+    res.index_seconds = vix__now() - t - encode_s;
     struct stat sb;
     if (stat(res.index_path, &sb) == 0)
         res.index_bytes = (uint64_t)sb.st_size;
@@ -463,7 +474,8 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     if (ret)
         *ret = res;
 out:
-    free(train_owned);
+    free(sample);
+    free(sample_derived);
     free(state);
     free(vectors);
     free(phrases);

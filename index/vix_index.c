@@ -420,6 +420,11 @@ static int check_batch(const vix_index *index, size_t n, const float *x, erd_dia
     return ERD_OK;
 }
 
+int vix_index_is_trained(const vix_index *index)
+{
+    return index && faiss_Index_is_trained(index->idx);
+}
+
 int vix_index_train(vix_index *index, size_t n, const float *x, erd_diag *diag)
 {
     int err = check_batch(index, n, x, diag);

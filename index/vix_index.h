@@ -18,6 +18,8 @@ typedef struct vix_index vix_index;
 int vix_index_create(const char *factory, size_t dim, vix_index **ret, erd_diag *diag);
 void vix_index_destroy(vix_index *index); /* accepts NULL */
 
+/* Whether the index needs no (more) training: false for an untrained IVF or PQ. */
+int vix_index_is_trained(const vix_index *index);
 /* Trains when the index needs it (IVF, PQ) on the vectors given. */
 int vix_index_train(vix_index *index, size_t n, const float *x, erd_diag *diag);
 int vix_index_add(vix_index *index, size_t n, const float *x, const int64_t *ids, erd_diag *diag);
