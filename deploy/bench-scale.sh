@@ -32,8 +32,8 @@ else
 fi
 pid=
 cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-    [ -z "${SCALE_KEEP:-}" ] && rm -rf "$work"
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null || true; fi
+    if [ -z "${SCALE_KEEP:-}" ]; then rm -rf "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -49,12 +49,14 @@ rm -f "$work/scale.db" "$work/scale.db".*
 "$erd" import -q --db "$work/scale.db" --catalog big "$work/catalog.jsonl"
 t2=$(date +%s.%N)
 awk -v a="$t0" -v b="$t1" -v c="$t2" 'BEGIN { printf "   generated in %.1f s, imported in %.1f s\n", b - a, c - b }'
-cp "$work/scale.db" "$work/exact.db"
 
 echo "== build, configured index (load $(load))"
 /usr/bin/time -v "$erd" build --db "$work/scale.db" --catalog big 2>&1 >/dev/null |
     tee "$work/build.txt" | grep '^erd build' | sed 's/^/   /'
 echo "   peak RSS of the build: $(peak_mb "$work/build.txt") MB"
+# a copy made now carries the phonemes the first build cached
+rm -f "$work/exact.db" "$work/exact.db".*
+cp "$work/scale.db" "$work/exact.db"
 echo "== build, exact Flat (phonemes cached by the first build; load $(load))"
 /usr/bin/time -v "$erd" build --db "$work/exact.db" --catalog big --factory Flat 2>&1 >/dev/null |
     tee "$work/build-exact.txt" | grep '^erd build' | sed 's/^/   /'
