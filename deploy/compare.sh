@@ -148,7 +148,7 @@ sq_acc=${line#acc1=}; sq_acc=${sq_acc%% *}; sq_rps=${line##*rps=}
 echo "   sqlite fts5: acc@1 $sq_acc, $sq_rps queries/s"
 
 echo
-echo "== $(wc -l <"$work/bodies.jsonl") dev queries, ${duration} s of load each at $conns concurrent clients; load now: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== $(wc -l <"$work/bodies.jsonl") dev queries${COMPARE_CATALOG:+ against $(basename "$COMPARE_CATALOG")} (acc@1 from $( [ "$limit" -gt 0 ] && echo "the first $limit of each domain" || echo "all of them")), ${duration} s of load each at $conns concurrent clients; load now: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-22s %8s %12s %14s\n' system acc@1 req/s "erd speed-up"
 awk -v a="$erd_acc" -v r="$erd_rps" 'BEGIN { printf "%-22s %8.3f %12.1f %14s\n", "erd (5-best)", a, r, "1.0x" }'
 awk -v a="$pg_acc" -v r="$pg_rps" -v e="$erd_rps" 'BEGIN { printf "%-22s %8.3f %12.1f %13.1fx\n", "pg_trgm GiST KNN", a, r, e / r }'
