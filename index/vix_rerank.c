@@ -225,6 +225,7 @@ double vix_rerank_pair(const vix_rerank *rr, const uint8_t *hyp, size_t n_hyp, c
  * order, so the scores are bit for bit the same. */
 #define VIX__LANES 16
 #define VIX__ROW (VIX_RR_TOKENS_MAX + 1)
+#define VIX__SYMS (2 * PHO_N_PHONES) /* a reference phone with its word-start bit */
 
 /* One hypothesis with its channel costs laid out by position, so a lane
  * reads the cost of (ref symbol, hyp position j) at sub[sym * VIX__ROW + j]. */
@@ -233,6 +234,9 @@ typedef struct vix__rr_prep {
     float self;
     float ins[VIX__ROW];
     float sub[2 * PHO_N_PHONES * VIX__ROW];
+    /* the same costs position-major, sub_j[j * VIX__SYMS + sym], for the
+     * register-table lookup of vix__rr_lanes_avx512 */
+    float sub_j[VIX__ROW * VIX__SYMS];
 } vix__rr_prep;
 
 static void vix__rr_prepare(const vix_rerank *rr, const uint8_t *hyp, size_t nh, vix__rr_prep *p)
@@ -254,6 +258,7 @@ static void vix__rr_prepare(const vix_rerank *rr, const uint8_t *hyp, size_t nh,
             for (size_t j = 1; j <= nh; j++) {
                 uint8_t h = hyp[j - 1];
                 row[j] = rr->sub[rw][VIX__WS(h)][rp][VIX__PH(h)];
+                p->sub_j[j * VIX__SYMS + rw * PHO_N_PHONES + rp] = row[j];
             }
         }
 }
@@ -353,7 +358,7 @@ vix__rr_lanes_avx512(const vix_rerank *rr, const vix__rr_prep *p, const uint8_t 
             uint8_t r = on ? refs[l][i - 1] : 0;
             unsigned rp = VIX__PH(r), rw = VIX__WS(r);
             del[l] = rr->del[rp];
-            off[l] = (int32_t)((rw * PHO_N_PHONES + rp) * VIX__ROW);
+            off[l] = (int32_t)(rw * PHO_N_PHONES + rp);
             float lead_step = del[l] < skip ? del[l] : skip;
             if (on) {
                 act |= (__mmask16)(1u << l);
@@ -362,11 +367,21 @@ vix__rr_lanes_avx512(const vix_rerank *rr, const vix__rr_prep *p, const uint8_t 
             }
         }
         __m512 vdel = _mm512_loadu_ps(del);
-        __m512i voff = _mm512_loadu_si512(off);
+        /* off holds each lane's symbol, 0..95: three two-register permutes
+         * look it up in a row of sub_j, the symbol's top bits pick which (a
+         * gather would load the 16 lanes one by one) */
+        __m512i sym = _mm512_loadu_si512(off);
+        __mmask16 mid = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(32));
+        __mmask16 high = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(64));
         __m512 diag = row[0];
         row[0] = _mm512_loadu_ps(row0);
         for (size_t j = 1; j <= nh; j++) {
-            __m512 c = _mm512_i32gather_ps(voff, p->sub + j, 4);
+            const float *tj = p->sub_j + j * VIX__SYMS;
+            __m512 c = _mm512_permutex2var_ps(_mm512_loadu_ps(tj), sym, _mm512_loadu_ps(tj + 16));
+            c = _mm512_mask_mov_ps(c, mid, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 32), sym,
+                                                                   _mm512_loadu_ps(tj + 48)));
+            c = _mm512_mask_mov_ps(c, high, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 64), sym,
+                                                                    _mm512_loadu_ps(tj + 80)));
             __m512 m = _mm512_add_ps(diag, c);
             __m512 d = _mm512_add_ps(row[j], vdel);
             __m512 in = _mm512_add_ps(row[j - 1], _mm512_set1_ps(p->ins[j]));
