@@ -28,7 +28,12 @@ enum cfg__reload { FIXED, LIVE };
     X(listen, CFG_STR, listen, "127.0.0.1:8080", 0, 0, FIXED,                                 \
       "Address the HTTP server listens on, HOST:PORT ([::1]:PORT for IPv6). Loopback by default.") \
     X(db, CFG_STR, db, "erd.db", 0, 0, FIXED, "SQLite catalog store.")                       \
-    X(threads, CFG_INT, threads, "0", 0, 256, FIXED, "HTTP worker threads; 0 = one per CPU core.") \
+    X(threads, CFG_INT, threads, "0", 0, 256, FIXED,                                          \
+      "HTTP worker threads with http_threading pool; 0 = one per CPU core.")                  \
+    X(http_threading, CFG_STR, http_threading, "connection", 0, 0, FIXED,                     \
+      "connection: a thread per connection, spread over the cores by the scheduler (best for " \
+      "a few keep-alive clients, as voice front-ends are); pool: `threads` epoll workers, each " \
+      "keeping the connections it accepted (fewer threads for many clients).")                \
     X(max_connections, CFG_INT, max_connections, "256", 1, 65536, FIXED,                      \
       "Concurrent connections accepted; more are refused.")                                   \
     X(max_connections_per_ip, CFG_INT, max_connections_per_ip, "0", 0, 65536, FIXED,          \

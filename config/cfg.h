@@ -14,6 +14,7 @@ typedef struct cfg_config {
     char listen[128];          /* host:port */
     char db[1024];             /* SQLite file */
     int threads;               /* HTTP worker threads; 0 = one per core */
+    char http_threading[16];   /* "connection" or "pool" */
     int max_connections;
     int max_connections_per_ip; /* 0 = no per-address limit */
     int request_timeout_s;
