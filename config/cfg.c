@@ -28,7 +28,12 @@ enum cfg__reload { FIXED, LIVE };
     X(listen, CFG_STR, listen, "127.0.0.1:8080", 0, 0, FIXED,                                 \
       "Address the HTTP server listens on, HOST:PORT ([::1]:PORT for IPv6). Loopback by default.") \
     X(db, CFG_STR, db, "erd.db", 0, 0, FIXED, "SQLite catalog store.")                       \
-    X(threads, CFG_INT, threads, "0", 0, 256, FIXED, "HTTP worker threads; 0 = one per CPU core.") \
+    X(threads, CFG_INT, threads, "0", 0, 256, FIXED,                                          \
+      "HTTP worker threads with http_threading pool; 0 = one per CPU core.")                  \
+    X(http_threading, CFG_STR, http_threading, "connection", 0, 0, FIXED,                     \
+      "connection: a thread per connection, spread over the cores by the scheduler (best for " \
+      "a few keep-alive clients, as voice front-ends are); pool: `threads` epoll workers, each " \
+      "keeping the connections it accepted (fewer threads for many clients).")                \
     X(max_connections, CFG_INT, max_connections, "256", 1, 65536, FIXED,                      \
       "Concurrent connections accepted; more are refused.")                                   \
     X(max_connections_per_ip, CFG_INT, max_connections_per_ip, "0", 0, 65536, FIXED,          \
@@ -56,10 +61,19 @@ enum cfg__reload { FIXED, LIVE };
     X(model_dir, CFG_STR, model_dir, "auto", 0, 0, FIXED,                                     \
       "Folder searched for model files named by a relative path that does not exist from "    \
       "the working directory; auto = phonetics/models above the erd binary's folder.")        \
-    X(faiss_factory, CFG_STR, faiss_factory, "Flat", 0, 0, FIXED,                             \
-      "FAISS index_factory string for builds (inner product; ids mapped automatically). "    \
-      "FACTORY|PARAMS also sets search parameters, saved with the index: "                   \
-      "IVF4096,PQ16|nprobe=16 (see deploy/SCALE-OUT.md).")                                     \
+    X(faiss_factory, CFG_STR, faiss_factory, "auto", 0, 0, FIXED,                             \
+      "FAISS index_factory string for builds (inner product; ids mapped automatically), or "   \
+      "auto: exact Flat up to index_flat_max vectors, IVF<nlist>,Flat above (nlist the first " \
+      "power of two at or above the square root of the vector count).  FACTORY|PARAMS also "  \
+      "sets search parameters, saved with the index: IVF4096,PQ16|nprobe=16 (see "              \
+      "deploy/SCALE-OUT.md).")                                                                 \
+    X(index_flat_max, CFG_SIZE, index_flat_max, "262144", 1, 1099511627776, FIXED,            \
+      "Most vectors a faiss_factory auto build searches exactly; larger catalogs get IVF.")   \
+    X(ivf_nprobe, CFG_INT, ivf_nprobe, "64", 1, 65536, FIXED,                                 \
+      "IVF lists scanned per search; set at build time and kept in the index file.")          \
+    X(hnsw_ef_search, CFG_INT, hnsw_ef_search, "128", 1, 65536, FIXED,                        \
+      "HNSW search breadth (efSearch) for HNSW factory strings; set at build time and kept in " \
+      "the index file.")                                                                      \
     X(candidates, CFG_INT, candidates, "64", 1, 4096, FIXED,                                  \
       "Vectors fetched from the index per resolve before grouping by entity.")                \
     X(rerank, CFG_STR, rerank, "phonetics/models/channel-v2.txt,candidates=200", 0, 0, FIXED, \

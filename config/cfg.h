@@ -14,6 +14,7 @@ typedef struct cfg_config {
     char listen[128];          /* host:port */
     char db[1024];             /* SQLite file */
     int threads;               /* HTTP worker threads; 0 = one per core */
+    char http_threading[16];   /* "connection" or "pool" */
     int max_connections;
     int max_connections_per_ip; /* 0 = no per-address limit */
     int request_timeout_s;
@@ -28,6 +29,9 @@ typedef struct cfg_config {
     char encoder[1024];        /* encoder spec for builds */
     char model_dir[1024];      /* where relative model files are found; "auto" */
     char faiss_factory[128];
+    size_t index_flat_max;
+    int ivf_nprobe;
+    int hnsw_ef_search;
     int candidates;
     char rerank[1024];         /* second-stage rerank spec, or "off" */
     char calibration[1024];    /* calibration file, or "off" */

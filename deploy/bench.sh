@@ -18,6 +18,7 @@
 #                           default: each domain to the catalog of its name)
 #   BENCH_THREADS=N         erd serve --threads (default: the server's, one per core)
 #   ENCODER=SPEC            encoder for the builds of DATA_DIR catalogs
+#   BENCH_READY_S=SECS     longest wait for erd serve to load (default 300)
 #   ERD_* variables reach erd serve.  Traffic goes only to 127.0.0.1.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,61 +29,10 @@ conns=${BENCH_CONNS:-1 2 4 8 16}
 warmup=${BENCH_WARMUP:-3}
 lua=$top/tests/bench/resolve.lua
 
-for tool in wrk curl python3; do
-    command -v "$tool" >/dev/null || { echo "bench.sh: $tool not found (deploy/packages.txt)" >&2; exit 1; }
-done
-[ -x "$erd" ] || { echo "bench.sh: $erd not built" >&2; exit 1; }
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/erd-bench.XXXXXX")
-pid=
-cleanup() {
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-if [ -f "$src" ]; then
-    db=$(cd "$(dirname "$src")" && pwd)/$(basename "$src")
-    queries=${BENCH_QUERIES:-$top/../shared/data/queries/dev.jsonl}
-    echo "== catalog store $db"
-else
-    data=$(cd "$src" && pwd)
-    queries=${BENCH_QUERIES:-$data/queries/dev.jsonl}
-    db=$work/bench.db
-    for cat in video book; do
-        "$erd" import -q --db "$db" --catalog "$cat" "$data/$cat/catalog.jsonl"
-        "$erd" build --db "$db" --catalog "$cat" ${ENCODER:+--encoder "$ENCODER"} >/dev/null
-    done
-    echo "== imported and built video + book from $data${ENCODER:+ (encoder $ENCODER)}"
-fi
-# shellcheck disable=SC2086  # BENCH_MAP is a list of words
-python3 "$top/tests/bench/bodies.py" "$queries" ${BENCH_MAP:-} >"$work/bodies.jsonl"
-echo "== $(wc -l <"$work/bodies.jsonl") request bodies from $queries"
-
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-url=http://127.0.0.1:$port
-mtok=bench-metrics-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
-ERD_LOG_REQUESTS=false ERD_METRICS_TOKEN=$mtok \
-    "$erd" serve --db "$db" --listen "127.0.0.1:$port" ${BENCH_THREADS:+--threads "$BENCH_THREADS"} \
-    2>"$work/serve.log" &
-pid=$!
-for _ in $(seq 300); do
-    curl -fs "$url/readyz" >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
-if ! curl -fs "$url/readyz" >/dev/null 2>&1; then
-    echo "bench.sh: erd serve did not become ready; its log:" >&2
-    cat "$work/serve.log" >&2
-    exit 1
-fi
-echo "== erd serve pid $pid on $url ($(nproc) CPUs)"
+me=bench.sh
+# shellcheck source=deploy/bench-common.sh
+. "$top/deploy/bench-common.sh"
 
 export ERD_BENCH_BODIES=$work/bodies.jsonl ERD_BENCH_TOKEN=${ERD_RESOLVE_TOKEN:-}
 tck=$(getconf CLK_TCK)
@@ -143,7 +93,7 @@ cat "$table"
 echo
 echo "== time per resolve by stage (mean us per request, from /metrics deltas; http_total is the"
 echo "   server's /v1/resolve time from first byte to completion; other = http_total minus the"
-echo "   counted stages: body parse, serialise, response write)"
+echo "   counted stages: routing, auth, reading the body, queueing the response)"
 {
     printf '%5s %8s' conns requests
     for s in $stage_names; do printf ' %9s' "$s"; done

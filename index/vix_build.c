@@ -2,8 +2,12 @@
 
 #include <jansson.h>
 #include <stdatomic.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -13,6 +17,11 @@
 #include "index/vix_store.h"
 #include "phonetics/pho_encoder.h"
 #include "phonetics/pho_g2p.h"
+
+/* Most vectors an index is trained on: k-means cost grows with the sample,
+ * and a few hundred points per list already place the centroids. */
+#define VIX_BUILD_TRAIN_MAX 131072
+#define VIX_BUILD_THREADS_MAX 16
 
 static double vix__now(void)
 {
@@ -214,6 +223,94 @@ static int vix__collect_entity(void *user, const vix_entity *e)
     return 0;
 }
 
+/* "auto" made concrete for n vectors; other strings are used as given. */
+static void vix__pick_factory(const char *factory, size_t n, size_t flat_max, char *out,
+                              size_t cap)
+{
+    if (strcmp(factory, "auto") != 0) {
+        snprintf(out, cap, "%s", factory);
+        return;
+    }
+    if (n <= flat_max) {
+        snprintf(out, cap, "Flat");
+        return;
+    }
+    size_t nlist = 256;
+    while (nlist * nlist < n) /* the first power of two at or above sqrt(n) */
+        nlist *= 2;
+    snprintf(out, cap, "IVF%zu,Flat", nlist);
+}
+
+typedef struct vix__encode_job {
+    const pho_encoder *enc;
+    const pho_phrase *phrases;
+    const unsigned char *derived;
+    float *vectors;
+    size_t dim, first, end;
+    size_t failed; /* index of a phrase that failed, or SIZE_MAX */
+    int rc;
+} vix__encode_job;
+
+static void *vix__encode_range(void *arg)
+{
+    vix__encode_job *job = arg;
+    for (size_t i = job->first; i < job->end; i++) {
+        float *v = job->vectors + i * job->dim;
+        int rc = pho_encoder_encode(job->enc, &job->phrases[i], v);
+        if (rc < 0) {
+            job->rc = rc;
+            job->failed = i;
+            return NULL;
+        }
+        if (job->derived[i])
+            for (size_t d = 0; d < job->dim; d++)
+                v[d] *= VIX_DERIVED_SCALE;
+    }
+    return NULL;
+}
+
+/* Encodes every phrase, split into contiguous ranges over threads (the
+ * encoder is thread-safe once fitted): each vector depends only on its
+ * phrase, so the result is the same for any thread count. */
+static int vix__encode_all(const pho_encoder *enc, const pho_phrase *phrases,
+                           const unsigned char *derived, size_t n, size_t dim, int threads,
+                           float *vectors, erd_diag *diag)
+{
+    vix__encode_job jobs[VIX_BUILD_THREADS_MAX];
+    pthread_t tids[VIX_BUILD_THREADS_MAX];
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t nt = threads > 0 ? (size_t)threads : cores > 0 ? (size_t)cores : 1;
+    if (nt > VIX_BUILD_THREADS_MAX)
+        nt = VIX_BUILD_THREADS_MAX;
+    if (n < 4096 * nt) /* thread start-up would cost more than it saves */
+        nt = 1;
+    size_t started = 0;
+    for (size_t t = 0; t < nt; t++) {
+        jobs[t] = (vix__encode_job){.enc = enc, .phrases = phrases, .derived = derived,
+                                    .vectors = vectors, .dim = dim, .first = n * t / nt,
+                                    .end = n * (t + 1) / nt, .failed = SIZE_MAX};
+        /* the first range runs on this thread, after the others start */
+        if (t > 0 && pthread_create(&tids[t], NULL, vix__encode_range, &jobs[t]) != 0)
+            vix__encode_range(&jobs[t]); /* no thread to be had: do it here */
+        else if (t > 0)
+            started |= (size_t)1 << t;
+    }
+    vix__encode_range(&jobs[0]);
+    int rc = ERD_OK;
+    for (size_t t = 0; t < nt; t++) {
+        if (started & ((size_t)1 << t))
+            pthread_join(tids[t], NULL);
+        if (jobs[t].rc < 0 && rc == ERD_OK)
+            rc = erd_fail(diag, jobs[t].rc, "encoding \"%s\" failed", phrases[jobs[t].failed].text);
+    }
+    return rc;
+}
+
+/* Vectors encoded and added per step: the build never holds every vector
+ * twice (FAISS keeps its own copy), which for a million entities is the
+ * difference between 1 and 2 GB. */
+#define VIX_BUILD_CHUNK 65536
+
 int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
 {
     vix_store *store = NULL, *cache = NULL;
@@ -233,7 +330,9 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     int rc;
 
     const char *spec = opts->encoder_spec ? opts->encoder_spec : "baseline";
-    const char *factory = opts->factory ? opts->factory : "Flat";
+    const char *factory_opt = opts->factory && *opts->factory ? opts->factory : "auto";
+    pho_phrase *sample = NULL;
+    unsigned char *sample_derived = NULL;
 
     rc = vix_store_open(opts->db_path, 0, &store, diag);
     if (rc < 0)
@@ -313,11 +412,14 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
         goto out;
     }
 
-    /* Encode. */
+    /* Encode and index, a chunk at a time. */
     t = vix__now();
+    double encode_s = 0;
     size_t dim = pho_encoder_dim(enc);
+    size_t chunk = corpus.n < VIX_BUILD_CHUNK ? corpus.n : VIX_BUILD_CHUNK;
+    size_t n_train = corpus.n < VIX_BUILD_TRAIN_MAX ? corpus.n : VIX_BUILD_TRAIN_MAX;
     phrases = calloc(corpus.n, sizeof *phrases);
-    vectors = malloc(corpus.n * dim * sizeof *vectors);
+    vectors = malloc((chunk > n_train ? chunk : n_train) * dim * sizeof *vectors);
     if (!phrases || !vectors) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory for %zu vectors of %zu floats", corpus.n,
                       dim);
@@ -330,35 +432,72 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     rc = pho_encoder_fit(enc, phrases, corpus.n, diag);
     if (rc < 0)
         goto out;
-    for (size_t i = 0; i < corpus.n; i++) {
-        rc = pho_encoder_encode(enc, &phrases[i], vectors + i * dim);
-        if (rc < 0) {
-            rc = erd_fail(diag, rc, "encoding \"%s\" failed", phrases[i].text);
+    vix__pick_factory(factory_opt, corpus.n, opts->flat_max ? opts->flat_max : VIX_BUILD_FLAT_MAX,
+                      res.factory, sizeof res.factory);
+    const char *factory = res.factory;
+    rc = vix_index_create(factory, dim, &index, diag);
+    if (rc < 0)
+        goto out;
+    if (!vix_index_is_trained(index)) {
+        /* every stride-th phrase: a sample spread over the whole catalog,
+         * the same on every build */
+        sample = malloc(n_train * sizeof *sample);
+        sample_derived = malloc(n_train);
+        if (!sample || !sample_derived) {
+            rc = erd_fail(diag, ERD_ENOMEM, "out of memory for %zu training vectors", n_train);
             goto out;
         }
-        if (corpus.derived[i])
-            for (size_t d = 0; d < dim; d++)
-                vectors[i * dim + d] *= VIX_DERIVED_SCALE;
-        if (opts->progress && (i + 1) % 10000 == 0)
-            opts->progress(opts->progress_user, "encode", i + 1, corpus.n);
+        for (size_t i = 0; i < n_train; i++) {
+            size_t j = i * corpus.n / n_train;
+            sample[i] = phrases[j];
+            sample_derived[i] = corpus.derived[j];
+        }
+        double t1 = vix__now();
+        rc = vix__encode_all(enc, sample, sample_derived, n_train, dim, opts->threads, vectors,
+                             diag);
+        encode_s += vix__now() - t1;
+        if (rc < 0)
+            goto out;
         if (vix__cancelled(opts)) {
             rc = erd_fail(diag, ERD_EBUSY, "build cancelled");
             goto out;
         }
+        rc = vix_index_train(index, n_train, vectors, diag);
+        if (rc < 0)
+            goto out;
     }
-    res.encode_seconds = vix__now() - t;
-
-    /* Index. */
-    t = vix__now();
-    rc = vix_index_create(factory, dim, &index, diag);
-    if (rc < 0)
-        goto out;
-    rc = vix_index_train(index, corpus.n, vectors, diag);
-    if (rc < 0)
-        goto out;
-    rc = vix_index_add(index, corpus.n, vectors, corpus.ids, diag);
-    if (rc < 0)
-        goto out;
+    for (size_t first = 0; first < corpus.n; first += chunk) {
+        size_t m = corpus.n - first < chunk ? corpus.n - first : chunk;
+        double t1 = vix__now();
+        rc = vix__encode_all(enc, phrases + first, corpus.derived + first, m, dim, opts->threads,
+                             vectors, diag);
+        encode_s += vix__now() - t1;
+        if (rc < 0)
+            goto out;
+        rc = vix_index_add(index, m, vectors, corpus.ids + first, diag);
+        if (rc < 0)
+            goto out;
+        if (vix__cancelled(opts)) {
+            rc = erd_fail(diag, ERD_EBUSY, "build cancelled");
+            goto out;
+        }
+        if (opts->progress)
+            opts->progress(opts->progress_user, "index", first + m, corpus.n);
+    }
+    /* Search breadth is part of the index file: the server reads it back. */
+    char param[64] = "";
+    if (strchr(factory, '|'))
+        param[0] = '\0'; /* FACTORY|PARAMS: the operator's own, already set */
+    else if (strstr(factory, "IVF"))
+        snprintf(param, sizeof param, "nprobe=%d", opts->nprobe > 0 ? opts->nprobe : VIX_BUILD_NPROBE);
+    else if (strstr(factory, "HNSW"))
+        snprintf(param, sizeof param, "efSearch=%d",
+                 opts->ef_search > 0 ? opts->ef_search : VIX_BUILD_EF_SEARCH);
+    if (*param) {
+        rc = vix_index_set_params(index, param, diag);
+        if (rc < 0)
+            goto out;
+    }
     if (vix__cancelled(opts)) {
         rc = erd_fail(diag, ERD_EBUSY, "build cancelled");
         goto out;
@@ -366,7 +505,11 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     rc = vix_index_write(index, res.index_path, diag);
     if (rc < 0)
         goto out;
-    res.index_seconds = vix__now() - t;
+    res.encode_seconds = encode_s;
+    res.index_seconds = vix__now() - t - encode_s;
+    struct stat sb;
+    if (stat(res.index_path, &sb) == 0)
+        res.index_bytes = (uint64_t)sb.st_size;
 
     rc = pho_encoder_state_save(enc, &state, &state_len);
     if (rc < 0) {
@@ -409,6 +552,8 @@ out:
     if (snapshot)
         vix_store_rollback(store);
     vix_store_close(cache);
+    free(sample);
+    free(sample_derived);
     free(state);
     free(vectors);
     free(phrases);

@@ -10,11 +10,22 @@
 
 #include "proto/erd_error.h"
 
+#define VIX_BUILD_FLAT_MAX 262144
+#define VIX_BUILD_NPROBE 64
+#define VIX_BUILD_EF_SEARCH 128
+
 typedef struct vix_build_opts {
     const char *db_path;
     const char *catalog;
     const char *encoder_spec; /* pho_encoder_create spec; default "baseline" */
-    const char *factory;      /* FAISS factory string; default "Flat" */
+    /* FAISS factory string, or "auto" (the default): exact "Flat" up to
+     * flat_max vectors, "IVF<nlist>,Flat" above, nlist the first power of
+     * two at or above sqrt(vectors) (at least 256). */
+    const char *factory;
+    size_t flat_max;          /* 0: VIX_BUILD_FLAT_MAX */
+    int nprobe;               /* IVF lists searched, kept in the index file; 0: VIX_BUILD_NPROBE */
+    int ef_search;            /* HNSW search breadth, kept in the index file; 0: VIX_BUILD_EF_SEARCH */
+    int threads;              /* encoding threads; 0: one per core */
     const char *g2p_voice;    /* default "en-us" */
     /* Called now and then with the stage name ("phonemes", "encode", "index")
      * and progress within it. */
@@ -34,6 +45,8 @@ typedef struct vix_build_result {
     double seconds, phoneme_seconds, encode_seconds, index_seconds;
     char index_path[1024];
     char encoder_id[128];
+    char factory[128]; /* the factory string used ("auto" resolved) */
+    uint64_t index_bytes; /* size of the index file */
 } vix_build_result;
 
 /* Legacy index file name of a catalog, "<db>.<catalog>.faiss" (builds now

@@ -2,6 +2,7 @@
  * it into a negative return; the text stays in a thread-local slot that
  * faiss_get_last_error() reads, so it is copied right after each call. */
 #include "index/vix_index.h"
+#include "index/vix_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,8 +17,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
+
 #include <faiss/c_api/AutoTune_c.h>
+#include <faiss/c_api/IndexFlat_c.h>
 #include <faiss/c_api/Index_c.h>
+#include <faiss/c_api/MetaIndexes_c.h>
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/index_factory_c.h>
 #include <faiss/c_api/index_io_c.h>
@@ -31,7 +38,372 @@
 struct vix_index {
     FaissIndex *idx;
     size_t dim;
+    /* An IDMap over an inner-product IndexFlat is searched by
+     * vix__flat_search: Debian's generic FAISS build scores flat indexes one
+     * scalar product at a time (fvec_inner_product_ref; measured 0.8 ms of a
+     * 1.4 ms resolve on 15k vectors).  flat_x and flat_ids borrow FAISS's
+     * arrays; all are refreshed after every add. */
+    uint16_t *flat_h;      /* owned: bfloat16 copy, transposed (vix__flat_attach) */
+    const float *flat_x;   /* the vectors, row-major */
+    const idx_t *flat_ids;
+    size_t flat_n;
+    float flat_maxnorm;    /* largest vector norm */
 };
+
+/* Vectors side by side in the transposed copy: one SIMD register of lanes. */
+#define VIX_LANES 16
+/* Buckets of the score histogram vix__flat_search cuts its candidates with. */
+#define VIX_HIST 2048
+
+/* float -> bfloat16, rounding to nearest even: the top half of the float. */
+static uint16_t vix__bf16(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+/* Points the index at FAISS's flat storage when it has that shape, and
+ * keeps a bfloat16 copy laid out VIX_LANES vectors at a time,
+ * dimension-major, so the scan runs one vector per SIMD lane over half the
+ * bytes (the scan is bound by memory bandwidth).  Without memory for the
+ * copy the index is searched through FAISS. */
+static void vix__flat_attach(vix_index *ix)
+{
+    free(ix->flat_h);
+    ix->flat_h = NULL;
+    ix->flat_x = NULL;
+    ix->flat_ids = NULL;
+    ix->flat_n = 0;
+    FaissIndexIDMap *map = faiss_IndexIDMap_cast(ix->idx);
+    if (!map)
+        return;
+    FaissIndexFlat *flat = faiss_IndexFlat_cast(faiss_IndexIDMap_sub_index(map));
+    if (!flat || faiss_Index_metric_type(flat) != METRIC_INNER_PRODUCT)
+        return;
+    float *x = NULL;
+    idx_t *ids = NULL;
+    size_t nx = 0, nids = 0;
+    faiss_IndexFlat_xb(flat, &x, &nx);
+    faiss_IndexIDMap_id_map(map, &ids, &nids);
+    if (nids == 0 || nids > UINT32_MAX || !x || !ids || nx != nids * ix->dim)
+        return;
+    size_t nblk = (nids + VIX_LANES - 1) / VIX_LANES;
+    if (nblk > SIZE_MAX / sizeof(uint16_t) / VIX_LANES / ix->dim)
+        return;
+    size_t bytes = nblk * ix->dim * VIX_LANES * sizeof(uint16_t);
+    uint16_t *h = aligned_alloc(64, bytes);
+    if (!h)
+        return;
+    memset(h, 0, bytes); /* the last block's unused lanes score 0 and are never read */
+    float maxnorm = 0;
+    for (size_t i = 0; i < nids; i++) {
+        uint16_t *dst = h + (i / VIX_LANES) * ix->dim * VIX_LANES + i % VIX_LANES;
+        double norm = 0;
+        for (size_t d = 0; d < ix->dim; d++) {
+            float v = x[i * ix->dim + d];
+            dst[d * VIX_LANES] = vix__bf16(v);
+            norm += (double)v * v;
+        }
+        if (sqrt(norm) > maxnorm)
+            maxnorm = (float)sqrt(norm);
+    }
+    ix->flat_h = h;
+    ix->flat_x = x;
+    ix->flat_ids = ids;
+    ix->flat_n = nids;
+    ix->flat_maxnorm = maxnorm;
+}
+
+/* Scores of q against nblk transposed blocks: out[b * VIX_LANES + l], from
+ * bfloat16 (bf16) or float blocks.  Each lane sums its products in
+ * dimension order, as FAISS's scalar fvec_inner_product_ref does, so on
+ * float blocks the scores are bit for bit FAISS's.  Vector types rather than
+ * a lane loop: left to itself the compiler vectorises along d, shuffling
+ * lanes instead of loading them. */
+typedef float vix__vlanes __attribute__((vector_size(VIX_LANES * sizeof(float))));
+typedef uint32_t vix__vwide __attribute__((vector_size(VIX_LANES * sizeof(uint32_t))));
+typedef uint16_t vix__vhalf __attribute__((vector_size(VIX_LANES * sizeof(uint16_t))));
+
+/* Row i of the blocks as floats (through a pointer: returning a vector
+ * type by value changes the ABI between instruction sets). */
+static inline __attribute__((always_inline)) void vix__load(vix__vlanes *x, const void *t,
+                                                             size_t i, int bf16)
+{
+    if (bf16) {
+        vix__vhalf h;
+        memcpy(&h, (const uint16_t *)t + i * VIX_LANES, sizeof h);
+        vix__vwide w = __builtin_convertvector(h, vix__vwide) << 16;
+        memcpy(x, &w, sizeof *x);
+    } else {
+        memcpy(x, (const float *)t + i * VIX_LANES, sizeof *x);
+    }
+}
+
+static inline __attribute__((always_inline)) void vix__dots(const void *t, size_t nblk, size_t dim,
+                                                             const float *restrict q,
+                                                             float *restrict out, int bf16)
+{
+    size_t b = 0;
+    /* four blocks at a time: four independent sums hide the add latency */
+    for (; b + 4 <= nblk; b += 4) {
+        vix__vlanes a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, x0, x1, x2, x3;
+        for (size_t d = 0; d < dim; d++) {
+            vix__load(&x0, t, b * dim + d, bf16);
+            vix__load(&x1, t, (b + 1) * dim + d, bf16);
+            vix__load(&x2, t, (b + 2) * dim + d, bf16);
+            vix__load(&x3, t, (b + 3) * dim + d, bf16);
+            a0 += x0 * q[d];
+            a1 += x1 * q[d];
+            a2 += x2 * q[d];
+            a3 += x3 * q[d];
+        }
+        memcpy(out + b * VIX_LANES, &a0, sizeof a0);
+        memcpy(out + (b + 1) * VIX_LANES, &a1, sizeof a1);
+        memcpy(out + (b + 2) * VIX_LANES, &a2, sizeof a2);
+        memcpy(out + (b + 3) * VIX_LANES, &a3, sizeof a3);
+    }
+    for (; b < nblk; b++) {
+        vix__vlanes acc = {0}, x;
+        for (size_t d = 0; d < dim; d++) {
+            vix__load(&x, t, b * dim + d, bf16);
+            acc += x * q[d];
+        }
+        memcpy(out + b * VIX_LANES, &acc, sizeof acc);
+    }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* The bfloat16 pass with one widening load per row (the compiler splits it
+ * into halves and reassembles them) and fused multiply-adds: this pass is
+ * approximate anyway, and a fused product only lowers its error. */
+__attribute__((target("avx512f"))) static void
+vix__approx_avx512(const uint16_t *t, size_t nblk, size_t dim, const float *q, float *out)
+{
+    size_t b = 0;
+    for (; b + 4 <= nblk; b += 4) {
+        const uint16_t *t0 = t + b * dim * VIX_LANES;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (size_t d = 0; d < dim; d++) {
+            __m512 qd = _mm512_set1_ps(q[d]);
+#define VIX__ROW_BF16(k)                                                                       \
+    _mm512_castsi512_ps(_mm512_slli_epi32(                                                     \
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256(                                              \
+            (const __m256i *)(t0 + ((k) * dim + d) * VIX_LANES))),                             \
+        16))
+            a0 = _mm512_fmadd_ps(VIX__ROW_BF16(0), qd, a0);
+            a1 = _mm512_fmadd_ps(VIX__ROW_BF16(1), qd, a1);
+            a2 = _mm512_fmadd_ps(VIX__ROW_BF16(2), qd, a2);
+            a3 = _mm512_fmadd_ps(VIX__ROW_BF16(3), qd, a3);
+        }
+        _mm512_storeu_ps(out + b * VIX_LANES, a0);
+        _mm512_storeu_ps(out + (b + 1) * VIX_LANES, a1);
+        _mm512_storeu_ps(out + (b + 2) * VIX_LANES, a2);
+        _mm512_storeu_ps(out + (b + 3) * VIX_LANES, a3);
+    }
+    for (; b < nblk; b++) {
+        const uint16_t *t0 = t + b * dim * VIX_LANES;
+        __m512 a0 = _mm512_setzero_ps();
+        for (size_t d = 0; d < dim; d++)
+            a0 = _mm512_fmadd_ps(VIX__ROW_BF16(0), _mm512_set1_ps(q[d]), a0);
+        _mm512_storeu_ps(out + b * VIX_LANES, a0);
+    }
+#undef VIX__ROW_BF16
+}
+
+__attribute__((target("avx512f"))) static void
+vix__dots_avx512(const void *t, size_t nblk, size_t dim, const float *q, float *out, int bf16)
+{
+    if (bf16)
+        vix__approx_avx512(t, nblk, dim, q, out);
+    else
+        vix__dots(t, nblk, dim, q, out, 0);
+}
+__attribute__((target("avx2"))) static void vix__dots_avx2(const void *t, size_t nblk, size_t dim,
+                                                           const float *q, float *out, int bf16)
+{
+    vix__dots(t, nblk, dim, q, out, bf16);
+}
+#endif
+static void vix__dots_base(const void *t, size_t nblk, size_t dim, const float *q, float *out,
+                           int bf16)
+{
+    vix__dots(t, nblk, dim, q, out, bf16);
+}
+
+typedef void (*vix__dots_fn)(const void *, size_t, size_t, const float *, float *, int);
+
+enum vix__isa vix__isa(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return VIX__ISA_AVX512;
+    if (__builtin_cpu_supports("avx2"))
+        return VIX__ISA_AVX2;
+#endif
+    return VIX__ISA_BASE;
+}
+
+static vix__dots_fn vix__dots_pick(void)
+{
+    switch (vix__isa()) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    case VIX__ISA_AVX512:
+        return vix__dots_avx512;
+    case VIX__ISA_AVX2:
+        return vix__dots_avx2;
+#endif
+    default:
+        return vix__dots_base;
+    }
+}
+
+/* Min-heap on (score, then larger id) so the root is the result to drop
+ * first; ties keep the smaller id, as a stable scan order would. */
+static bool vix__worse(float sa, idx_t ia, float sb, idx_t ib)
+{
+    return sa < sb || (sa == sb && ia > ib);
+}
+
+static void vix__heap_swap(float *hs, idx_t *hi, size_t a, size_t b)
+{
+    float ts = hs[a];
+    idx_t ti = hi[a];
+    hs[a] = hs[b];
+    hi[a] = hi[b];
+    hs[b] = ts;
+    hi[b] = ti;
+}
+
+static void vix__heap_sift(float *hs, idx_t *hi, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && vix__worse(hs[l], hi[l], hs[m], hi[m]))
+            m = l;
+        if (r < n && vix__worse(hs[r], hi[r], hs[m], hi[m]))
+            m = r;
+        if (m == i)
+            return;
+        vix__heap_swap(hs, hi, i, m);
+        i = m;
+    }
+}
+
+/* Offers (s, id) to a heap of the k best, *filled of them so far. */
+static void vix__heap_offer(float *hs, idx_t *hi, size_t *filled, size_t k, float s, idx_t id)
+{
+    if (*filled < k) {
+        size_t c = (*filled)++;
+        hs[c] = s;
+        hi[c] = id;
+        while (c > 0) { /* sift the new leaf up */
+            size_t p = (c - 1) / 2;
+            if (!vix__worse(hs[c], hi[c], hs[p], hi[p]))
+                break;
+            vix__heap_swap(hs, hi, c, p);
+            c = p;
+        }
+    } else if (vix__worse(hs[0], hi[0], s, id)) {
+        hs[0] = s;
+        hi[0] = id;
+        vix__heap_sift(hs, hi, *filled, 0);
+    }
+}
+
+/* Exact top-k by inner product, in two passes.  The bfloat16 scan gives
+ * every vector a score within b = 2^-8 |q| max|x| of its exact one (8
+ * significant bits per element, 2^-9 relative, plus float rounding over the
+ * sum, far below the doubled margin).  If at least k vectors score t or more
+ * there, the exact k-th best is at least t - b, and whatever belongs in the
+ * exact top k scores at least t - 2b there; only those vectors are scored
+ * again exactly, from the float rows, in lanes of
+ * the same kernel: the result is the full exact scan's, bit for bit.  The
+ * heap lives in the caller's result buffers, sorted best first at the end. */
+static int vix__flat_search(const vix_index *ix, const float *q, size_t k, float *ret_scores,
+                            int64_t *ret_ids)
+{
+    static vix__dots_fn dots;
+    if (!dots)
+        dots = vix__dots_pick(); /* idempotent: a race stores the same pointer */
+    const size_t n = ix->flat_n, dim = ix->dim, nblk = (n + VIX_LANES - 1) / VIX_LANES;
+    float *approx = malloc(nblk * VIX_LANES * sizeof *approx);
+    uint32_t *cand = malloc(n * sizeof *cand);
+    float *tile = malloc(dim * VIX_LANES * sizeof *tile);
+    float *hs = ret_scores;
+    idx_t *hi = (idx_t *)ret_ids;
+    size_t filled = 0, nc = 0;
+    int rc = ERD_ENOMEM;
+    if (!approx || !cand || !tile)
+        goto out;
+
+    dots(ix->flat_h, nblk, dim, q, approx, 1);
+    float floor = -INFINITY;
+    if (n > k) {
+        /* A lower bound on the k-th best approximate score from a histogram
+         * of all of them (a heap over every score costs more in
+         * mispredicted branches than the scan itself). */
+        /* four histograms, taken in turn: consecutive scores often fall in
+         * one bucket, and a single count would wait on its last store */
+        uint32_t hist[4][VIX_HIST];
+        double qn = 0;
+        for (size_t d = 0; d < dim; d++)
+            qn += (double)q[d] * q[d];
+        float margin = 2.0f * ldexpf((float)sqrt(qn) * ix->flat_maxnorm, -8);
+        float range = (float)sqrt(qn) * ix->flat_maxnorm * 1.01f + 1e-6f;
+        float scale = (float)VIX_HIST / (2 * range);
+        memset(hist, 0, sizeof hist);
+        for (size_t i = 0; i < n; i++) {
+            float f = (approx[i] + range) * scale;
+            int b = f >= 0 ? (f < VIX_HIST ? (int)f : VIX_HIST - 1) : 0; /* NaN lands in 0 */
+            hist[i & 3][b]++;
+        }
+        size_t above = 0;
+        int b = VIX_HIST - 1;
+        while (b > 0 && (above += hist[0][b] + hist[1][b] + hist[2][b] + hist[3][b]) < k)
+            b--;
+        /* every score counted in buckets b.. is at least one bucket below
+         * bucket b's lower edge, whatever the rounding of f */
+        floor = (float)(b - 1) / scale - range - margin;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (approx[i] >= floor)
+            cand[nc++] = (uint32_t)i;
+    for (size_t c = 0; c < nc; c += VIX_LANES) {
+        size_t m = nc - c < VIX_LANES ? nc - c : VIX_LANES;
+        float exact[VIX_LANES];
+        for (size_t l = 0; l < VIX_LANES; l++) {
+            const float *row = ix->flat_x + (size_t)cand[c + (l < m ? l : 0)] * dim;
+            /* the next tile's rows are scattered over the whole array: ask
+             * for them while this one is copied */
+            if (c + VIX_LANES + l < nc)
+                for (size_t d = 0; d < dim; d += 16)
+                    __builtin_prefetch(ix->flat_x + (size_t)cand[c + VIX_LANES + l] * dim + d);
+            for (size_t d = 0; d < dim; d++)
+                tile[d * VIX_LANES + l] = row[d];
+        }
+        dots(tile, 1, dim, q, exact, 0);
+        for (size_t l = 0; l < m; l++)
+            vix__heap_offer(hs, hi, &filled, k, exact[l], ix->flat_ids[cand[c + l]]);
+    }
+    /* heap sort: repeatedly move the worst to the end, leaving best first */
+    for (size_t m = filled; m > 1; m--) {
+        vix__heap_swap(hs, hi, 0, m - 1);
+        vix__heap_sift(hs, hi, m - 1, 0);
+    }
+    for (size_t i = filled; i < k; i++) {
+        hs[i] = -INFINITY;
+        hi[i] = -1;
+    }
+    rc = ERD_OK;
+out:
+    free(approx);
+    free(cand);
+    free(tile);
+    return rc;
+}
 
 static int faiss_fail(erd_diag *diag, int code, const char *what)
 {
@@ -103,6 +475,7 @@ void vix_index_destroy(vix_index *index)
     if (!index)
         return;
     faiss_Index_free(index->idx);
+    free(index->flat_h);
     free(index);
 }
 
@@ -113,6 +486,11 @@ static int check_batch(const vix_index *index, size_t n, const float *x, erd_dia
     if (n > (size_t)INT64_MAX / index->dim || n * index->dim > SIZE_MAX / sizeof(float))
         return erd_fail(diag, ERD_EINVAL, "%zu vectors are too many", n);
     return ERD_OK;
+}
+
+int vix_index_is_trained(const vix_index *index)
+{
+    return index && faiss_Index_is_trained(index->idx);
 }
 
 int vix_index_train(vix_index *index, size_t n, const float *x, erd_diag *diag)
@@ -147,6 +525,7 @@ int vix_index_add(vix_index *index, size_t n, const float *x, const int64_t *ids
         return erd_fail(diag, ERD_EINVAL, "index must be trained before adding vectors");
     if (faiss_Index_add_with_ids(index->idx, (idx_t)n, x, (const idx_t *)ids) != 0)
         return faiss_fail(diag, ERD_EFAISS, "adding vectors");
+    vix__flat_attach(index); /* the add may have moved FAISS's arrays */
     return ERD_OK;
 }
 
@@ -173,6 +552,14 @@ int vix_index_search(const vix_index *index, size_t nq, const float *queries, si
         return erd_fail(diag, ERD_EINVAL, "%zu queries are too many", nq);
     if (nq == 0)
         return ERD_OK;
+    if (index->flat_n) {
+        for (size_t i = 0; i < nq; i++)
+            if (vix__flat_search(index, queries + i * index->dim, k, ret_scores + i * k,
+                                 ret_ids + i * k) < 0)
+                return erd_fail(diag, ERD_ENOMEM, "out of memory searching %zu vectors",
+                                index->flat_n);
+        return ERD_OK;
+    }
     /* A resolve searches one query; concurrency comes from the server's own
      * threads.  FAISS would open an OpenMP team per call whose idle members
      * spin against those threads (measured: twice the latency on 2 cores),
@@ -189,6 +576,20 @@ int vix_index_search(const vix_index *index, size_t nq, const float *queries, si
         }
     }
     return ERD_OK;
+}
+
+int vix_index_set_params(vix_index *index, const char *params, erd_diag *diag)
+{
+    FaissParameterSpace *ps = NULL;
+    if (!index || !params)
+        return erd_fail(diag, ERD_EINVAL, "no index or parameters");
+    if (faiss_ParameterSpace_new(&ps) != 0)
+        return faiss_fail(diag, ERD_ENOMEM, "index parameters");
+    int rc = ERD_OK;
+    if (faiss_ParameterSpace_set_index_parameters(ps, index->idx, params) != 0)
+        rc = faiss_fail(diag, ERD_EINVAL, params);
+    faiss_ParameterSpace_free(ps);
+    return rc;
 }
 
 size_t vix_index_dim(const vix_index *index)
@@ -313,6 +714,7 @@ int vix_index_read(const char *path, vix_index **ret, erd_diag *diag)
     ix->idx = idx;
     ix->dim = (size_t)d;
     idx = NULL;
+    vix__flat_attach(ix);
     *ret = ix;
     err = ERD_OK;
 out:

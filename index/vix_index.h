@@ -20,6 +20,8 @@ typedef struct vix_index vix_index;
 int vix_index_create(const char *factory, size_t dim, vix_index **ret, erd_diag *diag);
 void vix_index_destroy(vix_index *index); /* accepts NULL */
 
+/* Whether the index needs no (more) training: false for an untrained IVF or PQ. */
+int vix_index_is_trained(const vix_index *index);
 /* Trains when the index needs it (IVF, PQ) on the vectors given. */
 int vix_index_train(vix_index *index, size_t n, const float *x, erd_diag *diag);
 int vix_index_add(vix_index *index, size_t n, const float *x, const int64_t *ids, erd_diag *diag);
@@ -29,6 +31,10 @@ int vix_index_add(vix_index *index, size_t n, const float *x, const int64_t *ids
  * at once on the same index. */
 int vix_index_search(const vix_index *index, size_t nq, const float *queries, size_t k,
                      float *ret_scores, int64_t *ret_ids, erd_diag *diag);
+
+/* Search-time parameters in FAISS ParameterSpace form, "nprobe=32" or
+ * "efSearch=128" (comma-separated for several); written with the index. */
+int vix_index_set_params(vix_index *index, const char *params, erd_diag *diag);
 
 size_t vix_index_dim(const vix_index *index);
 size_t vix_index_count(const vix_index *index);

@@ -1,10 +1,14 @@
 #include "index/vix_rerank.h"
 
 #include <errno.h>
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "index/vix_internal.h"
 #include "index/vix_phrase.h"
 
 struct vix_rerank {
@@ -60,7 +64,7 @@ int vix_rerank_spec_parse(const char *spec, char *path, size_t path_cap, vix_rer
         return erd_fail(diag, ERD_ECONFIG, "rerank: channel path too long");
     for (char *kv = strtok_r(NULL, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
         char *eq = strchr(kv, '=');
-        double x;
+        double x = 0;
         if (!eq)
             return erd_fail(diag, ERD_ECONFIG, "rerank: \"%s\" is not KEY=VALUE", kv);
         *eq = '\0';
@@ -212,15 +216,232 @@ double vix_rerank_pair(const vix_rerank *rr, const uint8_t *hyp, size_t n_hyp, c
     return vix__rr_similarity(rr, vix__rr_extra(rr, hyp, n_hyp, ref, n_ref), n_hyp);
 }
 
-void vix_rerank_score(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
-                      vix_rerank_cand *cands, size_t n_cands)
+/* ---- batched alignment: one hypothesis against many phrases at once ----
+ *
+ * vix__rr_extra is bound by the latency of its row recurrence (each cell
+ * waits for its left neighbour).  Aligning VIX__LANES phrases side by side,
+ * one per SIMD lane, runs that many independent recurrences per step; each
+ * lane performs exactly the float operations of vix__rr_extra in the same
+ * order, so the scores are bit for bit the same. */
+#define VIX__LANES 16
+#define VIX__ROW (VIX_RR_TOKENS_MAX + 1)
+#define VIX__SYMS (2 * PHO_N_PHONES) /* a reference phone with its word-start bit */
+
+/* One hypothesis with its channel costs laid out by position, so a lane
+ * reads the cost of (ref symbol, hyp position j) at sub[sym * VIX__ROW + j]. */
+typedef struct vix__rr_prep {
+    size_t nh;
+    float self;
+    float ins[VIX__ROW];
+    float sub[2 * PHO_N_PHONES * VIX__ROW];
+    /* the same costs position-major, sub_j[j * VIX__SYMS + sym], for the
+     * register-table lookup of vix__rr_lanes_avx512 */
+    float sub_j[VIX__ROW * VIX__SYMS];
+} vix__rr_prep;
+
+static void vix__rr_prepare(const vix_rerank *rr, const uint8_t *hyp, size_t nh, vix__rr_prep *p)
 {
-    double wsum = 0;
-    for (size_t h = 0; h < n_hyps; h++)
-        wsum += hyps[h].weight;
+    if (nh > VIX_RR_TOKENS_MAX)
+        nh = VIX_RR_TOKENS_MAX;
+    p->nh = nh;
+    p->self = 0;
+    p->ins[0] = 0;
+    for (size_t j = 1; j <= nh; j++) {
+        uint8_t h = hyp[j - 1];
+        p->ins[j] = rr->ins[VIX__WS(h)][VIX__PH(h)];
+        p->self += rr->self[VIX__WS(h)][VIX__PH(h)];
+    }
+    for (unsigned rw = 0; rw < 2; rw++)
+        for (unsigned rp = 0; rp < PHO_N_PHONES; rp++) {
+            float *row = p->sub + (rw * PHO_N_PHONES + rp) * VIX__ROW;
+            row[0] = 0;
+            for (size_t j = 1; j <= nh; j++) {
+                uint8_t h = hyp[j - 1];
+                row[j] = rr->sub[rw][VIX__WS(h)][rp][VIX__PH(h)];
+                p->sub_j[j * VIX__SYMS + rw * PHO_N_PHONES + rp] = row[j];
+            }
+        }
+}
+
+/* Extra cost (as vix__rr_extra) of p against the phrases refs[0..VIX__LANES);
+ * lanes with nrs[l] == 0 are left to the caller. */
+static inline __attribute__((always_inline)) void
+vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const uint8_t *const *refs,
+              const size_t *nrs, float *ret_extra)
+{
+    float row[VIX__ROW][VIX__LANES];
+    float diag[VIX__LANES], del[VIX__LANES], lead[VIX__LANES], best[VIX__LANES];
+    int32_t off[VIX__LANES], act[VIX__LANES];
+    const int local = rr->opts.mode == VIX_RR_LOCAL;
+    const float skip = local ? (float)rr->opts.skip : 1e6f;
+    const size_t nh = p->nh;
+    size_t maxnr = 0;
+
+    for (size_t l = 0; l < VIX__LANES; l++) {
+        maxnr = nrs[l] > maxnr ? nrs[l] : maxnr;
+        lead[l] = 0;
+        best[l] = 1e30f;
+        row[0][l] = 0;
+    }
+    for (size_t j = 1; j <= nh; j++)
+        for (size_t l = 0; l < VIX__LANES; l++)
+            row[j][l] = row[j - 1][l] + p->ins[j];
+    for (size_t i = 1; i <= maxnr; i++) {
+        for (size_t l = 0; l < VIX__LANES; l++) {
+            act[l] = i <= nrs[l];
+            uint8_t r = act[l] ? refs[l][i - 1] : 0;
+            unsigned rp = VIX__PH(r), rw = VIX__WS(r);
+            del[l] = rr->del[rp];
+            off[l] = (int32_t)((rw * PHO_N_PHONES + rp) * VIX__ROW);
+            float lead_step = del[l] < skip ? del[l] : skip;
+            diag[l] = row[0][l];
+            if (act[l]) {
+                lead[l] += lead_step;
+                row[0][l] = lead[l];
+            }
+        }
+        for (size_t j = 1; j <= nh; j++) {
+            const float in_cost = p->ins[j];
+            for (size_t l = 0; l < VIX__LANES; l++) {
+                float m = diag[l] + p->sub[off[l] + (int32_t)j];
+                float d = row[j][l] + del[l];
+                float in = row[j - 1][l] + in_cost;
+                diag[l] = row[j][l];
+                m = d < m ? d : m;
+                m = in < m ? in : m;
+                row[j][l] = act[l] ? m : row[j][l];
+            }
+        }
+        if (local)
+            for (size_t l = 0; l < VIX__LANES; l++) {
+                float tail = row[nh][l] + (float)(nrs[l] - (act[l] ? i : 0)) * skip;
+                best[l] = act[l] && tail < best[l] ? tail : best[l];
+            }
+    }
+    for (size_t l = 0; l < VIX__LANES; l++) {
+        float b = row[nh][l] < best[l] ? row[nh][l] : best[l];
+        float extra = b - p->self;
+        ret_extra[l] = extra > 0 ? extra : 0;
+    }
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* vix__rr_lanes with the cost lookup as one gather instruction, which the
+ * compiler will not emit on its own (it loads the 16 lanes one by one).
+ * _mm512_min_ps(a, b) is a < b ? a : b, the comparison the scalar code
+ * makes, and no FMA is formed, so every lane's sums match vix__rr_extra's. */
+__attribute__((target("avx512f"))) static void
+vix__rr_lanes_avx512(const vix_rerank *rr, const vix__rr_prep *p, const uint8_t *const *refs,
+                     const size_t *nrs, float *ret_extra)
+{
+    __m512 row[VIX__ROW];
+    float del[VIX__LANES], lead[VIX__LANES], row0[VIX__LANES];
+    int32_t off[VIX__LANES];
+    const int local = rr->opts.mode == VIX_RR_LOCAL;
+    const float skip = local ? (float)rr->opts.skip : 1e6f;
+    const size_t nh = p->nh;
+    size_t maxnr = 0;
+    __m512 best = _mm512_set1_ps(1e30f);
+
+    for (size_t l = 0; l < VIX__LANES; l++) {
+        maxnr = nrs[l] > maxnr ? nrs[l] : maxnr;
+        lead[l] = 0;
+        row0[l] = 0;
+    }
+    row[0] = _mm512_setzero_ps();
+    for (size_t j = 1; j <= nh; j++)
+        row[j] = _mm512_add_ps(row[j - 1], _mm512_set1_ps(p->ins[j]));
+    for (size_t i = 1; i <= maxnr; i++) {
+        __mmask16 act = 0;
+        for (size_t l = 0; l < VIX__LANES; l++) {
+            int on = i <= nrs[l];
+            uint8_t r = on ? refs[l][i - 1] : 0;
+            unsigned rp = VIX__PH(r), rw = VIX__WS(r);
+            del[l] = rr->del[rp];
+            off[l] = (int32_t)(rw * PHO_N_PHONES + rp);
+            float lead_step = del[l] < skip ? del[l] : skip;
+            if (on) {
+                act |= (__mmask16)(1u << l);
+                lead[l] += lead_step;
+                row0[l] = lead[l];
+            }
+        }
+        __m512 vdel = _mm512_loadu_ps(del);
+        /* off holds each lane's symbol, 0..95: three two-register permutes
+         * look it up in a row of sub_j, the symbol's top bits pick which (a
+         * gather would load the 16 lanes one by one) */
+        __m512i sym = _mm512_loadu_si512(off);
+        __mmask16 mid = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(32));
+        __mmask16 high = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(64));
+        __m512 diag = row[0];
+        row[0] = _mm512_loadu_ps(row0);
+        for (size_t j = 1; j <= nh; j++) {
+            const float *tj = p->sub_j + j * VIX__SYMS;
+            __m512 c = _mm512_permutex2var_ps(_mm512_loadu_ps(tj), sym, _mm512_loadu_ps(tj + 16));
+            c = _mm512_mask_mov_ps(c, mid, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 32), sym,
+                                                                   _mm512_loadu_ps(tj + 48)));
+            c = _mm512_mask_mov_ps(c, high, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 64), sym,
+                                                                    _mm512_loadu_ps(tj + 80)));
+            __m512 m = _mm512_add_ps(diag, c);
+            __m512 d = _mm512_add_ps(row[j], vdel);
+            __m512 in = _mm512_add_ps(row[j - 1], _mm512_set1_ps(p->ins[j]));
+            diag = row[j];
+            m = _mm512_min_ps(d, m);
+            m = _mm512_min_ps(in, m);
+            row[j] = _mm512_mask_mov_ps(row[j], act, m);
+        }
+        if (local) {
+            float left[VIX__LANES];
+            for (size_t l = 0; l < VIX__LANES; l++)
+                left[l] = (float)(nrs[l] - (i <= nrs[l] ? i : 0)) * skip;
+            __m512 tail = _mm512_add_ps(row[nh], _mm512_loadu_ps(left));
+            __mmask16 better = _mm512_mask_cmp_ps_mask(act, tail, best, _CMP_LT_OQ);
+            best = _mm512_mask_mov_ps(best, better, tail);
+        }
+    }
+    __m512 b = _mm512_min_ps(row[nh], best);
+    __m512 extra = _mm512_sub_ps(b, _mm512_set1_ps(p->self));
+    extra = _mm512_max_ps(extra, _mm512_setzero_ps());
+    _mm512_storeu_ps(ret_extra, extra);
+}
+__attribute__((target("avx2"))) static void
+vix__rr_lanes_avx2(const vix_rerank *rr, const vix__rr_prep *p, const uint8_t *const *refs,
+                   const size_t *nrs, float *ret_extra)
+{
+    vix__rr_lanes(rr, p, refs, nrs, ret_extra);
+}
+#endif
+static void vix__rr_lanes_base(const vix_rerank *rr, const vix__rr_prep *p,
+                               const uint8_t *const *refs, const size_t *nrs, float *ret_extra)
+{
+    vix__rr_lanes(rr, p, refs, nrs, ret_extra);
+}
+
+typedef void (*vix__rr_lanes_fn)(const vix_rerank *, const vix__rr_prep *, const uint8_t *const *,
+                                 const size_t *, float *);
+
+static vix__rr_lanes_fn vix__rr_lanes_pick(void)
+{
+    switch (vix__isa()) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    case VIX__ISA_AVX512:
+        return vix__rr_lanes_avx512;
+    case VIX__ISA_AVX2:
+        return vix__rr_lanes_avx2;
+#endif
+    default:
+        return vix__rr_lanes_base;
+    }
+}
+
+/* The one-pair-at-a-time scoring, for when the batch buffers cannot be had. */
+static void vix__rr_score_pairwise(const vix_rerank *rr, const vix_rerank_hyp *hyps,
+                                   size_t n_hyps, vix_rerank_cand *cands, size_t n_cands,
+                                   double *acc)
+{
     for (size_t c = 0; c < n_cands; c++) {
-        vix_rerank_cand *cd = &cands[c];
-        double acc = 0;
+        const vix_rerank_cand *cd = &cands[c];
+        acc[c] = 0;
         for (size_t h = 0; h < n_hyps && cd->n_phrases; h++) {
             double best = 0;
             for (size_t p = 0; p < cd->n_phrases; p++) {
@@ -230,9 +451,136 @@ void vix_rerank_score(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n
                     s *= VIX_DERIVED_SCALE;
                 best = s > best ? s : best;
             }
-            acc += hyps[h].weight * best;
+            acc[c] += hyps[h].weight * best;
         }
-        cd->second = wsum > 0 ? acc / wsum : 0;
+    }
+}
+
+/* Insertion sort by phrase length, longest first: a few hundred pairs, and
+ * most candidates' phrases are already near their neighbours' lengths. */
+static void vix__rr_sort_pairs(size_t *cand, const vix_rerank_phrase **ph, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        size_t c = cand[i];
+        const vix_rerank_phrase *p = ph[i];
+        size_t j = i;
+        for (; j > 0 && ph[j - 1]->n < p->n; j--) {
+            cand[j] = cand[j - 1];
+            ph[j] = ph[j - 1];
+        }
+        cand[j] = c;
+        ph[j] = p;
+    }
+}
+
+/* Every (candidate, phrase) pair scored lane-wise, hypothesis by
+ * hypothesis; acc[c] sums hypotheses in the same order as the pairwise
+ * loop. */
+static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyps,
+                                 size_t n_hyps, const vix_rerank_cand *cands, size_t n_cands,
+                                 double *acc)
+{
+    static vix__rr_lanes_fn lanes;
+    if (!lanes)
+        lanes = vix__rr_lanes_pick(); /* idempotent: a race stores the same pointer */
+    size_t n_pairs = 0;
+    for (size_t c = 0; c < n_cands; c++)
+        n_pairs += cands[c].n_phrases;
+    vix__rr_prep *prep = malloc(sizeof *prep);
+    size_t *pair_cand = malloc((n_pairs + 1) * sizeof *pair_cand);
+    const vix_rerank_phrase **pair_ph = malloc((n_pairs + 1) * sizeof *pair_ph);
+    /* best[h * n_cands + c]: hypothesis h's best phrase of candidate c */
+    double *best = n_hyps && n_cands <= SIZE_MAX / sizeof(double) / n_hyps
+                       ? malloc((n_hyps * n_cands + 1) * sizeof *best)
+                       : NULL;
+    int rc = -1;
+    if (!prep || !pair_cand || !pair_ph || !best)
+        goto out;
+    n_pairs = 0;
+    for (size_t c = 0; c < n_cands; c++) {
+        acc[c] = 0;
+        for (size_t p = 0; p < cands[c].n_phrases; p++) {
+            pair_cand[n_pairs] = c;
+            pair_ph[n_pairs++] = &cands[c].phrases[p];
+        }
+    }
+    /* A batch runs as long as its longest phrase: phrases of like length
+     * side by side waste fewer lanes (measured: half the lanes idle when
+     * taken in candidate order).  A candidate's best is a max, which does
+     * not depend on the order its phrases are scored in. */
+    vix__rr_sort_pairs(pair_cand, pair_ph, n_pairs);
+    for (size_t h = 0; h < n_hyps; h++) {
+        double *bh = best + h * n_cands;
+        /* n-best lists often hold the same sounds spelt two ways: such a
+         * hypothesis aligns exactly as its twin did */
+        size_t twin = h;
+        for (size_t j = 0; j < h && twin == h; j++)
+            if (hyps[j].n == hyps[h].n && memcmp(hyps[j].tokens, hyps[h].tokens, hyps[h].n) == 0)
+                twin = j;
+        if (twin < h) {
+            memcpy(bh, best + twin * n_cands, n_cands * sizeof *bh);
+        } else {
+            vix__rr_prepare(rr, hyps[h].tokens, hyps[h].n, prep);
+            for (size_t c = 0; c < n_cands; c++)
+                bh[c] = 0;
+            for (size_t b = 0; b < n_pairs; b += VIX__LANES) {
+                const uint8_t *refs[VIX__LANES];
+                size_t nrs[VIX__LANES];
+                float extra[VIX__LANES];
+                size_t m = n_pairs - b < VIX__LANES ? n_pairs - b : VIX__LANES;
+                for (size_t l = 0; l < VIX__LANES; l++) {
+                    const vix_rerank_phrase *ph = l < m ? pair_ph[b + l] : NULL;
+                    refs[l] = ph ? ph->tokens : NULL;
+                    nrs[l] = !ph ? 0 : ph->n > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : ph->n;
+                }
+                lanes(rr, prep, refs, nrs, extra);
+                for (size_t l = 0; l < m; l++) {
+                    const vix_rerank_phrase *ph = pair_ph[b + l];
+                    float e = nrs[l] ? extra[l]
+                                     : vix__rr_extra(rr, hyps[h].tokens, hyps[h].n, ph->tokens, 0);
+                    double sc = vix__rr_similarity(rr, e, hyps[h].n);
+                    if (ph->derived)
+                        sc *= VIX_DERIVED_SCALE;
+                    size_t c = pair_cand[b + l];
+                    bh[c] = sc > bh[c] ? sc : bh[c];
+                }
+            }
+        }
+        for (size_t c = 0; c < n_cands; c++)
+            if (cands[c].n_phrases)
+                acc[c] += hyps[h].weight * bh[c];
+    }
+    rc = 0;
+out:
+    free(prep);
+    free(pair_cand);
+    free(pair_ph);
+    free(best);
+    return rc;
+}
+
+void vix_rerank_score(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
+                      vix_rerank_cand *cands, size_t n_cands)
+{
+    double wsum = 0;
+    for (size_t h = 0; h < n_hyps; h++)
+        wsum += hyps[h].weight;
+    double *acc = malloc((n_cands + 1) * sizeof *acc);
+    double one;
+    if (!acc || vix__rr_score_batched(rr, hyps, n_hyps, cands, n_cands, acc) < 0) {
+        /* out of memory: score pair by pair, one candidate at a time */
+        for (size_t c = 0; c < n_cands; c++) {
+            vix__rr_score_pairwise(rr, hyps, n_hyps, &cands[c], 1, &one);
+            cands[c].second = wsum > 0 ? one / wsum : 0;
+            cands[c].score = (1 - rr->opts.weight) * cands[c].first + rr->opts.weight * cands[c].second;
+        }
+        free(acc);
+        return;
+    }
+    for (size_t c = 0; c < n_cands; c++) {
+        vix_rerank_cand *cd = &cands[c];
+        cd->second = wsum > 0 ? acc[c] / wsum : 0;
         cd->score = (1 - rr->opts.weight) * cd->first + rr->opts.weight * cd->second;
     }
+    free(acc);
 }

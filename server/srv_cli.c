@@ -304,7 +304,9 @@ int srv_cli_build(int argc, char **argv)
                    "  --db FILE          catalog store\n"
                    "  --catalog NAME     catalog to build\n"
                    "  --encoder SPEC     phonetic encoder (default from config: baseline)\n"
-                   "  --factory STRING   FAISS index_factory string (default from config: Flat)\n"
+                   "  --factory STRING   FAISS index_factory string, or auto: Flat up to\n"
+                   "                     index_flat_max vectors, IVF above (default from\n"
+                   "                     config: auto)\n"
                    "  --config FILE      configuration file\n"
                    "  -q, --quiet        no progress on stderr\n");
             return SRV_EXIT_OK;
@@ -335,6 +337,9 @@ int srv_cli_build(int argc, char **argv)
         .catalog = catalog,
         .encoder_spec = encoder ? encoder : cfg.encoder,
         .factory = factory ? factory : cfg.faiss_factory,
+        .flat_max = cfg.index_flat_max,
+        .nprobe = cfg.ivf_nprobe,
+        .ef_search = cfg.hnsw_ef_search,
         .g2p_voice = cfg.g2p_voice,
         .progress = (!quiet && isatty(STDERR_FILENO)) ? srv__build_progress : NULL,
         .progress_user = &t0,
@@ -349,11 +354,13 @@ int srv_cli_build(int argc, char **argv)
     if (!quiet)
         fprintf(stderr,
                 "erd build: catalog \"%s\": %llu entities, %llu vectors (%s, %s) in %.2f s "
-                "[phonemes %.2f s, %llu espeak-ng calls; encode %.2f s; index %.2f s] -> %s\n",
+                "[phonemes %.2f s, %llu espeak-ng calls; encode %.2f s; index %.2f s] -> %s "
+                "(%.1f MB, %.0f bytes per entity)\n",
                 catalog, (unsigned long long)res.entities, (unsigned long long)res.vectors,
-                res.encoder_id, bo.factory, res.seconds, res.phoneme_seconds,
+                res.encoder_id, res.factory, res.seconds, res.phoneme_seconds,
                 (unsigned long long)res.g2p_calls, res.encode_seconds, res.index_seconds,
-                res.index_path);
+                res.index_path, (double)res.index_bytes / 1e6,
+                res.entities ? (double)res.index_bytes / (double)res.entities : 0.0);
     return SRV_EXIT_OK;
 }
 

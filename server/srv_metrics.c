@@ -15,9 +15,18 @@ static const double srv__bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 #define SRV__STATUS_MIN 100
 #define SRV__STATUS_N 500 /* 100..599, indexed directly: no mapping to get wrong */
 
-enum { SRV__G2P, SRV__ENCODE, SRV__SEARCH, SRV__AGGREGATE, SRV__RERANK, SRV__NSTAGES };
-static const char *const srv__stage_names[SRV__NSTAGES] = {"g2p", "encode", "search", "aggregate",
-                                                           "rerank"};
+enum {
+    SRV__PARSE,
+    SRV__G2P,
+    SRV__ENCODE,
+    SRV__SEARCH,
+    SRV__AGGREGATE,
+    SRV__RERANK,
+    SRV__SERIALISE,
+    SRV__NSTAGES
+};
+static const char *const srv__stage_names[SRV__NSTAGES] = {
+    "parse", "g2p", "encode", "search", "aggregate", "rerank", "serialise"};
 
 typedef struct srv__route_metrics {
     atomic_uint_fast64_t status[SRV__STATUS_N];
@@ -90,10 +99,13 @@ void srv_metrics_request(srv_metrics *m, size_t route, unsigned status, uint64_t
     atomic_fetch_add_explicit(&r->sum_ns, ns, memory_order_relaxed);
 }
 
-void srv_metrics_stages(srv_metrics *m, const vix_timing *t)
+void srv_metrics_stages(srv_metrics *m, uint64_t parse_ns, const vix_timing *t,
+                        uint64_t serialise_ns)
 {
     if (!m || !t)
         return;
+    atomic_fetch_add_explicit(&m->stage_ns[SRV__PARSE], parse_ns, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->stage_ns[SRV__SERIALISE], serialise_ns, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->stage_ns[SRV__G2P], t->g2p_ns, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->stage_ns[SRV__ENCODE], t->encode_ns, memory_order_relaxed);
     atomic_fetch_add_explicit(&m->stage_ns[SRV__SEARCH], t->search_ns, memory_order_relaxed);

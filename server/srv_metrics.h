@@ -45,8 +45,10 @@ void srv_metrics_destroy(srv_metrics *m); /* accepts NULL */
  * anything else is not recorded at all) after ns nanoseconds. */
 void srv_metrics_request(srv_metrics *m, size_t route, unsigned status, uint64_t ns);
 
-/* Adds one resolve's stage times. */
-void srv_metrics_stages(srv_metrics *m, const vix_timing *t);
+/* Adds one resolve's stage times: the request body's parse, the
+ * resolver's own stages, and the reply's serialisation. */
+void srv_metrics_stages(srv_metrics *m, uint64_t parse_ns, const vix_timing *t,
+                        uint64_t serialise_ns);
 
 void srv_metrics_reload(srv_metrics *m, bool ok);
 

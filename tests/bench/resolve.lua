@@ -5,6 +5,10 @@
 --                     (tests/bench/bodies.py makes it from dev-format queries;
 --                     deploy/bench.sh does this for you)
 --   ERD_BENCH_TOKEN   optional bearer token (resolve_token) for the requests
+--   ERD_BENCH_DELAY_MS  optional pause (whole ms) each connection takes after
+--                     a response before its next request: C connections then
+--                     offer about C * 1000 / (pause + latency) requests/s, a
+--                     fixed load below the maximum (deploy/soak.sh sets it)
 --
 -- Each wrk thread starts at a different offset and walks the bodies in order,
 -- wrapping around.  Responses other than 200 are counted per thread and
@@ -33,6 +37,15 @@ local function load_bodies()
    end
    f:close()
    if #bodies == 0 then error(path .. " holds no request bodies") end
+end
+
+-- wrk asks whether the script has delay() once, after loading it: define
+-- it only when a pause is wanted.
+local pause_ms = tonumber(os.getenv("ERD_BENCH_DELAY_MS") or "")
+if pause_ms and pause_ms > 0 then
+   function delay()
+      return pause_ms
+   end
 end
 
 function setup(thread)

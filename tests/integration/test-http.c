@@ -1122,7 +1122,11 @@ static void test_bare_daemon(void)
     char *import[] = {(char *)erd_exe, "import", "--db", bare_db, "--catalog", "mini", fixture, NULL};
     is_int(run(import, cli_log), 0, "bare: import without build");
     FILE *f = fopen(bare_conf, "w");
-    ok(f && fputs("threads 2\nmax_connections 8\nmax_connections_per_ip 2\nrequest_timeout_s 2\n", f) >= 0 &&
+    /* the pool keeps connections past the limit waiting in the backlog (a
+     * thread per connection, the default, refuses them at once) */
+    ok(f && fputs("http_threading pool\nthreads 2\nmax_connections 8\nmax_connections_per_ip 2\n"
+                  "request_timeout_s 2\n",
+                  f) >= 0 &&
            fclose(f) == 0,
        "bare: config with small connection limits");
     snprintf(log_path, sizeof log_path, "%s/serve-bare.log", tmpdir);

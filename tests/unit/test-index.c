@@ -188,6 +188,66 @@ static void test_ivf(void)
     int64_t got[K];
     is_int(vix_index_search(ix, 1, vecs + 7 * DIM, K, scores, got, &d), ERD_OK, "IVF search");
     is_int(got[0], ids[7], "IVF finds the vector");
+    is_int(vix_index_set_params(ix, "nprobe=4", &d), ERD_OK, "nprobe set: %s", d.msg);
+    is_int(vix_index_set_params(ix, "nosuchparam=1", &d), ERD_EINVAL, "unknown parameter refused");
+    char path[128];
+    snprintf(path, sizeof path, "%s/ivf.faiss", tmpdir);
+    is_int(vix_index_write(ix, path, &d), ERD_OK, "IVF written: %s", d.msg);
+    vix_index_destroy(ix);
+    ix = NULL;
+    is_int(vix_index_read(path, &ix, &d), ERD_OK, "IVF read back: %s", d.msg);
+    /* all 4 lists searched: as exact as Flat */
+    int misses = 0;
+    for (int i = 0; ix && i < NVEC; i += 9) {
+        vix_index_search(ix, 1, vecs + (size_t)i * DIM, K, scores, got, &d);
+        misses += got[0] != ids[i];
+    }
+    is_int(misses, 0, "nprobe kept in the file: every list searched");
+    vix_index_destroy(ix);
+}
+
+/* The Flat scan is the server's own SIMD code: it must give the scores a
+ * sequential float dot product gives (FAISS's scalar reference), bit for
+ * bit, and the top k by (score, then smaller id), at odd sizes too. */
+static void test_flat_exact(void)
+{
+    enum { N = 397, KK = 37 };
+    erd_diag d = {0};
+    vix_index *ix = NULL;
+    static int64_t own[N];
+    for (int i = 0; i < N; i++)
+        own[i] = 5000 + i;
+    is_int(vix_index_create("Flat", DIM, &ix, &d), ERD_OK, "Flat: %s", d.msg);
+    is_int(vix_index_add(ix, N, vecs, own, &d), ERD_OK, "add %d", N);
+    const float *q = vecs + 11 * DIM;
+    float ref[N];
+    for (int i = 0; i < N; i++) {
+        float s = 0;
+        for (int j = 0; j < DIM; j++)
+            s += vecs[(size_t)i * DIM + j] * q[j];
+        ref[i] = s;
+    }
+    float scores[KK];
+    int64_t got[KK];
+    is_int(vix_index_search(ix, 1, q, KK, scores, got, &d), ERD_OK, "search");
+    int bad = 0;
+    for (int r = 0; r < KK; r++) {
+        int64_t i = got[r] - 5000;
+        if (i < 0 || i >= N || memcmp(&scores[r], &ref[i], sizeof(float)) != 0)
+            bad++;
+    }
+    is_int(bad, 0, "scores bit for bit the sequential dot products");
+    int better_left = 0, order = 0;
+    for (int r = 1; r < KK; r++)
+        order += scores[r] > scores[r - 1];
+    for (int i = 0; i < N; i++) {
+        bool in = false;
+        for (int r = 0; r < KK; r++)
+            in |= got[r] == own[i];
+        better_left += !in && ref[i] > scores[KK - 1];
+    }
+    is_int(order, 0, "best first");
+    is_int(better_left, 0, "the true top %d", KK);
     vix_index_destroy(ix);
 }
 
@@ -288,6 +348,7 @@ int main(void)
     test_files();
     test_ivf();
     test_search_params();
+    test_flat_exact();
 
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);

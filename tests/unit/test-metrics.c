@@ -77,7 +77,7 @@ int main(void)
     srv_metrics_request(m, 7, 200, 1);           /* no such route: ignored */
     srv_metrics_request(m, 1, 42, 1);            /* no such status: not recorded */
     vix_timing t = {.g2p_ns = 1500000000, .encode_ns = 1, .search_ns = 2, .aggregate_ns = 3};
-    srv_metrics_stages(m, &t);
+    srv_metrics_stages(m, 250000000, &t, 4000);
     srv_metrics_reload(m, true);
     srv_metrics_reload(m, false);
     srv_metrics_reload(m, false);
@@ -112,6 +112,9 @@ int main(void)
     double g2p = sample(text, "erd_resolve_stage_seconds_total{stage=\"g2p\"}");
     ok(g2p > 1.4999 && g2p < 1.5001, "g2p stage seconds (%f)", g2p);
     ok(sample(text, "erd_resolve_stage_seconds_total{stage=\"aggregate\"}") >= 0, "aggregate stage present");
+    double parse = sample(text, "erd_resolve_stage_seconds_total{stage=\"parse\"}");
+    ok(parse > 0.2499 && parse < 0.2501, "parse stage seconds (%f)", parse);
+    ok(sample(text, "erd_resolve_stage_seconds_total{stage=\"serialise\"}") >= 0, "serialise stage present");
     is_int(sample(text, "erd_config_reloads_total{result=\"ok\"}"), 1, "reload ok counted");
     is_int(sample(text, "erd_config_reloads_total{result=\"error\"}"), 2, "reload errors counted");
     is_int(sample(text, "erd_index_vectors{catalog=\"books\"}"), 82, "index vectors");
