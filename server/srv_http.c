@@ -920,11 +920,16 @@ int srv_http_start(const cfg_config *cfg, const srv_http_opts *opts, vix_resolve
     }
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    /* A pool size is only passed for a real pool: MHD warns about 0 or 1. */
+    struct MHD_OptionItem pool[] = {
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
     /* The logger goes first so MHD routes even option errors through it. */
     h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, srv__handle, h,
                                  MHD_OPTION_EXTERNAL_LOGGER, srv__mhd_log, NULL,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                                 MHD_OPTION_THREAD_POOL_SIZE, threads > 1 ? threads : 0u,
+                                 MHD_OPTION_ARRAY, pool,
                                  MHD_OPTION_CONNECTION_LIMIT, conns,
                                  MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
                                  MHD_OPTION_CONNECTION_TIMEOUT, timeout,
