@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "phonetics/pho_internal.h"
+#include "phonetics/sim/pho_rng.h"
 
 #define PHO__BL_DEFAULT_DIM 1024
 #define PHO__BL_MIN_DIM 8
@@ -52,16 +53,6 @@ typedef struct pho_baseline {
     uint32_t *df; /* NULL until fitted or loaded */
     float *idf;
 } pho_baseline;
-
-static uint64_t pho__mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
 
 #define PHO__SEED_BUCKET 0x9e3779b97f4a7c15ULL
 #define PHO__SEED_IDF 0xd1b54a32d192ed03ULL
@@ -165,7 +156,7 @@ static int pho__bl_fit(pho_encoder *enc, const pho_phrase *phrases, size_t n, er
         }
         /* document frequency: each slot counts once per phrase */
         for (long k = 0; k < nk; k++)
-            slots[k] = (uint32_t)(pho__mix64(keys[k] ^ PHO__SEED_IDF) & (PHO__BL_TABLE_SIZE - 1));
+            slots[k] = (uint32_t)(pho_mix64(keys[k] ^ PHO__SEED_IDF) & (PHO__BL_TABLE_SIZE - 1));
         qsort(slots, (size_t)nk, sizeof *slots, pho__cmp_u32);
         for (long k = 0; k < nk; k++) {
             if (k > 0 && slots[k] == slots[u - 1])
@@ -293,12 +284,12 @@ static int pho__bl_encode(const pho_encoder *enc, const pho_phrase *phrase, floa
         return (int)nk;
     memset(out, 0, sizeof *out * b->dim);
     for (long k = 0; k < nk; k++) {
-        uint64_t h = pho__mix64(keys[k] ^ PHO__SEED_BUCKET);
+        uint64_t h = pho_mix64(keys[k] ^ PHO__SEED_BUCKET);
         size_t bucket = (size_t)(((h >> 32) * (uint64_t)b->dim) >> 32);
         float w = pho__order_weight[keys[k] >> 56];
 
         if (b->idf)
-            w *= b->idf[pho__mix64(keys[k] ^ PHO__SEED_IDF) & (PHO__BL_TABLE_SIZE - 1)];
+            w *= b->idf[pho_mix64(keys[k] ^ PHO__SEED_IDF) & (PHO__BL_TABLE_SIZE - 1)];
         /* repeated grams add up: that is the TF factor */
         out[bucket] += (h & 1) ? -w : w;
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "phonetics/pho_internal.h"
+#include "phonetics/sim/pho_rng.h"
 
 #define PHO__CH_MAGIC "erd-channel"
 #define PHO__CH_VERSION 1
@@ -683,12 +684,7 @@ out:
 
 static double pho__uniform(uint64_t *s)
 {
-    /* splitmix64: any seed, including 0, gives a full-period stream. */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return (double)(z >> 11) * 0x1.0p-53;
+    return (double)(pho_splitmix64(s) >> 11) * 0x1.0p-53;
 }
 
 static unsigned pho__draw(const double *p, unsigned lo, unsigned hi, double u)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "phonetics/pho_internal.h"
+#include "phonetics/sim/pho_rng.h"
 
 #define PHO__N_STRESS 3
 #define PHO__N_WORD 2
@@ -140,18 +141,10 @@ static pho_model *pho__alloc(const pho_model_arch *arch)
     return m;
 }
 
-static uint64_t pho__splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static double pho__gauss(uint64_t *s)
 {
-    double u1 = ((double)(pho__splitmix(s) >> 11) + 0.5) / 9007199254740992.0;
-    double u2 = (double)(pho__splitmix(s) >> 11) / 9007199254740992.0;
+    double u1 = ((double)(pho_splitmix64(s) >> 11) + 0.5) / 9007199254740992.0;
+    double u2 = (double)(pho_splitmix64(s) >> 11) / 9007199254740992.0;
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 

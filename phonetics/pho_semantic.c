@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "phonetics/pho_internal.h"
+#include "phonetics/sim/pho_rng.h"
 
 static const char pho__sem_magic[8] = {'E', 'R', 'D', 'S', 'E', 'M', 'V', '\0'};
 #define PHO__SEM_ROWS_I8 1
@@ -44,16 +45,6 @@ struct pho_vec_model {
     pho_sem_model *m;
 };
 
-static uint64_t pho__smix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 /* ---- structure ---- */
 
 void pho_sem_model_destroy(pho_sem_model *m)
@@ -72,7 +63,7 @@ void pho_sem_model_destroy(pho_sem_model *m)
 
 static uint64_t pho__word_hash(const char *w, size_t len)
 {
-    return pho__smix(pho__fnv1a64(PHO__FNV_OFFSET, w, len));
+    return pho_mix64(pho__fnv1a64(PHO__FNV_OFFSET, w, len));
 }
 
 static long pho__lookup(const pho_sem_model *m, const char *w, size_t len)
@@ -150,7 +141,7 @@ size_t pho_sem_ngrams(const char *word, size_t len, uint32_t bucket_bits, uint32
         for (size_t n = PHO_SEM_MINN; n <= PHO_SEM_MAXN && i + n <= n_chars; n++) {
             const char *g = buf + starts[i];
             size_t glen = starts[i + n] - starts[i];
-            uint64_t h = pho__smix(pho__fnv1a64(PHO__FNV_OFFSET ^ 0x5e3a, g, glen));
+            uint64_t h = pho_mix64(pho__fnv1a64(PHO__FNV_OFFSET ^ 0x5e3a, g, glen));
             if (count < cap)
                 out[count] = (uint32_t)(h >> (64 - bucket_bits));
             count++;

@@ -26,6 +26,7 @@
 #include "phonetics/pho_internal.h"
 #include "phonetics/pho_semantic.h"
 #include "phonetics/pho_text.h"
+#include "phonetics/sim/pho_rng.h"
 
 #define PHO__SHARDS 2
 #define PHO__ROUND_TOKENS 200000 /* per shard: large enough that copying is cheap */
@@ -67,17 +68,9 @@ void pho_sem_weights_free(pho_sem_weights *w)
     *w = (pho_sem_weights){0};
 }
 
-static uint64_t pho__rng(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static double pho__unif(uint64_t *s)
 {
-    return (double)(pho__rng(s) >> 11) / 9007199254740992.0;
+    return (double)(pho_splitmix64(s) >> 11) / 9007199254740992.0;
 }
 
 /* ---- corpus: interned words, sentences as id runs ---- */
@@ -474,8 +467,8 @@ static int pho__forms(pho__corpus *c, const char *const *forms, size_t n_forms, 
         return rc;
     (*n_added)++;
     for (unsigned k = 0; k < n_ctx; k++) {
-        const char *l = pho__ctx[pho__rng(rng) % PHO__N_CTX];
-        const char *r = pho__ctx[pho__rng(rng) % PHO__N_CTX];
+        const char *l = pho__ctx[pho_splitmix64(rng) % PHO__N_CTX];
+        const char *r = pho__ctx[pho_splitmix64(rng) % PHO__N_CTX];
         for (size_t i = 0; i < n_forms; i++) {
             int n = snprintf(buf, sizeof buf, "%s %s %s", l, forms[i], r);
             if (n < 0 || (size_t)n >= sizeof buf)
@@ -587,7 +580,7 @@ static void pho__train_pair(pho__shard *s, uint32_t center, uint32_t target, flo
         uint32_t w = target;
         float label = 1.0f;
         if (k > 0) {
-            w = t->neg[pho__rng(&s->rng) & (PHO__NEG_TABLE - 1)];
+            w = t->neg[pho_splitmix64(&s->rng) & (PHO__NEG_TABLE - 1)];
             if (w == target)
                 continue;
             label = 0.0f;
@@ -629,7 +622,7 @@ static void *pho__shard_run(void *arg)
             if (pho__unif(&s->rng) < t->keep[w[i]])
                 kept[k++] = w[i];
         for (size_t i = 0; i < k; i++) {
-            uint32_t b = 1 + (uint32_t)(pho__rng(&s->rng) % t->o->window);
+            uint32_t b = 1 + (uint32_t)(pho_splitmix64(&s->rng) % t->o->window);
             for (size_t c = i >= b ? i - b : 0; c <= i + b && c < k; c++)
                 if (c != i)
                     pho__train_pair(s, kept[i], kept[c], lr);
@@ -970,7 +963,7 @@ static int pho__train_corpus(const pho_sem_train_opts *o, pho__corpus *c, pho_se
         for (size_t i = 0; i < n_sent; i++)
             order[i] = (uint32_t)i;
         for (size_t i = n_sent - 1; i > 0; i--) {
-            size_t j = (size_t)(pho__rng(&rng) % (i + 1));
+            size_t j = (size_t)(pho_splitmix64(&rng) % (i + 1));
             uint32_t x = order[i];
             order[i] = order[j];
             order[j] = x;

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "phonetics/pho_internal.h"
+#include "phonetics/sim/pho_rng.h"
 
 #define PHO__THREADS_MAX 64
 #define PHO__HARD_K_MAX 64
@@ -31,19 +32,9 @@ struct pho_trainset {
     size_t n_pairs, cap_pairs;
 };
 
-static uint64_t pho__mix(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    x ^= x >> 31;
-    return x;
-}
-
 static double pho__unit(uint64_t x)
 {
-    return (double)(pho__mix(x) >> 11) / 9007199254740992.0;
+    return (double)(pho_mix64(x) >> 11) / 9007199254740992.0;
 }
 
 static double pho__now(void)
@@ -753,12 +744,12 @@ static size_t pho__augment(const pho_token *t, size_t n, double rate, uint64_t k
     size_t m = 0;
 
     for (size_t i = 0; i < n; i++) {
-        double u = pho__unit(key ^ pho__mix(i + 1));
+        double u = pho__unit(key ^ pho_mix64(i + 1));
         if (u < rate * 0.5 && (m > 0 || i + 1 < n))
             continue;
         out[m] = t[i];
         if (u < rate)
-            out[m].phone = (uint8_t)(1 + pho__mix(key + 7 * i) % (PHO_N_PHONES - 1));
+            out[m].phone = (uint8_t)(1 + pho_mix64(key + 7 * i) % (PHO_N_PHONES - 1));
         m++;
     }
     if (m == 0) {
@@ -906,14 +897,14 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
 
     for (unsigned ep = 0; ep < o->epochs; ep++) {
         double loss_sum = 0.0, r1, r5;
-        uint64_t es = pho__mix(o->seed ^ (0x9e3779b97f4a7c15ULL * (ep + 1)));
+        uint64_t es = pho_mix64(o->seed ^ (0x9e3779b97f4a7c15ULL * (ep + 1)));
 
         /* shuffle: Fisher-Yates from the identity, so the order depends on
          * (seed, epoch) alone */
         for (size_t i = 0; i < n_tr; i++)
             order[i] = tr_pairs[i];
         for (size_t i = n_tr - 1; i > 0; i--) {
-            size_t j = (size_t)(pho__mix(es + i) % (i + 1));
+            size_t j = (size_t)(pho_mix64(es + i) % (i + 1));
             uint32_t tmp = order[i];
             order[i] = order[j];
             order[j] = tmp;
@@ -946,14 +937,14 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
                 if (aug) {
                     pho_token *a = aug + i * PHO_TOKENS_MAX;
                     e.len[i] = pho__augment(e.tok[i], e.len[i], o->augment,
-                                            pho__mix(es ^ (0xa5a5ULL + s * B + i)), a);
+                                            pho_mix64(es ^ (0xa5a5ULL + s * B + i)), a);
                     e.tok[i] = a;
                 }
             }
             if (K) {
                 for (size_t i = 0; i < B; i++) {
                     uint32_t pr = ts->pair_phr[bp[i]];
-                    uint64_t r = pho__mix(es ^ pho__mix(s * B + i + 1));
+                    uint64_t r = pho_mix64(es ^ pho_mix64(s * B + i + 1));
                     uint32_t neg = tr_phr[nn[(size_t)local[pr] * K + r % K]];
                     uint32_t ns = ts->phr_seq[neg];
                     e.tok[2 * B + i] = ts->tok + ts->seq_off[ns];

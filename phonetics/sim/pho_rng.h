@@ -12,12 +12,19 @@ typedef struct pho_rng {
     uint64_t s[4];
 } pho_rng;
 
-static inline uint64_t pho_splitmix64(uint64_t *x)
+/* splitmix64's finaliser: a bijection that spreads every input bit over
+ * the output, for hashing counters and keys into well-mixed values. */
+static inline uint64_t pho_mix64(uint64_t z)
 {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
+}
+
+/* One splitmix64 step: any state, including 0, gives a full-period stream. */
+static inline uint64_t pho_splitmix64(uint64_t *x)
+{
+    return pho_mix64(*x += 0x9e3779b97f4a7c15ull);
 }
 
 /* Two keys so that (seed, index) pairs map to unrelated streams: mixing the
