@@ -1,4 +1,5 @@
 #include "index/vix_calib.h"
+#include "proto/erd_hash.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -224,17 +225,6 @@ out:
     return rc;
 }
 
-static uint64_t vix__fnv1a64(const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 /* One line of free text: no newline may break the file's structure. */
 static int vix__one_line(const char *s)
 {
@@ -289,7 +279,7 @@ int vix_calib_save(const vix_calib *c, const char *path, erd_diag *diag)
         rc = erd_fail(diag, ERD_ETOOLONG, "calibration file too long");
         goto out;
     }
-    uint64_t sum = vix__fnv1a64(buf, len);
+    uint64_t sum = erd_fnv1a64(ERD_FNV1A64_OFFSET, buf, len);
     len = vix__put(buf, cap, len, "checksum fnv1a64:%016" PRIx64 "\n", sum);
     int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (len >= cap || n < 0 || (size_t)n >= sizeof tmp) {
@@ -385,7 +375,7 @@ int vix_calib_load(const char *path, vix_calib *ret, erd_diag *diag)
         rc = erd_fail(diag, ERD_ECORRUPT, "%s: no checksum line", path);
         goto out;
     }
-    uint64_t got = vix__fnv1a64(buf, (size_t)(last - buf));
+    uint64_t got = erd_fnv1a64(ERD_FNV1A64_OFFSET, buf, (size_t)(last - buf));
     if (got != want) {
         rc = erd_fail(diag, ERD_ECORRUPT, "%s: checksum %016" PRIx64 " does not match the "
                       "recorded %016" PRIx64 ": damaged or edited", path, got, want);

@@ -11,6 +11,7 @@
 
 #include "index/vix_build.h"
 #include "index/vix_store.h"
+#include "proto/erd_hash.h"
 
 #define VIX__SNAP_MAGIC "ERDSNAP1"
 #define VIX__SNAP_END "ERDSNEND"
@@ -23,18 +24,9 @@ typedef struct vix__out {
     uint64_t hash, bytes;
 } vix__out;
 
-static void vix__fnv(uint64_t *h, const void *p, size_t n)
-{
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        *h ^= b[i];
-        *h *= 0x100000001b3ULL;
-    }
-}
-
 static bool vix__put(vix__out *o, const void *p, size_t n)
 {
-    vix__fnv(&o->hash, p, n);
+    o->hash = erd_fnv1a64(o->hash, p, n);
     o->bytes += n;
     return fwrite(p, 1, n, o->f) == n;
 }
@@ -228,7 +220,7 @@ static bool vix__get(vix__in *in, void *p, size_t n)
     if (n > in->left || fread(p, 1, n, in->f) != n)
         return false;
     in->left -= n;
-    vix__fnv(&in->hash, p, n);
+    in->hash = erd_fnv1a64(in->hash, p, n);
     return true;
 }
 

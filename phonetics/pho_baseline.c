@@ -208,7 +208,7 @@ static int pho__bl_save(const pho_encoder *enc, void **ret_blob, size_t *ret_len
     p += PHO__BL_HEADER;
     for (size_t i = 0; i < PHO__BL_TABLE_SIZE; i++, p += 4)
         pho__le_put32(p, b->df[i]);
-    pho__le_put64(p, pho__fnv1a64(PHO__FNV_OFFSET, blob, (size_t)(p - blob)));
+    pho__le_put64(p, erd_fnv1a64(ERD_FNV1A64_OFFSET, blob, (size_t)(p - blob)));
     *ret_blob = blob;
     *ret_len = PHO__BL_BLOB_LEN;
     return ERD_OK;
@@ -234,7 +234,7 @@ static int pho__bl_load(pho_encoder *enc, const void *blob, size_t len, erd_diag
     }
     if (len < PHO__BL_HEADER + 8 || memcmp(p, pho__magic, 8) != 0)
         return erd_fail(diag, ERD_ECORRUPT, "baseline encoder state: bad magic or truncated");
-    if (pho__le_get64(p + len - 8) != pho__fnv1a64(PHO__FNV_OFFSET, p, len - 8))
+    if (pho__le_get64(p + len - 8) != erd_fnv1a64(ERD_FNV1A64_OFFSET, p, len - 8))
         return erd_fail(diag, ERD_ECORRUPT, "baseline encoder state: checksum mismatch");
     if (pho__le_get32(p + 8) != PHO__BL_VERSION)
         return erd_fail(diag, ERD_ECORRUPT, "baseline encoder state: unsupported version %u",

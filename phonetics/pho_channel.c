@@ -14,7 +14,7 @@
 #define PHO__CH_VERSION 1
 #define PHO__CH_FILE_MAX (1u << 20)
 #define PHO__CH_META_MAX 1024
-#define PHO__FNV_OFFSET 0xcbf29ce484222325ULL
+#define ERD_FNV1A64_OFFSET 0xcbf29ce484222325ULL
 /* Rows are written with 9 significant digits; a sum further than this from 1
  * was edited or damaged in a way the checksum could not catch. */
 #define PHO__CH_SUM_TOL 1e-5
@@ -462,7 +462,7 @@ int pho_channel_save(pho_channel *ch, const char *path, const char *meta, erd_di
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
-    uint64_t sum = pho__fnv1a64(PHO__FNV_OFFSET, b.p, b.len);
+    uint64_t sum = erd_fnv1a64(ERD_FNV1A64_OFFSET, b.p, b.len);
     pho__bprintf(&b, "checksum %016llx\n", (unsigned long long)sum);
     if (b.oom) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
@@ -592,7 +592,7 @@ int pho_channel_load(const char *path, pho_channel **ret, erd_diag *diag)
         rc = erd_fail(diag, ERD_ECORRUPT, "%s: truncated (no checksum line at the end)", path);
         goto out;
     }
-    uint64_t got = pho__fnv1a64(PHO__FNV_OFFSET, data, (size_t)(ck + 1 - data));
+    uint64_t got = erd_fnv1a64(ERD_FNV1A64_OFFSET, data, (size_t)(ck + 1 - data));
     if (got != want) {
         rc = erd_fail(diag, ERD_ECORRUPT, "%s: checksum mismatch (file says %016llx, content %016llx)",
                       path, want, (unsigned long long)got);

@@ -87,7 +87,7 @@ static int pho__fu_save(const pho_encoder *enc, void **ret_blob, size_t *ret_len
         memcpy(blob + PHO__FUSED_HDR, bp, lp);
     if (ls)
         memcpy(blob + PHO__FUSED_HDR + lp, bs, ls);
-    pho__le_put64(blob + len - 8, pho__fnv1a64(PHO__FNV_OFFSET, blob, len - 8));
+    pho__le_put64(blob + len - 8, erd_fnv1a64(ERD_FNV1A64_OFFSET, blob, len - 8));
     *ret_blob = blob;
     *ret_len = len;
     blob = NULL;
@@ -112,7 +112,7 @@ static int pho__fu_load(pho_encoder *enc, const void *blob, size_t len, erd_diag
     }
     if (len < PHO__FUSED_HDR + 8 || memcmp(b, pho__fused_magic, 8) != 0)
         return erd_fail(diag, ERD_ECORRUPT, "fused encoder state: bad magic or truncated");
-    if (pho__le_get64(b + len - 8) != pho__fnv1a64(PHO__FNV_OFFSET, b, len - 8))
+    if (pho__le_get64(b + len - 8) != erd_fnv1a64(ERD_FNV1A64_OFFSET, b, len - 8))
         return erd_fail(diag, ERD_ECORRUPT, "fused encoder state: checksum mismatch");
     if (b[8] != PHO__FUSED_VERSION)
         return erd_fail(diag, ERD_ECORRUPT, "fused encoder state: unsupported version %u", b[8]);

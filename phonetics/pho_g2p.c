@@ -348,7 +348,7 @@ int pho_g2p_ipa(pho_g2p *g, const char *text, char *out, size_t outcap, erd_diag
     if (g->cap > 0) {
         pho__entry *e;
 
-        h = pho__fnv1a64(PHO__FNV_OFFSET, text, len);
+        h = erd_fnv1a64(ERD_FNV1A64_OFFSET, text, len);
         pthread_mutex_lock(&g->cache_mu);
         e = pho__cache_find(g, h, text);
         if (e) {

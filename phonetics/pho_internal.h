@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "phonetics/pho_encoder.h"
+#include "proto/erd_hash.h"
 
 typedef struct pho_encoder_ops {
     const char *(*id)(const pho_encoder *enc);
@@ -62,8 +63,5 @@ static inline uint64_t pho__le_get64(const unsigned char *p)
     return (uint64_t)pho__le_get32(p) | (uint64_t)pho__le_get32(p + 4) << 32;
 }
 
-/* FNV-1a 64, shared by the inventory hash and state checksums. */
-uint64_t pho__fnv1a64(uint64_t h, const void *data, size_t len);
-#define PHO__FNV_OFFSET 0xcbf29ce484222325ULL
 
 #endif

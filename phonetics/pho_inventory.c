@@ -90,29 +90,18 @@ int pho_phone_is_vowel(unsigned phone)
     return phone >= P_I && phone <= P_OY;
 }
 
-uint64_t pho__fnv1a64(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 /* The mapping is hashed along with the symbols: remapping a symbol changes
  * what a model sees just as much as renaming a phone does. */
 uint64_t pho_inventory_hash(void)
 {
-    uint64_t h = PHO__FNV_OFFSET;
+    uint64_t h = ERD_FNV1A64_OFFSET;
 
     for (size_t i = 0; i < PHO_N_PHONES; i++)
-        h = pho__fnv1a64(h, pho__symbols[i], strlen(pho__symbols[i]) + 1);
+        h = erd_fnv1a64(h, pho__symbols[i], strlen(pho__symbols[i]) + 1);
     for (size_t i = 0; i < PHO__N_MAPS; i++) {
-        h = pho__fnv1a64(h, pho__maps[i].ipa, strlen(pho__maps[i].ipa) + 1);
-        h = pho__fnv1a64(h, &pho__maps[i].p1, 1);
-        h = pho__fnv1a64(h, &pho__maps[i].p2, 1);
+        h = erd_fnv1a64(h, pho__maps[i].ipa, strlen(pho__maps[i].ipa) + 1);
+        h = erd_fnv1a64(h, &pho__maps[i].p1, 1);
+        h = erd_fnv1a64(h, &pho__maps[i].p2, 1);
     }
     return h;
 }

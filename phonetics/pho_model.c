@@ -553,7 +553,7 @@ int pho_model_save(pho_model *m, const char *path, const char *meta, erd_diag *d
         memcpy(&u, &m->params[i], 4);
         pho__le_put32(p, u);
     }
-    sum = pho__fnv1a64(PHO__FNV_OFFSET, buf, len - 8);
+    sum = erd_fnv1a64(ERD_FNV1A64_OFFSET, buf, len - 8);
     pho__le_put64(p, sum);
 
     f = fopen(tmp, "wb");
@@ -606,7 +606,7 @@ int pho_model_load_buffer(const void *data, size_t len, pho_model **ret, erd_dia
     if (pho__le_get32(b + 8) != PHO_MODEL_VERSION)
         return erd_fail(diag, ERD_EMISMATCH, "model format version %u, this erd reads %d",
                         pho__le_get32(b + 8), PHO_MODEL_VERSION);
-    sum = pho__fnv1a64(PHO__FNV_OFFSET, b, len - 8);
+    sum = erd_fnv1a64(ERD_FNV1A64_OFFSET, b, len - 8);
     if (sum != pho__le_get64(b + len - 8))
         return erd_fail(diag, ERD_ECORRUPT, "model checksum mismatch (truncated or damaged file)");
     arch.kind = pho__le_get32(b + 12);

@@ -63,7 +63,7 @@ void pho_sem_model_destroy(pho_sem_model *m)
 
 static uint64_t pho__word_hash(const char *w, size_t len)
 {
-    return pho_mix64(pho__fnv1a64(PHO__FNV_OFFSET, w, len));
+    return pho_mix64(erd_fnv1a64(ERD_FNV1A64_OFFSET, w, len));
 }
 
 static long pho__lookup(const pho_sem_model *m, const char *w, size_t len)
@@ -141,7 +141,7 @@ size_t pho_sem_ngrams(const char *word, size_t len, uint32_t bucket_bits, uint32
         for (size_t n = PHO_SEM_MINN; n <= PHO_SEM_MAXN && i + n <= n_chars; n++) {
             const char *g = buf + starts[i];
             size_t glen = starts[i + n] - starts[i];
-            uint64_t h = pho_mix64(pho__fnv1a64(PHO__FNV_OFFSET ^ 0x5e3a, g, glen));
+            uint64_t h = pho_mix64(erd_fnv1a64(ERD_FNV1A64_OFFSET ^ 0x5e3a, g, glen));
             if (count < cap)
                 out[count] = (uint32_t)(h >> (64 - bucket_bits));
             count++;
@@ -430,7 +430,7 @@ int pho_sem_model_save(const pho_sem_model *m, const char *path, const char *met
         memcpy(p + 4, m->q + r * m->dim, m->dim);
         p += 4 + m->dim;
     }
-    sum = pho__fnv1a64(PHO__FNV_OFFSET, buf, len - 8);
+    sum = erd_fnv1a64(ERD_FNV1A64_OFFSET, buf, len - 8);
     pho__le_put64(p, sum);
 
     f = fopen(tmp, "wb");
@@ -482,7 +482,7 @@ int pho_sem_model_load_buffer(const void *data, size_t len, pho_sem_model **ret,
     if (pho__le_get32(b + 8) != PHO_SEM_VERSION)
         return erd_fail(diag, ERD_EMISMATCH, "semantic model format version %u, this erd reads %d",
                         pho__le_get32(b + 8), PHO_SEM_VERSION);
-    sum = pho__fnv1a64(PHO__FNV_OFFSET, b, len - 8);
+    sum = erd_fnv1a64(ERD_FNV1A64_OFFSET, b, len - 8);
     if (sum != pho__le_get64(b + len - 8))
         return erd_fail(diag, ERD_ECORRUPT,
                         "semantic model checksum mismatch (truncated or damaged file)");
@@ -614,7 +614,7 @@ static int pho__vec_line(pho__vec_reader *r, char *line, size_t cap, size_t *ret
                     return ERD_EIO;
                 r->eof = 1;
             }
-            r->hash = pho__fnv1a64(r->hash, r->chunk, r->len);
+            r->hash = erd_fnv1a64(r->hash, r->chunk, r->len);
             if (r->len == 0)
                 break;
         }
@@ -762,7 +762,7 @@ int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
         goto out;
     }
-    r->hash = PHO__FNV_OFFSET;
+    r->hash = ERD_FNV1A64_OFFSET;
     r->f = fopen(path, "rb");
     if (!r->f) {
         rc = erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "vectors %s: %s", path,
@@ -851,7 +851,7 @@ int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
                 goto out;
             }
             r->eof = r->len < sizeof r->chunk;
-            r->hash = pho__fnv1a64(r->hash, r->chunk, r->len);
+            r->hash = erd_fnv1a64(r->hash, r->chunk, r->len);
         }
     }
     m = calloc(1, sizeof *m);

@@ -128,7 +128,7 @@ static int pho__grow(void **p, size_t *cap, size_t need, size_t elem)
 
 static uint64_t pho__h(const char *w, size_t len)
 {
-    uint64_t h = pho__fnv1a64(PHO__FNV_OFFSET, w, len);
+    uint64_t h = erd_fnv1a64(ERD_FNV1A64_OFFSET, w, len);
     h ^= h >> 29;
     return h * 0xbf58476d1ce4e5b9ULL;
 }
@@ -202,7 +202,7 @@ static int pho__add_sentence(pho__corpus *c, const char *text, size_t len)
         return ERD_OK;
     if (rc < 0)
         return rc;
-    c->hash = pho__fnv1a64(c->hash, norm, nlen + 1);
+    c->hash = erd_fnv1a64(c->hash, norm, nlen + 1);
     if (c->n_sent == 0 && pho__grow((void **)&c->sent, &c->sent_cap, 2, sizeof *c->sent) < 0)
         return ERD_ENOMEM;
     for (const char *p = norm; *p && k < PHO__SENT_MAX;) {
@@ -1083,7 +1083,7 @@ static int pho__check_opts(const pho_sem_train_opts *o, erd_diag *diag)
 int pho_sem_train_text(const pho_sem_train_opts *o, const char *const *sentences, size_t n,
                        pho_sem_weights *ret_w, pho_sem_train_result *ret_res, erd_diag *diag)
 {
-    pho__corpus c = {.hash = PHO__FNV_OFFSET};
+    pho__corpus c = {.hash = ERD_FNV1A64_OFFSET};
     pho_sem_train_result res = {0};
     int rc;
 
@@ -1112,7 +1112,7 @@ int pho_sem_train(const pho_sem_train_opts *o, pho_sem_weights *ret_w,
 {
     static const char *const data[] = {"data.noun", "data.verb", "data.adj", "data.adv"};
     static const char *const exc[] = {"noun.exc", "verb.exc", "adj.exc", "adv.exc"};
-    pho__corpus c = {.hash = PHO__FNV_OFFSET};
+    pho__corpus c = {.hash = ERD_FNV1A64_OFFSET};
     pho_sem_train_result res = {0};
     const char *dir;
     int rc;

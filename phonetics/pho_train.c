@@ -136,10 +136,10 @@ static int pho__add_seq(pho_trainset *ts, const pho_token *t, size_t n, uint32_t
 
 static uint64_t pho__tokens_hash(const pho_token *t, size_t n)
 {
-    uint64_t h = PHO__FNV_OFFSET;
+    uint64_t h = ERD_FNV1A64_OFFSET;
     for (size_t i = 0; i < n; i++) {
         unsigned char b[3] = {t[i].phone, t[i].stress, t[i].word_start ? 1 : 0};
-        h = pho__fnv1a64(h, b, sizeof b);
+        h = erd_fnv1a64(h, b, sizeof b);
     }
     return h;
 }

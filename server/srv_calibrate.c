@@ -15,6 +15,7 @@
 #include "index/vix_calib.h"
 #include "index/vix_resolve.h"
 #include "server/srv_cli.h"
+#include "proto/erd_hash.h"
 
 #define CAL_K_MAX 20
 #define CAL_HYPS_MAX 64
@@ -98,11 +99,7 @@ static void cal__rows_free(cal_rows *r)
 /* Split by gold entity so every query of one phrase lands on one side. */
 static int cal__half(const char *gold_id)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (const unsigned char *p = (const unsigned char *)gold_id; *p; p++) {
-        h ^= *p;
-        h *= 0x100000001b3ULL;
-    }
+    uint64_t h = erd_fnv1a64(ERD_FNV1A64_OFFSET, gold_id, strlen(gold_id));
     /* similar ids (sim:00001, sim:00002) differ in few bits: mix first */
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;

@@ -14,6 +14,7 @@
 #include "index/vix_phrase.h"
 #include "phonetics/pho_channel.h"
 #include "server/srv_cli.h"
+#include "proto/erd_hash.h"
 
 #define SRV__CH_FILES_MAX 32
 
@@ -23,16 +24,6 @@ typedef struct srv__ch_load {
     vix_phrase *ref, *hyp;
     uint64_t records, pairs, skipped_empty, partial, checksum;
 } srv__ch_load;
-
-static uint64_t srv__ch_fnv(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
 static int srv__ch_record(srv__ch_load *ld, json_t *rec, erd_diag *diag)
 {
@@ -93,7 +84,7 @@ static int srv__ch_file(srv__ch_load *ld, const char *path, erd_diag *diag)
             ld->partial++;
             break;
         }
-        ld->checksum = srv__ch_fnv(ld->checksum, line, (size_t)len);
+        ld->checksum = erd_fnv1a64(ld->checksum, line, (size_t)len);
         if (len == 1)
             continue;
         json_t *rec = json_loadb(line, (size_t)len, 0, &jerr);

@@ -16,6 +16,7 @@
 #include "phonetics/pho_channel.h"
 #include "phonetics/pho_train.h"
 #include "server/srv_cli.h"
+#include "proto/erd_hash.h"
 
 #define SRV__PAIR_FILES_MAX 32
 #define SRV__CONV_DEFAULT 128
@@ -25,16 +26,6 @@ static double srv__now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t srv__fnv(uint64_t h, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    for (size_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
 }
 
 typedef struct srv__load_stats {
@@ -103,7 +94,7 @@ static int srv__load_file(pho_trainset *ts, pho_g2p *g2p, vix_phrase *ph, const 
         json_error_t jerr;
         json_t *rec;
         lineno++;
-        st->checksum = srv__fnv(st->checksum, line, (size_t)len);
+        st->checksum = erd_fnv1a64(st->checksum, line, (size_t)len);
         if (len == 1 && line[0] == '\n')
             continue;
         rec = json_loadb(line, (size_t)len, 0, &jerr);
@@ -153,7 +144,7 @@ static int srv__load_synthetic(pho_trainset *ts, pho_g2p *g2p, vix_phrase *ph,
     while ((len = getline(&line, &cap, f)) > 0) {
         uint32_t idx;
         lineno++;
-        st->checksum = srv__fnv(st->checksum, line, (size_t)len);
+        st->checksum = erd_fnv1a64(st->checksum, line, (size_t)len);
         rc = vix_phrase_prepare(g2p, NULL, line, (size_t)len, ph, diag);
         if (rc == ERD_EEMPTY) {
             rc = ERD_OK;

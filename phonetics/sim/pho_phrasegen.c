@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "phonetics/sim/pho_rng.h"
+#include "proto/erd_hash.h"
 
 #define PHO__ARENA_BLOCK (1u << 20)
 #define PHO__LINE_TOKENS 64
@@ -62,16 +63,6 @@ static void pho__arena_free(pho__arena *a)
     a->head = NULL;
 }
 
-static uint64_t pho__hash(const char *s, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 /* String-keyed map with an int value; keys live in the generator's arena. */
 typedef struct pho__map {
     const char **keys;
@@ -92,7 +83,7 @@ static int pho__map_grow(pho__map *m)
     for (size_t i = 0; m->keys && i <= m->mask; i++) {
         if (!m->keys[i])
             continue;
-        size_t j = pho__hash(m->keys[i], strlen(m->keys[i])) & (cap - 1);
+        size_t j = erd_fnv1a64(ERD_FNV1A64_OFFSET, m->keys[i], strlen(m->keys[i])) & (cap - 1);
         while (keys[j])
             j = (j + 1) & (cap - 1);
         keys[j] = m->keys[i];
@@ -108,7 +99,7 @@ static int pho__map_grow(pho__map *m)
 
 static size_t pho__map_slot(const pho__map *m, const char *key, size_t len)
 {
-    size_t j = pho__hash(key, len) & m->mask;
+    size_t j = erd_fnv1a64(ERD_FNV1A64_OFFSET, key, len) & m->mask;
     while (m->keys[j] && (strncmp(m->keys[j], key, len) != 0 || m->keys[j][len] != '\0'))
         j = (j + 1) & m->mask;
     return j;
@@ -988,7 +979,7 @@ static int pho__seen_add(pho__seen *s, const char *text)
     size_t len = 0;
     for (; text[len] && len + 1 < sizeof low; len++)
         low[len] = (char)tolower((unsigned char)text[len]);
-    uint64_t h = pho__hash(low, len);
+    uint64_t h = erd_fnv1a64(ERD_FNV1A64_OFFSET, low, len);
     h += h == 0;
     size_t j = (size_t)h & s->mask;
     while (s->slot[j]) {
