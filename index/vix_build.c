@@ -1,6 +1,5 @@
 #include "index/vix_build.h"
 
-#include <jansson.h>
 #include <stdatomic.h>
 #include <math.h>
 #include <pthread.h>
@@ -186,23 +185,8 @@ static int vix__collect_entity(void *user, const vix_entity *e)
     vix__collect *col = user;
     col->rowid = e->rowid;
     col->first_of_entity = col->corpus->n;
-    if (vix_phrase_variants(e->name, vix__add_variant, col))
+    if (vix_entity_variants(e, vix__add_variant, col))
         return 1;
-
-    json_error_t jerr;
-    json_t *aliases = json_loads(e->aliases_json, 0, &jerr);
-    if (json_is_array(aliases)) {
-        size_t i;
-        json_t *a;
-        json_array_foreach(aliases, i, a)
-        {
-            if (json_is_string(a) && vix_phrase_variants(json_string_value(a), vix__add_variant, col)) {
-                json_decref(aliases);
-                return 1;
-            }
-        }
-    }
-    json_decref(aliases);
     col->entities++;
     if (vix__cancelled(col->opts)) {
         col->rc = erd_fail(col->diag, ERD_EBUSY, "build cancelled");

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "index/vix_store.h"
+
 int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t len,
                        vix_phrase *ret, erd_diag *diag)
 {
@@ -122,4 +124,21 @@ int vix_phrase_variants(const char *name, vix_variant_cb cb, void *user)
         rc = vix__emit(&em, colon + 1, len - (size_t)(colon - name) - 1);
     }
     return rc;
+}
+
+typedef struct vix__variants_of {
+    vix_variant_cb cb;
+    void *user;
+} vix__variants_of;
+
+static int vix__text_variants(void *user, const char *text)
+{
+    const vix__variants_of *v = user;
+    return vix_phrase_variants(text, v->cb, v->user);
+}
+
+int vix_entity_variants(const struct vix_entity *e, vix_variant_cb cb, void *user)
+{
+    vix__variants_of v = {cb, user};
+    return vix_entity_texts(e, vix__text_variants, &v);
 }

@@ -31,6 +31,11 @@ int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t 
 typedef int (*vix_variant_cb)(void *user, const char *variant, size_t len, int derived);
 int vix_phrase_variants(const char *name, vix_variant_cb cb, void *user);
 
+/* vix_phrase_variants of an entity's name, then of each alias: every
+ * phrase the index holds for it. */
+struct vix_entity;
+int vix_entity_variants(const struct vix_entity *entity, vix_variant_cb cb, void *user);
+
 /* Shortened forms score slightly below the name as written, so an entity
  * whose full name is what was said wins a tie with one whose subtitle was
  * dropped ("The Hunger Games" vs "The Hunger Games: Official Companion"). */

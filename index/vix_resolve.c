@@ -11,7 +11,6 @@
  * rebuild: the only lock they take guards the pointer swap. */
 #include "index/vix_resolve.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -329,26 +328,6 @@ oom:
     return 1;
 }
 
-/* Calls cb for every spoken variant of the entity's name and aliases. */
-static int vix__entity_variants(const vix_entity *e, vix_variant_cb cb, void *user)
-{
-    int stop = vix_phrase_variants(e->name, cb, user);
-    if (stop)
-        return stop;
-    json_t *aliases = json_loads(e->aliases_json, 0, NULL);
-    if (json_is_array(aliases)) {
-        size_t i;
-        json_t *a;
-        json_array_foreach(aliases, i, a)
-        {
-            if (json_is_string(a) && (stop = vix_phrase_variants(json_string_value(a), cb, user)))
-                break;
-        }
-    }
-    json_decref(aliases);
-    return stop;
-}
-
 static int vix__load_entity(void *user, const vix_entity *e)
 {
     vix__load *ld = user;
@@ -366,7 +345,7 @@ static int vix__load_entity(void *user, const vix_entity *e)
         goto oom;
     size_t first = c->n_phrases;
     ld->entity_first_phrase = first;
-    if (ld->scratch && vix__entity_variants(e, vix__load_variant, ld))
+    if (ld->scratch && vix_entity_variants(e, vix__load_variant, ld))
         return 1;
     c->entities[c->n_entities++] = (vix__entity){
         .rowid = e->rowid, .ext_id = (const char *)(uintptr_t)id_off,
@@ -551,7 +530,7 @@ static int vix__dent_make(vix_resolver *r, const vix__base *base, const vix_enti
         goto out;
     }
     vix__set_finish(&d->set);
-    if (vix__entity_variants(e, vix__vec_variant, &vv)) {
+    if (vix_entity_variants(e, vix__vec_variant, &vv)) {
         rc = vv.rc;
         goto out;
     }

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -978,4 +979,21 @@ int vix_store_backup(vix_store *store, const char *dst_path, erd_diag *diag)
 out:
     sqlite3_close_v2(dst);
     return err;
+}
+
+int vix_entity_texts(const vix_entity *e, int (*cb)(void *user, const char *text), void *user)
+{
+    int stop = cb(user, e->name);
+    if (stop || !e->aliases_json)
+        return stop;
+    json_t *aliases = json_loads(e->aliases_json, 0, NULL);
+    size_t i;
+    json_t *a;
+    json_array_foreach(aliases, i, a)
+    {
+        if (json_is_string(a) && (stop = cb(user, json_string_value(a))))
+            break;
+    }
+    json_decref(aliases);
+    return stop;
 }

@@ -78,6 +78,12 @@ int vix_store_entity_get(vix_store *store, int64_t catalog_id, const char *ext_i
                          erd_diag *diag);
 int vix_store_entity_count(vix_store *store, int64_t catalog_id, int64_t *ret_count, erd_diag *diag);
 
+/* Calls cb with the entity's name, then each of its aliases (the string
+ * elements of aliases_json), in order; a non-zero return from cb stops the
+ * walk and is returned. */
+int vix_entity_texts(const vix_entity *entity, int (*cb)(void *user, const char *text),
+                     void *user);
+
 /* ---- live changes ----
  * Writers: vix_store_begin, any number of upserts and deletes, then
  * vix_store_catalog_bump and vix_store_commit.  Rows written in the

@@ -13,7 +13,6 @@
 #include "server/srv_adapt.h"
 
 #include <getopt.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +34,9 @@ typedef struct srv__adapt_names {
 
 /* One phrase per line: names carry no newline by the importer's rules, but a
  * control character is folded to a space rather than trusted. */
-static void srv__adapt_put(srv__adapt_names *an, const char *text)
+static int srv__adapt_put(void *user, const char *text)
 {
+    srv__adapt_names *an = user;
     size_t n = 0;
     for (const char *p = text; *p; p++, n++)
         fputc((unsigned char)*p < 0x20 ? ' ' : *p, an->out);
@@ -44,21 +44,12 @@ static void srv__adapt_put(srv__adapt_names *an, const char *text)
         fputc('\n', an->out);
         an->phrases++;
     }
+    return ferror(an->out) ? ERD_EIO : 0;
 }
 
 static int srv__adapt_entity(void *user, const vix_entity *e)
 {
-    srv__adapt_names *an = user;
-    json_t *aliases = e->aliases_json ? json_loads(e->aliases_json, 0, NULL) : NULL;
-    size_t i;
-    json_t *a;
-
-    srv__adapt_put(an, e->name);
-    json_array_foreach(aliases, i, a)
-        if (json_is_string(a))
-            srv__adapt_put(an, json_string_value(a));
-    json_decref(aliases);
-    return ferror(an->out) ? ERD_EIO : 0;
+    return vix_entity_texts(e, srv__adapt_put, user);
 }
 
 /* Writes the catalog's names and aliases to a new temporary file whose path

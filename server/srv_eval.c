@@ -53,29 +53,20 @@ static double eval__now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static void eval__add_key(eval_keys *keys, const char *text)
+static int eval__add_key(void *user, const char *text)
 {
+    eval_keys *keys = user;
     if (keys->n >= EVAL_KEYS_MAX)
-        return;
+        return 0;
     if (pho_match_key(text, strlen(text), keys->key[keys->n], PHO_TEXT_MAX) == ERD_OK &&
         keys->key[keys->n][0])
         keys->n++;
+    return 0;
 }
 
 static int eval__collect_keys(void *user, const vix_entity *e)
 {
-    eval_keys *keys = user;
-    eval__add_key(keys, e->name);
-    json_t *aliases = json_loads(e->aliases_json, 0, NULL);
-    size_t i;
-    json_t *a;
-    json_array_foreach(aliases, i, a)
-    {
-        if (json_is_string(a))
-            eval__add_key(keys, json_string_value(a));
-    }
-    json_decref(aliases);
-    return 0;
+    return vix_entity_texts(e, eval__add_key, user);
 }
 
 static int eval__keys_for(eval_ctx *ctx, int64_t catalog_id, const char *ext_id, eval_keys *ret)

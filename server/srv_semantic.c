@@ -279,26 +279,18 @@ typedef struct srv__keys {
     char key[SRV__KEYS_MAX][PHO_TEXT_MAX];
 } srv__keys;
 
-static void srv__keys_add(srv__keys *k, const char *text)
+static int srv__keys_add(void *user, const char *text)
 {
+    srv__keys *k = user;
     if (k->n < SRV__KEYS_MAX && pho_match_key(text, strlen(text), k->key[k->n], PHO_TEXT_MAX) == 0 &&
         k->key[k->n][0])
         k->n++;
+    return 0;
 }
 
 static int srv__collect_keys(void *user, const vix_entity *e)
 {
-    srv__keys *k = user;
-    json_t *aliases = json_loads(e->aliases_json, 0, NULL);
-    size_t i;
-    json_t *a;
-
-    srv__keys_add(k, e->name);
-    json_array_foreach(aliases, i, a)
-        if (json_is_string(a))
-            srv__keys_add(k, json_string_value(a));
-    json_decref(aliases);
-    return 0;
+    return vix_entity_texts(e, srv__keys_add, user);
 }
 
 /* Writes every entity of the catalog (id, name, aliases) as JSON lines. */
