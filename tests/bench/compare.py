@@ -6,6 +6,8 @@ FTS5 on the same catalogs and spoken queries.
                                    catalogs -> WORK/names-<table>.tsv (id, name;
                                    one row per name and alias), queries ->
                                    WORK/queries-<dom>.tsv (n, 1-best text),
+                                   WORK/nbest-<dom>.tsv (n, h, text: every
+                                   hypothesis of query n, h = 1 the best),
                                    WORK/gold.json and WORK/tables.txt ("<domain>
                                    <table> <catalog file>" lines).  Tables are
                                    the video and book catalogs, or with CATALOG
@@ -14,15 +16,18 @@ FTS5 on the same catalogs and spoken queries.
                                    result of query n of that domain)
   compare.py erd-top WORK ANSWERS  turns tests/bench/replay.py answers (one per
                                    dev query, in order) into such rows
-  compare.py sqlite WORK SECONDS PROCS
+  compare.py sqlite WORK SECONDS PROCS nbest|1best
                                    FTS5 BM25 over the names: acc@1 of every
                                    query, then PROCS processes querying for
                                    SECONDS; prints "acc1=.. rps=.."
 
 A result is right when it is the gold entity or shares a normalised name or
 alias with it (catalogs hold duplicate titles), as `erd eval` counts.
-The baselines get the first hypothesis: neither has a notion of an n-best
-list.  erd gets the whole list, as a voice assistant sends it.
+erd gets each query's whole n-best list, as a voice assistant sends it.
+The baselines are measured twice: on the same lists (each hypothesis looked
+up, the lists fused: for FTS5 one MATCH of every hypothesis's words, for
+pg_trgm the sum over hypotheses of each entity's best trigram similarity
+among that hypothesis's 5 nearest rows), and on the first hypothesis alone.
 """
 import json
 import multiprocessing
@@ -65,6 +70,7 @@ def prep(data, work, catalog=None):
                     out.write(f"{tsv_field(e['id'])}\t{tsv_field(x)}\n")
     gold = {"video": [], "book": []}
     outs = {d: open(os.path.join(work, f"queries-{d}.tsv"), "w", encoding="utf-8") for d in gold}
+    nbest = {d: open(os.path.join(work, f"nbest-{d}.tsv"), "w", encoding="utf-8") for d in gold}
     doms = open(os.path.join(work, "domains.txt"), "w", encoding="utf-8")
     with open(os.path.join(data, "queries", "dev.jsonl"), encoding="utf-8") as f:
         for line in f:
@@ -77,8 +83,14 @@ def prep(data, work, catalog=None):
                 continue
             n = len(gold[dom]) + 1
             outs[dom].write(f"{n}\t{tsv_field(q['nbest'][0]['text'])}\n")
+            texts = []
+            for hyp in q["nbest"]:
+                if hyp["text"].strip() and hyp["text"] not in texts:
+                    texts.append(hyp["text"])
+            for h, text in enumerate(texts, 1):
+                nbest[dom].write(f"{n}\t{h}\t{tsv_field(text)}\n")
             gold[dom].append(q["entity_id"])
-    for o in outs.values():
+    for o in list(outs.values()) + list(nbest.values()):
         o.close()
     doms.close()
     with open(os.path.join(work, "gold.json"), "w", encoding="utf-8") as f:
@@ -135,8 +147,13 @@ def erd_top(work, answers):
             print(dom, seen[dom], top)
 
 
-def fts_query(text):
-    toks = WORD.findall(text.lower())
+def fts_query(texts):
+    """One FTS5 query: any word of any of the texts."""
+    toks = []
+    for text in texts:
+        for t in WORD.findall(text.lower()):
+            if t not in toks:
+                toks.append(t)
     return " OR ".join('"' + t.replace('"', '') + '"' for t in toks) if toks else None
 
 
@@ -159,14 +176,21 @@ def sqlite_open(work):
     return db
 
 
-def load_queries(work):
-    """(domain, n, table, FTS5 query) of every dev query."""
+def load_queries(work, nbest):
+    """(domain, n, table, FTS5 query) of every dev query: from its whole
+    n-best list, or from its first hypothesis."""
     qs = []
     for dom, table in table_map(work).items():
-        with open(os.path.join(work, f"queries-{dom}.tsv"), encoding="utf-8") as f:
+        texts = {}
+        name = f"nbest-{dom}.tsv" if nbest else f"queries-{dom}.tsv"
+        with open(os.path.join(work, name), encoding="utf-8") as f:
             for line in f:
-                n, text = line.rstrip("\n").split("\t", 1)
-                qs.append((dom, int(n), table, fts_query(text)))
+                parts = line.rstrip("\n").split("\t")
+                texts.setdefault(int(parts[0]), []).append(parts[-1])
+        with open(os.path.join(work, f"queries-{dom}.tsv"), encoding="utf-8") as f:
+            count = sum(1 for _ in f)  # queries-<dom>.tsv may have been cut short
+        for n in range(1, count + 1):
+            qs.append((dom, n, table, fts_query(texts.get(n, []))))
     return qs
 
 
@@ -179,9 +203,9 @@ def sqlite_top(db, table, q):
 
 
 def sqlite_worker(args):
-    work, seconds, offset = args
+    work, seconds, offset, nbest = args
     db = sqlite_open(work)
-    qs = load_queries(work)
+    qs = load_queries(work, nbest)
     n, i = 0, offset
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -194,9 +218,9 @@ def sqlite_worker(args):
     return n
 
 
-def sqlite_run(work, seconds, procs):
+def sqlite_run(work, seconds, procs, nbest):
     db = sqlite_open(work)
-    qs = load_queries(work)
+    qs = load_queries(work, nbest)
     rows = os.path.join(work, "sqlite-top.txt")
     with open(rows, "w", encoding="utf-8") as out:
         for dom, n, table, q in qs:
@@ -213,7 +237,7 @@ def sqlite_run(work, seconds, procs):
     total = sum(len(v) for v in gold.values())
     with multiprocessing.Pool(procs) as pool:
         t0 = time.monotonic()
-        counts = pool.map(sqlite_worker, [(work, seconds, k * 397) for k in range(procs)])
+        counts = pool.map(sqlite_worker, [(work, seconds, k * 397, nbest) for k in range(procs)])
         wall = time.monotonic() - t0
     print(f"acc1={hits / total:.3f} rps={sum(counts) / max(wall, seconds):.1f}")
 
@@ -225,8 +249,8 @@ def main(argv):
         score(argv[2], argv[3])
     elif len(argv) >= 4 and argv[1] == "erd-top":
         erd_top(argv[2], argv[3])
-    elif len(argv) >= 5 and argv[1] == "sqlite":
-        sqlite_run(argv[2], float(argv[3]), int(argv[4]))
+    elif len(argv) >= 6 and argv[1] == "sqlite" and argv[5] in ("nbest", "1best"):
+        sqlite_run(argv[2], float(argv[3]), int(argv[4]), argv[5] == "nbest")
     else:
         sys.stderr.write(__doc__)
         return 2
