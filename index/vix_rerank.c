@@ -434,15 +434,16 @@ static vix__rr_lanes_fn vix__rr_lanes_pick(void)
     }
 }
 
-/* The one-pair-at-a-time scoring, for when the batch buffers cannot be had. */
+/* The one-pair-at-a-time scoring, for when the batch buffers cannot be had;
+ * by_hyp as vix_rerank_score_each's. */
 static void vix__rr_score_pairwise(const vix_rerank *rr, const vix_rerank_hyp *hyps,
                                    size_t n_hyps, vix_rerank_cand *cands, size_t n_cands,
-                                   double *acc)
+                                   double *acc, double *by_hyp)
 {
     for (size_t c = 0; c < n_cands; c++) {
         const vix_rerank_cand *cd = &cands[c];
         acc[c] = 0;
-        for (size_t h = 0; h < n_hyps && cd->n_phrases; h++) {
+        for (size_t h = 0; h < n_hyps; h++) {
             double best = 0;
             for (size_t p = 0; p < cd->n_phrases; p++) {
                 const vix_rerank_phrase *ph = &cd->phrases[p];
@@ -451,34 +452,41 @@ static void vix__rr_score_pairwise(const vix_rerank *rr, const vix_rerank_hyp *h
                     s *= VIX_DERIVED_SCALE;
                 best = s > best ? s : best;
             }
-            acc[c] += hyps[h].weight * best;
+            if (by_hyp)
+                by_hyp[h * n_cands + c] = best;
+            if (cd->n_phrases)
+                acc[c] += hyps[h].weight * best;
         }
     }
 }
 
-/* Insertion sort by phrase length, longest first: a few hundred pairs, and
- * most candidates' phrases are already near their neighbours' lengths. */
-static void vix__rr_sort_pairs(size_t *cand, const vix_rerank_phrase **ph, size_t n)
+/* Orders the pairs by phrase length, longest first, keeping the order of
+ * equal lengths (a counting sort: a resolve has a thousand pairs or more,
+ * and an insertion sort over them cost as much as a tenth of the rerank). */
+static void vix__rr_sort_pairs(const size_t *cand, const vix_rerank_phrase *const *ph, size_t n,
+                               size_t *ret_cand, const vix_rerank_phrase **ret_ph)
 {
-    for (size_t i = 1; i < n; i++) {
-        size_t c = cand[i];
-        const vix_rerank_phrase *p = ph[i];
-        size_t j = i;
-        for (; j > 0 && ph[j - 1]->n < p->n; j--) {
-            cand[j] = cand[j - 1];
-            ph[j] = ph[j - 1];
-        }
-        cand[j] = c;
-        ph[j] = p;
+    size_t start[VIX_RR_TOKENS_MAX + 2] = {0};
+    for (size_t i = 0; i < n; i++) {
+        size_t len = ph[i]->n > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : ph[i]->n;
+        start[VIX_RR_TOKENS_MAX - len + 1]++;
+    }
+    for (size_t b = 1; b < VIX_RR_TOKENS_MAX + 2; b++)
+        start[b] += start[b - 1];
+    for (size_t i = 0; i < n; i++) {
+        size_t len = ph[i]->n > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : ph[i]->n;
+        size_t at = start[VIX_RR_TOKENS_MAX - len]++;
+        ret_cand[at] = cand[i];
+        ret_ph[at] = ph[i];
     }
 }
 
 /* Every (candidate, phrase) pair scored lane-wise, hypothesis by
  * hypothesis; acc[c] sums hypotheses in the same order as the pairwise
- * loop. */
+ * loop.  by_hyp as vix_rerank_score_each's, or NULL. */
 static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyps,
                                  size_t n_hyps, const vix_rerank_cand *cands, size_t n_cands,
-                                 double *acc)
+                                 double *acc, double *by_hyp)
 {
     static vix__rr_lanes_fn lanes;
     if (!lanes)
@@ -487,12 +495,13 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     for (size_t c = 0; c < n_cands; c++)
         n_pairs += cands[c].n_phrases;
     vix__rr_prep *prep = malloc(sizeof *prep);
-    size_t *pair_cand = malloc((n_pairs + 1) * sizeof *pair_cand);
-    const vix_rerank_phrase **pair_ph = malloc((n_pairs + 1) * sizeof *pair_ph);
+    /* the pairs in candidate order, then sorted into the second half */
+    size_t *pair_cand = malloc(2 * (n_pairs + 1) * sizeof *pair_cand);
+    const vix_rerank_phrase **pair_ph = malloc(2 * (n_pairs + 1) * sizeof *pair_ph);
     /* best[h * n_cands + c]: hypothesis h's best phrase of candidate c */
-    double *best = n_hyps && n_cands <= SIZE_MAX / sizeof(double) / n_hyps
-                       ? malloc((n_hyps * n_cands + 1) * sizeof *best)
-                       : NULL;
+    double *own_best = NULL, *best = by_hyp;
+    if (!best && n_hyps && n_cands <= SIZE_MAX / sizeof(double) / n_hyps)
+        best = own_best = malloc((n_hyps * n_cands + 1) * sizeof *best);
     int rc = -1;
     if (!prep || !pair_cand || !pair_ph || !best)
         goto out;
@@ -508,7 +517,9 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
      * side by side waste fewer lanes (measured: half the lanes idle when
      * taken in candidate order).  A candidate's best is a max, which does
      * not depend on the order its phrases are scored in. */
-    vix__rr_sort_pairs(pair_cand, pair_ph, n_pairs);
+    vix__rr_sort_pairs(pair_cand, pair_ph, n_pairs, pair_cand + n_pairs, pair_ph + n_pairs);
+    const size_t *sorted_cand = pair_cand + n_pairs;
+    const vix_rerank_phrase *const *sorted_ph = pair_ph + n_pairs;
     for (size_t h = 0; h < n_hyps; h++) {
         double *bh = best + h * n_cands;
         /* n-best lists often hold the same sounds spelt two ways: such a
@@ -529,19 +540,19 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
                 float extra[VIX__LANES];
                 size_t m = n_pairs - b < VIX__LANES ? n_pairs - b : VIX__LANES;
                 for (size_t l = 0; l < VIX__LANES; l++) {
-                    const vix_rerank_phrase *ph = l < m ? pair_ph[b + l] : NULL;
+                    const vix_rerank_phrase *ph = l < m ? sorted_ph[b + l] : NULL;
                     refs[l] = ph ? ph->tokens : NULL;
                     nrs[l] = !ph ? 0 : ph->n > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : ph->n;
                 }
                 lanes(rr, prep, refs, nrs, extra);
                 for (size_t l = 0; l < m; l++) {
-                    const vix_rerank_phrase *ph = pair_ph[b + l];
+                    const vix_rerank_phrase *ph = sorted_ph[b + l];
                     float e = nrs[l] ? extra[l]
                                      : vix__rr_extra(rr, hyps[h].tokens, hyps[h].n, ph->tokens, 0);
                     double sc = vix__rr_similarity(rr, e, hyps[h].n);
                     if (ph->derived)
                         sc *= VIX_DERIVED_SCALE;
-                    size_t c = pair_cand[b + l];
+                    size_t c = sorted_cand[b + l];
                     bh[c] = sc > bh[c] ? sc : bh[c];
                 }
             }
@@ -555,32 +566,43 @@ out:
     free(prep);
     free(pair_cand);
     free(pair_ph);
-    free(best);
+    free(own_best);
     return rc;
 }
 
-void vix_rerank_score(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
-                      vix_rerank_cand *cands, size_t n_cands)
+void vix_rerank_score_each(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
+                           vix_rerank_cand *cands, size_t n_cands, double *ret_by_hyp)
 {
     double wsum = 0;
     for (size_t h = 0; h < n_hyps; h++)
         wsum += hyps[h].weight;
     double *acc = malloc((n_cands + 1) * sizeof *acc);
-    double one;
-    if (!acc || vix__rr_score_batched(rr, hyps, n_hyps, cands, n_cands, acc) < 0) {
+    if (!acc) {
         /* out of memory: score pair by pair, one candidate at a time */
         for (size_t c = 0; c < n_cands; c++) {
-            vix__rr_score_pairwise(rr, hyps, n_hyps, &cands[c], 1, &one);
+            double one = 0, part;
+            for (size_t h = 0; h < n_hyps; h++) {
+                vix__rr_score_pairwise(rr, &hyps[h], 1, &cands[c], 1, &part,
+                                       ret_by_hyp ? &ret_by_hyp[h * n_cands + c] : NULL);
+                one += part;
+            }
             cands[c].second = wsum > 0 ? one / wsum : 0;
             cands[c].score = (1 - rr->opts.weight) * cands[c].first + rr->opts.weight * cands[c].second;
         }
-        free(acc);
         return;
     }
+    if (vix__rr_score_batched(rr, hyps, n_hyps, cands, n_cands, acc, ret_by_hyp) < 0)
+        vix__rr_score_pairwise(rr, hyps, n_hyps, cands, n_cands, acc, ret_by_hyp);
     for (size_t c = 0; c < n_cands; c++) {
         vix_rerank_cand *cd = &cands[c];
         cd->second = wsum > 0 ? acc[c] / wsum : 0;
         cd->score = (1 - rr->opts.weight) * cd->first + rr->opts.weight * cd->second;
     }
     free(acc);
+}
+
+void vix_rerank_score(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
+                      vix_rerank_cand *cands, size_t n_cands)
+{
+    vix_rerank_score_each(rr, hyps, n_hyps, cands, n_cands, NULL);
 }

@@ -78,6 +78,12 @@ typedef struct vix_rerank_cand {
  * = 0. */
 void vix_rerank_score(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
                       vix_rerank_cand *cands, size_t n_cands);
+/* vix_rerank_score, also writing hypothesis h's best phrase score for
+ * candidate c (0 without phrases) to ret_by_hyp[h * n_cands + c] when
+ * ret_by_hyp is not NULL: what the calibration's agreement feature needs,
+ * without aligning the pairs again. */
+void vix_rerank_score_each(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
+                           vix_rerank_cand *cands, size_t n_cands, double *ret_by_hyp);
 
 /* Alignment score of one hypothesis against one phrase, 0..1 (1 = heard
  * exactly), for tests and tools. */

@@ -25,6 +25,7 @@
 #include "index/vix_phrase.h"
 #include "index/vix_rerank.h"
 #include "index/vix_store.h"
+#include "proto/erd_hash.h"
 #include "phonetics/pho_encoder.h"
 #include "phonetics/pho_g2p.h"
 
@@ -1306,6 +1307,7 @@ typedef struct vix__ranked {
     vix_result res;
     double first;
     const vix__entity *ent; /* in the view the resolve holds */
+    size_t rank_first;      /* place in the first stage's list, the rerank's candidate index */
 } vix__ranked;
 
 static int vix__cmp_score(const void *a, const void *b)
@@ -1320,8 +1322,8 @@ static int vix__cmp_score(const void *a, const void *b)
  * first VIX_CALIB_AGREE_RANKS, is each of them: a list that agrees on one
  * entity is more often right than one split between several, which the
  * blended score (a weighted mean) cannot tell apart. */
-static void vix__agreement(const vix_resolver *r, const vix_rerank_hyp *hyps, size_t n_hyps, const vix__ranked *found,
-                           size_t n_found, double *ret_agree)
+static void vix__agreement(const vix_rerank_hyp *hyps, size_t n_hyps, const vix__ranked *found,
+                           size_t n_found, const double *by_hyp, double *ret_agree)
 {
     size_t m = n_found < VIX_CALIB_AGREE_RANKS ? n_found : VIX_CALIB_AGREE_RANKS;
     double wsum = 0;
@@ -1330,18 +1332,13 @@ static void vix__agreement(const vix_resolver *r, const vix_rerank_hyp *hyps, si
     for (size_t h = 0; h < n_hyps; h++) {
         double best = -1;
         size_t best_c = 0;
+        /* by_hyp holds each candidate's best phrase, in first-stage order:
+         * the first of equals in reranked order wins, as phrase by phrase */
         for (size_t c = 0; c < m; c++) {
-            const vix__entity *e = found[c].ent;
-            for (size_t p = 0; p < e->n_phrases; p++) {
-                const vix_rerank_phrase *ph = &e->phrases[p];
-                double s = vix_rerank_pair(r->rerank, hyps[h].tokens, hyps[h].n, ph->tokens,
-                                           ph->n);
-                if (ph->derived)
-                    s *= VIX_DERIVED_SCALE;
-                if (s > best) {
-                    best = s;
-                    best_c = c;
-                }
+            double s = by_hyp[h * n_found + found[c].rank_first];
+            if (found[c].ent->n_phrases && s > best) {
+                best = s;
+                best_c = c;
             }
         }
         if (best >= 0)
@@ -1406,7 +1403,8 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
     vix_rerank_hyp *rr_hyps = NULL;
     vix_rerank_cand *rr_cands = NULL;
     vix__ranked *found = NULL;
-    double *cal = NULL;
+    double *cal = NULL, *by_hyp = NULL;
+    uint64_t *seen = NULL;
     size_t used = 0, n_phones = 0;
     double wsum = 0;
     int rc = ERD_OK;
@@ -1452,9 +1450,17 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
         hyp_phones = malloc(n * VIX_RR_TOKENS_MAX);
         rr_hyps = malloc(n * sizeof *rr_hyps);
         rr_cands = malloc(want * sizeof *rr_cands);
+        if (calibrate)
+            by_hyp = malloc(n * want * sizeof *by_hyp);
     }
-    if (!q || !v || !scores || !ids || !dscores || !dids || !ph || !found || (calibrate && !cal) ||
-        (r->rerank && (!hyp_phones || !rr_hyps || !rr_cands))) {
+    /* open addressing over the ids taken so far, at most half full */
+    size_t seen_cap = 16;
+    while (seen_cap < 2 * want)
+        seen_cap *= 2;
+    seen = calloc(seen_cap, sizeof *seen);
+    if (!q || !v || !scores || !ids || !dscores || !dids || !ph || !found || !seen ||
+        (calibrate && !cal) ||
+        (r->rerank && (!hyp_phones || !rr_hyps || !rr_cands || (calibrate && !by_hyp)))) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
@@ -1530,23 +1536,27 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
             break;
         int64_t id = from_base ? ids[bi] : dids[di];
         float score = from_base ? scores[bi++] : dscores[di++];
-        int dup = 0;
-        for (size_t j = 0; j < n_found; j++)
-            if (found[j].res.rowid == id)
-                dup = 1;
-        if (dup)
+        /* slot value id + 1: never the empty 0, as a negative id ended
+         * the lists above */
+        size_t slot = (size_t)erd_fnv1a64(ERD_FNV1A64_OFFSET, &id, sizeof id) & (seen_cap - 1);
+        while (seen[slot] && seen[slot] != (uint64_t)id + 1)
+            slot = (slot + 1) & (seen_cap - 1);
+        if (seen[slot])
             continue;
         const vix__entity *e = from_base ? (vix__masked(delta, id) ? NULL
                                                                    : vix__set_find(&base->set, id))
                                          : vix__delta_find(delta, id);
         if (!e)
             continue; /* vector of an entity deleted or replaced since the build */
+        seen[slot] = (uint64_t)id + 1; /* a masked base id may come again from the delta */
         double s = (double)score * norm / wsum; /* weighted mean cosine */
         s = s < 0 ? 0 : s > 1 ? 1 : s;
-        found[n_found++] = (vix__ranked){
+        found[n_found] = (vix__ranked){
             .res = {.rowid = e->rowid, .ext_id = e->ext_id, .name = e->name, .score = s},
             .first = s,
-            .ent = e};
+            .ent = e,
+            .rank_first = n_found};
+        n_found++;
     }
     tm.aggregate_ns = vix__ns() - t0;
     if (r->rerank) {
@@ -1555,7 +1565,8 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
             rr_cands[i] = (vix_rerank_cand){.phrases = found[i].ent->phrases,
                                             .n_phrases = found[i].ent->n_phrases,
                                             .first = found[i].first};
-        vix_rerank_score(r->rerank, rr_hyps, used, rr_cands, n_found);
+        /* by_hyp is for the calibration's agreement feature */
+        vix_rerank_score_each(r->rerank, rr_hyps, used, rr_cands, n_found, by_hyp);
         for (size_t i = 0; i < n_found; i++) {
             double s = rr_cands[i].score;
             found[i].res.score = s < 0 ? 0 : s > 1 ? 1 : s;
@@ -1578,7 +1589,7 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
             agree[i] = 0;
         }
         if (r->rerank)
-            vix__agreement(r, rr_hyps, used, found, n_found, agree);
+            vix__agreement(rr_hyps, used, found, n_found, by_hyp, agree);
         vix_calib_features(sc, first, agree, n_out, n_found, used, n_phones, x);
         if (ret_features)
             memcpy(ret_features, x, n_out * VIX_CALIB_NFEAT * sizeof *x);
@@ -1602,6 +1613,8 @@ out:
     free(ph);
     free(found);
     free(cal);
+    free(by_hyp);
+    free(seen);
     free(hyp_phones);
     free(rr_hyps);
     free(rr_cands);
