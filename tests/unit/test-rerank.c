@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "index/vix_build.h"
+#include "index/vix_phrase.h"
 #include "index/vix_rerank.h"
 #include "index/vix_resolve.h"
 #include "index/vix_store.h"
@@ -213,6 +214,89 @@ static void test_resolver(const pho_channel *ch_in)
     ok(system(cmd) == 0, "cleanup");
 }
 
+static uint64_t xorshift(uint64_t *x)
+{
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    return *x;
+}
+
+/* The batched scoring (SIMD lanes, pairs sorted by length, twin
+ * hypotheses copied) must give each candidate exactly what aligning its
+ * phrases one pair at a time gives, in both modes. */
+static void test_batched_equals_pairwise(const pho_channel *ch)
+{
+    enum { N_CANDS = 37, MAX_PHRASES = 4, N_HYPS = 4 };
+    static uint8_t store[N_CANDS * MAX_PHRASES][VIX_RR_TOKENS_MAX + 8];
+    static vix_rerank_phrase phrases[N_CANDS][MAX_PHRASES];
+    uint8_t hyp_tokens[N_HYPS][24];
+    vix_rerank_hyp hyps[N_HYPS];
+    vix_rerank_cand cands[N_CANDS];
+    double by_hyp[N_HYPS * N_CANDS];
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+#define NEXT() xorshift(&x)
+    for (size_t h = 0; h < N_HYPS; h++) {
+        size_t n = h == 2 ? hyps[1].n : 3 + NEXT() % 18;
+        for (size_t i = 0; i < n; i++)
+            hyp_tokens[h][i] = h == 2 ? hyp_tokens[1][i] /* a twin of hypothesis 1 */
+                                      : (uint8_t)(1 + NEXT() % (PHO_N_PHONES - 1)) |
+                                            (i == 0 || NEXT() % 4 == 0 ? VIX_RR_WORD_START : 0);
+        hyps[h] = (vix_rerank_hyp){hyp_tokens[h], n, 1.0 / (double)(h + 1)};
+    }
+    size_t used = 0;
+    for (size_t c = 0; c < N_CANDS; c++) {
+        size_t np = c % 7 == 3 ? 0 : 1 + NEXT() % MAX_PHRASES; /* some without phrases */
+        for (size_t p = 0; p < np; p++) {
+            /* lengths from 0 to past the alignment's cut */
+            size_t n = p == 0 && c % 11 == 5 ? 0 : NEXT() % (VIX_RR_TOKENS_MAX + 6);
+            for (size_t i = 0; i < n; i++)
+                store[used][i] = (uint8_t)(1 + NEXT() % (PHO_N_PHONES - 1)) |
+                                 (i == 0 || NEXT() % 5 == 0 ? VIX_RR_WORD_START : 0);
+            phrases[c][p] = (vix_rerank_phrase){store[used++], (uint16_t)n, (uint8_t)(NEXT() % 3 == 0)};
+        }
+        cands[c] = (vix_rerank_cand){phrases[c], np, (double)(NEXT() % 1000) / 1000.0, 0, 0};
+    }
+#undef NEXT
+    for (int mode = VIX_RR_GLOBAL; mode <= VIX_RR_LOCAL; mode++) {
+        vix_rerank_opts o;
+        vix_rerank_opts_init(&o);
+        o.mode = mode;
+        vix_rerank *rr = NULL;
+        if (vix_rerank_create(ch, &o, &rr, NULL) != ERD_OK)
+            break;
+        vix_rerank_score_each(rr, hyps, N_HYPS, cands, N_CANDS, by_hyp);
+        size_t bad_pair = 0, bad_cand = 0;
+        double wsum = 0;
+        for (size_t h = 0; h < N_HYPS; h++)
+            wsum += hyps[h].weight;
+        for (size_t c = 0; c < N_CANDS; c++) {
+            double acc = 0;
+            for (size_t h = 0; h < N_HYPS; h++) {
+                double best = 0;
+                for (size_t p = 0; p < cands[c].n_phrases; p++) {
+                    const vix_rerank_phrase *ph = &cands[c].phrases[p];
+                    double s = vix_rerank_pair(rr, hyps[h].tokens, hyps[h].n, ph->tokens, ph->n);
+                    if (ph->derived)
+                        s *= VIX_DERIVED_SCALE;
+                    best = s > best ? s : best;
+                }
+                bad_pair += by_hyp[h * N_CANDS + c] != best;
+                if (cands[c].n_phrases)
+                    acc += hyps[h].weight * best;
+            }
+            double second = acc / wsum;
+            bad_cand += cands[c].second != second ||
+                        cands[c].score != (1 - o.weight) * cands[c].first + o.weight * second;
+        }
+        ok(bad_pair == 0 && bad_cand == 0,
+           "%s mode: batched scores equal pair-by-pair ones bit for bit (%zu pairs, %zu "
+           "candidates differ)",
+           mode == VIX_RR_LOCAL ? "local" : "global", bad_pair, bad_cand);
+        vix_rerank_destroy(rr);
+    }
+}
+
 int main(void)
 {
     test_spec();
@@ -220,6 +304,7 @@ int main(void)
     ok(ch != NULL, "channel learned");
     if (ch) {
         test_scores(ch);
+        test_batched_equals_pairwise(ch);
         test_resolver(ch);
     }
     pho_channel_destroy(ch);
