@@ -1,4 +1,5 @@
 #include "index/vix_calib.h"
+#include "proto/erd_file.h"
 #include "proto/erd_hash.h"
 
 #include <errno.h>
@@ -256,9 +257,8 @@ static size_t vix__put_model(char *buf, size_t cap, size_t len, const char *name
 
 int vix_calib_save(const vix_calib *c, const char *path, erd_diag *diag)
 {
-    char *buf = malloc(VIX__CALIB_FILE_MAX), tmp[4096];
+    char *buf = malloc(VIX__CALIB_FILE_MAX);
     size_t len = 0, cap = VIX__CALIB_FILE_MAX;
-    FILE *f = NULL;
     int rc = ERD_OK;
     if (!buf)
         return erd_fail(diag, ERD_ENOMEM, "out of memory");
@@ -281,33 +281,12 @@ int vix_calib_save(const vix_calib *c, const char *path, erd_diag *diag)
     }
     uint64_t sum = erd_fnv1a64(ERD_FNV1A64_OFFSET, buf, len);
     len = vix__put(buf, cap, len, "checksum fnv1a64:%016" PRIx64 "\n", sum);
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (len >= cap || n < 0 || (size_t)n >= sizeof tmp) {
-        rc = erd_fail(diag, ERD_ETOOLONG, "calibration path too long");
+    if (len >= cap) {
+        rc = erd_fail(diag, ERD_ETOOLONG, "calibration file too long");
         goto out;
     }
-    f = fopen(tmp, "w");
-    if (!f) {
-        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (fwrite(buf, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (fclose(f) != 0) {
-        f = NULL;
-        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    f = NULL;
-    if (rename(tmp, path) != 0)
-        rc = erd_fail(diag, ERD_EIO, "%s: %s", path, strerror(errno));
+    rc = erd_file_replace(path, buf, len, diag);
 out:
-    if (f)
-        fclose(f);
-    if (rc < 0 && len && len < cap)
-        unlink(tmp);
     free(buf);
     return rc;
 }

@@ -3,6 +3,7 @@
  * faiss_get_last_error() reads, so it is copied right after each call. */
 #include "index/vix_index.h"
 #include "index/vix_internal.h"
+#include "proto/erd_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -606,75 +607,24 @@ size_t vix_index_count(const vix_index *index)
 }
 
 /* A rename is durable only once the directory entry is on disk. */
-static int fsync_dir_of(const char *path, erd_diag *diag)
-{
-    char dir[PATH_MAX];
-    const char *slash = strrchr(path, '/');
-
-    if (!slash) {
-        snprintf(dir, sizeof dir, ".");
-    } else if (slash == path) {
-        snprintf(dir, sizeof dir, "/");
-    } else {
-        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return erd_fail(diag, ERD_EIO, "opening directory %s: %s", dir, strerror(errno));
-    int rc = fsync(fd);
-    int e = errno;
-    close(fd);
-    if (rc != 0)
-        return erd_fail(diag, ERD_EIO, "syncing directory %s: %s", dir, strerror(e));
-    return ERD_OK;
-}
-
 int vix_index_write(const vix_index *index, const char *path, erd_diag *diag)
 {
     char tmp[PATH_MAX];
     FILE *f = NULL;
-    bool created = false;
-    int err;
 
     if (!index || !path || !*path)
         return erd_fail(diag, ERD_EINVAL, "no index or path");
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return erd_fail(diag, ERD_EINVAL, "index path longer than %d bytes", PATH_MAX - 5);
-
     /* our own FILE rather than faiss_write_index_fname: FAISS ignores the
      * result of its fclose, and a full disk often shows up only there */
-    f = fopen(tmp, "wbe");
-    if (!f) {
-        err = erd_fail(diag, ERD_EIO, "creating %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    created = true;
+    int err = erd_file_temp(path, tmp, sizeof tmp, &f, diag);
+    if (err < 0)
+        return err;
     if (faiss_write_index(index->idx, f) != 0) {
         err = faiss_fail(diag, ERD_EFAISS, tmp);
-        goto out;
+        erd_file_discard(f, tmp);
+        return err;
     }
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        err = erd_fail(diag, ERD_EIO, "writing %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    int rc = fclose(f);
-    f = NULL;
-    if (rc != 0) {
-        err = erd_fail(diag, ERD_EIO, "closing %s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (rename(tmp, path) != 0) {
-        err = erd_fail(diag, ERD_EIO, "renaming %s to %s: %s", tmp, path, strerror(errno));
-        goto out;
-    }
-    created = false;
-    err = fsync_dir_of(path, diag);
-out:
-    if (f)
-        fclose(f);
-    if (created)
-        unlink(tmp);
-    return err;
+    return erd_file_commit(f, tmp, path, diag); /* takes f */
 }
 
 int vix_index_read(const char *path, vix_index **ret, erd_diag *diag)

@@ -11,6 +11,7 @@
 
 #include "index/vix_build.h"
 #include "index/vix_store.h"
+#include "proto/erd_file.h"
 #include "proto/erd_hash.h"
 
 #define VIX__SNAP_MAGIC "ERDSNAP1"
@@ -103,21 +104,6 @@ static int vix__collect_index(void *user, const vix_catalog_info *info)
     return rc;
 }
 
-static int vix__fsync_dir(const char *path)
-{
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    snprintf(dir, sizeof dir, "%.*s", slash ? (int)(slash - path) : 1, slash ? path : ".");
-    if (slash == path)
-        snprintf(dir, sizeof dir, "/");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return ERD_EIO;
-    int rc = fsync(fd);
-    close(fd);
-    return rc == 0 ? ERD_OK : ERD_EIO;
-}
-
 /* One attempt: backup, then the index files the backup's metadata names.
  * ERD_ENOTFOUND when one of them vanished meanwhile (try again). */
 static int vix__snapshot_once(const char *db_path, const char *tmp_db, const char *tmp,
@@ -197,8 +183,8 @@ int vix_snapshot_write(const char *db_path, const char *out_path, vix_snapshot_i
         rc = vix__snapshot_once(db_path, tmp_db, tmp, &info, diag);
     if (rc == ERD_OK && rename(tmp, out_path) != 0)
         rc = erd_fail(diag, ERD_EIO, "renaming %s to %s: %s", tmp, out_path, strerror(errno));
-    if (rc == ERD_OK && vix__fsync_dir(out_path) < 0)
-        rc = erd_fail(diag, ERD_EIO, "syncing the folder of %s", out_path);
+    if (rc == ERD_OK)
+        rc = erd_file_sync_dir(out_path, diag);
     if (rc < 0) {
         unlink(tmp);
         return rc;

@@ -9,6 +9,7 @@
 
 #include "phonetics/pho_internal.h"
 #include "phonetics/sim/pho_rng.h"
+#include "proto/erd_file.h"
 
 #define PHO__CH_MAGIC "erd-channel"
 #define PHO__CH_VERSION 1
@@ -426,8 +427,6 @@ __attribute__((format(printf, 2, 3))) static void pho__bprintf(pho__buf *b, cons
 int pho_channel_save(pho_channel *ch, const char *path, const char *meta, erd_diag *diag)
 {
     pho__buf b = {0};
-    char tmp[4096];
-    FILE *f = NULL;
     int rc = ERD_OK;
 
     if (meta) {
@@ -468,38 +467,11 @@ int pho_channel_save(pho_channel *ch, const char *path, const char *meta, erd_di
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (n < 0 || (size_t)n >= sizeof tmp) {
-        rc = erd_fail(diag, ERD_ETOOLONG, "path too long");
+    rc = erd_file_replace(path, b.p, b.len, diag);
+    if (rc < 0)
         goto out;
-    }
-    f = fopen(tmp, "wb");
-    if (!f) {
-        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (fwrite(b.p, 1, b.len, f) != b.len || fflush(f) != 0) {
-        rc = erd_fail(diag, ERD_EIO, "%s: write failed", tmp);
-        goto out;
-    }
-    if (fclose(f) != 0) {
-        f = NULL;
-        rc = erd_fail(diag, ERD_EIO, "%s: write failed", tmp);
-        goto out;
-    }
-    f = NULL;
-    if (rename(tmp, path) != 0) {
-        rc = erd_fail(diag, ERD_EIO, "%s: %s", path, strerror(errno));
-        goto out;
-    }
     ch->checksum = sum;
 out:
-    if (f) {
-        fclose(f);
-        remove(tmp);
-    } else if (rc < 0 && rc != ERD_ETOOLONG) {
-        remove(tmp);
-    }
     free(b.p);
     return rc;
 }

@@ -18,6 +18,7 @@
 
 #include "phonetics/pho_internal.h"
 #include "phonetics/sim/pho_rng.h"
+#include "proto/erd_file.h"
 
 #define PHO__N_STRESS 3
 #define PHO__N_WORD 2
@@ -521,19 +522,11 @@ int pho_model_save(pho_model *m, const char *path, const char *meta, erd_diag *d
 {
     size_t len = PHO__HDR_LEN + 4 * m->n_params + 8;
     unsigned char *buf = calloc(1, len), *p;
-    char tmp[4096];
-    FILE *f = NULL;
     uint64_t sum;
-    int rc, n;
+    int rc;
 
     if (!buf)
         return erd_fail(diag, ERD_ENOMEM, "out of memory writing the model");
-    n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof tmp) {
-        tmp[0] = '\0';
-        rc = erd_fail(diag, ERD_ETOOLONG, "model path too long");
-        goto out;
-    }
     memcpy(buf, pho__model_magic, 8);
     pho__le_put32(buf + 8, PHO_MODEL_VERSION);
     pho__le_put32(buf + 12, m->arch.kind);
@@ -556,26 +549,9 @@ int pho_model_save(pho_model *m, const char *path, const char *meta, erd_diag *d
     sum = erd_fnv1a64(ERD_FNV1A64_OFFSET, buf, len - 8);
     pho__le_put64(p, sum);
 
-    f = fopen(tmp, "wb");
-    if (!f) {
-        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
+    rc = erd_file_replace(path, buf, len, diag);
+    if (rc < 0)
         goto out;
-    }
-    if (fwrite(buf, 1, len, f) != len || fflush(f) != 0) {
-        rc = erd_fail(diag, ERD_EIO, "%s: write failed: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (fclose(f) != 0) {
-        f = NULL;
-        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    f = NULL;
-    if (rename(tmp, path) != 0) {
-        rc = erd_fail(diag, ERD_EIO, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    tmp[0] = '\0';
     if (meta)
         snprintf(m->meta, sizeof m->meta, "%s", meta);
     else
@@ -583,10 +559,6 @@ int pho_model_save(pho_model *m, const char *path, const char *meta, erd_diag *d
     m->checksum = sum;
     rc = ERD_OK;
 out:
-    if (f)
-        fclose(f);
-    if (tmp[0] && rc < 0)
-        remove(tmp);
     free(buf);
     return rc;
 }

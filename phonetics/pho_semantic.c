@@ -19,6 +19,7 @@
 
 #include "phonetics/pho_internal.h"
 #include "phonetics/sim/pho_rng.h"
+#include "proto/erd_file.h"
 
 static const char pho__sem_magic[8] = {'E', 'R', 'D', 'S', 'E', 'M', 'V', '\0'};
 #define PHO__SEM_ROWS_I8 1
@@ -380,26 +381,16 @@ int pho_sem_model_save(const pho_sem_model *m, const char *path, const char *met
 {
     size_t len, rows;
     unsigned char *buf = NULL, *p;
-    char tmp[4096];
-    FILE *f = NULL;
     uint64_t sum;
-    int rc, n;
+    int rc;
 
     if (!m || !path)
         return erd_fail(diag, ERD_EINVAL, "pho_sem_model_save: model and path are required");
-    tmp[0] = '\0';
-    n = snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    if (n < 0 || (size_t)n >= sizeof tmp) {
-        tmp[0] = '\0';
-        return erd_fail(diag, ERD_ETOOLONG, "model path too long");
-    }
     len = pho__sem_file_len(m);
     rows = (size_t)m->n_words + m->n_buckets;
     buf = calloc(1, len);
-    if (!buf) {
-        tmp[0] = '\0';
+    if (!buf)
         return erd_fail(diag, ERD_ENOMEM, "out of memory writing the semantic model");
-    }
     memcpy(buf, pho__sem_magic, 8);
     pho__le_put32(buf + 8, PHO_SEM_VERSION);
     pho__le_put32(buf + 12, m->dim);
@@ -433,34 +424,13 @@ int pho_sem_model_save(const pho_sem_model *m, const char *path, const char *met
     sum = erd_fnv1a64(ERD_FNV1A64_OFFSET, buf, len - 8);
     pho__le_put64(p, sum);
 
-    f = fopen(tmp, "wb");
-    if (!f) {
-        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
+    rc = erd_file_replace(path, buf, len, diag);
+    if (rc < 0)
         goto out;
-    }
-    if (fwrite(buf, 1, len, f) != len || fflush(f) != 0 || fsync(fileno(f)) != 0) {
-        rc = erd_fail(diag, ERD_EIO, "%s: write failed: %s", tmp, strerror(errno));
-        goto out;
-    }
-    if (fclose(f) != 0) {
-        f = NULL;
-        rc = erd_fail(diag, ERD_EIO, "%s: %s", tmp, strerror(errno));
-        goto out;
-    }
-    f = NULL;
-    if (rename(tmp, path) != 0) {
-        rc = erd_fail(diag, ERD_EIO, "%s: %s", path, strerror(errno));
-        goto out;
-    }
-    tmp[0] = '\0';
     if (ret_checksum)
         *ret_checksum = sum;
     rc = ERD_OK;
 out:
-    if (f)
-        fclose(f);
-    if (tmp[0])
-        remove(tmp);
     free(buf);
     return rc;
 }
