@@ -74,6 +74,10 @@ enum cfg__reload { FIXED, LIVE };
     X(hnsw_ef_search, CFG_INT, hnsw_ef_search, "128", 1, 65536, FIXED,                        \
       "HNSW search breadth (efSearch) for HNSW factory strings; set at build time and kept in " \
       "the index file.")                                                                      \
+    X(simd, CFG_STR, simd, "auto", 0, 0, FIXED,                                               \
+      "Widest vector instructions erd's own scan and rerank kernels use: auto (all the CPU "   \
+      "has), avx512-bf16, avx512, avx2 or base.  Answers are the same under each; for "        \
+      "comparing kernels, or a way around a CPU fault.")                                      \
     X(candidates, CFG_INT, candidates, "64", 1, 4096, FIXED,                                  \
       "Vectors fetched from the index per resolve before grouping by entity.")                \
     X(rerank, CFG_STR, rerank, "phonetics/models/channel-v2.txt,candidates=200", 0, 0, FIXED, \
@@ -227,6 +231,13 @@ static int cfg__validate(const cfg_config *cfg, erd_diag *diag)
                         cfg->max_k);
     if (!strchr(cfg->listen, ':'))
         return erd_fail(diag, ERD_ECONFIG, "listen: expected HOST:PORT, got \"%s\"", cfg->listen);
+    static const char *const simd[] = {"auto", "avx512-bf16", "avx512", "avx2", "base"};
+    size_t i = 0;
+    while (i < sizeof simd / sizeof *simd && strcmp(cfg->simd, simd[i]))
+        i++;
+    if (i == sizeof simd / sizeof *simd)
+        return erd_fail(diag, ERD_ECONFIG,
+                        "simd: auto, avx512-bf16, avx512, avx2 or base, not \"%s\"", cfg->simd);
     return ERD_OK;
 }
 

@@ -32,6 +32,7 @@ typedef struct cfg_config {
     size_t index_flat_max;
     int ivf_nprobe;
     int hnsw_ef_search;
+    char simd[16];             /* cap on erd's own SIMD kernels: "auto", "avx2", ... */
     int candidates;
     char rerank[1024];         /* second-stage rerank spec, or "off" */
     char calibration[1024];    /* calibration file, or "off" */

@@ -45,6 +45,7 @@ struct vix_index {
      * 1.4 ms resolve on 15k vectors).  flat_x and flat_ids borrow FAISS's
      * arrays; all are refreshed after every add. */
     uint16_t *flat_h;      /* owned: bfloat16 copy, transposed (vix__flat_attach) */
+    bool flat_pairs;       /* flat_h holds dimension pairs per lane, for vdpbf16ps */
     const float *flat_x;   /* the vectors, row-major */
     const idx_t *flat_ids;
     size_t flat_n;
@@ -91,26 +92,35 @@ static void vix__flat_attach(vix_index *ix)
     if (nids == 0 || nids > UINT32_MAX || !x || !ids || nx != nids * ix->dim)
         return;
     size_t nblk = (nids + VIX_LANES - 1) / VIX_LANES;
-    if (nblk > SIZE_MAX / sizeof(uint16_t) / VIX_LANES / ix->dim)
+    /* With the bfloat16 dot-product instruction a lane holds dimensions
+     * 2p and 2p + 1 side by side (an odd dimension is padded with 0). */
+    const bool pairs = vix__isa() == VIX__ISA_AVX512_BF16;
+    const size_t dimp = pairs ? (ix->dim + 1) & ~(size_t)1 : ix->dim;
+    if (nblk > SIZE_MAX / sizeof(uint16_t) / VIX_LANES / dimp)
         return;
-    size_t bytes = nblk * ix->dim * VIX_LANES * sizeof(uint16_t);
+    size_t bytes = nblk * dimp * VIX_LANES * sizeof(uint16_t);
     uint16_t *h = aligned_alloc(64, bytes);
     if (!h)
         return;
     memset(h, 0, bytes); /* the last block's unused lanes score 0 and are never read */
     float maxnorm = 0;
     for (size_t i = 0; i < nids; i++) {
-        uint16_t *dst = h + (i / VIX_LANES) * ix->dim * VIX_LANES + i % VIX_LANES;
+        uint16_t *dst = h + (i / VIX_LANES) * dimp * VIX_LANES;
+        size_t lane = i % VIX_LANES;
         double norm = 0;
         for (size_t d = 0; d < ix->dim; d++) {
             float v = x[i * ix->dim + d];
-            dst[d * VIX_LANES] = vix__bf16(v);
+            if (pairs)
+                dst[(d / 2) * 2 * VIX_LANES + lane * 2 + d % 2] = vix__bf16(v);
+            else
+                dst[d * VIX_LANES + lane] = vix__bf16(v);
             norm += (double)v * v;
         }
         if (sqrt(norm) > maxnorm)
             maxnorm = (float)sqrt(norm);
     }
     ix->flat_h = h;
+    ix->flat_pairs = pairs;
     ix->flat_x = x;
     ix->flat_ids = ids;
     ix->flat_n = nids;
@@ -213,6 +223,46 @@ vix__approx_avx512(const uint16_t *t, size_t nblk, size_t dim, const float *q, f
 #undef VIX__ROW_BF16
 }
 
+/* The approximate pass on dimension pairs (flat_pairs): the query rounded
+ * to bfloat16 too, and one vdpbf16ps per pair of dimensions of 16 vectors
+ * where the plain pass needs a widening load, a shift and a multiply-add
+ * per dimension. */
+__attribute__((target("avx512f,avx512bf16"))) static void
+vix__approx_bf16dp(const uint16_t *t, size_t nblk, size_t dim, const float *q, float *out)
+{
+    const size_t npair = (dim + 1) / 2;
+    uint32_t qp[VIX_INDEX_MAX_DIM / 2 + 1];
+    for (size_t p = 0; p < npair; p++)
+        qp[p] = (uint32_t)vix__bf16(q[2 * p]) |
+                (2 * p + 1 < dim ? (uint32_t)vix__bf16(q[2 * p + 1]) << 16 : 0);
+    const size_t stride = npair * 2 * VIX_LANES; /* uint16s per block */
+    size_t b = 0;
+    for (; b + 4 <= nblk; b += 4) {
+        const uint16_t *t0 = t + b * stride;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (size_t p = 0; p < npair; p++) {
+            __m512bh qv = (__m512bh)_mm512_set1_epi32((int)qp[p]);
+            const uint16_t *r = t0 + p * 2 * VIX_LANES;
+            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(r), qv);
+            a1 = _mm512_dpbf16_ps(a1, (__m512bh)_mm512_loadu_si512(r + stride), qv);
+            a2 = _mm512_dpbf16_ps(a2, (__m512bh)_mm512_loadu_si512(r + 2 * stride), qv);
+            a3 = _mm512_dpbf16_ps(a3, (__m512bh)_mm512_loadu_si512(r + 3 * stride), qv);
+        }
+        _mm512_storeu_ps(out + b * VIX_LANES, a0);
+        _mm512_storeu_ps(out + (b + 1) * VIX_LANES, a1);
+        _mm512_storeu_ps(out + (b + 2) * VIX_LANES, a2);
+        _mm512_storeu_ps(out + (b + 3) * VIX_LANES, a3);
+    }
+    for (; b < nblk; b++) {
+        const uint16_t *t0 = t + b * stride;
+        __m512 a0 = _mm512_setzero_ps();
+        for (size_t p = 0; p < npair; p++)
+            a0 = _mm512_dpbf16_ps(a0, (__m512bh)_mm512_loadu_si512(t0 + p * 2 * VIX_LANES),
+                                  (__m512bh)_mm512_set1_epi32((int)qp[p]));
+        _mm512_storeu_ps(out + b * VIX_LANES, a0);
+    }
+}
+
 __attribute__((target("avx512f"))) static void
 vix__dots_avx512(const void *t, size_t nblk, size_t dim, const float *q, float *out, int bf16)
 {
@@ -235,22 +285,59 @@ static void vix__dots_base(const void *t, size_t nblk, size_t dim, const float *
 
 typedef void (*vix__dots_fn)(const void *, size_t, size_t, const float *, float *, int);
 
-enum vix__isa vix__isa(void)
+static const char *const vix__isa_names[] = {"base", "avx2", "avx512", "avx512-bf16"};
+static _Atomic int vix__isa_cap = VIX__ISA_AVX512_BF16;
+
+static enum vix__isa vix__isa_cpu(void)
 {
+    static _Atomic int detected = -1;
+    int isa = detected;
+    if (isa >= 0)
+        return (enum vix__isa)isa;
+    isa = VIX__ISA_BASE;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f"))
-        return VIX__ISA_AVX512;
-    if (__builtin_cpu_supports("avx2"))
-        return VIX__ISA_AVX2;
+        isa = __builtin_cpu_supports("avx512bf16") ? VIX__ISA_AVX512_BF16 : VIX__ISA_AVX512;
+    else if (__builtin_cpu_supports("avx2"))
+        isa = VIX__ISA_AVX2;
 #endif
-    return VIX__ISA_BASE;
+    detected = isa; /* idempotent: a race stores the same value */
+    return (enum vix__isa)isa;
+}
+
+enum vix__isa vix__isa(void)
+{
+    enum vix__isa cpu = vix__isa_cpu();
+    int cap = vix__isa_cap;
+    return (int)cpu < cap ? cpu : (enum vix__isa)cap;
+}
+
+int vix_simd_limit(const char *name, erd_diag *diag)
+{
+    if (!name || !strcmp(name, "auto")) {
+        vix__isa_cap = VIX__ISA_AVX512_BF16;
+        return ERD_OK;
+    }
+    for (int i = 0; i <= VIX__ISA_AVX512_BF16; i++)
+        if (!strcmp(name, vix__isa_names[i])) {
+            vix__isa_cap = i;
+            return ERD_OK;
+        }
+    return erd_fail(diag, ERD_ECONFIG,
+                    "simd: auto, avx512-bf16, avx512, avx2 or base, not \"%s\"", name);
+}
+
+const char *vix_simd_name(void)
+{
+    return vix__isa_names[vix__isa()];
 }
 
 static vix__dots_fn vix__dots_pick(void)
 {
     switch (vix__isa()) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    case VIX__ISA_AVX512_BF16:
     case VIX__ISA_AVX512:
         return vix__dots_avx512;
     case VIX__ISA_AVX2:
@@ -326,9 +413,7 @@ static void vix__heap_offer(float *hs, idx_t *hi, size_t *filled, size_t k, floa
 static int vix__flat_search(const vix_index *ix, const float *q, size_t k, float *ret_scores,
                             int64_t *ret_ids)
 {
-    static vix__dots_fn dots;
-    if (!dots)
-        dots = vix__dots_pick(); /* idempotent: a race stores the same pointer */
+    const vix__dots_fn dots = vix__dots_pick();
     const size_t n = ix->flat_n, dim = ix->dim, nblk = (n + VIX_LANES - 1) / VIX_LANES;
     float *approx = malloc(nblk * VIX_LANES * sizeof *approx);
     uint32_t *cand = malloc(n * sizeof *cand);
@@ -340,7 +425,12 @@ static int vix__flat_search(const vix_index *ix, const float *q, size_t k, float
     if (!approx || !cand || !tile)
         goto out;
 
-    dots(ix->flat_h, nblk, dim, q, approx, 1);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (ix->flat_pairs) /* the layout of the copy decides, whatever the cap now */
+        vix__approx_bf16dp(ix->flat_h, nblk, dim, q, approx);
+    else
+#endif
+        dots(ix->flat_h, nblk, dim, q, approx, 1);
     float floor = -INFINITY;
     if (n > k) {
         /* A lower bound on the k-th best approximate score from a histogram
@@ -352,7 +442,10 @@ static int vix__flat_search(const vix_index *ix, const float *q, size_t k, float
         double qn = 0;
         for (size_t d = 0; d < dim; d++)
             qn += (double)q[d] * q[d];
-        float margin = 2.0f * ldexpf((float)sqrt(qn) * ix->flat_maxnorm, -8);
+        /* b: the bound above; the paired pass rounds the query as well,
+         * which adds another 2^-9 relative (and float sums a little) */
+        float bound = ldexpf((float)sqrt(qn) * ix->flat_maxnorm, -8);
+        float margin = 2.0f * (ix->flat_pairs ? 1.0625f * bound : bound);
         float range = (float)sqrt(qn) * ix->flat_maxnorm * 1.01f + 1e-6f;
         float scale = (float)VIX_HIST / (2 * range);
         memset(hist, 0, sizeof hist);

@@ -263,23 +263,112 @@ static void vix__rr_prepare(const vix_rerank *rr, const uint8_t *hyp, size_t nh,
         }
 }
 
-/* Extra cost (as vix__rr_extra) of p against the phrases refs[0..VIX__LANES);
- * lanes with nrs[l] == 0 are left to the caller. */
+/* What a batch of VIX__LANES phrases needs at each of its rows, whichever
+ * hypothesis it is aligned with: worked out once per resolve, not once per
+ * hypothesis (the per-lane scalar work of a row cost a third of the
+ * alignment).  Row i (1-based) of batch b is entry (b's first row + i - 1)
+ * of each array, VIX__LANES lanes wide; a lane past its phrase's end has
+ * sym 0, del of phone 0 and keeps its last row0. */
+typedef struct vix__rr_plan {
+    size_t n_batches;
+    size_t *first_row; /* per batch, then the total */
+    int32_t *sym;      /* reference symbol: word-start bit * PHO_N_PHONES + phone */
+    float *del;        /* cost of deleting it */
+    float *row0;       /* column 0 after the row: the phrase's unheard head so far */
+    float *left;       /* the phrase's phones after this row, times skip (local mode) */
+    uint16_t *act;     /* lanes still inside their phrase */
+} vix__rr_plan;
+
+static void vix__rr_plan_free(vix__rr_plan *pl)
+{
+    free(pl->first_row);
+    free(pl->sym);
+    free(pl->del);
+    free(pl->row0);
+    free(pl->left);
+    free(pl->act);
+}
+
+/* The plan of phrases ph[0..n) (longest first, as vix__rr_sort_pairs
+ * leaves them) in batches of VIX__LANES.  -1 when out of memory. */
+static int vix__rr_plan_make(const vix_rerank *rr, const vix_rerank_phrase *const *ph, size_t n,
+                             vix__rr_plan *pl)
+{
+    const float skip = rr->opts.mode == VIX_RR_LOCAL ? (float)rr->opts.skip : 1e6f;
+    size_t nb = (n + VIX__LANES - 1) / VIX__LANES, rows = 0;
+    memset(pl, 0, sizeof *pl);
+    pl->n_batches = nb;
+    pl->first_row = malloc((nb + 1) * sizeof *pl->first_row);
+    if (!pl->first_row)
+        return -1;
+    for (size_t b = 0; b < nb; b++) {
+        size_t maxnr = 0;
+        for (size_t l = 0; l < VIX__LANES && b * VIX__LANES + l < n; l++) {
+            size_t nr = ph[b * VIX__LANES + l]->n;
+            nr = nr > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : nr;
+            maxnr = nr > maxnr ? nr : maxnr;
+        }
+        pl->first_row[b] = rows;
+        rows += maxnr;
+    }
+    pl->first_row[nb] = rows;
+    pl->sym = malloc((rows * VIX__LANES + 1) * sizeof *pl->sym);
+    pl->del = malloc((rows * VIX__LANES + 1) * sizeof *pl->del);
+    pl->row0 = malloc((rows * VIX__LANES + 1) * sizeof *pl->row0);
+    pl->left = malloc((rows * VIX__LANES + 1) * sizeof *pl->left);
+    pl->act = malloc((rows + 1) * sizeof *pl->act);
+    if (!pl->sym || !pl->del || !pl->row0 || !pl->left || !pl->act) {
+        vix__rr_plan_free(pl);
+        return -1;
+    }
+    for (size_t b = 0; b < nb; b++) {
+        const uint8_t *refs[VIX__LANES];
+        size_t nrs[VIX__LANES];
+        float lead[VIX__LANES];
+        for (size_t l = 0; l < VIX__LANES; l++) {
+            size_t k = b * VIX__LANES + l;
+            refs[l] = k < n ? ph[k]->tokens : NULL;
+            nrs[l] = k >= n ? 0 : ph[k]->n > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : ph[k]->n;
+            lead[l] = 0;
+        }
+        size_t maxnr = pl->first_row[b + 1] - pl->first_row[b];
+        for (size_t i = 1; i <= maxnr; i++) {
+            size_t at = pl->first_row[b] + i - 1;
+            uint16_t act = 0;
+            for (size_t l = 0; l < VIX__LANES; l++) {
+                int on = i <= nrs[l];
+                uint8_t r = on ? refs[l][i - 1] : 0;
+                unsigned rp = VIX__PH(r), rw = VIX__WS(r);
+                float del = rr->del[rp];
+                float lead_step = del < skip ? del : skip;
+                if (on) {
+                    act |= (uint16_t)(1u << l);
+                    lead[l] += lead_step;
+                }
+                pl->sym[at * VIX__LANES + l] = (int32_t)(rw * PHO_N_PHONES + rp);
+                pl->del[at * VIX__LANES + l] = del;
+                pl->row0[at * VIX__LANES + l] = lead[l];
+                pl->left[at * VIX__LANES + l] = (float)(nrs[l] - (on ? i : 0)) * skip;
+            }
+            pl->act[at] = act;
+        }
+    }
+    return 0;
+}
+
+/* Extra cost (as vix__rr_extra) of p against batch b of the plan; lanes
+ * whose phrase is empty are left to the caller. */
 static inline __attribute__((always_inline)) void
-vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const uint8_t *const *refs,
-              const size_t *nrs, float *ret_extra)
+vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl, size_t b,
+              float *ret_extra)
 {
     float row[VIX__ROW][VIX__LANES];
-    float diag[VIX__LANES], del[VIX__LANES], lead[VIX__LANES], best[VIX__LANES];
-    int32_t off[VIX__LANES], act[VIX__LANES];
+    float diag[VIX__LANES], best[VIX__LANES];
     const int local = rr->opts.mode == VIX_RR_LOCAL;
-    const float skip = local ? (float)rr->opts.skip : 1e6f;
     const size_t nh = p->nh;
-    size_t maxnr = 0;
+    const size_t r0 = pl->first_row[b], maxnr = pl->first_row[b + 1] - r0;
 
     for (size_t l = 0; l < VIX__LANES; l++) {
-        maxnr = nrs[l] > maxnr ? nrs[l] : maxnr;
-        lead[l] = 0;
         best[l] = 1e30f;
         row[0][l] = 0;
     }
@@ -287,94 +376,70 @@ vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const uint8_t *const 
         for (size_t l = 0; l < VIX__LANES; l++)
             row[j][l] = row[j - 1][l] + p->ins[j];
     for (size_t i = 1; i <= maxnr; i++) {
+        const size_t at = (r0 + i - 1) * VIX__LANES;
+        const int32_t *sym = pl->sym + at;
+        const float *del = pl->del + at;
+        const uint16_t act = pl->act[r0 + i - 1];
         for (size_t l = 0; l < VIX__LANES; l++) {
-            act[l] = i <= nrs[l];
-            uint8_t r = act[l] ? refs[l][i - 1] : 0;
-            unsigned rp = VIX__PH(r), rw = VIX__WS(r);
-            del[l] = rr->del[rp];
-            off[l] = (int32_t)((rw * PHO_N_PHONES + rp) * VIX__ROW);
-            float lead_step = del[l] < skip ? del[l] : skip;
             diag[l] = row[0][l];
-            if (act[l]) {
-                lead[l] += lead_step;
-                row[0][l] = lead[l];
-            }
+            row[0][l] = pl->row0[at + l];
         }
         for (size_t j = 1; j <= nh; j++) {
             const float in_cost = p->ins[j];
             for (size_t l = 0; l < VIX__LANES; l++) {
-                float m = diag[l] + p->sub[off[l] + (int32_t)j];
+                float m = diag[l] + p->sub[sym[l] * VIX__ROW + (int32_t)j];
                 float d = row[j][l] + del[l];
                 float in = row[j - 1][l] + in_cost;
                 diag[l] = row[j][l];
                 m = d < m ? d : m;
                 m = in < m ? in : m;
-                row[j][l] = act[l] ? m : row[j][l];
+                row[j][l] = act >> l & 1 ? m : row[j][l];
             }
         }
         if (local)
             for (size_t l = 0; l < VIX__LANES; l++) {
-                float tail = row[nh][l] + (float)(nrs[l] - (act[l] ? i : 0)) * skip;
-                best[l] = act[l] && tail < best[l] ? tail : best[l];
+                float tail = row[nh][l] + pl->left[at + l];
+                best[l] = act >> l & 1 && tail < best[l] ? tail : best[l];
             }
     }
     for (size_t l = 0; l < VIX__LANES; l++) {
-        float b = row[nh][l] < best[l] ? row[nh][l] : best[l];
-        float extra = b - p->self;
+        float bl = row[nh][l] < best[l] ? row[nh][l] : best[l];
+        float extra = bl - p->self;
         ret_extra[l] = extra > 0 ? extra : 0;
     }
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-/* vix__rr_lanes with the cost lookup as one gather instruction, which the
+/* vix__rr_lanes with the cost lookup done by register permutes, which the
  * compiler will not emit on its own (it loads the 16 lanes one by one).
  * _mm512_min_ps(a, b) is a < b ? a : b, the comparison the scalar code
  * makes, and no FMA is formed, so every lane's sums match vix__rr_extra's. */
 __attribute__((target("avx512f"))) static void
-vix__rr_lanes_avx512(const vix_rerank *rr, const vix__rr_prep *p, const uint8_t *const *refs,
-                     const size_t *nrs, float *ret_extra)
+vix__rr_lanes_avx512(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl,
+                     size_t b, float *ret_extra)
 {
     __m512 row[VIX__ROW];
-    float del[VIX__LANES], lead[VIX__LANES], row0[VIX__LANES];
-    int32_t off[VIX__LANES];
     const int local = rr->opts.mode == VIX_RR_LOCAL;
-    const float skip = local ? (float)rr->opts.skip : 1e6f;
     const size_t nh = p->nh;
-    size_t maxnr = 0;
+    const size_t r0 = pl->first_row[b], maxnr = pl->first_row[b + 1] - r0;
     __m512 best = _mm512_set1_ps(1e30f);
 
-    for (size_t l = 0; l < VIX__LANES; l++) {
-        maxnr = nrs[l] > maxnr ? nrs[l] : maxnr;
-        lead[l] = 0;
-        row0[l] = 0;
-    }
     row[0] = _mm512_setzero_ps();
     for (size_t j = 1; j <= nh; j++)
         row[j] = _mm512_add_ps(row[j - 1], _mm512_set1_ps(p->ins[j]));
     for (size_t i = 1; i <= maxnr; i++) {
-        __mmask16 act = 0;
-        for (size_t l = 0; l < VIX__LANES; l++) {
-            int on = i <= nrs[l];
-            uint8_t r = on ? refs[l][i - 1] : 0;
-            unsigned rp = VIX__PH(r), rw = VIX__WS(r);
-            del[l] = rr->del[rp];
-            off[l] = (int32_t)(rw * PHO_N_PHONES + rp);
-            float lead_step = del[l] < skip ? del[l] : skip;
-            if (on) {
-                act |= (__mmask16)(1u << l);
-                lead[l] += lead_step;
-                row0[l] = lead[l];
-            }
-        }
-        __m512 vdel = _mm512_loadu_ps(del);
-        /* off holds each lane's symbol, 0..95: three two-register permutes
-         * look it up in a row of sub_j, the symbol's top bits pick which (a
-         * gather would load the 16 lanes one by one) */
-        __m512i sym = _mm512_loadu_si512(off);
-        __mmask16 mid = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(32));
-        __mmask16 high = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(64));
+        const size_t at = (r0 + i - 1) * VIX__LANES;
+        const __mmask16 act = pl->act[r0 + i - 1];
+        const __m512 vdel = _mm512_loadu_ps(pl->del + at);
+        /* each lane's symbol, 0..95: three two-register permutes look it
+         * up in a row of sub_j, the symbol's top bits pick which (a gather
+         * would load the 16 lanes one by one) */
+        const __m512i sym = _mm512_loadu_si512(pl->sym + at);
+        const __mmask16 mid = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(32));
+        const __mmask16 high = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(64));
         __m512 diag = row[0];
-        row[0] = _mm512_loadu_ps(row0);
+        row[0] = _mm512_loadu_ps(pl->row0 + at);
+        __m512 left = row[0]; /* row[j - 1], kept in a register */
         for (size_t j = 1; j <= nh; j++) {
             const float *tj = p->sub_j + j * VIX__SYMS;
             __m512 c = _mm512_permutex2var_ps(_mm512_loadu_ps(tj), sym, _mm512_loadu_ps(tj + 16));
@@ -382,48 +447,49 @@ vix__rr_lanes_avx512(const vix_rerank *rr, const vix__rr_prep *p, const uint8_t 
                                                                    _mm512_loadu_ps(tj + 48)));
             c = _mm512_mask_mov_ps(c, high, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 64), sym,
                                                                     _mm512_loadu_ps(tj + 80)));
+            __m512 up = row[j];
             __m512 m = _mm512_add_ps(diag, c);
-            __m512 d = _mm512_add_ps(row[j], vdel);
-            __m512 in = _mm512_add_ps(row[j - 1], _mm512_set1_ps(p->ins[j]));
-            diag = row[j];
+            __m512 d = _mm512_add_ps(up, vdel);
+            __m512 in = _mm512_add_ps(left, _mm512_set1_ps(p->ins[j]));
+            diag = up;
             m = _mm512_min_ps(d, m);
             m = _mm512_min_ps(in, m);
-            row[j] = _mm512_mask_mov_ps(row[j], act, m);
+            left = _mm512_mask_mov_ps(up, act, m);
+            row[j] = left;
         }
         if (local) {
-            float left[VIX__LANES];
-            for (size_t l = 0; l < VIX__LANES; l++)
-                left[l] = (float)(nrs[l] - (i <= nrs[l] ? i : 0)) * skip;
-            __m512 tail = _mm512_add_ps(row[nh], _mm512_loadu_ps(left));
+            __m512 tail = _mm512_add_ps(row[nh], _mm512_loadu_ps(pl->left + at));
             __mmask16 better = _mm512_mask_cmp_ps_mask(act, tail, best, _CMP_LT_OQ);
             best = _mm512_mask_mov_ps(best, better, tail);
         }
     }
-    __m512 b = _mm512_min_ps(row[nh], best);
-    __m512 extra = _mm512_sub_ps(b, _mm512_set1_ps(p->self));
+    __m512 bl = _mm512_min_ps(row[nh], best);
+    __m512 extra = _mm512_sub_ps(bl, _mm512_set1_ps(p->self));
     extra = _mm512_max_ps(extra, _mm512_setzero_ps());
     _mm512_storeu_ps(ret_extra, extra);
 }
-__attribute__((target("avx2"))) static void
-vix__rr_lanes_avx2(const vix_rerank *rr, const vix__rr_prep *p, const uint8_t *const *refs,
-                   const size_t *nrs, float *ret_extra)
+__attribute__((target("avx2"))) static void vix__rr_lanes_avx2(const vix_rerank *rr,
+                                                               const vix__rr_prep *p,
+                                                               const vix__rr_plan *pl, size_t b,
+                                                               float *ret_extra)
 {
-    vix__rr_lanes(rr, p, refs, nrs, ret_extra);
+    vix__rr_lanes(rr, p, pl, b, ret_extra);
 }
 #endif
-static void vix__rr_lanes_base(const vix_rerank *rr, const vix__rr_prep *p,
-                               const uint8_t *const *refs, const size_t *nrs, float *ret_extra)
+static void vix__rr_lanes_base(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl,
+                               size_t b, float *ret_extra)
 {
-    vix__rr_lanes(rr, p, refs, nrs, ret_extra);
+    vix__rr_lanes(rr, p, pl, b, ret_extra);
 }
 
-typedef void (*vix__rr_lanes_fn)(const vix_rerank *, const vix__rr_prep *, const uint8_t *const *,
-                                 const size_t *, float *);
+typedef void (*vix__rr_lanes_fn)(const vix_rerank *, const vix__rr_prep *, const vix__rr_plan *,
+                                 size_t, float *);
 
 static vix__rr_lanes_fn vix__rr_lanes_pick(void)
 {
     switch (vix__isa()) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    case VIX__ISA_AVX512_BF16:
     case VIX__ISA_AVX512:
         return vix__rr_lanes_avx512;
     case VIX__ISA_AVX2:
@@ -488,12 +554,11 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
                                  size_t n_hyps, const vix_rerank_cand *cands, size_t n_cands,
                                  double *acc, double *by_hyp)
 {
-    static vix__rr_lanes_fn lanes;
-    if (!lanes)
-        lanes = vix__rr_lanes_pick(); /* idempotent: a race stores the same pointer */
+    const vix__rr_lanes_fn lanes = vix__rr_lanes_pick();
     size_t n_pairs = 0;
     for (size_t c = 0; c < n_cands; c++)
         n_pairs += cands[c].n_phrases;
+    vix__rr_plan plan = {0};
     vix__rr_prep *prep = malloc(sizeof *prep);
     /* the pairs in candidate order, then sorted into the second half */
     size_t *pair_cand = malloc(2 * (n_pairs + 1) * sizeof *pair_cand);
@@ -520,6 +585,8 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     vix__rr_sort_pairs(pair_cand, pair_ph, n_pairs, pair_cand + n_pairs, pair_ph + n_pairs);
     const size_t *sorted_cand = pair_cand + n_pairs;
     const vix_rerank_phrase *const *sorted_ph = pair_ph + n_pairs;
+    if (vix__rr_plan_make(rr, sorted_ph, n_pairs, &plan) < 0)
+        goto out;
     for (size_t h = 0; h < n_hyps; h++) {
         double *bh = best + h * n_cands;
         /* n-best lists often hold the same sounds spelt two ways: such a
@@ -535,20 +602,13 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
             for (size_t c = 0; c < n_cands; c++)
                 bh[c] = 0;
             for (size_t b = 0; b < n_pairs; b += VIX__LANES) {
-                const uint8_t *refs[VIX__LANES];
-                size_t nrs[VIX__LANES];
                 float extra[VIX__LANES];
                 size_t m = n_pairs - b < VIX__LANES ? n_pairs - b : VIX__LANES;
-                for (size_t l = 0; l < VIX__LANES; l++) {
-                    const vix_rerank_phrase *ph = l < m ? sorted_ph[b + l] : NULL;
-                    refs[l] = ph ? ph->tokens : NULL;
-                    nrs[l] = !ph ? 0 : ph->n > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : ph->n;
-                }
-                lanes(rr, prep, refs, nrs, extra);
+                lanes(rr, prep, &plan, b / VIX__LANES, extra);
                 for (size_t l = 0; l < m; l++) {
                     const vix_rerank_phrase *ph = sorted_ph[b + l];
-                    float e = nrs[l] ? extra[l]
-                                     : vix__rr_extra(rr, hyps[h].tokens, hyps[h].n, ph->tokens, 0);
+                    float e = ph->n ? extra[l]
+                                    : vix__rr_extra(rr, hyps[h].tokens, hyps[h].n, ph->tokens, 0);
                     double sc = vix__rr_similarity(rr, e, hyps[h].n);
                     if (ph->derived)
                         sc *= VIX_DERIVED_SCALE;
@@ -563,6 +623,7 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     }
     rc = 0;
 out:
+    vix__rr_plan_free(&plan);
     free(prep);
     free(pair_cand);
     free(pair_ph);

@@ -11,6 +11,7 @@
 
 #include "config/cfg.h"
 #include "index/vix_build.h"
+#include "index/vix_index.h"
 #include "index/vix_resolve.h"
 #include "index/vix_snapshot.h"
 #include "index/vix_store.h"
@@ -118,6 +119,8 @@ int srv_cli_load_config(const char *path, cfg_config *cfg, erd_diag *diag)
     if (path && *path && (rc = cfg_load_file(cfg, path, diag)) < 0)
         return rc;
     if ((rc = cfg_load_env(cfg, diag)) < 0)
+        return rc;
+    if ((rc = vix_simd_limit(cfg->simd, diag)) < 0)
         return rc;
     rc = srv_cli_model_dir(cfg->model_dir);
     return rc < 0 ? erd_fail(diag, rc, "model_dir too long") : ERD_OK;
@@ -557,6 +560,8 @@ int srv_cli_serve(int argc, char **argv)
     cfg_config cfg;
     erd_diag cdiag = {0};
     int rc = cfg_load(&cfg, ho.config_path, overrides, &cdiag);
+    if (rc == ERD_OK)
+        rc = vix_simd_limit(cfg.simd, &cdiag);
     if (rc < 0)
         return srv__fail("serve", &cdiag, rc);
     rc = srv_cli_model_dir(cfg.model_dir);

@@ -209,11 +209,12 @@ static void test_ivf(void)
 /* The Flat scan is the server's own SIMD code: it must give the scores a
  * sequential float dot product gives (FAISS's scalar reference), bit for
  * bit, and the top k by (score, then smaller id), at odd sizes too. */
-static void test_flat_exact(void)
+static void test_flat_exact_with(const char *simd)
 {
     enum { N = 397, KK = 37 };
     erd_diag d = {0};
     vix_index *ix = NULL;
+    is_int(vix_simd_limit(simd, &d), ERD_OK, "simd %s (in use: %s)", simd, vix_simd_name());
     static int64_t own[N];
     for (int i = 0; i < N; i++)
         own[i] = 5000 + i;
@@ -249,6 +250,18 @@ static void test_flat_exact(void)
     is_int(order, 0, "best first");
     is_int(better_left, 0, "the true top %d", KK);
     vix_index_destroy(ix);
+}
+
+/* Every kernel the dispatch may pick on some CPU, as far as this one runs
+ * them. */
+static void test_flat_exact(void)
+{
+    static const char *const levels[] = {"base", "avx2", "avx512", "avx512-bf16", "auto"};
+    for (size_t i = 0; i < sizeof levels / sizeof *levels; i++)
+        test_flat_exact_with(levels[i]);
+    const char *before = vix_simd_name();
+    ok(vix_simd_limit("avx9", NULL) == ERD_ECONFIG && !strcmp(before, vix_simd_name()),
+       "unknown instruction set refused, cap unchanged");
 }
 
 /* Search parameters after '|' are applied, and saved with the index: an IVF

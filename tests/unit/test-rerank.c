@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "index/vix_build.h"
+#include "index/vix_index.h"
 #include "index/vix_phrase.h"
 #include "index/vix_rerank.h"
 #include "index/vix_resolve.h"
@@ -258,7 +259,10 @@ static void test_batched_equals_pairwise(const pho_channel *ch)
         cands[c] = (vix_rerank_cand){phrases[c], np, (double)(NEXT() % 1000) / 1000.0, 0, 0};
     }
 #undef NEXT
-    for (int mode = VIX_RR_GLOBAL; mode <= VIX_RR_LOCAL; mode++) {
+    static const char *const levels[] = {"base", "avx2", "avx512", "auto"};
+    for (int run = 0; run < 8; run++) {
+        int mode = run % 2 ? VIX_RR_LOCAL : VIX_RR_GLOBAL;
+        vix_simd_limit(levels[run / 2], NULL);
         vix_rerank_opts o;
         vix_rerank_opts_init(&o);
         o.mode = mode;
@@ -290,9 +294,10 @@ static void test_batched_equals_pairwise(const pho_channel *ch)
                         cands[c].score != (1 - o.weight) * cands[c].first + o.weight * second;
         }
         ok(bad_pair == 0 && bad_cand == 0,
-           "%s mode: batched scores equal pair-by-pair ones bit for bit (%zu pairs, %zu "
-           "candidates differ)",
-           mode == VIX_RR_LOCAL ? "local" : "global", bad_pair, bad_cand);
+           "%s mode, simd %s (%s): batched scores equal pair-by-pair ones bit for bit (%zu "
+           "pairs, %zu candidates differ)",
+           mode == VIX_RR_LOCAL ? "local" : "global", levels[run / 2], vix_simd_name(), bad_pair,
+           bad_cand);
         vix_rerank_destroy(rr);
     }
 }
