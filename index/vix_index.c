@@ -348,56 +348,223 @@ static vix__dots_fn vix__dots_pick(void)
     }
 }
 
-/* Min-heap on (score, then larger id) so the root is the result to drop
- * first; ties keep the smaller id, as a stable scan order would. */
-static bool vix__worse(float sa, idx_t ia, float sb, idx_t ib)
+/* ---- cutting the approximate scores down to the candidates ----
+ *
+ * f(i) = (approx[i] + range) * scale puts score i in histogram bucket
+ * (int)f, clamped to 0..VIX_HIST-1.  The cut wants the highest bucket b
+ * with at least k scores in buckets b and up.  Counting and filtering are
+ * SIMD passes; only a sample and the scores near the top go through the
+ * histogram's scalar increments. */
+typedef struct vix__cut_fns {
+    size_t (*count_ge)(const float *a, size_t n, float range, float scale, float fb);
+    size_t (*keep_ge)(const float *a, size_t n, float range, float scale, float fb, float *out);
+    size_t (*select_ge)(const float *a, size_t n, float floor, uint32_t *out);
+} vix__cut_fns;
+
+/* #{i : f(i) >= fb}; fb a whole bucket number, so f >= fb is (int)f >= fb */
+static size_t vix__count_ge(const float *a, size_t n, float range, float scale, float fb)
 {
-    return sa < sb || (sa == sb && ia > ib);
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += (a[i] + range) * scale >= fb;
+    return c;
 }
 
-static void vix__heap_swap(float *hs, idx_t *hi, size_t a, size_t b)
+/* the f(i) >= fb, in order */
+static size_t vix__keep_ge(const float *a, size_t n, float range, float scale, float fb, float *out)
 {
-    float ts = hs[a];
-    idx_t ti = hi[a];
-    hs[a] = hs[b];
-    hi[a] = hi[b];
-    hs[b] = ts;
-    hi[b] = ti;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        float f = (a[i] + range) * scale;
+        if (f >= fb)
+            out[m++] = f;
+    }
+    return m;
 }
 
-static void vix__heap_sift(float *hs, idx_t *hi, size_t n, size_t i)
+/* the i with a[i] >= floor, in order */
+static size_t vix__select_ge(const float *a, size_t n, float floor, uint32_t *out)
 {
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        if (l < n && vix__worse(hs[l], hi[l], hs[m], hi[m]))
-            m = l;
-        if (r < n && vix__worse(hs[r], hi[r], hs[m], hi[m]))
-            m = r;
-        if (m == i)
-            return;
-        vix__heap_swap(hs, hi, i, m);
-        i = m;
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] >= floor)
+            out[m++] = (uint32_t)i;
+    return m;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* The same passes 16 scores at a time: the same add then multiply (no
+ * fused form), so the same f; compress-stores keep the order. */
+__attribute__((target("avx512f,avx512bw"))) static size_t
+vix__count_ge_avx512(const float *a, size_t n, float range, float scale, float fb)
+{
+    const __m512 r = _mm512_set1_ps(range), sc = _mm512_set1_ps(scale), b = _mm512_set1_ps(fb);
+    size_t c = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 f = _mm512_mul_ps(_mm512_add_ps(_mm512_loadu_ps(a + i), r), sc);
+        c += (size_t)__builtin_popcount(_mm512_cmp_ps_mask(f, b, _CMP_GE_OQ));
+    }
+    return c + vix__count_ge(a + i, n - i, range, scale, fb);
+}
+
+__attribute__((target("avx512f,avx512bw"))) static size_t
+vix__keep_ge_avx512(const float *a, size_t n, float range, float scale, float fb, float *out)
+{
+    const __m512 r = _mm512_set1_ps(range), sc = _mm512_set1_ps(scale), b = _mm512_set1_ps(fb);
+    size_t m = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 f = _mm512_mul_ps(_mm512_add_ps(_mm512_loadu_ps(a + i), r), sc);
+        __mmask16 k = _mm512_cmp_ps_mask(f, b, _CMP_GE_OQ);
+        _mm512_mask_compressstoreu_ps(out + m, k, f);
+        m += (size_t)__builtin_popcount(k);
+    }
+    return m + vix__keep_ge(a + i, n - i, range, scale, fb, out + m);
+}
+
+__attribute__((target("avx512f,avx512bw"))) static size_t
+vix__select_ge_avx512(const float *a, size_t n, float floor, uint32_t *out)
+{
+    const __m512 fl = _mm512_set1_ps(floor);
+    const __m512i step = _mm512_set1_epi32(16);
+    __m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    size_t m = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __mmask16 k = _mm512_cmp_ps_mask(_mm512_loadu_ps(a + i), fl, _CMP_GE_OQ);
+        _mm512_mask_compressstoreu_epi32(out + m, k, idx);
+        m += (size_t)__builtin_popcount(k);
+        idx = _mm512_add_epi32(idx, step);
+    }
+    for (; i < n; i++)
+        if (a[i] >= floor)
+            out[m++] = (uint32_t)i;
+    return m;
+}
+#endif
+
+static vix__cut_fns vix__cut_pick(void)
+{
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (vix__isa() >= VIX__ISA_AVX512)
+        return (vix__cut_fns){vix__count_ge_avx512, vix__keep_ge_avx512, vix__select_ge_avx512};
+#endif
+    return (vix__cut_fns){vix__count_ge, vix__keep_ge, vix__select_ge};
+}
+
+/* The highest bucket b >= 1 holding, with those above it, at least k of
+ * the n scores (0 if none does), as a histogram of all of them gives.
+ * work holds n floats. */
+static int vix__cut_bucket(const vix__cut_fns *fn, const float *a, size_t n, size_t k, float range,
+                           float scale, float *work)
+{
+    uint32_t hist[VIX_HIST];
+    /* A lower bound from every 8th score: a bucket whose sample count
+     * promises twice k (and some) usually holds k in the whole list;
+     * one counting pass checks it. */
+    float low = 0;
+    memset(hist, 0, sizeof hist);
+    for (size_t i = 0; i < n; i += 8) {
+        float f = (a[i] + range) * scale;
+        hist[f >= 0 ? (f < VIX_HIST ? (int)f : VIX_HIST - 1) : 0]++;
+    }
+    size_t want = 2 * (k / 8) + 16, above = 0;
+    int b = VIX_HIST - 1;
+    while (b > 0 && (above += hist[b]) < want)
+        b--;
+    if (b > 0 && fn->count_ge(a, n, range, scale, (float)b) >= k)
+        low = (float)b;
+    /* Every score in bucket low or above, and only those: the histogram of
+     * them is the full one from bucket low up, where the answer lies. */
+    size_t m = fn->keep_ge(a, n, range, scale, low, work);
+    memset(hist, 0, sizeof hist);
+    for (size_t i = 0; i < m; i++) {
+        float f = work[i];
+        hist[f < VIX_HIST ? (int)f : VIX_HIST - 1]++;
+    }
+    above = 0;
+    b = VIX_HIST - 1;
+    while (b > 0 && (above += hist[b]) < k)
+        b--;
+    return b;
+}
+
+/* 16 rows of x (dims [d0, d0 + 16)) transposed into tile[d * VIX_LANES + l]. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx512f"))) static void vix__tile16_avx512(const float *const *rows,
+                                                                    size_t d0, float *tile)
+{
+    __m512 r[16], t[16], u[16];
+    for (int l = 0; l < 16; l++)
+        r[l] = _mm512_loadu_ps(rows[l] + d0);
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* u[4g + j], 128-bit part q: rows 4g..4g+3 at dimension 4q + j */
+    for (int g = 0; g < 4; g++) {
+        u[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (int j = 0; j < 4; j++) {
+        __m512 alo = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x44);
+        __m512 ahi = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xEE);
+        __m512 blo = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x44);
+        __m512 bhi = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xEE);
+        _mm512_storeu_ps(tile + (d0 + j) * VIX_LANES, _mm512_shuffle_f32x4(alo, blo, 0x88));
+        _mm512_storeu_ps(tile + (d0 + 4 + j) * VIX_LANES, _mm512_shuffle_f32x4(alo, blo, 0xDD));
+        _mm512_storeu_ps(tile + (d0 + 8 + j) * VIX_LANES, _mm512_shuffle_f32x4(ahi, bhi, 0x88));
+        _mm512_storeu_ps(tile + (d0 + 12 + j) * VIX_LANES, _mm512_shuffle_f32x4(ahi, bhi, 0xDD));
     }
 }
+#endif
 
-/* Offers (s, id) to a heap of the k best, *filled of them so far. */
-static void vix__heap_offer(float *hs, idx_t *hi, size_t *filled, size_t k, float s, idx_t id)
+/* The float rows of VIX_LANES vectors side by side, as the dot kernel reads them. */
+static void vix__tile(const float *const *rows, size_t dim, float *tile, bool simd)
 {
-    if (*filled < k) {
-        size_t c = (*filled)++;
-        hs[c] = s;
-        hi[c] = id;
-        while (c > 0) { /* sift the new leaf up */
-            size_t p = (c - 1) / 2;
-            if (!vix__worse(hs[c], hi[c], hs[p], hi[p]))
-                break;
-            vix__heap_swap(hs, hi, c, p);
-            c = p;
-        }
-    } else if (vix__worse(hs[0], hi[0], s, id)) {
-        hs[0] = s;
-        hi[0] = id;
-        vix__heap_sift(hs, hi, *filled, 0);
+    size_t d = 0;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (simd)
+        for (; d + 16 <= dim; d += 16)
+            vix__tile16_avx512(rows, d, tile);
+#else
+    (void)simd;
+#endif
+    for (; d < dim; d++)
+        for (size_t l = 0; l < VIX_LANES; l++)
+            tile[d * VIX_LANES + l] = rows[l][d];
+}
+
+/* Orders idx[0..n) by score best first, then smaller id: an LSD radix sort
+ * on the scores' bits (ordered as unsigned integers, -0 as +0), then equal
+ * scores put in id order.  tmp holds n entries. */
+static void vix__sort_best(const float *score, const idx_t *ids, uint32_t *idx, uint32_t *tmp,
+                           uint32_t *key, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        float f = score[i] == 0 ? 0.0f : score[i];
+        memcpy(&u, &f, sizeof u);
+        u = u & 0x80000000u ? ~u : u | 0x80000000u; /* ascending with the float */
+        key[i] = ~u;                                   /* best first */
+        idx[i] = (uint32_t)i;
+    }
+    for (int shift = 0; shift < 32; shift += 8) {
+        size_t start[257] = {0};
+        for (size_t i = 0; i < n; i++)
+            start[(key[idx[i]] >> shift & 0xffu) + 1]++;
+        for (int b = 1; b <= 256; b++)
+            start[b] += start[b - 1];
+        for (size_t i = 0; i < n; i++)
+            tmp[start[key[idx[i]] >> shift & 0xffu]++] = idx[i];
+        memcpy(idx, tmp, n * sizeof *idx);
+    }
+    for (size_t i = 1; i < n; i++) { /* ties: rare and short */
+        uint32_t x = idx[i];
+        size_t j = i;
+        for (; j > 0 && key[idx[j - 1]] == key[x] && ids[idx[j - 1]] > ids[x]; j--)
+            idx[j] = idx[j - 1];
+        idx[j] = x;
     }
 }
 
@@ -407,22 +574,23 @@ static void vix__heap_offer(float *hs, idx_t *hi, size_t *filled, size_t k, floa
  * sum, far below the doubled margin).  If at least k vectors score t or more
  * there, the exact k-th best is at least t - b, and whatever belongs in the
  * exact top k scores at least t - 2b there; only those vectors are scored
- * again exactly, from the float rows, in lanes of
- * the same kernel: the result is the full exact scan's, bit for bit.  The
- * heap lives in the caller's result buffers, sorted best first at the end. */
+ * again exactly, from the float rows, in lanes of the same kernel: the
+ * result is the full exact scan's, bit for bit, best first. */
 static int vix__flat_search(const vix_index *ix, const float *q, size_t k, float *ret_scores,
                             int64_t *ret_ids)
 {
     const vix__dots_fn dots = vix__dots_pick();
+    const vix__cut_fns cut = vix__cut_pick();
+    const bool simd = vix__isa() >= VIX__ISA_AVX512;
     const size_t n = ix->flat_n, dim = ix->dim, nblk = (n + VIX_LANES - 1) / VIX_LANES;
     float *approx = malloc(nblk * VIX_LANES * sizeof *approx);
-    uint32_t *cand = malloc(n * sizeof *cand);
+    float *work = malloc((n + 1) * sizeof *work); /* scores near the top, then exact ones */
+    uint32_t *cand = malloc((n + 1) * sizeof *cand);
+    uint32_t *order = malloc((n + 1) * 3 * sizeof *order);
+    idx_t *cand_ids = malloc((n + 1) * sizeof *cand_ids);
     float *tile = malloc(dim * VIX_LANES * sizeof *tile);
-    float *hs = ret_scores;
-    idx_t *hi = (idx_t *)ret_ids;
-    size_t filled = 0, nc = 0;
     int rc = ERD_ENOMEM;
-    if (!approx || !cand || !tile)
+    if (!approx || !work || !cand || !order || !cand_ids || !tile)
         goto out;
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -433,68 +601,59 @@ static int vix__flat_search(const vix_index *ix, const float *q, size_t k, float
         dots(ix->flat_h, nblk, dim, q, approx, 1);
     float floor = -INFINITY;
     if (n > k) {
-        /* A lower bound on the k-th best approximate score from a histogram
-         * of all of them (a heap over every score costs more in
-         * mispredicted branches than the scan itself). */
-        /* four histograms, taken in turn: consecutive scores often fall in
-         * one bucket, and a single count would wait on its last store */
-        uint32_t hist[4][VIX_HIST];
         double qn = 0;
         for (size_t d = 0; d < dim; d++)
             qn += (double)q[d] * q[d];
-        /* b: the bound above; the paired pass rounds the query as well,
-         * which adds another 2^-9 relative (and float sums a little) */
+        /* bound: b above; the paired pass rounds the query as well, which
+         * adds another 2^-9 relative (and float sums a little) */
         float bound = ldexpf((float)sqrt(qn) * ix->flat_maxnorm, -8);
         float margin = 2.0f * (ix->flat_pairs ? 1.0625f * bound : bound);
         float range = (float)sqrt(qn) * ix->flat_maxnorm * 1.01f + 1e-6f;
         float scale = (float)VIX_HIST / (2 * range);
-        memset(hist, 0, sizeof hist);
-        for (size_t i = 0; i < n; i++) {
-            float f = (approx[i] + range) * scale;
-            int b = f >= 0 ? (f < VIX_HIST ? (int)f : VIX_HIST - 1) : 0; /* NaN lands in 0 */
-            hist[i & 3][b]++;
-        }
-        size_t above = 0;
-        int b = VIX_HIST - 1;
-        while (b > 0 && (above += hist[0][b] + hist[1][b] + hist[2][b] + hist[3][b]) < k)
-            b--;
+        int b = vix__cut_bucket(&cut, approx, n, k, range, scale, work);
         /* every score counted in buckets b.. is at least one bucket below
          * bucket b's lower edge, whatever the rounding of f */
         floor = (float)(b - 1) / scale - range - margin;
     }
-    for (size_t i = 0; i < n; i++)
-        if (approx[i] >= floor)
-            cand[nc++] = (uint32_t)i;
+    size_t nc = cut.select_ge(approx, n, floor, cand);
+    float *exact = work;
     for (size_t c = 0; c < nc; c += VIX_LANES) {
         size_t m = nc - c < VIX_LANES ? nc - c : VIX_LANES;
-        float exact[VIX_LANES];
+        const float *rows[VIX_LANES];
         for (size_t l = 0; l < VIX_LANES; l++) {
-            const float *row = ix->flat_x + (size_t)cand[c + (l < m ? l : 0)] * dim;
+            rows[l] = ix->flat_x + (size_t)cand[c + (l < m ? l : 0)] * dim;
             /* the next tile's rows are scattered over the whole array: ask
-             * for them while this one is copied */
+             * for them while this one is transposed */
             if (c + VIX_LANES + l < nc)
                 for (size_t d = 0; d < dim; d += 16)
                     __builtin_prefetch(ix->flat_x + (size_t)cand[c + VIX_LANES + l] * dim + d);
-            for (size_t d = 0; d < dim; d++)
-                tile[d * VIX_LANES + l] = row[d];
         }
-        dots(tile, 1, dim, q, exact, 0);
-        for (size_t l = 0; l < m; l++)
-            vix__heap_offer(hs, hi, &filled, k, exact[l], ix->flat_ids[cand[c + l]]);
+        vix__tile(rows, dim, tile, simd);
+        float lanes[VIX_LANES];
+        dots(tile, 1, dim, q, lanes, 0);
+        for (size_t l = 0; l < m; l++) {
+            exact[c + l] = lanes[l];
+            cand_ids[c + l] = ix->flat_ids[cand[c + l]];
+        }
     }
-    /* heap sort: repeatedly move the worst to the end, leaving best first */
-    for (size_t m = filled; m > 1; m--) {
-        vix__heap_swap(hs, hi, 0, m - 1);
-        vix__heap_sift(hs, hi, m - 1, 0);
+    uint32_t *idx = order, *tmp = order + n + 1, *key = order + 2 * (n + 1);
+    vix__sort_best(exact, cand_ids, idx, tmp, key, nc);
+    size_t out = nc < k ? nc : k;
+    for (size_t i = 0; i < out; i++) {
+        ret_scores[i] = exact[idx[i]];
+        ret_ids[i] = cand_ids[idx[i]];
     }
-    for (size_t i = filled; i < k; i++) {
-        hs[i] = -INFINITY;
-        hi[i] = -1;
+    for (size_t i = out; i < k; i++) {
+        ret_scores[i] = -INFINITY;
+        ret_ids[i] = -1;
     }
     rc = ERD_OK;
 out:
     free(approx);
+    free(work);
     free(cand);
+    free(order);
+    free(cand_ids);
     free(tile);
     return rc;
 }

@@ -209,45 +209,62 @@ static void test_ivf(void)
 /* The Flat scan is the server's own SIMD code: it must give the scores a
  * sequential float dot product gives (FAISS's scalar reference), bit for
  * bit, and the top k by (score, then smaller id), at odd sizes too. */
-static void test_flat_exact_with(const char *simd)
+static void test_flat_exact_with(const char *simd, size_t dim)
 {
-    enum { N = 397, KK = 37 };
+    enum { N = 397, KK = 37, MAXDIM = 64 };
     erd_diag d = {0};
     vix_index *ix = NULL;
-    is_int(vix_simd_limit(simd, &d), ERD_OK, "simd %s (in use: %s)", simd, vix_simd_name());
+    static float v[N * MAXDIM];
     static int64_t own[N];
-    for (int i = 0; i < N; i++)
-        own[i] = 5000 + i;
-    is_int(vix_index_create("Flat", DIM, &ix, &d), ERD_OK, "Flat: %s", d.msg);
-    is_int(vix_index_add(ix, N, vecs, own, &d), ERD_OK, "add %d", N);
-    const float *q = vecs + 11 * DIM;
+    is_int(vix_simd_limit(simd, &d), ERD_OK, "simd %s (in use: %s), dim %zu", simd,
+           vix_simd_name(), dim);
+    for (int i = 0; i < N; i++) {
+        /* some vectors twice, under ids out of order: equal scores must
+         * come smaller id first */
+        if (i % 10 == 9) {
+            memcpy(v + (size_t)i * dim, v + (size_t)(i - 5) * dim, dim * sizeof *v);
+        } else {
+            float norm = 0;
+            for (size_t j = 0; j < dim; j++) {
+                v[(size_t)i * dim + j] = frand();
+                norm += v[(size_t)i * dim + j] * v[(size_t)i * dim + j];
+            }
+            for (size_t j = 0; j < dim; j++)
+                v[(size_t)i * dim + j] /= sqrtf(norm);
+        }
+        own[i] = i % 10 == 9 ? 4000 + i : 5000 + i;
+    }
+    is_int(vix_index_create("Flat", dim, &ix, &d), ERD_OK, "Flat: %s", d.msg);
+    is_int(vix_index_add(ix, N, v, own, &d), ERD_OK, "add %d", N);
+    const float *q = v + 14 * dim; /* a duplicated one: its twin ties with it */
     float ref[N];
     for (int i = 0; i < N; i++) {
-        float s = 0;
-        for (int j = 0; j < DIM; j++)
-            s += vecs[(size_t)i * DIM + j] * q[j];
-        ref[i] = s;
+        float sum = 0;
+        for (size_t j = 0; j < dim; j++)
+            sum += v[(size_t)i * dim + j] * q[j];
+        ref[i] = sum;
     }
     float scores[KK];
     int64_t got[KK];
     is_int(vix_index_search(ix, 1, q, KK, scores, got, &d), ERD_OK, "search");
     int bad = 0;
     for (int r = 0; r < KK; r++) {
-        int64_t i = got[r] - 5000;
-        if (i < 0 || i >= N || memcmp(&scores[r], &ref[i], sizeof(float)) != 0)
+        int64_t i = got[r] >= 5000 ? got[r] - 5000 : got[r] - 4000;
+        if (i < 0 || i >= N || own[i] != got[r] || memcmp(&scores[r], &ref[i], sizeof(float)) != 0)
             bad++;
     }
     is_int(bad, 0, "scores bit for bit the sequential dot products");
     int better_left = 0, order = 0;
     for (int r = 1; r < KK; r++)
-        order += scores[r] > scores[r - 1];
+        order += scores[r] > scores[r - 1] || (scores[r] == scores[r - 1] && got[r] < got[r - 1]);
     for (int i = 0; i < N; i++) {
         bool in = false;
         for (int r = 0; r < KK; r++)
             in |= got[r] == own[i];
         better_left += !in && ref[i] > scores[KK - 1];
     }
-    is_int(order, 0, "best first");
+    is_int(order, 0, "best first, equal scores smaller id first");
+    ok(got[0] == 4019 && got[1] == 5014, "the query's twin (id 4019) before itself (5014)");
     is_int(better_left, 0, "the true top %d", KK);
     vix_index_destroy(ix);
 }
@@ -257,8 +274,10 @@ static void test_flat_exact_with(const char *simd)
 static void test_flat_exact(void)
 {
     static const char *const levels[] = {"base", "avx2", "avx512", "avx512-bf16", "auto"};
-    for (size_t i = 0; i < sizeof levels / sizeof *levels; i++)
-        test_flat_exact_with(levels[i]);
+    for (size_t i = 0; i < sizeof levels / sizeof *levels; i++) {
+        test_flat_exact_with(levels[i], DIM);
+        test_flat_exact_with(levels[i], 37); /* odd: a padded pair, a partial tile */
+    }
     const char *before = vix_simd_name();
     ok(vix_simd_limit("avx9", NULL) == ERD_ECONFIG && !strcmp(before, vix_simd_name()),
        "unknown instruction set refused, cap unchanged");
