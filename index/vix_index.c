@@ -99,6 +99,7 @@ static void vix__flat_attach(vix_index *ix)
     if (nblk > SIZE_MAX / sizeof(uint16_t) / VIX_LANES / dimp)
         return;
     size_t bytes = nblk * dimp * VIX_LANES * sizeof(uint16_t);
+    bytes = (bytes + 63) & ~(size_t)63; /* aligned_alloc wants whole alignments */
     uint16_t *h = aligned_alloc(64, bytes);
     if (!h)
         return;
