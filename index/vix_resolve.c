@@ -53,6 +53,12 @@ typedef struct vix__set {
     size_t n_phrases, cap_phrases;
     uint8_t *phones;
     size_t phones_len, phones_cap;
+    /* entities[slot[rowid - slot_lo] - 1] when the rowids are dense enough
+     * (a resolve looks up hundreds; a binary search's cache misses showed
+     * at 5 % of its time); NULL otherwise */
+    uint32_t *slot;
+    int64_t slot_lo;
+    size_t slot_n;
 } vix__set;
 
 /* One built index and the entities it was built from. */
@@ -171,6 +177,7 @@ static void vix__set_free(vix__set *c)
     free(c->strings);
     free(c->phrases);
     free(c->phones);
+    free(c->slot);
     memset(c, 0, sizeof *c);
 }
 
@@ -375,10 +382,26 @@ static void vix__set_finish(vix__set *c)
     for (size_t i = 0; i < c->n_phrases; i++)
         c->phrases[i].tokens = c->phones + (uintptr_t)c->phrases[i].tokens;
     qsort(c->entities, c->n_entities, sizeof *c->entities, vix__cmp_rowid);
+    if (c->n_entities && c->n_entities < UINT32_MAX) {
+        int64_t lo = c->entities[0].rowid, hi = c->entities[c->n_entities - 1].rowid;
+        uint64_t span = (uint64_t)hi - (uint64_t)lo + 1;
+        /* without the table lookups are only slower */
+        if (span <= 4 * (uint64_t)c->n_entities + 1024 &&
+            (c->slot = calloc((size_t)span, sizeof *c->slot))) {
+            c->slot_lo = lo;
+            c->slot_n = (size_t)span;
+            for (size_t i = 0; i < c->n_entities; i++)
+                c->slot[c->entities[i].rowid - lo] = (uint32_t)i + 1;
+        }
+    }
 }
 
 static const vix__entity *vix__set_find(const vix__set *c, int64_t rowid)
 {
+    if (c->slot) {
+        uint64_t at = (uint64_t)rowid - (uint64_t)c->slot_lo;
+        return at < c->slot_n && c->slot[at] ? &c->entities[c->slot[at] - 1] : NULL;
+    }
     size_t lo = 0, hi = c->n_entities;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
