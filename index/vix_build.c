@@ -131,10 +131,6 @@ static int vix__corpus_add(vix__corpus *c, const vix_phrase *ph, int64_t id, int
     return ERD_OK;
 }
 
-/* Entities per phoneme-cache transaction: the cache handle holds the write
- * lock only this long, so live writers are never kept waiting for a build. */
-#define VIX__CACHE_BATCH 64
-
 static bool vix__cancelled(const vix_build_opts *opts)
 {
     return opts->cancel && atomic_load(opts->cancel);
@@ -142,7 +138,8 @@ static bool vix__cancelled(const vix_build_opts *opts)
 
 typedef struct vix__collect {
     pho_g2p *g2p;
-    vix_store *store; /* the phoneme cache's own handle */
+    vix_store *store;           /* the phoneme cache's own handle, read here */
+    vix_phoneme_batch *pending; /* phonemes for it, written after the snapshot */
     vix__corpus *corpus;
     const vix_build_opts *opts;
     int64_t rowid;
@@ -158,7 +155,8 @@ typedef struct vix__collect {
 static int vix__add_variant(void *user, const char *variant, size_t len, int derived)
 {
     vix__collect *col = user;
-    int rc = vix_phrase_prepare(col->g2p, col->store, variant, len, &col->scratch, col->diag);
+    int rc = vix_phrase_prepare_batched(col->g2p, col->store, col->pending, variant, len,
+                                        &col->scratch, col->diag);
     if (rc == ERD_EEMPTY)
         return 0; /* a variant with nothing to say ("!!!") is not an error */
     if (rc < 0) {
@@ -191,15 +189,6 @@ static int vix__collect_entity(void *user, const vix_entity *e)
     if (vix__cancelled(col->opts)) {
         col->rc = erd_fail(col->diag, ERD_EBUSY, "build cancelled");
         return 1;
-    }
-    if (col->entities % VIX__CACHE_BATCH == 0) {
-        int rc = vix_store_commit(col->store, col->diag);
-        if (rc == ERD_OK)
-            rc = vix_store_begin(col->store, col->diag);
-        if (rc < 0) {
-            col->rc = rc;
-            return 1;
-        }
     }
     if (col->opts->progress && col->entities % 1000 == 0)
         col->opts->progress(col->opts->progress_user, "phonemes", col->entities,
@@ -298,6 +287,7 @@ static int vix__encode_all(const pho_encoder *enc, const pho_phrase *phrases,
 int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
 {
     vix_store *store = NULL, *cache = NULL;
+    vix_phoneme_batch *pending = NULL;
     bool snapshot = false;
     char old_path[1024] = "";
     pho_g2p *g2p = NULL;
@@ -359,34 +349,29 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     if (rc < 0)
         goto out;
 
-    /* Phonemes: cache fills batched per VIX__CACHE_BATCH entities, so
-     * thousands of them cost few fsyncs. */
+    /* Phonemes: read from the cache, new ones kept (vix_phoneme_batch) and
+     * written once the snapshot has ended. */
     t = vix__now();
-    rc = vix_store_begin(cache, diag);
-    if (rc < 0)
-        goto out;
     vix__collect *col = calloc(1, sizeof *col);
-    if (!col) {
-        vix_store_rollback(cache);
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+    rc = col ? vix_phoneme_batch_create(&pending, diag) : erd_fail(diag, ERD_ENOMEM, "out of memory");
+    if (rc < 0) {
+        free(col);
         goto out;
     }
-    *col = (vix__collect){.g2p = g2p, .store = cache, .corpus = &corpus, .opts = opts,
-                          .total_entities = (uint64_t)count, .diag = diag};
+    *col = (vix__collect){.g2p = g2p, .store = cache, .pending = pending, .corpus = &corpus,
+                          .opts = opts, .total_entities = (uint64_t)count, .diag = diag};
     rc = vix_store_entity_foreach(store, catalog_id, vix__collect_entity, col, diag);
     if (rc > 0)
         rc = col->rc;
     res.entities = col->entities;
     free(col);
-    if (rc < 0) {
-        vix_store_rollback(cache);
-        goto out;
-    }
-    rc = vix_store_commit(cache, diag);
     if (rc < 0)
         goto out;
     vix_store_rollback(store); /* ends the read snapshot */
     snapshot = false;
+    rc = vix_phoneme_batch_flush(pending, cache, pho_g2p_id(g2p), diag);
+    if (rc < 0)
+        goto out;
     pho_g2p_stats gs;
     pho_g2p_get_stats(g2p, &gs);
     res.g2p_calls = gs.espeak_calls;
@@ -535,6 +520,7 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
 out:
     if (snapshot)
         vix_store_rollback(store);
+    vix_phoneme_batch_destroy(pending);
     vix_store_close(cache);
     free(sample);
     free(sample_derived);

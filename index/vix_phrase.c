@@ -1,13 +1,175 @@
 #include "index/vix_phrase.h"
 
 #include <ctype.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "index/vix_store.h"
+#include "proto/erd_hash.h"
 
-int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t len,
-                       vix_phrase *ret, erd_diag *diag)
+/* ---- phonemes pending for the cache ---- */
+
+struct vix_phoneme_batch {
+    /* open addressing over entries, at most half full; slot = entry + 1 */
+    uint32_t *slots;
+    size_t n_slots;
+    size_t *text_off, *ipa_off; /* per entry, into arena */
+    uint64_t *hash;
+    size_t n, cap;
+    char *arena;
+    size_t arena_len, arena_cap;
+};
+
+int vix_phoneme_batch_create(vix_phoneme_batch **ret, erd_diag *diag)
+{
+    vix_phoneme_batch *b = calloc(1, sizeof *b);
+    if (!b)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    *ret = b;
+    return ERD_OK;
+}
+
+void vix_phoneme_batch_destroy(vix_phoneme_batch *b)
+{
+    if (!b)
+        return;
+    free(b->slots);
+    free(b->text_off);
+    free(b->ipa_off);
+    free(b->hash);
+    free(b->arena);
+    free(b);
+}
+
+size_t vix_phoneme_batch_count(const vix_phoneme_batch *b)
+{
+    return b ? b->n : 0;
+}
+
+static const char *vix__batch_find(const vix_phoneme_batch *b, const char *text, uint64_t h)
+{
+    if (!b->n_slots)
+        return NULL;
+    for (size_t i = (size_t)h & (b->n_slots - 1); b->slots[i]; i = (i + 1) & (b->n_slots - 1)) {
+        size_t e = b->slots[i] - 1;
+        if (b->hash[e] == h && strcmp(b->arena + b->text_off[e], text) == 0)
+            return b->arena + b->ipa_off[e];
+    }
+    return NULL;
+}
+
+static int vix__batch_add(vix_phoneme_batch *b, const char *text, const char *ipa, uint64_t h)
+{
+    size_t tl = strlen(text) + 1, il = strlen(ipa) + 1;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 1024;
+        if (cap >= UINT32_MAX)
+            return ERD_ENOMEM;
+        size_t *t = realloc(b->text_off, cap * sizeof *t);
+        if (t)
+            b->text_off = t;
+        size_t *i = realloc(b->ipa_off, cap * sizeof *i);
+        if (i)
+            b->ipa_off = i;
+        uint64_t *hh = realloc(b->hash, cap * sizeof *hh);
+        if (hh)
+            b->hash = hh;
+        if (!t || !i || !hh)
+            return ERD_ENOMEM;
+        b->cap = cap;
+    }
+    if (b->arena_len + tl + il > b->arena_cap) {
+        size_t cap = b->arena_cap ? 2 * b->arena_cap : 65536;
+        while (cap < b->arena_len + tl + il)
+            cap *= 2;
+        char *a = realloc(b->arena, cap);
+        if (!a)
+            return ERD_ENOMEM;
+        b->arena = a;
+        b->arena_cap = cap;
+    }
+    if (2 * (b->n + 1) > b->n_slots) {
+        size_t n_slots = b->n_slots ? 2 * b->n_slots : 4096;
+        uint32_t *slots = calloc(n_slots, sizeof *slots);
+        if (!slots)
+            return ERD_ENOMEM;
+        for (size_t e = 0; e < b->n; e++) {
+            size_t i = (size_t)b->hash[e] & (n_slots - 1);
+            while (slots[i])
+                i = (i + 1) & (n_slots - 1);
+            slots[i] = (uint32_t)e + 1;
+        }
+        free(b->slots);
+        b->slots = slots;
+        b->n_slots = n_slots;
+    }
+    size_t e = b->n++;
+    b->hash[e] = h;
+    b->text_off[e] = b->arena_len;
+    memcpy(b->arena + b->arena_len, text, tl);
+    b->ipa_off[e] = b->arena_len + tl;
+    memcpy(b->arena + b->arena_len + tl, ipa, il);
+    b->arena_len += tl + il;
+    size_t i = (size_t)h & (b->n_slots - 1);
+    while (b->slots[i])
+        i = (i + 1) & (b->n_slots - 1);
+    b->slots[i] = (uint32_t)e + 1;
+    return ERD_OK;
+}
+
+/* qsort passes no context: the batch being sorted, per thread */
+static _Thread_local const vix_phoneme_batch *vix__sort_batch;
+
+static int vix__cmp_entry_text(const void *a, const void *b)
+{
+    const vix_phoneme_batch *bt = vix__sort_batch;
+    return strcmp(bt->arena + bt->text_off[*(const uint32_t *)a],
+                  bt->arena + bt->text_off[*(const uint32_t *)b]);
+}
+
+#define VIX__FLUSH_ROWS 4096
+
+int vix_phoneme_batch_flush(vix_phoneme_batch *b, vix_store *cache, const char *g2p_id,
+                            erd_diag *diag)
+{
+    if (!b || !b->n)
+        return ERD_OK;
+    uint32_t *order = malloc(b->n * sizeof *order);
+    if (!order)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    for (size_t e = 0; e < b->n; e++)
+        order[e] = (uint32_t)e;
+    vix__sort_batch = b;
+    qsort(order, b->n, sizeof *order, vix__cmp_entry_text);
+    int rc = ERD_OK;
+    for (size_t at = 0; at < b->n && rc == ERD_OK; at += VIX__FLUSH_ROWS) {
+        size_t end = at + VIX__FLUSH_ROWS < b->n ? at + VIX__FLUSH_ROWS : b->n;
+        rc = vix_store_begin(cache, diag);
+        for (size_t i = at; i < end && rc == ERD_OK; i++)
+            rc = vix_store_phonemes_put(cache, g2p_id, b->arena + b->text_off[order[i]],
+                                        b->arena + b->ipa_off[order[i]], diag);
+        if (rc == ERD_OK)
+            rc = vix_store_commit(cache, diag);
+        else
+            vix_store_rollback(cache);
+    }
+    free(order);
+    if (rc == ERD_OK) {
+        b->n = 0;
+        b->arena_len = 0;
+        if (b->slots)
+            memset(b->slots, 0, b->n_slots * sizeof *b->slots);
+    }
+    return rc;
+}
+
+/* ---- text to phrase ---- */
+
+static int vix__prepare(pho_g2p *g2p, vix_store *cache, vix_phoneme_batch *batch,
+                        const char *text, size_t len, vix_phrase *ret, erd_diag *diag)
 {
     char norm[PHO_TEXT_MAX];
     char ipa[PHO_IPA_MAX];
@@ -20,7 +182,20 @@ int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t 
 
     rc = cache ? vix_store_phonemes_get(cache, pho_g2p_id(g2p), norm, ipa, sizeof ipa)
                : ERD_ENOTFOUND;
-    if (rc == ERD_ENOTFOUND) {
+    if (rc == ERD_ENOTFOUND && batch) {
+        uint64_t h = erd_fnv1a64(ERD_FNV1A64_OFFSET, norm, norm_len);
+        const char *pending = vix__batch_find(batch, norm, h);
+        if (pending) {
+            snprintf(ipa, sizeof ipa, "%s", pending);
+            rc = ERD_OK;
+        } else {
+            rc = pho_g2p_ipa(g2p, norm, ipa, sizeof ipa, diag);
+            if (rc < 0)
+                return rc;
+            if (vix__batch_add(batch, norm, ipa, h) < 0)
+                return erd_fail(diag, ERD_ENOMEM, "out of memory keeping phonemes");
+        }
+    } else if (rc == ERD_ENOTFOUND) {
         rc = pho_g2p_ipa(g2p, norm, ipa, sizeof ipa, diag);
         if (rc < 0)
             return rc;
@@ -50,6 +225,18 @@ int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t 
     memcpy(ret->tokens, tokens, n_tokens * sizeof tokens[0]);
     ret->n_tokens = n_tokens;
     return ERD_OK;
+}
+
+int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t len,
+                       vix_phrase *ret, erd_diag *diag)
+{
+    return vix__prepare(g2p, cache, NULL, text, len, ret, diag);
+}
+
+int vix_phrase_prepare_batched(pho_g2p *g2p, vix_store *cache, vix_phoneme_batch *batch,
+                               const char *text, size_t len, vix_phrase *ret, erd_diag *diag)
+{
+    return vix__prepare(g2p, cache, batch, text, len, ret, diag);
 }
 
 static void vix__trim(const char **s, size_t *len)

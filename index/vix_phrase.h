@@ -23,6 +23,27 @@ typedef struct vix_phrase {
 int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t len,
                        vix_phrase *ret, erd_diag *diag);
 
+/* Phonemes a build worked out while it held its read snapshot of the
+ * entities.  Written to the cache then, every page they touch stays in the
+ * WAL until the snapshot ends (SQLite cannot checkpoint past a reader): a
+ * million-entity build grew it past 7 GB and spent its time searching it.
+ * They wait here and go to the cache after the snapshot. */
+typedef struct vix_phoneme_batch vix_phoneme_batch;
+int vix_phoneme_batch_create(vix_phoneme_batch **ret, erd_diag *diag);
+void vix_phoneme_batch_destroy(vix_phoneme_batch *batch); /* accepts NULL */
+size_t vix_phoneme_batch_count(const vix_phoneme_batch *batch);
+
+/* vix_phrase_prepare reading cache, but phonemes the cache lacks are looked
+ * up in batch, and added to it (not to the cache) when new. */
+int vix_phrase_prepare_batched(pho_g2p *g2p, vix_store *cache, vix_phoneme_batch *batch,
+                               const char *text, size_t len, vix_phrase *ret, erd_diag *diag);
+
+/* Writes the batch to cache in text order (neighbouring keys share pages),
+ * a few thousand rows per transaction so live writers wait little, and
+ * empties it.  On failure the rows already committed stay (a cache). */
+int vix_phoneme_batch_flush(vix_phoneme_batch *batch, vix_store *cache, const char *g2p_id,
+                            erd_diag *diag);
+
 /* The ways people say a title: the name itself, the parts before and after a
  * colon ("Star Wars: Episode IV"), and each without a leading article.  Calls
  * cb for each distinct raw variant (not yet normalised), with derived = 0 for

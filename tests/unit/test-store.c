@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "index/vix_phrase.h"
 #include "index/vix_store.h"
 #include "tap.h"
 
@@ -564,6 +565,52 @@ static void test_phonemes(vix_store *s)
     is_int(vix_store_phonemes_get(s, "g", "a", out, sizeof out), ERD_OK, "committed");
 }
 
+/* A build's new phonemes wait in a batch while it holds its snapshot: the
+ * cache stays untouched until the flush, repeats are found in the batch
+ * without espeak-ng, and the flush writes every one. */
+static void test_phoneme_batch(vix_store *s)
+{
+    erd_diag d = {0};
+    pho_g2p *g2p = NULL;
+    vix_phoneme_batch *b = NULL;
+    vix_phrase *ph = malloc(sizeof *ph);
+    char out[256];
+    if (pho_g2p_create("en-us", 0, &g2p, &d) != ERD_OK || !ph) {
+        ok(0, "g2p: %s", d.msg);
+        free(ph);
+        return;
+    }
+    is_int(vix_phoneme_batch_create(&b, &d), ERD_OK, "batch created");
+    const char *id = pho_g2p_id(g2p);
+    is_int(vix_phrase_prepare_batched(g2p, s, b, "Zardoz", 6, ph, &d), ERD_OK, "prepared: %s",
+           d.msg);
+    size_t n_tokens = ph->n_tokens;
+    is_int(vix_store_phonemes_get(s, id, "zardoz", out, sizeof out), ERD_ENOTFOUND,
+           "not in the cache before the flush");
+    pho_g2p_stats before, after;
+    pho_g2p_get_stats(g2p, &before);
+    is_int(vix_phrase_prepare_batched(g2p, s, b, "ZARDOZ!", 7, ph, &d), ERD_OK, "again");
+    pho_g2p_get_stats(g2p, &after);
+    ok(after.espeak_calls == before.espeak_calls && ph->n_tokens == n_tokens,
+       "a repeat comes from the batch, not espeak-ng");
+    vix_phrase_prepare_batched(g2p, s, b, "Solaris", 7, ph, &d);
+    is_int((int)vix_phoneme_batch_count(b), 2, "two texts pending");
+    is_int(vix_phoneme_batch_flush(b, s, id, &d), ERD_OK, "flushed: %s", d.msg);
+    is_int((int)vix_phoneme_batch_count(b), 0, "batch empty");
+    ok(vix_store_phonemes_get(s, id, "zardoz", out, sizeof out) == ERD_OK &&
+           vix_store_phonemes_get(s, id, "solaris", out, sizeof out) == ERD_OK,
+       "both in the cache");
+    pho_g2p_get_stats(g2p, &before);
+    vix_phrase_prepare_batched(g2p, s, b, "Solaris", 7, ph, &d);
+    pho_g2p_get_stats(g2p, &after);
+    ok(after.espeak_calls == before.espeak_calls && vix_phoneme_batch_count(b) == 0,
+       "now a cache hit, nothing pending");
+    vix_phoneme_batch_destroy(b);
+    vix_phoneme_batch_destroy(NULL);
+    pho_g2p_destroy(g2p);
+    free(ph);
+}
+
 static void test_meta(vix_store *s)
 {
     erd_diag d = {0};
@@ -784,6 +831,7 @@ int main(void)
     test_progress(s);
     test_walks(s);
     test_phonemes(s);
+    test_phoneme_batch(s);
     test_meta(s);
     test_real_catalogs(s);
     test_live_changes(s);
