@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -49,6 +50,22 @@ static int vix__index_file_for(const char *db_path, const char *catalog, int64_t
     if (n < 0 || (size_t)n >= outcap)
         return ERD_ETOOLONG;
     return ERD_OK;
+}
+
+/* Whether path is named as vix__index_file_for names db_path's files for
+ * catalog ("<db file name>.<catalog>.<...>.faiss", in the database's folder). */
+static bool vix__names_own_file(const char *db_path, const char *catalog, const char *path)
+{
+    const char *db_dir_end = strrchr(db_path, '/'), *dir_end = strrchr(path, '/');
+    size_t db_dir = db_dir_end ? (size_t)(db_dir_end - db_path) : 0;
+    size_t dir = dir_end ? (size_t)(dir_end - path) : 0;
+    if (db_dir != dir || strncmp(db_path, path, dir) != 0)
+        return false;
+    const char *db_name = db_dir_end ? db_dir_end + 1 : db_path;
+    const char *name = dir_end ? dir_end + 1 : path;
+    size_t dn = strlen(db_name), cn = strlen(catalog);
+    return strncmp(name, db_name, dn) == 0 && name[dn] == '.' &&
+           strncmp(name + dn + 1, catalog, cn) == 0 && name[dn + 1 + cn] == '.';
 }
 
 int vix_index_file_path(const char *db_path, const char *file, char *out, size_t outcap)
@@ -512,8 +529,11 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     if (rc < 0)
         goto out;
     /* Only now is the old file unreferenced; a crash before this unlink
-     * leaves it behind, harmless. */
-    if (old_path[0] && strcmp(old_path, res.index_path) != 0)
+     * leaves it behind, harmless.  A file this database did not name (a
+     * copy of the database still points at its original's) is not ours to
+     * remove. */
+    if (old_path[0] && strcmp(old_path, res.index_path) != 0 &&
+        vix__names_own_file(opts->db_path, opts->catalog, old_path))
         unlink(old_path);
     if (ret)
         *ret = res;

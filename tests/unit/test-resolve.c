@@ -216,6 +216,26 @@ int main(void)
     is_str(top(r, "walrus cathedral", NULL), "w", "and serves");
     vix_resolver_close(r);
 
+    /* A rebuild removes the index file it replaces, but not one another
+     * database named: a copy of the store still points at its original's. */
+    vix_build_result b1, b2, b3;
+    char copy[300];
+    snprintf(copy, sizeof copy, "%s/copy.db", dir);
+    is_int(vix_build(&bo, &b1, &diag), ERD_OK, "rebuilt: %s", diag.msg);
+    st = NULL;
+    rc = vix_store_open(db, 0, &st, &diag);
+    if (rc == ERD_OK)
+        rc = vix_store_backup(st, copy, &diag);
+    vix_store_close(st);
+    is_int(rc, ERD_OK, "store copied");
+    vix_build_opts bc = {.db_path = copy, .catalog = "video"};
+    is_int(vix_build(&bc, &b2, &diag), ERD_OK, "copy built: %s", diag.msg);
+    ok(access(b1.index_path, F_OK) == 0 && access(b2.index_path, F_OK) == 0,
+       "the original's index file left alone by the copy's build");
+    is_int(vix_build(&bo, &b3, &diag), ERD_OK, "original rebuilt");
+    ok(access(b1.index_path, F_OK) != 0 && access(b3.index_path, F_OK) == 0,
+       "its own replaced file removed, the new one there");
+
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
