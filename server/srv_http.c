@@ -35,8 +35,10 @@ typedef enum MHD_Result (*srv__handler)(srv_http *h, struct srv__req *r, struct 
 /* One row per endpoint: what it is called (a "*" stands for one path
  * segment, handed to the handler), which methods it takes (also the Allow
  * header of its 405), which tokens it needs and whether it reads a body,
- * whole (BODY) or streamed to the handler chunk by chunk (STREAM).  The
- * path is also the route's metrics label. */
+ * whole (BODY) or streamed to the handler chunk by chunk (STREAM).  With
+ * rest, a final "*" takes the rest of the path, '/' included: an entity id
+ * may hold one, sent as %2F, which libmicrohttpd decodes before routing.
+ * The path is also the route's metrics label. */
 enum { SRV__NO_BODY, SRV__BODY, SRV__STREAM };
 
 typedef struct srv__route {
@@ -45,6 +47,7 @@ typedef struct srv__route {
     srv_auth_class auth;
     int body;
     srv__handler handler;
+    bool rest;
 } srv__route;
 
 static enum MHD_Result srv__resolve(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
@@ -55,16 +58,16 @@ static enum MHD_Result srv__admin(srv_http *h, struct srv__req *r, struct MHD_Co
 static enum MHD_Result srv__bulk(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
 
 static const srv__route srv__routes[] = {
-    {"/v1/resolve", "POST", SRV_AUTH_RESOLVE, SRV__BODY, srv__resolve},
-    {"/healthz", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__healthz},
-    {"/readyz", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__readyz},
-    {"/metrics", "GET, HEAD", SRV_AUTH_METRICS, SRV__NO_BODY, srv__metrics},
-    {"/v1/catalogs", "GET, POST", SRV_AUTH_ADMIN, SRV__BODY, srv__admin},
-    {"/v1/catalogs/*", "GET, DELETE", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin},
-    {"/v1/catalogs/*/entities", "POST", SRV_AUTH_ADMIN, SRV__BODY, srv__admin},
-    {"/v1/catalogs/*/entities/*", "GET, DELETE", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin},
-    {"/v1/catalogs/*/bulk", "POST", SRV_AUTH_ADMIN, SRV__STREAM, srv__bulk},
-    {"/v1/catalogs/*/rebuild", "GET, POST", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin},
+    {"/v1/resolve", "POST", SRV_AUTH_RESOLVE, SRV__BODY, srv__resolve, false},
+    {"/healthz", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__healthz, false},
+    {"/readyz", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__readyz, false},
+    {"/metrics", "GET, HEAD", SRV_AUTH_METRICS, SRV__NO_BODY, srv__metrics, false},
+    {"/v1/catalogs", "GET, POST", SRV_AUTH_ADMIN, SRV__BODY, srv__admin, false},
+    {"/v1/catalogs/*", "GET, DELETE", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin, false},
+    {"/v1/catalogs/*/entities", "POST", SRV_AUTH_ADMIN, SRV__BODY, srv__admin, false},
+    {"/v1/catalogs/*/entities/*", "GET, DELETE", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin, true},
+    {"/v1/catalogs/*/bulk", "POST", SRV_AUTH_ADMIN, SRV__STREAM, srv__bulk, false},
+    {"/v1/catalogs/*/rebuild", "GET, POST", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin, false},
 };
 #define SRV__N_ROUTES (sizeof srv__routes / sizeof srv__routes[0])
 /* Longest path segment a "*" takes: an entity id (1000 bytes) fits. */
@@ -131,14 +134,17 @@ typedef struct srv__req {
 static const char *srv__route_labels[SRV__N_ROUTES + 1];
 _Static_assert(SRV__N_ROUTES + 1 <= SRV_METRICS_MAX_ROUTES, "too many routes for the metrics");
 
-/* Whether url matches pattern, a "*" taking one non-empty segment; the
- * segments go to ret_seg (in pool) when it is not NULL. */
-static bool srv__route_match(const char *pattern, const char *url, srv_pool *pool, char **ret_seg)
+/* Whether url matches route's path, a "*" taking one non-empty segment (or
+ * the rest, as the route says); the segments go to ret_seg (in pool) when it
+ * is not NULL. */
+static bool srv__route_match(const srv__route *route, const char *url, srv_pool *pool,
+                             char **ret_seg)
 {
+    const char *pattern = route->path;
     size_t n_seg = 0;
     while (*pattern) {
         if (*pattern == '*') {
-            size_t len = strcspn(url, "/");
+            size_t len = route->rest && !pattern[1] ? strlen(url) : strcspn(url, "/");
             if (len == 0 || len > SRV__MAX_SEG || n_seg >= 2)
                 return false;
             if (ret_seg && !(ret_seg[n_seg] = srv_pool_strndup(pool, url, len)))
@@ -573,7 +579,7 @@ static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const
         *con_cls = r;
 
         for (size_t i = 0; i < SRV__N_ROUTES; i++) {
-            if (srv__route_match(srv__routes[i].path, url, r->pool, r->seg)) {
+            if (srv__route_match(&srv__routes[i], url, r->pool, r->seg)) {
                 r->route = i;
                 r->method_ok = srv__method_allowed(srv__routes[i].methods, method);
                 const char *authz = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,

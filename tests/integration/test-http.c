@@ -1630,6 +1630,18 @@ static void test_admin_crud(void)
     is_str(json_string_value(json_array_get(json_object_get(root, "aliases"), 0)), "Walrus Church",
            "replaced by the bulk line");
     json_decref(root);
+    /* an id with a '/' (URLs, ISBN paths) is addressed with %2F */
+    json_decref(admin_json("POST", "/v1/catalogs/scratch/entities",
+                           "{\"id\":\"isbn/978-0/x\",\"name\":\"Slash Title\"}", 200,
+                           "upsert an id holding slashes"));
+    root = admin_json("GET", "/v1/catalogs/scratch/entities/isbn%2F978-0%2Fx", NULL, 200,
+                      "get it with %2F");
+    is_str(json_string_value(json_object_get(root, "id")), "isbn/978-0/x", "the whole id");
+    json_decref(root);
+    json_decref(admin_json("DELETE", "/v1/catalogs/scratch/entities/isbn%2F978-0%2Fx", NULL, 200,
+                           "delete it with %2F"));
+    expect_error(admin("GET", "/v1/catalogs/scratch/entities/isbn%2F978-0%2Fx", NULL), 404,
+                 "not_found", "gone");
 
     json_decref(admin_json("DELETE", "/v1/catalogs/scratch", NULL, 200, "delete scratch"));
     expect_error(post_auth("{\"catalog\":\"scratch\",\"text\":\"walrus\"}", "Authorization: Bearer " RESOLVE_TOKEN),
