@@ -1079,6 +1079,7 @@ void vix_resolver_status(vix_resolver *r, const char *catalog, vix_serving_statu
         st.served_generation = c->delta ? c->delta->generation : c->base->generation;
         st.built_at = c->base->built_at;
         st.index_entities = c->base->set.n_entities;
+        st.index_vectors = vix_index_count(c->base->index);
         st.delta_entities = c->delta ? c->delta->n_ents : 0;
         st.masked = c->delta ? c->delta->n_masked : 0;
         snprintf(st.encoder_id, sizeof st.encoder_id, "%s", pho_encoder_id(c->base->enc));

@@ -111,7 +111,7 @@ typedef struct vix_serving_status {
     int64_t index_generation;   /* catalog generation of the loaded index */
     int64_t served_generation;  /* catalog generation served (index + delta) */
     int64_t built_at;
-    size_t index_entities, delta_entities, masked;
+    size_t index_entities, index_vectors, delta_entities, masked;
     char encoder_id[128];
     vix_rebuild_status rebuild; /* the last rebuild started by this resolver */
 } vix_serving_status;

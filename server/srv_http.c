@@ -767,28 +767,6 @@ out:
 
 /* Gauges of the loaded indexes come from the store's metadata, which the
  * resolver has just checked against each index file. */
-static void srv__index_metrics(srv_http *h, const char *db)
-{
-    vix_store *store = NULL;
-    erd_diag diag = {0};
-    int rc = vix_store_open(db, VIX_STORE_READONLY, &store, &diag);
-    for (size_t i = 0; rc == ERD_OK && i < vix_resolver_catalog_count(h->resolver); i++) {
-        const char *name = vix_resolver_catalog_name(h->resolver, i);
-        int64_t id;
-        vix_index_meta meta;
-        rc = vix_store_catalog_find(store, name, &id, &diag);
-        if (rc == ERD_OK)
-            rc = vix_store_meta_get(store, id, &meta, &diag);
-        if (rc == ERD_OK) {
-            rc = srv_metrics_set_index(h->metrics, name, (uint64_t)meta.vector_count);
-            vix_index_meta_clear(&meta);
-        }
-    }
-    vix_store_close(store);
-    if (rc < 0)
-        fprintf(stderr, "erd: warning: erd_index_vectors incomplete: %s\n", erd_diag_message(&diag, rc));
-}
-
 /* ---- listen address ---- */
 
 static int srv__parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *ss_len,
@@ -899,7 +877,6 @@ int srv_http_start(const cfg_config *cfg, const srv_http_opts *opts, vix_resolve
     rc = srv_metrics_create(srv__route_labels, SRV__N_ROUTES + 1, &h->metrics, diag);
     if (rc < 0)
         goto out;
-    srv__index_metrics(h, cfg->db);
 
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned threads = cfg->threads > 0 ? (unsigned)cfg->threads : (cores > 0 ? (unsigned)cores : 1);

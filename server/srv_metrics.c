@@ -34,19 +34,12 @@ typedef struct srv__route_metrics {
     atomic_uint_fast64_t sum_ns;
 } srv__route_metrics;
 
-typedef struct srv__index {
-    char *catalog;
-    uint64_t vectors;
-} srv__index;
-
 struct srv_metrics {
     const char *const *routes;
     size_t n_routes;
     srv__route_metrics *per_route;
     atomic_uint_fast64_t stage_ns[SRV__NSTAGES];
     atomic_uint_fast64_t reloads_ok, reloads_failed;
-    srv__index *index;
-    size_t n_index;
 };
 
 int srv_metrics_create(const char *const *routes, size_t n_routes, srv_metrics **ret, erd_diag *diag)
@@ -77,9 +70,6 @@ void srv_metrics_destroy(srv_metrics *m)
 {
     if (!m)
         return;
-    for (size_t i = 0; i < m->n_index; i++)
-        free(m->index[i].catalog);
-    free(m->index);
     free(m->per_route);
     free(m);
 }
@@ -117,27 +107,6 @@ void srv_metrics_reload(srv_metrics *m, bool ok)
 {
     if (m)
         atomic_fetch_add_explicit(ok ? &m->reloads_ok : &m->reloads_failed, 1, memory_order_relaxed);
-}
-
-int srv_metrics_set_index(srv_metrics *m, const char *catalog, uint64_t vectors)
-{
-    if (!m || !catalog)
-        return ERD_EINVAL;
-    for (size_t i = 0; i < m->n_index; i++) {
-        if (strcmp(m->index[i].catalog, catalog) == 0) {
-            m->index[i].vectors = vectors;
-            return ERD_OK;
-        }
-    }
-    srv__index *ni = realloc(m->index, (m->n_index + 1) * sizeof *ni);
-    if (!ni)
-        return ERD_ENOMEM;
-    m->index = ni;
-    char *name = strdup(catalog);
-    if (!name)
-        return ERD_ENOMEM;
-    m->index[m->n_index++] = (srv__index){name, vectors};
-    return ERD_OK;
 }
 
 /* ---- text exposition ---- */
@@ -209,6 +178,7 @@ static void srv__live_catalogs(srv__text *t, vix_resolver *resolver)
     } families[] = {
         {"erd_catalog_generation", "Catalog generation served (index plus delta)."},
         {"erd_index_generation", "Catalog generation the loaded index was built from."},
+        {"erd_index_vectors", "Vectors in the loaded index of each catalog."},
         {"erd_delta_entities", "Entities written since the index was built, served from the delta."},
         {"erd_rebuild_running", "1 while a background rebuild of the catalog runs."},
         {"erd_rebuild_last_seconds", "Duration of the last finished background rebuild."},
@@ -226,8 +196,9 @@ static void srv__live_catalogs(srv__text *t, vix_resolver *resolver)
             srv__label(label, sizeof label, cat);
             double v = f == 0   ? (double)st.served_generation
                        : f == 1 ? (double)st.index_generation
-                       : f == 2 ? (double)st.delta_entities
-                       : f == 3 ? (st.rebuild.state == VIX_REBUILD_RUNNING)
+                       : f == 2 ? (double)st.index_vectors
+                       : f == 3 ? (double)st.delta_entities
+                       : f == 4 ? (st.rebuild.state == VIX_REBUILD_RUNNING)
                                 : st.rebuild.seconds;
             srv__emit(t, "%s{catalog=\"%s\"} %.9g\n", families[f].name, label, v);
         }
@@ -300,12 +271,6 @@ int srv_metrics_render(srv_metrics *m, vix_resolver *resolver, int64_t in_flight
         srv__head(&t, "erd_catalogs", "gauge", "Catalogs with a loaded index.");
         srv__emit(&t, "erd_catalogs %zu\n", vix_resolver_catalog_count(resolver));
         srv__live_catalogs(&t, resolver);
-    }
-    srv__head(&t, "erd_index_vectors", "gauge", "Vectors in the loaded index of each catalog.");
-    for (size_t i = 0; i < m->n_index; i++) {
-        char name[6 * 256 + 1];
-        srv__label(name, sizeof name, m->index[i].catalog);
-        srv__emit(&t, "erd_index_vectors{catalog=\"%s\"} %" PRIu64 "\n", name, m->index[i].vectors);
     }
     srv__head(&t, "erd_build_info", "gauge", "Always 1; the labels say which erd is running.");
     srv__emit(&t, "erd_build_info{version=\"%s\"} 1\n", SRV_VERSION);

@@ -52,10 +52,6 @@ void srv_metrics_stages(srv_metrics *m, uint64_t parse_ns, const vix_timing *t,
 
 void srv_metrics_reload(srv_metrics *m, bool ok);
 
-/* Records how many vectors the loaded index of catalog holds (set once at
- * start; the catalog name is copied).  ERD_ENOMEM. */
-int srv_metrics_set_index(srv_metrics *m, const char *catalog, uint64_t vectors);
-
 /* Renders every metric into a malloc'd buffer (release with free()).
  * resolver may be NULL (no G2P or catalog metrics then).  ERD_ENOMEM. */
 int srv_metrics_render(srv_metrics *m, vix_resolver *resolver, int64_t in_flight, char **ret_text,

@@ -1593,6 +1593,14 @@ static void test_admin_crud(void)
     json_decref(root);
     ok(rebuild_done("scratch"), "scratch rebuilt");
     is_str(top_of("scratch", "walrus cathedral", top, sizeof top), "s1", "scratch served after its rebuild");
+    /* the index gauge follows what is served, not what was loaded at start */
+    root = admin_json("GET", "/v1/catalogs/scratch", NULL, 200, "describe scratch");
+    double described = json_number_value(json_object_get(json_object_get(root, "index"), "vectors"));
+    json_decref(root);
+    char *mtext = scrape("Authorization: Bearer " METRICS_TOKEN);
+    ok(mtext && described > 0 && metric(mtext, "erd_index_vectors{catalog=\"scratch\"}") == described,
+       "erd_index_vectors of a catalog built after start (%.0f)", described);
+    free(mtext);
 
     /* bulk: good lines land, bad ones are reported by number */
     static const char bulk[] =
