@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "config/cfg.h"
+#include "index/vix_rerank.h"
 #include "index/vix_store.h"
 #include "phonetics/pho_encoder.h"
 #include "server/srv_cli.h"
@@ -192,15 +193,19 @@ int srv_cli_adapt(int argc, char **argv)
     }
     if (!channel) {
         char spec[SRV__ADAPT_PATH_MAX];
-        const char *full = srv_cli_rerank_spec(cfg.rerank, spec, sizeof spec);
-        size_t n = strcspn(full, ",");
-        if (!strcmp(full, "off") || n == 0 || n >= sizeof channel_path) {
+        vix_rerank_opts ro;
+        int enabled = 0;
+        rc = vix_rerank_spec_parse(srv_cli_rerank_spec(cfg.rerank, spec, sizeof spec),
+                                   channel_path, sizeof channel_path, &ro, &enabled, &diag);
+        if (rc < 0) {
+            fprintf(stderr, "erd adapt: %s\n", erd_diag_message(&diag, rc));
+            return srv_cli_exit_code(rc);
+        }
+        if (!enabled) {
             fprintf(stderr, "erd adapt: rerank is off in the configuration; name a noise "
                             "channel with --channel\n");
             return SRV_EXIT_USAGE;
         }
-        memcpy(channel_path, full, n);
-        channel_path[n] = '\0';
         channel = channel_path;
     }
     if (pho_encoder_model_path(base, base_path, sizeof base_path) < 0) {
