@@ -10,6 +10,7 @@
 #include "index/vix_calib.h"
 #include "index/vix_resolve.h"
 #include "index/vix_store.h"
+#include "fixture.h"
 #include "tap.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
@@ -201,18 +202,9 @@ static void test_resolver(const char *dir)
     char db[256], cal_path[256], other_path[256], bad_path[256];
     erd_diag diag = {0};
     snprintf(db, sizeof db, "%s/t.db", dir);
-    vix_store *st = NULL;
-    FILE *in = fmemopen((void *)catalog, sizeof catalog - 1, "r");
-    vix_import_opts io = {0};
-    int rc = vix_store_open(db, 0, &st, &diag);
-    if (rc == ERD_OK)
-        rc = vix_store_import(st, "video", in, &io, NULL, &diag);
-    vix_store_close(st);
-    fclose(in);
-    is_int(rc, ERD_OK, "catalog imported: %s", diag.msg);
-    vix_build_opts bo = {.db_path = db, .catalog = "video"};
+    is_int(fixture_import(db, "video", catalog, &diag), ERD_OK, "catalog imported: %s", diag.msg);
     vix_build_result br;
-    is_int(vix_build(&bo, &br, &diag), ERD_OK, "catalog built: %s", diag.msg);
+    is_int(fixture_build(db, "video", &br, &diag), ERD_OK, "catalog built: %s", diag.msg);
 
     vix_hypothesis hyps[2] = {{"ferris viewers day off", 22, -5120, true},
                               {"faris viewers day off", 21, -5310, true}};

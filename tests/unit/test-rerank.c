@@ -12,6 +12,7 @@
 #include "index/vix_rerank.h"
 #include "index/vix_resolve.h"
 #include "index/vix_store.h"
+#include "fixture.h"
 #include "tap.h"
 
 static size_t pack(const unsigned *ids, size_t n, uint8_t *out)
@@ -127,14 +128,6 @@ static void test_scores(const pho_channel *ch)
     vix_rerank_destroy(NULL);
 }
 
-static const char catalog[] =
-    "{\"id\":\"a\",\"name\":\"The Hunger Games\"}\n"
-    "{\"id\":\"b\",\"name\":\"Hunger Games: Mockingjay\",\"aliases\":[\"Mockingjay\"]}\n"
-    "{\"id\":\"c\",\"name\":\"Ferris Bueller's Day Off\"}\n"
-    "{\"id\":\"d\",\"name\":\"Paris When It Sizzles\"}\n"
-    "{\"id\":\"e\",\"name\":\"Harry Potter and the Sorcerer's Stone\"}\n"
-    "{\"id\":\"f\",\"name\":\"Fairest Days\"}\n";
-
 static void test_resolver(const pho_channel *ch_in)
 {
     char dir[] = "/tmp/erd-test-rerank-XXXXXX", db[256], chp[256], spec[300];
@@ -145,18 +138,10 @@ static void test_resolver(const pho_channel *ch_in)
     snprintf(chp, sizeof chp, "%s/channel.txt", dir);
     is_int(pho_channel_save(ch, chp, "test", &diag), ERD_OK, "channel saved");
 
-    vix_store *st = NULL;
-    FILE *in = fmemopen((void *)catalog, sizeof catalog - 1, "r");
-    vix_import_opts io = {0};
-    int rc = vix_store_open(db, 0, &st, &diag);
-    if (rc == ERD_OK)
-        rc = vix_store_import(st, "video", in, &io, NULL, &diag);
-    vix_store_close(st);
-    fclose(in);
-    is_int(rc, ERD_OK, "catalog imported: %s", diag.msg);
-    vix_build_opts bo = {.db_path = db, .catalog = "video"};
+    is_int(fixture_import(db, "video", fixture_six, &diag), ERD_OK, "catalog imported: %s",
+           diag.msg);
     vix_build_result br;
-    is_int(vix_build(&bo, &br, &diag), ERD_OK, "catalog built: %s", diag.msg);
+    is_int(fixture_build(db, "video", &br, &diag), ERD_OK, "catalog built: %s", diag.msg);
 
     vix_hypothesis hyps[2] = {{"ferris viewers day off", 22, -5120, true},
                               {"faris viewers day off", 21, -5310, true}};

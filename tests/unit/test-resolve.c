@@ -12,15 +12,8 @@
 #include "index/vix_build.h"
 #include "index/vix_resolve.h"
 #include "index/vix_store.h"
+#include "tests/unit/fixture.h"
 #include "tests/unit/tap.h"
-
-static const char catalog[] =
-    "{\"id\":\"a\",\"name\":\"The Hunger Games\"}\n"
-    "{\"id\":\"b\",\"name\":\"Hunger Games: Mockingjay\",\"aliases\":[\"Mockingjay\"]}\n"
-    "{\"id\":\"c\",\"name\":\"Ferris Bueller's Day Off\"}\n"
-    "{\"id\":\"d\",\"name\":\"Paris When It Sizzles\"}\n"
-    "{\"id\":\"e\",\"name\":\"Harry Potter and the Sorcerer's Stone\"}\n"
-    "{\"id\":\"f\",\"name\":\"Fairest Days\"}\n";
 
 static char db[256];
 
@@ -51,17 +44,9 @@ static int write_one(const char *upsert_json, const char *delete_id)
 
 static int write_one_catalog(void)
 {
-    static const char again[] = "{\"id\":\"w\",\"name\":\"Walrus Cathedral\"}\n";
-    vix_store *st = NULL;
     erd_diag d = {0};
-    FILE *in = fmemopen((void *)again, sizeof again - 1, "r");
-    int rc = vix_store_open(db, 0, &st, &d);
-    if (rc == ERD_OK)
-        rc = vix_store_import(st, "video", in, NULL, NULL, &d);
-    vix_store_close(st);
-    fclose(in);
-    vix_build_opts bo = {.db_path = db, .catalog = "video"};
-    return rc == ERD_OK ? vix_build(&bo, NULL, &d) : rc;
+    int rc = fixture_import(db, "video", "{\"id\":\"w\",\"name\":\"Walrus Cathedral\"}\n", &d);
+    return rc == ERD_OK ? fixture_build(db, "video", NULL, &d) : rc;
 }
 
 /* Top result of a 1-best query, its score in *score. */
@@ -105,14 +90,8 @@ int main(void)
     snprintf(db, sizeof db, "%s/t.db", dir);
     snprintf(rerank, sizeof rerank, "%s/phonetics/models/channel-v2.txt", src ? src : ".");
 
-    vix_store *st = NULL;
-    FILE *in = fmemopen((void *)catalog, sizeof catalog - 1, "r");
-    int rc = vix_store_open(db, 0, &st, &diag);
-    if (rc == ERD_OK)
-        rc = vix_store_import(st, "video", in, NULL, NULL, &diag);
-    vix_store_close(st);
-    fclose(in);
-    is_int(rc, ERD_OK, "catalog imported: %s", diag.msg);
+    is_int(fixture_import(db, "video", fixture_six, &diag), ERD_OK, "catalog imported: %s",
+           diag.msg);
     vix_build_opts bo = {.db_path = db, .catalog = "video"};
     vix_build_result br;
     is_int(vix_build(&bo, &br, &diag), ERD_OK, "catalog built: %s", diag.msg);
@@ -192,9 +171,9 @@ int main(void)
     }
 
     /* a deleted catalog stops being served */
-    st = NULL;
+    vix_store *st = NULL;
     int64_t id = 0;
-    rc = vix_store_open(db, 0, &st, &diag);
+    int rc = vix_store_open(db, 0, &st, &diag);
     if (rc == ERD_OK)
         rc = vix_store_catalog_find(st, "video", &id, &diag);
     if (rc == ERD_OK)

@@ -11,6 +11,7 @@
 #include "index/vix_resolve.h"
 #include "index/vix_snapshot.h"
 #include "index/vix_store.h"
+#include "tests/unit/fixture.h"
 #include "tests/unit/tap.h"
 
 static const char catalog[] =
@@ -61,16 +62,8 @@ int main(void)
     snprintf(copy, sizeof copy, "%s/bad.erd", dir);
     snprintf(out, sizeof out, "%s/replica", dir);
 
-    vix_store *st = NULL;
-    FILE *in = fmemopen((void *)catalog, sizeof catalog - 1, "r");
-    int rc = vix_store_open(db, 0, &st, &d);
-    if (rc == ERD_OK)
-        rc = vix_store_import(st, "video", in, NULL, NULL, &d);
-    vix_store_close(st);
-    fclose(in);
-    is_int(rc, ERD_OK, "imported: %s", d.msg);
-    vix_build_opts bo = {.db_path = db, .catalog = "video"};
-    is_int(vix_build(&bo, NULL, &d), ERD_OK, "built: %s", d.msg);
+    is_int(fixture_import(db, "video", catalog, &d), ERD_OK, "imported: %s", d.msg);
+    is_int(fixture_build(db, "video", NULL, &d), ERD_OK, "built: %s", d.msg);
 
     vix_snapshot_info info = {0};
     is_int(vix_snapshot_write(db, snap, &info, &d), ERD_OK, "snapshot written: %s", d.msg);
