@@ -7,6 +7,9 @@
 # Out: work, db, queries, url, pid, mtok, $work/bodies.jsonl; an EXIT trap
 # stops the server and removes the work folder.
 
+# shellcheck source=deploy/lib.sh
+. "$top/deploy/lib.sh"
+
 for tool in wrk curl python3; do
     command -v "$tool" >/dev/null || { echo "$me: $tool not found (deploy/packages.txt)" >&2; exit 1; }
 done
@@ -44,7 +47,7 @@ fi
 python3 "$top/tests/bench/bodies.py" "$queries" ${BENCH_MAP:-} >"$work/bodies.jsonl"
 echo "== $(wc -l <"$work/bodies.jsonl") request bodies from $queries"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 url=http://127.0.0.1:$port
 mtok=bench-metrics-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
 ERD_LOG_REQUESTS=false ERD_METRICS_TOKEN=$mtok \

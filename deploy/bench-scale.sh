@@ -17,6 +17,8 @@
 #   ERD_* variables reach every erd command (ERD_IVF_NPROBE=..., ERD_FAISS_FACTORY=...).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=deploy/lib.sh
+. "$top/deploy/lib.sh"
 erd=$top/${BUILD:-build}/erd
 data=$(cd "${1:-$top/../shared/data}" && pwd)
 count=${SCALE_COUNT:-1000000}
@@ -68,7 +70,7 @@ for which in scale exact; do
 done
 
 python3 "$top/tests/bench/bodies.py" "$data/queries/dev.jsonl" '*=big' >"$work/bodies.jsonl"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 s0=$(date +%s.%N)
 ERD_LOG_REQUESTS=false "$erd" serve --db "$work/scale.db" --listen "127.0.0.1:$port" 2>"$work/serve.log" &
 pid=$!

@@ -30,18 +30,9 @@ duration=${COMPARE_DURATION:-10}
 conns=${COMPARE_CONNS:-4}
 py=$top/tests/bench/compare.py
 
-sudo=
-[ "$(id -u)" -ne 0 ] && sudo=sudo
-mapfile -t pkgs < <(grep -v '^\s*#' "$top/deploy/bench-packages.txt" | grep -v '^\s*$')
-missing=()
-for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "compare.sh: installing ${missing[*]}"
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=deploy/lib.sh
+. "$top/deploy/lib.sh"
+install_packages "$top/deploy/bench-packages.txt" compare.sh
 pgbin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
 [ -x "$pgbin/initdb" ] || { echo "compare.sh: no PostgreSQL server binaries" >&2; exit 1; }
 [ -x "$erd" ] || { echo "compare.sh: $erd not built" >&2; exit 1; }
@@ -80,7 +71,7 @@ while read -r table file; do
     "$erd" import -q --db "$db" --catalog "$table" "$file"
     "$erd" build -q --db "$db" --catalog "$table"
 done < <(awk '{ print $2, $3 }' "$work/tables.txt" | sort -u)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 ERD_LOG_REQUESTS=false "$erd" serve --db "$db" --listen "127.0.0.1:$port" 2>"$work/serve.log" &
 pid=$!
 for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done

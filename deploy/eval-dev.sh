@@ -9,6 +9,8 @@
 set -euo pipefail
 data=$(cd "${1:?usage: eval-dev.sh DATA_DIR}" && pwd)
 top=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=deploy/lib.sh
+. "$top/deploy/lib.sh"
 erd=$top/${2:-build}/erd
 work=$(mktemp -d "${TMPDIR:-/tmp}/erd-eval.XXXXXX")
 pid=
@@ -27,7 +29,7 @@ done
 echo "== in process"
 "$erd" eval --db "$db" --queries "$data/queries/dev.jsonl"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 ERD_LOG_REQUESTS=false "$erd" serve --db "$db" --listen "127.0.0.1:$port" 2>"$work/serve.log" &
 pid=$!
 for _ in $(seq 100); do

@@ -11,22 +11,9 @@ cd "$top"
 builddir=${1:-build}
 shift || true
 
-sudo=
-if [ "$(id -u)" -ne 0 ]; then
-    sudo=sudo
-fi
-
-mapfile -t pkgs < <(grep -v '^\s*#' deploy/packages.txt | grep -v '^\s*$')
-missing=()
-for p in "${pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "setup: installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# shellcheck source=deploy/lib.sh
+. deploy/lib.sh
+install_packages deploy/packages.txt setup
 
 deploy/fetch-faiss-capi.sh
 

@@ -1,0 +1,25 @@
+# shellcheck shell=bash
+# Shell functions the deploy scripts share (sourced, not run).
+
+# Installs what LIST (a file: one Debian package a line, # comments) names
+# and dpkg does not have yet; WHO prefixes the message.  Uses sudo when not
+# root.
+install_packages() {
+    local list=$1 who=$2 p sudo=
+    local -a pkgs missing=()
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    mapfile -t pkgs < <(grep -v '^\s*#' "$list" | grep -v '^\s*$')
+    for p in "${pkgs[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "$who: installing ${missing[*]}"
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+# A TCP port free on 127.0.0.1 right now.
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
