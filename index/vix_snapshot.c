@@ -104,14 +104,16 @@ static int vix__collect_index(void *user, const vix_catalog_info *info)
     return rc;
 }
 
-/* One attempt: backup, then the index files the backup's metadata names.
- * ERD_ENOTFOUND when one of them vanished meanwhile (try again). */
-static int vix__snapshot_once(const char *db_path, const char *tmp_db, const char *tmp,
+/* One attempt: backup, then the index files the backup's metadata names,
+ * into a temporary that replaces out_path only when whole.  ERD_ENOTFOUND
+ * when one of them vanished meanwhile (try again). */
+static int vix__snapshot_once(const char *db_path, const char *tmp_db, const char *out_path,
                               vix_snapshot_info *info, erd_diag *diag)
 {
     vix_store *src = NULL, *copy = NULL;
     vix__names nm = {0};
-    vix__out o = {.hash = 0xcbf29ce484222325ULL};
+    vix__out o = {.hash = ERD_FNV1A64_OFFSET};
+    char tmp[4096] = "";
     int rc = vix_store_open(db_path, VIX_STORE_READONLY, &src, diag);
     if (rc == ERD_OK)
         rc = vix_store_backup(src, tmp_db, diag);
@@ -133,11 +135,9 @@ static int vix__snapshot_once(const char *db_path, const char *tmp_db, const cha
     if (rc < 0)
         goto out;
 
-    o.f = fopen(tmp, "wbe");
-    if (!o.f) {
-        rc = erd_fail(diag, ERD_EIO, "creating %s: %s", tmp, strerror(errno));
+    rc = erd_file_temp(out_path, tmp, sizeof tmp, &o.f, diag);
+    if (rc < 0)
         goto out;
-    }
     if (!vix__put(&o, VIX__SNAP_MAGIC, 8) || !vix__put_u64(&o, nm.n + 1, 4)) {
         rc = erd_fail(diag, ERD_EIO, "writing %s: %s", tmp, strerror(errno));
         goto out;
@@ -152,17 +152,20 @@ static int vix__snapshot_once(const char *db_path, const char *tmp_db, const cha
     if (rc < 0)
         goto out;
     uint64_t sum = o.hash;
-    if (!vix__put_u64(&o, sum, 8) || !vix__put(&o, VIX__SNAP_END, 8) || fflush(o.f) != 0 ||
-        fsync(fileno(o.f)) != 0) {
+    if (!vix__put_u64(&o, sum, 8) || !vix__put(&o, VIX__SNAP_END, 8)) {
         rc = erd_fail(diag, ERD_EIO, "writing %s: %s", tmp, strerror(errno));
         goto out;
     }
+    rc = erd_file_commit(o.f, tmp, out_path, diag); /* takes o.f */
+    o.f = NULL;
+    if (rc < 0)
+        goto out;
     info->files = nm.n + 1;
     info->bytes = o.bytes;
     info->checksum = sum;
 out:
-    if (o.f && fclose(o.f) != 0 && rc == ERD_OK)
-        rc = erd_fail(diag, ERD_EIO, "closing %s: %s", tmp, strerror(errno));
+    if (o.f)
+        erd_file_discard(o.f, tmp);
     free(nm.v);
     unlink(tmp_db);
     return rc;
@@ -171,24 +174,17 @@ out:
 int vix_snapshot_write(const char *db_path, const char *out_path, vix_snapshot_info *ret,
                        erd_diag *diag)
 {
-    char tmp[4096], tmp_db[4096];
+    char tmp_db[4096];
     vix_snapshot_info info = {0};
     if (!db_path || !out_path)
         return erd_fail(diag, ERD_EINVAL, "no database or output path");
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", out_path) >= (int)sizeof tmp ||
-        snprintf(tmp_db, sizeof tmp_db, "%s.db.tmp", out_path) >= (int)sizeof tmp_db)
+    if (snprintf(tmp_db, sizeof tmp_db, "%s.db.tmp", out_path) >= (int)sizeof tmp_db)
         return erd_fail(diag, ERD_ETOOLONG, "output path too long");
     int rc = ERD_ENOTFOUND;
     for (int attempt = 0; attempt < 5 && rc == ERD_ENOTFOUND; attempt++)
-        rc = vix__snapshot_once(db_path, tmp_db, tmp, &info, diag);
-    if (rc == ERD_OK && rename(tmp, out_path) != 0)
-        rc = erd_fail(diag, ERD_EIO, "renaming %s to %s: %s", tmp, out_path, strerror(errno));
-    if (rc == ERD_OK)
-        rc = erd_file_sync_dir(out_path, diag);
-    if (rc < 0) {
-        unlink(tmp);
+        rc = vix__snapshot_once(db_path, tmp_db, out_path, &info, diag);
+    if (rc < 0)
         return rc;
-    }
     if (ret)
         *ret = info;
     return ERD_OK;
@@ -225,7 +221,7 @@ static bool vix__get_u64(vix__in *in, uint64_t *v, int width)
  * into dir. */
 static int vix__walk(const char *snap, const char *dir, vix_snapshot_info *info, erd_diag *diag)
 {
-    vix__in in = {.hash = 0xcbf29ce484222325ULL};
+    vix__in in = {.hash = ERD_FNV1A64_OFFSET};
     FILE *out = NULL;
     char path[4096] = "";
     int rc = ERD_OK;
@@ -260,13 +256,15 @@ static int vix__walk(const char *snap, const char *dir, vix_snapshot_info *info,
             rc = erd_fail(diag, ERD_ECORRUPT, "snapshot %s: bad file name \"%.100s\"", snap, name);
             goto out;
         }
+        char final[4096];
         if (dir) {
-            snprintf(path, sizeof path, "%s/%s.tmp", dir, name);
-            out = fopen(path, "wbe");
-            if (!out) {
-                rc = erd_fail(diag, ERD_EIO, "%s: %s", path, strerror(errno));
+            if (snprintf(final, sizeof final, "%s/%s", dir, name) >= (int)sizeof final) {
+                rc = erd_fail(diag, ERD_ETOOLONG, "%s/%s: path too long", dir, name);
                 goto out;
             }
+            rc = erd_file_temp(final, path, sizeof path, &out, diag);
+            if (rc < 0)
+                goto out;
         }
         char buf[1 << 16];
         while (size) {
@@ -282,15 +280,10 @@ static int vix__walk(const char *snap, const char *dir, vix_snapshot_info *info,
             size -= n;
         }
         if (out) {
-            char final[4096];
-            int bad = fflush(out) != 0 || fsync(fileno(out)) != 0;
-            bad |= fclose(out) != 0;
+            rc = erd_file_commit(out, path, final, diag); /* takes out */
             out = NULL;
-            snprintf(final, sizeof final, "%s/%s", dir, name);
-            if (bad || rename(path, final) != 0) {
-                rc = erd_fail(diag, ERD_EIO, "%s: %s", final, strerror(errno));
+            if (rc < 0)
                 goto out;
-            }
         }
     }
     uint64_t sum = in.hash, stored;
@@ -306,10 +299,7 @@ static int vix__walk(const char *snap, const char *dir, vix_snapshot_info *info,
     info->bytes = (uint64_t)sb.st_size - 16;
     info->checksum = sum;
 out:
-    if (out) {
-        fclose(out);
-        unlink(path);
-    }
+    erd_file_discard(out, out ? path : NULL);
     fclose(in.f);
     return rc;
 }
