@@ -15,7 +15,6 @@
 #define PHO__CH_VERSION 1
 #define PHO__CH_FILE_MAX (1u << 20)
 #define PHO__CH_META_MAX 1024
-#define ERD_FNV1A64_OFFSET 0xcbf29ce484222325ULL
 /* Rows are written with 9 significant digits; a sum further than this from 1
  * was edited or damaged in a way the checksum could not catch. */
 #define PHO__CH_SUM_TOL 1e-5

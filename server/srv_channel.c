@@ -168,7 +168,7 @@ int srv_cli_channel(int argc, char **argv)
     pho_channel_train_stats st;
     pho_channel *ch = NULL;
     erd_diag diag = {0};
-    srv__ch_load ld = {.checksum = 0xcbf29ce484222325ULL};
+    srv__ch_load ld = {.checksum = ERD_FNV1A64_OFFSET};
     char meta[512];
 
     pho_channel_train_opts_init(&to);

@@ -259,7 +259,7 @@ int srv_cli_train(int argc, char **argv)
     pho_encoder *bl = NULL;
     vix_phrase *ph = NULL;
     erd_diag diag = {0};
-    srv__load_stats st = {0, 0, 0, 0xcbf29ce484222325ULL, 0};
+    srv__load_stats st = {0, 0, 0, ERD_FNV1A64_OFFSET, 0};
     pho_train_result res;
     char meta[2 * PHO_MODEL_META_MAX], date[32]; /* meta is cut to size on save */
     double t0 = srv__now();
