@@ -874,19 +874,8 @@ int vix_store_import(vix_store *store, const char *catalog, FILE *in, const vix_
     vix__stmt_release(&up);
 
     /* an import that carried no records changed nothing an index depends on */
-    if (cx.res.lines > 0) {
-        vix__stmt bump = {0};
-        err = vix__stmt_acquire(store, VIX__ST_CATALOG_BUMP, &bump, diag);
-        if (err)
-            goto out;
-        sqlite3_bind_int64(bump.st, 1, cx.catalog_id);
-        int rc = sqlite3_step(bump.st);
-        if (rc != SQLITE_DONE)
-            err = vix__db_fail(store, diag, rc, "bumping catalog generation");
-        vix__stmt_release(&bump);
-        if (err)
-            goto out;
-    }
+    if (cx.res.lines > 0 && (err = vix_store_catalog_bump(store, cx.catalog_id, diag)) < 0)
+        goto out;
     err = vix__exec(store, nested ? "RELEASE vix_import" : "COMMIT", diag);
     if (err)
         goto out;

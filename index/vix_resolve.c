@@ -93,7 +93,6 @@ typedef struct vix__delta {
 
 typedef struct vix__catalog {
     const char *name; /* interned: stays valid while the resolver lives */
-    int64_t id;
     vix__base *base;
     vix__delta *delta; /* NULL: nothing changed since the base */
 } vix__catalog;
@@ -837,7 +836,7 @@ static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalo
         goto out;
     }
     nv->catalogs[nv->n_catalogs++] =
-        (vix__catalog){.name = name, .id = row->id, .base = base, .delta = delta};
+        (vix__catalog){.name = name, .base = base, .delta = delta};
 out:
     vix_index_meta_clear(&meta);
     return rc;
