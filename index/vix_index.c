@@ -11,6 +11,8 @@
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +45,11 @@ struct vix_index {
      * vix__flat_search: Debian's generic FAISS build scores flat indexes one
      * scalar product at a time (fvec_inner_product_ref; measured 0.8 ms of a
      * 1.4 ms resolve on 15k vectors).  flat_x and flat_ids borrow FAISS's
-     * arrays; all are refreshed after every add. */
+     * arrays.  An add drops them (it may move FAISS's arrays); the first
+     * search after it makes them again, so a build adding chunk after chunk
+     * and never searching does not convert the whole index per chunk. */
+    pthread_mutex_t flat_mu;    /* first searches may race to attach */
+    atomic_bool flat_current;   /* the fields below match FAISS's arrays */
     uint16_t *flat_h;      /* owned: bfloat16 copy, transposed (vix__flat_attach) */
     bool flat_pairs;       /* flat_h holds dimension pairs per lane, for vdpbf16ps */
     const float *flat_x;   /* the vectors, row-major */
@@ -73,6 +79,7 @@ static uint16_t vix__bf16(float x)
  * copy the index is searched through FAISS. */
 static void vix__flat_attach(vix_index *ix)
 {
+    atomic_store(&ix->flat_current, true); /* also when the index has no flat shape */
     free(ix->flat_h);
     ix->flat_h = NULL;
     ix->flat_x = NULL;
@@ -126,6 +133,18 @@ static void vix__flat_attach(vix_index *ix)
     ix->flat_ids = ids;
     ix->flat_n = nids;
     ix->flat_maxnorm = maxnorm;
+}
+
+/* Makes the flat fields current before a search; cheap once they are. */
+static void vix__flat_current(const vix_index *cix)
+{
+    vix_index *ix = (vix_index *)cix; /* a cache of FAISS's arrays, not the index itself */
+    if (atomic_load(&ix->flat_current))
+        return;
+    pthread_mutex_lock(&ix->flat_mu);
+    if (!atomic_load(&ix->flat_current))
+        vix__flat_attach(ix);
+    pthread_mutex_unlock(&ix->flat_mu);
 }
 
 /* Scores of q against nblk transposed blocks: out[b * VIX_LANES + l], from
@@ -706,20 +725,13 @@ int vix_index_create(const char *factory, size_t dim, vix_index **ret, erd_diag 
         free(ix);
         return err;
     }
-    if (params[0]) {
-        FaissParameterSpace *ps = NULL;
-        int err = ERD_OK;
-        if (faiss_ParameterSpace_new(&ps) != 0 ||
-            faiss_ParameterSpace_set_index_parameters(ps, ix->idx, params) != 0)
-            err = faiss_fail(diag, ERD_EINVAL, params);
-        faiss_ParameterSpace_free(ps);
-        if (err) {
-            faiss_Index_free(ix->idx);
-            free(ix);
-            return err;
-        }
-    }
+    pthread_mutex_init(&ix->flat_mu, NULL);
     ix->dim = dim;
+    int err = params[0] ? vix_index_set_params(ix, params, diag) : ERD_OK;
+    if (err) {
+        vix_index_destroy(ix);
+        return err;
+    }
     *ret = ix;
     return ERD_OK;
 }
@@ -730,6 +742,7 @@ void vix_index_destroy(vix_index *index)
         return;
     faiss_Index_free(index->idx);
     free(index->flat_h);
+    pthread_mutex_destroy(&index->flat_mu);
     free(index);
 }
 
@@ -777,9 +790,13 @@ int vix_index_add(vix_index *index, size_t n, const float *x, const int64_t *ids
             return erd_fail(diag, ERD_EINVAL, "vector %zu has negative id %" PRId64, i, ids[i]);
     if (!faiss_Index_is_trained(index->idx))
         return erd_fail(diag, ERD_EINVAL, "index must be trained before adding vectors");
+    /* the add may move FAISS's arrays, failing or not */
+    free(index->flat_h);
+    index->flat_h = NULL;
+    index->flat_n = 0;
+    atomic_store(&index->flat_current, false);
     if (faiss_Index_add_with_ids(index->idx, (idx_t)n, x, (const idx_t *)ids) != 0)
         return faiss_fail(diag, ERD_EFAISS, "adding vectors");
-    vix__flat_attach(index); /* the add may have moved FAISS's arrays */
     return ERD_OK;
 }
 
@@ -806,6 +823,7 @@ int vix_index_search(const vix_index *index, size_t nq, const float *queries, si
         return erd_fail(diag, ERD_EINVAL, "%zu queries are too many", nq);
     if (nq == 0)
         return ERD_OK;
+    vix__flat_current(index);
     if (index->flat_n) {
         for (size_t i = 0; i < nq; i++)
             if (vix__flat_search(index, queries + i * index->dim, k, ret_scores + i * k,
@@ -917,7 +935,8 @@ int vix_index_read(const char *path, vix_index **ret, erd_diag *diag)
     ix->idx = idx;
     ix->dim = (size_t)d;
     idx = NULL;
-    vix__flat_attach(ix);
+    pthread_mutex_init(&ix->flat_mu, NULL);
+    vix__flat_attach(ix); /* now, not in the first resolve */
     *ret = ix;
     err = ERD_OK;
 out:
