@@ -30,14 +30,6 @@ static double vix__now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-int vix_index_path_for(const char *db_path, const char *catalog, char *out, size_t outcap)
-{
-    int n = snprintf(out, outcap, "%s.%s.faiss", db_path, catalog);
-    if (n < 0 || (size_t)n >= outcap)
-        return ERD_ETOOLONG;
-    return ERD_OK;
-}
-
 /* The generation says what the file holds; the clock keeps two builds of
  * one generation (another encoder, say) from writing the same name. */
 static int vix__index_file_for(const char *db_path, const char *catalog, int64_t generation,

@@ -49,12 +49,6 @@ typedef struct vix_build_result {
     uint64_t index_bytes; /* size of the index file */
 } vix_build_result;
 
-/* Legacy index file name of a catalog, "<db>.<catalog>.faiss" (builds now
- * write "<db>.<catalog>.<generation>-<stamp>.faiss", a new file each time,
- * and delete the one it replaces once the metadata names the new one).
- * ERD_ETOOLONG when it does not fit. */
-int vix_index_path_for(const char *db_path, const char *catalog, char *out, size_t outcap);
-
 /* Where an index file named in metadata (relative to the database's folder
  * unless absolute) is.  ERD_ETOOLONG when it does not fit. */
 int vix_index_file_path(const char *db_path, const char *file, char *out, size_t outcap);

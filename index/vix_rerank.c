@@ -227,15 +227,14 @@ double vix_rerank_pair(const vix_rerank *rr, const uint8_t *hyp, size_t n_hyp, c
 #define VIX__ROW (VIX_RR_TOKENS_MAX + 1)
 #define VIX__SYMS (2 * PHO_N_PHONES) /* a reference phone with its word-start bit */
 
-/* One hypothesis with its channel costs laid out by position, so a lane
- * reads the cost of (ref symbol, hyp position j) at sub[sym * VIX__ROW + j]. */
+/* One hypothesis with its channel costs laid out by position: the cost of
+ * hearing hyp position j when reference symbol sym was said is
+ * sub_j[j * VIX__SYMS + sym], so every lane of a step reads one row (the
+ * AVX-512 kernel loads it into registers and permutes). */
 typedef struct vix__rr_prep {
     size_t nh;
     float self;
     float ins[VIX__ROW];
-    float sub[2 * PHO_N_PHONES * VIX__ROW];
-    /* the same costs position-major, sub_j[j * VIX__SYMS + sym], for the
-     * register-table lookup of vix__rr_lanes_avx512 */
     float sub_j[VIX__ROW * VIX__SYMS];
 } vix__rr_prep;
 
@@ -251,16 +250,13 @@ static void vix__rr_prepare(const vix_rerank *rr, const uint8_t *hyp, size_t nh,
         p->ins[j] = rr->ins[VIX__WS(h)][VIX__PH(h)];
         p->self += rr->self[VIX__WS(h)][VIX__PH(h)];
     }
-    for (unsigned rw = 0; rw < 2; rw++)
-        for (unsigned rp = 0; rp < PHO_N_PHONES; rp++) {
-            float *row = p->sub + (rw * PHO_N_PHONES + rp) * VIX__ROW;
-            row[0] = 0;
-            for (size_t j = 1; j <= nh; j++) {
-                uint8_t h = hyp[j - 1];
-                row[j] = rr->sub[rw][VIX__WS(h)][rp][VIX__PH(h)];
-                p->sub_j[j * VIX__SYMS + rw * PHO_N_PHONES + rp] = row[j];
-            }
-        }
+    for (size_t j = 1; j <= nh; j++) {
+        uint8_t h = hyp[j - 1];
+        float *row = p->sub_j + j * VIX__SYMS;
+        for (unsigned rw = 0; rw < 2; rw++)
+            for (unsigned rp = 0; rp < PHO_N_PHONES; rp++)
+                row[rw * PHO_N_PHONES + rp] = rr->sub[rw][VIX__WS(h)][rp][VIX__PH(h)];
+    }
 }
 
 /* What a batch of VIX__LANES phrases needs at each of its rows, whichever
@@ -387,7 +383,7 @@ vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *p
         for (size_t j = 1; j <= nh; j++) {
             const float in_cost = p->ins[j];
             for (size_t l = 0; l < VIX__LANES; l++) {
-                float m = diag[l] + p->sub[sym[l] * VIX__ROW + (int32_t)j];
+                float m = diag[l] + p->sub_j[j * VIX__SYMS + (size_t)sym[l]];
                 float d = row[j][l] + del[l];
                 float in = row[j - 1][l] + in_cost;
                 diag[l] = row[j][l];
