@@ -183,26 +183,40 @@ static void srv__live_catalogs(srv__text *t, vix_resolver *resolver)
         {"erd_rebuild_running", "1 while a background rebuild of the catalog runs."},
         {"erd_rebuild_last_seconds", "Duration of the last finished background rebuild."},
     };
-    size_t n = vix_resolver_catalog_count(resolver);
+    /* Each catalog's status once (a status call takes the view and the job
+     * lock), so every family shows the same moment. */
+    size_t n = vix_resolver_catalog_count(resolver), m = 0;
+    struct {
+        const char *name;
+        vix_serving_status st;
+    } *cats = calloc(n + 1, sizeof *cats);
+    if (!cats) {
+        t->failed = true;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        cats[m].name = vix_resolver_catalog_name(resolver, i);
+        if (cats[m].name) {
+            vix_resolver_status(resolver, cats[m].name, &cats[m].st);
+            m++;
+        }
+    }
     for (size_t f = 0; f < sizeof families / sizeof families[0]; f++) {
         srv__head(t, families[f].name, "gauge", families[f].help);
-        for (size_t i = 0; i < n; i++) {
-            const char *cat = vix_resolver_catalog_name(resolver, i);
-            vix_serving_status st;
+        for (size_t i = 0; i < m; i++) {
+            const vix_serving_status *st = &cats[i].st;
             char label[6 * 256 + 1];
-            if (!cat)
-                continue;
-            vix_resolver_status(resolver, cat, &st);
-            srv__label(label, sizeof label, cat);
-            double v = f == 0   ? (double)st.served_generation
-                       : f == 1 ? (double)st.index_generation
-                       : f == 2 ? (double)st.index_vectors
-                       : f == 3 ? (double)st.delta_entities
-                       : f == 4 ? (st.rebuild.state == VIX_REBUILD_RUNNING)
-                                : st.rebuild.seconds;
+            srv__label(label, sizeof label, cats[i].name);
+            double v = f == 0   ? (double)st->served_generation
+                       : f == 1 ? (double)st->index_generation
+                       : f == 2 ? (double)st->index_vectors
+                       : f == 3 ? (double)st->delta_entities
+                       : f == 4 ? (st->rebuild.state == VIX_REBUILD_RUNNING)
+                                : st->rebuild.seconds;
             srv__emit(t, "%s{catalog=\"%s\"} %.9g\n", families[f].name, label, v);
         }
     }
+    free(cats);
 }
 
 int srv_metrics_render(srv_metrics *m, vix_resolver *resolver, int64_t in_flight, char **ret_text,
