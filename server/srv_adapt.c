@@ -177,10 +177,8 @@ int srv_cli_adapt(int argc, char **argv)
                         "Try 'erd adapt --help'.\n");
         return SRV_EXIT_USAGE;
     }
-    if ((rc = srv_cli_load_config(config, &cfg, &diag)) < 0) {
-        fprintf(stderr, "erd adapt: %s\n", erd_diag_message(&diag, rc));
-        return srv_cli_exit_code(rc);
-    }
+    if ((rc = srv_cli_load_config(config, &cfg, &diag)) < 0)
+        return srv_cli_fail("adapt", &diag, rc);
     /* Defaults follow the configuration: the encoder it builds with and the
      * channel its rerank scores with. */
     if (!base) {
@@ -197,10 +195,8 @@ int srv_cli_adapt(int argc, char **argv)
         int enabled = 0;
         rc = vix_rerank_spec_parse(srv_cli_rerank_spec(cfg.rerank, spec, sizeof spec),
                                    channel_path, sizeof channel_path, &ro, &enabled, &diag);
-        if (rc < 0) {
-            fprintf(stderr, "erd adapt: %s\n", erd_diag_message(&diag, rc));
-            return srv_cli_exit_code(rc);
-        }
+        if (rc < 0)
+            return srv_cli_fail("adapt", &diag, rc);
         if (!enabled) {
             fprintf(stderr, "erd adapt: rerank is off in the configuration; name a noise "
                             "channel with --channel\n");
@@ -218,10 +214,8 @@ int srv_cli_adapt(int argc, char **argv)
         return SRV_EXIT_USAGE;
     }
     rc = srv__adapt_export(db, catalog, names, sizeof names, &phrases, &diag);
-    if (rc < 0) {
-        fprintf(stderr, "erd adapt: %s\n", erd_diag_message(&diag, rc));
-        return srv_cli_exit_code(rc);
-    }
+    if (rc < 0)
+        return srv_cli_fail("adapt", &diag, rc);
     if (!quiet)
         fprintf(stderr, "erd adapt: %llu names and aliases of catalog \"%s\", from %s\n",
                 phrases, catalog, base_path);

@@ -450,9 +450,7 @@ out:
     fclose(in);
     if (hold)
         fclose(hold);
-    if (rc < 0) {
-        fprintf(stderr, "erd calibrate: %s\n", erd_diag_message(&diag, rc));
-        return srv_cli_exit_code(rc);
-    }
+    if (rc < 0)
+        return srv_cli_fail("calibrate", &diag, rc);
     return SRV_EXIT_OK;
 }

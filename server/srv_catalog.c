@@ -14,12 +14,6 @@
 #include "server/srv_admin.h"
 #include "server/srv_cli.h"
 
-static int srv__usage(const char *cmd)
-{
-    fprintf(stderr, "Try 'erd %s --help'.\n", cmd);
-    return SRV_EXIT_USAGE;
-}
-
 /* --db FILE and --config FILE, the options every command here takes; the
  * positional arguments stay in argv[optind..]. */
 static int srv__parse(int argc, char **argv, const char *cmd, const char *help, const char **db,
@@ -39,30 +33,28 @@ static int srv__parse(int argc, char **argv, const char *cmd, const char *help, 
         case 'd': *db = optarg; break;
         case 'c':
             if (!catalog)
-                return srv__usage(cmd);
+                return srv_cli_bad_usage(cmd);
             *catalog = optarg;
             break;
         case 'o':
             if (!out)
-                return srv__usage(cmd);
+                return srv_cli_bad_usage(cmd);
             *out = optarg;
             break;
         case 'C': config = optarg; break;
         case 'h': fputs(help, stdout); return -1;
-        default: return srv__usage(cmd);
+        default: return srv_cli_bad_usage(cmd);
         }
     }
     erd_diag diag = {0};
     int rc = srv_cli_load_config(config, cfg, &diag);
-    if (rc < 0) {
-        fprintf(stderr, "erd %s: %s\n", cmd, erd_diag_message(&diag, rc));
-        return srv_cli_exit_code(rc);
-    }
+    if (rc < 0)
+        return srv_cli_fail(cmd, &diag, rc);
     if (!*db)
         *db = cfg->db;
     if (want_catalog && !*catalog) {
         fprintf(stderr, "erd %s: --catalog is required\n", cmd);
-        return srv__usage(cmd);
+        return srv_cli_bad_usage(cmd);
     }
     if (access(*db, F_OK) != 0) {
         fprintf(stderr, "erd %s: %s: no such database\n", cmd, *db);
@@ -76,8 +68,7 @@ static int srv__print(const char *cmd, int rc, const erd_diag *diag, char *json)
 {
     if (rc < 0) {
         free(json);
-        fprintf(stderr, "erd %s: %s\n", cmd, erd_diag_message(diag, rc));
-        return srv_cli_exit_code(rc);
+        return srv_cli_fail(cmd, diag, rc);
     }
     printf("%s\n", json);
     free(json);
@@ -119,7 +110,7 @@ int srv_cli_catalog(int argc, char **argv)
     bool named = strcmp(verb, "list") != 0;
     if (!*verb || (named && left != 2) || (!named && left != 1)) {
         fprintf(stderr, "erd catalog: expected list, or create|describe|delete NAME\n");
-        return srv__usage("catalog");
+        return srv_cli_bad_usage("catalog");
     }
     if (!strcmp(verb, "list"))
         return srv__run("catalog", db, SRV_ADMIN_LIST, NULL, NULL, NULL);
@@ -136,7 +127,7 @@ int srv_cli_catalog(int argc, char **argv)
         return rc;
     }
     fprintf(stderr, "erd catalog: unknown action \"%s\"\n", verb);
-    return srv__usage("catalog");
+    return srv_cli_bad_usage("catalog");
 }
 
 /* JSON lines from stdin through the bulk writer: committed chunk by chunk,
@@ -183,7 +174,7 @@ int srv_cli_entity(int argc, char **argv)
         return rc < 0 ? SRV_EXIT_OK : rc;
     if (argc - optind != 2) {
         fprintf(stderr, "erd entity: expected upsert JSON|-, get ID or delete ID\n");
-        return srv__usage("entity");
+        return srv_cli_bad_usage("entity");
     }
     const char *verb = argv[optind], *arg = argv[optind + 1];
     if (!strcmp(verb, "upsert"))
@@ -194,7 +185,7 @@ int srv_cli_entity(int argc, char **argv)
     if (!strcmp(verb, "delete"))
         return srv__run("entity", db, SRV_ADMIN_DELETE_ENTITY, catalog, arg, NULL);
     fprintf(stderr, "erd entity: unknown action \"%s\"\n", verb);
-    return srv__usage("entity");
+    return srv_cli_bad_usage("entity");
 }
 
 int srv_cli_snapshot(int argc, char **argv)
@@ -215,15 +206,13 @@ int srv_cli_snapshot(int argc, char **argv)
         return rc < 0 ? SRV_EXIT_OK : rc;
     if (!out || optind != argc) {
         fprintf(stderr, "erd snapshot: --out SNAPSHOT is required (and nothing else)\n");
-        return srv__usage("snapshot");
+        return srv_cli_bad_usage("snapshot");
     }
     vix_snapshot_info info;
     erd_diag diag = {0};
     rc = vix_snapshot_write(db, out, &info, &diag);
-    if (rc < 0) {
-        fprintf(stderr, "erd snapshot: %s\n", erd_diag_message(&diag, rc));
-        return srv_cli_exit_code(rc);
-    }
+    if (rc < 0)
+        return srv_cli_fail("snapshot", &diag, rc);
     fprintf(stderr, "erd snapshot: %s: %llu files, %llu bytes, fnv1a64 %016llx\n", out,
             (unsigned long long)info.files, (unsigned long long)info.bytes,
             (unsigned long long)info.checksum);

@@ -229,10 +229,8 @@ int srv_cli_channel(int argc, char **argv)
         files[n_files++] = s;
     }
     cfg_config cfg;
-    if ((rc = srv_cli_load_config(config, &cfg, &diag)) < 0) {
-        fprintf(stderr, "erd channel: %s\n", erd_diag_message(&diag, rc));
-        return srv_cli_exit_code(rc);
-    }
+    if ((rc = srv_cli_load_config(config, &cfg, &diag)) < 0)
+        return srv_cli_fail("channel", &diag, rc);
 
     ld.ref = malloc(sizeof *ld.ref);
     ld.hyp = malloc(sizeof *ld.hyp);
@@ -269,10 +267,8 @@ int srv_cli_channel(int argc, char **argv)
                 (unsigned long long)pho_channel_checksum(ch));
     ex = SRV_EXIT_OK;
 out:
-    if (rc < 0) {
-        fprintf(stderr, "erd channel: %s\n", erd_diag_message(&diag, rc));
-        ex = srv_cli_exit_code(rc);
-    }
+    if (rc < 0)
+        ex = srv_cli_fail("channel", &diag, rc);
     pho_channel_destroy(ch);
     pho_channel_trainer_destroy(ld.tr);
     pho_g2p_destroy(ld.g2p);

@@ -85,7 +85,7 @@ int srv_cli_model_dir(const char *setting)
     return pho_encoder_set_model_dir(models);
 }
 
-static int srv__fail(const char *cmd, const erd_diag *diag, int err)
+int srv_cli_fail(const char *cmd, const erd_diag *diag, int err)
 {
     fprintf(stderr, "erd %s: %s\n", cmd, erd_diag_message(diag, err));
     return srv_cli_exit_code(err);
@@ -130,10 +130,10 @@ static int srv__config(const char *cmd, const char *path, cfg_config *cfg)
 {
     erd_diag diag = {0};
     int rc = srv_cli_load_config(path, cfg, &diag);
-    return rc < 0 ? srv__fail(cmd, &diag, rc) : SRV_EXIT_OK;
+    return rc < 0 ? srv_cli_fail(cmd, &diag, rc) : SRV_EXIT_OK;
 }
 
-static int srv__bad_usage(const char *cmd)
+int srv_cli_bad_usage(const char *cmd)
 {
     fprintf(stderr, "Try 'erd %s --help'.\n", cmd);
     return SRV_EXIT_USAGE;
@@ -204,12 +204,12 @@ int srv_cli_import(int argc, char **argv)
                    "  -q, --quiet            no progress on stderr\n");
             return SRV_EXIT_OK;
         default:
-            return srv__bad_usage("import");
+            return srv_cli_bad_usage("import");
         }
     }
     if (optind != argc - 1) {
         fprintf(stderr, "erd import: expected one ENTITIES file (or -)\n");
-        return srv__bad_usage("import");
+        return srv_cli_bad_usage("import");
     }
     cfg_config cfg;
     int rc = srv__config("import", config, &cfg);
@@ -219,7 +219,7 @@ int srv_cli_import(int argc, char **argv)
         db = cfg.db;
     if (!catalog) {
         fprintf(stderr, "erd import: --catalog is required\n");
-        return srv__bad_usage("import");
+        return srv_cli_bad_usage("import");
     }
     const char *path = argv[optind];
     FILE *in = stdin;
@@ -314,12 +314,12 @@ int srv_cli_build(int argc, char **argv)
                    "  -q, --quiet        no progress on stderr\n");
             return SRV_EXIT_OK;
         default:
-            return srv__bad_usage("build");
+            return srv_cli_bad_usage("build");
         }
     }
     if (optind != argc) {
         fprintf(stderr, "erd build: unexpected argument \"%s\"\n", argv[optind]);
-        return srv__bad_usage("build");
+        return srv_cli_bad_usage("build");
     }
     cfg_config cfg;
     int rc = srv__config("build", config, &cfg);
@@ -327,7 +327,7 @@ int srv_cli_build(int argc, char **argv)
         return rc;
     if (!catalog) {
         fprintf(stderr, "erd build: --catalog is required\n");
-        return srv__bad_usage("build");
+        return srv_cli_bad_usage("build");
     }
     if (access(db ? db : cfg.db, F_OK) != 0) {
         fprintf(stderr, "erd build: %s: no such database (run erd import first)\n",
@@ -353,7 +353,7 @@ int srv_cli_build(int argc, char **argv)
     if (bo.progress)
         fputc('\n', stderr);
     if (rc < 0)
-        return srv__fail("build", &diag, rc);
+        return srv_cli_fail("build", &diag, rc);
     if (!quiet)
         fprintf(stderr,
                 "erd build: catalog \"%s\": %llu entities, %llu vectors (%s, %s) in %.2f s "
@@ -519,22 +519,22 @@ int srv_cli_serve(int argc, char **argv)
                    "  --config FILE        configuration file (see config/erd.conf)\n");
             return SRV_EXIT_OK;
         default:
-            return srv__bad_usage("serve");
+            return srv_cli_bad_usage("serve");
         }
     }
     if (optind != argc) {
         fprintf(stderr, "erd serve: unexpected argument \"%s\"\n", argv[optind]);
-        return srv__bad_usage("serve");
+        return srv_cli_bad_usage("serve");
     }
     if (snapshot && db) {
         fprintf(stderr, "erd serve: --db and --snapshot exclude each other\n");
-        return srv__bad_usage("serve");
+        return srv_cli_bad_usage("serve");
     }
     if (snapshot) {
         erd_diag sd = {0};
         int src = srv__replica_init(&replica, snapshot, &sd);
         if (src < 0)
-            return srv__fail("serve", &sd, src);
+            return srv_cli_fail("serve", &sd, src);
         db = replica.db;
     }
     /* Flags are kept as overrides so a reload (SIGHUP) re-reads the file
@@ -563,10 +563,10 @@ int srv_cli_serve(int argc, char **argv)
     if (rc == ERD_OK)
         rc = vix_simd_limit(cfg.simd, &cdiag);
     if (rc < 0)
-        return srv__fail("serve", &cdiag, rc);
+        return srv_cli_fail("serve", &cdiag, rc);
     rc = srv_cli_model_dir(cfg.model_dir);
     if (rc < 0)
-        return srv__fail("serve", &cdiag, erd_fail(&cdiag, rc, "model_dir too long"));
+        return srv_cli_fail("serve", &cdiag, erd_fail(&cdiag, rc, "model_dir too long"));
     if (access(cfg.db, F_OK) != 0) {
         fprintf(stderr, "erd serve: %s: no such database (run erd import and erd build first)\n",
                 cfg.db);
@@ -591,7 +591,7 @@ int srv_cli_serve(int argc, char **argv)
     double t0 = srv__now();
     rc = vix_resolver_open(&ro, &resolver, &diag);
     if (rc < 0)
-        return srv__fail("serve", &diag, rc);
+        return srv_cli_fail("serve", &diag, rc);
     size_t n = vix_resolver_catalog_count(resolver);
     fprintf(stderr, "erd: loaded %zu catalog%s from %s in %.2f s", n, n == 1 ? "" : "s", cfg.db,
             srv__now() - t0);
@@ -614,7 +614,7 @@ int srv_cli_serve(int argc, char **argv)
     rc = srv_http_run(&cfg, &ho, resolver, &diag);
     vix_resolver_close(resolver);
     if (rc < 0)
-        return srv__fail("serve", &diag, rc);
+        return srv_cli_fail("serve", &diag, rc);
     return SRV_EXIT_OK;
 }
 
@@ -659,12 +659,12 @@ int srv_cli_resolve(int argc, char **argv)
                    "  --config FILE    configuration file\n");
             return SRV_EXIT_OK;
         default:
-            return srv__bad_usage("resolve");
+            return srv_cli_bad_usage("resolve");
         }
     }
     if (optind >= argc || !catalog) {
         fprintf(stderr, "erd resolve: need --catalog and at least one TEXT\n");
-        return srv__bad_usage("resolve");
+        return srv_cli_bad_usage("resolve");
     }
     cfg_config cfg;
     int rc = srv__config("resolve", config, &cfg);
@@ -730,7 +730,7 @@ out:
     free(hyps);
     free(results);
     if (rc < 0)
-        return srv__fail("resolve", &diag, rc);
+        return srv_cli_fail("resolve", &diag, rc);
     return SRV_EXIT_OK;
 }
 
@@ -758,7 +758,7 @@ int srv_cli_config(int argc, char **argv)
                    "Exits 78 naming the key and line when the configuration is invalid.\n");
             return SRV_EXIT_OK;
         default:
-            return srv__bad_usage("config");
+            return srv_cli_bad_usage("config");
         }
     }
     cfg_config cfg;

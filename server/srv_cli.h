@@ -41,6 +41,11 @@ int srv_cli_load_config(const char *path, struct cfg_config *cfg, erd_diag *diag
 /* Exit code for an erd error code. */
 int srv_cli_exit_code(int err);
 
+/* Prints "erd CMD: message" and returns err's exit code. */
+int srv_cli_fail(const char *cmd, const erd_diag *diag, int err);
+/* Points at --help and returns the usage exit code. */
+int srv_cli_bad_usage(const char *cmd);
+
 /* The rerank spec to hand the resolver: spec itself, or with its relative
  * channel file resolved against the folder above the erd binary's (a build
  * folder inside the source tree) when the working directory lacks it, so

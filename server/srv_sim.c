@@ -39,12 +39,6 @@ static int srv__sim_fail(const char *cmd, const erd_diag *diag, int err)
     return srv__sim_exit(err);
 }
 
-static int srv__sim_usage(const char *cmd)
-{
-    fprintf(stderr, "Try 'erd %s --help'.\n", cmd);
-    return SRV_EXIT_USAGE;
-}
-
 static int srv__parse_u64(const char *cmd, const char *opt, const char *s, unsigned long long max,
                           unsigned long long *ret)
 {
@@ -145,12 +139,12 @@ int srv_cli_phrases(int argc, char **argv)
                    "  --stats          print the word pool sizes on stderr\n",
                    PHO_PHRASEGEN_WORDNET_DIR, PHO_PHRASEGEN_CMUDICT);
             return SRV_EXIT_OK;
-        default: return srv__sim_usage("phrases");
+        default: return srv_cli_bad_usage("phrases");
         }
     }
     if (optind < argc) {
         fprintf(stderr, "erd phrases: unexpected argument \"%s\"\n", argv[optind]);
-        return srv__sim_usage("phrases");
+        return srv_cli_bad_usage("phrases");
     }
     if ((rc = pho_phrasegen_create(&po, &g, &diag)) < 0)
         return srv__sim_fail("phrases", &diag, rc);
@@ -323,16 +317,16 @@ int srv_cli_simulate(int argc, char **argv)
                    "  --quiet            no progress lines\n",
                    cores, PHO_SIM_NBEST_MAX, PHO_SIM_MODEL_DIR);
             return SRV_EXIT_OK;
-        default: return srv__sim_usage("simulate");
+        default: return srv_cli_bad_usage("simulate");
         }
     }
     if (optind < argc) {
         fprintf(stderr, "erd simulate: unexpected argument \"%s\"\n", argv[optind]);
-        return srv__sim_usage("simulate");
+        return srv_cli_bad_usage("simulate");
     }
     if (!batch.in_path || !batch.out_path) {
         fprintf(stderr, "erd simulate: --in and --out are required\n");
-        return srv__sim_usage("simulate");
+        return srv_cli_bad_usage("simulate");
     }
     if ((rc = pho_sim_opts_check(&so, &diag)) < 0) {
         fprintf(stderr, "erd simulate: %s\n", erd_diag_message(&diag, rc));

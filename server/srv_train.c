@@ -416,10 +416,8 @@ int srv_cli_train(int argc, char **argv)
         files[n_files++] = s;
     }
     cfg_config cfg;
-    if ((rc = srv_cli_load_config(config, &cfg, &diag)) < 0) {
-        fprintf(stderr, "erd train: %s\n", erd_diag_message(&diag, rc));
-        return srv_cli_exit_code(rc);
-    }
+    if ((rc = srv_cli_load_config(config, &cfg, &diag)) < 0)
+        return srv_cli_fail("train", &diag, rc);
 
     if (init_path) {
         rc = pho_model_load(init_path, &init, &diag);
@@ -498,10 +496,8 @@ int srv_cli_train(int argc, char **argv)
                 (unsigned)(uint32_t)model->checksum);
     ex = SRV_EXIT_OK;
 out:
-    if (rc < 0) {
-        fprintf(stderr, "erd train: %s\n", erd_diag_message(&diag, rc));
-        ex = srv_cli_exit_code(rc);
-    }
+    if (rc < 0)
+        ex = srv_cli_fail("train", &diag, rc);
     pho_encoder_destroy(bl);
     pho_channel_destroy(channel);
     pho_model_destroy(model);
