@@ -54,15 +54,5 @@ ERD_LOG_REQUESTS=false ERD_METRICS_TOKEN=$mtok \
     "$erd" serve --db "$db" --listen "127.0.0.1:$port" ${BENCH_THREADS:+--threads "$BENCH_THREADS"} \
     2>"$work/serve.log" &
 pid=$!
-# a million-entity catalog takes a while to load
-for _ in $(seq $((${BENCH_READY_S:-300} * 10))); do
-    curl -fs "$url/readyz" >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-done
-if ! curl -fs "$url/readyz" >/dev/null 2>&1; then
-    echo "$me: erd serve did not become ready; its log:" >&2
-    cat "$work/serve.log" >&2
-    exit 1
-fi
+wait_ready "$pid" "$url" "$work/serve.log" "${BENCH_READY_S:-300}" || exit 1
 echo "== erd serve pid $pid on $url ($(nproc) CPUs; load $(cut -d' ' -f1-3 /proc/loadavg))"

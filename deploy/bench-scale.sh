@@ -74,11 +74,7 @@ port=$(free_port)
 s0=$(date +%s.%N)
 ERD_LOG_REQUESTS=false "$erd" serve --db "$work/scale.db" --listen "127.0.0.1:$port" 2>"$work/serve.log" &
 pid=$!
-for _ in $(seq 3000); do
-    curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
-    sleep 0.1
-done
+wait_ready "$pid" "http://127.0.0.1:$port" "$work/serve.log"
 s1=$(date +%s.%N)
 rss=$(awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
 echo "== erd serve ready in $(awk -v a="$s0" -v b="$s1" 'BEGIN { printf "%.1f", b - a }') s, RSS $rss MB; single client for $duration s (load $(load))"

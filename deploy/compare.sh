@@ -74,7 +74,7 @@ done < <(awk '{ print $2, $3 }' "$work/tables.txt" | sort -u)
 port=$(free_port)
 ERD_LOG_REQUESTS=false "$erd" serve --db "$db" --listen "127.0.0.1:$port" 2>"$work/serve.log" &
 pid=$!
-for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+wait_ready "$pid" "http://127.0.0.1:$port" "$work/serve.log"
 if [ "$limit" -gt 0 ]; then  # the first N of each domain, as for the baselines
     python3 - "$work/bodies.jsonl" "$work/domains.txt" "$limit" <<'PY' >"$work/acc-bodies.jsonl"
 import sys

@@ -32,9 +32,6 @@ echo "== in process"
 port=$(free_port)
 ERD_LOG_REQUESTS=false "$erd" serve --db "$db" --listen "127.0.0.1:$port" 2>"$work/serve.log" &
 pid=$!
-for _ in $(seq 100); do
-    curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
+wait_ready "$pid" "http://127.0.0.1:$port" "$work/serve.log"
 echo "== over HTTP (erd serve)"
 "$erd" eval --db "$db" --queries "$data/queries/dev.jsonl" --url "http://127.0.0.1:$port"

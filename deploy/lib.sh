@@ -23,3 +23,18 @@ install_packages() {
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+
+# Waits until the erd serve with process PID answers URL/readyz (at most
+# SECS seconds, default 300: a million-entity catalog takes a while to
+# load).  When it dies or stays unready, prints its LOG and returns 1.
+wait_ready() {
+    local pid=$1 url=$2 log=$3 secs=${4:-300} i
+    for ((i = 0; i < secs * 10; i++)); do
+        curl -fs "$url/readyz" >/dev/null 2>&1 && return 0
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "erd serve did not become ready; its log:" >&2
+    cat "$log" >&2
+    return 1
+}
