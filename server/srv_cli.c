@@ -1,5 +1,6 @@
 #include "server/srv_cli.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -379,14 +380,27 @@ typedef struct srv__replica {
     vix_resolver *resolver;
 } srv__replica;
 
+/* Removes one of the replica's folders: an unpacked snapshot, files only
+ * (the database with its journal files and the index files).  Without a
+ * shell, so any character in the path is fine. */
 static void srv__rm_dir(const char *dir)
 {
-    char cmd[1400];
-    /* our own folders, named by us; quoting keeps a space in a path whole */
-    if (strchr(dir, '\'') || snprintf(cmd, sizeof cmd, "rm -rf -- '%s'", dir) >= (int)sizeof cmd)
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno != ENOENT)
+            fprintf(stderr, "erd: warning: could not remove %s: %s\n", dir, strerror(errno));
         return;
-    if (system(cmd) != 0)
-        fprintf(stderr, "erd: warning: could not remove %s\n", dir);
+    }
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[2048];
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path)
+            unlink(path);
+    }
+    closedir(d);
+    if (rmdir(dir) != 0)
+        fprintf(stderr, "erd: warning: could not remove %s: %s\n", dir, strerror(errno));
 }
 
 static bool srv__same_file(const struct stat *a, const struct stat *b)
