@@ -221,6 +221,9 @@ int srv_cli_simulate(int argc, char **argv)
         {"nbest", required_argument, 0, 'n'},     {"model", required_argument, 0, 'M'},
         {"flite", required_argument, 0, 'F'},     {"sox", required_argument, 0, 'X'},
         {"tmpdir", required_argument, 0, 'T'},    {"quiet", no_argument, 0, 'q'},
+        {"text2wave", required_argument, 0, 'W'}, {"pitch-cents", required_argument, 0, 'P'},
+        {"babble", required_argument, 0, 'B'},    {"reverb", required_argument, 0, 'R'},
+        {"telephone", required_argument, 0, 'L'},
         {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
     };
     pho_sim_opts so;
@@ -279,6 +282,23 @@ int srv_cli_simulate(int argc, char **argv)
             if (srv__parse_double("simulate", "snr-max", optarg, &so.snr_max) < 0)
                 return SRV_EXIT_USAGE;
             break;
+        case 'P':
+            if (srv__parse_double("simulate", "pitch-cents", optarg, &so.pitch_cents) < 0)
+                return SRV_EXIT_USAGE;
+            break;
+        case 'B':
+            if (srv__parse_double("simulate", "babble", optarg, &so.babble_share) < 0)
+                return SRV_EXIT_USAGE;
+            break;
+        case 'R':
+            if (srv__parse_double("simulate", "reverb", optarg, &so.reverb_prob) < 0)
+                return SRV_EXIT_USAGE;
+            break;
+        case 'L':
+            if (srv__parse_double("simulate", "telephone", optarg, &so.phone_prob) < 0)
+                return SRV_EXIT_USAGE;
+            break;
+        case 'W': so.text2wave = optarg; break;
         case 'n':
             if (srv__parse_u64("simulate", "nbest", optarg, PHO_SIM_NBEST_MAX, &u) < 0)
                 return SRV_EXIT_USAGE;
@@ -291,7 +311,8 @@ int srv_cli_simulate(int argc, char **argv)
         case 'q': view.quiet = 1; break;
         case 'h':
             printf("usage: erd simulate --in PHRASES --out PAIRS.jsonl [OPTIONS]\n\n"
-                   "Has a flite voice say each phrase, perturbs speed (sox) and adds noise,\n"
+                   "Has a flite or festival voice say each phrase, perturbs speed and pitch\n"
+                   "(sox), optionally adds a room, noise or babble and a telephone line,\n"
                    "and decodes the audio with pocketsphinx (en-us acoustic model, generic\n"
                    "LM) into an n-best list.  Writes one JSON line per phrase, shaped like\n"
                    "the dev set: {\"id\":\"sim-<line>\",\"spoken\",\"voice\",\"perturb\","
@@ -303,16 +324,23 @@ int srv_cli_simulate(int argc, char **argv)
                    "  --out FILE         JSON lines output, appended to\n"
                    "  --jobs N           worker threads (default: cores, here %ld)\n"
                    "  --seed N           random seed (default 1)\n"
-                   "  --voices LIST      flite voices (default slt,rms,awb,kal)\n"
+                   "  --voices LIST      voices: flite names, flite:NAME or festival:NAME\n"
+                   "                     (default slt,rms,awb,kal)\n"
                    "  --speed-min X      slowest speed factor (default 0.85)\n"
                    "  --speed-max X      fastest speed factor (default 1.15)\n"
                    "  --noise-prob P     share of noisy utterances (default 0.3)\n"
                    "  --snr-min DB       noise SNR range in dB (default 20..40)\n"
                    "  --snr-max DB\n"
+                   "  --babble S         share of noisy utterances given babble (3 other\n"
+                   "                     talkers) instead of coloured noise (default 0)\n"
+                   "  --pitch-cents C    pitch shift drawn from +-C cents (default 0)\n"
+                   "  --reverb P         share of utterances in a reverberant room (default 0)\n"
+                   "  --telephone P      share sent through a telephone channel (default 0)\n"
                    "  --nbest N          distinct hypotheses kept, 1..%d (default 5)\n"
                    "  --model DIR        pocketsphinx model (default %s)\n"
                    "  --flite PATH       flite binary (default: flite in PATH)\n"
                    "  --sox PATH         sox binary (default: sox in PATH)\n"
+                   "  --text2wave PATH   festival's text2wave (default: in PATH)\n"
                    "  --tmpdir DIR       where the scratch directory goes (default $TMPDIR)\n"
                    "  --quiet            no progress lines\n",
                    cores, PHO_SIM_NBEST_MAX, PHO_SIM_MODEL_DIR);

@@ -1,5 +1,6 @@
-/* ASR-error simulator: flite and sox run as child processes (argv, never a
- * shell), pocketsphinx decodes in process with one decoder per worker thread. */
+/* ASR-error simulator: flite, festival's text2wave and sox run as child
+ * processes (argv, never a shell), pocketsphinx decodes in process with one
+ * decoder per worker thread. */
 #include "phonetics/sim/pho_sim.h"
 
 #include <ctype.h>
@@ -60,6 +61,27 @@ void pho_sim_opts_init(pho_sim_opts *o)
     o->seed = 1;
 }
 
+/* A voice is a bare flite name or ENGINE:NAME; the name lands in a festival
+ * -eval expression, so only [A-Za-z0-9_-] may appear in it. */
+static int pho__voice_ok(const char *p, size_t len)
+{
+    const char *colon = memchr(p, ':', len);
+    if (colon) {
+        size_t engine = (size_t)(colon - p);
+        if (!((engine == 5 && !strncmp(p, "flite", 5)) ||
+              (engine == 8 && !strncmp(p, "festival", 8))))
+            return 0;
+        len -= engine + 1;
+        p = colon + 1;
+    }
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!isalnum((unsigned char)p[i]) && p[i] != '_' && p[i] != '-')
+            return 0;
+    return 1;
+}
+
 int pho_sim_opts_set_voices(pho_sim_opts *o, const char *list, erd_diag *diag)
 {
     char voices[PHO_SIM_VOICES_MAX][PHO_SIM_VOICE_MAX];
@@ -71,9 +93,8 @@ int pho_sim_opts_set_voices(pho_sim_opts *o, const char *list, erd_diag *diag)
                 return erd_fail(diag, ERD_ETOOLONG, "at most %d voices", PHO_SIM_VOICES_MAX);
             if (len >= PHO_SIM_VOICE_MAX)
                 return erd_fail(diag, ERD_ETOOLONG, "voice name too long: %.*s", (int)len, p);
-            for (size_t i = 0; i < len; i++)
-                if (!isalnum((unsigned char)p[i]) && p[i] != '_' && p[i] != '-')
-                    return erd_fail(diag, ERD_EINVAL, "bad voice name: %.*s", (int)len, p);
+            if (!pho__voice_ok(p, len))
+                return erd_fail(diag, ERD_EINVAL, "bad voice name: %.*s", (int)len, p);
             memcpy(voices[n], p, len);
             voices[n++][len] = '\0';
         }
@@ -97,6 +118,12 @@ int pho_sim_opts_check(const pho_sim_opts *o, erd_diag *diag)
         return erd_fail(diag, ERD_EINVAL, "noise probability must be within [0, 1]");
     if (!(o->snr_min > -20.0 && o->snr_max < 80.0 && o->snr_min <= o->snr_max))
         return erd_fail(diag, ERD_EINVAL, "SNR range must lie within (-20, 80) dB and be ordered");
+    if (!(o->pitch_cents >= 0.0 && o->pitch_cents <= 1200.0))
+        return erd_fail(diag, ERD_EINVAL, "pitch shift must be within [0, 1200] cents");
+    if (!(o->babble_share >= 0.0 && o->babble_share <= 1.0) ||
+        !(o->reverb_prob >= 0.0 && o->reverb_prob <= 1.0) ||
+        !(o->phone_prob >= 0.0 && o->phone_prob <= 1.0))
+        return erd_fail(diag, ERD_EINVAL, "babble, reverb and telephone shares must be within [0, 1]");
     if (o->nbest < 1 || o->nbest > PHO_SIM_NBEST_MAX)
         return erd_fail(diag, ERD_EINVAL, "n-best size must be 1..%d", PHO_SIM_NBEST_MAX);
     return ERD_OK;
@@ -108,15 +135,52 @@ const char *pho_noise_name(enum pho_noise_kind k)
     case PHO_NOISE_WHITE: return "white";
     case PHO_NOISE_PINK: return "pink";
     case PHO_NOISE_BROWN: return "brown";
+    case PHO_NOISE_BABBLE: return "babble";
     case PHO_NOISE_NONE:
     default: return "none";
     }
 }
 
+/* sox reverb's reverberance (%).  Past about 60 % pocketsphinx's 16 kHz
+ * model loses most words of a short phrase, as past it a listener would
+ * call the room an echoing hall rather than a living room. */
+#define PHO__ROOM_MIN 10.0
+#define PHO__ROOM_MAX 60.0
+
+/* The choices added after the v1-v3 data: drawn after the original ones,
+ * so the original options still give the plans they gave then. */
+static void pho__plan_more(const pho_sim_opts *o, pho_rng *r, pho_sim_plan *p)
+{
+    double pitch = pho_rng_range(r, -o->pitch_cents, o->pitch_cents);
+    double babble = pho_rng_unit(r);
+    for (size_t i = 0; i < PHO_SIM_BABBLE_TALKERS; i++)
+        p->babble_pick[i] = pho_rng_next(r);
+    double room = pho_rng_unit(r);
+    double reverberance = pho_rng_range(r, PHO__ROOM_MIN, PHO__ROOM_MAX);
+    double damping = pho_rng_range(r, 20.0, 80.0);
+    double scale = pho_rng_range(r, 20.0, 80.0);
+    double pre_delay = pho_rng_range(r, 0.0, 20.0);
+    double phone = pho_rng_unit(r);
+    double phone_low = pho_rng_range(r, 100.0, 300.0);
+    double phone_high = pho_rng_range(r, 3400.0, 7000.0);
+
+    p->pitch_cents = round(pitch);
+    if (p->noise != PHO_NOISE_NONE && babble < o->babble_share)
+        p->noise = PHO_NOISE_BABBLE;
+    p->reverb = room < o->reverb_prob;
+    p->reverberance = p->reverb ? round(reverberance) : 0.0;
+    p->hf_damping = p->reverb ? round(damping) : 0.0;
+    p->room_scale = p->reverb ? round(scale) : 0.0;
+    p->pre_delay_ms = p->reverb ? round(pre_delay) : 0.0;
+    p->telephone = phone < o->phone_prob;
+    p->phone_low_hz = p->telephone ? round(phone_low / 10.0) * 10.0 : 0.0;
+    p->phone_high_hz = p->telephone ? round(phone_high / 10.0) * 10.0 : 0.0;
+}
+
 void pho_sim_plan_for(const pho_sim_opts *o, uint64_t index, pho_sim_plan *ret)
 {
     pho_rng r;
-    pho_sim_plan p;
+    pho_sim_plan p = {0};
     pho_rng_seed(&r, o->seed, index);
     /* Every draw happens whatever the options, so changing one option (say
      * the noise share) leaves the other choices of a phrase as they were. */
@@ -131,6 +195,7 @@ void pho_sim_plan_for(const pho_sim_opts *o, uint64_t index, pho_sim_plan *ret)
                                     : PHO_NOISE_NONE;
     p.snr_db = round(snr * 10.0) / 10.0;
     p.noise_seed = pho_rng_next(&r);
+    pho__plan_more(o, &r, &p);
     *ret = p;
 }
 
@@ -214,20 +279,14 @@ static double pho__speech_power(const int16_t *x, size_t n)
     return frames ? sum / (double)frames : 0.0;
 }
 
-static int pho__add_noise(int16_t *x, size_t n, enum pho_noise_kind kind, double snr_db,
-                          uint64_t seed)
+/* Coloured noise of n samples; only its spectral shape matters, the level
+ * is set by pho__mix. */
+static void pho__colour_noise(double *noise, size_t n, enum pho_noise_kind kind, uint64_t seed)
 {
-    double speech = pho__speech_power(x, n);
-    if (kind == PHO_NOISE_NONE || n == 0 || speech <= 0.0)
-        return ERD_OK;
-    double *noise = malloc(n * sizeof *noise);
-    if (!noise)
-        return ERD_ENOMEM;
     pho_rng r;
     pho_rng_seed(&r, seed, 0x6e6f697365ull /* "noise" */);
-    /* Pink by Paul Kellet's filter bank, brown by a leaky integrator; both
-     * are rescaled below, so only their spectral shape matters here. */
-    double b0 = 0, b1 = 0, b2 = 0, b3 = 0, b4 = 0, b5 = 0, b6 = 0, brown = 0, mean = 0;
+    /* Pink by Paul Kellet's filter bank, brown by a leaky integrator. */
+    double b0 = 0, b1 = 0, b2 = 0, b3 = 0, b4 = 0, b5 = 0, b6 = 0, brown = 0;
     for (size_t i = 0; i < n; i++) {
         double w = pho__gauss(&r), v;
         switch (kind) {
@@ -248,10 +307,18 @@ static int pho__add_noise(int16_t *x, size_t n, enum pho_noise_kind kind, double
         default: v = w; break;
         }
         noise[i] = v;
-        mean += v;
     }
+}
+
+/* Adds noise (mean removed) to x at snr_db under the speech's level. */
+static void pho__mix(int16_t *x, size_t n, double *noise, double snr_db)
+{
+    double speech = pho__speech_power(x, n), mean = 0.0, power = 0.0;
+    if (n == 0 || speech <= 0.0)
+        return;
+    for (size_t i = 0; i < n; i++)
+        mean += noise[i];
     mean /= (double)n;
-    double power = 0.0;
     for (size_t i = 0; i < n; i++) {
         noise[i] -= mean;
         power += noise[i] * noise[i];
@@ -262,8 +329,6 @@ static int pho__add_noise(int16_t *x, size_t n, enum pho_noise_kind kind, double
         double v = (double)x[i] + gain * noise[i];
         x[i] = (int16_t)(v > 32767.0 ? 32767 : v < -32768.0 ? -32768 : lrint(v));
     }
-    free(noise);
-    return ERD_OK;
 }
 
 /* ---- workers ---------------------------------------------------------------- */
@@ -273,8 +338,13 @@ struct pho_sim_worker {
     cmd_ln_t *config;
     ps_decoder_t *ps;
     char wav[PHO__PATH_MAX], raw[PHO__PATH_MAX], err[PHO__PATH_MAX];
-    int16_t *pcm;
-    size_t pcm_cap;
+    char txt[PHO__PATH_MAX], ulaw[PHO__PATH_MAX];
+    int16_t *pcm, *talker;
+    size_t pcm_cap, talker_cap;
+    double *noise;
+    size_t noise_cap;
+    char *const *babble_pool;
+    size_t n_babble_pool;
     /* Live CMN state as ps_init left it, restored before every utterance. */
     mfcc_t *cmn_mean0, *cmn_sum0;
     int32 cmn_nframe0;
@@ -310,7 +380,13 @@ void pho_sim_worker_destroy(pho_sim_worker *w)
         unlink(w->raw);
     if (w->err[0])
         unlink(w->err);
+    if (w->txt[0])
+        unlink(w->txt);
+    if (w->ulaw[0])
+        unlink(w->ulaw);
     free(w->pcm);
+    free(w->talker);
+    free(w->noise);
     free(w->cmn_mean0);
     free(w->cmn_sum0);
     free(w);
@@ -342,8 +418,10 @@ int pho_sim_worker_create(const pho_sim_opts *o, const char *tmp_dir, int id,
     w->o = o;
     if ((size_t)snprintf(w->wav, sizeof w->wav, "%s/w%d.wav", tmp_dir, id) >= sizeof w->wav ||
         (size_t)snprintf(w->raw, sizeof w->raw, "%s/w%d.raw", tmp_dir, id) >= sizeof w->raw ||
-        (size_t)snprintf(w->err, sizeof w->err, "%s/w%d.err", tmp_dir, id) >= sizeof w->err) {
-        w->wav[0] = w->raw[0] = w->err[0] = '\0';
+        (size_t)snprintf(w->err, sizeof w->err, "%s/w%d.err", tmp_dir, id) >= sizeof w->err ||
+        (size_t)snprintf(w->txt, sizeof w->txt, "%s/w%d.txt", tmp_dir, id) >= sizeof w->txt ||
+        (size_t)snprintf(w->ulaw, sizeof w->ulaw, "%s/w%d.ul", tmp_dir, id) >= sizeof w->ulaw) {
+        w->wav[0] = w->raw[0] = w->err[0] = w->txt[0] = w->ulaw[0] = '\0';
         rc = erd_fail(diag, ERD_ETOOLONG, "temporary directory path too long: %s", tmp_dir);
         goto out;
     }
@@ -380,14 +458,22 @@ out:
     return rc;
 }
 
-static int pho__read_pcm(pho_sim_worker *w, size_t *ret_n, erd_diag *diag)
+void pho_sim_worker_set_babble(pho_sim_worker *w, char *const *pool, size_t n)
 {
-    FILE *f = fopen(w->raw, "rb");
+    w->babble_pool = pool;
+    w->n_babble_pool = n;
+}
+
+/* Reads little-endian 16-bit samples of path into *buf (grown as needed). */
+static int pho__read_raw(const char *path, int16_t **buf, size_t *buf_cap, size_t *ret_n,
+                         erd_diag *diag)
+{
+    FILE *f = fopen(path, "rb");
     unsigned char b[8192];
     size_t n = 0, got;
     int rc = ERD_OK;
     if (!f)
-        return erd_fail(diag, ERD_EIO, "%s: %s", w->raw, strerror(errno));
+        return erd_fail(diag, ERD_EIO, "%s: %s", path, strerror(errno));
     while ((got = fread(b, 1, sizeof b, f)) > 0) {
         size_t add = got / 2;
         if (n + add > PHO__MAX_SAMPLES) {
@@ -395,26 +481,26 @@ static int pho__read_pcm(pho_sim_worker *w, size_t *ret_n, erd_diag *diag)
                           PHO__MAX_SAMPLES / PHO__RATE);
             goto out;
         }
-        if (n + add > w->pcm_cap) {
-            size_t cap = w->pcm_cap ? w->pcm_cap : PHO__RATE * 4;
+        if (n + add > *buf_cap) {
+            size_t cap = *buf_cap ? *buf_cap : PHO__RATE * 4;
             while (cap < n + add)
                 cap *= 2;
-            int16_t *p = realloc(w->pcm, cap * sizeof *p);
+            int16_t *p = realloc(*buf, cap * sizeof *p);
             if (!p) {
                 rc = erd_fail(diag, ERD_ENOMEM, "audio buffer");
                 goto out;
             }
-            w->pcm = p;
-            w->pcm_cap = cap;
+            *buf = p;
+            *buf_cap = cap;
         }
         /* sox was told little-endian; assemble samples so the host's byte
          * order does not matter. */
         for (size_t i = 0; i < add; i++)
-            w->pcm[n + i] = (int16_t)(uint16_t)(b[2 * i] | (unsigned)b[2 * i + 1] << 8);
+            (*buf)[n + i] = (int16_t)(uint16_t)(b[2 * i] | (unsigned)b[2 * i + 1] << 8);
         n += add;
     }
     if (ferror(f)) {
-        rc = erd_fail(diag, ERD_EIO, "%s: read error", w->raw);
+        rc = erd_fail(diag, ERD_EIO, "%s: read error", path);
         goto out;
     }
     *ret_n = n;
@@ -516,12 +602,187 @@ static int pho__decode(pho_sim_worker *w, size_t n, pho_sim_result *r, erd_diag 
     return ERD_OK;
 }
 
+/* ---- rendering ------------------------------------------------------------- */
+
+static int pho__write_text(const char *path, const char *text, erd_diag *diag)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return erd_fail(diag, ERD_EIO, "%s: %s", path, strerror(errno));
+    int bad = fputs(text, f) < 0 || fputc('\n', f) < 0;
+    bad |= fclose(f) != 0;
+    return bad ? erd_fail(diag, ERD_EIO, "%s: write failed", path) : ERD_OK;
+}
+
+/* Speaks text with voice ("slt", "flite:slt" or "festival:kal_diphone")
+ * into w->wav. */
+static int pho__speak(pho_sim_worker *w, const char *voice, const char *text, erd_diag *diag)
+{
+    const pho_sim_opts *o = w->o;
+    char bin[PHO__PATH_MAX], expr[PHO_SIM_VOICE_MAX + 16];
+    int rc;
+    if (!strncmp(voice, "festival:", 9)) {
+        snprintf(bin, sizeof bin, "%s", o->text2wave ? o->text2wave : "text2wave");
+        snprintf(expr, sizeof expr, "(voice_%s)", voice + 9);
+        if ((rc = pho__write_text(w->txt, text, diag)) < 0)
+            return rc;
+        char *argv[] = {bin, "-eval", expr, w->txt, "-o", w->wav, NULL};
+        return pho__spawn(argv, w->err, diag);
+    }
+    if (!strncmp(voice, "flite:", 6))
+        voice += 6;
+    snprintf(bin, sizeof bin, "%s", o->flite ? o->flite : "flite");
+    char *argv[] = {bin, "-voice", (char *)voice, "-t", (char *)text, "-o", w->wav, NULL};
+    return pho__spawn(argv, w->err, diag);
+}
+
+/* w->wav -> 16 kHz mono raw in w->raw: speed, pitch and room by sox.  -D
+ * (no dither) and -R (fixed seed) keep the audio a function of the plan. */
+static int pho__perturb(pho_sim_worker *w, const pho_sim_plan *p, int with_room, erd_diag *diag)
+{
+    char bin[PHO__PATH_MAX], speed[32], pitch[32], rev[4][32];
+    char *argv[40];
+    size_t a = 0;
+    snprintf(bin, sizeof bin, "%s", w->o->sox ? w->o->sox : "sox");
+    snprintf(speed, sizeof speed, "%.3f", p->speed);
+    snprintf(pitch, sizeof pitch, "%.0f", p->pitch_cents);
+    char *head[] = {bin, "-D", "-R", "-V1", w->wav, "-t", "raw", "-e", "signed-integer", "-b",
+                    "16", "-c", "1", "-r", "16000", "-L", w->raw, "speed", speed};
+    for (size_t i = 0; i < sizeof head / sizeof head[0]; i++)
+        argv[a++] = head[i];
+    if (p->pitch_cents != 0.0) {
+        argv[a++] = "pitch";
+        argv[a++] = pitch;
+    }
+    argv[a++] = "rate";
+    argv[a++] = "16000";
+    if (with_room && p->reverb) {
+        snprintf(rev[0], sizeof rev[0], "%.0f", p->reverberance);
+        snprintf(rev[1], sizeof rev[1], "%.0f", p->hf_damping);
+        snprintf(rev[2], sizeof rev[2], "%.0f", p->room_scale);
+        snprintf(rev[3], sizeof rev[3], "%.0f", p->pre_delay_ms);
+        char *room[] = {"reverb", rev[0], rev[1], rev[2], "100", rev[3]};
+        for (size_t i = 0; i < sizeof room / sizeof room[0]; i++)
+            argv[a++] = room[i];
+    }
+    argv[a] = NULL;
+    return pho__spawn(argv, w->err, diag);
+}
+
+static int pho__noise_buffer(pho_sim_worker *w, size_t n, erd_diag *diag)
+{
+    if (n <= w->noise_cap)
+        return ERD_OK;
+    double *p = realloc(w->noise, n * sizeof *p);
+    if (!p)
+        return erd_fail(diag, ERD_ENOMEM, "noise buffer");
+    w->noise = p;
+    w->noise_cap = n;
+    return ERD_OK;
+}
+
+/* The flite voices of the run, for babble talkers: festival takes about a
+ * second a call, three talkers an utterance would triple the run. */
+static const char *pho__babble_voice(const pho_sim_opts *o, uint64_t pick, const char *fallback)
+{
+    size_t n_flite = 0;
+    for (size_t i = 0; i < o->n_voices; i++)
+        n_flite += strncmp(o->voices[i], "festival:", 9) != 0;
+    if (n_flite == 0)
+        return fallback;
+    size_t want = (size_t)((pick >> 32) % n_flite);
+    for (size_t i = 0; i < o->n_voices; i++)
+        if (strncmp(o->voices[i], "festival:", 9) != 0 && want-- == 0)
+            return o->voices[i];
+    return fallback;
+}
+
+/* Babble: each talker says another phrase of the run, looped from a random
+ * offset over the utterance's length, all summed into w->noise. */
+static int pho__babble(pho_sim_worker *w, const pho_sim_plan *p, const char *phrase, size_t n,
+                       erd_diag *diag)
+{
+    int rc;
+    memset(w->noise, 0, n * sizeof *w->noise);
+    for (size_t t = 0; t < PHO_SIM_BABBLE_TALKERS; t++) {
+        uint64_t pick = p->babble_pick[t];
+        const char *text = w->n_babble_pool ? w->babble_pool[pick % w->n_babble_pool] : phrase;
+        pho_sim_plan talker = *p;
+        size_t len = 0;
+        talker.pitch_cents = 0.0;
+        if ((rc = pho__speak(w, pho__babble_voice(w->o, pick, p->voice), text, diag)) < 0 ||
+            (rc = pho__perturb(w, &talker, 0, diag)) < 0 ||
+            (rc = pho__read_raw(w->raw, &w->talker, &w->talker_cap, &len, diag)) < 0)
+            return rc;
+        if (len == 0)
+            continue;
+        size_t off = (size_t)((pick >> 16) % len);
+        for (size_t i = 0; i < n; i++)
+            w->noise[i] += w->talker[(off + i) % len];
+    }
+    return ERD_OK;
+}
+
+static int pho__add_noise(pho_sim_worker *w, const pho_sim_plan *p, const char *phrase, size_t n,
+                          erd_diag *diag)
+{
+    int rc;
+    if (p->noise == PHO_NOISE_NONE || n == 0)
+        return ERD_OK;
+    if ((rc = pho__noise_buffer(w, n, diag)) < 0)
+        return rc;
+    if (p->noise == PHO_NOISE_BABBLE) {
+        if ((rc = pho__babble(w, p, phrase, n, diag)) < 0)
+            return rc;
+    } else {
+        pho__colour_noise(w->noise, n, p->noise, p->noise_seed);
+    }
+    pho__mix(w->pcm, n, w->noise, p->snr_db);
+    return ERD_OK;
+}
+
+static int pho__write_raw(const char *path, const int16_t *x, size_t n, erd_diag *diag)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return erd_fail(diag, ERD_EIO, "%s: %s", path, strerror(errno));
+    int bad = 0;
+    for (size_t i = 0; i < n && !bad; i++) {
+        unsigned char b[2] = {(unsigned char)((uint16_t)x[i] & 0xff),
+                              (unsigned char)((uint16_t)x[i] >> 8)};
+        bad = fwrite(b, 1, 2, f) != 2;
+    }
+    bad |= fclose(f) != 0;
+    return bad ? erd_fail(diag, ERD_EIO, "%s: write failed", path) : ERD_OK;
+}
+
+/* A telephone line: the noisy signal band-limited and sent through G.711
+ * mu-law companding.  The upper band edge is drawn from narrow-band (3.4 kHz)
+ * to wideband (7 kHz) telephony: pocketsphinx's 16 kHz model hears almost
+ * nothing at 3.4 kHz, so a fixed narrow band would give only hallucinations. */
+static int pho__telephone(pho_sim_worker *w, const pho_sim_plan *p, size_t *n, erd_diag *diag)
+{
+    char bin[PHO__PATH_MAX], band[64];
+    int rc;
+    snprintf(bin, sizeof bin, "%s", w->o->sox ? w->o->sox : "sox");
+    snprintf(band, sizeof band, "%.0f-%.0f", p->phone_low_hz, p->phone_high_hz);
+    if ((rc = pho__write_raw(w->raw, w->pcm, *n, diag)) < 0)
+        return rc;
+    char *down[] = {bin, "-D", "-R", "-V1", "-t", "raw", "-e", "signed-integer", "-b", "16",
+                    "-c", "1", "-r", "16000", "-L", w->raw, "-t", "ul", "-r", "16000", w->ulaw,
+                    "sinc", band, NULL};
+    char *up[] = {bin, "-D", "-R", "-V1", "-t", "ul", "-c", "1", "-r", "16000", w->ulaw, "-t",
+                  "raw", "-e", "signed-integer", "-b", "16", "-c", "1", "-r", "16000", "-L",
+                  w->raw, NULL};
+    if ((rc = pho__spawn(down, w->err, diag)) < 0 || (rc = pho__spawn(up, w->err, diag)) < 0)
+        return rc;
+    return pho__read_raw(w->raw, &w->pcm, &w->pcm_cap, n, diag);
+}
+
 int pho_sim_worker_run(pho_sim_worker *w, uint64_t index, const char *phrase,
                        pho_sim_result *ret, erd_diag *diag)
 {
-    const pho_sim_opts *o = w->o;
     pho_sim_result *r = NULL;
-    char speed[32], flite_bin[PHO__PATH_MAX], sox_bin[PHO__PATH_MAX];
     size_t n = 0;
     int rc;
 
@@ -532,36 +793,19 @@ int pho_sim_worker_run(pho_sim_worker *w, uint64_t index, const char *phrase,
     r = calloc(1, sizeof *r);
     if (!r)
         return erd_fail(diag, ERD_ENOMEM, "simulation result");
-    pho_sim_plan_for(o, index, &r->plan);
-    snprintf(speed, sizeof speed, "%.3f", r->plan.speed);
-    snprintf(flite_bin, sizeof flite_bin, "%s", o->flite ? o->flite : "flite");
-    snprintf(sox_bin, sizeof sox_bin, "%s", o->sox ? o->sox : "sox");
-
-    {
-        char *argv[] = {flite_bin, "-voice", (char *)r->plan.voice, "-t", (char *)phrase, "-o",
-                        w->wav, NULL};
-        if ((rc = pho__spawn(argv, w->err, diag)) < 0)
-            goto out;
-    }
-    {
-        /* -D: no dither, -R: fixed random seed; both keep the audio, and so
-         * the decode, a function of the phrase and its plan alone. */
-        char *argv[] = {sox_bin, "-D", "-R", "-V1", w->wav, "-t", "raw", "-e", "signed-integer",
-                        "-b", "16", "-c", "1", "-r", "16000", "-L", w->raw, "speed", speed,
-                        "rate", "16000", NULL};
-        if ((rc = pho__spawn(argv, w->err, diag)) < 0)
-            goto out;
-    }
-    if ((rc = pho__read_pcm(w, &n, diag)) < 0)
+    pho_sim_plan_for(w->o, index, &r->plan);
+    if ((rc = pho__speak(w, r->plan.voice, phrase, diag)) < 0 ||
+        (rc = pho__perturb(w, &r->plan, 1, diag)) < 0 ||
+        (rc = pho__read_raw(w->raw, &w->pcm, &w->pcm_cap, &n, diag)) < 0)
         goto out;
     if (n < PHO__RATE / 20) {
-        rc = erd_fail(diag, ERD_EEMPTY, "flite produced no audible speech");
+        rc = erd_fail(diag, ERD_EEMPTY, "the voice produced no audible speech");
         goto out;
     }
-    if ((rc = pho__add_noise(w->pcm, n, r->plan.noise, r->plan.snr_db, r->plan.noise_seed)) < 0) {
-        erd_fail(diag, rc, "noise buffer");
+    if ((rc = pho__add_noise(w, &r->plan, phrase, n, diag)) < 0)
         goto out;
-    }
+    if (r->plan.telephone && (rc = pho__telephone(w, &r->plan, &n, diag)) < 0)
+        goto out;
     r->audio_sec = (double)n / PHO__RATE;
     if ((rc = pho__decode(w, n, r, diag)) < 0)
         goto out;
@@ -573,6 +817,33 @@ out:
 
 /* ---- JSON ------------------------------------------------------------------- */
 
+/* The perturbations beyond speed and noise, present only when applied, so
+ * records made without them read as before. */
+static int pho__perturb_more_json(json_t *perturb, const pho_sim_plan *p)
+{
+    int bad = 0;
+    if (p->pitch_cents != 0.0)
+        bad |= json_object_set_new(perturb, "pitch_cents", json_real(p->pitch_cents));
+    if (p->reverb) {
+        json_t *room = json_object();
+        bad |= !room;
+        bad |= json_object_set_new(room, "reverberance", json_real(p->reverberance));
+        bad |= json_object_set_new(room, "hf_damping", json_real(p->hf_damping));
+        bad |= json_object_set_new(room, "room_scale", json_real(p->room_scale));
+        bad |= json_object_set_new(room, "pre_delay_ms", json_real(p->pre_delay_ms));
+        bad |= json_object_set_new(perturb, "reverb", room);
+    }
+    if (p->telephone) {
+        json_t *line = json_object();
+        bad |= !line;
+        bad |= json_object_set_new(line, "type", json_string("telephone"));
+        bad |= json_object_set_new(line, "low_hz", json_real(p->phone_low_hz));
+        bad |= json_object_set_new(line, "high_hz", json_real(p->phone_high_hz));
+        bad |= json_object_set_new(perturb, "channel", line);
+    }
+    return bad;
+}
+
 int pho_sim_record_json(uint64_t index, const char *phrase, const pho_sim_result *r, char **ret,
                         erd_diag *diag)
 {
@@ -582,7 +853,8 @@ int pho_sim_record_json(uint64_t index, const char *phrase, const pho_sim_result
     int bad = !rec || !perturb || !nbest;
 
     snprintf(id, sizeof id, "sim-%llu", (unsigned long long)index);
-    snprintf(voice, sizeof voice, "flite:%s", r->plan.voice);
+    snprintf(voice, sizeof voice, "%s%s", strchr(r->plan.voice, ':') ? "" : "flite:",
+             r->plan.voice);
     bad |= json_object_set_new(perturb, "speed", json_real(r->plan.speed));
     bad |= json_object_set_new(perturb, "noise", json_boolean(r->plan.noise != PHO_NOISE_NONE));
     if (r->plan.noise != PHO_NOISE_NONE) {
@@ -590,6 +862,7 @@ int pho_sim_record_json(uint64_t index, const char *phrase, const pho_sim_result
                                    json_string(pho_noise_name(r->plan.noise)));
         bad |= json_object_set_new(perturb, "snr_db", json_real(r->plan.snr_db));
     }
+    bad |= pho__perturb_more_json(perturb, &r->plan);
     for (size_t i = 0; i < r->n_hyps; i++) {
         json_t *h = json_object();
         bad |= !h;
@@ -923,6 +1196,7 @@ int pho_sim_run_batch(const pho_sim_opts *o, const pho_sim_batch *b, pho_sim_pro
         threads[i].sh = &sh;
         if ((rc = pho_sim_worker_create(o, tmp, (int)i, &threads[i].w, diag)) < 0)
             goto out;
+        pho_sim_worker_set_babble(threads[i].w, in.v, in.n);
     }
     if (pthread_mutex_init(&sh.mu, NULL) != 0) {
         rc = erd_fail(diag, ERD_EINTERNAL, "mutex");

@@ -1,5 +1,7 @@
-/* ASR-error simulator: a phrase is spoken by a flite voice, perturbed in speed
- * by sox (and mixed with noise at a random SNR), and decoded by pocketsphinx
+/* ASR-error simulator: a phrase is spoken by a flite or festival voice,
+ * perturbed in speed and pitch by sox, optionally given a room (reverberation),
+ * mixed with coloured noise or babble at a random SNR, optionally squeezed
+ * through a telephone channel, and decoded by pocketsphinx
  * into an n-best list, the way the project's dev set was made.  Every random
  * choice is a function of (seed, phrase index), so a record does not depend
  * on how many workers ran or in which order. */
@@ -20,26 +22,43 @@
  * are cut at a word boundary. */
 #define PHO_SIM_TEXT_MAX 512
 
-enum pho_noise_kind { PHO_NOISE_NONE, PHO_NOISE_WHITE, PHO_NOISE_PINK, PHO_NOISE_BROWN };
+enum pho_noise_kind {
+    PHO_NOISE_NONE,
+    PHO_NOISE_WHITE,
+    PHO_NOISE_PINK,
+    PHO_NOISE_BROWN,
+    PHO_NOISE_BABBLE /* other synthetic talkers mixed underneath */
+};
+
+/* Talkers mixed into one babble track. */
+#define PHO_SIM_BABBLE_TALKERS 3
 
 typedef struct pho_sim_opts {
     const char *model_dir; /* NULL: PHO_SIM_MODEL_DIR (en-us/, en-us.lm.bin, cmudict) */
     const char *flite;     /* NULL: "flite", looked up in PATH */
     const char *sox;       /* NULL: "sox" */
+    const char *text2wave; /* NULL: "text2wave" (festival), for "festival:" voices */
     const char *tmp_parent; /* NULL: $TMPDIR or /tmp */
-    char voices[PHO_SIM_VOICES_MAX][PHO_SIM_VOICE_MAX]; /* flite voice names */
+    /* "slt" or "flite:slt" for a flite voice, "festival:kal_diphone" for a
+     * festival one. */
+    char voices[PHO_SIM_VOICES_MAX][PHO_SIM_VOICE_MAX];
     size_t n_voices;
     double speed_min, speed_max; /* sox speed factor (tempo and pitch) */
     double noise_prob;           /* share of utterances with noise */
     double snr_min, snr_max;     /* dB, speech level over noise level */
+    double pitch_cents;          /* pitch shift drawn from +-this (sox pitch); 0: none */
+    double babble_share;         /* share of noisy utterances whose noise is babble */
+    double reverb_prob;          /* share of utterances spoken in a reverberant room */
+    double phone_prob;           /* share sent through a telephone channel */
     int nbest;                   /* 1..PHO_SIM_NBEST_MAX distinct hypotheses */
     uint64_t seed;
 } pho_sim_opts;
 
 /* Defaults: voices slt rms awb kal, speed 0.85..1.15, noise 0.3 at 20..40 dB
- * SNR, 5-best, seed 1. */
+ * SNR, 5-best, seed 1; no pitch shift, babble, room or telephone (the
+ * settings the shipped v1-v3 data was made with). */
 void pho_sim_opts_init(pho_sim_opts *o);
-/* Replaces o->voices with a comma-separated list: "slt,rms". */
+/* Replaces o->voices with a comma-separated list: "slt,rms,festival:kal_diphone". */
 int pho_sim_opts_set_voices(pho_sim_opts *o, const char *list, erd_diag *diag);
 int pho_sim_opts_check(const pho_sim_opts *o, erd_diag *diag);
 
@@ -50,6 +69,16 @@ typedef struct pho_sim_plan {
     enum pho_noise_kind noise;
     double snr_db; /* rounded to 1 decimal; meaningful when noise != NONE */
     uint64_t noise_seed;
+    double pitch_cents; /* rounded to whole cents; 0: none */
+    /* Babble talkers: each picks a phrase of the run and a flite voice. */
+    uint64_t babble_pick[PHO_SIM_BABBLE_TALKERS];
+    int reverb;            /* a room: the four sox reverb parameters below */
+    double reverberance;   /* % */
+    double hf_damping;     /* % */
+    double room_scale;     /* % */
+    double pre_delay_ms;
+    int telephone; /* band-limited, G.711 mu-law */
+    double phone_low_hz, phone_high_hz;
 } pho_sim_plan;
 
 void pho_sim_plan_for(const pho_sim_opts *o, uint64_t index, pho_sim_plan *ret);
@@ -74,6 +103,9 @@ typedef struct pho_sim_worker pho_sim_worker;
 /* tmp_dir must exist; the worker's scratch files go there, named by id. */
 int pho_sim_worker_create(const pho_sim_opts *o, const char *tmp_dir, int id,
                           pho_sim_worker **ret, erd_diag *diag);
+/* Phrases babble talkers say (borrowed, must outlive the worker); without
+ * a pool a babble talker says the utterance's own phrase. */
+void pho_sim_worker_set_babble(pho_sim_worker *w, char *const *pool, size_t n);
 void pho_sim_worker_destroy(pho_sim_worker *w); /* accepts NULL */
 
 /* Speaks, perturbs and decodes one phrase.  ERD_EIO when flite or sox fail
@@ -82,8 +114,10 @@ int pho_sim_worker_run(pho_sim_worker *w, uint64_t index, const char *phrase,
                        pho_sim_result *ret, erd_diag *diag);
 
 /* One output record as a JSON line (no newline), shaped like the dev set:
- * {"id":"sim-<index>","spoken","voice":"flite:<v>","perturb":{"speed","noise",
- * ["noise_type","snr_db"]},"nbest":[{"text","score"}...]}.  *ret is malloc'd. */
+ * {"id":"sim-<index>","spoken","voice":"flite:<v>"|"festival:<v>",
+ * "perturb":{"speed","noise",["noise_type","snr_db"],["pitch_cents"],
+ * ["reverb":{...}],["channel":{"type":"telephone","low_hz","high_hz"}]},"nbest":[{"text","score"}...]}.
+ * *ret is malloc'd. */
 int pho_sim_record_json(uint64_t index, const char *phrase, const pho_sim_result *r, char **ret,
                         erd_diag *diag);
 

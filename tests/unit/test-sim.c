@@ -176,6 +176,55 @@ static void test_plans(void)
     ok(differ > 90, "another seed, other plans");
 }
 
+/* The perturbations added for robust training: drawn after the original
+ * choices, so the defaults plan exactly as before, and each applied at its
+ * share. */
+static void test_plans_robust(void)
+{
+    pho_sim_opts o, base;
+    pho_sim_plan p, q;
+    size_t babble = 0, noisy = 0, room = 0, phone = 0, same = 0, festival = 0, pitch_ok = 0;
+    size_t plain = 0;
+
+    pho_sim_opts_init(&o);
+    base = o;
+    is_int(pho_sim_opts_set_voices(&o, "slt,flite:kal16,festival:kal_diphone", NULL), ERD_OK,
+           "engine-prefixed voices parse");
+    ok(pho_sim_opts_set_voices(&o, "espeak:en", NULL) == ERD_EINVAL, "unknown engine refused");
+    ok(pho_sim_opts_set_voices(&o, "festival:", NULL) == ERD_EINVAL, "empty voice refused");
+    ok(pho_sim_opts_set_voices(&o, "festival:kal)(system", NULL) == ERD_EINVAL,
+       "festival voice name checked");
+    o.pitch_cents = 200;
+    o.babble_share = 0.5;
+    o.reverb_prob = 0.25;
+    o.phone_prob = 0.1;
+    is_int(pho_sim_opts_check(&o, NULL), ERD_OK, "robust options valid");
+    o.reverb_prob = 1.5;
+    ok(pho_sim_opts_check(&o, NULL) == ERD_EINVAL, "share above 1 refused");
+    o.reverb_prob = 0.25;
+    for (uint64_t i = 0; i < 2000; i++) {
+        pho_sim_plan_for(&o, i, &p);
+        pho_sim_plan_for(&base, i, &q);
+        same += p.speed == q.speed && p.snr_db == q.snr_db && p.noise_seed == q.noise_seed &&
+                (p.noise == PHO_NOISE_NONE) == (q.noise == PHO_NOISE_NONE);
+        noisy += p.noise != PHO_NOISE_NONE;
+        babble += p.noise == PHO_NOISE_BABBLE;
+        room += p.reverb;
+        phone += p.telephone && p.phone_low_hz >= 100 && p.phone_high_hz <= 7000;
+        festival += !strncmp(p.voice, "festival:", 9);
+        pitch_ok += p.pitch_cents >= -200 && p.pitch_cents <= 200;
+        plain += q.pitch_cents == 0 && !q.reverb && !q.telephone && q.noise != PHO_NOISE_BABBLE;
+    }
+    is_int(same, 2000, "new options leave the original choices alone");
+    is_int(plain, 2000, "defaults add no pitch, room, telephone or babble");
+    ok(babble > noisy * 2 / 5 && babble < noisy * 3 / 5, "about half the noise is babble (%zu of %zu)",
+       babble, noisy);
+    ok(room > 400 && room < 600, "about 25%% in a room (%zu of 2000)", room);
+    ok(phone > 130 && phone < 270, "about 10%% telephone, band in range (%zu of 2000)", phone);
+    ok(festival > 550 && festival < 780, "a third festival (%zu of 2000)", festival);
+    is_int(pitch_ok, 2000, "pitch within +-200 cents");
+}
+
 static void test_record(void)
 {
     pho_sim_opts o;
@@ -211,6 +260,31 @@ static void test_record(void)
     json_decref(j);
     free(s);
     ok(pho_sim_record_json(3, "bad \xff utf8", &r, &s, NULL) == ERD_EUTF8, "invalid UTF-8");
+
+    is_int(pho_sim_record_json(3, "Time of the Gypsies", &r, &s, NULL), ERD_OK, "record again");
+    ok(s && !strstr(s, "reverb") && !strstr(s, "channel") && !strstr(s, "pitch"),
+       "no room, line or pitch written when none");
+    free(s);
+    r.plan.voice = "festival:kal_diphone";
+    r.plan.noise = PHO_NOISE_BABBLE;
+    r.plan.pitch_cents = -120;
+    r.plan.reverb = 1;
+    r.plan.reverberance = 40;
+    r.plan.telephone = 1;
+    r.plan.phone_low_hz = 200;
+    r.plan.phone_high_hz = 3800;
+    is_int(pho_sim_record_json(4, "Time of the Gypsies", &r, &s, NULL), ERD_OK, "robust record");
+    j = s ? json_loads(s, 0, NULL) : NULL;
+    pt = json_object_get(j, "perturb");
+    is_str(json_string_value(json_object_get(j, "voice")), "festival:kal_diphone", "festival voice");
+    is_str(json_string_value(json_object_get(pt, "noise_type")), "babble", "babble");
+    ok(json_real_value(json_object_get(pt, "pitch_cents")) == -120, "pitch kept");
+    ok(json_real_value(json_object_get(json_object_get(pt, "reverb"), "reverberance")) == 40,
+       "room kept");
+    ok(json_real_value(json_object_get(json_object_get(pt, "channel"), "high_hz")) == 3800,
+       "telephone band kept");
+    json_decref(j);
+    free(s);
 }
 
 static int in_path(const char *prog)
@@ -379,6 +453,7 @@ int main(void)
 {
     test_phrasegen();
     test_plans();
+    test_plans_robust();
     test_record();
     test_end_to_end();
     return tap_done();
