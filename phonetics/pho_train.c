@@ -408,76 +408,169 @@ static double pho__dot(const float *a, const float *b, size_t n)
     return s;
 }
 
-/* One direction of InfoNCE: row a of `from` against the `to` vectors, the
- * positive at index a; masked entries left out of the softmax.  Adds the
- * gradients (times w) to the accumulators and returns the row's loss. */
+/* ---- the row losses ---- */
+
+void pho_loss_opts_init(pho_loss_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->kind = PHO_LOSS_INFONCE;
+    o->alpha = 1.0;
+    o->beta = 1.0;
+}
+
+int pho_loss_kind_parse(const char *name, pho_loss_kind *ret)
+{
+    if (!strcmp(name, "infonce"))
+        *ret = PHO_LOSS_INFONCE;
+    else if (!strcmp(name, "apl"))
+        *ret = PHO_LOSS_APL;
+    else
+        return ERD_EINVAL;
+    return ERD_OK;
+}
+
+const char *pho_loss_kind_name(pho_loss_kind k)
+{
+    return k == PHO_LOSS_APL ? "apl" : "infonce";
+}
+
+/* Reverse cross-entropy takes log 0 as this (Ma et al. use -4). */
+#define PHO__RCE_LOG0 (-4.0)
+
+/* Cross-entropy against a target of 1 - eps on the positive and eps spread
+ * evenly over the m - 1 others; writes dloss/dlogit over p. */
+static double pho__ce(double *p, const double *logp, size_t n, size_t a, size_t m, double eps)
+{
+    double off = m > 1 ? eps / (double)(m - 1) : 0.0, on = m > 1 ? 1.0 - eps : 1.0, loss = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        if (p[j] < 0.0)
+            continue;
+        double t = j == a ? on : off;
+        loss -= t * logp[j];
+        p[j] -= t;
+    }
+    return loss;
+}
+
+/* alpha * NCE + beta * RCE (the active-passive loss); writes dloss/dlogit
+ * over p.  NCE = L_a / sum_k L_k with L_k = -log p_k, so
+ * dNCE/dz_j = ((p_j - [j=a]) S - L_a (m p_j - 1)) / S^2;
+ * RCE = -log0 (1 - p_a), so dRCE/dz_j = log0 p_a ([j=a] - p_j). */
+static double pho__apl(double *p, const double *logp, size_t n, size_t a, size_t m,
+                       const pho_loss_opts *lo)
+{
+    double S = 0.0, La = -logp[a], pa = p[a];
+    for (size_t j = 0; j < n; j++)
+        if (p[j] >= 0.0)
+            S -= logp[j];
+    if (!(S > 0.0))
+        S = 1e-300;
+    for (size_t j = 0; j < n; j++) {
+        if (p[j] < 0.0)
+            continue;
+        double d = j == a ? 1.0 : 0.0;
+        double dnce = ((p[j] - d) * S - La * ((double)m * p[j] - 1.0)) / (S * S);
+        double drce = PHO__RCE_LOG0 * pa * (d - p[j]);
+        p[j] = lo->alpha * dnce + lo->beta * drce;
+    }
+    return lo->alpha * La / S - lo->beta * PHO__RCE_LOG0 * (1.0 - pa);
+}
+
+/* One direction of the contrastive loss: row a of `from` against the `to`
+ * vectors, the positive at index a; masked entries left out of the softmax.
+ * Adds the gradients (times w) to the accumulators and returns the row's
+ * loss.  p and logp are scratch of n_to each; p < 0 marks a masked entry. */
 static double pho__nce_row(const float *from_a, const float *to, size_t n_to, size_t a,
                            const uint32_t *to_key, uint32_t key_a, double scale, size_t D,
-                           double w, double *acc_from_a, double *acc_to, double *logit)
+                           double w, const pho_loss_opts *lo, double *acc_from_a, double *acc_to,
+                           double *p, double *logp)
 {
-    double mx = -INFINITY, z = 0.0;
+    double mx = -INFINITY, z = 0.0, loss;
+    size_t m = 0;
 
     for (size_t j = 0; j < n_to; j++) {
         if (j != a && to_key[j] == key_a) {
-            logit[j] = -INFINITY;
+            p[j] = -1.0;
             continue;
         }
-        logit[j] = scale * pho__dot(from_a, to + j * D, D);
-        if (logit[j] > mx)
-            mx = logit[j];
+        logp[j] = scale * pho__dot(from_a, to + j * D, D);
+        if (logp[j] > mx)
+            mx = logp[j];
+        p[j] = 0.0;
+        m++;
     }
     for (size_t j = 0; j < n_to; j++)
-        if (logit[j] != -INFINITY)
-            z += exp(logit[j] - mx);
+        if (p[j] >= 0.0)
+            z += exp(logp[j] - mx);
+    /* the same expressions as plain InfoNCE always used, so its models
+     * reproduce bit for bit */
+    double lz = log(z);
     for (size_t j = 0; j < n_to; j++) {
-        if (logit[j] == -INFINITY)
+        if (p[j] < 0.0)
             continue;
-        double p = exp(logit[j] - mx) / z, g = w * scale * (p - (j == a ? 1.0 : 0.0));
-        if (g == 0.0)
+        p[j] = exp(logp[j] - mx) / z;
+        logp[j] = logp[j] - mx - lz;
+    }
+    if (lo && lo->kind == PHO_LOSS_APL)
+        loss = pho__apl(p, logp, n_to, a, m, lo);
+    else
+        loss = pho__ce(p, logp, n_to, a, m, lo ? lo->smoothing : 0.0);
+    for (size_t j = 0; j < n_to; j++) {
+        if (!(p[j] != 0.0) || (j != a && to_key[j] == key_a))
             continue;
+        double g = w * scale * p[j];
         for (size_t d = 0; d < D; d++) {
             acc_from_a[d] += g * to[j * D + d];
             acc_to[j * D + d] += g * from_a[d];
         }
     }
-    return -(logit[a] - mx - log(z));
+    return loss;
 }
+
+/* What one optimiser step's loss needs besides the vectors. */
+typedef struct pho__step {
+    size_t nq, nc;
+    const uint32_t *q_key, *c_key;
+    double scale;
+    const pho_loss_opts *loss; /* NULL: InfoNCE */
+    const float *q_weight;     /* NULL: all 1 */
+} pho__step;
 
 /* Loss and per-vector gradients of a batch laid out in e as nq hypotheses
  * followed by nc candidates; fills e->dy. */
-static int pho__batch_dy(pho__engine *e, size_t nq, size_t nc, const uint32_t *q_key,
-                         const uint32_t *c_key, double scale, double *ret_loss)
+static int pho__batch_dy(pho__engine *e, const pho__step *st, double *ret_loss)
 {
-    size_t D = e->m->arch.out_dim;
+    size_t D = e->m->arch.out_dim, nq = st->nq, nc = st->nc;
     const float *q = e->y, *c = e->y + nq * D;
     double *aq = e->acc, *ac = e->acc + nq * D, loss = 0.0, w = 0.5 / (double)nq;
-    double *logit = malloc(sizeof *logit * (nc > nq ? nc : nq));
+    size_t most = nc > nq ? nc : nq;
+    double *p = malloc(sizeof *p * 2 * most);
 
-    if (!logit)
+    if (!p)
         return ERD_ENOMEM;
     memset(e->acc, 0, sizeof *e->acc * (nq + nc) * D);
     for (size_t a = 0; a < nq; a++) {
-        loss += pho__nce_row(q + a * D, c, nc, a, c_key, q_key[a], scale, D, w, aq + a * D, ac,
-                             logit);
+        double wa = st->q_weight ? w * st->q_weight[a] : w;
+        loss += wa / w * pho__nce_row(q + a * D, c, nc, a, st->c_key, st->q_key[a], st->scale,
+                                      D, wa, st->loss, aq + a * D, ac, p, p + most);
         /* candidate a's own key is its hypothesis's: masking by q_key */
-        loss += pho__nce_row(c + a * D, q, nq, a, q_key, q_key[a], scale, D, w, ac + a * D, aq,
-                             logit);
+        loss += wa / w * pho__nce_row(c + a * D, q, nq, a, st->q_key, st->q_key[a], st->scale,
+                                      D, wa, st->loss, ac + a * D, aq, p, p + most);
     }
     for (size_t i = 0; i < (nq + nc) * D; i++)
         e->dy[i] = (float)e->acc[i];
-    free(logit);
+    free(p);
     *ret_loss = loss * w;
     return ERD_OK;
 }
 
-static int pho__engine_step(pho__engine *e, size_t nq, size_t nc, const uint32_t *q_key,
-                            const uint32_t *c_key, double scale, double *ret_loss)
+static int pho__engine_step(pho__engine *e, const pho__step *st, double *ret_loss)
 {
     int rc;
 
-    e->n = nq + nc;
+    e->n = st->nq + st->nc;
     pho__parallel(e->threads, pho__encode_work, e);
-    rc = pho__batch_dy(e, nq, nc, q_key, c_key, scale, ret_loss);
+    rc = pho__batch_dy(e, st, ret_loss);
     if (rc < 0)
         return rc;
     pho__parallel(e->threads, pho__backward_work, e);
@@ -510,7 +603,8 @@ int pho_batch_loss(const pho_model *m, const pho_batch *b, double scale, float *
         e.tok[b->nq + i] = b->c_tokens[i];
         e.len[b->nq + i] = b->c_len[i];
     }
-    rc = pho__engine_step(&e, b->nq, b->nc, b->q_key, b->c_key, scale, &loss);
+    pho__step st = {b->nq, b->nc, b->q_key, b->c_key, scale, b->loss, b->q_weight};
+    rc = pho__engine_step(&e, &st, &loss);
     pho__engine_free(&e);
     if (rc == ERD_OK)
         *ret_loss = loss;
@@ -734,6 +828,78 @@ void pho_train_opts_init(pho_train_opts *o)
     o->scale = 20.0;
     o->hard_k = 10;
     o->augment = 0.15;
+    pho_loss_opts_init(&o->loss);
+}
+
+/* ---- noise-aware pair weights ---- */
+
+/* Phone unigrams and bigrams of t as sorted keys, so the Dice coefficient
+ * of two sequences is a merge. */
+static size_t pho__grams(const pho_token *t, size_t n, uint32_t *out)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        out[m++] = t[i].phone;
+        if (i + 1 < n)
+            out[m++] = 0x10000u | (uint32_t)t[i].phone << 8 | t[i + 1].phone;
+    }
+    for (size_t i = 1; i < m; i++) {
+        uint32_t v = out[i];
+        size_t j = i;
+        for (; j > 0 && out[j - 1] > v; j--)
+            out[j] = out[j - 1];
+        out[j] = v;
+    }
+    return m;
+}
+
+double pho_pair_overlap(const pho_token *a, size_t na, const pho_token *b, size_t nb)
+{
+    uint32_t ga[2 * PHO_TOKENS_MAX], gb[2 * PHO_TOKENS_MAX];
+    if (na > PHO_TOKENS_MAX)
+        na = PHO_TOKENS_MAX;
+    if (nb > PHO_TOKENS_MAX)
+        nb = PHO_TOKENS_MAX;
+    size_t ma = pho__grams(a, na, ga), mb = pho__grams(b, nb, gb), i = 0, j = 0, common = 0;
+    if (ma + mb == 0)
+        return 0.0;
+    while (i < ma && j < mb) {
+        if (ga[i] == gb[j]) {
+            common++;
+            i++;
+            j++;
+        } else if (ga[i] < gb[j]) {
+            i++;
+        } else {
+            j++;
+        }
+    }
+    return 2.0 * (double)common / (double)(ma + mb);
+}
+
+double pho_pair_weight(double overlap, double knee)
+{
+    double w = overlap / knee;
+    return w > 1.0 ? 1.0 : w < PHO_PAIR_WEIGHT_MIN ? PHO_PAIR_WEIGHT_MIN : w;
+}
+
+/* Every pair's weight, or NULL in *ret when weighting is off. */
+static int pho__pair_weights(const pho_trainset *ts, double knee, float **ret)
+{
+    float *w;
+    *ret = NULL;
+    if (!(knee > 0.0))
+        return ERD_OK;
+    if (!(w = malloc(sizeof *w * (ts->n_pairs + 1))))
+        return ERD_ENOMEM;
+    for (size_t i = 0; i < ts->n_pairs; i++) {
+        uint32_t qs = ts->pair_seq[i], ps = ts->phr_seq[ts->pair_phr[i]];
+        double ov = pho_pair_overlap(ts->tok + ts->seq_off[qs], ts->seq_len[qs],
+                                     ts->tok + ts->seq_off[ps], ts->seq_len[ps]);
+        w[i] = (float)pho_pair_weight(ov, knee);
+    }
+    *ret = w;
+    return ERD_OK;
 }
 
 /* A noisier copy of a hypothesis: each phone is replaced by a random one or
@@ -798,7 +964,7 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
     size_t n_tr_phr = 0, n_tr = 0, B, K, D, steps_per_epoch;
     uint32_t *local = NULL, *tr_phr = NULL, *tr_pairs = NULL, *order = NULL, *nn = NULL;
     uint32_t *q_key = NULL, *c_key = NULL;
-    float *adam_m = NULL, *adam_v = NULL, *phr_vec = NULL;
+    float *adam_m = NULL, *adam_v = NULL, *phr_vec = NULL, *pair_w = NULL, *q_w = NULL;
     pho_token *aug = NULL;
     pho_train_result res = {0};
     double t0 = pho__now(), best_r1 = -1.0, best_r5 = -1.0;
@@ -808,10 +974,14 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
         return erd_fail(diag, ERD_EINVAL, "pho_train: NULL argument");
     if (o->threads < 1 || o->threads > PHO__THREADS_MAX || o->batch < 2 || o->epochs < 1 ||
         !(o->holdout >= 0.0 && o->holdout <= 0.5) || !(o->lr > 0.0) || !(o->scale > 0.0) ||
-        o->hard_k > PHO__HARD_K_MAX || !(o->augment >= 0.0 && o->augment < 1.0))
+        o->hard_k > PHO__HARD_K_MAX || !(o->augment >= 0.0 && o->augment < 1.0) ||
+        !(o->loss.smoothing >= 0.0 && o->loss.smoothing <= 0.5) || !(o->loss.alpha >= 0.0) ||
+        !(o->loss.beta >= 0.0) || !(o->loss.alpha + o->loss.beta > 0.0) ||
+        !(o->pair_knee >= 0.0 && o->pair_knee <= 1.0))
         return erd_fail(diag, ERD_EINVAL,
                         "training options out of range (threads 1..%d, batch >= 2, epochs >= 1, "
-                        "holdout 0..0.5, hard negatives 0..%d, augment 0..1)",
+                        "holdout 0..0.5, hard negatives 0..%d, augment 0..1, smoothing 0..0.5, "
+                        "APL weights >= 0 and not both 0, pair knee 0..1)",
                         PHO__THREADS_MAX, PHO__HARD_K_MAX);
     if (o->init) {
         rc = pho_model_clone(o->init, &m);
@@ -860,6 +1030,11 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
     steps_per_epoch = n_tr / B;
     total_steps = (uint64_t)steps_per_epoch * o->epochs;
 
+    if ((rc = pho__pair_weights(ts, o->pair_knee, &pair_w)) < 0 ||
+        (pair_w && !(q_w = malloc(sizeof *q_w * B)))) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory for pair weights");
+        goto out;
+    }
     q_key = malloc(sizeof *q_key * B);
     c_key = malloc(sizeof *c_key * 2 * B);
     adam_m = calloc(m->n_params, sizeof *adam_m);
@@ -895,7 +1070,8 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
         }
     }
 
-    for (unsigned ep = 0; ep < o->epochs; ep++) {
+    for (unsigned ep = 0, stale = 0; ep < o->epochs && !(o->patience && stale >= o->patience);
+         ep++) {
         double loss_sum = 0.0, r1, r5;
         uint64_t es = pho_mix64(o->seed ^ (0x9e3779b97f4a7c15ULL * (ep + 1)));
 
@@ -953,7 +1129,11 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
                 }
                 nc = 2 * B;
             }
-            rc = pho__engine_step(&e, B, nc, q_key, c_key, o->scale, &loss);
+            if (pair_w)
+                for (size_t i = 0; i < B; i++)
+                    q_w[i] = pair_w[bp[i]];
+            pho__step st = {B, nc, q_key, c_key, o->scale, &o->loss, pair_w ? q_w : NULL};
+            rc = pho__engine_step(&e, &st, &loss);
             if (rc < 0) {
                 rc = erd_fail(diag, rc, "training step failed");
                 goto out;
@@ -982,7 +1162,11 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
             res.best_epoch = ep + 1;
             memcpy(best->params, m->params, sizeof *m->params * m->n_params);
             pg.best = 1;
+            stale = 0;
+        } else {
+            stale++;
         }
+        res.epochs_run = ep + 1;
         if (o->progress)
             o->progress(o->progress_user, &pg);
     }
@@ -1010,5 +1194,7 @@ out:
     free(adam_v);
     free(phr_vec);
     free(aug);
+    free(pair_w);
+    free(q_w);
     return rc;
 }

@@ -55,6 +55,29 @@ typedef struct pho_train_progress {
 
 typedef void (*pho_train_progress_cb)(void *user, const pho_train_progress *p);
 
+/* The loss of one softmax row.  Many simulated pairs are hallucinations that
+ * share nothing with what was said: wrong labels for a contrastive encoder.
+ * InfoNCE (cross-entropy) follows them all the way; the active-passive loss
+ * (Ma et al., ICML 2020: normalised cross-entropy + reverse cross-entropy)
+ * bounds what one wrong pair can pull, and label smoothing softens the
+ * target. */
+typedef enum pho_loss_kind {
+    PHO_LOSS_INFONCE = 0,
+    PHO_LOSS_APL = 1,
+} pho_loss_kind;
+
+typedef struct pho_loss_opts {
+    pho_loss_kind kind;
+    double smoothing;   /* InfoNCE: share of the target spread over the negatives, 0..0.5 */
+    double alpha, beta; /* APL: weights of the normalised and the reverse cross-entropy */
+} pho_loss_opts;
+
+/* InfoNCE, no smoothing; APL weights 1 and 1 when chosen. */
+void pho_loss_opts_init(pho_loss_opts *o);
+/* "infonce" or "apl"; ERD_EINVAL otherwise. */
+int pho_loss_kind_parse(const char *name, pho_loss_kind *ret);
+const char *pho_loss_kind_name(pho_loss_kind k);
+
 typedef struct pho_train_opts {
     pho_model_arch arch;
     uint64_t seed;
@@ -72,17 +95,25 @@ typedef struct pho_train_opts {
      * beyond the call.  The held-out slice scores it first as "epoch 0", so
      * the result is never worse on that slice than where it started. */
     const pho_model *init;
+    pho_loss_opts loss;
+    unsigned patience; /* stop after this many epochs without a better held-out recall; 0: never */
+    /* Noise-aware pair weighting: a pair's weight is its phone overlap
+     * (Dice of phone unigrams and bigrams, hypothesis vs phrase) over this
+     * knee, capped at 1 and floored at PHO_PAIR_WEIGHT_MIN; 0: every pair 1. */
+    double pair_knee;
     pho_train_progress_cb progress;
     void *progress_user;
 } pho_train_opts;
 
 /* Defaults: bag, emb 128, 2^14 buckets, 128 dims; 10 epochs of batch 128;
- * 2 threads; holdout 0.05; lr 0.005; scale 20; hard_k 10; augment 0.15. */
+ * 2 threads; holdout 0.05; lr 0.005; scale 20; hard_k 10; augment 0.15;
+ * InfoNCE; no patience; no pair weighting. */
 void pho_train_opts_init(pho_train_opts *o);
 
 typedef struct pho_train_result {
     double recall1, recall5; /* of the returned model on the held-out slice */
     unsigned best_epoch;
+    unsigned epochs_run; /* fewer than asked when patience stopped it */
     size_t train_pairs, heldout_pairs, train_phrases, heldout_phrases;
     double seconds;
 } pho_train_result;
@@ -111,7 +142,18 @@ typedef struct pho_batch {
     const pho_token *const *c_tokens;
     const size_t *c_len;
     const uint32_t *c_key;
+    const pho_loss_opts *loss; /* NULL: plain InfoNCE */
+    const float *q_weight;     /* per hypothesis row and its phrase's row; NULL: all 1 */
 } pho_batch;
+
+#define PHO_PAIR_WEIGHT_MIN 0.05
+
+/* Phone overlap of a hypothesis with its phrase, 0..1: Dice coefficient of
+ * their multisets of phone unigrams and bigrams (stress and word starts
+ * ignored). */
+double pho_pair_overlap(const pho_token *a, size_t na, const pho_token *b, size_t nb);
+/* The pair weight pho_train gives an overlap under knee (> 0). */
+double pho_pair_weight(double overlap, double knee);
 
 /* Loss of one batch, with its gradient added to grad (n_params floats);
  * single-threaded, for tests and tools.  *ret_loss set only on success. */

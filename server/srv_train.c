@@ -241,6 +241,9 @@ int srv_cli_train(int argc, char **argv)
         {"copies", required_argument, 0, 'P'},  {"strength", required_argument, 0, 'R'},
         {"init", required_argument, 0, 'I'},    {"config", required_argument, 0, 'C'},
         {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
+        {"loss", required_argument, 0, 'O'},    {"smoothing", required_argument, 0, 'm'},
+        {"apl-alpha", required_argument, 0, 'x'}, {"apl-beta", required_argument, 0, 'y'},
+        {"patience", required_argument, 0, 'T'}, {"pair-knee", required_argument, 0, 'K'},
         {0, 0, 0, 0},
     };
     char *pairs_arg = NULL;
@@ -333,6 +336,28 @@ int srv_cli_train(int argc, char **argv)
         case 'S':
             if (srv__real("scale", optarg, &to.scale)) return SRV_EXIT_USAGE;
             break;
+        case 'O':
+            if (pho_loss_kind_parse(optarg, &to.loss.kind) < 0) {
+                fprintf(stderr, "erd train: --loss must be infonce or apl\n");
+                return SRV_EXIT_USAGE;
+            }
+            break;
+        case 'm':
+            if (srv__real("smoothing", optarg, &to.loss.smoothing)) return SRV_EXIT_USAGE;
+            break;
+        case 'x':
+            if (srv__real("apl-alpha", optarg, &to.loss.alpha)) return SRV_EXIT_USAGE;
+            break;
+        case 'y':
+            if (srv__real("apl-beta", optarg, &to.loss.beta)) return SRV_EXIT_USAGE;
+            break;
+        case 'T':
+            if (srv__uint("patience", optarg, 1000, &v)) return SRV_EXIT_USAGE;
+            to.patience = (unsigned)v;
+            break;
+        case 'K':
+            if (srv__real("pair-knee", optarg, &to.pair_knee)) return SRV_EXIT_USAGE;
+            break;
         case 'a':
             if (!strcmp(optarg, "conv")) {
                 to.arch.kind = PHO_ARCH_CONV;
@@ -367,6 +392,15 @@ int srv_cli_train(int argc, char **argv)
                    "  --hard-k N         hard negatives from the N nearest phrases, 0 off "
                    "(default %u)\n"
                    "  --augment R        extra phone noise on hypotheses at rate R (default %g)\n"
+                   "  --loss L           infonce, or apl (normalised + reverse cross-entropy,\n"
+                   "                     robust to wrong pairs) (default infonce)\n"
+                   "  --smoothing E      InfoNCE label smoothing, 0..0.5 (default 0)\n"
+                   "  --apl-alpha A      APL weight of the normalised cross-entropy (default 1)\n"
+                   "  --apl-beta B       APL weight of the reverse cross-entropy (default 1)\n"
+                   "  --patience N       stop after N epochs without a better held-out\n"
+                   "                     recall, 0 never (default 0)\n"
+                   "  --pair-knee K      weight pairs by phone overlap / K (floor %.2f, cap 1);\n"
+                   "                     0 weighs every pair 1 (default 0)\n"
                    "  --synthetic FILE   phrases (one per line, e.g. from erd phrases) turned\n"
                    "                     into extra pairs by the noise channel\n"
                    "  --channel FILE     noise channel for --synthetic (erd channel)\n"
@@ -380,7 +414,7 @@ int srv_cli_train(int argc, char **argv)
                    "  -q, --quiet        no progress on stderr\n",
                    to.epochs, to.arch.out_dim, to.threads, to.holdout, to.arch.emb_dim,
                    SRV__CONV_DEFAULT, to.arch.hash_bits, to.batch, to.lr, to.scale, to.hard_k,
-                   to.augment);
+                   to.augment, PHO_PAIR_WEIGHT_MIN);
             return SRV_EXIT_OK;
         default:
             fprintf(stderr, "Try 'erd train --help'.\n");
@@ -474,13 +508,15 @@ int srv_cli_train(int argc, char **argv)
         snprintf(date, sizeof date, "unknown");
     snprintf(meta, sizeof meta,
              "erd train seed=%llu epochs=%u best_epoch=%u arch=%s/%u/%u/%u dim=%u batch=%u "
-             "lr=%g scale=%g hard_k=%u augment=%g synthetic=%llux%u@%g threads=%u holdout=%g "
+             "lr=%g scale=%g hard_k=%u augment=%g loss=%s/%g/%g/%g knee=%g "
+             "synthetic=%llux%u@%g threads=%u holdout=%g "
              "data=fnv1a64:%016llx pairs=%zu init=%08x "
              "heldout_r1=%.4f heldout_r5=%.4f date=%s",
              (unsigned long long)to.seed, to.epochs, res.best_epoch,
              to.arch.kind == PHO_ARCH_CONV ? "conv" : "bag", to.arch.emb_dim, to.arch.hash_bits,
              to.arch.conv_dim, to.arch.out_dim, to.batch, to.lr, to.scale, to.hard_k, to.augment,
-             (unsigned long long)st.synthetic, copies, strength, to.threads,
+             pho_loss_kind_name(to.loss.kind), to.loss.smoothing, to.loss.alpha, to.loss.beta,
+             to.pair_knee, (unsigned long long)st.synthetic, copies, strength, to.threads,
              to.holdout, (unsigned long long)st.checksum, res.train_pairs,
              init ? (unsigned)(uint32_t)init->checksum : 0u, res.recall1,
              res.recall5, date);
