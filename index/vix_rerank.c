@@ -82,6 +82,10 @@ int vix_rerank_spec_parse(const char *spec, char *path, size_t path_cap, vix_rer
         } else if (!strcmp(kv, "temperature")) {
             if ((rc = vix__rr_num(kv, v, 0.01, 100, &o.temperature, diag)) < 0)
                 return rc;
+        } else if (!strcmp(kv, "ranker")) {
+            if (!*v || strlen(v) >= sizeof o.ranker)
+                return erd_fail(diag, ERD_ECONFIG, "rerank: ranker file name empty or too long");
+            memcpy(o.ranker, v, strlen(v) + 1);
         } else if (!strcmp(kv, "mode")) {
             if (!strcmp(v, "local"))
                 o.mode = VIX_RR_LOCAL;

@@ -32,12 +32,17 @@ typedef struct vix_rerank_opts {
     int mode;          /* VIX_RR_* (default VIX_RR_LOCAL) */
     double skip;       /* nats per unheard leading/trailing phone in local mode (default 1.0) */
     double temperature; /* score = exp(-extra cost per heard phone / temperature) (default 2.0) */
+    /* A learned ranker (index/vix_ranker.h) instead of the hand-set blend:
+     * its file, relative to the channel file's folder unless absolute;
+     * "" for the blend (default). */
+    char ranker[256];
 } vix_rerank_opts;
 
 void vix_rerank_opts_init(vix_rerank_opts *opts);
 
 /* Parses a rerank spec: "off" (*ret_enabled = 0) or
- * "CHANNEL_FILE[,weight=W][,candidates=N][,mode=local|global][,skip=S][,temperature=T]",
+ * "CHANNEL_FILE[,weight=W][,candidates=N][,mode=local|global][,skip=S][,temperature=T]
+ * [,ranker=FILE]",
  * starting from the defaults.  The file name is copied into path. */
 int vix_rerank_spec_parse(const char *spec, char *path, size_t path_cap, vix_rerank_opts *ret,
                           int *ret_enabled, erd_diag *diag);

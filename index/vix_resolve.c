@@ -23,6 +23,7 @@
 #include "index/vix_index.h"
 #include "index/vix_internal.h"
 #include "index/vix_phrase.h"
+#include "index/vix_ranker.h"
 #include "index/vix_rerank.h"
 #include "index/vix_store.h"
 #include "proto/erd_hash.h"
@@ -118,6 +119,9 @@ struct vix_resolver {
     pho_g2p *g2p;
     size_t candidates;
     vix_rerank *rerank; /* NULL: first stage only */
+    vix_ranker *ranker; /* NULL: the rerank's hand-set blend orders the candidates */
+    vix_rank_observer rank_observer;
+    void *rank_observer_ctx;
     char rerank_id[VIX_CALIB_ID_MAX];
     vix_calib *calib;   /* NULL: uncalibrated scores */
     int calib_rerank_ok; /* calib was fitted under this rerank configuration */
@@ -1121,6 +1125,37 @@ static char *vix__dup(const char *s, const char *def)
     return strdup(s && *s ? s : def);
 }
 
+/* The learned ranker named by the rerank spec, found beside the channel
+ * file; it must have been fitted under the rerank configuration in force,
+ * whose id then names it too (a calibration is fitted on its scores). */
+static int vix__ranker_open(vix_resolver *r, const char *channel_path, const char *name,
+                            erd_diag *diag)
+{
+    char path[1024];
+    const char *slash = strrchr(channel_path, '/');
+    int dir = name[0] == '/' || !slash ? 0 : (int)(slash - channel_path + 1);
+    if ((size_t)snprintf(path, sizeof path, "%.*s%s", dir, channel_path, name) >= sizeof path)
+        return erd_fail(diag, ERD_ETOOLONG, "ranker path too long");
+    if (!(r->ranker = malloc(sizeof *r->ranker)))
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    int rc = vix_ranker_load(path, r->ranker, diag);
+    if (rc < 0)
+        return rc;
+    if (strcmp(r->ranker->rerank_id, r->rerank_id) != 0)
+        return erd_fail(diag, ERD_EMISMATCH, "%s was fitted under rerank %.120s, not %.120s",
+                        path, r->ranker->rerank_id, r->rerank_id);
+    size_t len = strlen(r->rerank_id);
+    snprintf(r->rerank_id + len, sizeof r->rerank_id - len, ",ranker=fnv1a64:%016llx",
+             (unsigned long long)r->ranker->checksum);
+    return ERD_OK;
+}
+
+void vix_resolver_set_rank_observer(vix_resolver *r, vix_rank_observer fn, void *ctx)
+{
+    r->rank_observer = fn;
+    r->rank_observer_ctx = ctx;
+}
+
 int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_diag *diag)
 {
     vix_resolver *r = calloc(1, sizeof *r);
@@ -1169,6 +1204,8 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
                          (unsigned long long)pho_channel_checksum(ch), ro.weight, ro.candidates,
                          ro.mode == VIX_RR_LOCAL ? "local" : "global", ro.skip, ro.temperature);
             pho_channel_destroy(ch);
+            if (rc == ERD_OK && ro.ranker[0])
+                rc = vix__ranker_open(r, path, ro.ranker, diag);
         }
         if (rc < 0)
             goto out;
@@ -1225,6 +1262,7 @@ void vix_resolver_close(vix_resolver *r)
     vix_store_close(r->store);
     pho_g2p_destroy(r->g2p);
     vix_rerank_destroy(r->rerank);
+    free(r->ranker);
     free(r->calib);
     free(r->jobs);
     while (r->interned) {
@@ -1372,6 +1410,37 @@ static void vix__agreement(const vix_rerank_hyp *hyps, size_t n_hyps, const vix_
         ret_agree[i] /= wsum;
 }
 
+/* The learned second stage: replaces each candidate's blended score with
+ * the ranker's probability, and shows the features to an observer. */
+static int vix__learned_rank(vix_resolver *r, const vix_rerank_hyp *hyps, size_t n_hyps,
+                             const vix_rerank_cand *cands, vix__ranked *found, size_t n_found,
+                             const double *by_hyp, erd_diag *diag)
+{
+    double *x = malloc(n_found * (VIX_RANKER_NFEAT + 1) * sizeof *x);
+    vix_result *seen = r->rank_observer ? malloc(n_found * sizeof *seen) : NULL;
+    if (!x || (r->rank_observer && !seen)) {
+        free(x);
+        free(seen);
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    }
+    vix_rank_input in = {hyps, n_hyps, cands, n_found, by_hyp};
+    vix_rank_features(&in, x);
+    if (r->rank_observer) {
+        for (size_t i = 0; i < n_found; i++)
+            seen[i] = found[i].res;
+        r->rank_observer(r->rank_observer_ctx, x, seen, n_found);
+    }
+    if (r->ranker) {
+        double *p = x + n_found * VIX_RANKER_NFEAT;
+        vix_ranker_probs(r->ranker, x, n_found, p);
+        for (size_t i = 0; i < n_found; i++)
+            found[i].res.score = p[i];
+    }
+    free(x);
+    free(seen);
+    return ERD_OK;
+}
+
 int vix_resolve(vix_resolver *r, const char *catalog, const vix_hypothesis *hyps, size_t n,
                 size_t k, vix_result *ret_results, size_t *ret_n, vix_timing *timing,
                 erd_diag *diag)
@@ -1473,7 +1542,7 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
         hyp_phones = malloc(n * VIX_RR_TOKENS_MAX);
         rr_hyps = malloc(n * sizeof *rr_hyps);
         rr_cands = malloc(want * sizeof *rr_cands);
-        if (calibrate)
+        if (calibrate || r->ranker || r->rank_observer)
             by_hyp = malloc(n * want * sizeof *by_hyp);
     }
     /* open addressing over the ids taken so far, at most half full */
@@ -1483,7 +1552,8 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
     seen = calloc(seen_cap, sizeof *seen);
     if (!q || !v || !scores || !ids || !dscores || !dids || !ph || !found || !seen ||
         (calibrate && !cal) ||
-        (r->rerank && (!hyp_phones || !rr_hyps || !rr_cands || (calibrate && !by_hyp)))) {
+        (r->rerank && (!hyp_phones || !rr_hyps || !rr_cands ||
+                       ((calibrate || r->ranker || r->rank_observer) && !by_hyp)))) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
@@ -1588,12 +1658,15 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
             rr_cands[i] = (vix_rerank_cand){.phrases = found[i].ent->phrases,
                                             .n_phrases = found[i].ent->n_phrases,
                                             .first = found[i].first};
-        /* by_hyp is for the calibration's agreement feature */
+        /* by_hyp is for the calibration's agreement feature and the ranker */
         vix_rerank_score_each(r->rerank, rr_hyps, used, rr_cands, n_found, by_hyp);
         for (size_t i = 0; i < n_found; i++) {
             double s = rr_cands[i].score;
             found[i].res.score = s < 0 ? 0 : s > 1 ? 1 : s;
         }
+        if ((r->ranker || r->rank_observer) && n_found &&
+            (rc = vix__learned_rank(r, rr_hyps, used, rr_cands, found, n_found, by_hyp, diag)) < 0)
+            goto out;
         tm.rerank_ns = vix__ns() - t0;
     }
     qsort(found, n_found, sizeof *found, vix__cmp_score);

@@ -133,6 +133,16 @@ const char *vix_resolver_catalog_encoder(const vix_resolver *resolver, size_t i)
  * it: "off", or the channel file's checksum and every rerank option. */
 void vix_resolver_rerank_id(const vix_resolver *resolver, char *buf, size_t cap);
 
+/* Sees the learned ranker's features (index/vix_ranker.h) of every rerank
+ * candidate of every resolve, in first-stage order, with the candidates
+ * themselves: what erd rank-fit learns from.  Called on the resolving
+ * thread, before the candidates are ordered. */
+typedef void (*vix_rank_observer)(void *ctx, const double *x, const vix_result *cands,
+                                  size_t n);
+/* Installs (or with NULL removes) the observer; not while other threads
+ * resolve.  Needs the rerank on. */
+void vix_resolver_set_rank_observer(vix_resolver *resolver, vix_rank_observer fn, void *ctx);
+
 /* G2P phoneme-cache counters since open (for /metrics); thread-safe. */
 void vix_resolver_g2p_stats(vix_resolver *resolver, uint64_t *ret_lookups, uint64_t *ret_hits);
 

@@ -5,6 +5,7 @@
 #include "server/srv_calibrate.h"
 #include "server/srv_channel.h"
 #include "server/srv_cli.h"
+#include "server/srv_rank.h"
 #include "server/srv_semantic.h"
 #include "server/srv_sim.h"
 #include "server/srv_train.h"
@@ -31,6 +32,7 @@ static const struct {
     {"train-semantic", srv_cli_train_semantic, "train the semantic word model (WordNet + equivalences)"},
     {"tune", srv_cli_tune, "choose the fused encoder's weight on held-out simulated queries"},
     {"calibrate", srv_cli_calibrate, "fit calibrated scores on held-out simulated queries"},
+    {"rank-fit", srv_cli_rank_fit, "fit the learned second-stage ranker on simulated queries"},
 };
 
 static void usage(FILE *out)
