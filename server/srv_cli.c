@@ -782,3 +782,16 @@ int srv_cli_config(int argc, char **argv)
     cfg_dump(&cfg, stdout);
     return SRV_EXIT_OK;
 }
+
+size_t srv_cli_nbest(json_t *nbest, vix_hypothesis *hyps, size_t cap)
+{
+    size_t n = json_array_size(nbest) < cap ? json_array_size(nbest) : cap;
+    for (size_t i = 0; i < n; i++) {
+        json_t *h = json_array_get(nbest, i), *score = json_object_get(h, "score");
+        const char *text = json_string_value(json_object_get(h, "text"));
+        hyps[i] = (vix_hypothesis){.text = text ? text : "", .len = text ? strlen(text) : 0,
+                                   .score = json_is_number(score) ? json_number_value(score) : 0,
+                                   .has_score = json_is_number(score)};
+    }
+    return n;
+}

@@ -3,6 +3,9 @@
 #ifndef SRV_CLI_H
 #define SRV_CLI_H
 
+#include <jansson.h>
+
+#include "index/vix_resolve.h"
 #include "proto/erd_error.h"
 
 #include <stddef.h>
@@ -51,5 +54,9 @@ int srv_cli_bad_usage(const char *cmd);
  * folder inside the source tree) when the working directory lacks it, so
  * the default works from anywhere in a checkout. */
 const char *srv_cli_rerank_spec(const char *spec, char *buf, size_t cap);
+
+/* The hypotheses of a dev-format "nbest" array of {"text", "score"} (the
+ * score optional), at most cap; texts point into the array. */
+size_t srv_cli_nbest(json_t *nbest, vix_hypothesis *hyps, size_t cap);
 
 #endif

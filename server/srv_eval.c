@@ -201,17 +201,7 @@ static int eval__resolve(eval_ctx *ctx, const char *catalog, json_t *nbest, size
         vix_hypothesis hyps[64];
         vix_result results[EVAL_K];
         erd_diag diag = {0};
-        if (n_hyps > 64)
-            n_hyps = 64;
-        for (size_t i = 0; i < n_hyps; i++) {
-            json_t *h = json_array_get(nbest, i);
-            json_t *score = json_object_get(h, "score");
-            const char *text = json_string_value(json_object_get(h, "text"));
-            hyps[i] = (vix_hypothesis){.text = text ? text : "",
-                                       .len = text ? strlen(text) : 0,
-                                       .score = json_is_number(score) ? json_number_value(score) : 0,
-                                       .has_score = json_is_number(score)};
-        }
+        n_hyps = srv_cli_nbest(nbest, hyps, n_hyps < 64 ? n_hyps : 64);
         size_t n_res = 0;
         rc = vix_resolve(ctx->resolver, catalog, hyps, n_hyps, EVAL_K, results, &n_res, NULL,
                          &diag);

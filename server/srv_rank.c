@@ -160,14 +160,7 @@ static int rank__query(vix_resolver *resolver, rank_ctx *ctx, rank_lists halves[
         vix_store_catalog_find(ctx->store, domain, &ctx->catalog_id, NULL) < 0 ||
         srv_eval_same_entity(ctx->store, ctx->catalog_id, gold, gold) != 1)
         goto out;
-    size_t n_all = json_array_size(nbest) < RANK_HYPS_MAX ? json_array_size(nbest) : RANK_HYPS_MAX;
-    for (size_t i = 0; i < n_all; i++) {
-        json_t *h = json_array_get(nbest, i), *score = json_object_get(h, "score");
-        const char *text = json_string_value(json_object_get(h, "text"));
-        hyps[i] = (vix_hypothesis){.text = text ? text : "", .len = text ? strlen(text) : 0,
-                                   .score = json_is_number(score) ? json_number_value(score) : 0,
-                                   .has_score = json_is_number(score)};
-    }
+    size_t n_all = srv_cli_nbest(nbest, hyps, RANK_HYPS_MAX);
     ctx->gold = gold;
     ctx->into = &halves[rank__half(gold)];
     for (int m = 0; m < 2; m++) {

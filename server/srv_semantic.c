@@ -345,15 +345,7 @@ static int srv__eval(const char *db, const char *catalog, vix_store *gold_store,
         char key[PHO_TEXT_MAX];
         int rank = 0;
 
-        if (nh > SRV__HYPS_MAX)
-            nh = SRV__HYPS_MAX;
-        for (size_t i = 0; i < nh; i++) {
-            json_t *h = json_array_get(qs[q].nbest, i), *score = json_object_get(h, "score");
-            const char *text = json_string_value(json_object_get(h, "text"));
-            hyps[i] = (vix_hypothesis){.text = text ? text : "", .len = text ? strlen(text) : 0,
-                                       .score = json_is_number(score) ? json_number_value(score) : 0,
-                                       .has_score = json_is_number(score)};
-        }
+        nh = srv_cli_nbest(qs[q].nbest, hyps, nh < SRV__HYPS_MAX ? nh : SRV__HYPS_MAX);
         gold->n = 0;
         vix_store_entity_get(gold_store, gold_cat, qs[q].gold, srv__collect_keys, gold, NULL);
         t.n++;
