@@ -290,7 +290,7 @@ static void vix__rr_plan_free(vix__rr_plan *pl)
 }
 
 /* The plan of phrases ph[0..n) (longest first, as vix__rr_sort_pairs
- * leaves them) in batches of VIX__LANES.  -1 when out of memory. */
+ * leaves them) in batches of VIX__LANES.  ERD_ENOMEM when out of memory. */
 static int vix__rr_plan_make(const vix_rerank *rr, const vix_rerank_phrase *const *ph, size_t n,
                              vix__rr_plan *pl)
 {
@@ -300,7 +300,7 @@ static int vix__rr_plan_make(const vix_rerank *rr, const vix_rerank_phrase *cons
     pl->n_batches = nb;
     pl->first_row = malloc((nb + 1) * sizeof *pl->first_row);
     if (!pl->first_row)
-        return -1;
+        return ERD_ENOMEM;
     for (size_t b = 0; b < nb; b++) {
         size_t maxnr = 0;
         for (size_t l = 0; l < VIX__LANES && b * VIX__LANES + l < n; l++) {
@@ -319,7 +319,7 @@ static int vix__rr_plan_make(const vix_rerank *rr, const vix_rerank_phrase *cons
     pl->act = malloc((rows + 1) * sizeof *pl->act);
     if (!pl->sym || !pl->del || !pl->row0 || !pl->left || !pl->act) {
         vix__rr_plan_free(pl);
-        return -1;
+        return ERD_ENOMEM;
     }
     for (size_t b = 0; b < nb; b++) {
         const uint8_t *refs[VIX__LANES];
@@ -567,7 +567,7 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     double *own_best = NULL, *best = by_hyp;
     if (!best && n_hyps && n_cands <= SIZE_MAX / sizeof(double) / n_hyps)
         best = own_best = malloc((n_hyps * n_cands + 1) * sizeof *best);
-    int rc = -1;
+    int rc = ERD_ENOMEM;
     if (!prep || !pair_cand || !pair_ph || !best)
         goto out;
     n_pairs = 0;
@@ -585,7 +585,7 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     vix__rr_sort_pairs(pair_cand, pair_ph, n_pairs, pair_cand + n_pairs, pair_ph + n_pairs);
     const size_t *sorted_cand = pair_cand + n_pairs;
     const vix_rerank_phrase *const *sorted_ph = pair_ph + n_pairs;
-    if (vix__rr_plan_make(rr, sorted_ph, n_pairs, &plan) < 0)
+    if ((rc = vix__rr_plan_make(rr, sorted_ph, n_pairs, &plan)) < 0)
         goto out;
     for (size_t h = 0; h < n_hyps; h++) {
         double *bh = best + h * n_cands;
@@ -621,7 +621,7 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
             if (cands[c].n_phrases)
                 acc[c] += hyps[h].weight * bh[c];
     }
-    rc = 0;
+    rc = ERD_OK;
 out:
     vix__rr_plan_free(&plan);
     free(prep);

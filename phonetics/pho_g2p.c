@@ -112,10 +112,10 @@ static int pho__append(char *buf, size_t cap, size_t *len, const char *s)
             c = ' ';
         }
         if (*len + 1 >= cap)
-            return -1;
+            return ERD_ETOOLONG;
         buf[(*len)++] = c;
     }
-    return 0;
+    return ERD_OK;
 }
 
 /* Runs espeak-ng on text into buf (cap bytes).  espeak returns one clause per

@@ -67,14 +67,15 @@ static uint64_t pho__word_hash(const char *w, size_t len)
     return pho_mix64(erd_fnv1a64(ERD_FNV1A64_OFFSET, w, len));
 }
 
+/* A word's index, or ERD_ENOTFOUND. */
 static long pho__lookup(const pho_sem_model *m, const char *w, size_t len)
 {
     if (m->n_words == 0)
-        return -1;
+        return ERD_ENOTFOUND;
     for (uint64_t h = pho__word_hash(w, len);; h++) {
         uint32_t e = m->table[h & m->table_mask];
         if (e == 0)
-            return -1;
+            return ERD_ENOTFOUND;
         const char *s = m->arena + m->word_off[e - 1];
         if (strncmp(s, w, len) == 0 && s[len] == '\0')
             return (long)(e - 1);

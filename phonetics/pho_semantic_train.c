@@ -153,13 +153,16 @@ static int pho__rehash(pho__corpus *c, size_t cap)
     return ERD_OK;
 }
 
+/* A word's id, interning it.  ERD_ETOOLONG for a word the model does not
+ * keep (empty or longer than PHO_SEM_WORD_MAX - 1 bytes): the caller skips
+ * it; ERD_ENOMEM stops the reading. */
 static long pho__intern(pho__corpus *c, const char *w, size_t len)
 {
     uint64_t h;
     uint32_t *slot;
 
     if (len == 0 || len >= PHO_SEM_WORD_MAX)
-        return -1;
+        return ERD_ETOOLONG;
     if ((c->n_words + 1) * 2 > c->table_cap &&
         pho__rehash(c, c->table_cap ? c->table_cap * 2 : 1 << 16) < 0)
         return ERD_ENOMEM;

@@ -28,6 +28,10 @@ int main(void)
             if (codes[i] == codes[j])
                 distinct = 0;
     ok(distinct, "error values are distinct");
+    int signs = codes[0] == 0;
+    for (size_t i = 1; i < n; i++)
+        signs &= codes[i] < 0;
+    ok(signs, "OK is 0 and every other value is negative");
 
     erd_diag d = {0};
     int rc = erd_fail(&d, ERD_EINVAL, "field %s bad", "k");
