@@ -955,23 +955,45 @@ static void pho__adam_work(void *arg, unsigned t, unsigned T)
     }
 }
 
-int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_model,
-              pho_train_result *ret, erd_diag *diag)
-{
-    pho_model *m = NULL, *best = NULL;
-    pho__engine e = {0};
-    int have_engine = 0, rc;
-    size_t n_tr_phr = 0, n_tr = 0, B, K, D, steps_per_epoch;
-    uint32_t *local = NULL, *tr_phr = NULL, *tr_pairs = NULL, *order = NULL, *nn = NULL;
-    uint32_t *q_key = NULL, *c_key = NULL;
-    float *adam_m = NULL, *adam_v = NULL, *phr_vec = NULL, *pair_w = NULL, *q_w = NULL;
-    pho_token *aug = NULL;
-    pho_train_result res = {0};
-    double t0 = pho__now(), best_r1 = -1.0, best_r5 = -1.0;
-    uint64_t step = 0, total_steps;
+/* Everything one training run holds; the stages below fill and use it. */
+typedef struct pho__run {
+    const pho_trainset *ts;
+    const pho_train_opts *o;
+    pho_model *m, *best;
+    pho__engine e;
+    int have_engine;
+    size_t n_tr_phr, n_tr, B, K, D, steps_per_epoch;
+    uint32_t *local, *tr_phr, *tr_pairs, *order, *nn, *q_key, *c_key;
+    float *adam_m, *adam_v, *phr_vec, *pair_w, *q_w;
+    pho_token *aug;
+    pho_train_result res;
+    double t0, best_r1, best_r5;
+    uint64_t step, total_steps;
+} pho__run;
 
-    if (!ts || !o || !ret_model)
-        return erd_fail(diag, ERD_EINVAL, "pho_train: NULL argument");
+static void pho__run_free(pho__run *r)
+{
+    if (r->have_engine)
+        pho__engine_free(&r->e);
+    pho_model_destroy(r->m);
+    pho_model_destroy(r->best);
+    free(r->local);
+    free(r->tr_phr);
+    free(r->tr_pairs);
+    free(r->order);
+    free(r->nn);
+    free(r->q_key);
+    free(r->c_key);
+    free(r->adam_m);
+    free(r->adam_v);
+    free(r->phr_vec);
+    free(r->aug);
+    free(r->pair_w);
+    free(r->q_w);
+}
+
+static int pho__opts_check(const pho_train_opts *o, erd_diag *diag)
+{
     if (o->threads < 1 || o->threads > PHO__THREADS_MAX || o->batch < 2 || o->epochs < 1 ||
         !(o->holdout >= 0.0 && o->holdout <= 0.5) || !(o->lr > 0.0) || !(o->scale > 0.0) ||
         o->hard_k > PHO__HARD_K_MAX || !(o->augment >= 0.0 && o->augment < 1.0) ||
@@ -983,218 +1005,260 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
                         "holdout 0..0.5, hard negatives 0..%d, augment 0..1, smoothing 0..0.5, "
                         "APL weights >= 0 and not both 0, pair knee 0..1)",
                         PHO__THREADS_MAX, PHO__HARD_K_MAX);
-    if (o->init) {
-        rc = pho_model_clone(o->init, &m);
-        if (rc < 0)
-            return erd_fail(diag, rc, "out of memory for the initial model");
-    } else {
-        rc = pho_model_create(&o->arch, o->seed, &m, diag);
-        if (rc < 0)
-            return rc;
-    }
-    D = m->arch.out_dim;
+    return ERD_OK;
+}
 
-    local = malloc(sizeof *local * (ts->n_phr + 1));
-    tr_phr = malloc(sizeof *tr_phr * (ts->n_phr + 1));
-    tr_pairs = malloc(sizeof *tr_pairs * (ts->n_pairs + 1));
-    order = malloc(sizeof *order * (ts->n_pairs + 1));
-    if (!local || !tr_phr || !tr_pairs || !order) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory for training data");
-        goto out;
-    }
+/* The held-out slice out, the rest numbered: phrases by local index,
+ * trainable pairs in tr_pairs. */
+static int pho__run_split(pho__run *r, erd_diag *diag)
+{
+    const pho_trainset *ts = r->ts;
+    r->local = malloc(sizeof *r->local * (ts->n_phr + 1));
+    r->tr_phr = malloc(sizeof *r->tr_phr * (ts->n_phr + 1));
+    r->tr_pairs = malloc(sizeof *r->tr_pairs * (ts->n_pairs + 1));
+    r->order = malloc(sizeof *r->order * (ts->n_pairs + 1));
+    if (!r->local || !r->tr_phr || !r->tr_pairs || !r->order)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory for training data");
     for (size_t i = 0; i < ts->n_phr; i++) {
-        if (pho__heldout(ts, i, o->holdout)) {
-            local[i] = UINT32_MAX;
-            res.heldout_phrases++;
+        if (pho__heldout(ts, i, r->o->holdout)) {
+            r->local[i] = UINT32_MAX;
+            r->res.heldout_phrases++;
         } else {
-            local[i] = (uint32_t)n_tr_phr;
-            tr_phr[n_tr_phr++] = (uint32_t)i;
+            r->local[i] = (uint32_t)r->n_tr_phr;
+            r->tr_phr[r->n_tr_phr++] = (uint32_t)i;
         }
     }
     for (size_t i = 0; i < ts->n_pairs; i++) {
-        if (local[ts->pair_phr[i]] != UINT32_MAX)
-            tr_pairs[n_tr++] = (uint32_t)i;
+        if (r->local[ts->pair_phr[i]] != UINT32_MAX)
+            r->tr_pairs[r->n_tr++] = (uint32_t)i;
         else if (!ts->pair_synthetic[i])
-            res.heldout_pairs++;
+            r->res.heldout_pairs++;
         /* a synthetic pair of a held-out phrase would teach the answer */
     }
-    res.train_pairs = n_tr;
-    res.train_phrases = n_tr_phr;
-    if (n_tr < 2 || n_tr_phr < 2) {
-        rc = erd_fail(diag, ERD_EEMPTY, "too little training data: %zu pairs over %zu phrases "
-                      "outside the held-out slice", n_tr, n_tr_phr);
-        goto out;
-    }
-    B = o->batch < n_tr ? o->batch : n_tr;
-    K = o->hard_k < n_tr_phr - 1 ? o->hard_k : n_tr_phr - 1;
-    steps_per_epoch = n_tr / B;
-    total_steps = (uint64_t)steps_per_epoch * o->epochs;
+    r->res.train_pairs = r->n_tr;
+    r->res.train_phrases = r->n_tr_phr;
+    if (r->n_tr < 2 || r->n_tr_phr < 2)
+        return erd_fail(diag, ERD_EEMPTY, "too little training data: %zu pairs over %zu phrases "
+                        "outside the held-out slice", r->n_tr, r->n_tr_phr);
+    return ERD_OK;
+}
 
-    if ((rc = pho__pair_weights(ts, o->pair_knee, &pair_w)) < 0 ||
-        (pair_w && !(q_w = malloc(sizeof *q_w * B)))) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory for pair weights");
-        goto out;
-    }
-    q_key = malloc(sizeof *q_key * B);
-    c_key = malloc(sizeof *c_key * 2 * B);
-    adam_m = calloc(m->n_params, sizeof *adam_m);
-    adam_v = calloc(m->n_params, sizeof *adam_v);
-    nn = K ? malloc(sizeof *nn * n_tr_phr * K) : NULL;
-    aug = o->augment > 0.0 ? malloc(sizeof *aug * B * PHO_TOKENS_MAX) : NULL;
-    phr_vec = K ? malloc(sizeof *phr_vec * n_tr_phr * D) : NULL;
-    if (!q_key || !c_key || !adam_m || !adam_v || (K && (!nn || !phr_vec)) ||
-        (o->augment > 0.0 && !aug)) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory for the optimiser");
-        goto out;
-    }
-    rc = pho__engine_init(&e, m, o->threads, 3 * B > n_tr_phr ? 3 * B : n_tr_phr, NULL);
-    if (rc < 0) {
-        rc = erd_fail(diag, rc, "out of memory for training buffers");
-        goto out;
-    }
-    have_engine = 1;
-    rc = pho_model_clone(m, &best);
-    if (rc < 0) {
-        rc = erd_fail(diag, rc, "out of memory for the best model");
-        goto out;
-    }
-    if (o->init) {
-        rc = pho__evaluate(ts, o->holdout, pho__enc_model, m, D, o->threads, &best_r1, &best_r5);
-        if (rc < 0) {
-            rc = erd_fail(diag, rc, "held-out evaluation failed");
-            goto out;
-        }
-        if (o->progress) {
-            pho_train_progress pg = {0, o->epochs, 0.0, best_r1, best_r5, pho__now() - t0, 1};
-            o->progress(o->progress_user, &pg);
-        }
-    }
+/* Batch, optimiser and mining buffers, and the best model so far. */
+static int pho__run_buffers(pho__run *r, erd_diag *diag)
+{
+    const pho_train_opts *o = r->o;
+    int rc;
+    r->B = o->batch < r->n_tr ? o->batch : r->n_tr;
+    r->K = o->hard_k < r->n_tr_phr - 1 ? o->hard_k : r->n_tr_phr - 1;
+    r->steps_per_epoch = r->n_tr / r->B;
+    r->total_steps = (uint64_t)r->steps_per_epoch * o->epochs;
+    if ((rc = pho__pair_weights(r->ts, o->pair_knee, &r->pair_w)) < 0 ||
+        (r->pair_w && !(r->q_w = malloc(sizeof *r->q_w * r->B))))
+        return erd_fail(diag, ERD_ENOMEM, "out of memory for pair weights");
+    r->q_key = malloc(sizeof *r->q_key * r->B);
+    r->c_key = malloc(sizeof *r->c_key * 2 * r->B);
+    r->adam_m = calloc(r->m->n_params, sizeof *r->adam_m);
+    r->adam_v = calloc(r->m->n_params, sizeof *r->adam_v);
+    r->nn = r->K ? malloc(sizeof *r->nn * r->n_tr_phr * r->K) : NULL;
+    r->aug = o->augment > 0.0 ? malloc(sizeof *r->aug * r->B * PHO_TOKENS_MAX) : NULL;
+    r->phr_vec = r->K ? malloc(sizeof *r->phr_vec * r->n_tr_phr * r->D) : NULL;
+    if (!r->q_key || !r->c_key || !r->adam_m || !r->adam_v || (r->K && (!r->nn || !r->phr_vec)) ||
+        (o->augment > 0.0 && !r->aug))
+        return erd_fail(diag, ERD_ENOMEM, "out of memory for the optimiser");
+    rc = pho__engine_init(&r->e, r->m, o->threads,
+                          3 * r->B > r->n_tr_phr ? 3 * r->B : r->n_tr_phr, NULL);
+    if (rc < 0)
+        return erd_fail(diag, rc, "out of memory for training buffers");
+    r->have_engine = 1;
+    if ((rc = pho_model_clone(r->m, &r->best)) < 0)
+        return erd_fail(diag, rc, "out of memory for the best model");
+    return ERD_OK;
+}
 
+static int pho__run_setup(pho__run *r, erd_diag *diag)
+{
+    int rc;
+    if (r->o->init) {
+        if ((rc = pho_model_clone(r->o->init, &r->m)) < 0)
+            return erd_fail(diag, rc, "out of memory for the initial model");
+    } else if ((rc = pho_model_create(&r->o->arch, r->o->seed, &r->m, diag)) < 0) {
+        return rc;
+    }
+    r->D = r->m->arch.out_dim;
+    if ((rc = pho__run_split(r, diag)) < 0 || (rc = pho__run_buffers(r, diag)) < 0)
+        return rc;
+    if (r->o->init) {
+        /* the start is scored as epoch 0, so fine-tuning never ends worse
+         * on the held-out slice than where it began */
+        rc = pho__evaluate(r->ts, r->o->holdout, pho__enc_model, r->m, r->D, r->o->threads,
+                           &r->best_r1, &r->best_r5);
+        if (rc < 0)
+            return erd_fail(diag, rc, "held-out evaluation failed");
+        if (r->o->progress) {
+            pho_train_progress pg = {0, r->o->epochs, 0.0, r->best_r1, r->best_r5,
+                                     pho__now() - r->t0, 1};
+            r->o->progress(r->o->progress_user, &pg);
+        }
+    }
+    return ERD_OK;
+}
+
+/* shuffle: Fisher-Yates from the identity, so the order depends on (seed,
+ * epoch) alone */
+static void pho__run_shuffle(pho__run *r, uint64_t es)
+{
+    for (size_t i = 0; i < r->n_tr; i++)
+        r->order[i] = r->tr_pairs[i];
+    for (size_t i = r->n_tr - 1; i > 0; i--) {
+        size_t j = (size_t)(pho_mix64(es + i) % (i + 1));
+        uint32_t tmp = r->order[i];
+        r->order[i] = r->order[j];
+        r->order[j] = tmp;
+    }
+}
+
+/* Each training phrase's K nearest under the current weights. */
+static void pho__run_mine(pho__run *r)
+{
+    const pho_trainset *ts = r->ts;
+    pho__mine mi = {r->phr_vec, r->n_tr_phr, r->D, r->K, r->nn};
+    for (size_t i = 0; i < r->n_tr_phr; i++) {
+        uint32_t s = ts->phr_seq[r->tr_phr[i]];
+        r->e.tok[i] = ts->tok + ts->seq_off[s];
+        r->e.len[i] = ts->seq_len[s];
+    }
+    r->e.n = r->n_tr_phr;
+    pho__parallel(r->o->threads, pho__encode_work, &r->e);
+    memcpy(r->phr_vec, r->e.y, sizeof *r->phr_vec * r->n_tr_phr * r->D);
+    pho__parallel(r->o->threads, pho__mine_work, &mi);
+}
+
+/* Lays batch s of the epoch out in the engine: hypotheses (augmented),
+ * their phrases, then one hard negative each; returns the candidates. */
+static size_t pho__run_batch(pho__run *r, size_t s, uint64_t es)
+{
+    const pho_trainset *ts = r->ts;
+    const uint32_t *bp = r->order + s * r->B;
+    size_t B = r->B;
+    for (size_t i = 0; i < B; i++) {
+        uint32_t pr = ts->pair_phr[bp[i]], qs = ts->pair_seq[bp[i]];
+        uint32_t ps = ts->phr_seq[pr];
+        r->e.tok[i] = ts->tok + ts->seq_off[qs];
+        r->e.len[i] = ts->seq_len[qs];
+        r->e.tok[B + i] = ts->tok + ts->seq_off[ps];
+        r->e.len[B + i] = ts->seq_len[ps];
+        r->q_key[i] = pr;
+        r->c_key[i] = pr;
+        if (r->aug) {
+            pho_token *a = r->aug + i * PHO_TOKENS_MAX;
+            r->e.len[i] = pho__augment(r->e.tok[i], r->e.len[i], r->o->augment,
+                                       pho_mix64(es ^ (0xa5a5ULL + s * B + i)), a);
+            r->e.tok[i] = a;
+        }
+        if (r->pair_w)
+            r->q_w[i] = r->pair_w[bp[i]];
+    }
+    if (!r->K)
+        return B;
+    for (size_t i = 0; i < B; i++) {
+        uint32_t pr = ts->pair_phr[bp[i]];
+        uint64_t x = pho_mix64(es ^ pho_mix64(s * B + i + 1));
+        uint32_t neg = r->tr_phr[r->nn[(size_t)r->local[pr] * r->K + x % r->K]];
+        uint32_t ns = ts->phr_seq[neg];
+        r->e.tok[2 * B + i] = ts->tok + ts->seq_off[ns];
+        r->e.len[2 * B + i] = ts->seq_len[ns];
+        r->c_key[B + i] = neg;
+    }
+    return 2 * B;
+}
+
+/* One optimiser step on batch s; adds its loss to *loss_sum. */
+static int pho__run_step(pho__run *r, size_t s, uint64_t es, double *loss_sum, erd_diag *diag)
+{
+    const pho_train_opts *o = r->o;
+    double loss;
+    size_t nc = pho__run_batch(r, s, es);
+    pho__step st = {r->B, nc, r->q_key, r->c_key, o->scale, &o->loss, r->pair_w ? r->q_w : NULL};
+    int rc = pho__engine_step(&r->e, &st, &loss);
+    if (rc < 0)
+        return erd_fail(diag, rc, "training step failed");
+    *loss_sum += loss;
+    double frac = r->total_steps ? (double)r->step / (double)r->total_steps : 0.0;
+    double lr = o->lr * (0.05 + 0.95 * 0.5 * (1.0 + cos(3.141592653589793 * frac)));
+    pho__adam ad = {r->m->params, r->adam_m, r->adam_v, r->e.grad, o->threads, r->m->n_params, lr,
+                    1.0 - pow(PHO__B1, (double)(r->step + 1)),
+                    1.0 - pow(PHO__B2, (double)(r->step + 1))};
+    pho__parallel(o->threads, pho__adam_work, &ad);
+    r->step++;
+    return ERD_OK;
+}
+
+/* One epoch: shuffle, mine, steps, held-out score; keeps the best weights.
+ * *ret_better tells whether this epoch was the best so far. */
+static int pho__run_epoch(pho__run *r, unsigned ep, int *ret_better, erd_diag *diag)
+{
+    const pho_train_opts *o = r->o;
+    double loss_sum = 0.0, r1, r5;
+    uint64_t es = pho_mix64(o->seed ^ (0x9e3779b97f4a7c15ULL * (ep + 1)));
+    int rc;
+    pho__run_shuffle(r, es);
+    if (r->K)
+        pho__run_mine(r);
+    for (size_t s = 0; s < r->steps_per_epoch; s++)
+        if ((rc = pho__run_step(r, s, es, &loss_sum, diag)) < 0)
+            return rc;
+    rc = pho__evaluate(r->ts, o->holdout, pho__enc_model, r->m, r->D, o->threads, &r1, &r5);
+    if (rc < 0)
+        return erd_fail(diag, rc, "held-out evaluation failed");
+    pho_train_progress pg = {ep + 1, o->epochs,
+                             r->steps_per_epoch ? loss_sum / (double)r->steps_per_epoch : 0.0, r1,
+                             r5, pho__now() - r->t0, 0};
+    *ret_better = r1 > r->best_r1 || (r1 == r->best_r1 && r5 > r->best_r5);
+    if (*ret_better) {
+        r->best_r1 = r1;
+        r->best_r5 = r5;
+        r->res.best_epoch = ep + 1;
+        memcpy(r->best->params, r->m->params, sizeof *r->m->params * r->m->n_params);
+        pg.best = 1;
+    }
+    r->res.epochs_run = ep + 1;
+    if (o->progress)
+        o->progress(o->progress_user, &pg);
+    return ERD_OK;
+}
+
+int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_model,
+              pho_train_result *ret, erd_diag *diag)
+{
+    pho__run r;
+    int rc;
+    if (!ts || !o || !ret_model)
+        return erd_fail(diag, ERD_EINVAL, "pho_train: NULL argument");
+    if ((rc = pho__opts_check(o, diag)) < 0)
+        return rc;
+    memset(&r, 0, sizeof r);
+    r.ts = ts;
+    r.o = o;
+    r.t0 = pho__now();
+    r.best_r1 = r.best_r5 = -1.0;
+    if ((rc = pho__run_setup(&r, diag)) < 0)
+        goto out;
     for (unsigned ep = 0, stale = 0; ep < o->epochs && !(o->patience && stale >= o->patience);
          ep++) {
-        double loss_sum = 0.0, r1, r5;
-        uint64_t es = pho_mix64(o->seed ^ (0x9e3779b97f4a7c15ULL * (ep + 1)));
-
-        /* shuffle: Fisher-Yates from the identity, so the order depends on
-         * (seed, epoch) alone */
-        for (size_t i = 0; i < n_tr; i++)
-            order[i] = tr_pairs[i];
-        for (size_t i = n_tr - 1; i > 0; i--) {
-            size_t j = (size_t)(pho_mix64(es + i) % (i + 1));
-            uint32_t tmp = order[i];
-            order[i] = order[j];
-            order[j] = tmp;
-        }
-        if (K) {
-            pho__mine mi = {phr_vec, n_tr_phr, D, K, nn};
-            for (size_t i = 0; i < n_tr_phr; i++) {
-                uint32_t s = ts->phr_seq[tr_phr[i]];
-                e.tok[i] = ts->tok + ts->seq_off[s];
-                e.len[i] = ts->seq_len[s];
-            }
-            e.n = n_tr_phr;
-            pho__parallel(o->threads, pho__encode_work, &e);
-            memcpy(phr_vec, e.y, sizeof *phr_vec * n_tr_phr * D);
-            pho__parallel(o->threads, pho__mine_work, &mi);
-        }
-        for (size_t s = 0; s < steps_per_epoch; s++, step++) {
-            const uint32_t *bp = order + s * B;
-            size_t nc = B;
-            double loss;
-            for (size_t i = 0; i < B; i++) {
-                uint32_t pr = ts->pair_phr[bp[i]], qs = ts->pair_seq[bp[i]];
-                uint32_t ps = ts->phr_seq[pr];
-                e.tok[i] = ts->tok + ts->seq_off[qs];
-                e.len[i] = ts->seq_len[qs];
-                e.tok[B + i] = ts->tok + ts->seq_off[ps];
-                e.len[B + i] = ts->seq_len[ps];
-                q_key[i] = pr;
-                c_key[i] = pr;
-                if (aug) {
-                    pho_token *a = aug + i * PHO_TOKENS_MAX;
-                    e.len[i] = pho__augment(e.tok[i], e.len[i], o->augment,
-                                            pho_mix64(es ^ (0xa5a5ULL + s * B + i)), a);
-                    e.tok[i] = a;
-                }
-            }
-            if (K) {
-                for (size_t i = 0; i < B; i++) {
-                    uint32_t pr = ts->pair_phr[bp[i]];
-                    uint64_t r = pho_mix64(es ^ pho_mix64(s * B + i + 1));
-                    uint32_t neg = tr_phr[nn[(size_t)local[pr] * K + r % K]];
-                    uint32_t ns = ts->phr_seq[neg];
-                    e.tok[2 * B + i] = ts->tok + ts->seq_off[ns];
-                    e.len[2 * B + i] = ts->seq_len[ns];
-                    c_key[B + i] = neg;
-                }
-                nc = 2 * B;
-            }
-            if (pair_w)
-                for (size_t i = 0; i < B; i++)
-                    q_w[i] = pair_w[bp[i]];
-            pho__step st = {B, nc, q_key, c_key, o->scale, &o->loss, pair_w ? q_w : NULL};
-            rc = pho__engine_step(&e, &st, &loss);
-            if (rc < 0) {
-                rc = erd_fail(diag, rc, "training step failed");
-                goto out;
-            }
-            loss_sum += loss;
-            {
-                double frac = total_steps ? (double)step / (double)total_steps : 0.0;
-                double lr = o->lr * (0.05 + 0.95 * 0.5 * (1.0 + cos(3.141592653589793 * frac)));
-                pho__adam ad = {m->params, adam_m, adam_v, e.grad, o->threads, m->n_params, lr,
-                                1.0 - pow(PHO__B1, (double)(step + 1)),
-                                1.0 - pow(PHO__B2, (double)(step + 1))};
-                pho__parallel(o->threads, pho__adam_work, &ad);
-            }
-        }
-        rc = pho__evaluate(ts, o->holdout, pho__enc_model, m, D, o->threads, &r1, &r5);
-        if (rc < 0) {
-            rc = erd_fail(diag, rc, "held-out evaluation failed");
+        int better = 0;
+        if ((rc = pho__run_epoch(&r, ep, &better, diag)) < 0)
             goto out;
-        }
-        pho_train_progress pg = {ep + 1, o->epochs,
-                                 steps_per_epoch ? loss_sum / (double)steps_per_epoch : 0.0,
-                                 r1, r5, pho__now() - t0, 0};
-        if (r1 > best_r1 || (r1 == best_r1 && r5 > best_r5)) {
-            best_r1 = r1;
-            best_r5 = r5;
-            res.best_epoch = ep + 1;
-            memcpy(best->params, m->params, sizeof *m->params * m->n_params);
-            pg.best = 1;
-            stale = 0;
-        } else {
-            stale++;
-        }
-        res.epochs_run = ep + 1;
-        if (o->progress)
-            o->progress(o->progress_user, &pg);
+        stale = better ? 0 : stale + 1;
     }
-    res.recall1 = best_r1;
-    res.recall5 = best_r5;
-    res.seconds = pho__now() - t0;
-    *ret_model = best;
-    best = NULL;
+    r.res.recall1 = r.best_r1;
+    r.res.recall5 = r.best_r5;
+    r.res.seconds = pho__now() - r.t0;
+    *ret_model = r.best;
+    r.best = NULL;
     if (ret)
-        *ret = res;
+        *ret = r.res;
     rc = ERD_OK;
 out:
-    if (have_engine)
-        pho__engine_free(&e);
-    pho_model_destroy(m);
-    pho_model_destroy(best);
-    free(local);
-    free(tr_phr);
-    free(tr_pairs);
-    free(order);
-    free(nn);
-    free(q_key);
-    free(c_key);
-    free(adam_m);
-    free(adam_v);
-    free(phr_vec);
-    free(aug);
-    free(pair_w);
-    free(q_w);
+    pho__run_free(&r);
     return rc;
 }

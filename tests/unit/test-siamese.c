@@ -459,6 +459,33 @@ int main(void)
                "weights change exactly when a later epoch won (best epoch %u)", rf.best_epoch);
             pho_model_destroy(mf);
         }
+        {
+            /* Patience: a start no epoch can beat (a step size too small to
+             * move any ranking) stops after `patience` stale epochs. */
+            pho_train_opts po = o;
+            pho_model *mp = NULL;
+            pho_train_result rp;
+            po.init = m1;
+            po.epochs = 10;
+            po.lr = 1e-9;
+            po.patience = 2;
+            is_int(pho_train(ts, &po, &mp, &rp, &diag), ERD_OK, "fine-tune with patience");
+            ok(rp.epochs_run == 2 && rp.best_epoch == 0, "stopped after 2 stale epochs (ran %u, "
+               "best %u)", rp.epochs_run, rp.best_epoch);
+            pho_model_destroy(mp);
+            /* The label-noise mitigations still learn. */
+            po = o;
+            po.seed = 1;
+            po.loss.kind = PHO_LOSS_APL;
+            po.pair_knee = 0.5;
+            is_int(pho_train(ts, &po, &mp, &rp, &diag), ERD_OK, "train with APL and pair weights");
+            ok(rp.recall1 > 0.5, "APL model recalls held-out phrases (recall@1 %.3f)", rp.recall1);
+            pho_model_destroy(mp);
+            mp = NULL;
+            po.loss.kind = PHO_LOSS_INFONCE;
+            po.loss.smoothing = 0.6;
+            ok(pho_train(ts, &po, &mp, &rp, NULL) == ERD_EINVAL && !mp, "smoothing over 0.5 refused");
+        }
         o.epochs = 0;
         is_int(pho_train(ts, &o, &m3, &r3, &diag), ERD_EINVAL, "zero epochs refused");
         pho_encoder_destroy(bl);
