@@ -8,6 +8,9 @@ side.
 
   split   writes the training side (optionally without some voices, for
           leave-one-voice-out) and the held-out side.
+  prepare writes that catalog (held-out phrases plus generated distractors)
+          and all held-out records as one queries file, for erd rank-fit,
+          erd calibrate and erd eval.
   eval    builds a catalog of the held-out phrases plus generated
           distractors, once per encoder, and prints n-best acc@1 / recall@5
           through `erd eval` for every condition: voice, engine, noise
@@ -16,6 +19,7 @@ side.
 usage:
   deploy/sim-matrix.py split --records A.jsonl[.gz],B... --train OUT --test OUT
                              [--holdout 0.2] [--exclude-voice flite:slt,...]
+  deploy/sim-matrix.py prepare --test HELDOUT.jsonl --work DIR [--erd build/erd]
   deploy/sim-matrix.py eval --test HELDOUT.jsonl --work DIR --model LABEL=SPEC ...
                             [--erd build/erd] [--distractors 10000] [--min-queries 30]
 A SPEC is an `erd build --encoder` value (model:FILE, baseline).  ERD_*
@@ -173,7 +177,20 @@ def main():
     e.add_argument('--erd', default='build/erd')
     e.add_argument('--distractors', type=int, default=10000)
     e.add_argument('--min-queries', type=int, default=30)
+    p = sub.add_parser('prepare')
+    p.add_argument('--test', required=True)
+    p.add_argument('--work', required=True)
+    p.add_argument('--erd', default='build/erd')
+    p.add_argument('--distractors', type=int, default=10000)
     a = ap.parse_args()
+    if a.cmd == 'prepare':
+        a.min_queries = 1
+        files = write_sets(a)
+        os.replace(files['all'][0], os.path.join(a.work, 'queries.jsonl'))
+        for path, _ in files.values():
+            if os.path.exists(path):
+                os.remove(path)
+        return
     (cmd_split if a.cmd == 'split' else cmd_eval)(a)
 
 
