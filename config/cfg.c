@@ -442,6 +442,12 @@ void cfg_copy_reloadable(cfg_config *dst, const cfg_config *src)
     }
 }
 
+const char *cfg_default(const char *key)
+{
+    const cfg__entry *e = cfg__find(key);
+    return e ? e->def : NULL;
+}
+
 bool cfg_reloadable(const char *key)
 {
     const cfg__entry *e = cfg__find(key);
