@@ -268,23 +268,29 @@ async function pollMetrics() {
   }
 }
 
+// The last 90 scrapes (3 minutes), each series scaled to its own maximum,
+// which is written in its colour at the top.
 function drawChart() {
-  const c = $("chart"), g = c.getContext("2d"), w = c.width, h = c.height, pad = 6;
+  const c = $("chart"), g = c.getContext("2d"), w = c.width, h = c.height, pad = 6, top = 22;
   g.clearRect(0, 0, w, h);
-  const line = (key, colour) => {
+  g.font = "12px system-ui, sans-serif";
+  const line = (key, colour, label, x0) => {
     const vals = state.samples.map((s) => s[key]);
     const max = Math.max(1e-9, ...vals.filter((v) => v !== null));
+    g.fillStyle = colour;
+    g.fillText(`${label} max ${max < 10 ? max.toFixed(2) : max.toFixed(0)}`, x0, 14);
+    if (vals.length < 2) return;
     g.strokeStyle = colour;
     g.lineWidth = 2;
     g.beginPath();
     vals.forEach((v, i) => {
-      const x = pad + (i / 89) * (w - 2 * pad), y = h - pad - ((v || 0) / max) * (h - 2 * pad);
+      const x = pad + (i / 89) * (w - 2 * pad), y = h - pad - ((v || 0) / max) * (h - pad - top);
       if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
     });
     g.stroke();
   };
-  line("rate", "#2458d6");
-  line("p99", "#b26a00");
+  line("rate", "#2458d6", "requests/s", pad);
+  line("p99", "#b26a00", "p99 ms", 160);
 }
 
 // ---- wiring
