@@ -172,6 +172,7 @@ typedef struct vix_index_meta {
     int64_t catalog_generation; /* catalog generation the index was built from */
     int64_t built_at;           /* unix seconds */
     double build_seconds;
+    char g2p_voice[64];         /* espeak-ng voice of its phonemes; "" = not recorded */
     void *encoder_state;        /* owned by the struct: vix_index_meta_clear frees it */
     size_t encoder_state_len;
 } vix_index_meta;

@@ -341,9 +341,11 @@ int srv_cli_build(int argc, char **argv)
         {"db", required_argument, 0, 'd'},      {"catalog", required_argument, 0, 'c'},
         {"encoder", required_argument, 0, 'e'}, {"factory", required_argument, 0, 'F'},
         {"config", required_argument, 0, 'C'},  {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"g2p-voice", required_argument, 0, 'V'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     const char *db = NULL, *catalog = NULL, *config = NULL, *encoder = NULL, *factory = NULL;
+    const char *voice = NULL;
     int quiet = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:c:e:qh", opts, NULL)) != -1) {
@@ -353,6 +355,7 @@ int srv_cli_build(int argc, char **argv)
         case 'e': encoder = optarg; break;
         case 'F': factory = optarg; break;
         case 'C': config = optarg; break;
+        case 'V': voice = optarg; break;
         case 'q': quiet = 1; break;
         case 'h':
             printf("usage: erd build --db FILE --catalog NAME [OPTIONS]\n\n"
@@ -369,9 +372,13 @@ int srv_cli_build(int argc, char **argv)
                    "  --factory STRING   FAISS index_factory string, or auto: Flat up to\n"
                    "                     index_flat_max vectors, IVF above (default from\n"
                    "                     config: %s)\n"
+                   "  --g2p-voice VOICE  espeak-ng voice the names are spoken in, recorded\n"
+                   "                     with the index: queries of the catalog use it too.\n"
+                   "                     Needed to change the voice of a built catalog\n"
+                   "                     (default from config: %s)\n"
                    "  --config FILE      configuration file\n"
                    "  -q, --quiet        no progress on stderr\n",
-                   cfg_default("encoder"), cfg_default("faiss_factory"));
+                   cfg_default("encoder"), cfg_default("faiss_factory"), cfg_default("g2p_voice"));
             return SRV_EXIT_OK;
         default:
             return srv_cli_bad_usage("build");
@@ -403,7 +410,8 @@ int srv_cli_build(int argc, char **argv)
         .flat_max = cfg.index_flat_max,
         .nprobe = cfg.ivf_nprobe,
         .ef_search = cfg.hnsw_ef_search,
-        .g2p_voice = cfg.g2p_voice,
+        .g2p_voice = voice ? voice : cfg.g2p_voice,
+        .g2p_voice_change = voice != NULL,
         .progress = (!quiet && isatty(STDERR_FILENO)) ? srv__build_progress : NULL,
         .progress_user = &t0,
     };

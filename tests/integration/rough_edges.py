@@ -5,11 +5,12 @@ HTTP 409); a taken port is named before any catalog loads; help texts print
 the configuration table's defaults; a calibration that does not fit a
 catalog is reported once, for that catalog, in full; a failed first import
 leaves no database file; a ';'- or tab-separated CSV gets a hint and
---delimiter imports it.
+--delimiter imports it; a catalog's G2P voice is recorded at build time,
+applied to its queries, and changing it needs --g2p-voice.
 
 usage: rough_edges.py   (ERD_EXE, ERD_TEST_SRCDIR)
 """
-import os, re, socket, subprocess, sys, tempfile, time
+import json, os, re, socket, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import erdtest  # noqa: E402
@@ -130,11 +131,58 @@ def delimiter():
         tap.ok(rc == 2, "a quote is refused as delimiter")
 
 
+def g2p_voice(s):
+    """A catalog built in German is queried in German, by the CLI, by the
+    server and after a background rebuild, whatever g2p_voice says; building
+    it again in another voice needs --g2p-voice."""
+    queries = ["the hunger games", "harry potter and the sorcerers stone", "twilight"]
+    def answers(catalog, env=None):
+        out = []
+        for q in queries:
+            rc, o, e = erd("resolve", "--db", s.db, "--catalog", catalog, "--json", "-k", "3", q,
+                           env=dict(CLEAN_ENV, **(env or {})))
+            out.append(o if rc == 0 else e)
+        return out
+    rc, _, err = erd("import", "-q", "--db", s.db, "--catalog", "deutsch", erdtest.MINI)
+    rc2, _, err2 = erd("build", "-q", "--db", s.db, "--catalog", "deutsch",
+                       env=dict(CLEAN_ENV, ERD_G2P_VOICE="de"))
+    tap.ok(rc == 0 and rc2 == 0, f"a catalog built with g2p_voice de ({err}{err2})")
+    german = answers("deutsch", {"ERD_G2P_VOICE": "de"})
+    tap.ok(german != answers("mini", {"ERD_G2P_VOICE": "de"}), "the voice changes the scores")
+    tap.ok(answers("deutsch") == german,
+           "erd resolve with the default g2p_voice (en-us) answers in the catalog's voice, de")
+    srv = erdtest.Server(s.db, {"ERD_G2P_VOICE": "en-us"})
+    try:
+        status, body = srv.call("POST", "/v1/resolve", {"catalog": "deutsch", "text": queries[0], "k": 3})
+        cli = json.loads(german[0])["results"]
+        same = status == 200 and [(r["id"], round(r["score"], 4)) for r in body["results"]] == \
+            [(r["id"], round(r["score"], 4)) for r in cli]
+        tap.ok(same, f"erd serve (g2p_voice en-us) answers in de too ({body})")
+        status, _ = srv.call("POST", "/v1/catalogs/deutsch/rebuild", token=erdtest.TOKEN)
+        for _ in range(600):
+            st = srv.call("GET", "/v1/catalogs/deutsch/rebuild", token=erdtest.TOKEN)[1]["rebuild"]
+            if st["state"] != "running":
+                break
+            time.sleep(0.1)
+        tap.ok(status == 202 and st["state"] == "done", f"a background rebuild ({st['state']})")
+    finally:
+        srv.stop()
+    tap.ok(answers("deutsch") == german, "the rebuild kept the catalog's voice")
+    rc, _, err = erd("build", "-q", "--db", s.db, "--catalog", "deutsch", env=CLEAN_ENV)
+    tap.ok(rc == 1 and 'G2P voice "de"' in err and "--g2p-voice en-us" in err,
+           f"building it in another voice is refused ({err.strip()!r})")
+    tap.ok(answers("deutsch") == german, "and changes nothing")
+    rc, _, err = erd("build", "-q", "--db", s.db, "--catalog", "deutsch", "--g2p-voice", "en-us",
+                     env=CLEAN_ENV)
+    tap.ok(rc == 0 and answers("deutsch") != german, f"--g2p-voice en-us changes it ({err.strip()!r})")
+
+
 def main():
     with erdtest.Scratch() as s:
         unbuilt(s)
         port_in_use(s)
         calibration_warning(s)
+        g2p_voice(s)
     help_defaults()
     failed_import()
     delimiter()
