@@ -260,7 +260,8 @@ async function pollMetrics() {
     state.samples.push({ rate, p99: p });
     if (state.samples.length > 90) state.samples.shift();
     $("rate").textContent = rate.toFixed(1);
-    $("p99").textContent = p === null ? "–" : p.toFixed(p < 10 ? 2 : 0);
+    // a histogram gives the bucket bound the 99th percentile falls under
+    $("p99").textContent = p === null ? "–" : `≤ ${p.toFixed(p < 10 ? 2 : 0)}`;
     drawChart();
   } catch (err) {
     $("metrics-note").hidden = false;
@@ -268,8 +269,8 @@ async function pollMetrics() {
   }
 }
 
-// The last 90 scrapes (3 minutes), each series scaled to its own maximum,
-// which is written in its colour at the top.
+// The last 90 scrapes (3 minutes), spread over the width, each series
+// scaled to its own maximum, which is written in its colour at the top.
 function drawChart() {
   const c = $("chart"), g = c.getContext("2d"), w = c.width, h = c.height, pad = 6, top = 22;
   g.clearRect(0, 0, w, h);
@@ -284,7 +285,7 @@ function drawChart() {
     g.lineWidth = 2;
     g.beginPath();
     vals.forEach((v, i) => {
-      const x = pad + (i / 89) * (w - 2 * pad), y = h - pad - ((v || 0) / max) * (h - pad - top);
+      const x = pad + (i / (vals.length - 1)) * (w - 2 * pad), y = h - pad - ((v || 0) / max) * (h - pad - top);
       if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
     });
     g.stroke();
