@@ -2,18 +2,9 @@
 
 #include <string.h>
 
-#define SRV__CONSOLE_PREFIX "/console/"
-
-const srv_console_asset *srv_console_find(const char *path)
+const srv_console_asset *srv_console_find(const char *name)
 {
-    const char *name;
-    if (!path)
-        return NULL;
-    if (strcmp(path, "/") == 0)
-        name = "index.html";
-    else if (strncmp(path, SRV__CONSOLE_PREFIX, strlen(SRV__CONSOLE_PREFIX)) == 0)
-        name = path + strlen(SRV__CONSOLE_PREFIX);
-    else
+    if (!name)
         return NULL;
     for (const srv_console_asset *a = srv_console_assets; a->name; a++)
         if (strcmp(a->name, name) == 0)

@@ -17,8 +17,8 @@ typedef struct srv_console_asset {
 /* Every asset, ended by a row whose name is NULL (generated at build time). */
 extern const srv_console_asset srv_console_assets[];
 
-/* The asset a request path names: "/" is index.html, "/console/NAME" is
- * NAME; NULL for anything else. */
-const srv_console_asset *srv_console_find(const char *path);
+/* The asset called name ("index.html", "console.js", ...), NULL when there
+ * is none. */
+const srv_console_asset *srv_console_find(const char *name);
 
 #endif

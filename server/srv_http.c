@@ -385,11 +385,8 @@ static enum MHD_Result srv__resolve(srv_http *h, srv__req *r, struct MHD_Connect
 static enum MHD_Result srv__console(srv_http *h, srv__req *r, struct MHD_Connection *conn)
 {
     (void)h;
-    const char *path = srv__routes[r->route].path;
-    char url[SRV__MAX_SEG + 16];
-    snprintf(url, sizeof url, "%s%s", strcmp(path, "/") == 0 ? "/" : "/console/",
-             strcmp(path, "/") == 0 ? "" : r->seg[0]);
-    const srv_console_asset *a = srv_console_find(url);
+    /* "/" has no segment; "/console/NAME" has NAME */
+    const srv_console_asset *a = srv_console_find(r->seg[0] ? r->seg[0] : "index.html");
     if (!a)
         return srv__send_error(r, conn, ERD_ENOTFOUND, "no such console file");
     return srv__send_as(r, conn, MHD_HTTP_OK, (char *)a->data, a->len, MHD_RESPMEM_PERSISTENT,

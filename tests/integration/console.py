@@ -81,7 +81,20 @@ def mini_cells(drv):
         ".map(td => td.innerText)")
 
 
+def assets(srv):
+    """The page's files come from the binary, under a policy that keeps the
+    page from loading anything from elsewhere."""
+    import urllib.request
+    with urllib.request.urlopen(srv.url + "/console/console.js", timeout=30) as r:
+        csp = r.headers.get("Content-Security-Policy", "")
+        tap.ok(r.status == 200 and r.headers["Content-Type"].startswith("text/javascript")
+               and "default-src 'self'" in csp, f"console.js served with a CSP ({csp})")
+    status, body = srv.call("GET", "/console/nosuch.js")
+    tap.ok(status == 404 and body["error"]["code"] == "not_found", f"an unknown console file is 404 ({body})")
+
+
 def run(drv, srv):
+    assets(srv)
     wait = WebDriverWait(drv, 30)
     drv.get(srv.url + "/")
     tap.ok(drv.title == "erd console", "GET / is the console page")
