@@ -71,8 +71,7 @@ typedef struct vix__base {
     int64_t built_at;
     char file[1024];    /* as the metadata names it */
     int calibrated;     /* the resolver's calibration was fitted on this encoder */
-    pho_g2p *g2p;       /* the resolver's, in the voice the index was built with */
-    char voice[64];     /* that voice: recorded in the index, else g2p_voice */
+    pho_g2p *g2p;       /* the resolver's, in the voice the index recorded (else g2p_voice) */
 } vix__base;
 
 /* An entity written since the base, with its own vectors. */
@@ -424,8 +423,6 @@ static const vix__entity *vix__set_find(const vix__set *c, int64_t rowid)
     return lo < c->n_entities && c->entities[lo].rowid == rowid ? &c->entities[lo] : NULL;
 }
 
-/* Loads catalog_id's built index, encoder and entities, as meta describes
- * them, from store (inside the caller's read snapshot). */
 /* The G2P handle for voice ("" or g2p_voice: the configured one), made on
  * first use: queries of a catalog are spoken in the voice its index was
  * built with, whatever the server's g2p_voice says. */
@@ -464,6 +461,8 @@ static int vix__g2p_for(vix_resolver *r, const char *voice, const char *catalog,
     return rc;
 }
 
+/* Loads catalog_id's built index, encoder and entities, as meta describes
+ * them, from store (inside the caller's read snapshot). */
 static int vix__base_load(vix_resolver *r, vix_store *store, int64_t catalog_id, const char *name,
                           const vix_index_meta *meta, vix__base **ret, erd_diag *diag)
 {
@@ -476,8 +475,7 @@ static int vix__base_load(vix_resolver *r, vix_store *store, int64_t catalog_id,
     b->generation = meta->catalog_generation;
     b->built_at = meta->built_at;
     snprintf(b->file, sizeof b->file, "%s", meta->path);
-    snprintf(b->voice, sizeof b->voice, "%s", meta->g2p_voice[0] ? meta->g2p_voice : r->g2p_voice);
-    rc = vix__g2p_for(r, b->voice, name, &b->g2p, diag);
+    rc = vix__g2p_for(r, meta->g2p_voice, name, &b->g2p, diag);
     if (rc < 0)
         goto out;
     ld.g2p = b->g2p;
