@@ -190,10 +190,26 @@ static int srv__delimiter(const char *arg, char *ret)
     return ERD_OK;
 }
 
-/* A database file and the journal files SQLite keeps beside it. */
-static void srv__remove_db(const char *db)
+static int srv__any_catalog(void *user, const vix_catalog_info *info)
+{
+    (void)user;
+    (void)info;
+    return 1;
+}
+
+/* Removes a database file this import created, with the journal files
+ * SQLite keeps beside it, unless it holds a catalog by now (another
+ * process's first import may have landed in it meanwhile). */
+static void srv__remove_new_db(const char *db)
 {
     static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    vix_store *store = NULL;
+    if (vix_store_open(db, 0, &store, NULL) == ERD_OK) {
+        int any = vix_store_catalog_foreach(store, srv__any_catalog, NULL, NULL);
+        vix_store_close(store);
+        if (any != 0)
+            return;
+    }
     for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
         char path[2048];
         if (snprintf(path, sizeof path, "%s%s", db, suffix[i]) < (int)sizeof path)
@@ -305,7 +321,7 @@ int srv_cli_import(int argc, char **argv)
         rc = vix_store_import(store, catalog, in, &io, &res, &diag);
     vix_store_close(store);
     if (rc < 0 && created)
-        srv__remove_db(db); /* a failed first import leaves no empty database behind */
+        srv__remove_new_db(db); /* a failed first import leaves no database behind */
     if (in != stdin)
         fclose(in);
     if (io.progress)
