@@ -60,7 +60,8 @@ enum cfg__reload { FIXED, LIVE };
       "vec:FILE or fused:W:PHONETIC|SEMANTIC.")                                                \
     X(model_dir, CFG_STR, model_dir, "auto", 0, 0, FIXED,                                     \
       "Folder searched for model files named by a relative path that does not exist from "    \
-      "the working directory; auto = phonetics/models above the erd binary's folder.")        \
+      "the working directory; auto = phonetics/models above the erd binary's folder, else "   \
+      "under the data directory erd was built for (PREFIX/share/erd).")                       \
     X(faiss_factory, CFG_STR, faiss_factory, "auto", 0, 0, FIXED,                             \
       "FAISS index_factory string for builds (inner product; ids mapped automatically), or "   \
       "auto: exact Flat up to index_flat_max vectors, IVF<nlist>,Flat above (nlist the first " \
@@ -84,7 +85,7 @@ enum cfg__reload { FIXED, LIVE };
       "Second stage: rescore the first candidates by phone alignment under a learned noise "   \
       "channel. off, or CHANNEL_FILE[,weight=W,candidates=N,mode=local|global,skip=S,"         \
       "temperature=T]; a relative file is looked up from the working directory, then from "    \
-      "the folder above the erd binary's.")                                                    \
+      "the folder above the erd binary's, then from the data directory (PREFIX/share/erd).")  \
     X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v3.txt", 0, 0, FIXED,   \
       "Calibrated scores: off, or a file from erd calibrate mapping each result to the "       \
       "probability it is right; looked up like rerank's channel file.  A catalog built with "  \
@@ -440,6 +441,12 @@ void cfg_copy_reloadable(cfg_config *dst, const cfg_config *src)
         if (e->reload == LIVE)
             memcpy((char *)dst + e->offset, (const char *)src + e->offset, e->size);
     }
+}
+
+const char *cfg_default(const char *key)
+{
+    const cfg__entry *e = cfg__find(key);
+    return e ? e->def : NULL;
 }
 
 bool cfg_reloadable(const char *key)

@@ -77,6 +77,10 @@ int cfg_load(cfg_config *ret, const char *path, const char *const *overrides, er
 /* Cross-key constraints (default_k <= max_k, ...). */
 int cfg_validate(const cfg_config *cfg, erd_diag *diag);
 
+/* The table's default for key, as text (what help texts print); NULL for
+ * an unknown key. */
+const char *cfg_default(const char *key);
+
 /* Whether a running server applies a new value of key on reload (SIGHUP);
  * the others are bound at start. */
 bool cfg_reloadable(const char *key);

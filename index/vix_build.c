@@ -293,6 +293,29 @@ static int vix__encode_all(const pho_encoder *enc, const pho_phrase *phrases,
  * difference between 1 and 2 GB. */
 #define VIX_BUILD_CHUNK 65536
 
+/* The voice the catalog's current index was built with, if it recorded
+ * one, must be the voice of this build unless a change was asked for. */
+static int vix__voice_check(vix_store *store, int64_t catalog_id, const vix_build_opts *opts,
+                            const char *voice, erd_diag *diag)
+{
+    vix_index_meta old;
+    erd_diag inner = {0};
+    int rc = vix_store_meta_get(store, catalog_id, &old, &inner);
+    if (rc == ERD_ENOINDEX)
+        return ERD_OK;
+    if (rc < 0)
+        return erd_fail(diag, rc, "%s", inner.msg);
+    char was[sizeof old.g2p_voice];
+    snprintf(was, sizeof was, "%s", old.g2p_voice);
+    vix_index_meta_clear(&old);
+    if (!was[0] || strcmp(was, voice) == 0 || opts->g2p_voice_change)
+        return ERD_OK;
+    return erd_fail(diag, ERD_EMISMATCH,
+                    "catalog \"%s\" was built with G2P voice \"%s\", this build would use \"%s\": "
+                    "build with --g2p-voice %s to change it, or keep g2p_voice %s",
+                    opts->catalog, was, voice, voice, was);
+}
+
 int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
 {
     vix_store *store = NULL, *cache = NULL;
@@ -314,6 +337,7 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
 
     const char *spec = opts->encoder_spec ? opts->encoder_spec : "baseline";
     const char *factory_opt = opts->factory && *opts->factory ? opts->factory : "auto";
+    const char *voice = opts->g2p_voice && *opts->g2p_voice ? opts->g2p_voice : "en-us";
     pho_phrase *sample = NULL;
     unsigned char *sample_derived = NULL;
 
@@ -335,6 +359,9 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     rc = vix_store_catalog_generation(store, catalog_id, &generation, diag);
     if (rc < 0)
         goto out;
+    rc = vix__voice_check(store, catalog_id, opts, voice, diag);
+    if (rc < 0)
+        goto out;
     /* A new file per build: the one the metadata names is never rewritten,
      * so a crash between writing the index and committing its metadata
      * leaves the old pair intact. */
@@ -354,7 +381,7 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     rc = pho_encoder_create(spec, &enc, diag);
     if (rc < 0)
         goto out;
-    rc = pho_g2p_create(opts->g2p_voice ? opts->g2p_voice : "en-us", 0, &g2p, diag);
+    rc = pho_g2p_create(voice, 0, &g2p, diag);
     if (rc < 0)
         goto out;
 
@@ -515,6 +542,7 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     meta.catalog_generation = generation;
     meta.built_at = (int64_t)time(NULL);
     meta.build_seconds = res.seconds;
+    snprintf(meta.g2p_voice, sizeof meta.g2p_voice, "%s", voice);
     meta.encoder_state = state; /* borrowed: meta is not cleared here */
     meta.encoder_state_len = state_len;
     rc = vix_store_meta_put(store, catalog_id, &meta, diag);

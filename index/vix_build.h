@@ -5,6 +5,7 @@
 #define VIX_BUILD_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,7 +27,10 @@ typedef struct vix_build_opts {
     int nprobe;               /* IVF lists searched, kept in the index file; 0: VIX_BUILD_NPROBE */
     int ef_search;            /* HNSW search breadth, kept in the index file; 0: VIX_BUILD_EF_SEARCH */
     int threads;              /* encoding threads; 0: one per core */
-    const char *g2p_voice;    /* default "en-us" */
+    const char *g2p_voice;    /* default "en-us"; recorded in the index metadata */
+    /* A catalog whose index recorded another voice is refused (ERD_EMISMATCH)
+     * unless this is set: a new voice changes every phoneme, so every answer. */
+    bool g2p_voice_change;
     /* Called now and then with the stage name ("phonemes", "encode", "index")
      * and progress within it. */
     void (*progress)(void *user, const char *stage, uint64_t done, uint64_t total);

@@ -507,7 +507,7 @@ static int csv_end_field(csv_rec *rec, size_t start)
 enum { CSV_EOF = 0, CSV_RECORD = 1, CSV_BLANK = 2 };
 
 /* Reads one record; *ret_line is the line it starts on. */
-static int csv_read(reader *r, csv_rec *rec, uint64_t *ret_line, erd_diag *diag)
+static int csv_read(reader *r, int delim, csv_rec *rec, uint64_t *ret_line, erd_diag *diag)
 {
     enum { FIELD_START, UNQUOTED, QUOTED, AFTER_QUOTE } state = FIELD_START;
     uint64_t start_line = r->nl + 1;
@@ -542,7 +542,7 @@ static int csv_read(reader *r, csv_rec *rec, uint64_t *ret_line, erd_diag *diag)
                                 "line %" PRIu64 ": quote inside an unquoted field (quote the "
                                 "whole field and double the quote)",
                                 r->nl + 1);
-            if (c == ',') {
+            if (c == delim) {
                 any = true;
                 end_field = true;
             } else if (c == '\r' || c == '\n' || c == EOF) {
@@ -568,7 +568,7 @@ static int csv_read(reader *r, csv_rec *rec, uint64_t *ret_line, erd_diag *diag)
                 state = QUOTED; /* "" is a literal quote */
                 break;
             }
-            if (c == ',') {
+            if (c == delim) {
                 end_field = true;
             } else if (c == '\r' || c == '\n' || c == EOF) {
                 end_record = true;
@@ -661,9 +661,18 @@ static int csv_parse_header(const vix_import_opts *opts, const csv_rec *rec, uin
     const char *id_name = opts->csv_id_column ? opts->csv_id_column : "id";
     const char *name_name = opts->csv_name_column ? opts->csv_name_column : "name";
     const char *al_name = opts->csv_aliases_column ? opts->csv_aliases_column : "aliases";
-    if (csv_find_column(h, id_name, &h->id_col))
+    if (csv_find_column(h, id_name, &h->id_col)) {
+        /* the usual cause: a file separated by something else than commas */
+        const char *other = h->n != 1 ? NULL : strchr(h->names[0], ';') ? ";"
+                                          : strchr(h->names[0], '\t') ? "\\t" : NULL;
+        if (other)
+            return erd_fail(diag, ERD_EPARSE,
+                            "line %" PRIu64 ": CSV header has no id column \"%.60s\"; it is one "
+                            "column holding '%s': pass --delimiter '%s'",
+                            line, id_name, other, other);
         return erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": CSV header has no id column \"%.60s\"",
                         line, id_name);
+    }
     if (csv_find_column(h, name_name, &h->name_col))
         return erd_fail(diag, ERD_EPARSE,
                         "line %" PRIu64 ": CSV header has no name column \"%.60s\"", line,
@@ -777,10 +786,11 @@ static int import_csv(import_ctx *cx, erd_diag *diag)
     csv_header h = {0};
     bool have_header = false;
     int err = ERD_OK;
+    int delim = cx->opts->csv_delimiter ? (unsigned char)cx->opts->csv_delimiter : ',';
 
     for (;;) {
         uint64_t line;
-        int r = csv_read(cx->rd, &rec, &line, diag);
+        int r = csv_read(cx->rd, delim, &rec, &line, diag);
         if (r < 0) {
             err = r;
             break;

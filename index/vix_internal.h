@@ -11,7 +11,7 @@
 
 #include "index/vix_store.h"
 
-#define VIX_SCHEMA_VERSION 2
+#define VIX_SCHEMA_VERSION 3
 
 /* The widest vector instruction set this CPU runs, capped by
  * vix_simd_limit, for the hand-batched kernels of vix_index.c and

@@ -72,6 +72,7 @@ typedef struct vix__base {
     int64_t built_at;
     char file[1024];    /* as the metadata names it */
     int calibrated;     /* the resolver's calibration was fitted on this encoder */
+    pho_g2p *g2p;       /* the resolver's, in the voice the index recorded (else g2p_voice) */
 } vix__base;
 
 /* An entity written since the base, with its own vectors. */
@@ -109,6 +110,14 @@ typedef struct vix__intern {
     char s[];
 } vix__intern;
 
+/* A G2P handle per espeak-ng voice some catalog was built with, besides
+ * the configured one; kept until the resolver closes. */
+typedef struct vix__voice {
+    struct vix__voice *next;
+    pho_g2p *g2p;
+    char name[64];
+} vix__voice;
+
 /* A background rebuild's state, per catalog name. */
 typedef struct vix__job {
     char name[72];
@@ -135,6 +144,8 @@ struct vix_resolver {
     vix_store *store;        /* read-only, used under sync_mu */
     pthread_mutex_t intern_mu;
     vix__intern *interned;
+    vix__voice *voices;      /* guarded by intern_mu */
+    size_t g2p_cache_entries;
 
     pthread_mutex_t job_mu;  /* guards jobs and job_* */
     vix__job *jobs;
@@ -416,6 +427,44 @@ static const vix__entity *vix__set_find(const vix__set *c, int64_t rowid)
     return lo < c->n_entities && c->entities[lo].rowid == rowid ? &c->entities[lo] : NULL;
 }
 
+/* The G2P handle for voice ("" or g2p_voice: the configured one), made on
+ * first use: queries of a catalog are spoken in the voice its index was
+ * built with, whatever the server's g2p_voice says. */
+static int vix__g2p_for(vix_resolver *r, const char *voice, const char *catalog, pho_g2p **ret,
+                        erd_diag *diag)
+{
+    if (!voice[0] || strcmp(voice, r->g2p_voice) == 0) {
+        *ret = r->g2p;
+        return ERD_OK;
+    }
+    int rc = ERD_OK;
+    pthread_mutex_lock(&r->intern_mu);
+    vix__voice *v = r->voices;
+    while (v && strcmp(v->name, voice) != 0)
+        v = v->next;
+    if (!v) {
+        erd_diag inner = {0};
+        v = calloc(1, sizeof *v);
+        if (!v)
+            rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        else if ((rc = pho_g2p_create(voice, r->g2p_cache_entries, &v->g2p, &inner)) < 0)
+            rc = erd_fail(diag, rc, "catalog \"%s\" was built with G2P voice \"%s\": %s", catalog,
+                          voice, inner.msg);
+        if (rc < 0) {
+            free(v);
+            v = NULL;
+        } else {
+            snprintf(v->name, sizeof v->name, "%s", voice);
+            v->next = r->voices;
+            r->voices = v;
+        }
+    }
+    if (v)
+        *ret = v->g2p;
+    pthread_mutex_unlock(&r->intern_mu);
+    return rc;
+}
+
 /* Loads catalog_id's built index, encoder and entities, as meta describes
  * them, from store (inside the caller's read snapshot). */
 static int vix__base_load(vix_resolver *r, vix_store *store, int64_t catalog_id, const char *name,
@@ -430,6 +479,10 @@ static int vix__base_load(vix_resolver *r, vix_store *store, int64_t catalog_id,
     b->generation = meta->catalog_generation;
     b->built_at = meta->built_at;
     snprintf(b->file, sizeof b->file, "%s", meta->path);
+    rc = vix__g2p_for(r, meta->g2p_voice, name, &b->g2p, diag);
+    if (rc < 0)
+        goto out;
+    ld.g2p = b->g2p;
     rc = pho_encoder_create(meta->encoder_id, &b->enc, diag);
     if (rc < 0)
         goto out;
@@ -545,12 +598,12 @@ static int vix__dent_make(vix_resolver *r, const vix__base *base, const vix_enti
                           vix_phrase *scratch, vix__dent **ret, erd_diag *diag)
 {
     vix__dent *d = calloc(1, sizeof *d);
-    vix__vecs vv = {.enc = base->enc, .g2p = r->g2p, .scratch = scratch, .diag = diag};
+    vix__vecs vv = {.enc = base->enc, .g2p = base->g2p, .scratch = scratch, .diag = diag};
     int rc = ERD_OK;
     if (!d)
         return erd_fail(diag, ERD_ENOMEM, "out of memory");
     atomic_init(&d->refs, 1);
-    vix__load ld = {.set = &d->set, .g2p = r->g2p, .scratch = r->rerank ? scratch : NULL,
+    vix__load ld = {.set = &d->set, .g2p = base->g2p, .scratch = r->rerank ? scratch : NULL,
                     .diag = diag};
     if (vix__load_entity(&ld, e)) {
         rc = ld.rc < 0 ? ld.rc : erd_fail(diag, ERD_ENOMEM, "out of memory");
@@ -973,7 +1026,7 @@ static void *vix__job_main(void *arg)
     erd_diag diag = {0};
     vix_build_result res = {0};
     vix__base *base = NULL;
-    char encoder[128] = "", factory[128] = "";
+    char encoder[128] = "", factory[128] = "", voice[64] = "";
     uint64_t t0 = vix__ns();
 
     /* The encoder the catalog is served with, so scores (and the
@@ -991,6 +1044,7 @@ static void *vix__job_main(void *arg)
             vix_store_catalog_find(store, ja->name, &id, NULL) == ERD_OK &&
             vix_store_meta_get(store, id, &meta, NULL) == ERD_OK) {
             snprintf(factory, sizeof factory, "%s", meta.factory);
+            snprintf(voice, sizeof voice, "%s", meta.g2p_voice);
             vix_index_meta_clear(&meta);
         }
         vix_store_close(store);
@@ -998,7 +1052,7 @@ static void *vix__job_main(void *arg)
     vix_build_opts bo = {.db_path = r->db_path, .catalog = ja->name,
                          .encoder_spec = encoder[0] ? encoder : r->build_encoder,
                          .factory = factory[0] ? factory : r->build_factory,
-                         .g2p_voice = r->g2p_voice, .cancel = &r->cancel};
+                         .g2p_voice = voice[0] ? voice : r->g2p_voice, .cancel = &r->cancel};
     int rc = vix_build(&bo, &res, &diag);
     /* built and recorded: the next start loads it if we stop now */
     if (rc == ERD_OK && atomic_load(&r->cancel))
@@ -1182,6 +1236,7 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
     if (r->candidates > VIX_CANDIDATES_MAX)
         r->candidates = VIX_CANDIDATES_MAX;
 
+    r->g2p_cache_entries = opts->g2p_cache_entries;
     rc = pho_g2p_create(r->g2p_voice, opts->g2p_cache_entries, &r->g2p, diag);
     if (rc < 0)
         goto out;
@@ -1265,6 +1320,12 @@ void vix_resolver_close(vix_resolver *r)
     free(r->ranker);
     free(r->calib);
     free(r->jobs);
+    while (r->voices) {
+        vix__voice *next = r->voices->next;
+        pho_g2p_destroy(r->voices->g2p);
+        free(r->voices);
+        r->voices = next;
+    }
     while (r->interned) {
         vix__intern *next = r->interned->next;
         free(r->interned);
@@ -1345,6 +1406,13 @@ void vix_resolver_g2p_stats(vix_resolver *r, uint64_t *ret_lookups, uint64_t *re
     pho_g2p_get_stats(r->g2p, &st);
     *ret_lookups = st.lookups;
     *ret_hits = st.hits;
+    pthread_mutex_lock(&r->intern_mu);
+    for (vix__voice *v = r->voices; v; v = v->next) {
+        pho_g2p_get_stats(v->g2p, &st);
+        *ret_lookups += st.lookups;
+        *ret_hits += st.hits;
+    }
+    pthread_mutex_unlock(&r->intern_mu);
 }
 
 /* Evidence weight of hypothesis `rank` (0 = best).  Rank decays
@@ -1563,7 +1631,7 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
      * search scores every entity against the whole n-best list. */
     for (size_t i = 0; i < n; i++) {
         uint64_t t0 = vix__ns();
-        rc = vix_phrase_prepare(r->g2p, NULL, hyps[i].text, hyps[i].len, ph, diag);
+        rc = vix_phrase_prepare(base->g2p, NULL, hyps[i].text, hyps[i].len, ph, diag);
         tm.g2p_ns += vix__ns() - t0;
         if (rc == ERD_EEMPTY)
             continue;

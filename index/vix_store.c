@@ -62,16 +62,17 @@ static const char *const stmt_sql[VIX__ST_COUNT] = {
         " ON CONFLICT(g2p_id, text) DO UPDATE SET ipa = excluded.ipa",
     [VIX__ST_META_PUT] =
         "INSERT INTO indexes(catalog_id, encoder_id, factory, path, dim, vector_count,"
-        " entity_count, catalog_generation, built_at, build_seconds, encoder_state)"
-        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        " entity_count, catalog_generation, built_at, build_seconds, encoder_state, g2p_voice)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
         " ON CONFLICT(catalog_id) DO UPDATE SET encoder_id = excluded.encoder_id,"
         " factory = excluded.factory, path = excluded.path, dim = excluded.dim,"
         " vector_count = excluded.vector_count, entity_count = excluded.entity_count,"
         " catalog_generation = excluded.catalog_generation, built_at = excluded.built_at,"
-        " build_seconds = excluded.build_seconds, encoder_state = excluded.encoder_state",
+        " build_seconds = excluded.build_seconds, encoder_state = excluded.encoder_state,"
+        " g2p_voice = excluded.g2p_voice",
     [VIX__ST_META_GET] =
         "SELECT encoder_id, factory, path, dim, vector_count, entity_count,"
-        " catalog_generation, built_at, build_seconds, encoder_state"
+        " catalog_generation, built_at, build_seconds, encoder_state, g2p_voice"
         " FROM indexes WHERE catalog_id = ?1",
 };
 
@@ -124,7 +125,14 @@ static const char migrate_v2_sql[] =
     "CREATE INDEX tombstones_gen ON tombstones(catalog_id, gen);"
     "PRAGMA user_version = 2;";
 
-_Static_assert(VIX_SCHEMA_VERSION == 2, "schema_sql then migrate_v2_sql give user_version 2");
+/* Version 3: the espeak-ng voice an index's phonemes were made with, so
+ * queries against it are spoken the same way (NULL: built before voices
+ * were recorded; served with the configured g2p_voice as before). */
+static const char migrate_v3_sql[] =
+    "ALTER TABLE indexes ADD COLUMN g2p_voice TEXT;"
+    "PRAGMA user_version = 3;";
+
+_Static_assert(VIX_SCHEMA_VERSION == 3, "schema_sql then the migrations give user_version 3");
 
 int vix__db_fail(vix_store *store, erd_diag *diag, int rc, const char *what)
 {
@@ -252,15 +260,18 @@ static int ensure_schema(vix_store *store, erd_diag *diag)
     }
     if (version == VIX_SCHEMA_VERSION)
         goto out;
-    if (version == 1) {
+    if (version >= 1) {
         if (store->readonly) {
             err = erd_fail(diag, ERD_EMISMATCH,
-                           "%s: schema version 1 needs an upgrade: open it once read-write (erd "
+                           "%s: schema version %d needs an upgrade: open it once read-write (erd "
                            "import, erd catalog list or erd serve)",
-                           store->path);
+                           store->path, version);
             goto out;
         }
-        err = vix__exec(store, migrate_v2_sql, diag);
+        if (version == 1)
+            err = vix__exec(store, migrate_v2_sql, diag);
+        if (!err)
+            err = vix__exec(store, migrate_v3_sql, diag);
         goto out;
     }
     err = count_schema_objects(store, &objects, diag);
@@ -280,6 +291,8 @@ static int ensure_schema(vix_store *store, erd_diag *diag)
     err = vix__exec(store, schema_sql, diag);
     if (!err)
         err = vix__exec(store, migrate_v2_sql, diag);
+    if (!err)
+        err = vix__exec(store, migrate_v3_sql, diag);
 out:
     if (!store->readonly) {
         if (err)
@@ -728,7 +741,8 @@ int vix_store_meta_put(vix_store *store, int64_t catalog_id, const vix_index_met
         return erd_fail(diag, ERD_EINVAL, "meta_put: missing argument");
     if (!terminated(meta->encoder_id, sizeof meta->encoder_id) ||
         !terminated(meta->factory, sizeof meta->factory) ||
-        !terminated(meta->path, sizeof meta->path))
+        !terminated(meta->path, sizeof meta->path) ||
+        !terminated(meta->g2p_voice, sizeof meta->g2p_voice))
         return erd_fail(diag, ERD_EINVAL, "meta_put: unterminated string field");
     if (meta->encoder_state_len > INT32_MAX || (meta->encoder_state_len && !meta->encoder_state))
         return erd_fail(diag, ERD_EINVAL, "meta_put: bad encoder state (%zu bytes)",
@@ -754,6 +768,10 @@ int vix_store_meta_put(vix_store *store, int64_t catalog_id, const vix_index_met
                           SQLITE_STATIC);
     else
         sqlite3_bind_null(st, 11);
+    if (meta->g2p_voice[0])
+        sqlite3_bind_text(st, 12, meta->g2p_voice, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(st, 12);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_CONSTRAINT_FOREIGNKEY)
         err = erd_fail(diag, ERD_ENOCATALOG, "no catalog with id %" PRId64, catalog_id);
@@ -808,6 +826,9 @@ int vix_store_meta_get(vix_store *store, int64_t catalog_id, vix_index_meta *ret
     m.catalog_generation = sqlite3_column_int64(st, 6);
     m.built_at = sqlite3_column_int64(st, 7);
     m.build_seconds = sqlite3_column_double(st, 8);
+    if (sqlite3_column_type(st, 10) != SQLITE_NULL &&
+        (err = copy_text(st, 10, m.g2p_voice, sizeof m.g2p_voice, "g2p_voice", diag)))
+        goto out;
     if (sqlite3_column_type(st, 9) != SQLITE_NULL) {
         const void *blob = sqlite3_column_blob(st, 9);
         size_t n = (size_t)sqlite3_column_bytes(st, 9);

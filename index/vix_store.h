@@ -130,6 +130,7 @@ typedef struct vix_import_opts {
     const char *csv_id_column;
     const char *csv_name_column;
     const char *csv_aliases_column;
+    char csv_delimiter; /* field separator; 0 = ',' */
     /* Called about every 1,000 lines and at the end; total_bytes is 0 when unknown. */
     void (*progress)(void *user, uint64_t lines, uint64_t bytes, uint64_t total_bytes);
     void *progress_user;
@@ -171,6 +172,7 @@ typedef struct vix_index_meta {
     int64_t catalog_generation; /* catalog generation the index was built from */
     int64_t built_at;           /* unix seconds */
     double build_seconds;
+    char g2p_voice[64];         /* espeak-ng voice of its phonemes; "" = not recorded */
     void *encoder_state;        /* owned by the struct: vix_index_meta_clear frees it */
     size_t encoder_state_len;
 } vix_index_meta;

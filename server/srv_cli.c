@@ -1,6 +1,7 @@
 #include "server/srv_cli.h"
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "index/vix_snapshot.h"
 #include "index/vix_store.h"
 #include "phonetics/pho_encoder.h"
+#include "server/srv_hint.h"
 #include "server/srv_http.h"
 
 int srv_cli_exit_code(int err)
@@ -39,48 +41,55 @@ int srv_cli_exit_code(int err)
     }
 }
 
-const char *srv_cli_rerank_spec(const char *spec, char *buf, size_t cap)
+#ifndef ERD_DATADIR
+#define ERD_DATADIR "/usr/local/share/erd"
+#endif
+
+/* Where erd looks for a relative data file after the working directory:
+ * the folder above the binary's (a build folder inside the source tree,
+ * or /opt/erd/bin beside /opt/erd/phonetics), then the data directory
+ * compiled in (meson install puts the models under PREFIX/share/erd).
+ * Writes the first root holding rel to buf; false when none does. */
+static bool srv__data_root(const char *rel, size_t rel_len, char *buf, size_t cap)
 {
     char dir[1024], file[2048];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    char *slash = n > 0 ? (dir[n] = '\0', strrchr(dir, '/')) : NULL;
+    if (slash) {
+        *slash = '\0';
+        int m = snprintf(file, sizeof file, "%s/../%.*s", dir, (int)rel_len, rel);
+        if (m > 0 && (size_t)m < sizeof file && access(file, F_OK) == 0)
+            return snprintf(buf, cap, "%s/..", dir) < (int)cap;
+    }
+    int m = snprintf(file, sizeof file, "%s/%.*s", ERD_DATADIR, (int)rel_len, rel);
+    if (m > 0 && (size_t)m < sizeof file && access(file, F_OK) == 0)
+        return snprintf(buf, cap, "%s", ERD_DATADIR) < (int)cap;
+    return false;
+}
+
+const char *srv_cli_rerank_spec(const char *spec, char *buf, size_t cap)
+{
+    char dir[1024], root[1100];
     size_t flen = strcspn(spec, ",");
     if (!strcmp(spec, "off") || spec[0] == '/' || flen == 0 || flen >= sizeof dir)
         return spec;
     memcpy(dir, spec, flen);
     dir[flen] = '\0';
-    if (access(dir, F_OK) == 0)
+    if (access(dir, F_OK) == 0 || !srv__data_root(spec, flen, root, sizeof root))
         return spec;
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    if (n <= 0)
-        return spec;
-    dir[n] = '\0';
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        return spec;
-    *slash = '\0';
-    int m = snprintf(file, sizeof file, "%s/../%.*s", dir, (int)flen, spec);
-    if (m < 0 || (size_t)m >= sizeof file || access(file, F_OK) != 0)
-        return spec;
-    m = snprintf(buf, cap, "%s/../%s", dir, spec);
+    int m = snprintf(buf, cap, "%s/%s", root, spec);
     return m < 0 || (size_t)m >= cap ? spec : buf;
 }
 
 int srv_cli_model_dir(const char *setting)
 {
-    char dir[1024];
+    static const char rel[] = "phonetics/models";
+    char root[1100], models[1200];
     if (setting && strcmp(setting, "auto") != 0)
         return pho_encoder_set_model_dir(setting);
-    /* auto: phonetics/models above the binary's folder, as in a build tree
-     * (build/erd) or an install (/opt/erd/bin/erd beside /opt/erd/phonetics) */
-    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
-    if (n <= 0)
+    if (!srv__data_root(rel, sizeof rel - 1, root, sizeof root))
         return pho_encoder_set_model_dir(NULL);
-    dir[n] = '\0';
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        return pho_encoder_set_model_dir(NULL);
-    *slash = '\0';
-    char models[1200];
-    int m = snprintf(models, sizeof models, "%s/../phonetics/models", dir);
+    int m = snprintf(models, sizeof models, "%s/%s", root, rel);
     if (m < 0 || (size_t)m >= sizeof models)
         return pho_encoder_set_model_dir(NULL);
     return pho_encoder_set_model_dir(models);
@@ -93,14 +102,30 @@ int srv_cli_fail(const char *cmd, const erd_diag *diag, int err)
 }
 
 /* A calibration that does not apply leaves scores uncalibrated rather
- * than stopping the service; say so once, per catalog, at start. */
-static void srv__calibration_note(const char *cmd, const vix_resolver *resolver)
+ * than stopping the service; say so once at start, naming each catalog it
+ * concerns (only the one asked for when only is not NULL) and the whole
+ * encoder id, which the resolver's fixed-size message would cut. */
+static void srv__calibration_note(const char *cmd, const vix_resolver *resolver, const char *only,
+                                  const char *calibration)
 {
     for (size_t i = 0; i < vix_resolver_catalog_count(resolver); i++) {
+        const char *name = vix_resolver_catalog_name(resolver, i);
+        if (!name || (only && strcmp(name, only) != 0))
+            continue;
         erd_diag d = {0};
         int rc = vix_resolver_calibrated(resolver, i, &d);
-        if (rc == ERD_EMISMATCH)
-            fprintf(stderr, "erd %s: warning: %s\n", cmd, erd_diag_message(&d, rc));
+        if (rc != ERD_EMISMATCH)
+            continue;
+        const char *enc = vix_resolver_catalog_encoder(resolver, i);
+        if (strstr(d.msg, "built with encoder"))
+            fprintf(stderr,
+                    "erd %s: warning: catalog \"%s\" was built with encoder %s, but the "
+                    "calibration %s was fitted on another: its scores are uncalibrated "
+                    "(rebuild it with the default encoder, or set calibration off)\n",
+                    cmd, name, enc ? enc : "?", calibration);
+        else
+            fprintf(stderr, "erd %s: warning: catalog \"%s\": %s\n", cmd, name,
+                    erd_diag_message(&d, rc));
     }
 }
 
@@ -153,6 +178,45 @@ static void srv__import_progress(void *user, uint64_t lines, uint64_t bytes, uin
                 srv__now() - *t0);
 }
 
+/* "," ";" "|" ... or "tab" / "\t" for tab-separated files. */
+static int srv__delimiter(const char *arg, char *ret)
+{
+    char c = !strcmp(arg, "tab") || !strcmp(arg, "\\t") ? '\t' : arg[0];
+    if ((arg[0] && arg[1] && c != '\t') || !c || c == '"' || c == '\r' || c == '\n') {
+        fprintf(stderr, "erd import: --delimiter takes one character (not a quote), or tab\n");
+        return ERD_EINVAL;
+    }
+    *ret = c;
+    return ERD_OK;
+}
+
+static int srv__any_catalog(void *user, const vix_catalog_info *info)
+{
+    (void)user;
+    (void)info;
+    return 1;
+}
+
+/* Removes a database file this import created, with the journal files
+ * SQLite keeps beside it, unless it holds a catalog by now (another
+ * process's first import may have landed in it meanwhile). */
+static void srv__remove_new_db(const char *db)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    vix_store *store = NULL;
+    if (vix_store_open(db, 0, &store, NULL) == ERD_OK) {
+        int any = vix_store_catalog_foreach(store, srv__any_catalog, NULL, NULL);
+        vix_store_close(store);
+        if (any != 0)
+            return;
+    }
+    for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
+        char path[2048];
+        if (snprintf(path, sizeof path, "%s%s", db, suffix[i]) < (int)sizeof path)
+            unlink(path);
+    }
+}
+
 int srv_cli_import(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -160,7 +224,8 @@ int srv_cli_import(int argc, char **argv)
         {"format", required_argument, 0, 'f'},       {"id-column", required_argument, 0, 'I'},
         {"name-column", required_argument, 0, 'N'},  {"aliases-column", required_argument, 0, 'A'},
         {"config", required_argument, 0, 'C'},       {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},               {0, 0, 0, 0},
+        {"delimiter", required_argument, 0, 'D'},    {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     const char *db = NULL, *catalog = NULL, *config = NULL;
     vix_import_opts io = {0};
@@ -174,6 +239,10 @@ int srv_cli_import(int argc, char **argv)
         case 'I': io.csv_id_column = optarg; break;
         case 'N': io.csv_name_column = optarg; break;
         case 'A': io.csv_aliases_column = optarg; break;
+        case 'D':
+            if (srv__delimiter(optarg, &io.csv_delimiter) < 0)
+                return SRV_EXIT_USAGE;
+            break;
         case 'q': quiet = 1; break;
         case 'f':
             if (!strcmp(optarg, "jsonl") || !strcmp(optarg, "json"))
@@ -201,6 +270,8 @@ int srv_cli_import(int argc, char **argv)
                    "  --id-column COL        CSV column holding ids (default: id)\n"
                    "  --name-column COL      CSV column holding names (default: name)\n"
                    "  --aliases-column COL   CSV column of '|'-separated aliases (default: aliases)\n"
+                   "  --delimiter C          CSV field separator: one character, or tab\n"
+                   "                         (default: ,)\n"
                    "  --config FILE          configuration file (for db)\n"
                    "  -q, --quiet            no progress on stderr\n");
             return SRV_EXIT_OK;
@@ -244,10 +315,13 @@ int srv_cli_import(int argc, char **argv)
     erd_diag diag = {0};
     vix_store *store = NULL;
     vix_import_result res;
+    bool created = access(db, F_OK) != 0;
     rc = vix_store_open(db, 0, &store, &diag);
     if (rc == ERD_OK)
         rc = vix_store_import(store, catalog, in, &io, &res, &diag);
     vix_store_close(store);
+    if (rc < 0 && created)
+        srv__remove_new_db(db); /* a failed first import leaves no database behind */
     if (in != stdin)
         fclose(in);
     if (io.progress)
@@ -283,9 +357,11 @@ int srv_cli_build(int argc, char **argv)
         {"db", required_argument, 0, 'd'},      {"catalog", required_argument, 0, 'c'},
         {"encoder", required_argument, 0, 'e'}, {"factory", required_argument, 0, 'F'},
         {"config", required_argument, 0, 'C'},  {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"g2p-voice", required_argument, 0, 'V'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     const char *db = NULL, *catalog = NULL, *config = NULL, *encoder = NULL, *factory = NULL;
+    const char *voice = NULL;
     int quiet = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:c:e:qh", opts, NULL)) != -1) {
@@ -295,6 +371,7 @@ int srv_cli_build(int argc, char **argv)
         case 'e': encoder = optarg; break;
         case 'F': factory = optarg; break;
         case 'C': config = optarg; break;
+        case 'V': voice = optarg; break;
         case 'q': quiet = 1; break;
         case 'h':
             printf("usage: erd build --db FILE --catalog NAME [OPTIONS]\n\n"
@@ -307,12 +384,17 @@ int srv_cli_build(int argc, char **argv)
                    "sync_interval_ms and serves what was written since from its delta.\n\n"
                    "  --db FILE          catalog store\n"
                    "  --catalog NAME     catalog to build\n"
-                   "  --encoder SPEC     phonetic encoder (default from config: baseline)\n"
+                   "  --encoder SPEC     phonetic encoder (default from config: %s)\n"
                    "  --factory STRING   FAISS index_factory string, or auto: Flat up to\n"
                    "                     index_flat_max vectors, IVF above (default from\n"
-                   "                     config: auto)\n"
+                   "                     config: %s)\n"
+                   "  --g2p-voice VOICE  espeak-ng voice the names are spoken in, recorded\n"
+                   "                     with the index: queries of the catalog use it too.\n"
+                   "                     Needed to change the voice of a built catalog\n"
+                   "                     (default from config: %s)\n"
                    "  --config FILE      configuration file\n"
-                   "  -q, --quiet        no progress on stderr\n");
+                   "  -q, --quiet        no progress on stderr\n",
+                   cfg_default("encoder"), cfg_default("faiss_factory"), cfg_default("g2p_voice"));
             return SRV_EXIT_OK;
         default:
             return srv_cli_bad_usage("build");
@@ -344,7 +426,8 @@ int srv_cli_build(int argc, char **argv)
         .flat_max = cfg.index_flat_max,
         .nprobe = cfg.ivf_nprobe,
         .ef_search = cfg.hnsw_ef_search,
-        .g2p_voice = cfg.g2p_voice,
+        .g2p_voice = voice ? voice : cfg.g2p_voice,
+        .g2p_voice_change = voice != NULL,
         .progress = (!quiet && isatty(STDERR_FILENO)) ? srv__build_progress : NULL,
         .progress_user = &t0,
     };
@@ -525,12 +608,13 @@ int srv_cli_serve(int argc, char **argv)
                    "SIGTERM stop after in-flight requests finish.  An invalid configuration\n"
                    "exits 78 naming the key (and line).\n\n"
                    "  --db FILE            catalog store\n"
-                   "  --listen HOST:PORT   address (default from config: 127.0.0.1:8080)\n"
+                   "  --listen HOST:PORT   address (default from config: %s)\n"
                    "  --threads N          worker threads (default: one per core)\n"
                    "  --snapshot FILE      serve a snapshot (erd snapshot) read-only, as a replica:\n"
                    "                       it is unpacked beside it (FILE.d/) and swapped live\n"
                    "                       when the file is replaced; admin writes answer 403\n"
-                   "  --config FILE        configuration file (see config/erd.conf)\n");
+                   "  --config FILE        configuration file (see config/erd.conf)\n",
+                   cfg_default("listen"));
             return SRV_EXIT_OK;
         default:
             return srv_cli_bad_usage("serve");
@@ -586,6 +670,10 @@ int srv_cli_serve(int argc, char **argv)
                 cfg.db);
         return SRV_EXIT_NOINPUT;
     }
+    /* before the catalogs load, which takes a while on a large database */
+    rc = srv_http_check_listen(cfg.listen, &cdiag);
+    if (rc < 0)
+        return srv_cli_fail("serve", &cdiag, rc);
 
     erd_diag diag = {0};
     vix_resolver *resolver = NULL;
@@ -612,7 +700,7 @@ int srv_cli_serve(int argc, char **argv)
     for (size_t i = 0; i < n; i++)
         fprintf(stderr, "%s%s", i ? ", " : ": ", vix_resolver_catalog_name(resolver, i));
     fputc('\n', stderr);
-    srv__calibration_note("serve", resolver);
+    srv__calibration_note("serve", resolver, NULL, ro.calibration);
     if (n == 0)
         fprintf(stderr, "erd: warning: no catalog has an index yet; run erd build\n");
     srv__serving_note(resolver);
@@ -643,7 +731,7 @@ int srv_cli_resolve(int argc, char **argv)
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
     };
     const char *db = NULL, *catalog = NULL, *config = NULL;
-    long k = 5;
+    long k = 0; /* 0: default_k from the configuration */
     int json = 0, timing = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:c:k:jh", opts, NULL)) != -1) {
@@ -667,10 +755,11 @@ int srv_cli_resolve(int argc, char **argv)
                    "Resolves one query; several TEXT arguments are an n-best list, best first.\n\n"
                    "  --db FILE        catalog store\n"
                    "  --catalog NAME   catalog to search\n"
-                   "  -k N             results to print (default 5)\n"
+                   "  -k N             results to print (default from config: %s)\n"
                    "  --json           print the same JSON as POST /v1/resolve\n"
                    "  --timing         print per-stage times on stderr\n"
-                   "  --config FILE    configuration file\n");
+                   "  --config FILE    configuration file\n",
+                   cfg_default("default_k"));
             return SRV_EXIT_OK;
         default:
             return srv_cli_bad_usage("resolve");
@@ -686,6 +775,8 @@ int srv_cli_resolve(int argc, char **argv)
         return rc;
     if (!db)
         db = cfg.db;
+    if (!k)
+        k = cfg.default_k;
     if (access(db, F_OK) != 0) {
         fprintf(stderr, "erd resolve: %s: no such database\n", db);
         return SRV_EXIT_NOINPUT;
@@ -709,10 +800,11 @@ int srv_cli_resolve(int argc, char **argv)
     rc = vix_resolver_open(&ro, &resolver, &diag);
     if (rc < 0)
         goto out;
-    srv__calibration_note("resolve", resolver);
+    srv__calibration_note("resolve", resolver, catalog, ro.calibration);
     size_t n_out = 0;
     vix_timing tm;
     rc = vix_resolve(resolver, catalog, hyps, n, (size_t)k, results, &n_out, &tm, &diag);
+    rc = srv_hint_unbuilt(db, catalog, rc, &diag);
     if (rc < 0)
         goto out;
     if (json) {

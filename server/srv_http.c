@@ -20,6 +20,8 @@
 
 #include "server/srv_admin.h"
 #include "server/srv_auth.h"
+#include "server/srv_console.h"
+#include "server/srv_hint.h"
 #include "server/srv_metrics.h"
 #include "server/srv_pool.h"
 #include "server/srv_request.h"
@@ -56,6 +58,7 @@ static enum MHD_Result srv__readyz(srv_http *h, struct srv__req *r, struct MHD_C
 static enum MHD_Result srv__metrics(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
 static enum MHD_Result srv__admin(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
 static enum MHD_Result srv__bulk(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
+static enum MHD_Result srv__console(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
 
 static const srv__route srv__routes[] = {
     {"/v1/resolve", "POST", SRV_AUTH_RESOLVE, SRV__BODY, srv__resolve, false},
@@ -68,6 +71,9 @@ static const srv__route srv__routes[] = {
     {"/v1/catalogs/*/entities/*", "GET, DELETE", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin, true},
     {"/v1/catalogs/*/bulk", "POST", SRV_AUTH_ADMIN, SRV__STREAM, srv__bulk, false},
     {"/v1/catalogs/*/rebuild", "GET, POST", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin, false},
+    /* the console page is public; the calls it makes carry the operator's token */
+    {"/", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__console, false},
+    {"/console/*", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__console, false},
 };
 #define SRV__N_ROUTES (sizeof srv__routes / sizeof srv__routes[0])
 /* Longest path segment a "*" takes: an entity id (1000 bytes) fits. */
@@ -368,9 +374,24 @@ static enum MHD_Result srv__resolve(srv_http *h, srv__req *r, struct MHD_Connect
         srv_metrics_stages(h->metrics, parse_ns, &tm, srv__ns_since(&t0));
     }
     vix_view_release(view);
+    rc = srv_hint_unbuilt(h->db, req.catalog, rc, &diag);
     if (rc < 0)
         return srv__send_diag(r, conn, rc, &diag);
     return srv__send(r, conn, MHD_HTTP_OK, json, len, MHD_RESPMEM_MUST_FREE);
+}
+
+/* Assets are compiled in and never change while serving; the policy keeps
+ * the page from loading or sending anything beyond this server. */
+static enum MHD_Result srv__console(srv_http *h, srv__req *r, struct MHD_Connection *conn)
+{
+    (void)h;
+    /* "/" has no segment; "/console/NAME" has NAME */
+    const srv_console_asset *a = srv_console_find(r->seg[0] ? r->seg[0] : "index.html");
+    if (!a)
+        return srv__send_error(r, conn, ERD_ENOTFOUND, "no such console file");
+    return srv__send_as(r, conn, MHD_HTTP_OK, (char *)a->data, a->len, MHD_RESPMEM_PERSISTENT,
+                        a->content_type, "Content-Security-Policy",
+                        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
 }
 
 /* The admin operation a route and method stand for. */
@@ -829,6 +850,35 @@ static int srv__parse_listen(const char *listen, struct sockaddr_storage *ss, so
     if (!inet_ntop(ss->ss_family, addr, host_out, (socklen_t)host_cap))
         return erd_fail(diag, ERD_ECONFIG, "listen \"%s\": unsupported address", listen);
     return ERD_OK;
+}
+
+int srv_http_check_listen(const char *listen, erd_diag *diag)
+{
+    struct sockaddr_storage ss;
+    socklen_t ss_len = 0;
+    char host[INET6_ADDRSTRLEN];
+    int rc = srv__parse_listen(listen, &ss, &ss_len, host, sizeof host, diag);
+    if (rc < 0)
+        return rc;
+    unsigned port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return erd_fail(diag, ERD_EIO, "listen %s: %s", listen, strerror(errno));
+    /* as libmicrohttpd binds: a port in TIME_WAIT is free, one listened on is not */
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int bound = bind(fd, (struct sockaddr *)&ss, ss_len) == 0;
+    int e = errno;
+    close(fd);
+    if (bound)
+        return ERD_OK;
+    if (e == EADDRINUSE)
+        return erd_fail(diag, ERD_EIO,
+                        "cannot listen on %s: port %u is already in use (another erd serve?); "
+                        "choose another with --listen",
+                        listen, port);
+    return erd_fail(diag, ERD_EIO, "cannot listen on %s (port %u): %s", listen, port, strerror(e));
 }
 
 /* ---- daemon ---- */

@@ -47,6 +47,11 @@ typedef struct srv_http_opts {
 int srv_http_start(const cfg_config *cfg, const srv_http_opts *opts, vix_resolver *resolver,
                    srv_http **ret, erd_diag *diag);
 
+/* Whether cfg's listen address can be bound now, checked before anything
+ * slow is loaded; ERD_EIO naming the port when it is taken, ERD_ECONFIG
+ * for an unusable address.  Binds nothing it keeps. */
+int srv_http_check_listen(const char *listen, erd_diag *diag);
+
 /* Port actually bound (useful after port 0). */
 uint16_t srv_http_port(const srv_http *http);
 

@@ -1149,8 +1149,10 @@ static void test_bare_daemon(void)
     is_int(json_array_size(json_object_get(root, "catalogs")), 0, "bare: no catalogs served");
     json_decref(root);
     reply_free(&r);
-    expect_error(post("{\"catalog\":\"mini\",\"text\":\"dune\"}"), 404, "unknown_catalog",
-                 "bare: an unbuilt catalog is unknown");
+    expect_error(post("{\"catalog\":\"mini\",\"text\":\"dune\"}"), 409, "index_not_built",
+                 "bare: an imported, unbuilt catalog says to build it");
+    expect_error(post("{\"catalog\":\"nosuch\",\"text\":\"dune\"}"), 404, "unknown_catalog",
+                 "bare: a catalog the database lacks is unknown");
     curl_easy_cleanup(shared);
     shared = curl_easy_init();
 
@@ -1587,7 +1589,7 @@ static void test_admin_crud(void)
     ok(json_is_true(json_object_get(root, "created")), "created");
     json_decref(root);
     expect_error(post_auth("{\"catalog\":\"scratch\",\"text\":\"walrus\"}", "Authorization: Bearer " RESOLVE_TOKEN),
-                 404, "unknown_catalog", "not served before a first build");
+                 409, "index_not_built", "not served before a first build");
     root = admin_json("POST", "/v1/catalogs/scratch/rebuild", NULL, 202, "rebuild scratch");
     is_str(rebuild_state(root), "running", "rebuild running");
     json_decref(root);

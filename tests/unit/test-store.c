@@ -121,7 +121,7 @@ static void test_open(void)
     vix_store_close(s);
     s = NULL;
 
-    is_int(pragma_int(path, "PRAGMA user_version"), 2, "schema version 2");
+    is_int(pragma_int(path, "PRAGMA user_version"), 3, "schema version 3");
     is_int(pragma_int(path, "SELECT count(*) FROM sqlite_schema WHERE type = 'table'"), 5,
            "five tables");
     is_int(pragma_int(path, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"),
@@ -630,9 +630,11 @@ static void test_meta(vix_store *s)
     snprintf(put.encoder_id, sizeof put.encoder_id, "phon-bow-v1");
     snprintf(put.factory, sizeof put.factory, "HNSW32");
     snprintf(put.path, sizeof put.path, "/var/lib/erd/books.faiss");
+    snprintf(put.g2p_voice, sizeof put.g2p_voice, "de");
     is_int(vix_store_meta_put(s, cat, &put, &d), ERD_OK, "put meta");
     is_int(vix_store_meta_get(s, cat, &m, &d), ERD_OK, "get meta");
     is_str(m.encoder_id, "phon-bow-v1", "encoder_id");
+    is_str(m.g2p_voice, "de", "g2p_voice recorded");
     is_str(m.factory, "HNSW32", "factory");
     is_str(m.path, "/var/lib/erd/books.faiss", "path");
     is_int(m.dim, 256, "dim");
@@ -650,9 +652,11 @@ static void test_meta(vix_store *s)
     put.vector_count = 5;
     put.encoder_state = NULL;
     put.encoder_state_len = 0;
+    put.g2p_voice[0] = '\0';
     is_int(vix_store_meta_put(s, cat, &put, &d), ERD_OK, "replace meta");
     is_int(vix_store_meta_get(s, cat, &m, &d), ERD_OK, "get again");
     is_int(m.vector_count, 5, "replaced");
+    is_str(m.g2p_voice, "", "no voice recorded reads back empty");
     ok(m.encoder_state == NULL && m.encoder_state_len == 0, "no blob");
     vix_index_meta_clear(&m);
 
@@ -769,7 +773,7 @@ static void test_upgrade(void)
     is_int(vix_store_open(path, VIX_STORE_READONLY, &s, &d), ERD_EMISMATCH, "v1 refused read-only");
     ok(strstr(d.msg, "read-write") != NULL, "says how to upgrade: %s", d.msg);
     is_int(vix_store_open(path, 0, &s, &d), ERD_OK, "v1 upgraded read-write");
-    is_int(pragma_int(path, "PRAGMA user_version"), 2, "now version 2");
+    is_int(pragma_int(path, "PRAGMA user_version"), 3, "now version 3");
     int64_t pending = -1;
     is_int(vix_store_pending(s, 1, 0, &pending, &d), ERD_OK, "pending on an upgraded file");
     is_int(pending, 0, "old rows count as generation 0");
