@@ -216,6 +216,123 @@ double vix_rerank_pair(const vix_rerank *rr, const uint8_t *hyp, size_t n_hyp, c
     return vix__rr_similarity(rr, vix__rr_extra(rr, hyp, n_hyp, ref, n_ref), n_hyp);
 }
 
+double vix_rerank_similarity(const vix_rerank *rr, float extra, size_t n_hyp)
+{
+    return vix__rr_similarity(rr, extra > 0 ? extra : 0, n_hyp);
+}
+
+/* Which of the three moves vix__rr_extra's recurrence took into cell
+ * (i, j), by its own comparisons. */
+enum { VIX__FROM_DIAG, VIX__FROM_UP, VIX__FROM_LEFT };
+
+/* Walks the moves back from (i, j) to the origin, writing the steps in
+ * reverse into ops; returns their number. */
+static size_t vix__rr_trace(const vix_rerank *rr, const uint8_t *hyp, const uint8_t *ref,
+                            const uint8_t *from, size_t cols, size_t i, size_t j, float skip,
+                            vix_rerank_op *ops)
+{
+    size_t n = 0;
+    while (i > 0 || j > 0) {
+        uint8_t h = j ? hyp[j - 1] : 0, r = i ? ref[i - 1] : 0;
+        float self = j ? rr->self[VIX__WS(h)][VIX__PH(h)] : 0;
+        int move = i == 0 ? VIX__FROM_LEFT : j == 0 ? VIX__FROM_UP : from[i * cols + j];
+        if (move == VIX__FROM_LEFT) {
+            ops[n++] = (vix_rerank_op){VIX_RR_OP_INS, h, 0,
+                                       rr->ins[VIX__WS(h)][VIX__PH(h)] - self};
+            j--;
+        } else if (move == VIX__FROM_UP) {
+            float del = rr->del[VIX__PH(r)];
+            /* column 0 is the unheard head of the phrase */
+            ops[n++] = (vix_rerank_op){VIX_RR_OP_DEL, 0, r, j == 0 && del > skip ? skip : del};
+            i--;
+        } else {
+            float c = rr->sub[VIX__WS(r)][VIX__WS(h)][VIX__PH(r)][VIX__PH(h)];
+            ops[n++] = (vix_rerank_op){VIX__PH(r) == VIX__PH(h) ? VIX_RR_OP_MATCH : VIX_RR_OP_SUB,
+                                       h, r, c - self};
+            i--;
+            j--;
+        }
+    }
+    return n;
+}
+
+int vix_rerank_align(const vix_rerank *rr, const uint8_t *hyp, size_t nh, const uint8_t *ref,
+                     size_t nr, vix_rerank_op *ret_ops, size_t *ret_n_ops, float *ret_extra)
+{
+    if (nh > VIX_RR_TOKENS_MAX)
+        nh = VIX_RR_TOKENS_MAX;
+    if (nr > VIX_RR_TOKENS_MAX)
+        nr = VIX_RR_TOKENS_MAX;
+    const size_t cols = nh + 1;
+    float *cell = malloc((nr + 1) * cols * sizeof *cell);
+    uint8_t *from = malloc((nr + 1) * cols);
+    if (!cell || !from) {
+        free(cell);
+        free(from);
+        return ERD_ENOMEM;
+    }
+    const float skip = rr->opts.mode == VIX_RR_LOCAL ? (float)rr->opts.skip : 1e6f;
+    float self = 0, lead = 0;
+    cell[0] = 0;
+    for (size_t j = 1; j <= nh; j++) {
+        uint8_t h = hyp[j - 1];
+        cell[j] = cell[j - 1] + rr->ins[VIX__WS(h)][VIX__PH(h)];
+        self += rr->self[VIX__WS(h)][VIX__PH(h)];
+    }
+    /* the end of the path: row end_i, then its tail unheard at skip each */
+    float best = nr == 0 ? cell[nh] : 1e30f;
+    size_t end_i = 0;
+    for (size_t i = 1; i <= nr; i++) {
+        uint8_t r = ref[i - 1];
+        float del = rr->del[VIX__PH(r)];
+        float *row = cell + i * cols, *up = row - cols;
+        lead += del < skip ? del : skip;
+        row[0] = lead;
+        for (size_t j = 1; j <= nh; j++) {
+            uint8_t h = hyp[j - 1];
+            float m = up[j - 1] + rr->sub[VIX__WS(r)][VIX__WS(h)][VIX__PH(r)][VIX__PH(h)];
+            float d = up[j] + del;
+            float in = row[j - 1] + rr->ins[VIX__WS(h)][VIX__PH(h)];
+            uint8_t move = VIX__FROM_DIAG;
+            if (d < m) {
+                m = d;
+                move = VIX__FROM_UP;
+            }
+            if (in < m) {
+                m = in;
+                move = VIX__FROM_LEFT;
+            }
+            row[j] = m;
+            from[i * cols + j] = move;
+        }
+        if (rr->opts.mode == VIX_RR_LOCAL) {
+            float tail = row[nh] + (float)(nr - i) * skip;
+            if (tail < best) {
+                best = tail;
+                end_i = i;
+            }
+        }
+    }
+    if (nr > 0 && cell[nr * cols + nh] < best) {
+        best = cell[nr * cols + nh];
+        end_i = nr;
+    }
+    size_t n = 0;
+    for (size_t i = nr; i > end_i; i--)
+        ret_ops[n++] = (vix_rerank_op){VIX_RR_OP_DEL, 0, ref[i - 1], skip};
+    n += vix__rr_trace(rr, hyp, ref, from, cols, end_i, nh, skip, ret_ops + n);
+    for (size_t a = 0, b = n ? n - 1 : 0; a < b; a++, b--) {
+        vix_rerank_op t = ret_ops[a];
+        ret_ops[a] = ret_ops[b];
+        ret_ops[b] = t;
+    }
+    free(cell);
+    free(from);
+    *ret_n_ops = n;
+    *ret_extra = best - self;
+    return ERD_OK;
+}
+
 /* ---- batched alignment: one hypothesis against many phrases at once ----
  *
  * vix__rr_extra is bound by the latency of its row recurrence (each cell
