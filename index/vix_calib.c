@@ -20,15 +20,45 @@ static const char *const vix__feature_names[VIX_CALIB_NFEAT] = {
     [VIX_CF_GAP] = "gap",             [VIX_CF_FIRST] = "first",
     [VIX_CF_AGREE] = "agree",         [VIX_CF_LOG_HYPS] = "log_hyps",
     [VIX_CF_LOG_PHONES] = "log_phones", [VIX_CF_LOG_RANK] = "log_rank",
+    [VIX_CF_FIT] = "fit",             [VIX_CF_BEST_FIT] = "best_fit",
+    [VIX_CF_COVER] = "cover",         [VIX_CF_REF_COVER] = "ref_cover",
 };
+
+/* A cost per phone past which an alignment explains nothing: the cap keeps
+ * one garbled hypothesis from dominating a weighted mean. */
+#define VIX__FIT_MAX 8.0
 
 const char *vix_calib_feature_name(int f)
 {
     return f >= 0 && f < VIX_CALIB_NFEAT ? vix__feature_names[f] : "?";
 }
 
+void vix_calib_fit_add(vix_calib_fitness *acc, double w, double extra, size_t matched,
+                       size_t ref_heard, size_t n_hyp, size_t n_ref)
+{
+    double per_phone = n_hyp ? (extra > 0 ? extra : 0) / (double)n_hyp : VIX__FIT_MAX;
+    per_phone = per_phone < VIX__FIT_MAX ? per_phone : VIX__FIT_MAX;
+    if (acc->n_added++ == 0 || per_phone < acc->best_fit)
+        acc->best_fit = per_phone;
+    acc->fit += w * per_phone;
+    acc->cover += w * (n_hyp ? (double)matched / (double)n_hyp : 0);
+    acc->ref_cover += w * (n_ref ? (double)ref_heard / (double)n_ref : 0);
+}
+
+void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum)
+{
+    if (!(wsum > 0) || acc->n_added == 0) {
+        *acc = (vix_calib_fitness){VIX__FIT_MAX, VIX__FIT_MAX, 0, 0, 0};
+        return;
+    }
+    acc->fit /= wsum;
+    acc->cover /= wsum;
+    acc->ref_cover /= wsum;
+}
+
 void vix_calib_features(const double *score, const double *first, const double *agree,
-                        size_t n, size_t n_all, size_t n_hyps, size_t n_phones, double *ret_x)
+                        const vix_calib_fitness *fit, size_t n, size_t n_all, size_t n_hyps,
+                        size_t n_phones, double *ret_x)
 {
     for (size_t i = 0; i < n; i++) {
         double *x = ret_x + i * VIX_CALIB_NFEAT;
@@ -40,6 +70,10 @@ void vix_calib_features(const double *score, const double *first, const double *
         x[VIX_CF_LOG_HYPS] = log1p((double)n_hyps);
         x[VIX_CF_LOG_PHONES] = log1p((double)n_phones);
         x[VIX_CF_LOG_RANK] = log((double)(i + 1));
+        x[VIX_CF_FIT] = fit ? fit[i].fit : VIX__FIT_MAX;
+        x[VIX_CF_BEST_FIT] = fit ? fit[i].best_fit : VIX__FIT_MAX;
+        x[VIX_CF_COVER] = fit ? fit[i].cover : 0;
+        x[VIX_CF_REF_COVER] = fit ? fit[i].ref_cover : 0;
     }
 }
 

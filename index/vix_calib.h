@@ -36,15 +36,30 @@ enum {
     VIX_CF_LOG_HYPS,   /* log(1 + hypotheses used) */
     VIX_CF_LOG_PHONES, /* log(1 + phones of the best hypothesis) */
     VIX_CF_LOG_RANK,   /* log(rank), 0 at the top */
+    /* How well the result's names explain what was heard, in absolute
+     * terms (the features above only say how it ranks): a query for an
+     * entity the catalog lacks, or no catalog request at all, still has a
+     * best result, but its alignments are poor and leave phones unmatched. */
+    VIX_CF_FIT,        /* weighted mean over hypotheses of extra channel cost per phone */
+    VIX_CF_BEST_FIT,   /* the least extra cost per phone of any hypothesis */
+    VIX_CF_COVER,      /* weighted share of hypothesis phones heard as a name phone itself */
+    VIX_CF_REF_COVER,  /* weighted share of the matched name's phones that were heard */
     VIX_CALIB_NFEAT
 };
+
+/* The alignment side of a result's features (VIX_CF_FIT .. VIX_CF_REF_COVER):
+ * its best phrase per hypothesis, aligned under the rerank's channel. */
+typedef struct vix_calib_fitness {
+    double fit, best_fit, cover, ref_cover;
+    size_t n_added; /* hypotheses added so far */
+} vix_calib_fitness;
 
 /* Hypotheses' agreement is measured among this many of the best results:
  * one alignment per hypothesis and phrase of each, a few percent of what
  * the rerank already spends on its 100 candidates. */
 #define VIX_CALIB_AGREE_RANKS 5
 
-#define VIX_CALIB_VERSION 1
+#define VIX_CALIB_VERSION 2
 #define VIX_CALIB_ID_MAX 256
 
 typedef struct vix_calib_model {
@@ -64,9 +79,18 @@ const char *vix_calib_feature_name(int f);
 /* Features of n ranked results (best first) into ret_x[n][VIX_CALIB_NFEAT].
  * score[], first[] and agree[] hold n_all >= n entries so the last
  * result's margin sees the one below it; n_hyps and n_phones describe the
- * query. */
+ * query; fit[] holds n entries, or is NULL without a rerank (no alignment:
+ * the worst values, fit 8 nats per phone and no coverage). */
 void vix_calib_features(const double *score, const double *first, const double *agree,
-                        size_t n, size_t n_all, size_t n_hyps, size_t n_phones, double *ret_x);
+                        const vix_calib_fitness *fit, size_t n, size_t n_all, size_t n_hyps,
+                        size_t n_phones, double *ret_x);
+
+/* Adds one hypothesis's alignment to acc (weight w, extra cost, phones of
+ * the hypothesis matched, phones of the phrase heard, lengths); finish
+ * with vix_calib_fit_finish over the summed weight. */
+void vix_calib_fit_add(vix_calib_fitness *acc, double w, double extra, size_t matched,
+                       size_t ref_heard, size_t n_hyp, size_t n_ref);
+void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum);
 
 /* P(right) of one feature vector under one model. */
 double vix_calib_predict(const vix_calib_model *m, const double *x);

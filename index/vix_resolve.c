@@ -20,6 +20,7 @@
 
 #include "index/vix_build.h"
 #include "index/vix_calib.h"
+#include "index/vix_explain.h"
 #include "index/vix_index.h"
 #include "index/vix_internal.h"
 #include "index/vix_phrase.h"
@@ -1413,11 +1414,68 @@ static const vix__entity *vix__delta_find(const vix__delta *d, int64_t rowid)
                : NULL;
 }
 
+/* The open-set features of the first n_out results, and with ex their
+ * alignments: each result's best phrase per hypothesis, aligned again with
+ * its steps (a few alignments per result, against the rerank's thousands). */
+static int vix__fits(const vix_resolver *r, const vix_rerank_hyp *hyps, size_t used,
+                     const vix__ranked *found, size_t n_out, vix_calib_fitness *ret_fit,
+                     vix_explain *ex, erd_diag *diag)
+{
+    vix_explain_align *work = malloc(2 * sizeof *work);
+    int rc = work ? ERD_OK : ERD_ENOMEM;
+    if (ex)
+        ex->n_results = n_out; /* from here on vix_explain_free frees their alignments */
+    for (size_t i = 0; rc == ERD_OK && i < n_out; i++) {
+        vix_explain_align *align = NULL;
+        if (ex) {
+            align = ex->results[i].align = calloc(used, sizeof *align);
+            if (!align) {
+                rc = ERD_ENOMEM;
+                break;
+            }
+        }
+        rc = vix_explain_fit(r->rerank, hyps, used, found[i].ent->phrases, found[i].ent->n_phrases,
+                             work, &ret_fit[i], align);
+    }
+    free(work);
+    return rc < 0 ? erd_fail(diag, rc, "out of memory aligning the results") : ERD_OK;
+}
+
+/* What an explanation tells of the hypotheses and the scores' options. */
+static void vix__explain_hyps(const vix_resolver *r, vix_explain *ex, const vix_phrase *ph,
+                              size_t index, const vix_rerank_hyp *rr_hyp, double w)
+{
+    vix_explain_hyp *eh = &ex->hyps[ex->n_hyps++];
+    eh->index = index;
+    memcpy(eh->text, ph->text, sizeof eh->text);
+    eh->weight = w;
+    eh->n_phones = rr_hyp ? rr_hyp->n
+                          : vix_rerank_pack(ph->tokens, ph->n_tokens, eh->phones, VIX_RR_TOKENS_MAX);
+    if (rr_hyp)
+        memcpy(eh->phones, rr_hyp->tokens, rr_hyp->n);
+    ex->reranked = r->rerank != NULL;
+    if (r->rerank) {
+        ex->rerank_weight = vix_rerank_get_opts(r->rerank)->weight;
+        ex->temperature = vix_rerank_get_opts(r->rerank)->temperature;
+    }
+}
+
 int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
                    const vix_hypothesis *hyps, size_t n, size_t k, vix_result *ret_results,
                    size_t *ret_n, vix_timing *timing, double *ret_features, erd_diag *diag)
 {
+    return vix_resolve_explain(r, view, catalog, hyps, n, k, ret_results, ret_n, timing,
+                               ret_features, NULL, diag);
+}
+
+int vix_resolve_explain(vix_resolver *r, vix_view *view, const char *catalog,
+                        const vix_hypothesis *hyps, size_t n, size_t k, vix_result *ret_results,
+                        size_t *ret_n, vix_timing *timing, double *ret_features,
+                        vix_explain **ret_explain, erd_diag *diag)
+{
     const vix__catalog *cat = NULL;
+    vix_explain *ex = NULL;
+    vix_calib_fitness *fits = NULL;
     vix_timing tm = {0};
     float *q = NULL, *v = NULL, *scores = NULL, *dscores = NULL;
     int64_t *ids = NULL, *dids = NULL;
@@ -1466,9 +1524,15 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
     dids = malloc((cand_delta + 1) * sizeof *dids);
     ph = malloc(sizeof *ph);
     found = malloc(want * sizeof *found);
-    int calibrate = ret_features || base->calibrated;
+    int calibrate = ret_features || base->calibrated || ret_explain;
     if (calibrate)
         cal = malloc(want * (3 + VIX_CALIB_NFEAT + 1) * sizeof *cal);
+    if (calibrate && r->rerank)
+        fits = malloc((k < want ? k : want) * sizeof *fits);
+    if (ret_explain && vix_explain_create(n, k, &ex, diag) < 0) {
+        rc = ERD_ENOMEM;
+        goto out;
+    }
     if (r->rerank) {
         hyp_phones = malloc(n * VIX_RR_TOKENS_MAX);
         rr_hyps = malloc(n * sizeof *rr_hyps);
@@ -1482,7 +1546,7 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
         seen_cap *= 2;
     seen = calloc(seen_cap, sizeof *seen);
     if (!q || !v || !scores || !ids || !dscores || !dids || !ph || !found || !seen ||
-        (calibrate && !cal) ||
+        (calibrate && (!cal || (r->rerank && !fits))) ||
         (r->rerank && (!hyp_phones || !rr_hyps || !rr_cands || (calibrate && !by_hyp)))) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
@@ -1517,6 +1581,8 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
                 .n = vix_rerank_pack(ph->tokens, ph->n_tokens, dst, VIX_RR_TOKENS_MAX),
                 .weight = w};
         }
+        if (ex)
+            vix__explain_hyps(r, ex, ph, i, r->rerank ? &rr_hyps[used] : NULL, w);
         if (used == 0)
             n_phones = ph->n_tokens;
         wsum += w;
@@ -1613,7 +1679,10 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
         }
         if (r->rerank)
             vix__agreement(rr_hyps, used, found, n_found, by_hyp, agree);
-        vix_calib_features(sc, first, agree, n_out, n_found, used, n_phones, x);
+        if (r->rerank && (rc = vix__fits(r, rr_hyps, used, found, n_out, fits, ex, diag)) < 0)
+            goto out;
+        vix_calib_features(sc, first, agree, r->rerank ? fits : NULL, n_out, n_found, used,
+                           n_phones, x);
         if (ret_features)
             memcpy(ret_features, x, n_out * VIX_CALIB_NFEAT * sizeof *x);
         if (base->calibrated) {
@@ -1623,10 +1692,26 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
         }
         tm.aggregate_ns += vix__ns() - t0;
     }
+    for (size_t i = 0; ex && i < n_out; i++) {
+        vix_explain_result *er = &ex->results[i];
+        er->first = found[i].first;
+        er->second = r->rerank ? rr_cands[found[i].rank_first].second : 0;
+        er->rerank = found[i].res.score;
+        memcpy(er->features, cal + 3 * want + i * VIX_CALIB_NFEAT, sizeof er->features);
+        er->score = ret_results[i].score;
+        ex->n_results = i + 1;
+        ex->calibrated = base->calibrated;
+    }
     *ret_n = n_out;
     if (timing)
         *timing = tm;
+    if (ret_explain) {
+        *ret_explain = ex;
+        ex = NULL;
+    }
 out:
+    vix_explain_free(ex);
+    free(fits);
     free(q);
     free(v);
     free(scores);

@@ -158,4 +158,14 @@ int vix_resolve_in(vix_resolver *resolver, vix_view *view, const char *catalog,
                    const vix_hypothesis *hyps, size_t n, size_t k, vix_result *ret_results,
                    size_t *ret_n, vix_timing *timing, double *ret_features, erd_diag *diag);
 
+/* vix_resolve_in that also explains its answer: *ret_explain (free with
+ * vix_explain_free) holds, per result, each hypothesis's alignment with
+ * its best phrase and every score on the way (index/vix_explain.h).  The
+ * results are exactly those of vix_resolve_in; ret_explain may be NULL. */
+struct vix_explain;
+int vix_resolve_explain(vix_resolver *resolver, vix_view *view, const char *catalog,
+                        const vix_hypothesis *hyps, size_t n, size_t k, vix_result *ret_results,
+                        size_t *ret_n, vix_timing *timing, double *ret_features,
+                        struct vix_explain **ret_explain, erd_diag *diag);
+
 #endif

@@ -90,7 +90,7 @@ static void test_probs(void)
      * 1 in total without the cap. */
     double score[] = {0.95, 0.94, 0.93, 0.5, 0.2, 0.1}, first[] = {0.9, 0.9, 0.9, 0.4, 0.2, 0.1};
     double agree[] = {0.4, 0.3, 0.3, 0, 0, 0}, x[6 * VIX_CALIB_NFEAT], p[6];
-    vix_calib_features(score, first, agree, 5, 6, 3, 12, x);
+    vix_calib_features(score, first, agree, NULL, 5, 6, 3, 12, x);
     ok(fabs(x[VIX_CF_MARGIN] - 0.01) < 1e-12 && x[4 * VIX_CALIB_NFEAT + VIX_CF_MARGIN] > 0.099,
        "margin is to the next result, the last one's included");
     ok(x[2 * VIX_CALIB_NFEAT + VIX_CF_GAP] > 0.0199 && x[VIX_CF_GAP] == 0, "gap to the top");
@@ -169,7 +169,7 @@ static void test_file(const char *dir)
      * version and fix the checksum by hand instead */
     char other[8192];
     snprintf(other, sizeof other, "%s", buf);
-    char *v = strstr(other, "erd-calibration 1\n");
+    char *v = strstr(other, "erd-calibration 2\n");
     char *ck = strstr(other, "checksum fnv1a64:");
     if (v && ck) {
         v[16] = '9';
@@ -287,7 +287,7 @@ static void test_resolver(const char *dir)
 
     /* a damaged file stops the resolver from opening */
     snprintf(bad_path, sizeof bad_path, "%s/damaged.txt", dir);
-    static const char damaged[] = "erd-calibration 1\nfeatures x\nchecksum fnv1a64:0000000000000000\n";
+    static const char damaged[] = "erd-calibration 2\nfeatures x\nchecksum fnv1a64:0000000000000000\n";
     write_file(bad_path, damaged, sizeof damaged - 1);
     ro.calibration = bad_path;
     ok(vix_resolver_open(&ro, &r, &diag) == ERD_ECORRUPT && r == NULL,
