@@ -44,15 +44,32 @@ enum {
     VIX_CF_BEST_FIT,   /* the least extra cost per phone of any hypothesis */
     VIX_CF_COVER,      /* weighted share of hypothesis phones heard as a name phone itself */
     VIX_CF_REF_COVER,  /* weighted share of the matched name's phones that were heard */
+    /* A sibling title (a sequel, another subtitle) differs from what was
+     * said in whole words, where recogniser noise spreads over all of them. */
+    VIX_CF_WORD_MISS,     /* weighted share of hypothesis words with no phone matched */
+    VIX_CF_REF_WORD_MISS, /* weighted share of the name's words with no phone heard */
+    /* Curvature for the logistic model: evidence adds up differently when
+     * a name explains nearly all of what was heard than when half. */
+    VIX_CF_SCORE_SQ,      /* score squared */
+    VIX_CF_FIT_SQ,        /* fit squared */
+    VIX_CF_COVER_BOTH,    /* cover times ref_cover */
     VIX_CALIB_NFEAT
 };
 
 /* The alignment side of a result's features (VIX_CF_FIT .. VIX_CF_REF_COVER):
  * its best phrase per hypothesis, aligned under the rerank's channel. */
 typedef struct vix_calib_fitness {
-    double fit, best_fit, cover, ref_cover;
+    double fit, best_fit, cover, ref_cover, word_miss, ref_word_miss;
     size_t n_added; /* hypotheses added so far */
 } vix_calib_fitness;
+
+/* What one hypothesis's alignment with its best phrase counts. */
+typedef struct vix_calib_counts {
+    double extra;             /* its extra cost */
+    size_t n_hyp, n_ref;      /* phones */
+    size_t matched, heard;    /* hypothesis phones matched; phrase phones heard */
+    size_t hyp_words, hyp_words_missed, ref_words, ref_words_missed;
+} vix_calib_counts;
 
 /* Hypotheses' agreement is measured among this many of the best results:
  * one alignment per hypothesis and phrase of each, a few percent of what
@@ -70,6 +87,10 @@ typedef struct vix_calib {
     char encoder_id[VIX_CALIB_ID_MAX]; /* index encoder id the features came from */
     char rerank_id[VIX_CALIB_ID_MAX];  /* vix_resolver_rerank_id() of the resolver */
     char provenance[512];              /* one line: data, sizes, held-out figures */
+    /* The top probability below which a resolve answers "no match" unless
+     * configured otherwise: chosen when fitting, on held-out simulated
+     * queries, as the one that keeps 90 % of their right answers. */
+    double no_match_threshold;
     vix_calib_model top, rest;
 } vix_calib;
 
@@ -85,11 +106,9 @@ void vix_calib_features(const double *score, const double *first, const double *
                         const vix_calib_fitness *fit, size_t n, size_t n_all, size_t n_hyps,
                         size_t n_phones, double *ret_x);
 
-/* Adds one hypothesis's alignment to acc (weight w, extra cost, phones of
- * the hypothesis matched, phones of the phrase heard, lengths); finish
- * with vix_calib_fit_finish over the summed weight. */
-void vix_calib_fit_add(vix_calib_fitness *acc, double w, double extra, size_t matched,
-                       size_t ref_heard, size_t n_hyp, size_t n_ref);
+/* Adds one hypothesis's alignment to acc with weight w; finish with
+ * vix_calib_fit_finish over the summed weight. */
+void vix_calib_fit_add(vix_calib_fitness *acc, double w, const vix_calib_counts *c);
 void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum);
 
 /* P(right) of one feature vector under one model. */

@@ -74,6 +74,35 @@ static int vix__best_phrase(const vix_rerank *rr, const vix_rerank_hyp *h,
     return ERD_OK;
 }
 
+/* Counts of one alignment: phones matched and heard, and words (runs
+ * from one word start to the next) that got no match or were not heard. */
+static void vix__count(const vix_explain_align *al, size_t n_hyp, vix_calib_counts *ret)
+{
+    vix_calib_counts c = {.extra = al->extra, .n_hyp = n_hyp, .n_ref = al->n_ref};
+    int hyp_word_hit = 1, ref_word_hit = 1;
+    for (size_t i = 0; i < al->n_ops; i++) {
+        const vix_rerank_op *op = &al->ops[i];
+        int has_hyp = op->op != VIX_RR_OP_DEL, has_ref = op->op != VIX_RR_OP_INS;
+        if (has_hyp && (op->hyp & VIX_RR_WORD_START || c.hyp_words == 0)) {
+            c.hyp_words_missed += !hyp_word_hit;
+            c.hyp_words++;
+            hyp_word_hit = 0;
+        }
+        if (has_ref && (op->ref & VIX_RR_WORD_START || c.ref_words == 0)) {
+            c.ref_words_missed += !ref_word_hit;
+            c.ref_words++;
+            ref_word_hit = 0;
+        }
+        c.matched += op->op == VIX_RR_OP_MATCH;
+        c.heard += op->op == VIX_RR_OP_MATCH || op->op == VIX_RR_OP_SUB;
+        hyp_word_hit |= op->op == VIX_RR_OP_MATCH;
+        ref_word_hit |= op->op == VIX_RR_OP_MATCH || op->op == VIX_RR_OP_SUB;
+    }
+    c.hyp_words_missed += c.hyp_words && !hyp_word_hit;
+    c.ref_words_missed += c.ref_words && !ref_word_hit;
+    *ret = c;
+}
+
 int vix_explain_fit(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
                     const vix_rerank_phrase *phrases, size_t n_phrases, vix_explain_align *work,
                     vix_calib_fitness *ret_fit, vix_explain_align *ret_align)
@@ -91,13 +120,9 @@ int vix_explain_fit(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_h
         }
         if (best->phrase == SIZE_MAX)
             continue;
-        size_t matched = 0, heard = 0;
-        for (size_t i = 0; i < best->n_ops; i++) {
-            matched += best->ops[i].op == VIX_RR_OP_MATCH;
-            heard += best->ops[i].op == VIX_RR_OP_MATCH || best->ops[i].op == VIX_RR_OP_SUB;
-        }
-        vix_calib_fit_add(&acc, hyps[h].weight, best->extra, matched, heard, hyps[h].n,
-                          best->n_ref);
+        vix_calib_counts c;
+        vix__count(best, hyps[h].n, &c);
+        vix_calib_fit_add(&acc, hyps[h].weight, &c);
     }
     vix_calib_fit_finish(&acc, wsum);
     *ret_fit = acc;

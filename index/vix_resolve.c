@@ -919,6 +919,103 @@ int vix_resolver_sync(vix_resolver *r, const char *catalog, erd_diag *diag)
     return rc;
 }
 
+/* ---- the texts behind an entity's phrases (explanations) ----
+ * Only phones are kept in memory; the phrase a hypothesis matched is named
+ * by walking the entity's name and aliases as the load did (same variants,
+ * same order, duplicates by phones dropped) until its index comes up. */
+
+#define VIX__PHRASES_SEEN_MAX 64
+
+typedef struct vix__texts {
+    vix_resolver *r;
+    vix_phrase *scratch;
+    size_t want, n_seen;
+    uint8_t seen[VIX__PHRASES_SEEN_MAX][VIX_RR_TOKENS_MAX];
+    size_t seen_n[VIX__PHRASES_SEEN_MAX];
+    int alias;  /* the text being walked is an alias */
+    char *buf;
+    size_t cap;
+    const char **ret_kind;
+    int found;
+} vix__texts;
+
+static int vix__text_variant(void *user, const char *variant, size_t len, int derived)
+{
+    vix__texts *t = user;
+    /* as vix__load_variant: the phoneme cache, then espeak-ng */
+    int rc = vix_phrase_prepare(t->r->g2p, t->r->store, variant, len, t->scratch, NULL);
+    if (rc < 0 && rc != ERD_EEMPTY)
+        rc = vix_phrase_prepare(t->r->g2p, NULL, variant, len, t->scratch, NULL);
+    if (rc < 0)
+        return 0; /* the load skipped it too */
+    uint8_t packed[VIX_RR_TOKENS_MAX];
+    size_t n = vix_rerank_pack(t->scratch->tokens, t->scratch->n_tokens, packed, sizeof packed);
+    for (size_t i = 0; i < t->n_seen; i++)
+        if (t->seen_n[i] == n && memcmp(t->seen[i], packed, n) == 0)
+            return 0;
+    if (t->n_seen == VIX__PHRASES_SEEN_MAX)
+        return 1;
+    if (t->n_seen == t->want) {
+        snprintf(t->buf, t->cap, "%.*s", (int)len, variant);
+        *t->ret_kind = derived ? (t->alias ? "alias short form" : "name short form")
+                               : (t->alias ? "alias" : "name");
+        t->found = 1;
+        return 1;
+    }
+    memcpy(t->seen[t->n_seen], packed, n);
+    t->seen_n[t->n_seen++] = n;
+    return 0;
+}
+
+static int vix__text_walk(void *user, const char *text)
+{
+    vix__texts *t = user;
+    int rc = vix_phrase_variants(text, vix__text_variant, t);
+    t->alias = 1; /* the name comes first, aliases after */
+    return rc;
+}
+
+static int vix__text_entity(void *user, const vix_entity *e)
+{
+    return vix_entity_texts(e, vix__text_walk, user);
+}
+
+int vix_resolver_analyze(vix_resolver *r, const char *text, size_t len, vix_phrase *ret,
+                         char *ret_ipa, size_t ipa_cap, erd_diag *diag)
+{
+    return vix_phrase_analyze(r->g2p, text, len, ret, ret_ipa, ipa_cap, diag);
+}
+
+int vix_resolver_phrase_text(vix_resolver *r, const char *catalog, const char *ext_id,
+                             size_t phrase, char *buf, size_t cap, const char **ret_kind,
+                             erd_diag *diag)
+{
+    vix__texts *t = calloc(1, sizeof *t);
+    vix_phrase *scratch = malloc(sizeof *scratch);
+    int64_t catalog_id;
+    int rc = ERD_OK;
+    if (!t || !scratch) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    *t = (vix__texts){.r = r, .scratch = scratch, .want = phrase, .buf = buf, .cap = cap,
+                      .ret_kind = ret_kind};
+    pthread_mutex_lock(&r->sync_mu); /* the resolver's store is used under it */
+    rc = vix_store_catalog_find(r->store, catalog, &catalog_id, diag);
+    if (rc == ERD_OK)
+        rc = vix_store_entity_get(r->store, catalog_id, ext_id, vix__text_entity, t, diag);
+    pthread_mutex_unlock(&r->sync_mu);
+    if (rc >= 0 && !t->found)
+        rc = erd_fail(diag, ERD_ENOTFOUND, "entity %s has no phrase %zu (changed since?)", ext_id,
+                      phrase);
+    else if (rc > 0)
+        rc = ERD_OK;
+out:
+    free(t);
+    free(scratch);
+    return rc;
+}
+
 /* ---- background rebuilds ---- */
 
 typedef struct vix__job_arg {
@@ -1277,6 +1374,18 @@ int vix_resolver_calibrated(const vix_resolver *rc_, size_t i, erd_diag *diag)
                       r->calib->encoder_id);
     vix_view_release(v);
     return rc;
+}
+
+int vix_view_no_match_threshold(const vix_resolver *r, const vix_view *view, const char *catalog,
+                                double *ret)
+{
+    const vix__catalog *cat = vix__view_find(view, catalog);
+    if (!cat)
+        return ERD_ENOCATALOG;
+    if (!cat->base->calibrated)
+        return ERD_ENOTFOUND;
+    *ret = r->calib->no_match_threshold;
+    return ERD_OK;
 }
 
 const char *vix_resolver_catalog_encoder(const vix_resolver *r, size_t i)
