@@ -33,13 +33,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
 erd=$top/$build/erd
 out=${OUT:-$top/phonetics/models/calibration-v4.txt}
-if [ -n "${WORK:-}" ]; then
-    work=$WORK
-    mkdir -p "$work"
-else
-    work=$(mktemp -d "${TMPDIR:-/tmp}/erd-fit-calibration.XXXXXX")
-    trap 'rm -rf "$work"' EXIT
-fi
+# shellcheck source=deploy/lib.sh
+. "$top/deploy/lib.sh"
+work_dir erd-fit-calibration
 data=$top/phonetics/models/data
 
 python3 - "$data" "$work/heldout.jsonl" <<'PY'

@@ -61,8 +61,8 @@ def remove(catalog, queries):
             continue
         sys.stdout.write(json.dumps(e) + '\n')
         kept += 1
-    print(f'open_set: {len(gone)} gold entities removed, {dropped} entities dropped in all, '
-          f'{kept} kept', file=sys.stderr)
+    print(f'open_set: {len(gone)} gold ids in the removed half; {dropped} entities of '
+          f'{catalog} dropped (with those sharing their names), {kept} kept', file=sys.stderr)
 
 
 def ood(domains):
