@@ -24,7 +24,7 @@ static const char *const vix__feature_names[VIX_CALIB_NFEAT] = {
     [VIX_CF_COVER] = "cover",         [VIX_CF_REF_COVER] = "ref_cover",
     [VIX_CF_WORD_MISS] = "word_miss", [VIX_CF_REF_WORD_MISS] = "ref_word_miss",
     [VIX_CF_SCORE_SQ] = "score_sq",   [VIX_CF_FIT_SQ] = "fit_sq",
-    [VIX_CF_COVER_BOTH] = "cover_both",
+    [VIX_CF_COVER_BOTH] = "cover_both", [VIX_CF_LEN_RATIO] = "len_ratio",
 };
 
 /* A cost per phone past which an alignment explains nothing: the cap keeps
@@ -52,12 +52,13 @@ void vix_calib_fit_add(vix_calib_fitness *acc, double w, const vix_calib_counts 
     acc->ref_cover += w * vix__share(c->heard, c->n_ref);
     acc->word_miss += w * vix__share(c->hyp_words_missed, c->hyp_words);
     acc->ref_word_miss += w * vix__share(c->ref_words_missed, c->ref_words);
+    acc->len_ratio += w * log((1.0 + (double)c->n_hyp) / (1.0 + (double)c->n_ref));
 }
 
 void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum)
 {
     if (!(wsum > 0) || acc->n_added == 0) {
-        *acc = (vix_calib_fitness){VIX__FIT_MAX, VIX__FIT_MAX, 0, 0, 1, 1, 0};
+        *acc = (vix_calib_fitness){VIX__FIT_MAX, VIX__FIT_MAX, 0, 0, 1, 1, 0, 0};
         return;
     }
     acc->fit /= wsum;
@@ -65,6 +66,7 @@ void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum)
     acc->ref_cover /= wsum;
     acc->word_miss /= wsum;
     acc->ref_word_miss /= wsum;
+    acc->len_ratio /= wsum;
 }
 
 void vix_calib_features(const double *score, const double *first, const double *agree,
@@ -90,6 +92,7 @@ void vix_calib_features(const double *score, const double *first, const double *
         x[VIX_CF_SCORE_SQ] = score[i] * score[i];
         x[VIX_CF_FIT_SQ] = x[VIX_CF_FIT] * x[VIX_CF_FIT];
         x[VIX_CF_COVER_BOTH] = x[VIX_CF_COVER] * x[VIX_CF_REF_COVER];
+        x[VIX_CF_LEN_RATIO] = fit ? fit[i].len_ratio : 0;
     }
 }
 

@@ -53,13 +53,14 @@ enum {
     VIX_CF_SCORE_SQ,      /* score squared */
     VIX_CF_FIT_SQ,        /* fit squared */
     VIX_CF_COVER_BOTH,    /* cover times ref_cover */
+    VIX_CF_LEN_RATIO,     /* weighted mean of log((1 + hypothesis phones) / (1 + name phones)) */
     VIX_CALIB_NFEAT
 };
 
 /* The alignment side of a result's features (VIX_CF_FIT .. VIX_CF_REF_COVER):
  * its best phrase per hypothesis, aligned under the rerank's channel. */
 typedef struct vix_calib_fitness {
-    double fit, best_fit, cover, ref_cover, word_miss, ref_word_miss;
+    double fit, best_fit, cover, ref_cover, word_miss, ref_word_miss, len_ratio;
     size_t n_added; /* hypotheses added so far */
 } vix_calib_fitness;
 

@@ -304,15 +304,18 @@ static void eval__open_print(FILE *out, const eval_open *o, size_t domain, const
         rejected += sc[EVAL_NONE][i] < t;
     size_t in = cnt[EVAL_RIGHT] + cnt[EVAL_WRONG];
 #define EVAL_PCT(a, b) ((b) ? 100.0 * (double)(a) / (double)(b) : 0.0)
-    fprintf(out, "open set %-6s n-best: %zu with an answer (acc@1 %.3f; right and \"match\": "
-                 "true %.3f), %zu without: AUROC right vs without %.4f; the threshold keeping "
-                 "90 %% of right answers (%.4f) rejects %.1f %% of those without; \"match\": "
-                 "false for %.1f %% of those without",
+    fprintf(out, "open set %-6s n-best: %zu with an answer: acc@1 %.3f, right and \"match\": "
+                 "true %.3f",
             name, in, in ? (double)cnt[EVAL_RIGHT] / (double)in : 0.0,
-            in ? (double)matched[EVAL_RIGHT] / (double)in : 0.0, cnt[EVAL_NONE],
-            srv_auroc(sc[EVAL_RIGHT], cnt[EVAL_RIGHT], sc[EVAL_NONE], cnt[EVAL_NONE]), t,
-            EVAL_PCT(rejected, cnt[EVAL_NONE]), EVAL_PCT(cnt[EVAL_NONE] - matched[EVAL_NONE],
-                                                         cnt[EVAL_NONE]));
+            in ? (double)matched[EVAL_RIGHT] / (double)in : 0.0);
+    if (cnt[EVAL_NONE])
+        fprintf(out, "; %zu without: AUROC right vs without %.4f, the threshold keeping 90 %% of "
+                     "right answers (%.4f) rejects %.1f %% of those without, \"match\": false "
+                     "for %.1f %% of them",
+                cnt[EVAL_NONE], srv_auroc(sc[EVAL_RIGHT], cnt[EVAL_RIGHT], sc[EVAL_NONE],
+                                          cnt[EVAL_NONE]),
+                t, EVAL_PCT(rejected, cnt[EVAL_NONE]),
+                EVAL_PCT(cnt[EVAL_NONE] - matched[EVAL_NONE], cnt[EVAL_NONE]));
     if (cnt[EVAL_OOD])
         fprintf(out, "; out of domain: \"match\": false for %.1f %% of %zu",
                 EVAL_PCT(cnt[EVAL_OOD] - matched[EVAL_OOD], cnt[EVAL_OOD]), cnt[EVAL_OOD]);

@@ -221,6 +221,7 @@ static void test_fitness(void)
        "cover and ref_cover: weighted shares (%.4f, %.4f)", acc.cover, acc.ref_cover);
     ok(fabs(acc.word_miss - 3.0 / 3 / 4) < 1e-12 && acc.ref_word_miss == 0,
        "word_miss: weighted share of words with no phone matched (%.4f)", acc.word_miss);
+    ok(acc.len_ratio == 0, "len_ratio: log of heard over named phones, 0 for equal lengths");
     vix_calib_counts far = {.extra = 1e9, .n_hyp = 2, .n_ref = 9};
     vix_calib_fitness one = {0};
     vix_calib_fit_add(&one, 1, &far);
