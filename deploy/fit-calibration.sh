@@ -20,7 +20,8 @@
 #     gold id, with every entity of the same normalised name:
 #     deploy/open_set.py remove), so those queries have no right answer;
 #   - 3,000 out-of-domain utterances (phonetics/models/data/ood-train-v1.txt,
-#     deploy/gen-ood.py --seed 1), each a query with no entity.
+#     deploy/gen-ood.py --seed 1), each a query with no entity, but for those
+#     that are the name of a catalog entity ("thank you", "stop").
 # erd calibrate --open-set fits on half of the gold entities (and utterances)
 # and reports the other half; the threshold keeping 95 % of that held-out
 # half's right answers goes into the file as the default no_match_threshold
@@ -59,7 +60,8 @@ cat "$work/se/catalog.jsonl" "$work/relatives.jsonl" >"$work/catalog-full.jsonl"
 python3 "$top/deploy/open_set.py" remove "$work/catalog-full.jsonl" "$work/se/queries.jsonl" \
     >"$work/catalog-open.jsonl"
 cp "$work/se/queries.jsonl" "$work/queries-open.jsonl"
-python3 "$top/deploy/open_set.py" ood sim <"$data/ood-train-v1.txt" >>"$work/queries-open.jsonl"
+python3 "$top/deploy/open_set.py" ood --catalog "$work/catalog-open.jsonl" sim \
+    <"$data/ood-train-v1.txt" >>"$work/queries-open.jsonl"
 
 db=$work/open.db
 rm -f "$db" "$db"-* "$work"/open.db.*.faiss

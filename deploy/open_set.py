@@ -8,9 +8,12 @@ set, and out-of-domain utterances as queries.
         every entity sharing a normalised name (lower case, runs of anything
         but a-z0-9 as one space) or alias with a removed one: those queries
         then have no right answer in the catalog.
-    open_set.py ood DOMAIN [DOMAIN...] < UTTERANCES > QUERIES
+    open_set.py ood [--catalog CATALOG] DOMAIN [DOMAIN...] < UTTERANCES > QUERIES
         one dev-format query per utterance and domain, "entity_id": null,
-        the utterance as its only hypothesis.
+        the utterance as its only hypothesis; with --catalog, utterances that
+        are the normalised name of one of its entities are left out (a
+        catalog of generic phrases holds "thank you": asking for it is no
+        out-of-domain request there).
 
     open_set.py relatives CATALOG SEED > MORE_ENTITIES
         for about half of the catalog's entities, one or two near names
@@ -65,16 +68,25 @@ def remove(catalog, queries):
           f'{catalog} dropped (with those sharing their names), {kept} kept', file=sys.stderr)
 
 
-def ood(domains):
-    n = 0
+def ood(domains, catalog=None):
+    taken = set()
+    if catalog:
+        taken = {k for line in open(catalog) if line.strip() for k in names(json.loads(line))}
+    n = dropped = 0
     for line in sys.stdin:
         text = line.strip()
         if not text:
+            continue
+        if key(text) in taken:
+            dropped += 1
             continue
         for d in domains:
             sys.stdout.write(json.dumps({'qid': f'ood-{n:05d}', 'domain': d, 'entity_id': None,
                                          'nbest': [{'text': text}]}) + '\n')
         n += 1
+    if catalog:
+        print(f'open_set: {n} out-of-domain utterances, {dropped} left out as catalog names',
+              file=sys.stderr)
 
 
 SEQUEL = [' 2', ' 3', ' II', ' part two', ' returns', ' the sequel', ' revisited', ' reloaded',
@@ -117,6 +129,8 @@ if __name__ == '__main__':
         remove(sys.argv[2], sys.argv[3])
     elif len(sys.argv) == 4 and sys.argv[1] == 'relatives':
         relatives(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) >= 5 and sys.argv[1:3] == ['ood', '--catalog']:
+        ood(sys.argv[4:], sys.argv[3])
     elif len(sys.argv) >= 3 and sys.argv[1] == 'ood':
         ood(sys.argv[2:])
     else:

@@ -25,6 +25,7 @@ static const char *const vix__feature_names[VIX_CALIB_NFEAT] = {
     [VIX_CF_WORD_MISS] = "word_miss", [VIX_CF_REF_WORD_MISS] = "ref_word_miss",
     [VIX_CF_SCORE_SQ] = "score_sq",   [VIX_CF_FIT_SQ] = "fit_sq",
     [VIX_CF_COVER_BOTH] = "cover_both", [VIX_CF_LEN_RATIO] = "len_ratio",
+    [VIX_CF_GAP_RUN] = "gap_run",
 };
 
 /* A cost per phone past which an alignment explains nothing: the cap keeps
@@ -53,12 +54,13 @@ void vix_calib_fit_add(vix_calib_fitness *acc, double w, const vix_calib_counts 
     acc->word_miss += w * vix__share(c->hyp_words_missed, c->hyp_words);
     acc->ref_word_miss += w * vix__share(c->ref_words_missed, c->ref_words);
     acc->len_ratio += w * log((1.0 + (double)c->n_hyp) / (1.0 + (double)c->n_ref));
+    acc->gap_run += w * vix__share(c->gap_run, c->n_hyp);
 }
 
 void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum)
 {
     if (!(wsum > 0) || acc->n_added == 0) {
-        *acc = (vix_calib_fitness){VIX__FIT_MAX, VIX__FIT_MAX, 0, 0, 1, 1, 0, 0};
+        *acc = (vix_calib_fitness){VIX__FIT_MAX, VIX__FIT_MAX, 0, 0, 1, 1, 0, 1, 0};
         return;
     }
     acc->fit /= wsum;
@@ -67,6 +69,7 @@ void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum)
     acc->word_miss /= wsum;
     acc->ref_word_miss /= wsum;
     acc->len_ratio /= wsum;
+    acc->gap_run /= wsum;
 }
 
 void vix_calib_features(const double *score, const double *first, const double *agree,
@@ -93,6 +96,7 @@ void vix_calib_features(const double *score, const double *first, const double *
         x[VIX_CF_FIT_SQ] = x[VIX_CF_FIT] * x[VIX_CF_FIT];
         x[VIX_CF_COVER_BOTH] = x[VIX_CF_COVER] * x[VIX_CF_REF_COVER];
         x[VIX_CF_LEN_RATIO] = fit ? fit[i].len_ratio : 0;
+        x[VIX_CF_GAP_RUN] = fit ? fit[i].gap_run : 1;
     }
 }
 

@@ -54,13 +54,16 @@ enum {
     VIX_CF_FIT_SQ,        /* fit squared */
     VIX_CF_COVER_BOTH,    /* cover times ref_cover */
     VIX_CF_LEN_RATIO,     /* weighted mean of log((1 + hypothesis phones) / (1 + name phones)) */
+    /* Recogniser noise garbles a phone here and there; words said around
+     * a name ("turn off the lights in ...") leave a long run unmatched. */
+    VIX_CF_GAP_RUN,       /* weighted share of hypothesis phones in its longest unmatched run */
     VIX_CALIB_NFEAT
 };
 
 /* The alignment side of a result's features (VIX_CF_FIT .. VIX_CF_REF_COVER):
  * its best phrase per hypothesis, aligned under the rerank's channel. */
 typedef struct vix_calib_fitness {
-    double fit, best_fit, cover, ref_cover, word_miss, ref_word_miss, len_ratio;
+    double fit, best_fit, cover, ref_cover, word_miss, ref_word_miss, len_ratio, gap_run;
     size_t n_added; /* hypotheses added so far */
 } vix_calib_fitness;
 
@@ -70,6 +73,7 @@ typedef struct vix_calib_counts {
     size_t n_hyp, n_ref;      /* phones */
     size_t matched, heard;    /* hypothesis phones matched; phrase phones heard */
     size_t hyp_words, hyp_words_missed, ref_words, ref_words_missed;
+    size_t gap_run;           /* longest run of hypothesis phones with no match */
 } vix_calib_counts;
 
 /* Hypotheses' agreement is measured among this many of the best results:

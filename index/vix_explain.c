@@ -80,8 +80,13 @@ static void vix__count(const vix_explain_align *al, size_t n_hyp, vix_calib_coun
 {
     vix_calib_counts c = {.extra = al->extra, .n_hyp = n_hyp, .n_ref = al->n_ref};
     int hyp_word_hit = 1, ref_word_hit = 1;
+    size_t run = 0;
     for (size_t i = 0; i < al->n_ops; i++) {
         const vix_rerank_op *op = &al->ops[i];
+        if (op->op == VIX_RR_OP_MATCH)
+            run = 0;
+        else if (op->op != VIX_RR_OP_DEL && ++run > c.gap_run)
+            c.gap_run = run;
         int has_hyp = op->op != VIX_RR_OP_DEL, has_ref = op->op != VIX_RR_OP_INS;
         if (has_hyp && (op->hyp & VIX_RR_WORD_START || c.hyp_words == 0)) {
             c.hyp_words_missed += !hyp_word_hit;

@@ -222,6 +222,11 @@ static void test_fitness(void)
     ok(fabs(acc.word_miss - 3.0 / 3 / 4) < 1e-12 && acc.ref_word_miss == 0,
        "word_miss: weighted share of words with no phone matched (%.4f)", acc.word_miss);
     ok(acc.len_ratio == 0, "len_ratio: log of heard over named phones, 0 for equal lengths");
+    vix_calib_counts run = {.extra = 1, .n_hyp = 8, .n_ref = 8, .matched = 4, .gap_run = 4};
+    vix_calib_fitness g = {0};
+    vix_calib_fit_add(&g, 2, &run);
+    vix_calib_fit_finish(&g, 2);
+    ok(g.gap_run == 0.5, "gap_run: share of the heard phones in the longest unmatched run");
     vix_calib_counts far = {.extra = 1e9, .n_hyp = 2, .n_ref = 9};
     vix_calib_fitness one = {0};
     vix_calib_fit_add(&one, 1, &far);
