@@ -1,5 +1,6 @@
 #include "index/vix_explain.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,36 +43,52 @@ const char *vix_explain_op_name(int op)
     }
 }
 
-/* Hypothesis h's best phrase, aligned into *best (scratch used for the
- * others): the rerank's own maximum over phrases, so the same score. */
+/* Hypothesis h's best phrase, aligned with its steps into *best: the
+ * rerank's own maximum over phrases (scored without steps, as the rerank
+ * does), so the same score; only that phrase is aligned again for them. */
 static int vix__best_phrase(const vix_rerank *rr, const vix_rerank_hyp *h,
-                            const vix_rerank_phrase *phrases, size_t n_phrases,
-                            vix_explain_align *best, vix_explain_align *scratch)
+                            const vix_rerank_phrase *phrases, size_t n_phrases, size_t known,
+                            vix_explain_align *best)
 {
-    best->phrase = SIZE_MAX;
-    best->score = 0;
-    best->n_ops = 0;
-    best->n_ref = 0;
+    size_t pick = SIZE_MAX;
+    double top = 0;
+    /* the rerank said which (past 65,534 phrases it cannot): no search */
+    if (known < n_phrases)
+        pick = known, n_phrases = 0;
     for (size_t p = 0; p < n_phrases; p++) {
         const vix_rerank_phrase *ph = &phrases[p];
-        if (vix_rerank_align(rr, h->tokens, h->n, ph->tokens, ph->n, scratch->ops,
-                             &scratch->n_ops, &scratch->extra) < 0)
-            return ERD_ENOMEM;
-        double s = vix_rerank_similarity(rr, scratch->extra, h->n);
+        double s = n_phrases == 1 ? 1 : vix_rerank_pair(rr, h->tokens, h->n, ph->tokens, ph->n);
         if (ph->derived)
             s *= VIX_DERIVED_SCALE;
-        if (!(s > best->score))
-            continue;
-        scratch->score = s;
-        scratch->phrase = p;
-        scratch->derived = ph->derived;
-        scratch->n_ref = ph->n < VIX_RR_TOKENS_MAX ? ph->n : VIX_RR_TOKENS_MAX;
-        memcpy(scratch->ref, ph->tokens, scratch->n_ref);
-        /* only the steps written count: copy what is in use */
-        memcpy(best, scratch, offsetof(vix_explain_align, ops));
-        memcpy(best->ops, scratch->ops, scratch->n_ops * sizeof *scratch->ops);
+        if (s > top) {
+            top = s;
+            pick = p;
+        }
     }
+    best->phrase = pick;
+    best->n_ops = 0;
+    best->n_ref = 0;
+    best->score = 0;
+    if (pick == SIZE_MAX)
+        return ERD_OK;
+    const vix_rerank_phrase *ph = &phrases[pick];
+    if (vix_rerank_align(rr, h->tokens, h->n, ph->tokens, ph->n, best->ops, &best->n_ops,
+                         &best->extra) < 0)
+        return ERD_ENOMEM;
+    best->score = vix_rerank_similarity(rr, best->extra, h->n);
+    if (ph->derived)
+        best->score *= VIX_DERIVED_SCALE;
+    best->derived = ph->derived;
+    best->n_ref = ph->n < VIX_RR_TOKENS_MAX ? ph->n : VIX_RR_TOKENS_MAX;
+    memcpy(best->ref, ph->tokens, best->n_ref);
     return ERD_OK;
+}
+
+/* Copies an alignment's fields and the steps in use. */
+static void vix__align_copy(vix_explain_align *dst, const vix_explain_align *src)
+{
+    memcpy(dst, src, offsetof(vix_explain_align, ops));
+    memcpy(dst->ops, src->ops, src->n_ops * sizeof *src->ops);
 }
 
 /* Counts of one alignment: phones matched and heard, and words (runs
@@ -109,20 +126,29 @@ static void vix__count(const vix_explain_align *al, size_t n_hyp, vix_calib_coun
 }
 
 int vix_explain_fit(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
-                    const vix_rerank_phrase *phrases, size_t n_phrases, vix_explain_align *work,
-                    vix_calib_fitness *ret_fit, vix_explain_align *ret_align)
+                    const vix_rerank_phrase *phrases, size_t n_phrases, const uint16_t *picks,
+                    size_t stride, vix_explain_align *work, vix_calib_fitness *ret_fit,
+                    vix_explain_align *ret_align)
 {
     vix_calib_fitness acc = {0};
     double wsum = 0;
+    size_t aligned = SIZE_MAX; /* the hypothesis work[0] holds the alignment of */
     for (size_t h = 0; h < n_hyps; h++) {
         vix_explain_align *best = &work[0];
-        if (vix__best_phrase(rr, &hyps[h], phrases, n_phrases, best, &work[1]) < 0)
-            return ERD_ENOMEM;
-        wsum += hyps[h].weight;
-        if (ret_align) {
-            memcpy(&ret_align[h], best, offsetof(vix_explain_align, ops));
-            memcpy(ret_align[h].ops, best->ops, best->n_ops * sizeof *best->ops);
+        /* n-best lists repeat the same sounds spelt two ways: a twin of the
+         * hypothesis aligned last aligns the same */
+        bool twin = aligned != SIZE_MAX && hyps[aligned].n == hyps[h].n &&
+                    memcmp(hyps[aligned].tokens, hyps[h].tokens, hyps[h].n) == 0;
+        if (!twin) {
+            size_t known = picks && picks[h * stride] != VIX_RR_NO_PHRASE ? picks[h * stride]
+                                                                            : SIZE_MAX;
+            if (vix__best_phrase(rr, &hyps[h], phrases, n_phrases, known, best) < 0)
+                return ERD_ENOMEM;
+            aligned = h;
         }
+        wsum += hyps[h].weight;
+        if (ret_align)
+            vix__align_copy(&ret_align[h], best);
         if (best->phrase == SIZE_MAX)
             continue;
         vix_calib_counts c;

@@ -61,14 +61,16 @@ typedef struct vix_explain {
 int vix_explain_create(size_t n_hyps, size_t n_results, vix_explain **ret, erd_diag *diag);
 void vix_explain_free(vix_explain *ex); /* accepts NULL */
 
-/* Aligns each hypothesis with its best of phrases[0..n_phrases) (the
- * phrase the rerank's maximum picked; the first of equals) and adds the
- * alignments up into *ret_fit.  work holds two scratch alignments; when
+/* Aligns each hypothesis with its best of phrases[0..n_phrases) and adds
+ * the alignments up into *ret_fit.  The best is picks[h * stride] when
+ * picks is given (vix_rerank_score_best's choice), else the rerank's
+ * maximum is searched again.  work is one scratch alignment; when
  * ret_align is not NULL, hypothesis h's alignment is copied to
  * ret_align[h].  ERD_ENOMEM leaves *ret_fit unset. */
 int vix_explain_fit(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
-                    const vix_rerank_phrase *phrases, size_t n_phrases, vix_explain_align *work,
-                    vix_calib_fitness *ret_fit, vix_explain_align *ret_align);
+                    const vix_rerank_phrase *phrases, size_t n_phrases, const uint16_t *picks,
+                    size_t stride, vix_explain_align *work, vix_calib_fitness *ret_fit,
+                    vix_explain_align *ret_align);
 
 /* "match", "sub", "ins" or "del". */
 const char *vix_explain_op_name(int op);

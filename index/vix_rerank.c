@@ -5,6 +5,7 @@
 #include <immintrin.h>
 #endif
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -221,6 +222,8 @@ double vix_rerank_similarity(const vix_rerank *rr, float extra, size_t n_hyp)
     return vix__rr_similarity(rr, extra > 0 ? extra : 0, n_hyp);
 }
 
+#define VIX__ALIGN_STACK_CELLS (48 * 64)
+
 /* Which of the three moves vix__rr_extra's recurrence took into cell
  * (i, j), by its own comparisons. */
 enum { VIX__FROM_DIAG, VIX__FROM_UP, VIX__FROM_LEFT };
@@ -264,11 +267,18 @@ int vix_rerank_align(const vix_rerank *rr, const uint8_t *hyp, size_t nh, const 
     if (nr > VIX_RR_TOKENS_MAX)
         nr = VIX_RR_TOKENS_MAX;
     const size_t cols = nh + 1;
-    float *cell = malloc((nr + 1) * cols * sizeof *cell);
-    uint8_t *from = malloc((nr + 1) * cols);
+    /* the calibration aligns a few dozen pairs per resolve: names and
+     * hypotheses of usual lengths fit on the stack */
+    float cell_stack[VIX__ALIGN_STACK_CELLS];
+    uint8_t from_stack[VIX__ALIGN_STACK_CELLS];
+    bool small = (nr + 1) * cols <= VIX__ALIGN_STACK_CELLS;
+    float *cell = small ? cell_stack : malloc((nr + 1) * cols * sizeof *cell);
+    uint8_t *from = small ? from_stack : malloc((nr + 1) * cols);
     if (!cell || !from) {
-        free(cell);
-        free(from);
+        if (!small) {
+            free(cell);
+            free(from);
+        }
         return ERD_ENOMEM;
     }
     const float skip = rr->opts.mode == VIX_RR_LOCAL ? (float)rr->opts.skip : 1e6f;
@@ -326,8 +336,10 @@ int vix_rerank_align(const vix_rerank *rr, const uint8_t *hyp, size_t nh, const 
         ret_ops[a] = ret_ops[b];
         ret_ops[b] = t;
     }
-    free(cell);
-    free(from);
+    if (!small) {
+        free(cell);
+        free(from);
+    }
     *ret_n_ops = n;
     *ret_extra = best - self;
     return ERD_OK;
@@ -617,22 +629,28 @@ static vix__rr_lanes_fn vix__rr_lanes_pick(void)
  * by_hyp as vix_rerank_score_each's. */
 static void vix__rr_score_pairwise(const vix_rerank *rr, const vix_rerank_hyp *hyps,
                                    size_t n_hyps, vix_rerank_cand *cands, size_t n_cands,
-                                   double *acc, double *by_hyp)
+                                   double *acc, double *by_hyp, uint16_t *best_phrase)
 {
     for (size_t c = 0; c < n_cands; c++) {
         const vix_rerank_cand *cd = &cands[c];
         acc[c] = 0;
         for (size_t h = 0; h < n_hyps; h++) {
             double best = 0;
+            uint16_t pick = VIX_RR_NO_PHRASE;
             for (size_t p = 0; p < cd->n_phrases; p++) {
                 const vix_rerank_phrase *ph = &cd->phrases[p];
                 double s = vix_rerank_pair(rr, hyps[h].tokens, hyps[h].n, ph->tokens, ph->n);
                 if (ph->derived)
                     s *= VIX_DERIVED_SCALE;
-                best = s > best ? s : best;
+                if (s > best) {
+                    best = s;
+                    pick = p < VIX_RR_NO_PHRASE ? (uint16_t)p : VIX_RR_NO_PHRASE;
+                }
             }
             if (by_hyp)
                 by_hyp[h * n_cands + c] = best;
+            if (best_phrase)
+                best_phrase[h * n_cands + c] = pick;
             if (cd->n_phrases)
                 acc[c] += hyps[h].weight * best;
         }
@@ -665,7 +683,7 @@ static void vix__rr_sort_pairs(const size_t *cand, const vix_rerank_phrase *cons
  * loop.  by_hyp as vix_rerank_score_each's, or NULL. */
 static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyps,
                                  size_t n_hyps, const vix_rerank_cand *cands, size_t n_cands,
-                                 double *acc, double *by_hyp)
+                                 double *acc, double *by_hyp, uint16_t *best_phrase)
 {
     const vix__rr_lanes_fn lanes = vix__rr_lanes_pick();
     size_t n_pairs = 0;
@@ -708,12 +726,18 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
         for (size_t j = 0; j < h && twin == h; j++)
             if (hyps[j].n == hyps[h].n && memcmp(hyps[j].tokens, hyps[h].tokens, hyps[h].n) == 0)
                 twin = j;
+        uint16_t *ph_of = best_phrase ? best_phrase + h * n_cands : NULL;
         if (twin < h) {
             memcpy(bh, best + twin * n_cands, n_cands * sizeof *bh);
+            if (ph_of)
+                memcpy(ph_of, best_phrase + twin * n_cands, n_cands * sizeof *ph_of);
         } else {
             vix__rr_prepare(rr, hyps[h].tokens, hyps[h].n, prep);
-            for (size_t c = 0; c < n_cands; c++)
+            for (size_t c = 0; c < n_cands; c++) {
                 bh[c] = 0;
+                if (ph_of)
+                    ph_of[c] = VIX_RR_NO_PHRASE;
+            }
             for (size_t b = 0; b < n_pairs; b += VIX__LANES) {
                 float extra[VIX__LANES];
                 size_t m = n_pairs - b < VIX__LANES ? n_pairs - b : VIX__LANES;
@@ -726,7 +750,13 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
                     if (ph->derived)
                         sc *= VIX_DERIVED_SCALE;
                     size_t c = sorted_cand[b + l];
-                    bh[c] = sc > bh[c] ? sc : bh[c];
+                    if (sc > bh[c]) {
+                        bh[c] = sc;
+                        if (ph_of) {
+                            size_t at = (size_t)(ph - cands[c].phrases);
+                            ph_of[c] = at < VIX_RR_NO_PHRASE ? (uint16_t)at : VIX_RR_NO_PHRASE;
+                        }
+                    }
                 }
             }
         }
@@ -747,6 +777,13 @@ out:
 void vix_rerank_score_each(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
                            vix_rerank_cand *cands, size_t n_cands, double *ret_by_hyp)
 {
+    vix_rerank_score_best(rr, hyps, n_hyps, cands, n_cands, ret_by_hyp, NULL);
+}
+
+void vix_rerank_score_best(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
+                           vix_rerank_cand *cands, size_t n_cands, double *ret_by_hyp,
+                           uint16_t *ret_best_phrase)
+{
     double wsum = 0;
     for (size_t h = 0; h < n_hyps; h++)
         wsum += hyps[h].weight;
@@ -757,7 +794,9 @@ void vix_rerank_score_each(const vix_rerank *rr, const vix_rerank_hyp *hyps, siz
             double one = 0, part;
             for (size_t h = 0; h < n_hyps; h++) {
                 vix__rr_score_pairwise(rr, &hyps[h], 1, &cands[c], 1, &part,
-                                       ret_by_hyp ? &ret_by_hyp[h * n_cands + c] : NULL);
+                                       ret_by_hyp ? &ret_by_hyp[h * n_cands + c] : NULL,
+                                       ret_best_phrase ? &ret_best_phrase[h * n_cands + c]
+                                                       : NULL);
                 one += part;
             }
             cands[c].second = wsum > 0 ? one / wsum : 0;
@@ -765,8 +804,10 @@ void vix_rerank_score_each(const vix_rerank *rr, const vix_rerank_hyp *hyps, siz
         }
         return;
     }
-    if (vix__rr_score_batched(rr, hyps, n_hyps, cands, n_cands, acc, ret_by_hyp) < 0)
-        vix__rr_score_pairwise(rr, hyps, n_hyps, cands, n_cands, acc, ret_by_hyp);
+    if (vix__rr_score_batched(rr, hyps, n_hyps, cands, n_cands, acc, ret_by_hyp,
+                              ret_best_phrase) < 0)
+        vix__rr_score_pairwise(rr, hyps, n_hyps, cands, n_cands, acc, ret_by_hyp,
+                               ret_best_phrase);
     for (size_t c = 0; c < n_cands; c++) {
         vix_rerank_cand *cd = &cands[c];
         cd->second = wsum > 0 ? acc[c] / wsum : 0;

@@ -85,6 +85,16 @@ void vix_rerank_score(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n
 void vix_rerank_score_each(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
                            vix_rerank_cand *cands, size_t n_cands, double *ret_by_hyp);
 
+/* vix_rerank_score_each, also writing which phrase of candidate c gave
+ * hypothesis h its best score (its index among the candidate's phrases;
+ * VIX_RR_NO_PHRASE when none scored above 0) to ret_best_phrase[h *
+ * n_cands + c] when that is not NULL: what the calibration and the
+ * explanations align again step by step. */
+#define VIX_RR_NO_PHRASE UINT16_MAX
+void vix_rerank_score_best(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
+                           vix_rerank_cand *cands, size_t n_cands, double *ret_by_hyp,
+                           uint16_t *ret_best_phrase);
+
 /* Alignment score of one hypothesis against one phrase, 0..1 (1 = heard
  * exactly), for tests and tools. */
 double vix_rerank_pair(const vix_rerank *rr, const uint8_t *hyp, size_t n_hyp,

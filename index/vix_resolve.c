@@ -1527,10 +1527,10 @@ static const vix__entity *vix__delta_find(const vix__delta *d, int64_t rowid)
  * alignments: each result's best phrase per hypothesis, aligned again with
  * its steps (a few alignments per result, against the rerank's thousands). */
 static int vix__fits(const vix_resolver *r, const vix_rerank_hyp *hyps, size_t used,
-                     const vix__ranked *found, size_t n_out, vix_calib_fitness *ret_fit,
-                     vix_explain *ex, erd_diag *diag)
+                     const vix__ranked *found, size_t n_out, const uint16_t *picks,
+                     size_t n_found, vix_calib_fitness *ret_fit, vix_explain *ex, erd_diag *diag)
 {
-    vix_explain_align *work = malloc(2 * sizeof *work);
+    vix_explain_align *work = malloc(sizeof *work);
     int rc = work ? ERD_OK : ERD_ENOMEM;
     if (ex)
         ex->n_results = n_out; /* from here on vix_explain_free frees their alignments */
@@ -1544,7 +1544,7 @@ static int vix__fits(const vix_resolver *r, const vix_rerank_hyp *hyps, size_t u
             }
         }
         rc = vix_explain_fit(r->rerank, hyps, used, found[i].ent->phrases, found[i].ent->n_phrases,
-                             work, &ret_fit[i], align);
+                             picks + found[i].rank_first, n_found, work, &ret_fit[i], align);
     }
     free(work);
     return rc < 0 ? erd_fail(diag, rc, "out of memory aligning the results") : ERD_OK;
@@ -1594,6 +1594,7 @@ int vix_resolve_explain(vix_resolver *r, vix_view *view, const char *catalog,
     vix_rerank_cand *rr_cands = NULL;
     vix__ranked *found = NULL;
     double *cal = NULL, *by_hyp = NULL;
+    uint16_t *picks = NULL; /* per hypothesis and candidate, the phrase that scored best */
     uint64_t *seen = NULL;
     size_t used = 0, n_phones = 0;
     double wsum = 0;
@@ -1646,8 +1647,10 @@ int vix_resolve_explain(vix_resolver *r, vix_view *view, const char *catalog,
         hyp_phones = malloc(n * VIX_RR_TOKENS_MAX);
         rr_hyps = malloc(n * sizeof *rr_hyps);
         rr_cands = malloc(want * sizeof *rr_cands);
-        if (calibrate)
+        if (calibrate) {
             by_hyp = malloc(n * want * sizeof *by_hyp);
+            picks = malloc(n * want * sizeof *picks);
+        }
     }
     /* open addressing over the ids taken so far, at most half full */
     size_t seen_cap = 16;
@@ -1656,7 +1659,8 @@ int vix_resolve_explain(vix_resolver *r, vix_view *view, const char *catalog,
     seen = calloc(seen_cap, sizeof *seen);
     if (!q || !v || !scores || !ids || !dscores || !dids || !ph || !found || !seen ||
         (calibrate && (!cal || (r->rerank && !fits))) ||
-        (r->rerank && (!hyp_phones || !rr_hyps || !rr_cands || (calibrate && !by_hyp)))) {
+        (r->rerank &&
+         (!hyp_phones || !rr_hyps || !rr_cands || (calibrate && (!by_hyp || !picks))))) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
@@ -1763,8 +1767,9 @@ int vix_resolve_explain(vix_resolver *r, vix_view *view, const char *catalog,
             rr_cands[i] = (vix_rerank_cand){.phrases = found[i].ent->phrases,
                                             .n_phrases = found[i].ent->n_phrases,
                                             .first = found[i].first};
-        /* by_hyp is for the calibration's agreement feature */
-        vix_rerank_score_each(r->rerank, rr_hyps, used, rr_cands, n_found, by_hyp);
+        /* by_hyp and picks are for the calibration: agreement, and which
+         * phrase each result's alignment features come from */
+        vix_rerank_score_best(r->rerank, rr_hyps, used, rr_cands, n_found, by_hyp, picks);
         for (size_t i = 0; i < n_found; i++) {
             double s = rr_cands[i].score;
             found[i].res.score = s < 0 ? 0 : s > 1 ? 1 : s;
@@ -1788,7 +1793,8 @@ int vix_resolve_explain(vix_resolver *r, vix_view *view, const char *catalog,
         }
         if (r->rerank)
             vix__agreement(rr_hyps, used, found, n_found, by_hyp, agree);
-        if (r->rerank && (rc = vix__fits(r, rr_hyps, used, found, n_out, fits, ex, diag)) < 0)
+        if (r->rerank &&
+            (rc = vix__fits(r, rr_hyps, used, found, n_out, picks, n_found, fits, ex, diag)) < 0)
             goto out;
         vix_calib_features(sc, first, agree, r->rerank ? fits : NULL, n_out, n_found, used,
                            n_phones, x);
@@ -1831,6 +1837,7 @@ out:
     free(found);
     free(cal);
     free(by_hyp);
+    free(picks);
     free(seen);
     free(hyp_phones);
     free(rr_hyps);
