@@ -25,7 +25,9 @@ static const char *const vix__feature_names[VIX_CALIB_NFEAT] = {
     [VIX_CF_WORD_MISS] = "word_miss", [VIX_CF_REF_WORD_MISS] = "ref_word_miss",
     [VIX_CF_SCORE_SQ] = "score_sq",   [VIX_CF_FIT_SQ] = "fit_sq",
     [VIX_CF_COVER_BOTH] = "cover_both", [VIX_CF_LEN_RATIO] = "len_ratio",
-    [VIX_CF_GAP_RUN] = "gap_run",
+    [VIX_CF_GAP_RUN] = "gap_run",     [VIX_CF_ONE_HYP] = "one_hyp",
+    [VIX_CF_ONE_FIT] = "one_fit",     [VIX_CF_ONE_COVER] = "one_cover",
+    [VIX_CF_ONE_GAP_RUN] = "one_gap_run",
 };
 
 /* A cost per phone past which an alignment explains nothing: the cap keeps
@@ -97,6 +99,11 @@ void vix_calib_features(const double *score, const double *first, const double *
         x[VIX_CF_COVER_BOTH] = x[VIX_CF_COVER] * x[VIX_CF_REF_COVER];
         x[VIX_CF_LEN_RATIO] = fit ? fit[i].len_ratio : 0;
         x[VIX_CF_GAP_RUN] = fit ? fit[i].gap_run : 1;
+        double one = n_hyps == 1;
+        x[VIX_CF_ONE_HYP] = one;
+        x[VIX_CF_ONE_FIT] = one * x[VIX_CF_FIT];
+        x[VIX_CF_ONE_COVER] = one * x[VIX_CF_COVER];
+        x[VIX_CF_ONE_GAP_RUN] = one * x[VIX_CF_GAP_RUN];
     }
 }
 

@@ -57,6 +57,12 @@ enum {
     /* Recogniser noise garbles a phone here and there; words said around
      * a name ("turn off the lights in ...") leave a long run unmatched. */
     VIX_CF_GAP_RUN,       /* weighted share of hypothesis phones in its longest unmatched run */
+    /* One hypothesis (a 1-best client, a typed request) carries less
+     * evidence of its own: the alignment features weigh differently. */
+    VIX_CF_ONE_HYP,       /* 1 for a single hypothesis, else 0 */
+    VIX_CF_ONE_FIT,       /* fit, for a single hypothesis (else 0) */
+    VIX_CF_ONE_COVER,     /* cover, likewise */
+    VIX_CF_ONE_GAP_RUN,   /* gap_run, likewise */
     VIX_CALIB_NFEAT
 };
 

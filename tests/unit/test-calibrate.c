@@ -248,6 +248,12 @@ static void test_fitness(void)
     ok(fabs(x[VIX_CF_SCORE_SQ] - 0.81) < 1e-12 && x[VIX_CF_FIT_SQ] == acc.fit * acc.fit &&
            x[VIX_CF_COVER_BOTH] == acc.cover * acc.ref_cover,
        "the curvature terms are products of the others");
+    ok(x[VIX_CF_ONE_HYP] == 0 && x[VIX_CF_ONE_FIT] == 0 && x[VIX_CF_ONE_COVER] == 0,
+       "two hypotheses: the single-hypothesis terms are 0");
+    vix_calib_features(score, first, agree, fits, 2, 2, 1, 10, x);
+    ok(x[VIX_CF_ONE_HYP] == 1 && x[VIX_CF_ONE_FIT] == x[VIX_CF_FIT] &&
+           x[VIX_CF_ONE_COVER] == x[VIX_CF_COVER] && x[VIX_CF_ONE_GAP_RUN] == x[VIX_CF_GAP_RUN],
+       "one hypothesis: they repeat fit, cover and gap_run");
     vix_calib_features(score, first, agree, NULL, 2, 2, 2, 10, x);
     ok(x[VIX_CF_FIT] == 8 && x[VIX_CF_COVER] == 0, "without rerank: the worst values");
 }
