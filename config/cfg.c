@@ -86,11 +86,18 @@ enum cfg__reload { FIXED, LIVE };
       "channel. off, or CHANNEL_FILE[,weight=W,candidates=N,mode=local|global,skip=S,"         \
       "temperature=T]; a relative file is looked up from the working directory, then from "    \
       "the folder above the erd binary's, then from the data directory (PREFIX/share/erd).")  \
-    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v3.txt", 0, 0, FIXED,   \
+    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v4.txt", 0, 0, FIXED,   \
       "Calibrated scores: off, or a file from erd calibrate mapping each result to the "       \
-      "probability it is right; looked up like rerank's channel file.  A catalog built with "  \
+      "probability it is right (the entity meant, also when the catalog may lack it: "        \
+      "deploy/fit-calibration.sh); looked up like rerank's channel file.  A catalog built with " \
       "another encoder, or a rerank other than the one the file records, gets uncalibrated "   \
       "scores (erd serve says so at start).")                                                  \
+    X(no_match_threshold, CFG_STR, no_match_threshold, "auto", 0, 0, LIVE,                     \
+      "Top score below which a resolve answers \"match\": false (its candidates still "       \
+      "listed); a request's min_score overrides it.  auto (the threshold the calibration file " \
+      "records: it keeps 95 % of right answers on held-out simulated queries; 0 for "          \
+      "uncalibrated scores), a number in [0, 1], and per catalog CATALOG=auto|NUMBER, comma "  \
+      "separated: auto,video=0.3.")                                                           \
     X(delta_max, CFG_SIZE, delta_max, "20000", 0, 100000000, FIXED,                           \
       "Entities written or deleted since a catalog's index was built that erd serve answers "   \
       "from its small delta index; past this it rebuilds the catalog in the background. "     \
@@ -239,7 +246,60 @@ static int cfg__validate(const cfg_config *cfg, erd_diag *diag)
     if (i == sizeof simd / sizeof *simd)
         return erd_fail(diag, ERD_ECONFIG,
                         "simd: auto, avx512-bf16, avx512, avx2 or base, not \"%s\"", cfg->simd);
+    double t;
+    if (cfg_no_match_threshold(cfg->no_match_threshold, NULL, &t) < 0)
+        return erd_fail(diag, ERD_ECONFIG,
+                        "no_match_threshold: auto, a number in [0, 1] or CATALOG=auto|NUMBER, "
+                        "comma separated, not \"%s\"", cfg->no_match_threshold);
     return ERD_OK;
+}
+
+/* One value of no_match_threshold: 1 and *ret for a number, 0 for auto. */
+static int cfg__threshold_value(const char *v, size_t len, double *ret)
+{
+    char buf[64], *end;
+    if (len == 4 && !memcmp(v, "auto", 4))
+        return 0;
+    if (len == 0 || len >= sizeof buf)
+        return ERD_ECONFIG;
+    memcpy(buf, v, len);
+    buf[len] = '\0';
+    errno = 0;
+    double t = strtod(buf, &end);
+    if (errno || *end || !(t >= 0 && t <= 1))
+        return ERD_ECONFIG;
+    *ret = t;
+    return 1;
+}
+
+int cfg_no_match_threshold(const char *spec, const char *catalog, double *ret)
+{
+    int global = 0, mine = -1;
+    double global_t = 0, mine_t = 0;
+    for (const char *p = spec; *p;) {
+        size_t len = strcspn(p, ",");
+        const char *eq = memchr(p, '=', len);
+        if (eq) {
+            size_t nlen = (size_t)(eq - p);
+            double t = 0;
+            int v = cfg__threshold_value(eq + 1, len - nlen - 1, &t);
+            if (v < 0 || nlen == 0)
+                return ERD_ECONFIG;
+            if (catalog && strlen(catalog) == nlen && !memcmp(p, catalog, nlen)) {
+                mine = v;
+                mine_t = t;
+            }
+        } else if ((global = cfg__threshold_value(p, len, &global_t)) < 0) {
+            return ERD_ECONFIG;
+        }
+        p += len;
+        if (*p == ',' && !*++p)
+            return ERD_ECONFIG; /* a trailing comma */
+    }
+    int v = mine >= 0 ? mine : global;
+    if (v == 1)
+        *ret = mine >= 0 ? mine_t : global_t;
+    return v;
 }
 
 void cfg_defaults(cfg_config *cfg)

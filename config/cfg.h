@@ -36,6 +36,7 @@ typedef struct cfg_config {
     int candidates;
     char rerank[1024];         /* second-stage rerank spec, or "off" */
     char calibration[1024];    /* calibration file, or "off" */
+    char no_match_threshold[1024]; /* "auto", a number, CATALOG=auto|NUMBER, comma separated */
     size_t delta_max;          /* pending changes before a background rebuild; 0 = never */
     int sync_interval_ms;
     bool log_requests;
@@ -80,6 +81,12 @@ int cfg_validate(const cfg_config *cfg, erd_diag *diag);
 /* The table's default for key, as text (what help texts print); NULL for
  * an unknown key. */
 const char *cfg_default(const char *key);
+
+/* The no_match_threshold spec's value for catalog (NULL: only check the
+ * spec): 1 with *ret set when it gives a number, 0 for auto (the
+ * calibration's own threshold), ERD_ECONFIG when malformed.  A catalog's
+ * own entry wins over the global one. */
+int cfg_no_match_threshold(const char *spec, const char *catalog, double *ret);
 
 /* Whether a running server applies a new value of key on reload (SIGHUP);
  * the others are bound at start. */

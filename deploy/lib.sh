@@ -38,3 +38,17 @@ wait_ready() {
     cat "$log" >&2
     return 1
 }
+
+# Sets work to $WORK (created when missing, kept afterwards) or to a fresh
+# temporary folder named after PREFIX, removed when the script exits.
+work_dir() {
+    local prefix=$1
+    if [ -n "${WORK:-}" ]; then
+        work=$WORK
+        mkdir -p "$work"
+    else
+        work=$(mktemp -d "${TMPDIR:-/tmp}/$prefix.XXXXXX")
+        # shellcheck disable=SC2064 # the folder is known now
+        trap "rm -rf '$work'" EXIT
+    fi
+}

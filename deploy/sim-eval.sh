@@ -28,13 +28,9 @@ pairs=${PAIRS:-$top/phonetics/models/data/sim-pairs-v1.jsonl.gz,$top/phonetics/m
 holdout=${HOLDOUT:-0.25}
 distractors=${DISTRACTORS:-10000}
 encoder=${ENCODER:-baseline}
-if [ -n "${WORK:-}" ]; then
-    work=$WORK
-    mkdir -p "$work"
-else
-    work=$(mktemp -d "${TMPDIR:-/tmp}/erd-sim-eval.XXXXXX")
-    trap 'rm -rf "$work"' EXIT
-fi
+# shellcheck source=deploy/lib.sh
+. "$top/deploy/lib.sh"
+work_dir erd-sim-eval
 specs=("$@")
 [ ${#specs[@]} -eq 0 ] && specs=(off "")
 

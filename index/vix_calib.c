@@ -20,15 +20,63 @@ static const char *const vix__feature_names[VIX_CALIB_NFEAT] = {
     [VIX_CF_GAP] = "gap",             [VIX_CF_FIRST] = "first",
     [VIX_CF_AGREE] = "agree",         [VIX_CF_LOG_HYPS] = "log_hyps",
     [VIX_CF_LOG_PHONES] = "log_phones", [VIX_CF_LOG_RANK] = "log_rank",
+    [VIX_CF_FIT] = "fit",             [VIX_CF_BEST_FIT] = "best_fit",
+    [VIX_CF_COVER] = "cover",         [VIX_CF_REF_COVER] = "ref_cover",
+    [VIX_CF_WORD_MISS] = "word_miss", [VIX_CF_REF_WORD_MISS] = "ref_word_miss",
+    [VIX_CF_SCORE_SQ] = "score_sq",   [VIX_CF_FIT_SQ] = "fit_sq",
+    [VIX_CF_COVER_BOTH] = "cover_both", [VIX_CF_LEN_RATIO] = "len_ratio",
+    [VIX_CF_GAP_RUN] = "gap_run",     [VIX_CF_ONE_HYP] = "one_hyp",
+    [VIX_CF_ONE_FIT] = "one_fit",     [VIX_CF_ONE_COVER] = "one_cover",
+    [VIX_CF_ONE_GAP_RUN] = "one_gap_run",
 };
+
+/* A cost per phone past which an alignment explains nothing: the cap keeps
+ * one garbled hypothesis from dominating a weighted mean. */
+#define VIX__FIT_MAX 8.0
 
 const char *vix_calib_feature_name(int f)
 {
     return f >= 0 && f < VIX_CALIB_NFEAT ? vix__feature_names[f] : "?";
 }
 
+static double vix__share(size_t part, size_t whole)
+{
+    return whole ? (double)part / (double)whole : 0;
+}
+
+void vix_calib_fit_add(vix_calib_fitness *acc, double w, const vix_calib_counts *c)
+{
+    double per_phone = c->n_hyp ? (c->extra > 0 ? c->extra : 0) / (double)c->n_hyp : VIX__FIT_MAX;
+    per_phone = per_phone < VIX__FIT_MAX ? per_phone : VIX__FIT_MAX;
+    if (acc->n_added++ == 0 || per_phone < acc->best_fit)
+        acc->best_fit = per_phone;
+    acc->fit += w * per_phone;
+    acc->cover += w * vix__share(c->matched, c->n_hyp);
+    acc->ref_cover += w * vix__share(c->heard, c->n_ref);
+    acc->word_miss += w * vix__share(c->hyp_words_missed, c->hyp_words);
+    acc->ref_word_miss += w * vix__share(c->ref_words_missed, c->ref_words);
+    acc->len_ratio += w * log((1.0 + (double)c->n_hyp) / (1.0 + (double)c->n_ref));
+    acc->gap_run += w * vix__share(c->gap_run, c->n_hyp);
+}
+
+void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum)
+{
+    if (!(wsum > 0) || acc->n_added == 0) {
+        *acc = (vix_calib_fitness){VIX__FIT_MAX, VIX__FIT_MAX, 0, 0, 1, 1, 0, 1, 0};
+        return;
+    }
+    acc->fit /= wsum;
+    acc->cover /= wsum;
+    acc->ref_cover /= wsum;
+    acc->word_miss /= wsum;
+    acc->ref_word_miss /= wsum;
+    acc->len_ratio /= wsum;
+    acc->gap_run /= wsum;
+}
+
 void vix_calib_features(const double *score, const double *first, const double *agree,
-                        size_t n, size_t n_all, size_t n_hyps, size_t n_phones, double *ret_x)
+                        const vix_calib_fitness *fit, size_t n, size_t n_all, size_t n_hyps,
+                        size_t n_phones, double *ret_x)
 {
     for (size_t i = 0; i < n; i++) {
         double *x = ret_x + i * VIX_CALIB_NFEAT;
@@ -40,6 +88,22 @@ void vix_calib_features(const double *score, const double *first, const double *
         x[VIX_CF_LOG_HYPS] = log1p((double)n_hyps);
         x[VIX_CF_LOG_PHONES] = log1p((double)n_phones);
         x[VIX_CF_LOG_RANK] = log((double)(i + 1));
+        x[VIX_CF_FIT] = fit ? fit[i].fit : VIX__FIT_MAX;
+        x[VIX_CF_BEST_FIT] = fit ? fit[i].best_fit : VIX__FIT_MAX;
+        x[VIX_CF_COVER] = fit ? fit[i].cover : 0;
+        x[VIX_CF_REF_COVER] = fit ? fit[i].ref_cover : 0;
+        x[VIX_CF_WORD_MISS] = fit ? fit[i].word_miss : 1;
+        x[VIX_CF_REF_WORD_MISS] = fit ? fit[i].ref_word_miss : 1;
+        x[VIX_CF_SCORE_SQ] = score[i] * score[i];
+        x[VIX_CF_FIT_SQ] = x[VIX_CF_FIT] * x[VIX_CF_FIT];
+        x[VIX_CF_COVER_BOTH] = x[VIX_CF_COVER] * x[VIX_CF_REF_COVER];
+        x[VIX_CF_LEN_RATIO] = fit ? fit[i].len_ratio : 0;
+        x[VIX_CF_GAP_RUN] = fit ? fit[i].gap_run : 1;
+        double one = n_hyps == 1;
+        x[VIX_CF_ONE_HYP] = one;
+        x[VIX_CF_ONE_FIT] = one * x[VIX_CF_FIT];
+        x[VIX_CF_ONE_COVER] = one * x[VIX_CF_COVER];
+        x[VIX_CF_ONE_GAP_RUN] = one * x[VIX_CF_GAP_RUN];
     }
 }
 
@@ -271,8 +335,8 @@ int vix_calib_save(const vix_calib *c, const char *path, erd_diag *diag)
     len = vix__put(buf, cap, len, "%s %d\nfeatures", VIX__CALIB_MAGIC, VIX_CALIB_VERSION);
     for (int f = 0; f < VIX_CALIB_NFEAT; f++)
         len = vix__put(buf, cap, len, "%c%s", f ? ',' : ' ', vix__feature_names[f]);
-    len = vix__put(buf, cap, len, "\nencoder %s\nrerank %s\nprovenance %s\n", c->encoder_id,
-                   c->rerank_id, c->provenance);
+    len = vix__put(buf, cap, len, "\nencoder %s\nrerank %s\nprovenance %s\nno_match_threshold %.17g\n",
+                   c->encoder_id, c->rerank_id, c->provenance, c->no_match_threshold);
     len = vix__put_model(buf, cap, len, "top", &c->top);
     len = vix__put_model(buf, cap, len, "rest", &c->rest);
     if (len >= cap) {
@@ -318,6 +382,17 @@ static int vix__parse_model(const char *s, vix_calib_model *m)
         s = end;
     }
     return *s ? ERD_ECORRUPT : ERD_OK;
+}
+
+static int vix__parse_threshold(const char *s, double *ret)
+{
+    char *end;
+    errno = 0;
+    double t = strtod(s, &end);
+    if (errno || end == s || *end || !(t >= 0 && t <= 1))
+        return ERD_ECORRUPT;
+    *ret = t;
+    return ERD_OK;
 }
 
 int vix_calib_load(const char *path, vix_calib *ret, erd_diag *diag)
@@ -389,6 +464,8 @@ int vix_calib_load(const char *path, vix_calib *ret, erd_diag *diag)
     if (vix__line(&pos, end, "encoder", c.encoder_id, sizeof c.encoder_id) < 0 ||
         vix__line(&pos, end, "rerank", c.rerank_id, sizeof c.rerank_id) < 0 ||
         vix__line(&pos, end, "provenance", c.provenance, sizeof c.provenance) < 0 ||
+        vix__line(&pos, end, "no_match_threshold", line, sizeof line) < 0 ||
+        vix__parse_threshold(line, &c.no_match_threshold) < 0 ||
         vix__line(&pos, end, "top", line, sizeof line) < 0 ||
         vix__parse_model(line, &c.top) < 0 || vix__line(&pos, end, "rest", line, sizeof line) < 0 ||
         vix__parse_model(line, &c.rest) < 0 || pos != end) {

@@ -36,15 +36,58 @@ enum {
     VIX_CF_LOG_HYPS,   /* log(1 + hypotheses used) */
     VIX_CF_LOG_PHONES, /* log(1 + phones of the best hypothesis) */
     VIX_CF_LOG_RANK,   /* log(rank), 0 at the top */
+    /* How well the result's names explain what was heard, in absolute
+     * terms (the features above only say how it ranks): a query for an
+     * entity the catalog lacks, or no catalog request at all, still has a
+     * best result, but its alignments are poor and leave phones unmatched. */
+    VIX_CF_FIT,        /* weighted mean over hypotheses of extra channel cost per phone */
+    VIX_CF_BEST_FIT,   /* the least extra cost per phone of any hypothesis */
+    VIX_CF_COVER,      /* weighted share of hypothesis phones heard as a name phone itself */
+    VIX_CF_REF_COVER,  /* weighted share of the matched name's phones that were heard */
+    /* A sibling title (a sequel, another subtitle) differs from what was
+     * said in whole words, where recogniser noise spreads over all of them. */
+    VIX_CF_WORD_MISS,     /* weighted share of hypothesis words with no phone matched */
+    VIX_CF_REF_WORD_MISS, /* weighted share of the name's words with no phone heard */
+    /* Curvature for the logistic model: evidence adds up differently when
+     * a name explains nearly all of what was heard than when half. */
+    VIX_CF_SCORE_SQ,      /* score squared */
+    VIX_CF_FIT_SQ,        /* fit squared */
+    VIX_CF_COVER_BOTH,    /* cover times ref_cover */
+    VIX_CF_LEN_RATIO,     /* weighted mean of log((1 + hypothesis phones) / (1 + name phones)) */
+    /* Recogniser noise garbles a phone here and there; words said around
+     * a name ("turn off the lights in ...") leave a long run unmatched. */
+    VIX_CF_GAP_RUN,       /* weighted share of hypothesis phones in its longest unmatched run */
+    /* One hypothesis (a 1-best client, a typed request) carries less
+     * evidence of its own: the alignment features weigh differently. */
+    VIX_CF_ONE_HYP,       /* 1 for a single hypothesis, else 0 */
+    VIX_CF_ONE_FIT,       /* fit, for a single hypothesis (else 0) */
+    VIX_CF_ONE_COVER,     /* cover, likewise */
+    VIX_CF_ONE_GAP_RUN,   /* gap_run, likewise */
     VIX_CALIB_NFEAT
 };
+
+/* The alignment side of a result's features (VIX_CF_FIT .. VIX_CF_REF_COVER):
+ * its best phrase per hypothesis, aligned under the rerank's channel. */
+typedef struct vix_calib_fitness {
+    double fit, best_fit, cover, ref_cover, word_miss, ref_word_miss, len_ratio, gap_run;
+    size_t n_added; /* hypotheses added so far */
+} vix_calib_fitness;
+
+/* What one hypothesis's alignment with its best phrase counts. */
+typedef struct vix_calib_counts {
+    double extra;             /* its extra cost */
+    size_t n_hyp, n_ref;      /* phones */
+    size_t matched, heard;    /* hypothesis phones matched; phrase phones heard */
+    size_t hyp_words, hyp_words_missed, ref_words, ref_words_missed;
+    size_t gap_run;           /* longest run of hypothesis phones with no match */
+} vix_calib_counts;
 
 /* Hypotheses' agreement is measured among this many of the best results:
  * one alignment per hypothesis and phrase of each, a few percent of what
  * the rerank already spends on its 100 candidates. */
 #define VIX_CALIB_AGREE_RANKS 5
 
-#define VIX_CALIB_VERSION 1
+#define VIX_CALIB_VERSION 2
 #define VIX_CALIB_ID_MAX 256
 
 typedef struct vix_calib_model {
@@ -55,6 +98,10 @@ typedef struct vix_calib {
     char encoder_id[VIX_CALIB_ID_MAX]; /* index encoder id the features came from */
     char rerank_id[VIX_CALIB_ID_MAX];  /* vix_resolver_rerank_id() of the resolver */
     char provenance[512];              /* one line: data, sizes, held-out figures */
+    /* The top probability below which a resolve answers "no match" unless
+     * configured otherwise: chosen when fitting, on held-out simulated
+     * queries, as the one that keeps 90 % of their right answers. */
+    double no_match_threshold;
     vix_calib_model top, rest;
 } vix_calib;
 
@@ -64,9 +111,16 @@ const char *vix_calib_feature_name(int f);
 /* Features of n ranked results (best first) into ret_x[n][VIX_CALIB_NFEAT].
  * score[], first[] and agree[] hold n_all >= n entries so the last
  * result's margin sees the one below it; n_hyps and n_phones describe the
- * query. */
+ * query; fit[] holds n entries, or is NULL without a rerank (no alignment:
+ * the worst values, fit 8 nats per phone and no coverage). */
 void vix_calib_features(const double *score, const double *first, const double *agree,
-                        size_t n, size_t n_all, size_t n_hyps, size_t n_phones, double *ret_x);
+                        const vix_calib_fitness *fit, size_t n, size_t n_all, size_t n_hyps,
+                        size_t n_phones, double *ret_x);
+
+/* Adds one hypothesis's alignment to acc with weight w; finish with
+ * vix_calib_fit_finish over the summed weight. */
+void vix_calib_fit_add(vix_calib_fitness *acc, double w, const vix_calib_counts *c);
+void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum);
 
 /* P(right) of one feature vector under one model. */
 double vix_calib_predict(const vix_calib_model *m, const double *x);

@@ -169,7 +169,8 @@ int vix_phoneme_batch_flush(vix_phoneme_batch *b, vix_store *cache, const char *
 /* ---- text to phrase ---- */
 
 static int vix__prepare(pho_g2p *g2p, vix_store *cache, vix_phoneme_batch *batch,
-                        const char *text, size_t len, vix_phrase *ret, erd_diag *diag)
+                        const char *text, size_t len, vix_phrase *ret, char *ret_ipa,
+                        size_t ipa_cap, erd_diag *diag)
 {
     char norm[PHO_TEXT_MAX];
     char ipa[PHO_IPA_MAX];
@@ -224,19 +225,27 @@ static int vix__prepare(pho_g2p *g2p, vix_store *cache, vix_phoneme_batch *batch
     memcpy(ret->text, norm, norm_len + 1);
     memcpy(ret->tokens, tokens, n_tokens * sizeof tokens[0]);
     ret->n_tokens = n_tokens;
+    if (ret_ipa)
+        snprintf(ret_ipa, ipa_cap, "%s", ipa);
     return ERD_OK;
 }
 
 int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t len,
                        vix_phrase *ret, erd_diag *diag)
 {
-    return vix__prepare(g2p, cache, NULL, text, len, ret, diag);
+    return vix__prepare(g2p, cache, NULL, text, len, ret, NULL, 0, diag);
+}
+
+int vix_phrase_analyze(pho_g2p *g2p, const char *text, size_t len, vix_phrase *ret, char *ret_ipa,
+                       size_t ipa_cap, erd_diag *diag)
+{
+    return vix__prepare(g2p, NULL, NULL, text, len, ret, ret_ipa, ipa_cap, diag);
 }
 
 int vix_phrase_prepare_batched(pho_g2p *g2p, vix_store *cache, vix_phoneme_batch *batch,
                                const char *text, size_t len, vix_phrase *ret, erd_diag *diag)
 {
-    return vix__prepare(g2p, cache, batch, text, len, ret, diag);
+    return vix__prepare(g2p, cache, batch, text, len, ret, NULL, 0, diag);
 }
 
 static void vix__trim(const char **s, size_t *len)

@@ -23,6 +23,11 @@ typedef struct vix_phrase {
 int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t len,
                        vix_phrase *ret, erd_diag *diag);
 
+/* vix_phrase_prepare without a cache, also copying the IPA the tokens came
+ * from (cut as they were) into ret_ipa: what POST /v1/analyze shows. */
+int vix_phrase_analyze(pho_g2p *g2p, const char *text, size_t len, vix_phrase *ret, char *ret_ipa,
+                       size_t ipa_cap, erd_diag *diag);
+
 /* Phonemes a build worked out while it held its read snapshot of the
  * entities.  Written to the cache then, every page they touch stays in the
  * WAL until the snapshot ends (SQLite cannot checkpoint past a reader): a

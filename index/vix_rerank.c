@@ -5,6 +5,7 @@
 #include <immintrin.h>
 #endif
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,6 +219,134 @@ double vix_rerank_pair(const vix_rerank *rr, const uint8_t *hyp, size_t n_hyp, c
                        size_t n_ref)
 {
     return vix__rr_similarity(rr, vix__rr_extra(rr, hyp, n_hyp, ref, n_ref), n_hyp);
+}
+
+double vix_rerank_similarity(const vix_rerank *rr, float extra, size_t n_hyp)
+{
+    return vix__rr_similarity(rr, extra > 0 ? extra : 0, n_hyp);
+}
+
+#define VIX__ALIGN_STACK_CELLS (48 * 64)
+
+/* Which of the three moves vix__rr_extra's recurrence took into cell
+ * (i, j), by its own comparisons. */
+enum { VIX__FROM_DIAG, VIX__FROM_UP, VIX__FROM_LEFT };
+
+/* Walks the moves back from (i, j) to the origin, writing the steps in
+ * reverse into ops; returns their number. */
+static size_t vix__rr_trace(const vix_rerank *rr, const uint8_t *hyp, const uint8_t *ref,
+                            const uint8_t *from, size_t cols, size_t i, size_t j, float skip,
+                            vix_rerank_op *ops)
+{
+    size_t n = 0;
+    while (i > 0 || j > 0) {
+        uint8_t h = j ? hyp[j - 1] : 0, r = i ? ref[i - 1] : 0;
+        float self = j ? rr->self[VIX__WS(h)][VIX__PH(h)] : 0;
+        int move = i == 0 ? VIX__FROM_LEFT : j == 0 ? VIX__FROM_UP : from[i * cols + j];
+        if (move == VIX__FROM_LEFT) {
+            ops[n++] = (vix_rerank_op){VIX_RR_OP_INS, h, 0,
+                                       rr->ins[VIX__WS(h)][VIX__PH(h)] - self};
+            j--;
+        } else if (move == VIX__FROM_UP) {
+            float del = rr->del[VIX__PH(r)];
+            /* column 0 is the unheard head of the phrase */
+            ops[n++] = (vix_rerank_op){VIX_RR_OP_DEL, 0, r, j == 0 && del > skip ? skip : del};
+            i--;
+        } else {
+            float c = rr->sub[VIX__WS(r)][VIX__WS(h)][VIX__PH(r)][VIX__PH(h)];
+            ops[n++] = (vix_rerank_op){VIX__PH(r) == VIX__PH(h) ? VIX_RR_OP_MATCH : VIX_RR_OP_SUB,
+                                       h, r, c - self};
+            i--;
+            j--;
+        }
+    }
+    return n;
+}
+
+int vix_rerank_align(const vix_rerank *rr, const uint8_t *hyp, size_t nh, const uint8_t *ref,
+                     size_t nr, vix_rerank_op *ret_ops, size_t *ret_n_ops, float *ret_extra)
+{
+    if (nh > VIX_RR_TOKENS_MAX)
+        nh = VIX_RR_TOKENS_MAX;
+    if (nr > VIX_RR_TOKENS_MAX)
+        nr = VIX_RR_TOKENS_MAX;
+    const size_t cols = nh + 1;
+    /* the calibration aligns a few dozen pairs per resolve: names and
+     * hypotheses of usual lengths fit on the stack */
+    float cell_stack[VIX__ALIGN_STACK_CELLS];
+    uint8_t from_stack[VIX__ALIGN_STACK_CELLS];
+    bool small = (nr + 1) * cols <= VIX__ALIGN_STACK_CELLS;
+    float *cell = small ? cell_stack : malloc((nr + 1) * cols * sizeof *cell);
+    uint8_t *from = small ? from_stack : malloc((nr + 1) * cols);
+    if (!cell || !from) {
+        if (!small) {
+            free(cell);
+            free(from);
+        }
+        return ERD_ENOMEM;
+    }
+    const float skip = rr->opts.mode == VIX_RR_LOCAL ? (float)rr->opts.skip : 1e6f;
+    float self = 0, lead = 0;
+    cell[0] = 0;
+    for (size_t j = 1; j <= nh; j++) {
+        uint8_t h = hyp[j - 1];
+        cell[j] = cell[j - 1] + rr->ins[VIX__WS(h)][VIX__PH(h)];
+        self += rr->self[VIX__WS(h)][VIX__PH(h)];
+    }
+    /* the end of the path: row end_i, then its tail unheard at skip each */
+    float best = nr == 0 ? cell[nh] : 1e30f;
+    size_t end_i = 0;
+    for (size_t i = 1; i <= nr; i++) {
+        uint8_t r = ref[i - 1];
+        float del = rr->del[VIX__PH(r)];
+        float *row = cell + i * cols, *up = row - cols;
+        lead += del < skip ? del : skip;
+        row[0] = lead;
+        for (size_t j = 1; j <= nh; j++) {
+            uint8_t h = hyp[j - 1];
+            float m = up[j - 1] + rr->sub[VIX__WS(r)][VIX__WS(h)][VIX__PH(r)][VIX__PH(h)];
+            float d = up[j] + del;
+            float in = row[j - 1] + rr->ins[VIX__WS(h)][VIX__PH(h)];
+            uint8_t move = VIX__FROM_DIAG;
+            if (d < m) {
+                m = d;
+                move = VIX__FROM_UP;
+            }
+            if (in < m) {
+                m = in;
+                move = VIX__FROM_LEFT;
+            }
+            row[j] = m;
+            from[i * cols + j] = move;
+        }
+        if (rr->opts.mode == VIX_RR_LOCAL) {
+            float tail = row[nh] + (float)(nr - i) * skip;
+            if (tail < best) {
+                best = tail;
+                end_i = i;
+            }
+        }
+    }
+    if (nr > 0 && cell[nr * cols + nh] < best) {
+        best = cell[nr * cols + nh];
+        end_i = nr;
+    }
+    size_t n = 0;
+    for (size_t i = nr; i > end_i; i--)
+        ret_ops[n++] = (vix_rerank_op){VIX_RR_OP_DEL, 0, ref[i - 1], skip};
+    n += vix__rr_trace(rr, hyp, ref, from, cols, end_i, nh, skip, ret_ops + n);
+    for (size_t a = 0, b = n ? n - 1 : 0; a < b; a++, b--) {
+        vix_rerank_op t = ret_ops[a];
+        ret_ops[a] = ret_ops[b];
+        ret_ops[b] = t;
+    }
+    if (!small) {
+        free(cell);
+        free(from);
+    }
+    *ret_n_ops = n;
+    *ret_extra = best - self;
+    return ERD_OK;
 }
 
 /* ---- batched alignment: one hypothesis against many phrases at once ----
@@ -504,22 +633,28 @@ static vix__rr_lanes_fn vix__rr_lanes_pick(void)
  * by_hyp as vix_rerank_score_each's. */
 static void vix__rr_score_pairwise(const vix_rerank *rr, const vix_rerank_hyp *hyps,
                                    size_t n_hyps, vix_rerank_cand *cands, size_t n_cands,
-                                   double *acc, double *by_hyp)
+                                   double *acc, double *by_hyp, uint16_t *best_phrase)
 {
     for (size_t c = 0; c < n_cands; c++) {
         const vix_rerank_cand *cd = &cands[c];
         acc[c] = 0;
         for (size_t h = 0; h < n_hyps; h++) {
             double best = 0;
+            uint16_t pick = VIX_RR_NO_PHRASE;
             for (size_t p = 0; p < cd->n_phrases; p++) {
                 const vix_rerank_phrase *ph = &cd->phrases[p];
                 double s = vix_rerank_pair(rr, hyps[h].tokens, hyps[h].n, ph->tokens, ph->n);
                 if (ph->derived)
                     s *= VIX_DERIVED_SCALE;
-                best = s > best ? s : best;
+                if (s > best) {
+                    best = s;
+                    pick = p < VIX_RR_NO_PHRASE ? (uint16_t)p : VIX_RR_NO_PHRASE;
+                }
             }
             if (by_hyp)
                 by_hyp[h * n_cands + c] = best;
+            if (best_phrase)
+                best_phrase[h * n_cands + c] = pick;
             if (cd->n_phrases)
                 acc[c] += hyps[h].weight * best;
         }
@@ -552,7 +687,7 @@ static void vix__rr_sort_pairs(const size_t *cand, const vix_rerank_phrase *cons
  * loop.  by_hyp as vix_rerank_score_each's, or NULL. */
 static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyps,
                                  size_t n_hyps, const vix_rerank_cand *cands, size_t n_cands,
-                                 double *acc, double *by_hyp)
+                                 double *acc, double *by_hyp, uint16_t *best_phrase)
 {
     const vix__rr_lanes_fn lanes = vix__rr_lanes_pick();
     size_t n_pairs = 0;
@@ -595,12 +730,18 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
         for (size_t j = 0; j < h && twin == h; j++)
             if (hyps[j].n == hyps[h].n && memcmp(hyps[j].tokens, hyps[h].tokens, hyps[h].n) == 0)
                 twin = j;
+        uint16_t *ph_of = best_phrase ? best_phrase + h * n_cands : NULL;
         if (twin < h) {
             memcpy(bh, best + twin * n_cands, n_cands * sizeof *bh);
+            if (ph_of)
+                memcpy(ph_of, best_phrase + twin * n_cands, n_cands * sizeof *ph_of);
         } else {
             vix__rr_prepare(rr, hyps[h].tokens, hyps[h].n, prep);
-            for (size_t c = 0; c < n_cands; c++)
+            for (size_t c = 0; c < n_cands; c++) {
                 bh[c] = 0;
+                if (ph_of)
+                    ph_of[c] = VIX_RR_NO_PHRASE;
+            }
             for (size_t b = 0; b < n_pairs; b += VIX__LANES) {
                 float extra[VIX__LANES];
                 size_t m = n_pairs - b < VIX__LANES ? n_pairs - b : VIX__LANES;
@@ -613,7 +754,13 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
                     if (ph->derived)
                         sc *= VIX_DERIVED_SCALE;
                     size_t c = sorted_cand[b + l];
-                    bh[c] = sc > bh[c] ? sc : bh[c];
+                    if (sc > bh[c]) {
+                        bh[c] = sc;
+                        if (ph_of) {
+                            size_t at = (size_t)(ph - cands[c].phrases);
+                            ph_of[c] = at < VIX_RR_NO_PHRASE ? (uint16_t)at : VIX_RR_NO_PHRASE;
+                        }
+                    }
                 }
             }
         }
@@ -634,6 +781,13 @@ out:
 void vix_rerank_score_each(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
                            vix_rerank_cand *cands, size_t n_cands, double *ret_by_hyp)
 {
+    vix_rerank_score_best(rr, hyps, n_hyps, cands, n_cands, ret_by_hyp, NULL);
+}
+
+void vix_rerank_score_best(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
+                           vix_rerank_cand *cands, size_t n_cands, double *ret_by_hyp,
+                           uint16_t *ret_best_phrase)
+{
     double wsum = 0;
     for (size_t h = 0; h < n_hyps; h++)
         wsum += hyps[h].weight;
@@ -644,7 +798,9 @@ void vix_rerank_score_each(const vix_rerank *rr, const vix_rerank_hyp *hyps, siz
             double one = 0, part;
             for (size_t h = 0; h < n_hyps; h++) {
                 vix__rr_score_pairwise(rr, &hyps[h], 1, &cands[c], 1, &part,
-                                       ret_by_hyp ? &ret_by_hyp[h * n_cands + c] : NULL);
+                                       ret_by_hyp ? &ret_by_hyp[h * n_cands + c] : NULL,
+                                       ret_best_phrase ? &ret_best_phrase[h * n_cands + c]
+                                                       : NULL);
                 one += part;
             }
             cands[c].second = wsum > 0 ? one / wsum : 0;
@@ -652,8 +808,10 @@ void vix_rerank_score_each(const vix_rerank *rr, const vix_rerank_hyp *hyps, siz
         }
         return;
     }
-    if (vix__rr_score_batched(rr, hyps, n_hyps, cands, n_cands, acc, ret_by_hyp) < 0)
-        vix__rr_score_pairwise(rr, hyps, n_hyps, cands, n_cands, acc, ret_by_hyp);
+    if (vix__rr_score_batched(rr, hyps, n_hyps, cands, n_cands, acc, ret_by_hyp,
+                              ret_best_phrase) < 0)
+        vix__rr_score_pairwise(rr, hyps, n_hyps, cands, n_cands, acc, ret_by_hyp,
+                               ret_best_phrase);
     for (size_t c = 0; c < n_cands; c++) {
         vix_rerank_cand *cd = &cands[c];
         cd->second = wsum > 0 ? acc[c] / wsum : 0;

@@ -90,9 +90,46 @@ void vix_rerank_score(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n
 void vix_rerank_score_each(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
                            vix_rerank_cand *cands, size_t n_cands, double *ret_by_hyp);
 
+/* vix_rerank_score_each, also writing which phrase of candidate c gave
+ * hypothesis h its best score (its index among the candidate's phrases;
+ * VIX_RR_NO_PHRASE when none scored above 0) to ret_best_phrase[h *
+ * n_cands + c] when that is not NULL: what the calibration and the
+ * explanations align again step by step. */
+#define VIX_RR_NO_PHRASE UINT16_MAX
+void vix_rerank_score_best(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
+                           vix_rerank_cand *cands, size_t n_cands, double *ret_by_hyp,
+                           uint16_t *ret_best_phrase);
+
 /* Alignment score of one hypothesis against one phrase, 0..1 (1 = heard
  * exactly), for tests and tools. */
 double vix_rerank_pair(const vix_rerank *rr, const uint8_t *hyp, size_t n_hyp,
                        const uint8_t *ref, size_t n_ref);
+
+/* One step of an alignment: a reference phone heard as itself (match) or
+ * as another (sub), a hypothesis phone nothing was said for (ins), a
+ * reference phone not heard (del; in local mode an unheard head or tail
+ * phone costs at most opts.skip).  cost is the channel's cost of the step
+ * minus the cost of hearing its hypothesis phone as itself, so the steps
+ * of an alignment add up to the extra cost the score is computed from. */
+enum { VIX_RR_OP_MATCH, VIX_RR_OP_SUB, VIX_RR_OP_INS, VIX_RR_OP_DEL };
+
+typedef struct vix_rerank_op {
+    uint8_t op;  /* VIX_RR_OP_* */
+    uint8_t hyp; /* packed hypothesis phone; 0 for del */
+    uint8_t ref; /* packed reference phone; 0 for ins */
+    float cost;
+} vix_rerank_op;
+
+/* The best alignment of hyp against ref (the one vix_rerank_pair scores:
+ * the same float operations, the same tie-breaks), its steps written in
+ * order to ret_ops (room for n_hyp + n_ref, each cut at VIX_RR_TOKENS_MAX)
+ * and their number to *ret_n_ops.  Returns the extra cost before its clamp
+ * at 0: vix_rerank_pair = exp(-max(0, extra) / (n_hyp * temperature)).
+ * ERD_ENOMEM leaves the outputs untouched. */
+int vix_rerank_align(const vix_rerank *rr, const uint8_t *hyp, size_t n_hyp, const uint8_t *ref,
+                     size_t n_ref, vix_rerank_op *ret_ops, size_t *ret_n_ops, float *ret_extra);
+
+/* Score of a pair from its extra cost (what vix_rerank_pair returns). */
+double vix_rerank_similarity(const vix_rerank *rr, float extra, size_t n_hyp);
 
 #endif

@@ -20,6 +20,7 @@
 
 #include "index/vix_build.h"
 #include "index/vix_calib.h"
+#include "index/vix_explain.h"
 #include "index/vix_index.h"
 #include "index/vix_internal.h"
 #include "index/vix_phrase.h"
@@ -975,6 +976,103 @@ int vix_resolver_sync(vix_resolver *r, const char *catalog, erd_diag *diag)
     return rc;
 }
 
+/* ---- the texts behind an entity's phrases (explanations) ----
+ * Only phones are kept in memory; the phrase a hypothesis matched is named
+ * by walking the entity's name and aliases as the load did (same variants,
+ * same order, duplicates by phones dropped) until its index comes up. */
+
+#define VIX__PHRASES_SEEN_MAX 64
+
+typedef struct vix__texts {
+    vix_resolver *r;
+    vix_phrase *scratch;
+    size_t want, n_seen;
+    uint8_t seen[VIX__PHRASES_SEEN_MAX][VIX_RR_TOKENS_MAX];
+    size_t seen_n[VIX__PHRASES_SEEN_MAX];
+    int alias;  /* the text being walked is an alias */
+    char *buf;
+    size_t cap;
+    const char **ret_kind;
+    int found;
+} vix__texts;
+
+static int vix__text_variant(void *user, const char *variant, size_t len, int derived)
+{
+    vix__texts *t = user;
+    /* as vix__load_variant: the phoneme cache, then espeak-ng */
+    int rc = vix_phrase_prepare(t->r->g2p, t->r->store, variant, len, t->scratch, NULL);
+    if (rc < 0 && rc != ERD_EEMPTY)
+        rc = vix_phrase_prepare(t->r->g2p, NULL, variant, len, t->scratch, NULL);
+    if (rc < 0)
+        return 0; /* the load skipped it too */
+    uint8_t packed[VIX_RR_TOKENS_MAX];
+    size_t n = vix_rerank_pack(t->scratch->tokens, t->scratch->n_tokens, packed, sizeof packed);
+    for (size_t i = 0; i < t->n_seen; i++)
+        if (t->seen_n[i] == n && memcmp(t->seen[i], packed, n) == 0)
+            return 0;
+    if (t->n_seen == VIX__PHRASES_SEEN_MAX)
+        return 1;
+    if (t->n_seen == t->want) {
+        snprintf(t->buf, t->cap, "%.*s", (int)len, variant);
+        *t->ret_kind = derived ? (t->alias ? "alias short form" : "name short form")
+                               : (t->alias ? "alias" : "name");
+        t->found = 1;
+        return 1;
+    }
+    memcpy(t->seen[t->n_seen], packed, n);
+    t->seen_n[t->n_seen++] = n;
+    return 0;
+}
+
+static int vix__text_walk(void *user, const char *text)
+{
+    vix__texts *t = user;
+    int rc = vix_phrase_variants(text, vix__text_variant, t);
+    t->alias = 1; /* the name comes first, aliases after */
+    return rc;
+}
+
+static int vix__text_entity(void *user, const vix_entity *e)
+{
+    return vix_entity_texts(e, vix__text_walk, user);
+}
+
+int vix_resolver_analyze(vix_resolver *r, const char *text, size_t len, vix_phrase *ret,
+                         char *ret_ipa, size_t ipa_cap, erd_diag *diag)
+{
+    return vix_phrase_analyze(r->g2p, text, len, ret, ret_ipa, ipa_cap, diag);
+}
+
+int vix_resolver_phrase_text(vix_resolver *r, const char *catalog, const char *ext_id,
+                             size_t phrase, char *buf, size_t cap, const char **ret_kind,
+                             erd_diag *diag)
+{
+    vix__texts *t = calloc(1, sizeof *t);
+    vix_phrase *scratch = malloc(sizeof *scratch);
+    int64_t catalog_id;
+    int rc = ERD_OK;
+    if (!t || !scratch) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    *t = (vix__texts){.r = r, .scratch = scratch, .want = phrase, .buf = buf, .cap = cap,
+                      .ret_kind = ret_kind};
+    pthread_mutex_lock(&r->sync_mu); /* the resolver's store is used under it */
+    rc = vix_store_catalog_find(r->store, catalog, &catalog_id, diag);
+    if (rc == ERD_OK)
+        rc = vix_store_entity_get(r->store, catalog_id, ext_id, vix__text_entity, t, diag);
+    pthread_mutex_unlock(&r->sync_mu);
+    if (rc >= 0 && !t->found)
+        rc = erd_fail(diag, ERD_ENOTFOUND, "entity %s has no phrase %zu (changed since?)", ext_id,
+                      phrase);
+    else if (rc > 0)
+        rc = ERD_OK;
+out:
+    free(t);
+    free(scratch);
+    return rc;
+}
+
 /* ---- background rebuilds ---- */
 
 typedef struct vix__job_arg {
@@ -1377,6 +1475,18 @@ int vix_resolver_calibrated(const vix_resolver *rc_, size_t i, erd_diag *diag)
     return rc;
 }
 
+int vix_view_no_match_threshold(const vix_resolver *r, const vix_view *view, const char *catalog,
+                                double *ret)
+{
+    const vix__catalog *cat = vix__view_find(view, catalog);
+    if (!cat)
+        return ERD_ENOCATALOG;
+    if (!cat->base->calibrated)
+        return ERD_ENOTFOUND;
+    *ret = r->calib->no_match_threshold;
+    return ERD_OK;
+}
+
 const char *vix_resolver_catalog_encoder(const vix_resolver *r, size_t i)
 {
     return vix__catalog_field((vix_resolver *)r, i, 1);
@@ -1550,11 +1660,68 @@ static const vix__entity *vix__delta_find(const vix__delta *d, int64_t rowid)
                : NULL;
 }
 
+/* The open-set features of the first n_out results, and with ex their
+ * alignments: each result's best phrase per hypothesis, aligned again with
+ * its steps (a few alignments per result, against the rerank's thousands). */
+static int vix__fits(const vix_resolver *r, const vix_rerank_hyp *hyps, size_t used,
+                     const vix__ranked *found, size_t n_out, const uint16_t *picks,
+                     size_t n_found, vix_calib_fitness *ret_fit, vix_explain *ex, erd_diag *diag)
+{
+    vix_explain_align *work = malloc(sizeof *work);
+    int rc = work ? ERD_OK : ERD_ENOMEM;
+    if (ex)
+        ex->n_results = n_out; /* from here on vix_explain_free frees their alignments */
+    for (size_t i = 0; rc == ERD_OK && i < n_out; i++) {
+        vix_explain_align *align = NULL;
+        if (ex) {
+            align = ex->results[i].align = calloc(used, sizeof *align);
+            if (!align) {
+                rc = ERD_ENOMEM;
+                break;
+            }
+        }
+        rc = vix_explain_fit(r->rerank, hyps, used, found[i].ent->phrases, found[i].ent->n_phrases,
+                             picks + found[i].rank_first, n_found, work, &ret_fit[i], align);
+    }
+    free(work);
+    return rc < 0 ? erd_fail(diag, rc, "out of memory aligning the results") : ERD_OK;
+}
+
+/* What an explanation tells of the hypotheses and the scores' options. */
+static void vix__explain_hyps(const vix_resolver *r, vix_explain *ex, const vix_phrase *ph,
+                              size_t index, const vix_rerank_hyp *rr_hyp, double w)
+{
+    vix_explain_hyp *eh = &ex->hyps[ex->n_hyps++];
+    eh->index = index;
+    memcpy(eh->text, ph->text, sizeof eh->text);
+    eh->weight = w;
+    eh->n_phones = rr_hyp ? rr_hyp->n
+                          : vix_rerank_pack(ph->tokens, ph->n_tokens, eh->phones, VIX_RR_TOKENS_MAX);
+    if (rr_hyp)
+        memcpy(eh->phones, rr_hyp->tokens, rr_hyp->n);
+    ex->reranked = r->rerank != NULL;
+    if (r->rerank) {
+        ex->rerank_weight = vix_rerank_get_opts(r->rerank)->weight;
+        ex->temperature = vix_rerank_get_opts(r->rerank)->temperature;
+    }
+}
+
 int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
                    const vix_hypothesis *hyps, size_t n, size_t k, vix_result *ret_results,
                    size_t *ret_n, vix_timing *timing, double *ret_features, erd_diag *diag)
 {
+    return vix_resolve_explain(r, view, catalog, hyps, n, k, ret_results, ret_n, timing,
+                               ret_features, NULL, diag);
+}
+
+int vix_resolve_explain(vix_resolver *r, vix_view *view, const char *catalog,
+                        const vix_hypothesis *hyps, size_t n, size_t k, vix_result *ret_results,
+                        size_t *ret_n, vix_timing *timing, double *ret_features,
+                        vix_explain **ret_explain, erd_diag *diag)
+{
     const vix__catalog *cat = NULL;
+    vix_explain *ex = NULL;
+    vix_calib_fitness *fits = NULL;
     vix_timing tm = {0};
     float *q = NULL, *v = NULL, *scores = NULL, *dscores = NULL;
     int64_t *ids = NULL, *dids = NULL;
@@ -1564,6 +1731,7 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
     vix_rerank_cand *rr_cands = NULL;
     vix__ranked *found = NULL;
     double *cal = NULL, *by_hyp = NULL;
+    uint16_t *picks = NULL; /* per hypothesis and candidate, the phrase that scored best */
     uint64_t *seen = NULL;
     size_t used = 0, n_phones = 0;
     double wsum = 0;
@@ -1603,15 +1771,23 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
     dids = malloc((cand_delta + 1) * sizeof *dids);
     ph = malloc(sizeof *ph);
     found = malloc(want * sizeof *found);
-    int calibrate = ret_features || base->calibrated;
+    int calibrate = ret_features || base->calibrated || ret_explain;
     if (calibrate)
         cal = malloc(want * (3 + VIX_CALIB_NFEAT + 1) * sizeof *cal);
+    if (calibrate && r->rerank)
+        fits = malloc((k < want ? k : want) * sizeof *fits);
+    if (ret_explain && vix_explain_create(n, k, &ex, diag) < 0) {
+        rc = ERD_ENOMEM;
+        goto out;
+    }
     if (r->rerank) {
         hyp_phones = malloc(n * VIX_RR_TOKENS_MAX);
         rr_hyps = malloc(n * sizeof *rr_hyps);
         rr_cands = malloc(want * sizeof *rr_cands);
         if (calibrate || r->ranker || r->rank_observer)
             by_hyp = malloc(n * want * sizeof *by_hyp);
+        if (calibrate)
+            picks = malloc(n * want * sizeof *picks);
     }
     /* open addressing over the ids taken so far, at most half full */
     size_t seen_cap = 16;
@@ -1619,9 +1795,10 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
         seen_cap *= 2;
     seen = calloc(seen_cap, sizeof *seen);
     if (!q || !v || !scores || !ids || !dscores || !dids || !ph || !found || !seen ||
-        (calibrate && !cal) ||
+        (calibrate && (!cal || (r->rerank && !fits))) ||
         (r->rerank && (!hyp_phones || !rr_hyps || !rr_cands ||
-                       ((calibrate || r->ranker || r->rank_observer) && !by_hyp)))) {
+                       ((calibrate || r->ranker || r->rank_observer) && !by_hyp) ||
+                       (calibrate && !picks)))) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
@@ -1655,6 +1832,8 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
                 .n = vix_rerank_pack(ph->tokens, ph->n_tokens, dst, VIX_RR_TOKENS_MAX),
                 .weight = w};
         }
+        if (ex)
+            vix__explain_hyps(r, ex, ph, i, r->rerank ? &rr_hyps[used] : NULL, w);
         if (used == 0)
             n_phones = ph->n_tokens;
         wsum += w;
@@ -1726,8 +1905,10 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
             rr_cands[i] = (vix_rerank_cand){.phrases = found[i].ent->phrases,
                                             .n_phrases = found[i].ent->n_phrases,
                                             .first = found[i].first};
-        /* by_hyp is for the calibration's agreement feature and the ranker */
-        vix_rerank_score_each(r->rerank, rr_hyps, used, rr_cands, n_found, by_hyp);
+        /* by_hyp is for the ranker and, with picks, for the calibration:
+         * agreement, and which phrase each result's alignment features
+         * come from */
+        vix_rerank_score_best(r->rerank, rr_hyps, used, rr_cands, n_found, by_hyp, picks);
         for (size_t i = 0; i < n_found; i++) {
             double s = rr_cands[i].score;
             found[i].res.score = s < 0 ? 0 : s > 1 ? 1 : s;
@@ -1754,7 +1935,11 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
         }
         if (r->rerank)
             vix__agreement(rr_hyps, used, found, n_found, by_hyp, agree);
-        vix_calib_features(sc, first, agree, n_out, n_found, used, n_phones, x);
+        if (r->rerank &&
+            (rc = vix__fits(r, rr_hyps, used, found, n_out, picks, n_found, fits, ex, diag)) < 0)
+            goto out;
+        vix_calib_features(sc, first, agree, r->rerank ? fits : NULL, n_out, n_found, used,
+                           n_phones, x);
         if (ret_features)
             memcpy(ret_features, x, n_out * VIX_CALIB_NFEAT * sizeof *x);
         if (base->calibrated) {
@@ -1764,10 +1949,26 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
         }
         tm.aggregate_ns += vix__ns() - t0;
     }
+    for (size_t i = 0; ex && i < n_out; i++) {
+        vix_explain_result *er = &ex->results[i];
+        er->first = found[i].first;
+        er->second = r->rerank ? rr_cands[found[i].rank_first].second : 0;
+        er->rerank = found[i].res.score;
+        memcpy(er->features, cal + 3 * want + i * VIX_CALIB_NFEAT, sizeof er->features);
+        er->score = ret_results[i].score;
+        ex->n_results = i + 1;
+        ex->calibrated = base->calibrated;
+    }
     *ret_n = n_out;
     if (timing)
         *timing = tm;
+    if (ret_explain) {
+        *ret_explain = ex;
+        ex = NULL;
+    }
 out:
+    vix_explain_free(ex);
+    free(fits);
     free(q);
     free(v);
     free(scores);
@@ -1778,6 +1979,7 @@ out:
     free(found);
     free(cal);
     free(by_hyp);
+    free(picks);
     free(seen);
     free(hyp_phones);
     free(rr_hyps);

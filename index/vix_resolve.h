@@ -126,6 +126,12 @@ const char *vix_resolver_catalog_name(const vix_resolver *resolver, size_t i);
  * (calibration off) or ERD_EMISMATCH, with the reason in diag. */
 int vix_resolver_calibrated(const vix_resolver *resolver, size_t i, erd_diag *diag);
 
+/* The no-match threshold the calibration file recorded, when catalog's
+ * scores in view are calibrated by it; ERD_ENOTFOUND when they are not
+ * (no calibration, or another encoder), ERD_ENOCATALOG for an unknown one. */
+int vix_view_no_match_threshold(const vix_resolver *resolver, const vix_view *view,
+                                const char *catalog, double *ret);
+
 /* Encoder id of catalog i's index (NULL past the end). */
 const char *vix_resolver_catalog_encoder(const vix_resolver *resolver, size_t i);
 
@@ -167,5 +173,31 @@ int vix_resolve_features(vix_resolver *resolver, const char *catalog, const vix_
 int vix_resolve_in(vix_resolver *resolver, vix_view *view, const char *catalog,
                    const vix_hypothesis *hyps, size_t n, size_t k, vix_result *ret_results,
                    size_t *ret_n, vix_timing *timing, double *ret_features, erd_diag *diag);
+
+/* What the resolver makes of text: normalised, IPA (ret_ipa) and phone
+ * tokens, exactly as a hypothesis goes in.  ERD_EEMPTY when nothing is
+ * speakable. */
+struct vix_phrase;
+int vix_resolver_analyze(vix_resolver *resolver, const char *text, size_t len,
+                         struct vix_phrase *ret, char *ret_ipa, size_t ipa_cap, erd_diag *diag);
+
+/* The text (as written in the catalog) of phrase i of entity ext_id, the
+ * index an explanation's alignment gives, and its kind: "name", "alias",
+ * "name short form" or "alias short form".  Reads the store; for
+ * explanations, not for the resolve path.  ERD_ENOTFOUND when the entity
+ * or phrase is gone. */
+int vix_resolver_phrase_text(vix_resolver *resolver, const char *catalog, const char *ext_id,
+                             size_t phrase, char *buf, size_t cap, const char **ret_kind,
+                             erd_diag *diag);
+
+/* vix_resolve_in that also explains its answer: *ret_explain (free with
+ * vix_explain_free) holds, per result, each hypothesis's alignment with
+ * its best phrase and every score on the way (index/vix_explain.h).  The
+ * results are exactly those of vix_resolve_in; ret_explain may be NULL. */
+struct vix_explain;
+int vix_resolve_explain(vix_resolver *resolver, vix_view *view, const char *catalog,
+                        const vix_hypothesis *hyps, size_t n, size_t k, vix_result *ret_results,
+                        size_t *ret_n, vix_timing *timing, double *ret_features,
+                        struct vix_explain **ret_explain, erd_diag *diag);
 
 #endif

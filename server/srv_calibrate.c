@@ -57,6 +57,7 @@ void srv_reliability_print(FILE *out, const char *title, const double *p, const 
 typedef struct cal_rows {
     double *x;        /* n x VIX_CALIB_NFEAT */
     uint8_t *y, *rank, *mode, *half;
+    uint8_t *absent;  /* 1: the query's entity is not in the catalog; 2: it asks for none */
     size_t *query;    /* index of the resolve a row came from */
     size_t n, cap;
 } cal_rows;
@@ -69,7 +70,7 @@ static int cal__grow(cal_rows *r)
     double *x = realloc(r->x, ncap * VIX_CALIB_NFEAT * sizeof *x);
     if (x)
         r->x = x;
-    uint8_t **u8[] = {&r->y, &r->rank, &r->mode, &r->half};
+    uint8_t **u8[] = {&r->y, &r->rank, &r->mode, &r->half, &r->absent};
     int ok = x != NULL;
     for (size_t i = 0; i < sizeof u8 / sizeof u8[0]; i++) {
         uint8_t *p = realloc(*u8[i], ncap);
@@ -93,6 +94,7 @@ static void cal__rows_free(cal_rows *r)
     free(r->rank);
     free(r->mode);
     free(r->half);
+    free(r->absent);
     free(r->query);
 }
 
@@ -191,6 +193,108 @@ out:
     free(y);
 }
 
+static int cal__cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double srv_auroc(const double *pos, size_t n_pos, const double *neg, size_t n_neg)
+{
+    /* Mann-Whitney over the sorted negatives: ties count a half */
+    double *sorted = malloc((n_neg ? n_neg : 1) * sizeof *sorted), wins = 0;
+    if (!sorted || !n_pos || !n_neg) {
+        free(sorted);
+        return NAN;
+    }
+    memcpy(sorted, neg, n_neg * sizeof *neg);
+    qsort(sorted, n_neg, sizeof *sorted, cal__cmp_double);
+    for (size_t i = 0; i < n_pos; i++) {
+        size_t lo = 0, hi = n_neg;
+        while (lo < hi) { /* negatives below pos[i] */
+            size_t mid = lo + (hi - lo) / 2;
+            if (sorted[mid] < pos[i])
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        size_t below = lo, upto = lo;
+        while (upto < n_neg && sorted[upto] == pos[i])
+            upto++;
+        wins += (double)below + 0.5 * (double)(upto - below);
+    }
+    free(sorted);
+    return wins / ((double)n_pos * (double)n_neg);
+}
+
+double srv_keep_threshold(const double *pos, size_t n_pos, double keep)
+{
+    double *sorted = malloc((n_pos ? n_pos : 1) * sizeof *sorted);
+    if (!sorted || !n_pos) {
+        free(sorted);
+        return 0;
+    }
+    memcpy(sorted, pos, n_pos * sizeof *pos);
+    qsort(sorted, n_pos, sizeof *sorted, cal__cmp_double);
+    /* the largest t with at least keep of the scores at or above it */
+    size_t drop = (size_t)floor((1 - keep) * (double)n_pos);
+    double t = sorted[drop < n_pos ? drop : n_pos - 1];
+    free(sorted);
+    return t;
+}
+
+/* Open-set figures of the calibrated top results of one half, n-best: how
+ * well the top probability separates right answers from queries whose
+ * entity the catalog lacks, and the threshold keeping 90 % of the right
+ * answers (what the calibration file records as the default). */
+static double cal__open_set(FILE *out, const cal_rows *r, const vix_calib *c, int half,
+                            double keep)
+{
+    double *right = calloc(r->n ? r->n : 1, sizeof *right);
+    double *none = calloc(r->n ? r->n : 1, sizeof *none);
+    size_t n_right = 0, n_none = 0, n_wrong = 0, n_ood = 0, ood_rejected = 0;
+    double *ood = calloc(r->n ? r->n : 1, sizeof *ood);
+    double t = 0;
+    if (!right || !none || !ood)
+        goto out;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->half[i] != half || r->mode[i] != 1 || r->rank[i] != 0)
+            continue;
+        size_t j = i + 1;
+        while (j < r->n && r->query[j] == r->query[i])
+            j++;
+        double p[CAL_K_MAX];
+        vix_calib_probs(c, r->x + i * VIX_CALIB_NFEAT, j - i < CAL_K_MAX ? j - i : CAL_K_MAX, p);
+        if (r->absent[i] == 2)
+            ood[n_ood++] = p[0];
+        else if (r->absent[i])
+            none[n_none++] = p[0];
+        else if (r->y[i])
+            right[n_right++] = p[0];
+        else
+            n_wrong++;
+    }
+    t = srv_keep_threshold(right, n_right, keep);
+    size_t rejected = 0;
+    for (size_t i = 0; i < n_none; i++)
+        rejected += none[i] < t;
+    for (size_t i = 0; i < n_ood; i++)
+        ood_rejected += ood[i] < t;
+    fprintf(out, "open set, n-best top results, %s half: %zu right, %zu wrong, %zu without an "
+                 "answer in the catalog; AUROC right vs none %.4f; threshold keeping %.0f %% "
+                 "of the right %.4f rejects %.1f %% of those without and %.1f %% of %zu "
+                 "out-of-domain utterances\n",
+            half ? "held-out" : "fitting", n_right, n_wrong, n_none,
+            srv_auroc(right, n_right, none, n_none), 100 * keep, t,
+            n_none ? 100.0 * (double)rejected / (double)n_none : 0.0,
+            n_ood ? 100.0 * (double)ood_rejected / (double)n_ood : 0.0, n_ood);
+out:
+    free(right);
+    free(none);
+    free(ood);
+    return t;
+}
+
 static void cal__print_model(FILE *out, const char *name, const vix_calib_model *m)
 {
     fprintf(out, "%s: intercept %.4f", name, m->w[0]);
@@ -206,13 +310,15 @@ int srv_cli_calibrate(int argc, char **argv)
         {"out", required_argument, 0, 'o'},    {"l2", required_argument, 0, 'l'},
         {"k", required_argument, 0, 'k'},      {"holdout-out", required_argument, 0, 'H'},
         {"limit", required_argument, 0, 'n'},  {"config", required_argument, 0, 'C'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+        {"open-set", no_argument, 0, 'O'},     {"keep", required_argument, 0, 'K'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     const char *db = NULL, *queries = NULL, *out_path = NULL, *holdout_path = NULL;
     const char *config = NULL;
-    double l2 = 1.0;
+    double l2 = 1.0, keep = 0.95;
     long k = 10, limit = -1;
-    int c;
+    int c, open_set = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:Q:o:l:k:H:n:C:h", opts, NULL)) != -1) {
         switch (c) {
@@ -224,6 +330,8 @@ int srv_cli_calibrate(int argc, char **argv)
         case 'H': holdout_path = optarg; break;
         case 'n': limit = strtol(optarg, NULL, 10); break;
         case 'C': config = optarg; break;
+        case 'O': open_set = 1; break;
+        case 'K': keep = strtod(optarg, NULL); break;
         case 'h':
             printf("usage: erd calibrate --db FILE --queries FILE --out FILE [OPTIONS]\n\n"
                    "Resolves held-out SIMULATED queries (dev format: domain = catalog,\n"
@@ -240,7 +348,13 @@ int srv_cli_calibrate(int argc, char **argv)
                    "  --holdout-out FILE write the held-out half's queries here (for erd eval\n"
                    "                     --reliability with the new file)\n"
                    "  --limit N          only the first N queries\n"
-                   "  --config FILE      configuration file (rerank, candidates, ...)\n",
+                   "  --config FILE      configuration file (rerank, candidates, ...)\n"
+                   "  --open-set         keep queries whose entity is not in the catalog, and\n"
+                   "                     queries with \"entity_id\": null (no catalog request\n"
+                   "                     at all): every result of theirs is wrong.  Also picks\n"
+                   "                     the no-match threshold the file records\n"
+                   "  --keep X           that threshold keeps this share of the held-out\n"
+                   "                     half's right top answers (default 0.95)\n",
                    CAL_K_MAX);
             return SRV_EXIT_OK;
         default:
@@ -248,7 +362,8 @@ int srv_cli_calibrate(int argc, char **argv)
             return SRV_EXIT_USAGE;
         }
     }
-    if (optind != argc || !queries || !out_path || !(l2 >= 0) || k < 2 || k > CAL_K_MAX) {
+    if (optind != argc || !queries || !out_path || !(l2 >= 0) || k < 2 || k > CAL_K_MAX ||
+        !(keep > 0 && keep <= 1)) {
         fprintf(stderr, "erd calibrate: needs --queries and --out, l2 >= 0, 2 <= k <= %d\n"
                         "Try 'erd calibrate --help'.\n",
                 CAL_K_MAX);
@@ -315,12 +430,21 @@ int srv_cli_calibrate(int argc, char **argv)
         const char *gold = json_string_value(json_object_get(q, "entity_id"));
         json_t *nbest = json_object_get(q, "nbest");
         int64_t catalog_id;
-        if (!domain || !gold || !json_is_array(nbest) || json_array_size(nbest) == 0) {
+        json_t *first = json_array_get(nbest, 0);
+        const char *key = gold ? gold : json_string_value(json_object_get(first, "text"));
+        int ood = !gold && open_set && json_is_null(json_object_get(q, "entity_id"));
+        if (!domain || (!gold && !ood) || !key || !json_is_array(nbest) ||
+            json_array_size(nbest) == 0) {
             json_decref(q);
             continue;
         }
-        if (vix_store_catalog_find(store, domain, &catalog_id, NULL) < 0 ||
-            srv_eval_same_entity(store, catalog_id, gold, gold) != 1) {
+        if (vix_store_catalog_find(store, domain, &catalog_id, NULL) < 0) {
+            n_nogold++;
+            json_decref(q);
+            continue;
+        }
+        int absent = ood || srv_eval_same_entity(store, catalog_id, gold, gold) != 1;
+        if (absent && !open_set) {
             n_nogold++;
             json_decref(q);
             continue;
@@ -344,7 +468,7 @@ int srv_cli_calibrate(int argc, char **argv)
                           domain, enc, encoder);
             goto out;
         }
-        int half = cal__half(gold);
+        int half = cal__half(key);
         if (half && hold)
             fwrite(line, 1, (size_t)len, hold);
         n_queries++;
@@ -379,7 +503,9 @@ int srv_cli_calibrate(int argc, char **argv)
                 }
                 memcpy(rows.x + rows.n * VIX_CALIB_NFEAT, fx + i * VIX_CALIB_NFEAT,
                        VIX_CALIB_NFEAT * sizeof *fx);
-                rows.y[rows.n] = srv_eval_same_entity(store, catalog_id, gold, res[i].ext_id) == 1;
+                rows.y[rows.n] = !absent &&
+                                 srv_eval_same_entity(store, catalog_id, gold, res[i].ext_id) == 1;
+                rows.absent[rows.n] = (uint8_t)(ood ? 2 : absent);
                 rows.rank[rows.n] = (uint8_t)i;
                 rows.mode[rows.n] = (uint8_t)m;
                 rows.half[rows.n] = (uint8_t)half;
@@ -419,6 +545,12 @@ int srv_cli_calibrate(int argc, char **argv)
     cal__report(stdout, &rows, cal, 1, 1);
     cal__report(stdout, &rows, cal, 1, 0);
     cal__report(stdout, &rows, cal, 0, 0);
+    if (open_set) {
+        cal__open_set(stdout, &rows, cal, 0, 0.9);
+        cal__open_set(stdout, &rows, cal, 1, 0.9);
+        cal__open_set(stdout, &rows, cal, 0, keep);
+        cal->no_match_threshold = cal__open_set(stdout, &rows, cal, 1, keep);
+    }
 
     const char *base = strrchr(queries, '/');
     time_t now = time(NULL);
@@ -428,8 +560,9 @@ int srv_cli_calibrate(int argc, char **argv)
         strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
     snprintf(cal->provenance, sizeof cal->provenance,
              "erd calibrate queries=%s queries_used=%zu rows=%zu fit_top=%zu fit_rest=%zu "
-             "l2=%g k=%ld split=fnv1a64(entity_id) date=%s",
-             base ? base + 1 : queries, n_queries, rows.n, n_fit[1], n_fit[0], l2, k, date);
+             "l2=%g k=%ld split=fnv1a64(entity_id) open_set=%d keep=%g date=%s",
+             base ? base + 1 : queries, n_queries, rows.n, n_fit[1], n_fit[0], l2, k, open_set,
+             keep, date);
     rc = vix_calib_save(cal, out_path, &diag);
     if (rc < 0)
         goto out;

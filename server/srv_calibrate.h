@@ -23,4 +23,12 @@ int srv_eval_same_entity(vix_store *store, int64_t catalog_id, const char *gold_
 void srv_reliability_print(FILE *out, const char *title, const double *p, const uint8_t *y,
                            size_t n);
 
+/* Area under the ROC curve of scores pos (should be high) against neg
+ * (should be low), ties counted a half; NAN when either side is empty. */
+double srv_auroc(const double *pos, size_t n_pos, const double *neg, size_t n_neg);
+
+/* The threshold that keeps the share keep of the scores pos (at or above
+ * it): the lowest of the top keep of them. */
+double srv_keep_threshold(const double *pos, size_t n_pos, double keep);
+
 #endif

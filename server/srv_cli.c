@@ -15,6 +15,8 @@
 #include "index/vix_build.h"
 #include "index/vix_index.h"
 #include "index/vix_resolve.h"
+#include "server/srv_explain.h"
+#include "server/srv_request.h"
 #include "index/vix_snapshot.h"
 #include "index/vix_store.h"
 #include "phonetics/pho_encoder.h"
@@ -728,34 +730,51 @@ int srv_cli_resolve(int argc, char **argv)
         {"db", required_argument, 0, 'd'},     {"catalog", required_argument, 0, 'c'},
         {"k", required_argument, 0, 'k'},      {"json", no_argument, 0, 'j'},
         {"timing", no_argument, 0, 'T'},       {"config", required_argument, 0, 'C'},
+        {"explain", no_argument, 0, 'E'},      {"min-score", required_argument, 0, 'M'},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
     };
-    const char *db = NULL, *catalog = NULL, *config = NULL;
-    long k = 0; /* 0: default_k from the configuration */
+    const char *db = NULL, *config = NULL;
+    srv_resolve_req req = {.k = 0, .min_score = -1}; /* k 0: default_k from the configuration */
     int json = 0, timing = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:c:k:jh", opts, NULL)) != -1) {
+        char *end;
         switch (c) {
         case 'd': db = optarg; break;
-        case 'c': catalog = optarg; break;
+        case 'c': req.catalog = optarg; break;
         case 'C': config = optarg; break;
         case 'j': json = 1; break;
         case 'T': timing = 1; break;
+        case 'E': req.explain = true; break;
+        case 'M':
+            req.min_score = strtod(optarg, &end);
+            if (*end || !(req.min_score >= 0 && req.min_score <= 1)) {
+                fprintf(stderr, "erd resolve: --min-score must be a number in [0, 1]\n");
+                return SRV_EXIT_USAGE;
+            }
+            break;
         case 'k': {
-            char *end;
-            k = strtol(optarg, &end, 10);
+            long k = strtol(optarg, &end, 10);
             if (*end || k < 1 || k > 1000) {
                 fprintf(stderr, "erd resolve: -k must be an integer in 1..1000\n");
                 return SRV_EXIT_USAGE;
             }
+            req.k = (size_t)k;
             break;
         }
         case 'h':
-            printf("usage: erd resolve --db FILE --catalog NAME [-k N] [--json] TEXT [TEXT...]\n\n"
-                   "Resolves one query; several TEXT arguments are an n-best list, best first.\n\n"
+            printf("usage: erd resolve --db FILE --catalog NAME [-k N] [--json] [--explain] TEXT...\n\n"
+                   "Resolves one query; several TEXT arguments are an n-best list, best first.\n"
+                   "Prints the results and whether the top one is a match (its score reaches\n"
+                   "no_match_threshold, or --min-score).\n\n"
                    "  --db FILE        catalog store\n"
                    "  --catalog NAME   catalog to search\n"
                    "  -k N             results to print (default from config: %s)\n"
+                   "  --min-score X    the top score \"match\" needs (default: no_match_threshold)\n"
+                   "  --explain        per result: the name or alias each hypothesis matched,\n"
+                   "                   both sides' phones, the alignment step by step with its\n"
+                   "                   channel costs, every stage's score and the calibration\n"
+                   "                   features (with --json: POST /v1/resolve's \"explain\")\n"
                    "  --json           print the same JSON as POST /v1/resolve\n"
                    "  --timing         print per-stage times on stderr\n"
                    "  --config FILE    configuration file\n",
@@ -765,7 +784,7 @@ int srv_cli_resolve(int argc, char **argv)
             return srv_cli_bad_usage("resolve");
         }
     }
-    if (optind >= argc || !catalog) {
+    if (optind >= argc || !req.catalog) {
         fprintf(stderr, "erd resolve: need --catalog and at least one TEXT\n");
         return srv_cli_bad_usage("resolve");
     }
@@ -775,23 +794,26 @@ int srv_cli_resolve(int argc, char **argv)
         return rc;
     if (!db)
         db = cfg.db;
-    if (!k)
-        k = cfg.default_k;
+    if (!req.k)
+        req.k = (size_t)cfg.default_k;
     if (access(db, F_OK) != 0) {
         fprintf(stderr, "erd resolve: %s: no such database\n", db);
         return SRV_EXIT_NOINPUT;
     }
-    size_t n = (size_t)(argc - optind);
-    vix_hypothesis *hyps = calloc(n, sizeof *hyps);
-    vix_result *results = calloc((size_t)k, sizeof *results);
+    req.n_hyps = (size_t)(argc - optind);
+    vix_hypothesis *hyps = calloc(req.n_hyps, sizeof *hyps);
+    vix_result *results = calloc(req.k, sizeof *results);
     vix_resolver *resolver = NULL;
+    vix_view *view = NULL;
+    srv_answer answer = {0};
     erd_diag diag = {0};
     if (!hyps || !results) {
         rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < req.n_hyps; i++)
         hyps[i] = (vix_hypothesis){.text = argv[optind + (int)i], .len = strlen(argv[optind + (int)i])};
+    req.hyps = hyps;
     vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg.g2p_voice,
                             .g2p_cache_entries = 64, .candidates = (size_t)cfg.candidates};
     char rerank[2048], calibration[2048];
@@ -800,31 +822,24 @@ int srv_cli_resolve(int argc, char **argv)
     rc = vix_resolver_open(&ro, &resolver, &diag);
     if (rc < 0)
         goto out;
-    srv__calibration_note("resolve", resolver, catalog, ro.calibration);
-    size_t n_out = 0;
+    srv__calibration_note("resolve", resolver, req.catalog, ro.calibration);
     vix_timing tm;
-    rc = vix_resolve(resolver, catalog, hyps, n, (size_t)k, results, &n_out, &tm, &diag);
-    rc = srv_hint_unbuilt(db, catalog, rc, &diag);
+    view = vix_resolver_acquire(resolver);
+    rc = srv_answer_resolve(resolver, view, &req, cfg.no_match_threshold, results, &tm, &answer,
+                            &diag);
+    rc = srv_hint_unbuilt(db, req.catalog, rc, &diag);
     if (rc < 0)
         goto out;
     if (json) {
-        printf("{\"results\":[");
-        for (size_t i = 0; i < n_out; i++) {
-            /* ids and names come from the operator's own catalog; escape
-             * the two characters that would break the JSON string. */
-            printf("%s{\"id\":\"", i ? "," : "");
-            for (const char *s = results[i].ext_id; *s; s++)
-                printf(*s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
-            printf("\",\"name\":\"");
-            for (const char *s = results[i].name; *s; s++)
-                printf(*s == '"' || *s == '\\' ? "\\%c" : "%c", *s);
-            printf("\",\"score\":%.4f}", results[i].score);
-        }
-        printf("]}\n");
+        char *text = NULL;
+        size_t len = 0;
+        rc = srv_write_answer(&answer, &text, &len, &diag);
+        if (rc < 0)
+            goto out;
+        printf("%s\n", text);
+        free(text);
     } else {
-        for (size_t i = 0; i < n_out; i++)
-            printf("%zu\t%.4f\t%s\t%s\n", i + 1, results[i].score, results[i].ext_id,
-                   results[i].name);
+        srv_explain_print(stdout, &answer);
     }
     if (timing)
         fprintf(stderr,
@@ -832,6 +847,8 @@ int srv_cli_resolve(int argc, char **argv)
                 (double)tm.g2p_ns / 1e6, (double)tm.encode_ns / 1e6, (double)tm.search_ns / 1e6,
                 (double)tm.aggregate_ns / 1e6, (double)tm.rerank_ns / 1e6);
 out:
+    srv_answer_clear(&answer);
+    vix_view_release(view);
     vix_resolver_close(resolver);
     free(hyps);
     free(results);

@@ -15,6 +15,7 @@
 #include "phonetics/pho_text.h"
 #include "server/srv_calibrate.h"
 #include "server/srv_cli.h"
+#include "server/srv_explain.h"
 
 #define EVAL_K 5
 #define EVAL_KEYS_MAX 16
@@ -30,12 +31,27 @@ typedef struct eval_tally {
     double rr[EVAL_MODES];
 } eval_tally;
 
+/* Open-set measurement: per n-best resolve, what kind of query it was and
+ * how its top result scored. */
+enum { EVAL_RIGHT, EVAL_WRONG, EVAL_NONE, EVAL_OOD, EVAL_CLASSES };
+
+typedef struct eval_open {
+    struct eval_open_item {
+        size_t domain; /* index into the tallies */
+        int cls;       /* EVAL_RIGHT .. EVAL_OOD */
+        double top;
+        int match;     /* the answer's "match" */
+    } *v;
+    size_t n, cap;
+} eval_open;
+
 typedef struct eval_keys {
     size_t n;
     char key[EVAL_KEYS_MAX][PHO_TEXT_MAX];
 } eval_keys;
 
 typedef struct eval_ctx {
+    const char *no_match; /* no_match_threshold spec, in process */
     vix_store *store;
     vix_resolver *resolver; /* in-process mode */
     CURL *curl;             /* HTTP mode */
@@ -153,10 +169,11 @@ static size_t eval__curl_write(char *data, size_t size, size_t nmemb, void *user
 /* Resolves hyps through HTTP or in process; writes up to EVAL_K result ids
  * (malloc'd strings) into ret_ids. */
 static int eval__resolve(eval_ctx *ctx, const char *catalog, json_t *nbest, size_t n_hyps,
-                         char *ret_ids[EVAL_K], size_t *ret_n, double *ret_top, char *err,
-                         size_t errcap)
+                         char *ret_ids[EVAL_K], size_t *ret_n, double *ret_top, int *ret_match,
+                         char *err, size_t errcap)
 {
     double top = 0;
+    int match = 0;
     size_t n_out = 0;
     double t0 = eval__now();
     int rc = 0;
@@ -186,6 +203,7 @@ static int eval__resolve(eval_ctx *ctx, const char *catalog, json_t *nbest, size
             json_decref(resp);
             return -1;
         }
+        match = json_is_true(json_object_get(resp, "match"));
         size_t i;
         json_t *r;
         json_array_foreach(results, i, r)
@@ -203,8 +221,13 @@ static int eval__resolve(eval_ctx *ctx, const char *catalog, json_t *nbest, size
         erd_diag diag = {0};
         n_hyps = srv_cli_nbest(nbest, hyps, n_hyps < 64 ? n_hyps : 64);
         size_t n_res = 0;
-        rc = vix_resolve(ctx->resolver, catalog, hyps, n_hyps, EVAL_K, results, &n_res, NULL,
-                         &diag);
+        vix_view *view = vix_resolver_acquire(ctx->resolver);
+        rc = vix_resolve_in(ctx->resolver, view, catalog, hyps, n_hyps, EVAL_K, results, &n_res,
+                            NULL, NULL, &diag);
+        match = rc == ERD_OK && n_res &&
+                results[0].score >= srv_no_match_threshold(ctx->no_match, -1, ctx->resolver, view,
+                                                           catalog);
+        vix_view_release(view);
         if (rc < 0) {
             snprintf(err, errcap, "%s", erd_diag_message(&diag, rc));
             return -1;
@@ -226,7 +249,70 @@ static int eval__resolve(eval_ctx *ctx, const char *catalog, json_t *nbest, size
         ctx->lat_ms[ctx->n_lat++] = (eval__now() - t0) * 1e3;
     *ret_n = n_out;
     *ret_top = top;
+    *ret_match = match;
     return rc;
+}
+
+static void eval__open_add(eval_open *o, size_t domain, int cls, double top, int match)
+{
+    if (o->n == o->cap) {
+        size_t ncap = o->cap ? o->cap * 2 : 1024;
+        struct eval_open_item *v = realloc(o->v, ncap * sizeof *v);
+        if (!v)
+            return;
+        o->v = v;
+        o->cap = ncap;
+    }
+    o->v[o->n++] = (struct eval_open_item){domain, cls, top, match};
+}
+
+/* The open-set figures of one domain (SIZE_MAX: all): how well the top
+ * score tells right answers from queries whose entity the catalog lacks
+ * (AUROC; share of them rejected at the threshold keeping 90 % of the
+ * right), and what the configured threshold's "match" does. */
+static void eval__open_print(FILE *out, const eval_open *o, size_t domain, const char *name)
+{
+    size_t cnt[EVAL_CLASSES] = {0}, matched[EVAL_CLASSES] = {0};
+    double *sc[EVAL_CLASSES];
+    for (int c = 0; c < EVAL_CLASSES; c++)
+        sc[c] = malloc((o->n ? o->n : 1) * sizeof *sc[c]);
+    for (size_t i = 0; i < o->n; i++) {
+        const struct eval_open_item *it = &o->v[i];
+        if (domain != SIZE_MAX && it->domain != domain)
+            continue;
+        if (sc[it->cls])
+            sc[it->cls][cnt[it->cls]] = it->top;
+        cnt[it->cls]++;
+        matched[it->cls] += it->match != 0;
+    }
+    for (int c = 0; c < EVAL_CLASSES; c++)
+        if (!sc[c])
+            cnt[c] = 0;
+    double t = srv_keep_threshold(sc[EVAL_RIGHT], cnt[EVAL_RIGHT], 0.9);
+    size_t rejected = 0;
+    for (size_t i = 0; i < cnt[EVAL_NONE]; i++)
+        rejected += sc[EVAL_NONE][i] < t;
+    size_t in = cnt[EVAL_RIGHT] + cnt[EVAL_WRONG];
+#define EVAL_PCT(a, b) ((b) ? 100.0 * (double)(a) / (double)(b) : 0.0)
+    fprintf(out, "open set %-6s n-best: %zu with an answer: acc@1 %.3f, right and \"match\": "
+                 "true %.3f",
+            name, in, in ? (double)cnt[EVAL_RIGHT] / (double)in : 0.0,
+            in ? (double)matched[EVAL_RIGHT] / (double)in : 0.0);
+    if (cnt[EVAL_NONE])
+        fprintf(out, "; %zu without: AUROC right vs without %.4f, the threshold keeping 90 %% of "
+                     "right answers (%.4f) rejects %.1f %% of those without, \"match\": false "
+                     "for %.1f %% of them",
+                cnt[EVAL_NONE], srv_auroc(sc[EVAL_RIGHT], cnt[EVAL_RIGHT], sc[EVAL_NONE],
+                                          cnt[EVAL_NONE]),
+                t, EVAL_PCT(rejected, cnt[EVAL_NONE]),
+                EVAL_PCT(cnt[EVAL_NONE] - matched[EVAL_NONE], cnt[EVAL_NONE]));
+    if (cnt[EVAL_OOD])
+        fprintf(out, "; out of domain: \"match\": false for %.1f %% of %zu",
+                EVAL_PCT(cnt[EVAL_OOD] - matched[EVAL_OOD], cnt[EVAL_OOD]), cnt[EVAL_OOD]);
+#undef EVAL_PCT
+    fputc('\n', out);
+    for (int c = 0; c < EVAL_CLASSES; c++)
+        free(sc[c]);
 }
 
 static int eval__cmp_double(const void *a, const void *b)
@@ -259,7 +345,7 @@ int srv_cli_eval(int argc, char **argv)
         {"domain", required_argument, 0, 'D'},  {"limit", required_argument, 0, 'n'},
         {"json", no_argument, 0, 'j'},          {"errors", required_argument, 0, 'E'},
         {"config", required_argument, 0, 'C'},  {"reliability", no_argument, 0, 'R'},
-        {"help", no_argument, 0, 'h'},
+        {"open-set", no_argument, 0, 'O'},      {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *db = NULL, *queries = NULL, *url = NULL, *only_domain = NULL, *config = NULL;
@@ -267,7 +353,7 @@ int srv_cli_eval(int argc, char **argv)
     const char *map_from[EVAL_MAP_MAX], *map_to[EVAL_MAP_MAX];
     size_t n_map = 0;
     long limit = -1;
-    int json = 0, reliability = 0, c;
+    int json = 0, reliability = 0, open_set = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "d:Q:u:m:D:n:jh", opts, NULL)) != -1) {
         switch (c) {
@@ -278,6 +364,7 @@ int srv_cli_eval(int argc, char **argv)
         case 'n': limit = strtol(optarg, NULL, 10); break;
         case 'j': json = 1; break;
         case 'R': reliability = 1; break;
+        case 'O': open_set = 1; break;
         case 'E': errors_path = optarg; break;
         case 'C': config = optarg; break;
         case 'm': {
@@ -310,6 +397,13 @@ int srv_cli_eval(int argc, char **argv)
                    "  --json               one JSON object per row\n"
                    "  --reliability        also print how well the top result's score works as\n"
                    "                       a probability: bins, ECE and Brier score per mode\n"
+                   "  --open-set           also resolve queries whose entity is not in the\n"
+                   "                       catalog, and out-of-domain ones (\"entity_id\": null),\n"
+                   "                       n-best: AUROC of the top score, right answers vs\n"
+                   "                       queries without one; the share of those rejected at\n"
+                   "                       the threshold keeping 90 %% of right answers; what\n"
+                   "                       \"match\" answers under the configured threshold\n"
+                   "                       (deploy/eval-open-set.sh builds such a catalog)\n"
                    "  --config FILE        configuration file\n");
             return SRV_EXIT_OK;
         default:
@@ -343,7 +437,8 @@ int srv_cli_eval(int argc, char **argv)
         return SRV_EXIT_FAIL;
     }
 
-    eval_ctx ctx = {.url = url};
+    eval_ctx ctx = {.url = url, .no_match = cfg.no_match_threshold};
+    eval_open open = {0};
     eval_rel rel[EVAL_MODES] = {{0}};
     eval_tally tallies[EVAL_DOMAINS_MAX] = {0};
     size_t n_tallies = 0;
@@ -408,7 +503,8 @@ int srv_cli_eval(int argc, char **argv)
         const char *domain = json_string_value(json_object_get(q, "domain"));
         const char *gold_id = json_string_value(json_object_get(q, "entity_id"));
         json_t *nbest = json_object_get(q, "nbest");
-        if (!domain || !gold_id || !json_is_array(nbest)) {
+        int ood = open_set && json_is_null(json_object_get(q, "entity_id"));
+        if (!domain || (!gold_id && !ood) || !json_is_array(nbest)) {
             json_decref(q);
             if (len > 1) {
                 fprintf(stderr, "erd eval: %s:%u: not a query (%s)\n", queries, lineno,
@@ -426,8 +522,10 @@ int srv_cli_eval(int argc, char **argv)
             if (!strcmp(map_from[i], domain))
                 catalog = map_to[i];
         int64_t catalog_id;
-        if (vix_store_catalog_find(ctx.store, catalog, &catalog_id, NULL) < 0 ||
-            eval__keys_for(&ctx, catalog_id, gold_id, gold) < 0 || gold->n == 0) {
+        int known = vix_store_catalog_find(ctx.store, catalog, &catalog_id, NULL) == ERD_OK;
+        int absent = ood || !known || eval__keys_for(&ctx, catalog_id, gold_id, gold) < 0 ||
+                     gold->n == 0;
+        if (absent && !(open_set && known)) {
             n_nogold++;
             json_decref(q);
             continue;
@@ -444,25 +542,35 @@ int srv_cli_eval(int argc, char **argv)
             json_decref(q);
             continue;
         }
-        t->n++;
-        for (int m = 0; m < EVAL_MODES; m++) {
+        t->n += !absent;
+        for (int m = absent ? EVAL_NBEST : 0; m < EVAL_MODES; m++) {
             size_t n_hyps = m == EVAL_1BEST ? 1 : json_array_size(nbest);
             char *ids[EVAL_K];
             size_t n_ids = 0;
             char err[512];
             double top = 0;
-            if (n_hyps == 0 || eval__resolve(&ctx, catalog, nbest, n_hyps, ids, &n_ids, &top, err,
-                                             sizeof err) < 0) {
+            int match = 0;
+            if (n_hyps == 0 || eval__resolve(&ctx, catalog, nbest, n_hyps, ids, &n_ids, &top,
+                                             &match, err, sizeof err) < 0) {
                 if (n_hyps)
                     fprintf(stderr, "erd eval: %s:%u: %s\n", queries, lineno, err);
                 n_failed++;
                 continue;
             }
             int rank = 0;
-            for (size_t i = 0; i < n_ids; i++) {
+            for (size_t i = 0; !absent && i < n_ids; i++) {
                 if (!rank && eval__keys_for(&ctx, catalog_id, ids[i], got) == ERD_OK &&
                     eval__matches(gold, got))
                     rank = (int)i + 1;
+            }
+            if (open_set && m == EVAL_NBEST)
+                eval__open_add(&open, (size_t)(t - tallies), ood ? EVAL_OOD : absent ? EVAL_NONE
+                                                             : rank == 1 ? EVAL_RIGHT : EVAL_WRONG,
+                               top, match);
+            if (absent) {
+                for (size_t i = 0; i < n_ids; i++)
+                    free(ids[i]);
+                continue;
             }
             if (rank == 1)
                 t->hit1[m]++;
@@ -511,6 +619,10 @@ int srv_cli_eval(int argc, char **argv)
         eval__print_row(stdout, &tallies[i], json);
     if (n_tallies > 1)
         eval__print_row(stdout, &all, json);
+    for (size_t i = 0; open_set && i < n_tallies; i++)
+        eval__open_print(stdout, &open, i, tallies[i].domain);
+    if (open_set && n_tallies > 1)
+        eval__open_print(stdout, &open, SIZE_MAX, "all");
     for (int m = EVAL_MODES - 1; reliability && m >= 0; m--)
         srv_reliability_print(stdout, m == EVAL_NBEST ? "top result, n-best" : "top result, 1-best",
                               rel[m].p, rel[m].y, rel[m].n);
@@ -533,6 +645,7 @@ int srv_cli_eval(int argc, char **argv)
         diag.code = 0;
     }
 out:
+    free(open.v);
     for (int m = 0; m < EVAL_MODES; m++) {
         free(rel[m].p);
         free(rel[m].y);

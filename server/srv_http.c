@@ -22,6 +22,7 @@
 #include "server/srv_auth.h"
 #include "server/srv_console.h"
 #include "server/srv_hint.h"
+#include "server/srv_explain.h"
 #include "server/srv_metrics.h"
 #include "server/srv_pool.h"
 #include "server/srv_request.h"
@@ -53,6 +54,7 @@ typedef struct srv__route {
 } srv__route;
 
 static enum MHD_Result srv__resolve(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
+static enum MHD_Result srv__analyze(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
 static enum MHD_Result srv__healthz(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
 static enum MHD_Result srv__readyz(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
 static enum MHD_Result srv__metrics(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
@@ -62,6 +64,7 @@ static enum MHD_Result srv__console(srv_http *h, struct srv__req *r, struct MHD_
 
 static const srv__route srv__routes[] = {
     {"/v1/resolve", "POST", SRV_AUTH_RESOLVE, SRV__BODY, srv__resolve, false},
+    {"/v1/analyze", "POST", SRV_AUTH_RESOLVE, SRV__BODY, srv__analyze, false},
     {"/healthz", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__healthz, false},
     {"/readyz", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__readyz, false},
     {"/metrics", "GET, HEAD", SRV_AUTH_METRICS, SRV__NO_BODY, srv__metrics, false},
@@ -357,22 +360,17 @@ static enum MHD_Result srv__resolve(srv_http *h, srv__req *r, struct MHD_Connect
     vix_result *results = srv_pool_alloc(r->pool, req.k * sizeof *results);
     if (!results)
         return srv__send_error(r, conn, ERD_ENOMEM, "request exceeds its memory budget");
-    size_t n_out = 0;
     vix_timing tm = {0};
     /* The view pins the catalogs this resolve reads (a rebuild or a write
      * may publish new ones meanwhile) until the reply holds its strings. */
     vix_view *view = vix_resolver_acquire(h->resolver);
-    rc = vix_resolve_in(h->resolver, view, req.catalog, req.hyps, req.n_hyps, req.k, results,
-                        &n_out, &tm, NULL, &diag);
     char *json = NULL;
     size_t len = 0;
-    if (rc == ERD_OK) {
-        if (n_out > req.k)
-            n_out = req.k;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        rc = srv_write_results(results, n_out, &json, &len, &diag);
-        srv_metrics_stages(h->metrics, parse_ns, &tm, srv__ns_since(&t0));
-    }
+    unsigned long long serialise_ns = 0;
+    rc = srv_resolve_answer(h->resolver, view, &req, r->live->cfg.no_match_threshold, parse_ns,
+                            results, &tm, &serialise_ns, &json, &len, &diag);
+    if (rc == ERD_OK)
+        srv_metrics_stages(h->metrics, parse_ns, &tm, serialise_ns);
     vix_view_release(view);
     rc = srv_hint_unbuilt(h->db, req.catalog, rc, &diag);
     if (rc < 0)
@@ -392,6 +390,20 @@ static enum MHD_Result srv__console(srv_http *h, srv__req *r, struct MHD_Connect
     return srv__send_as(r, conn, MHD_HTTP_OK, (char *)a->data, a->len, MHD_RESPMEM_PERSISTENT,
                         a->content_type, "Content-Security-Policy",
                         "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
+}
+
+/* What the resolver makes of a text (normalised, IPA, phones), as
+ * Elasticsearch's _analyze shows a query's tokens. */
+static enum MHD_Result srv__analyze(srv_http *h, srv__req *r, struct MHD_Connection *conn)
+{
+    erd_diag diag = {0};
+    char *json = NULL;
+    size_t len = 0;
+    int rc = srv_analyze(h->resolver, r->body, r->body_len, r->live->limits.max_text_bytes, &json,
+                         &len, &diag);
+    if (rc < 0)
+        return srv__send_diag(r, conn, rc, &diag);
+    return srv__send(r, conn, MHD_HTTP_OK, json, len, MHD_RESPMEM_MUST_FREE);
 }
 
 /* The admin operation a route and method stand for. */

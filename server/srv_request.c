@@ -293,6 +293,23 @@ int srv_parse_resolve(srv_pool *pool, const char *body, size_t len, const srv_li
         req.k = (size_t)kv;
     }
 
+    const json_t *min_score = json_object_get(root, "min_score");
+    req.min_score = -1;
+    if (min_score && !json_is_null(min_score)) {
+        double v = json_is_number(min_score) ? json_number_value(min_score) : -1;
+        if (!(v >= 0 && v <= 1)) {
+            rc = erd_fail(diag, ERD_EINVAL, "min_score must be a number between 0 and 1");
+            goto out;
+        }
+        req.min_score = v;
+    }
+    const json_t *explain = json_object_get(root, "explain");
+    if (explain && !json_is_null(explain) && !json_is_boolean(explain)) {
+        rc = erd_fail(diag, ERD_EINVAL, "explain must be true or false");
+        goto out;
+    }
+    req.explain = json_is_true(explain);
+
     const json_t *text = json_object_get(root, "text");
     const json_t *hyps = json_object_get(root, "hypotheses");
     if (text && json_is_null(text))
@@ -375,7 +392,13 @@ static bool srv__grow_bound(size_t *total, const char *s)
 int srv_write_results(const vix_result *results, size_t n, char **ret_json, size_t *ret_len,
                       erd_diag *diag)
 {
-    size_t bound = 32;
+    return srv_write_answer_plain(results, n, -1, ret_json, ret_len, diag);
+}
+
+int srv_write_answer_plain(const vix_result *results, size_t n, int match, char **ret_json,
+                           size_t *ret_len, erd_diag *diag)
+{
+    size_t bound = 48; /* the list's brackets and "match" */
     for (size_t i = 0; i < n; i++) {
         const char *id = results[i].ext_id ? results[i].ext_id : "";
         const char *name = results[i].name ? results[i].name : "";
@@ -407,7 +430,7 @@ int srv_write_results(const vix_result *results, size_t n, char **ret_json, size
         srv__puts(&b, num);
         srv__put(&b, "}", 1);
     }
-    srv__puts(&b, "]}");
+    srv__puts(&b, match < 0 ? "]}" : match ? "],\"match\":true}" : "],\"match\":false}");
     *ret_json = b.p;
     *ret_len = b.len;
     return ERD_OK;

@@ -9,6 +9,7 @@
 #ifndef SRV_REQUEST_H
 #define SRV_REQUEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config/cfg.h"
@@ -31,6 +32,8 @@ typedef struct srv_resolve_req {
     vix_hypothesis *hyps;  /* n_hyps entries, texts in the pool, best first */
     size_t n_hyps;
     size_t k;
+    double min_score;      /* "match" needs the top score at least this; -1: not given */
+    bool explain;          /* answer with each result's explanation */
 } srv_resolve_req;
 
 /* Limits from the configuration (non-positive values become 1). */
@@ -59,6 +62,11 @@ int srv_write_results(const vix_result *results, size_t n, char **ret_json, size
  * malloc'd buffer as above.  message NULL means erd_strerror(err); invalid
  * UTF-8 in message is replaced rather than failing, since this is the path
  * that reports failures.  ERD_ENOMEM only. */
+/* srv_write_results with "match": true or false after the list (match 1
+ * or 0; -1 leaves it out, as srv_write_results does). */
+int srv_write_answer_plain(const vix_result *results, size_t n, int match, char **ret_json,
+                           size_t *ret_len, erd_diag *diag);
+
 int srv_write_error(int err, const char *message, char **ret_json, size_t *ret_len);
 
 /* Writes s[0..len) JSON-escaped (without quotes) into out[0..cap), always

@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <jansson.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -586,6 +587,112 @@ static void test_resolve(void)
 
     expect_top("{\"catalog\":\"mini\",\"text\":\"Wuthering Heights\",\"k\":2,\"client\":\"ignored\"}",
                "goodbooks:63", "unknown top-level field ignored");
+}
+
+static bool write_config_ex(const char *path, const char *extra);
+static bool write_config(void);
+
+/* The first hypothesis of the top result's explanation (NULL when absent). */
+static json_t *top_explain_hyp(json_t *root)
+{
+    json_t *ex = json_object_get(json_array_get(json_object_get(root, "results"), 0), "explain");
+    return json_array_get(json_object_get(ex, "hypotheses"), 0);
+}
+
+static bool match_of(const char *body, bool *ret_listed)
+{
+    reply r = post(body);
+    json_t *root = parse_json(&r);
+    bool m = json_is_true(json_object_get(root, "match"));
+    *ret_listed = r.status == 200 && json_array_size(json_object_get(root, "results")) > 0 &&
+                  json_is_boolean(json_object_get(root, "match"));
+    json_decref(root);
+    reply_free(&r);
+    return m;
+}
+
+/* "match" under min_score and no_match_threshold, "explain": true, and
+ * POST /v1/analyze; every reply is also checked against the OpenAPI
+ * document with the others. */
+static void test_match_explain(void)
+{
+    bool listed;
+    ok(match_of("{\"catalog\":\"mini\",\"text\":\"the hunger games\"}", &listed) && listed,
+       "exact title: \"match\": true");
+    ok(!match_of("{\"catalog\":\"mini\",\"text\":\"the hunger games\",\"min_score\":1}", &listed) &&
+           listed,
+       "min_score 1: \"match\": false, candidates still listed");
+    ok(match_of("{\"catalog\":\"mini\",\"text\":\"zebra crossing\",\"min_score\":0}", &listed) && listed,
+       "min_score 0: anything matches");
+    expect_error(post("{\"catalog\":\"mini\",\"text\":\"dune\",\"min_score\":1.5}"), 400,
+                 "invalid_argument", "min_score above 1");
+    expect_error(post("{\"catalog\":\"mini\",\"text\":\"dune\",\"min_score\":\"high\"}"), 400,
+                 "invalid_argument", "min_score not a number");
+    expect_error(post("{\"catalog\":\"mini\",\"text\":\"dune\",\"explain\":\"yes\"}"), 400,
+                 "invalid_argument", "explain not a boolean");
+
+    /* a per-catalog threshold, applied on reload */
+    ok(write_config_ex(conf_path, "no_match_threshold auto,mini=1\n"), "per-catalog threshold written");
+    ok(reload_daemon("erd: configuration reloaded"), "and reloaded");
+    ok(!match_of("{\"catalog\":\"mini\",\"text\":\"the hunger games\"}", &listed) && listed,
+       "mini=1: \"match\": false");
+    ok(match_of("{\"catalog\":\"mini\",\"text\":\"the hunger games\",\"min_score\":0.01}",
+                &listed),
+       "a request's min_score wins over the configuration");
+    ok(write_config(), "configuration restored");
+    ok(reload_daemon("erd: configuration reloaded"), "and reloaded");
+
+    reply r = post("{\"catalog\":\"mini\",\"hypotheses\":[{\"text\":\"nineteen eighty four\"},"
+                   "{\"text\":\"nineteen eighty for\"}],\"explain\":true}");
+    is_int(r.status, 200, "explain: 200");
+    json_t *root = parse_json(&r);
+    json_t *top = json_array_get(json_object_get(root, "results"), 0);
+    json_t *ex = json_object_get(top, "explain"), *hyp = top_explain_hyp(root);
+    is_str(json_string_value(json_object_get(json_object_get(ex, "matched"), "kind")), "alias",
+           "explain names the alias that matched (%.300s)", r.body ? r.body : "");
+    json_t *steps = json_object_get(hyp, "alignment");
+    double sum = 0;
+    size_t i;
+    json_t *st;
+    bool shaped = json_array_size(steps) > 0;
+    json_array_foreach(steps, i, st)
+    {
+        const char *op = json_string_value(json_object_get(st, "op"));
+        shaped &= op && (!strcmp(op, "match") || !strcmp(op, "sub") || !strcmp(op, "ins") ||
+                         !strcmp(op, "del"));
+        sum += json_number_value(json_object_get(st, "cost"));
+    }
+    double cost = json_number_value(json_object_get(hyp, "cost"));
+    ok(shaped && fabs(sum - cost) <= 1e-3 * (1 + fabs(cost)),
+       "alignment steps are match/sub/ins/del whose costs add up to the hypothesis's (%g vs %g)",
+       sum, cost);
+    ok(json_number_value(json_object_get(top, "score")) ==
+           json_number_value(json_object_get(ex, "probability")),
+       "the explained probability is the score answered");
+    json_t *timing = json_object_get(json_object_get(root, "explain"), "timing");
+    ok(json_is_number(json_object_get(timing, "rerank_ms")), "stage timings given");
+    json_t *hyp_phones = json_deep_copy(json_object_get(hyp, "phones"));
+    json_decref(root);
+    reply_free(&r);
+
+    r = http("POST", "/v1/analyze", "{\"text\":\"Nineteen Eighty-Four\",\"catalog\":\"mini\"}");
+    is_int(r.status, 200, "analyze: 200");
+    root = parse_json(&r);
+    is_str(json_string_value(json_object_get(root, "text")), "nineteen eighty four",
+           "analyze: normalised text");
+    ok(json_string_length(json_object_get(root, "ipa")) > 0, "analyze: IPA");
+    ok(json_equal(json_object_get(root, "phones"), hyp_phones),
+       "analyze gives the phones the explanation aligned");
+    json_decref(hyp_phones);
+    json_decref(root);
+    reply_free(&r);
+    expect_error(http("POST", "/v1/analyze", "{\"text\":\"\"}"), 400, "invalid_argument",
+                 "analyze: empty text");
+    expect_error(http("POST", "/v1/analyze", "{\"text\":\"dune\",\"catalog\":\"nope\"}"), 404,
+                 "unknown_catalog", "analyze: unknown catalog");
+    r = http("GET", "/v1/analyze", NULL);
+    is_int(r.status, 405, "analyze: GET is 405");
+    reply_free(&r);
 }
 
 static void test_errors(void)
@@ -1299,6 +1406,28 @@ static void m_metrics_json(json_t *doc)
                         json_pack("{s:{s:{s:s}}}", "application/json", "schema", "type", "object"));
 }
 
+static void m_no_match_op(json_t *doc)
+{
+    json_t *op = json_object_get(json_object_get(schema_at(doc, "AlignmentStep"), "properties"), "op");
+    json_object_set_new(op, "enum", json_pack("[s,s,s]", "sub", "ins", "del"));
+}
+
+static void m_analysis_field(json_t *doc)
+{
+    json_object_del(json_object_get(schema_at(doc, "Analysis"), "properties"), "ipa");
+    json_array_clear(json_object_get(schema_at(doc, "Analysis"), "required"));
+}
+
+/* The capture of the explained resolve: the 200 whose body has "explain". */
+static int find_explain_capture(void)
+{
+    for (size_t i = 0; i < n_captures; i++)
+        if (!strcmp(captures[i].path, "/v1/resolve") && captures[i].status == 200 &&
+            captures[i].body && strstr(captures[i].body, "\"alignment\""))
+            return (int)i;
+    return -1;
+}
+
 static void test_openapi(void)
 {
     char path[1024];
@@ -1342,6 +1471,8 @@ static void test_openapi(void)
         {"POST", "/v1/catalogs/scratch/bulk", 200}, {"POST", "/v1/catalogs/scratch/bulk", 413},
         {"POST", "/v1/catalogs/mini/rebuild", 202}, {"GET", "/v1/catalogs/mini/rebuild", 200},
         {"POST", "/v1/catalogs/empty/rebuild", 400}, {"GET", "/v1/catalogs/empty", 200},
+        {"POST", "/v1/analyze", 200}, {"POST", "/v1/analyze", 400}, {"POST", "/v1/analyze", 404},
+        {"GET", "/v1/analyze", 405},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
         ok(find_capture(want[i].method, want[i].path, want[i].status) >= 0, "captured and checked: %s %s %ld",
@@ -1372,6 +1503,10 @@ static void test_openapi(void)
                  m_bulk_field);
     expect_drift(doc, "rebuild state running not in the enum", find_capture("POST", "/v1/catalogs/mini/rebuild", 202),
                  m_rebuild_state);
+    expect_drift(doc, "alignment op match missing from the enum", find_explain_capture(),
+                 m_no_match_op);
+    expect_drift(doc, "analyze ipa not documented", find_capture("POST", "/v1/analyze", 200),
+                 m_analysis_field);
     expect_drift(doc, "401 not documented for entity upsert",
                  find_capture("POST", "/v1/catalogs/mini/entities", 401), m_no_admin_401);
     json_decref(doc);
@@ -1896,6 +2031,7 @@ int main(void)
     if (up) {
         test_health();
         test_resolve();
+        test_match_explain();
         test_errors();
         test_concurrent();
         test_metrics_forbidden();

@@ -76,6 +76,7 @@ static void sample_calib(vix_calib *c)
     snprintf(c->encoder_id, sizeof c->encoder_id, "baseline-ngram-v1/1024");
     snprintf(c->rerank_id, sizeof c->rerank_id, "off");
     snprintf(c->provenance, sizeof c->provenance, "test");
+    c->no_match_threshold = 0.125;
     double top[] = {-4, 6, 8, 0, 1, 1, 0.2, 0.1, 0};
     double rest[] = {-6, 5, 1, -6, 0.5, 1, 0.1, 0.1, -0.5};
     memcpy(c->top.w, top, sizeof top);
@@ -90,7 +91,7 @@ static void test_probs(void)
      * 1 in total without the cap. */
     double score[] = {0.95, 0.94, 0.93, 0.5, 0.2, 0.1}, first[] = {0.9, 0.9, 0.9, 0.4, 0.2, 0.1};
     double agree[] = {0.4, 0.3, 0.3, 0, 0, 0}, x[6 * VIX_CALIB_NFEAT], p[6];
-    vix_calib_features(score, first, agree, 5, 6, 3, 12, x);
+    vix_calib_features(score, first, agree, NULL, 5, 6, 3, 12, x);
     ok(fabs(x[VIX_CF_MARGIN] - 0.01) < 1e-12 && x[4 * VIX_CALIB_NFEAT + VIX_CF_MARGIN] > 0.099,
        "margin is to the next result, the last one's included");
     ok(x[2 * VIX_CALIB_NFEAT + VIX_CF_GAP] > 0.0199 && x[VIX_CF_GAP] == 0, "gap to the top");
@@ -140,6 +141,7 @@ static void test_file(const char *dir)
        "weights round-trip exactly");
     is_str(back.encoder_id, c.encoder_id, "encoder id round-trips");
     is_str(back.rerank_id, c.rerank_id, "rerank id round-trips");
+    ok(back.no_match_threshold == c.no_match_threshold, "no-match threshold round-trips");
 
     char buf[8192];
     FILE *f = fopen(path, "rb");
@@ -169,7 +171,7 @@ static void test_file(const char *dir)
      * version and fix the checksum by hand instead */
     char other[8192];
     snprintf(other, sizeof other, "%s", buf);
-    char *v = strstr(other, "erd-calibration 1\n");
+    char *v = strstr(other, "erd-calibration 2\n");
     char *ck = strstr(other, "checksum fnv1a64:");
     if (v && ck) {
         v[16] = '9';
@@ -196,6 +198,65 @@ static const char catalog[] =
     "{\"id\":\"e\",\"name\":\"Day of the Dead\"}\n"
     "{\"id\":\"f\",\"name\":\"Harry Potter\"}\n"
     "{\"id\":\"g\",\"name\":\"Harriet\"}\n";
+
+/* The open-set features: what each alignment counts, weighted over the
+ * hypotheses, and the worst values when nothing was aligned. */
+static void test_fitness(void)
+{
+    vix_calib_fitness acc = {0};
+    /* 10 heard phones, 6 matched, 8 of the name's 10 heard, 1 of 3 words
+     * missed; then a perfect hypothesis of weight 1 */
+    vix_calib_counts a = {.extra = 5, .n_hyp = 10, .n_ref = 10, .matched = 6, .heard = 8,
+                          .hyp_words = 3, .hyp_words_missed = 1, .ref_words = 2,
+                          .ref_words_missed = 0};
+    vix_calib_counts b = {.extra = -0.5, .n_hyp = 4, .n_ref = 4, .matched = 4, .heard = 4,
+                          .hyp_words = 1, .ref_words = 1};
+    vix_calib_fit_add(&acc, 3, &a);
+    vix_calib_fit_add(&acc, 1, &b);
+    vix_calib_fit_finish(&acc, 4);
+    ok(fabs(acc.fit - 3 * 0.5 / 4) < 1e-12, "fit: weighted mean extra cost per phone, a "
+                                              "negative extra counted as 0 (%.4f)", acc.fit);
+    ok(acc.best_fit == 0, "best_fit: the best hypothesis's");
+    ok(fabs(acc.cover - (3 * 0.6 + 1) / 4) < 1e-12 && fabs(acc.ref_cover - (3 * 0.8 + 1) / 4) < 1e-12,
+       "cover and ref_cover: weighted shares (%.4f, %.4f)", acc.cover, acc.ref_cover);
+    ok(fabs(acc.word_miss - 3.0 / 3 / 4) < 1e-12 && acc.ref_word_miss == 0,
+       "word_miss: weighted share of words with no phone matched (%.4f)", acc.word_miss);
+    ok(acc.len_ratio == 0, "len_ratio: log of heard over named phones, 0 for equal lengths");
+    vix_calib_counts run = {.extra = 1, .n_hyp = 8, .n_ref = 8, .matched = 4, .gap_run = 4};
+    vix_calib_fitness g = {0};
+    vix_calib_fit_add(&g, 2, &run);
+    vix_calib_fit_finish(&g, 2);
+    ok(g.gap_run == 0.5, "gap_run: share of the heard phones in the longest unmatched run");
+    vix_calib_counts far = {.extra = 1e9, .n_hyp = 2, .n_ref = 9};
+    vix_calib_fitness one = {0};
+    vix_calib_fit_add(&one, 1, &far);
+    vix_calib_fit_finish(&one, 1);
+    ok(one.fit == 8 && one.cover == 0, "a hopeless alignment is capped at 8 nats per phone");
+    vix_calib_fitness none = {0};
+    vix_calib_fit_finish(&none, 0);
+    ok(none.fit == 8 && none.best_fit == 8 && none.cover == 0 && none.word_miss == 1 &&
+           none.ref_word_miss == 1,
+       "nothing aligned: the worst values");
+
+    double score[] = {0.9, 0.5}, first[] = {0.8, 0.4}, agree[] = {1, 0}, x[2 * VIX_CALIB_NFEAT];
+    vix_calib_fitness fits[2] = {acc, none};
+    vix_calib_features(score, first, agree, fits, 2, 2, 2, 10, x);
+    ok(x[VIX_CF_FIT] == acc.fit && x[VIX_CF_COVER] == acc.cover &&
+           x[VIX_CF_REF_WORD_MISS] == acc.ref_word_miss &&
+           x[VIX_CALIB_NFEAT + VIX_CF_WORD_MISS] == 1,
+       "features carry each result's own alignment counts");
+    ok(fabs(x[VIX_CF_SCORE_SQ] - 0.81) < 1e-12 && x[VIX_CF_FIT_SQ] == acc.fit * acc.fit &&
+           x[VIX_CF_COVER_BOTH] == acc.cover * acc.ref_cover,
+       "the curvature terms are products of the others");
+    ok(x[VIX_CF_ONE_HYP] == 0 && x[VIX_CF_ONE_FIT] == 0 && x[VIX_CF_ONE_COVER] == 0,
+       "two hypotheses: the single-hypothesis terms are 0");
+    vix_calib_features(score, first, agree, fits, 2, 2, 1, 10, x);
+    ok(x[VIX_CF_ONE_HYP] == 1 && x[VIX_CF_ONE_FIT] == x[VIX_CF_FIT] &&
+           x[VIX_CF_ONE_COVER] == x[VIX_CF_COVER] && x[VIX_CF_ONE_GAP_RUN] == x[VIX_CF_GAP_RUN],
+       "one hypothesis: they repeat fit, cover and gap_run");
+    vix_calib_features(score, first, agree, NULL, 2, 2, 2, 10, x);
+    ok(x[VIX_CF_FIT] == 8 && x[VIX_CF_COVER] == 0, "without rerank: the worst values");
+}
 
 static void test_resolver(const char *dir)
 {
@@ -235,6 +296,12 @@ static void test_resolver(const char *dir)
     is_int(vix_resolver_open(&ro, &r, &diag), ERD_OK, "resolver with calibration: %s", diag.msg);
     if (r) {
         is_int(vix_resolver_calibrated(r, 0, &diag), ERD_OK, "catalog calibrated: %s", diag.msg);
+        vix_view *v = vix_resolver_acquire(r);
+        double t = -1;
+        ok(vix_view_no_match_threshold(r, v, "video", &t) == ERD_OK && t == c.no_match_threshold,
+           "the file's no-match threshold is served for a calibrated catalog (%g)", t);
+        ok(vix_view_no_match_threshold(r, v, "nope", &t) == ERD_ENOCATALOG, "unknown catalog");
+        vix_view_release(v);
         for (size_t k = 1; k <= 7; k += 3) {
             is_int(vix_resolve(r, "video", hyps, 2, k, res, &n, NULL, &diag), ERD_OK,
                    "calibrated resolve, k=%zu", k);
@@ -264,6 +331,11 @@ static void test_resolver(const char *dir)
     is_int(vix_resolver_open(&ro, &r, &diag), ERD_OK, "resolver with another encoder's file");
     if (r) {
         is_int(vix_resolver_calibrated(r, 0, &diag), ERD_EMISMATCH, "encoder mismatch reported");
+        vix_view *v = vix_resolver_acquire(r);
+        double t = -1;
+        ok(vix_view_no_match_threshold(r, v, "video", &t) == ERD_ENOTFOUND && t == -1,
+           "uncalibrated scores: no threshold from the file");
+        vix_view_release(v);
         ok(strstr(diag.msg, "elsewhere") != NULL, "message names the file's encoder: %s",
            diag.msg);
         vix_resolve(r, "video", hyps, 2, 7, res, &n, NULL, &diag);
@@ -287,7 +359,7 @@ static void test_resolver(const char *dir)
 
     /* a damaged file stops the resolver from opening */
     snprintf(bad_path, sizeof bad_path, "%s/damaged.txt", dir);
-    static const char damaged[] = "erd-calibration 1\nfeatures x\nchecksum fnv1a64:0000000000000000\n";
+    static const char damaged[] = "erd-calibration 2\nfeatures x\nchecksum fnv1a64:0000000000000000\n";
     write_file(bad_path, damaged, sizeof damaged - 1);
     ro.calibration = bad_path;
     ok(vix_resolver_open(&ro, &r, &diag) == ERD_ECORRUPT && r == NULL,
@@ -302,6 +374,7 @@ int main(void)
     char dir[] = "/tmp/erd-test-calibrate-XXXXXX";
     test_fit();
     test_probs();
+    test_fitness();
     if (!mkdtemp(dir)) {
         ok(0, "temp dir");
         return tap_done();

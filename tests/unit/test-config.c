@@ -168,5 +168,25 @@ int main(void)
     static const char *const badflag[] = {"threads", "9999", NULL};
     is_int(cfg_load(&cfg, NULL, badflag, &d), ERD_EINVAL, "bad override is a usage error");
     ok(strstr(d.msg, "--threads") != NULL, "names the flag: %s", d.msg);
+    /* no_match_threshold: a global value, per-catalog ones, auto */
+    double t = -1;
+    is_int(cfg_no_match_threshold("auto", "video", &t), 0, "auto: the calibration's own");
+    ok(cfg_no_match_threshold("0.3", "video", &t) == 1 && t == 0.3, "a number applies to all");
+    ok(cfg_no_match_threshold("auto,video=0.4", "video", &t) == 1 && t == 0.4,
+       "a catalog's own entry wins");
+    is_int(cfg_no_match_threshold("auto,video=0.4", "book", &t), 0, "others keep the global");
+    is_int(cfg_no_match_threshold("0.2,video=auto", "video", &t), 0, "a catalog may ask for auto");
+    ok(cfg_no_match_threshold("video=0.5,0.1", "videos", &t) == 1 && t == 0.1,
+       "catalog names match whole");
+    const char *bad[] = {"1.5", "-0.1", "video=", "=0.3", "auto,", "often", "video=0.2x"};
+    int refused = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        refused += cfg_no_match_threshold(bad[i], NULL, &t) == ERD_ECONFIG;
+    is_int(refused, 7, "malformed thresholds refused");
+    is_int(cfg_set(&cfg, "no_match_threshold", "auto,video=2", &d), ERD_ECONFIG,
+           "a bad threshold is a configuration error");
+    ok(strstr(d.msg, "no_match_threshold") != NULL, "naming the key: %s", d.msg);
+    ok(cfg_reloadable("no_match_threshold"), "the threshold reloads");
+
     return tap_done();
 }

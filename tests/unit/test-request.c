@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "server/srv_explain.h"
 #include "server/srv_request.h"
 #include "tap.h"
 
@@ -305,6 +306,48 @@ static void test_write_results(void)
     free(json);
 }
 
+/* min_score and explain in a request, "match" in the answer, and which
+ * threshold decides it. */
+static void test_match(void)
+{
+    is_int(parse("{\"catalog\":\"v\",\"text\":\"a\"}"), ERD_OK, "plain request");
+    ok(req.min_score == -1 && !req.explain, "no min_score, no explain by default");
+    is_int(parse("{\"catalog\":\"v\",\"text\":\"a\",\"min_score\":0.25,\"explain\":true}"),
+           ERD_OK, "min_score and explain");
+    ok(req.min_score == 0.25 && req.explain, "both taken");
+    is_int(parse("{\"catalog\":\"v\",\"text\":\"a\",\"min_score\":null,\"explain\":null}"),
+           ERD_OK, "nulls mean absent");
+    ok(req.min_score == -1 && !req.explain, "as if not given");
+    fails("{\"catalog\":\"v\",\"text\":\"a\",\"min_score\":1.01}", ERD_EINVAL, "min_score",
+          "min_score above 1");
+    fails("{\"catalog\":\"v\",\"text\":\"a\",\"min_score\":-0.5}", ERD_EINVAL, "min_score",
+          "negative min_score");
+    fails("{\"catalog\":\"v\",\"text\":\"a\",\"min_score\":\"0.5\"}", ERD_EINVAL, "min_score",
+          "min_score as a string");
+    fails("{\"catalog\":\"v\",\"text\":\"a\",\"explain\":1}", ERD_EINVAL, "explain",
+          "explain as a number");
+
+    vix_result res[1] = {{.rowid = 1, .ext_id = "a", .name = "A", .score = 0.5}};
+    char *json = NULL;
+    size_t len = 0;
+    is_int(srv_write_answer_plain(res, 1, 0, &json, &len, &diag), ERD_OK, "answer serialises");
+    json_t *root = load(json, len);
+    ok(json_is_false(json_object_get(root, "match")) &&
+           json_array_size(json_object_get(root, "results")) == 1,
+       "\"match\": false with the candidates still listed (%s)", json);
+    json_decref(root);
+    free(json);
+    is_int(srv_write_answer_plain(NULL, 0, 1, &json, &len, &diag), ERD_OK, "empty answer");
+    is_str(json, "{\"results\":[],\"match\":true}", "match after the list");
+    free(json);
+
+    /* min_score beats the configuration, a configured number beats the
+     * calibration's own (which needs a resolver: test-calibrate) */
+    ok(srv_no_match_threshold("auto,v=0.4", 0.1, NULL, NULL, "v") == 0.1, "min_score first");
+    ok(srv_no_match_threshold("auto,v=0.4", -1, NULL, NULL, "v") == 0.4, "then the catalog's");
+    ok(srv_no_match_threshold("0.3,v=0.4", -1, NULL, NULL, "w") == 0.3, "then the global");
+}
+
 static void test_write_error(void)
 {
     char *json = NULL;
@@ -370,6 +413,7 @@ int main(void)
     test_k();
     test_pool_budget();
     test_write_results();
+    test_match();
     test_write_error();
     test_escape();
     srv_pool_destroy(pool);

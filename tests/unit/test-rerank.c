@@ -287,6 +287,72 @@ static void test_batched_equals_pairwise(const pho_channel *ch)
     }
 }
 
+/* The explained alignment is the scored one: same extra cost (so the same
+ * pair score, bit for bit), steps whose costs add up to it, every phone
+ * of both sides accounted for once, in order. */
+static void test_align(const pho_channel *ch)
+{
+    uint64_t x = 0x2545f4914f6cdd1dULL;
+    for (int mode = 0; mode < 2; mode++) {
+        vix_rerank_opts o;
+        vix_rerank_opts_init(&o);
+        o.mode = mode ? VIX_RR_LOCAL : VIX_RR_GLOBAL;
+        vix_rerank *rr = NULL;
+        if (vix_rerank_create(ch, &o, &rr, NULL) != ERD_OK)
+            return;
+        size_t bad_score = 0, bad_sum = 0, bad_cover = 0;
+        for (int t = 0; t < 300; t++) {
+            uint8_t hyp[40], ref[VIX_RR_TOKENS_MAX + 4];
+            size_t nh = xorshift(&x) % 30, nr = t == 7 ? 0 : xorshift(&x) % (VIX_RR_TOKENS_MAX + 4);
+            for (size_t i = 0; i < nh; i++)
+                hyp[i] = (uint8_t)(1 + xorshift(&x) % 12) | (xorshift(&x) % 4 ? 0 : VIX_RR_WORD_START);
+            for (size_t i = 0; i < nr; i++)
+                ref[i] = i < nh && xorshift(&x) % 3 ? hyp[i]
+                                                     : (uint8_t)(1 + xorshift(&x) % 12) |
+                                                           (xorshift(&x) % 4 ? 0 : VIX_RR_WORD_START);
+            vix_rerank_op ops[40 + VIX_RR_TOKENS_MAX + 4];
+            size_t n_ops = 0;
+            float extra = -1;
+            if (vix_rerank_align(rr, hyp, nh, ref, nr, ops, &n_ops, &extra) != ERD_OK)
+                break;
+            bad_score += vix_rerank_similarity(rr, extra, nh) != vix_rerank_pair(rr, hyp, nh, ref, nr);
+            double sum = 0;
+            size_t hi = 0, ri = 0;
+            int order_ok = 1;
+            for (size_t i = 0; i < n_ops; i++) {
+                sum += ops[i].cost;
+                if (ops[i].op != VIX_RR_OP_DEL)
+                    order_ok &= hi < nh && ops[i].hyp == hyp[hi++];
+                if (ops[i].op != VIX_RR_OP_INS)
+                    order_ok &= ri < nr && ops[i].ref == ref[ri++];
+                if (ops[i].op == VIX_RR_OP_MATCH)
+                    order_ok &= (ops[i].hyp & 0x7f) == (ops[i].ref & 0x7f);
+            }
+            size_t nr_cut = nr > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : nr;
+            bad_sum += !(fabs(sum - extra) <= 1e-3 * (1 + fabs(extra)));
+            bad_cover += !order_ok || hi != nh || ri != nr_cut;
+        }
+        ok(bad_score == 0 && bad_sum == 0 && bad_cover == 0,
+           "%s mode: alignments score as vix_rerank_pair (%zu differ), their step costs sum to "
+           "the extra cost (%zu differ), they consume both sides in order (%zu do not)",
+           mode ? "local" : "global", bad_score, bad_sum, bad_cover);
+        vix_rerank_destroy(rr);
+    }
+    vix_rerank *rr = NULL;
+    if (vix_rerank_create(ch, NULL, &rr, NULL) != ERD_OK)
+        return;
+    uint8_t h[4], r[4];
+    unsigned said[] = {1, 10, 0, 30, 40}, heard[] = {1, 11, 0, 30, 40};
+    size_t nh = pack(heard, 5, h), nr = pack(said, 5, r), n_ops = 0;
+    vix_rerank_op ops[8];
+    float extra;
+    vix_rerank_align(rr, h, nh, r, nr, ops, &n_ops, &extra);
+    ok(n_ops == 4 && ops[0].op == VIX_RR_OP_MATCH && ops[1].op == VIX_RR_OP_SUB &&
+           ops[2].op == VIX_RR_OP_MATCH && ops[3].op == VIX_RR_OP_MATCH && ops[0].cost == 0,
+       "the channel's usual confusion aligns as one substitution between matches");
+    vix_rerank_destroy(rr);
+}
+
 int main(void)
 {
     test_spec();
@@ -295,6 +361,7 @@ int main(void)
     if (ch) {
         test_scores(ch);
         test_batched_equals_pairwise(ch);
+        test_align(ch);
         test_resolver(ch);
     }
     pho_channel_destroy(ch);

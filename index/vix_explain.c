@@ -1,0 +1,161 @@
+#include "index/vix_explain.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "index/vix_phrase.h"
+
+int vix_explain_create(size_t n_hyps, size_t n_results, vix_explain **ret, erd_diag *diag)
+{
+    vix_explain *ex = calloc(1, sizeof *ex);
+    if (ex) {
+        ex->hyps = calloc(n_hyps ? n_hyps : 1, sizeof *ex->hyps);
+        ex->results = calloc(n_results ? n_results : 1, sizeof *ex->results);
+    }
+    if (!ex || !ex->hyps || !ex->results) {
+        vix_explain_free(ex);
+        return erd_fail(diag, ERD_ENOMEM, "out of memory for an explanation");
+    }
+    *ret = ex;
+    return ERD_OK;
+}
+
+void vix_explain_free(vix_explain *ex)
+{
+    if (!ex)
+        return;
+    for (size_t i = 0; i < ex->n_results; i++)
+        free(ex->results[i].align);
+    free(ex->hyps);
+    free(ex->results);
+    free(ex);
+}
+
+const char *vix_explain_op_name(int op)
+{
+    switch (op) {
+    case VIX_RR_OP_MATCH: return "match";
+    case VIX_RR_OP_SUB: return "sub";
+    case VIX_RR_OP_INS: return "ins";
+    case VIX_RR_OP_DEL: return "del";
+    default: return "?";
+    }
+}
+
+/* Hypothesis h's best phrase, aligned with its steps into *best: the
+ * rerank's own maximum over phrases (scored without steps, as the rerank
+ * does), so the same score; only that phrase is aligned again for them. */
+static int vix__best_phrase(const vix_rerank *rr, const vix_rerank_hyp *h,
+                            const vix_rerank_phrase *phrases, size_t n_phrases, size_t known,
+                            vix_explain_align *best)
+{
+    size_t pick = SIZE_MAX;
+    double top = 0;
+    /* the rerank said which (past 65,534 phrases it cannot): no search */
+    if (known < n_phrases)
+        pick = known, n_phrases = 0;
+    for (size_t p = 0; p < n_phrases; p++) {
+        const vix_rerank_phrase *ph = &phrases[p];
+        double s = n_phrases == 1 ? 1 : vix_rerank_pair(rr, h->tokens, h->n, ph->tokens, ph->n);
+        if (ph->derived)
+            s *= VIX_DERIVED_SCALE;
+        if (s > top) {
+            top = s;
+            pick = p;
+        }
+    }
+    best->phrase = pick;
+    best->n_ops = 0;
+    best->n_ref = 0;
+    best->score = 0;
+    if (pick == SIZE_MAX)
+        return ERD_OK;
+    const vix_rerank_phrase *ph = &phrases[pick];
+    if (vix_rerank_align(rr, h->tokens, h->n, ph->tokens, ph->n, best->ops, &best->n_ops,
+                         &best->extra) < 0)
+        return ERD_ENOMEM;
+    best->score = vix_rerank_similarity(rr, best->extra, h->n);
+    if (ph->derived)
+        best->score *= VIX_DERIVED_SCALE;
+    best->derived = ph->derived;
+    best->n_ref = ph->n < VIX_RR_TOKENS_MAX ? ph->n : VIX_RR_TOKENS_MAX;
+    memcpy(best->ref, ph->tokens, best->n_ref);
+    return ERD_OK;
+}
+
+/* Copies an alignment's fields and the steps in use. */
+static void vix__align_copy(vix_explain_align *dst, const vix_explain_align *src)
+{
+    memcpy(dst, src, offsetof(vix_explain_align, ops));
+    memcpy(dst->ops, src->ops, src->n_ops * sizeof *src->ops);
+}
+
+/* Counts of one alignment: phones matched and heard, and words (runs
+ * from one word start to the next) that got no match or were not heard. */
+static void vix__count(const vix_explain_align *al, size_t n_hyp, vix_calib_counts *ret)
+{
+    vix_calib_counts c = {.extra = al->extra, .n_hyp = n_hyp, .n_ref = al->n_ref};
+    int hyp_word_hit = 1, ref_word_hit = 1;
+    size_t run = 0;
+    for (size_t i = 0; i < al->n_ops; i++) {
+        const vix_rerank_op *op = &al->ops[i];
+        if (op->op == VIX_RR_OP_MATCH)
+            run = 0;
+        else if (op->op != VIX_RR_OP_DEL && ++run > c.gap_run)
+            c.gap_run = run;
+        int has_hyp = op->op != VIX_RR_OP_DEL, has_ref = op->op != VIX_RR_OP_INS;
+        if (has_hyp && (op->hyp & VIX_RR_WORD_START || c.hyp_words == 0)) {
+            c.hyp_words_missed += !hyp_word_hit;
+            c.hyp_words++;
+            hyp_word_hit = 0;
+        }
+        if (has_ref && (op->ref & VIX_RR_WORD_START || c.ref_words == 0)) {
+            c.ref_words_missed += !ref_word_hit;
+            c.ref_words++;
+            ref_word_hit = 0;
+        }
+        c.matched += op->op == VIX_RR_OP_MATCH;
+        c.heard += op->op == VIX_RR_OP_MATCH || op->op == VIX_RR_OP_SUB;
+        hyp_word_hit |= op->op == VIX_RR_OP_MATCH;
+        ref_word_hit |= op->op == VIX_RR_OP_MATCH || op->op == VIX_RR_OP_SUB;
+    }
+    c.hyp_words_missed += c.hyp_words && !hyp_word_hit;
+    c.ref_words_missed += c.ref_words && !ref_word_hit;
+    *ret = c;
+}
+
+int vix_explain_fit(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
+                    const vix_rerank_phrase *phrases, size_t n_phrases, const uint16_t *picks,
+                    size_t stride, vix_explain_align *work, vix_calib_fitness *ret_fit,
+                    vix_explain_align *ret_align)
+{
+    vix_calib_fitness acc = {0};
+    double wsum = 0;
+    size_t aligned = SIZE_MAX; /* the hypothesis work[0] holds the alignment of */
+    for (size_t h = 0; h < n_hyps; h++) {
+        vix_explain_align *best = &work[0];
+        /* n-best lists repeat the same sounds spelt two ways: a twin of the
+         * hypothesis aligned last aligns the same */
+        bool twin = aligned != SIZE_MAX && hyps[aligned].n == hyps[h].n &&
+                    memcmp(hyps[aligned].tokens, hyps[h].tokens, hyps[h].n) == 0;
+        if (!twin) {
+            size_t known = picks && picks[h * stride] != VIX_RR_NO_PHRASE ? picks[h * stride]
+                                                                            : SIZE_MAX;
+            if (vix__best_phrase(rr, &hyps[h], phrases, n_phrases, known, best) < 0)
+                return ERD_ENOMEM;
+            aligned = h;
+        }
+        wsum += hyps[h].weight;
+        if (ret_align)
+            vix__align_copy(&ret_align[h], best);
+        if (best->phrase == SIZE_MAX)
+            continue;
+        vix_calib_counts c;
+        vix__count(best, hyps[h].n, &c);
+        vix_calib_fit_add(&acc, hyps[h].weight, &c);
+    }
+    vix_calib_fit_finish(&acc, wsum);
+    *ret_fit = acc;
+    return ERD_OK;
+}
