@@ -1,38 +1,38 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "server/srv_adapt.h"
-#include "server/srv_calibrate.h"
-#include "server/srv_channel.h"
-#include "server/srv_cli.h"
-#include "server/srv_rank.h"
-#include "server/srv_semantic.h"
-#include "server/srv_sim.h"
-#include "server/srv_train.h"
+#include "server/cmd/cmd_adapt.h"
+#include "server/cmd/cmd_calibrate.h"
+#include "server/cmd/cmd_channel.h"
+#include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_rank.h"
+#include "server/cmd/cmd_semantic.h"
+#include "server/cmd/cmd_sim.h"
+#include "server/cmd/cmd_train.h"
 
 static const struct {
     const char *name;
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
-    {"import", srv_cli_import, "load entities from JSON lines or CSV into a catalog"},
-    {"build", srv_cli_build, "build a catalog's phonetic vector index"},
-    {"serve", srv_cli_serve, "run the HTTP resolve service"},
-    {"catalog", srv_cli_catalog, "list, create, describe or delete catalogs"},
-    {"entity", srv_cli_entity, "upsert, get or delete entities (one, or JSON lines from stdin)"},
-    {"snapshot", srv_cli_snapshot, "write one checksummed file of the database and its indexes"},
-    {"resolve", srv_cli_resolve, "resolve one query from the command line"},
-    {"eval", srv_cli_eval, "measure accuracy on a spoken-queries file"},
-    {"config", srv_cli_config, "print the effective configuration"},
-    {"phrases", srv_cli_phrases, "generate English phrases to simulate speech for"},
-    {"simulate", srv_cli_simulate, "speak, perturb and recognise phrases into training pairs"},
-    {"train", srv_cli_train, "train the learned phonetic encoder on simulated ASR pairs"},
-    {"adapt", srv_cli_adapt, "fine-tune the learned encoder for one catalog's names"},
-    {"channel", srv_cli_channel, "learn the phone noise channel from simulated ASR pairs"},
-    {"train-semantic", srv_cli_train_semantic, "train the semantic word model (WordNet + equivalences)"},
-    {"tune", srv_cli_tune, "choose the fused encoder's weight on held-out simulated queries"},
-    {"calibrate", srv_cli_calibrate, "fit calibrated scores on held-out simulated queries"},
-    {"rank-fit", srv_cli_rank_fit, "fit the learned second-stage ranker on simulated queries"},
+    {"import", cmd_import, "load entities from JSON lines or CSV into a catalog"},
+    {"build", cmd_build, "build a catalog's phonetic vector index"},
+    {"serve", cmd_serve, "run the HTTP resolve service"},
+    {"catalog", cmd_catalog, "list, create, describe or delete catalogs"},
+    {"entity", cmd_entity, "upsert, get or delete entities (one, or JSON lines from stdin)"},
+    {"snapshot", cmd_snapshot, "write one checksummed file of the database and its indexes"},
+    {"resolve", cmd_resolve, "resolve one query from the command line"},
+    {"eval", cmd_eval, "measure accuracy on a spoken-queries file"},
+    {"config", cmd_config, "print the effective configuration"},
+    {"phrases", cmd_phrases, "generate English phrases to simulate speech for"},
+    {"simulate", cmd_simulate, "speak, perturb and recognise phrases into training pairs"},
+    {"train", cmd_train, "train the learned phonetic encoder on simulated ASR pairs"},
+    {"adapt", cmd_adapt, "fine-tune the learned encoder for one catalog's names"},
+    {"channel", cmd_channel, "learn the phone noise channel from simulated ASR pairs"},
+    {"train-semantic", cmd_train_semantic, "train the semantic word model (WordNet + equivalences)"},
+    {"tune", cmd_tune, "choose the fused encoder's weight on held-out simulated queries"},
+    {"calibrate", cmd_calibrate, "fit calibrated scores on held-out simulated queries"},
+    {"rank-fit", cmd_rank_fit, "fit the learned second-stage ranker on simulated queries"},
 };
 
 static void usage(FILE *out)
@@ -48,22 +48,22 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
-        return SRV_EXIT_USAGE;
+        return CMD_EXIT_USAGE;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
-        return SRV_EXIT_OK;
+        return CMD_EXIT_OK;
     }
     if (!strcmp(argv[1], "--version")) {
         printf("erd 0.1.0\n");
-        return SRV_EXIT_OK;
+        return CMD_EXIT_OK;
     }
     /* Commands that read the configuration point it elsewhere if asked. */
-    srv_cli_model_dir("auto");
+    cmd_model_dir("auto");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name))
             return commands[i].run(argc - 1, argv + 1);
     fprintf(stderr, "erd: unknown command \"%s\"\n", argv[1]);
     usage(stderr);
-    return SRV_EXIT_USAGE;
+    return CMD_EXIT_USAGE;
 }

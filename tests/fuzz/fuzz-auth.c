@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/srv_auth.h"
+#include "server/http/srv_auth.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

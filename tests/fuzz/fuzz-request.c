@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "config/cfg.h"
-#include "server/srv_request.h"
+#include "server/http/srv_request.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "index/vix_store.h"
-#include "server/srv_admin.h"
+#include "server/http/srv_admin.h"
 #include "tests/unit/tap.h"
 
 static char db[256];

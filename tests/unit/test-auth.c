@@ -1,7 +1,7 @@
 /* Bearer-token parsing, constant-time comparison and the per-class rules. */
 #include <string.h>
 
-#include "server/srv_auth.h"
+#include "server/http/srv_auth.h"
 #include "tap.h"
 
 #define ADMIN "admin-0123456789abcdef"

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/srv_metrics.h"
+#include "server/http/srv_metrics.h"
 #include "tap.h"
 
 static const char *const routes[] = {"/v1/resolve", "/healthz", "other"};

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/srv_pool.h"
+#include "server/http/srv_pool.h"
 #include "tap.h"
 
 static int aligned(const void *p)

@@ -2,8 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "server/srv_explain.h"
-#include "server/srv_request.h"
+#include "server/http/srv_explain.h"
+#include "server/http/srv_request.h"
 #include "tap.h"
 
 static const srv_limits limits = {

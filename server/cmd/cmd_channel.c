@@ -1,0 +1,278 @@
+/* erd channel: reads (hypothesis, intended phrase) pairs from erd simulate's
+ * JSON lines, turns both sides into phonemes the way the index does
+ * (vix_phrase_prepare), estimates the phone noise channel and writes it. */
+#include "server/cmd/cmd_channel.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/cfg.h"
+#include "index/vix_phrase.h"
+#include "phonetics/pho_channel.h"
+#include "server/cmd/cmd_cli.h"
+#include "proto/erd_hash.h"
+
+#define CMD__CH_FILES_MAX 32
+
+typedef struct cmd__ch_load {
+    pho_channel_trainer *tr;
+    pho_g2p *g2p;
+    vix_phrase *ref, *hyp;
+    uint64_t records, pairs, skipped_empty, partial, checksum;
+} cmd__ch_load;
+
+static int cmd__ch_record(cmd__ch_load *ld, json_t *rec, erd_diag *diag)
+{
+    json_t *spoken = json_object_get(rec, "spoken"), *nbest = json_object_get(rec, "nbest");
+    size_t i;
+    json_t *h;
+    int rc;
+
+    if (!json_is_string(spoken) || !json_is_array(nbest))
+        return erd_fail(diag, ERD_EPARSE, "record lacks \"spoken\" or \"nbest\"");
+    rc = vix_phrase_prepare(ld->g2p, NULL, json_string_value(spoken), json_string_length(spoken),
+                            ld->ref, diag);
+    if (rc == ERD_EEMPTY) {
+        ld->skipped_empty++;
+        return ERD_OK;
+    }
+    if (rc < 0)
+        return rc;
+    json_array_foreach(nbest, i, h) {
+        json_t *text = json_object_get(h, "text");
+        if (!json_is_string(text))
+            return erd_fail(diag, ERD_EPARSE, "hypothesis %zu has no \"text\"", i);
+        rc = vix_phrase_prepare(ld->g2p, NULL, json_string_value(text), json_string_length(text),
+                                ld->hyp, diag);
+        if (rc == ERD_EEMPTY) {
+            ld->skipped_empty++;
+            continue;
+        }
+        if (rc < 0)
+            return rc;
+        rc = pho_channel_trainer_add(ld->tr, ld->ref->tokens, ld->ref->n_tokens, ld->hyp->tokens,
+                                     ld->hyp->n_tokens);
+        if (rc < 0)
+            return erd_fail(diag, rc, "adding hypothesis \"%.64s\" failed", ld->hyp->text);
+        ld->pairs++;
+    }
+    return ERD_OK;
+}
+
+/* path "-" reads standard input.  A last line without its newline is a
+ * record still being written by a running simulation: it is left out. */
+static int cmd__ch_file(cmd__ch_load *ld, const char *path, erd_diag *diag)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    unsigned long long lineno = 0;
+    int rc = ERD_OK;
+
+    if (!f)
+        return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "%s: %s", path,
+                        strerror(errno));
+    while ((len = getline(&line, &cap, f)) > 0) {
+        json_error_t jerr;
+        lineno++;
+        if (line[len - 1] != '\n') {
+            ld->partial++;
+            break;
+        }
+        ld->checksum = erd_fnv1a64(ld->checksum, line, (size_t)len);
+        if (len == 1)
+            continue;
+        json_t *rec = json_loadb(line, (size_t)len, 0, &jerr);
+        if (!rec) {
+            rc = erd_fail(diag, ERD_EJSON, "%s:%llu: %s", path, lineno, jerr.text);
+            goto out;
+        }
+        rc = cmd__ch_record(ld, rec, diag);
+        json_decref(rec);
+        if (rc < 0) {
+            char msg[sizeof diag->msg];
+            snprintf(msg, sizeof msg, "%s", erd_diag_message(diag, rc));
+            rc = erd_fail(diag, rc, "%s:%llu: %s", path, lineno, msg);
+            goto out;
+        }
+        ld->records++;
+    }
+    if (ferror(f))
+        rc = erd_fail(diag, ERD_EIO, "%s: read error", path);
+out:
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    return rc;
+}
+
+/* The most frequent confusions, for a human to sanity-check the estimate. */
+static void cmd__ch_report(const pho_channel *ch, const pho_channel_train_stats *st)
+{
+    fprintf(stderr, "erd channel: %zu pairs, %zu intended / %zu heard phones\n", st->pairs,
+            st->ref_phones, st->hyp_phones);
+    for (unsigned r = 0; r < st->rounds; r++)
+        fprintf(stderr, "erd channel: round %u: mean alignment cost %.4f per intended phone%s\n",
+                r + 1, st->cost_per_phone[r], r == 0 ? " (unit costs)" : " (nats)");
+    double all = st->matches + st->subs + st->dels;
+    fprintf(stderr,
+            "erd channel: of intended phones %.1f%% kept, %.1f%% substituted, %.1f%% deleted; "
+            "%.1f insertions per 100; insertion rate %.4f\n",
+            100 * st->matches / all, 100 * st->subs / all, 100 * st->dels / all,
+            100 * st->ins / all, pho_channel_ins_rate(ch));
+    fprintf(stderr,
+            "erd channel: word starts kept %.0f, dropped %.0f, added %.0f; "
+            "P(start|start) %.3f  P(start|inside) %.3f\n",
+            st->boundary_kept, st->boundary_dropped, st->boundary_added,
+            pho_channel_boundary_prob(ch, 1, 1), pho_channel_boundary_prob(ch, 0, 1));
+    struct { unsigned r, h; double p; } top[12] = {{0, 0, 0}};
+    for (unsigned r = 1; r < PHO_N_PHONES; r++)
+        for (unsigned h = 0; h < PHO_N_PHONES; h++) {
+            double p = pho_channel_sub_prob(ch, r, h);
+            if (h == r || p <= top[11].p)
+                continue;
+            size_t k = 11;
+            while (k > 0 && top[k - 1].p < p) {
+                top[k] = top[k - 1];
+                k--;
+            }
+            top[k].r = r;
+            top[k].h = h;
+            top[k].p = p;
+        }
+    fprintf(stderr, "erd channel: likeliest errors:");
+    for (size_t k = 0; k < 12 && top[k].r; k++)
+        fprintf(stderr, " %s>%s %.2f", pho_phone_symbol(top[k].r),
+                top[k].h ? pho_phone_symbol(top[k].h) : "-", top[k].p);
+    fprintf(stderr, "\n");
+}
+
+int cmd_channel(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"pairs", required_argument, 0, 'p'}, {"out", required_argument, 0, 'o'},
+        {"rounds", required_argument, 0, 'r'}, {"smoothing", required_argument, 0, 'k'},
+        {"config", required_argument, 0, 'C'}, {"quiet", no_argument, 0, 'q'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+    };
+    char *pairs_arg = NULL, *end;
+    const char *out = NULL, *config = NULL, *files[CMD__CH_FILES_MAX];
+    size_t n_files = 0;
+    int quiet = 0, c, rc, ex = CMD_EXIT_FAIL;
+    pho_channel_train_opts to;
+    pho_channel_train_stats st;
+    pho_channel *ch = NULL;
+    erd_diag diag = {0};
+    cmd__ch_load ld = {.checksum = ERD_FNV1A64_OFFSET};
+    char meta[512];
+
+    pho_channel_train_opts_init(&to);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "p:o:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p': pairs_arg = optarg; break;
+        case 'o': out = optarg; break;
+        case 'C': config = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'r': {
+            errno = 0;
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (errno || end == optarg || *end || optarg[0] == '-' || v < 1 || v > 16) {
+                fprintf(stderr, "erd channel: --rounds wants 1..16, not \"%s\"\n", optarg);
+                return CMD_EXIT_USAGE;
+            }
+            to.rounds = (unsigned)v;
+            break;
+        }
+        case 'k':
+            errno = 0;
+            to.smoothing = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !(to.smoothing > 0) || to.smoothing > 1000) {
+                fprintf(stderr, "erd channel: --smoothing wants a number in (0, 1000]\n");
+                return CMD_EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            printf("usage: erd channel --pairs FILE[,FILE...] --out CHANNEL [OPTIONS]\n\n"
+                   "Estimates the phone noise channel (substitution, deletion, insertion and\n"
+                   "word-boundary probabilities) from erd simulate's JSON lines by aligning\n"
+                   "each hypothesis's phones with the spoken phrase's, re-aligning with the\n"
+                   "learned costs for a few EM rounds.  Deterministic for the same data.\n\n"
+                   "  --pairs FILES      comma-separated JSON lines files (- for stdin); an\n"
+                   "                     unfinished last line is skipped\n"
+                   "  --out CHANNEL      channel file to write (e.g. phonetics/models/channel-v1.txt)\n"
+                   "  --rounds N         EM rounds, the first with unit costs (default %u)\n"
+                   "  --smoothing K      add-K smoothing of every count (default %g)\n"
+                   "  --config FILE      configuration file (for the G2P voice)\n"
+                   "  -q, --quiet        no statistics on stderr\n",
+                   to.rounds, to.smoothing);
+            return CMD_EXIT_OK;
+        default:
+            fprintf(stderr, "Try 'erd channel --help'.\n");
+            return CMD_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || !pairs_arg || !out) {
+        fprintf(stderr, "erd channel: --pairs and --out are required\nTry 'erd channel --help'.\n");
+        return CMD_EXIT_USAGE;
+    }
+    for (char *s = strtok(pairs_arg, ","); s; s = strtok(NULL, ",")) {
+        if (n_files == CMD__CH_FILES_MAX) {
+            fprintf(stderr, "erd channel: at most %d pair files\n", CMD__CH_FILES_MAX);
+            return CMD_EXIT_USAGE;
+        }
+        files[n_files++] = s;
+    }
+    cfg_config cfg;
+    if ((rc = cmd_load_config(config, &cfg, &diag)) < 0)
+        return cmd_fail("channel", &diag, rc);
+
+    ld.ref = malloc(sizeof *ld.ref);
+    ld.hyp = malloc(sizeof *ld.hyp);
+    if (!ld.ref || !ld.hyp || pho_channel_trainer_create(&ld.tr) < 0) {
+        rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    rc = pho_g2p_create(cfg.g2p_voice, 0, &ld.g2p, &diag);
+    for (size_t i = 0; rc == ERD_OK && i < n_files; i++)
+        rc = cmd__ch_file(&ld, files[i], &diag);
+    if (rc < 0)
+        goto out;
+    if (!quiet)
+        fprintf(stderr,
+                "erd channel: %llu records, %llu pairs (%llu empty texts skipped, %llu unfinished "
+                "lines left out)\n",
+                (unsigned long long)ld.records, (unsigned long long)ld.pairs,
+                (unsigned long long)ld.skipped_empty, (unsigned long long)ld.partial);
+    rc = pho_channel_train(ld.tr, &to, &ch, &st, &diag);
+    if (rc < 0)
+        goto out;
+    if (!quiet)
+        cmd__ch_report(ch, &st);
+    snprintf(meta, sizeof meta,
+             "erd channel rounds=%u smoothing=%g records=%llu pairs=%llu g2p=%s "
+             "data=fnv1a64:%016llx",
+             to.rounds, to.smoothing, (unsigned long long)ld.records,
+             (unsigned long long)ld.pairs, cfg.g2p_voice, (unsigned long long)ld.checksum);
+    rc = pho_channel_save(ch, out, meta, &diag);
+    if (rc < 0)
+        goto out;
+    if (!quiet)
+        fprintf(stderr, "erd channel: wrote %s (checksum %016llx)\n", out,
+                (unsigned long long)pho_channel_checksum(ch));
+    ex = CMD_EXIT_OK;
+out:
+    if (rc < 0)
+        ex = cmd_fail("channel", &diag, rc);
+    pho_channel_destroy(ch);
+    pho_channel_trainer_destroy(ld.tr);
+    pho_g2p_destroy(ld.g2p);
+    free(ld.ref);
+    free(ld.hyp);
+    return ex;
+}

@@ -1,0 +1,935 @@
+#include "server/cmd/cmd_cli.h"
+
+#include <dirent.h>
+#include <stdbool.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/cfg.h"
+#include "index/vix_build.h"
+#include "index/vix_index.h"
+#include "index/vix_resolve.h"
+#include "server/http/srv_explain.h"
+#include "server/http/srv_request.h"
+#include "index/vix_snapshot.h"
+#include "index/vix_store.h"
+#include "phonetics/pho_encoder.h"
+#include "server/http/srv_hint.h"
+#include "server/http/srv_http.h"
+
+int cmd_parse_uint(const char *cmd, const char *opt, const char *s, unsigned long long max,
+                   unsigned long long *ret)
+{
+    char *end = NULL;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || !end || end == s || *end || s[0] == '-' || v > max) {
+        fprintf(stderr, "erd %s: --%s wants a whole number up to %llu, not \"%s\"\n", cmd, opt,
+                max, s);
+        return ERD_EINVAL;
+    }
+    *ret = v;
+    return 0;
+}
+
+int cmd_parse_real(const char *cmd, const char *opt, const char *s, double *ret)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || !end || end == s || *end || !isfinite(v)) {
+        fprintf(stderr, "erd %s: --%s wants a number, not \"%s\"\n", cmd, opt, s);
+        return ERD_EINVAL;
+    }
+    *ret = v;
+    return 0;
+}
+
+int cmd_exit_code(int err)
+{
+    switch (err) {
+    case ERD_OK:
+        return CMD_EXIT_OK;
+    case ERD_EINVAL:
+        return CMD_EXIT_USAGE;
+    case ERD_EPARSE:
+    case ERD_EJSON:
+    case ERD_EUTF8:
+    case ERD_ETOOLONG:
+    case ERD_EEMPTY:
+        return CMD_EXIT_DATAERR;
+    case ERD_ECONFIG:
+        return CMD_EXIT_CONFIG;
+    default:
+        return CMD_EXIT_FAIL;
+    }
+}
+
+#ifndef ERD_DATADIR
+#define ERD_DATADIR "/usr/local/share/erd"
+#endif
+
+/* Where erd looks for a relative data file after the working directory:
+ * the folder above the binary's (a build folder inside the source tree,
+ * or /opt/erd/bin beside /opt/erd/phonetics), then the data directory
+ * compiled in (meson install puts the models under PREFIX/share/erd).
+ * Writes the first root holding rel to buf; false when none does. */
+static bool cmd__data_root(const char *rel, size_t rel_len, char *buf, size_t cap)
+{
+    char dir[1024], file[2048];
+    ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
+    char *slash = n > 0 ? (dir[n] = '\0', strrchr(dir, '/')) : NULL;
+    if (slash) {
+        *slash = '\0';
+        int m = snprintf(file, sizeof file, "%s/../%.*s", dir, (int)rel_len, rel);
+        if (m > 0 && (size_t)m < sizeof file && access(file, F_OK) == 0)
+            return snprintf(buf, cap, "%s/..", dir) < (int)cap;
+    }
+    int m = snprintf(file, sizeof file, "%s/%.*s", ERD_DATADIR, (int)rel_len, rel);
+    if (m > 0 && (size_t)m < sizeof file && access(file, F_OK) == 0)
+        return snprintf(buf, cap, "%s", ERD_DATADIR) < (int)cap;
+    return false;
+}
+
+const char *cmd_rerank_spec(const char *spec, char *buf, size_t cap)
+{
+    char dir[1024], root[1100];
+    size_t flen = strcspn(spec, ",");
+    if (!strcmp(spec, "off") || spec[0] == '/' || flen == 0 || flen >= sizeof dir)
+        return spec;
+    memcpy(dir, spec, flen);
+    dir[flen] = '\0';
+    if (access(dir, F_OK) == 0 || !cmd__data_root(spec, flen, root, sizeof root))
+        return spec;
+    int m = snprintf(buf, cap, "%s/%s", root, spec);
+    return m < 0 || (size_t)m >= cap ? spec : buf;
+}
+
+int cmd_model_dir(const char *setting)
+{
+    static const char rel[] = "phonetics/models";
+    char root[1100], models[1200];
+    if (setting && strcmp(setting, "auto") != 0)
+        return pho_encoder_set_model_dir(setting);
+    if (!cmd__data_root(rel, sizeof rel - 1, root, sizeof root))
+        return pho_encoder_set_model_dir(NULL);
+    int m = snprintf(models, sizeof models, "%s/%s", root, rel);
+    if (m < 0 || (size_t)m >= sizeof models)
+        return pho_encoder_set_model_dir(NULL);
+    return pho_encoder_set_model_dir(models);
+}
+
+int cmd_fail(const char *cmd, const erd_diag *diag, int err)
+{
+    fprintf(stderr, "erd %s: %s\n", cmd, erd_diag_message(diag, err));
+    return cmd_exit_code(err);
+}
+
+/* A calibration that does not apply leaves scores uncalibrated rather
+ * than stopping the service; say so once at start, naming each catalog it
+ * concerns (only the one asked for when only is not NULL) and the whole
+ * encoder id, which the resolver's fixed-size message would cut. */
+static void cmd__calibration_note(const char *cmd, const vix_resolver *resolver, const char *only,
+                                  const char *calibration)
+{
+    for (size_t i = 0; i < vix_resolver_catalog_count(resolver); i++) {
+        const char *name = vix_resolver_catalog_name(resolver, i);
+        if (!name || (only && strcmp(name, only) != 0))
+            continue;
+        erd_diag d = {0};
+        int rc = vix_resolver_calibrated(resolver, i, &d);
+        if (rc != ERD_EMISMATCH)
+            continue;
+        const char *enc = vix_resolver_catalog_encoder(resolver, i);
+        if (strstr(d.msg, "built with encoder"))
+            fprintf(stderr,
+                    "erd %s: warning: catalog \"%s\" was built with encoder %s, but the "
+                    "calibration %s was fitted on another: its scores are uncalibrated "
+                    "(rebuild it with the default encoder, or set calibration off)\n",
+                    cmd, name, enc ? enc : "?", calibration);
+        else
+            fprintf(stderr, "erd %s: warning: catalog \"%s\": %s\n", cmd, name,
+                    erd_diag_message(&d, rc));
+    }
+}
+
+static double cmd__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+int cmd_load_config(const char *path, cfg_config *cfg, erd_diag *diag)
+{
+    int rc;
+    cfg_defaults(cfg);
+    if (!path)
+        path = getenv("ERD_CONFIG");
+    if (path && *path && (rc = cfg_load_file(cfg, path, diag)) < 0)
+        return rc;
+    if ((rc = cfg_load_env(cfg, diag)) < 0)
+        return rc;
+    if ((rc = vix_simd_limit(cfg->simd, diag)) < 0)
+        return rc;
+    rc = cmd_model_dir(cfg->model_dir);
+    return rc < 0 ? erd_fail(diag, rc, "model_dir too long") : ERD_OK;
+}
+
+static int cmd__config(const char *cmd, const char *path, cfg_config *cfg)
+{
+    erd_diag diag = {0};
+    int rc = cmd_load_config(path, cfg, &diag);
+    return rc < 0 ? cmd_fail(cmd, &diag, rc) : CMD_EXIT_OK;
+}
+
+int cmd_bad_usage(const char *cmd)
+{
+    fprintf(stderr, "Try 'erd %s --help'.\n", cmd);
+    return CMD_EXIT_USAGE;
+}
+
+/* ---- import ---- */
+
+static void cmd__import_progress(void *user, uint64_t lines, uint64_t bytes, uint64_t total)
+{
+    double *t0 = user;
+    if (total)
+        fprintf(stderr, "\rerd import: %llu records, %.0f%% (%.1f s)", (unsigned long long)lines,
+                100.0 * (double)bytes / (double)total, cmd__now() - *t0);
+    else
+        fprintf(stderr, "\rerd import: %llu records (%.1f s)", (unsigned long long)lines,
+                cmd__now() - *t0);
+}
+
+/* "," ";" "|" ... or "tab" / "\t" for tab-separated files. */
+static int cmd__delimiter(const char *arg, char *ret)
+{
+    char c = !strcmp(arg, "tab") || !strcmp(arg, "\\t") ? '\t' : arg[0];
+    if ((arg[0] && arg[1] && c != '\t') || !c || c == '"' || c == '\r' || c == '\n') {
+        fprintf(stderr, "erd import: --delimiter takes one character (not a quote), or tab\n");
+        return ERD_EINVAL;
+    }
+    *ret = c;
+    return ERD_OK;
+}
+
+static int cmd__any_catalog(void *user, const vix_catalog_info *info)
+{
+    (void)user;
+    (void)info;
+    return 1;
+}
+
+/* Removes a database file this import created, with the journal files
+ * SQLite keeps beside it, unless it holds a catalog by now (another
+ * process's first import may have landed in it meanwhile). */
+static void cmd__remove_new_db(const char *db)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    vix_store *store = NULL;
+    if (vix_store_open(db, 0, &store, NULL) == ERD_OK) {
+        int any = vix_store_catalog_foreach(store, cmd__any_catalog, NULL, NULL);
+        vix_store_close(store);
+        if (any != 0)
+            return;
+    }
+    for (size_t i = 0; i < sizeof suffix / sizeof *suffix; i++) {
+        char path[2048];
+        if (snprintf(path, sizeof path, "%s%s", db, suffix[i]) < (int)sizeof path)
+            unlink(path);
+    }
+}
+
+int cmd_import(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'},           {"catalog", required_argument, 0, 'c'},
+        {"format", required_argument, 0, 'f'},       {"id-column", required_argument, 0, 'I'},
+        {"name-column", required_argument, 0, 'N'},  {"aliases-column", required_argument, 0, 'A'},
+        {"config", required_argument, 0, 'C'},       {"quiet", no_argument, 0, 'q'},
+        {"delimiter", required_argument, 0, 'D'},    {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *db = NULL, *catalog = NULL, *config = NULL;
+    vix_import_opts io = {0};
+    int quiet = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:c:f:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': db = optarg; break;
+        case 'c': catalog = optarg; break;
+        case 'C': config = optarg; break;
+        case 'I': io.csv_id_column = optarg; break;
+        case 'N': io.csv_name_column = optarg; break;
+        case 'A': io.csv_aliases_column = optarg; break;
+        case 'D':
+            if (cmd__delimiter(optarg, &io.csv_delimiter) < 0)
+                return CMD_EXIT_USAGE;
+            break;
+        case 'q': quiet = 1; break;
+        case 'f':
+            if (!strcmp(optarg, "jsonl") || !strcmp(optarg, "json"))
+                io.format = VIX_FORMAT_JSONL;
+            else if (!strcmp(optarg, "csv"))
+                io.format = VIX_FORMAT_CSV;
+            else if (!strcmp(optarg, "auto"))
+                io.format = VIX_FORMAT_AUTO;
+            else {
+                fprintf(stderr, "erd import: --format must be jsonl, csv or auto\n");
+                return CMD_EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            printf("usage: erd import --db FILE --catalog NAME [OPTIONS] ENTITIES\n\n"
+                   "Loads entities into a catalog (created when absent) in one transaction:\n"
+                   "a bad record aborts the import, names its line and changes nothing.\n"
+                   "An id imported again replaces the earlier entity.\n\n"
+                   "ENTITIES is a file or - for standard input, either JSON lines\n"
+                   "  {\"id\": \"...\", \"name\": \"...\", \"aliases\": [...], \"attrs\": {...}}\n"
+                   "or CSV with a header row naming the columns.\n\n"
+                   "  --db FILE              catalog store (SQLite; created when absent)\n"
+                   "  --catalog NAME         catalog to import into ([a-z0-9_.-], up to 64)\n"
+                   "  --format FMT           jsonl, csv or auto (default: auto, by first byte)\n"
+                   "  --id-column COL        CSV column holding ids (default: id)\n"
+                   "  --name-column COL      CSV column holding names (default: name)\n"
+                   "  --aliases-column COL   CSV column of '|'-separated aliases (default: aliases)\n"
+                   "  --delimiter C          CSV field separator: one character, or tab\n"
+                   "                         (default: ,)\n"
+                   "  --config FILE          configuration file (for db)\n"
+                   "  -q, --quiet            no progress on stderr\n");
+            return CMD_EXIT_OK;
+        default:
+            return cmd_bad_usage("import");
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "erd import: expected one ENTITIES file (or -)\n");
+        return cmd_bad_usage("import");
+    }
+    cfg_config cfg;
+    int rc = cmd__config("import", config, &cfg);
+    if (rc)
+        return rc;
+    if (!db)
+        db = cfg.db;
+    if (!catalog) {
+        fprintf(stderr, "erd import: --catalog is required\n");
+        return cmd_bad_usage("import");
+    }
+    const char *path = argv[optind];
+    FILE *in = stdin;
+    if (strcmp(path, "-") != 0) {
+        in = fopen(path, "rb");
+        if (!in) {
+            fprintf(stderr, "erd import: %s: %s\n", path, strerror(errno));
+            return CMD_EXIT_NOINPUT;
+        }
+        struct stat st;
+        if (fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode))
+            io.total_bytes = (uint64_t)st.st_size;
+    }
+    double t0 = cmd__now();
+    /* Progress only where a person may be waiting: large inputs, on a tty. */
+    if (!quiet && (io.total_bytes == 0 || io.total_bytes > (1u << 20)) && isatty(STDERR_FILENO)) {
+        io.progress = cmd__import_progress;
+        io.progress_user = &t0;
+    }
+
+    erd_diag diag = {0};
+    vix_store *store = NULL;
+    vix_import_result res;
+    bool created = access(db, F_OK) != 0;
+    rc = vix_store_open(db, 0, &store, &diag);
+    if (rc == ERD_OK)
+        rc = vix_store_import(store, catalog, in, &io, &res, &diag);
+    vix_store_close(store);
+    if (rc < 0 && created)
+        cmd__remove_new_db(db); /* a failed first import leaves no database behind */
+    if (in != stdin)
+        fclose(in);
+    if (io.progress)
+        fputc('\n', stderr);
+    if (rc < 0) {
+        if (rc == ERD_EPARSE)
+            fprintf(stderr, "erd import: %s: %s (nothing imported)\n", path,
+                    erd_diag_message(&diag, rc));
+        else
+            fprintf(stderr, "erd import: %s\n", erd_diag_message(&diag, rc));
+        return cmd_exit_code(rc);
+    }
+    if (!quiet)
+        fprintf(stderr,
+                "erd import: %llu records into catalog \"%s\" (%llu new, %llu updated) in %.2f s\n",
+                (unsigned long long)res.lines, catalog, (unsigned long long)res.inserted,
+                (unsigned long long)res.updated, cmd__now() - t0);
+    return CMD_EXIT_OK;
+}
+
+/* ---- build ---- */
+
+static void cmd__build_progress(void *user, const char *stage, uint64_t done, uint64_t total)
+{
+    double *t0 = user;
+    fprintf(stderr, "\rerd build: %s %llu/%llu (%.1f s)   ", stage, (unsigned long long)done,
+            (unsigned long long)total, cmd__now() - *t0);
+}
+
+int cmd_build(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'},      {"catalog", required_argument, 0, 'c'},
+        {"encoder", required_argument, 0, 'e'}, {"factory", required_argument, 0, 'F'},
+        {"config", required_argument, 0, 'C'},  {"quiet", no_argument, 0, 'q'},
+        {"g2p-voice", required_argument, 0, 'V'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *db = NULL, *catalog = NULL, *config = NULL, *encoder = NULL, *factory = NULL;
+    const char *voice = NULL;
+    int quiet = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:c:e:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': db = optarg; break;
+        case 'c': catalog = optarg; break;
+        case 'e': encoder = optarg; break;
+        case 'F': factory = optarg; break;
+        case 'C': config = optarg; break;
+        case 'V': voice = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'h':
+            printf("usage: erd build --db FILE --catalog NAME [OPTIONS]\n\n"
+                   "Turns every name and alias of the catalog (and the ways people shorten\n"
+                   "titles: before/after a colon, without a leading article) into phonemes\n"
+                   "with espeak-ng, encodes them and writes the FAISS index beside the\n"
+                   "database (DB.CATALOG.GENERATION-STAMP.faiss, a new file per build; the one it\n"
+                   "replaces is deleted once the database names the new one).  Writers go on\n"
+                   "meanwhile; a running erd serve swaps the new index in within its\n"
+                   "sync_interval_ms and serves what was written since from its delta.\n\n"
+                   "  --db FILE          catalog store\n"
+                   "  --catalog NAME     catalog to build\n"
+                   "  --encoder SPEC     phonetic encoder (default from config: %s)\n"
+                   "  --factory STRING   FAISS index_factory string, or auto: Flat up to\n"
+                   "                     index_flat_max vectors, IVF above (default from\n"
+                   "                     config: %s)\n"
+                   "  --g2p-voice VOICE  espeak-ng voice the names are spoken in, recorded\n"
+                   "                     with the index: queries of the catalog use it too.\n"
+                   "                     Needed to change the voice of a built catalog\n"
+                   "                     (default from config: %s)\n"
+                   "  --config FILE      configuration file\n"
+                   "  -q, --quiet        no progress on stderr\n",
+                   cfg_default("encoder"), cfg_default("faiss_factory"), cfg_default("g2p_voice"));
+            return CMD_EXIT_OK;
+        default:
+            return cmd_bad_usage("build");
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "erd build: unexpected argument \"%s\"\n", argv[optind]);
+        return cmd_bad_usage("build");
+    }
+    cfg_config cfg;
+    int rc = cmd__config("build", config, &cfg);
+    if (rc)
+        return rc;
+    if (!catalog) {
+        fprintf(stderr, "erd build: --catalog is required\n");
+        return cmd_bad_usage("build");
+    }
+    if (access(db ? db : cfg.db, F_OK) != 0) {
+        fprintf(stderr, "erd build: %s: no such database (run erd import first)\n",
+                db ? db : cfg.db);
+        return CMD_EXIT_NOINPUT;
+    }
+    double t0 = cmd__now();
+    vix_build_opts bo = {
+        .db_path = db ? db : cfg.db,
+        .catalog = catalog,
+        .encoder_spec = encoder ? encoder : cfg.encoder,
+        .factory = factory ? factory : cfg.faiss_factory,
+        .flat_max = cfg.index_flat_max,
+        .nprobe = cfg.ivf_nprobe,
+        .ef_search = cfg.hnsw_ef_search,
+        .g2p_voice = voice ? voice : cfg.g2p_voice,
+        .g2p_voice_change = voice != NULL,
+        .progress = (!quiet && isatty(STDERR_FILENO)) ? cmd__build_progress : NULL,
+        .progress_user = &t0,
+    };
+    vix_build_result res;
+    erd_diag diag = {0};
+    rc = vix_build(&bo, &res, &diag);
+    if (bo.progress)
+        fputc('\n', stderr);
+    if (rc < 0)
+        return cmd_fail("build", &diag, rc);
+    if (!quiet)
+        fprintf(stderr,
+                "erd build: catalog \"%s\": %llu entities, %llu vectors (%s, %s) in %.2f s "
+                "[phonemes %.2f s, %llu espeak-ng calls; encode %.2f s; index %.2f s] -> %s "
+                "(%.1f MB, %.0f bytes per entity)\n",
+                catalog, (unsigned long long)res.entities, (unsigned long long)res.vectors,
+                res.encoder_id, res.factory, res.seconds, res.phoneme_seconds,
+                (unsigned long long)res.g2p_calls, res.encode_seconds, res.index_seconds,
+                res.index_path, (double)res.index_bytes / 1e6,
+                res.entities ? (double)res.index_bytes / (double)res.entities : 0.0);
+    return CMD_EXIT_OK;
+}
+
+/* ---- serve ---- */
+
+/* A read replica's snapshot: unpacked into SNAP.d/current, and when the
+ * file is replaced, into SNAP.d/next, which then takes current's place
+ * while resolves go on against what is loaded. */
+typedef struct cmd__replica {
+    const char *snapshot;
+    char dir[1100], current[1200], next[1200], old[1200], db[1300];
+    struct stat seen;
+    vix_resolver *resolver;
+} cmd__replica;
+
+/* Removes one of the replica's folders: an unpacked snapshot, files only
+ * (the database with its journal files and the index files).  Without a
+ * shell, so any character in the path is fine. */
+static void cmd__rm_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno != ENOENT)
+            fprintf(stderr, "erd: warning: could not remove %s: %s\n", dir, strerror(errno));
+        return;
+    }
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[2048];
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) < (int)sizeof path)
+            unlink(path);
+    }
+    closedir(d);
+    if (rmdir(dir) != 0)
+        fprintf(stderr, "erd: warning: could not remove %s: %s\n", dir, strerror(errno));
+}
+
+static bool cmd__same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+static int cmd__replica_init(cmd__replica *rp, const char *snapshot, erd_diag *diag)
+{
+    rp->snapshot = snapshot;
+    if (snprintf(rp->dir, sizeof rp->dir, "%s.d", snapshot) >= (int)sizeof rp->dir)
+        return erd_fail(diag, ERD_ETOOLONG, "snapshot path too long");
+    snprintf(rp->current, sizeof rp->current, "%s/current", rp->dir);
+    snprintf(rp->next, sizeof rp->next, "%s/next", rp->dir);
+    snprintf(rp->old, sizeof rp->old, "%s/old", rp->dir);
+    if (mkdir(rp->dir, 0755) != 0 && errno != EEXIST)
+        return erd_fail(diag, ERD_EIO, "creating %s: %s", rp->dir, strerror(errno));
+    if (stat(snapshot, &rp->seen) != 0)
+        return erd_fail(diag, ERD_EIO, "snapshot %s: %s", snapshot, strerror(errno));
+    cmd__rm_dir(rp->current);
+    vix_snapshot_info info;
+    int rc = vix_snapshot_unpack(snapshot, rp->current, rp->db, sizeof rp->db, &info, diag);
+    if (rc == ERD_OK)
+        fprintf(stderr, "erd: replica of %s (%llu files, fnv1a64 %016llx)\n", snapshot,
+                (unsigned long long)info.files, (unsigned long long)info.checksum);
+    return rc;
+}
+
+/* Runs every sync interval: a replaced snapshot file is checked, unpacked
+ * and swapped in; a damaged one is logged and the current one kept. */
+static void cmd__replica_tick(void *user)
+{
+    cmd__replica *rp = user;
+    struct stat sb;
+    char db[1300];
+    vix_snapshot_info info;
+    erd_diag d = {0};
+    if (stat(rp->snapshot, &sb) != 0 || cmd__same_file(&sb, &rp->seen))
+        return;
+    rp->seen = sb;
+    cmd__rm_dir(rp->next);
+    int rc = vix_snapshot_unpack(rp->snapshot, rp->next, db, sizeof db, &info, &d);
+    if (rc == ERD_OK) {
+        cmd__rm_dir(rp->old);
+        if (rename(rp->current, rp->old) != 0 || rename(rp->next, rp->current) != 0)
+            rc = erd_fail(&d, ERD_EIO, "swapping %s in: %s", rp->next, strerror(errno));
+    }
+    if (rc == ERD_OK)
+        rc = vix_resolver_retarget(rp->resolver, rp->db, &d);
+    if (rc < 0) {
+        fprintf(stderr, "erd: warning: new snapshot %s not served: %s\n", rp->snapshot,
+                erd_diag_message(&d, rc));
+        return;
+    }
+    cmd__rm_dir(rp->old);
+    fprintf(stderr, "erd: serving the new snapshot %s (%llu files, fnv1a64 %016llx)\n",
+            rp->snapshot, (unsigned long long)info.files, (unsigned long long)info.checksum);
+}
+
+/* Writes made by others (erd import, erd entity, another server) and
+ * indexes built by erd build are picked up here; the server's own writes
+ * sync before they are acknowledged. */
+static void cmd__sync_tick(void *user)
+{
+    erd_diag d = {0};
+    int rc = vix_resolver_sync(user, NULL, &d);
+    if (rc < 0)
+        fprintf(stderr, "erd: warning: sync: %s\n", erd_diag_message(&d, rc));
+}
+
+/* What start-up found: catalogs whose index lags the database are served
+ * index + delta (and rebuilt in the background past delta_max). */
+static void cmd__serving_note(vix_resolver *resolver)
+{
+    for (size_t i = 0; i < vix_resolver_catalog_count(resolver); i++) {
+        const char *name = vix_resolver_catalog_name(resolver, i);
+        vix_serving_status st;
+        if (!name)
+            continue;
+        vix_resolver_status(resolver, name, &st);
+        if (st.served_generation != st.index_generation)
+            fprintf(stderr,
+                    "erd: catalog \"%s\": index at generation %lld, database at %lld: serving "
+                    "%zu changed entities from the delta\n",
+                    name, (long long)st.index_generation, (long long)st.served_generation,
+                    st.delta_entities + st.masked);
+    }
+}
+
+int cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'},      {"listen", required_argument, 0, 'l'},
+        {"threads", required_argument, 0, 't'}, {"config", required_argument, 0, 'C'},
+        {"snapshot", required_argument, 0, 'S'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *db = NULL, *listen = NULL, *threads = NULL, *config = NULL, *snapshot = NULL;
+    static cmd__replica replica; /* the tick's, for the life of the server */
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:l:t:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': db = optarg; break;
+        case 'l': listen = optarg; break;
+        case 't': threads = optarg; break;
+        case 'C': config = optarg; break;
+        case 'S': snapshot = optarg; break;
+        case 'h':
+            printf("usage: erd serve --db FILE [--listen HOST:PORT] [OPTIONS]\n"
+                   "       erd serve --snapshot SNAPSHOT [--listen HOST:PORT] [OPTIONS]\n\n"
+                   "Serves every built catalog of the database over HTTP:\n"
+                   "  POST /v1/resolve  {\"catalog\":..., \"hypotheses\":[{\"text\",\"score\"}], \"k\":5}\n"
+                   "  GET  /healthz   liveness\n"
+                   "  GET  /readyz    readiness (a catalog index is loaded)\n"
+                   "  GET  /metrics   Prometheus metrics (needs metrics_token or admin_token)\n"
+                   "  /v1/catalogs... the admin API (needs admin_token): catalogs, entity\n"
+                   "                  upserts and deletes served within a second, bulk JSON\n"
+                   "                  lines, background rebuilds swapped in atomically\n"
+                   "SIGHUP reloads the configuration (limits, tokens, log_requests); SIGINT or\n"
+                   "SIGTERM stop after in-flight requests finish.  An invalid configuration\n"
+                   "exits 78 naming the key (and line).\n\n"
+                   "  --db FILE            catalog store\n"
+                   "  --listen HOST:PORT   address (default from config: %s)\n"
+                   "  --threads N          worker threads (default: one per core)\n"
+                   "  --snapshot FILE      serve a snapshot (erd snapshot) read-only, as a replica:\n"
+                   "                       it is unpacked beside it (FILE.d/) and swapped live\n"
+                   "                       when the file is replaced; admin writes answer 403\n"
+                   "  --config FILE        configuration file (see config/erd.conf)\n",
+                   cfg_default("listen"));
+            return CMD_EXIT_OK;
+        default:
+            return cmd_bad_usage("serve");
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "erd serve: unexpected argument \"%s\"\n", argv[optind]);
+        return cmd_bad_usage("serve");
+    }
+    if (snapshot && db) {
+        fprintf(stderr, "erd serve: --db and --snapshot exclude each other\n");
+        return cmd_bad_usage("serve");
+    }
+    if (snapshot) {
+        erd_diag sd = {0};
+        int src = cmd__replica_init(&replica, snapshot, &sd);
+        if (src < 0)
+            return cmd_fail("serve", &sd, src);
+        db = replica.db;
+    }
+    /* Flags are kept as overrides so a reload (SIGHUP) re-reads the file
+     * and environment under them, exactly as start-up did. */
+    const char *overrides[7];
+    size_t no = 0;
+    if (db) {
+        overrides[no++] = "db";
+        overrides[no++] = db;
+    }
+    if (listen) {
+        overrides[no++] = "listen";
+        overrides[no++] = listen;
+    }
+    if (threads) {
+        overrides[no++] = "threads";
+        overrides[no++] = threads;
+    }
+    overrides[no] = NULL;
+    if (!config)
+        config = getenv("ERD_CONFIG");
+    srv_http_opts ho = {.config_path = config && *config ? config : NULL, .overrides = overrides};
+    cfg_config cfg;
+    erd_diag cdiag = {0};
+    int rc = cfg_load(&cfg, ho.config_path, overrides, &cdiag);
+    if (rc == ERD_OK)
+        rc = vix_simd_limit(cfg.simd, &cdiag);
+    if (rc < 0)
+        return cmd_fail("serve", &cdiag, rc);
+    rc = cmd_model_dir(cfg.model_dir);
+    if (rc < 0)
+        return cmd_fail("serve", &cdiag, erd_fail(&cdiag, rc, "model_dir too long"));
+    if (access(cfg.db, F_OK) != 0) {
+        fprintf(stderr, "erd serve: %s: no such database (run erd import and erd build first)\n",
+                cfg.db);
+        return CMD_EXIT_NOINPUT;
+    }
+    /* before the catalogs load, which takes a while on a large database */
+    rc = srv_http_check_listen(cfg.listen, &cdiag);
+    if (rc < 0)
+        return cmd_fail("serve", &cdiag, rc);
+
+    erd_diag diag = {0};
+    vix_resolver *resolver = NULL;
+    vix_resolver_opts ro = {
+        .db_path = cfg.db,
+        .g2p_voice = cfg.g2p_voice,
+        .g2p_cache_entries = cfg.g2p_cache_entries,
+        .candidates = (size_t)cfg.candidates,
+        .build_encoder = cfg.encoder,
+        .build_factory = cfg.faiss_factory,
+        /* a replica never builds: the primary publishes the next snapshot */
+        .delta_max = snapshot ? 0 : cfg.delta_max,
+    };
+    char rerank[2048], calibration[2048];
+    ro.rerank = cmd_rerank_spec(cfg.rerank, rerank, sizeof rerank);
+    ro.calibration = cmd_rerank_spec(cfg.calibration, calibration, sizeof calibration);
+    double t0 = cmd__now();
+    rc = vix_resolver_open(&ro, &resolver, &diag);
+    if (rc < 0)
+        return cmd_fail("serve", &diag, rc);
+    size_t n = vix_resolver_catalog_count(resolver);
+    fprintf(stderr, "erd: loaded %zu catalog%s from %s in %.2f s", n, n == 1 ? "" : "s", cfg.db,
+            cmd__now() - t0);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "%s%s", i ? ", " : ": ", vix_resolver_catalog_name(resolver, i));
+    fputc('\n', stderr);
+    cmd__calibration_note("serve", resolver, NULL, ro.calibration);
+    if (n == 0)
+        fprintf(stderr, "erd: warning: no catalog has an index yet; run erd build\n");
+    cmd__serving_note(resolver);
+
+    ho.tick = cmd__sync_tick;
+    ho.tick_user = resolver;
+    if (snapshot) {
+        replica.resolver = resolver;
+        ho.tick = cmd__replica_tick;
+        ho.tick_user = &replica;
+        ho.read_only = true;
+    }
+    rc = srv_http_run(&cfg, &ho, resolver, &diag);
+    vix_resolver_close(resolver);
+    if (rc < 0)
+        return cmd_fail("serve", &diag, rc);
+    return CMD_EXIT_OK;
+}
+
+/* ---- resolve ---- */
+
+int cmd_resolve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'},     {"catalog", required_argument, 0, 'c'},
+        {"k", required_argument, 0, 'k'},      {"json", no_argument, 0, 'j'},
+        {"timing", no_argument, 0, 'T'},       {"config", required_argument, 0, 'C'},
+        {"explain", no_argument, 0, 'E'},      {"min-score", required_argument, 0, 'M'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+    };
+    const char *db = NULL, *config = NULL;
+    srv_resolve_req req = {.k = 0, .min_score = -1}; /* k 0: default_k from the configuration */
+    int json = 0, timing = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:c:k:jh", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'd': db = optarg; break;
+        case 'c': req.catalog = optarg; break;
+        case 'C': config = optarg; break;
+        case 'j': json = 1; break;
+        case 'T': timing = 1; break;
+        case 'E': req.explain = true; break;
+        case 'M':
+            req.min_score = strtod(optarg, &end);
+            if (*end || !(req.min_score >= 0 && req.min_score <= 1)) {
+                fprintf(stderr, "erd resolve: --min-score must be a number in [0, 1]\n");
+                return CMD_EXIT_USAGE;
+            }
+            break;
+        case 'k': {
+            long k = strtol(optarg, &end, 10);
+            if (*end || k < 1 || k > 1000) {
+                fprintf(stderr, "erd resolve: -k must be an integer in 1..1000\n");
+                return CMD_EXIT_USAGE;
+            }
+            req.k = (size_t)k;
+            break;
+        }
+        case 'h':
+            printf("usage: erd resolve --db FILE --catalog NAME [-k N] [--json] [--explain] TEXT...\n\n"
+                   "Resolves one query; several TEXT arguments are an n-best list, best first.\n"
+                   "Prints the results and whether the top one is a match (its score reaches\n"
+                   "no_match_threshold, or --min-score).\n\n"
+                   "  --db FILE        catalog store\n"
+                   "  --catalog NAME   catalog to search\n"
+                   "  -k N             results to print (default from config: %s)\n"
+                   "  --min-score X    the top score \"match\" needs (default: no_match_threshold)\n"
+                   "  --explain        per result: the name or alias each hypothesis matched,\n"
+                   "                   both sides' phones, the alignment step by step with its\n"
+                   "                   channel costs, every stage's score and the calibration\n"
+                   "                   features (with --json: POST /v1/resolve's \"explain\")\n"
+                   "  --json           print the same JSON as POST /v1/resolve\n"
+                   "  --timing         print per-stage times on stderr\n"
+                   "  --config FILE    configuration file\n",
+                   cfg_default("default_k"));
+            return CMD_EXIT_OK;
+        default:
+            return cmd_bad_usage("resolve");
+        }
+    }
+    if (optind >= argc || !req.catalog) {
+        fprintf(stderr, "erd resolve: need --catalog and at least one TEXT\n");
+        return cmd_bad_usage("resolve");
+    }
+    cfg_config cfg;
+    int rc = cmd__config("resolve", config, &cfg);
+    if (rc)
+        return rc;
+    if (!db)
+        db = cfg.db;
+    if (!req.k)
+        req.k = (size_t)cfg.default_k;
+    if (access(db, F_OK) != 0) {
+        fprintf(stderr, "erd resolve: %s: no such database\n", db);
+        return CMD_EXIT_NOINPUT;
+    }
+    req.n_hyps = (size_t)(argc - optind);
+    vix_hypothesis *hyps = calloc(req.n_hyps, sizeof *hyps);
+    vix_result *results = calloc(req.k, sizeof *results);
+    vix_resolver *resolver = NULL;
+    vix_view *view = NULL;
+    srv_answer answer = {0};
+    erd_diag diag = {0};
+    if (!hyps || !results) {
+        rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < req.n_hyps; i++)
+        hyps[i] = (vix_hypothesis){.text = argv[optind + (int)i], .len = strlen(argv[optind + (int)i])};
+    req.hyps = hyps;
+    vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg.g2p_voice,
+                            .g2p_cache_entries = 64, .candidates = (size_t)cfg.candidates};
+    char rerank[2048], calibration[2048];
+    ro.rerank = cmd_rerank_spec(cfg.rerank, rerank, sizeof rerank);
+    ro.calibration = cmd_rerank_spec(cfg.calibration, calibration, sizeof calibration);
+    rc = vix_resolver_open(&ro, &resolver, &diag);
+    if (rc < 0)
+        goto out;
+    cmd__calibration_note("resolve", resolver, req.catalog, ro.calibration);
+    vix_timing tm;
+    view = vix_resolver_acquire(resolver);
+    rc = srv_answer_resolve(resolver, view, &req, cfg.no_match_threshold, results, &tm, &answer,
+                            &diag);
+    rc = srv_hint_unbuilt(db, req.catalog, rc, &diag);
+    if (rc < 0)
+        goto out;
+    if (json) {
+        char *text = NULL;
+        size_t len = 0;
+        rc = srv_write_answer(&answer, &text, &len, &diag);
+        if (rc < 0)
+            goto out;
+        printf("%s\n", text);
+        free(text);
+    } else {
+        srv_explain_print(stdout, &answer);
+    }
+    if (timing)
+        fprintf(stderr,
+                "g2p %.3f ms, encode %.3f ms, search %.3f ms, aggregate %.3f ms, rerank %.3f ms\n",
+                (double)tm.g2p_ns / 1e6, (double)tm.encode_ns / 1e6, (double)tm.search_ns / 1e6,
+                (double)tm.aggregate_ns / 1e6, (double)tm.rerank_ns / 1e6);
+out:
+    srv_answer_clear(&answer);
+    vix_view_release(view);
+    vix_resolver_close(resolver);
+    free(hyps);
+    free(results);
+    if (rc < 0)
+        return cmd_fail("resolve", &diag, rc);
+    return CMD_EXIT_OK;
+}
+
+/* ---- config ---- */
+
+int cmd_config(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'C'},
+        {"dump", no_argument, 0, 'D'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *config = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'C': config = optarg; break;
+        case 'D': break;
+        case 'h':
+            printf("usage: erd config [--config FILE] --dump\n\n"
+                   "Prints every setting with its effective value (defaults, then FILE or\n"
+                   "$ERD_CONFIG, then ERD_<KEY> environment variables) and its documentation.\n"
+                   "Exits 78 naming the key and line when the configuration is invalid.\n");
+            return CMD_EXIT_OK;
+        default:
+            return cmd_bad_usage("config");
+        }
+    }
+    cfg_config cfg;
+    int rc = cmd__config("config", config, &cfg);
+    if (rc)
+        return rc;
+    cfg_dump(&cfg, stdout);
+    return CMD_EXIT_OK;
+}
+
+size_t cmd_nbest(json_t *nbest, vix_hypothesis *hyps, size_t cap)
+{
+    size_t n = json_array_size(nbest) < cap ? json_array_size(nbest) : cap;
+    for (size_t i = 0; i < n; i++) {
+        json_t *h = json_array_get(nbest, i), *score = json_object_get(h, "score");
+        const char *text = json_string_value(json_object_get(h, "text"));
+        hyps[i] = (vix_hypothesis){.text = text ? text : "", .len = text ? strlen(text) : 0,
+                                   .score = json_is_number(score) ? json_number_value(score) : 0,
+                                   .has_score = json_is_number(score)};
+    }
+    return n;
+}

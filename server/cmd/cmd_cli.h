@@ -1,0 +1,70 @@
+/* The erd command line: one function per subcommand, each taking the
+ * arguments after the subcommand name and returning the process exit code. */
+#ifndef CMD_CLI_H
+#define CMD_CLI_H
+
+#include <jansson.h>
+
+#include "index/vix_resolve.h"
+#include "proto/erd_error.h"
+
+#include <stddef.h>
+
+/* Exit codes, as sysexits(3) has them where one fits. */
+enum {
+    CMD_EXIT_OK = 0,
+    CMD_EXIT_FAIL = 1,     /* the operation failed */
+    CMD_EXIT_USAGE = 2,    /* bad command line */
+    CMD_EXIT_DATAERR = 65, /* bad input data */
+    CMD_EXIT_NOINPUT = 66, /* input file missing */
+    CMD_EXIT_CONFIG = 78,  /* bad configuration */
+};
+
+int cmd_import(int argc, char **argv);
+int cmd_build(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_resolve(int argc, char **argv);
+int cmd_config(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_catalog(int argc, char **argv);
+int cmd_entity(int argc, char **argv);
+int cmd_snapshot(int argc, char **argv);
+
+/* Points the encoders' model lookup at setting, or for "auto" (and NULL) at
+ * phonetics/models above the erd binary's folder. */
+int cmd_model_dir(const char *setting);
+
+/* Configuration in order of precedence, lowest first: built-in defaults,
+ * the file named by path (or $ERD_CONFIG when path is NULL), ERD_*
+ * variables; then points the model lookup at model_dir.  The caller applies
+ * its own flags afterwards. */
+struct cfg_config;
+int cmd_load_config(const char *path, struct cfg_config *cfg, erd_diag *diag);
+
+/* Exit code for an erd error code. */
+int cmd_exit_code(int err);
+
+/* The one number parser of every command's options: a whole decimal number
+ * from 0 to max, or a finite decimal number.  Anything else ("abc", "5x",
+ * "-1", out of range) prints "erd CMD: --OPT wants ..." and returns
+ * ERD_EINVAL; *ret is set only on success. */
+int cmd_parse_uint(const char *cmd, const char *opt, const char *s, unsigned long long max,
+                   unsigned long long *ret);
+int cmd_parse_real(const char *cmd, const char *opt, const char *s, double *ret);
+
+/* Prints "erd CMD: message" and returns err's exit code. */
+int cmd_fail(const char *cmd, const erd_diag *diag, int err);
+/* Points at --help and returns the usage exit code. */
+int cmd_bad_usage(const char *cmd);
+
+/* The rerank spec to hand the resolver: spec itself, or with its relative
+ * channel file resolved against the folder above the erd binary's (a build
+ * folder inside the source tree) when the working directory lacks it, so
+ * the default works from anywhere in a checkout. */
+const char *cmd_rerank_spec(const char *spec, char *buf, size_t cap);
+
+/* The hypotheses of a dev-format "nbest" array of {"text", "score"} (the
+ * score optional), at most cap; texts point into the array. */
+size_t cmd_nbest(json_t *nbest, vix_hypothesis *hyps, size_t cap);
+
+#endif

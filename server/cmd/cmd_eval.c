@@ -1,0 +1,623 @@
+/* erd eval: accuracy on a spoken-queries file, in process or through a
+ * running server over HTTP, so both paths are measured the same way. */
+#include <curl/curl.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/cfg.h"
+#include "index/vix_resolve.h"
+#include "index/vix_store.h"
+#include "phonetics/pho_text.h"
+#include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_score.h"
+#include "server/http/srv_explain.h"
+
+#define EVAL_K 5
+#define EVAL_DOMAINS_MAX 16
+#define EVAL_MAP_MAX 16
+
+enum { EVAL_1BEST, EVAL_NBEST, EVAL_MODES };
+
+typedef struct eval_tally {
+    char domain[64];
+    unsigned n;
+    unsigned hit1[EVAL_MODES], hit5[EVAL_MODES];
+    double rr[EVAL_MODES];
+} eval_tally;
+
+/* Open-set measurement: per n-best resolve, what kind of query it was and
+ * how its top result scored. */
+enum { EVAL_RIGHT, EVAL_WRONG, EVAL_NONE, EVAL_OOD, EVAL_CLASSES };
+
+typedef struct eval_open {
+    struct eval_open_item {
+        size_t domain; /* index into the tallies */
+        int cls;       /* EVAL_RIGHT .. EVAL_OOD */
+        double top;
+        int match;     /* the answer's "match" */
+    } *v;
+    size_t n, cap;
+} eval_open;
+
+typedef struct eval_ctx {
+    const char *no_match; /* no_match_threshold spec, in process */
+    vix_store *store;
+    vix_resolver *resolver; /* in-process mode */
+    CURL *curl;             /* HTTP mode */
+    const char *url;
+    char *body;
+    size_t body_len, body_cap;
+    double *lat_ms;
+    size_t n_lat, cap_lat;
+} eval_ctx;
+
+static double eval__now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Predicted probabilities of top results and whether they were right. */
+typedef struct eval_rel {
+    double *p;
+    uint8_t *y;
+    size_t n, cap;
+} eval_rel;
+
+static void eval__rel_add(eval_rel *r, double p, int right)
+{
+    if (r->n == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 1024;
+        double *np = realloc(r->p, ncap * sizeof *np);
+        if (np)
+            r->p = np;
+        uint8_t *ny = realloc(r->y, ncap);
+        if (ny)
+            r->y = ny;
+        if (!np || !ny)
+            return; /* a shorter table, not a failed evaluation */
+        r->cap = ncap;
+    }
+    r->p[r->n] = p;
+    r->y[r->n++] = (uint8_t)right;
+}
+
+static size_t eval__curl_write(char *data, size_t size, size_t nmemb, void *user)
+{
+    eval_ctx *ctx = user;
+    size_t n = size * nmemb;
+    if (ctx->body_len + n + 1 > ctx->body_cap) {
+        size_t ncap = ctx->body_cap ? ctx->body_cap : 4096;
+        while (ncap < ctx->body_len + n + 1)
+            ncap *= 2;
+        if (ncap > (16u << 20))
+            return 0; /* a resolve answer is never this large */
+        char *p = realloc(ctx->body, ncap);
+        if (!p)
+            return 0;
+        ctx->body = p;
+        ctx->body_cap = ncap;
+    }
+    memcpy(ctx->body + ctx->body_len, data, n);
+    ctx->body_len += n;
+    ctx->body[ctx->body_len] = '\0';
+    return n;
+}
+
+/* Resolves hyps through HTTP or in process; writes up to EVAL_K result ids
+ * (malloc'd strings) into ret_ids. */
+static int eval__resolve(eval_ctx *ctx, const char *catalog, json_t *nbest, size_t n_hyps,
+                         char *ret_ids[EVAL_K], size_t *ret_n, double *ret_top, int *ret_match,
+                         char *err, size_t errcap)
+{
+    double top = 0;
+    int match = 0;
+    size_t n_out = 0;
+    double t0 = eval__now();
+    int rc = 0;
+    if (ctx->curl) {
+        json_t *req = json_object(), *hyps = json_array();
+        for (size_t i = 0; i < n_hyps; i++)
+            json_array_append(hyps, json_array_get(nbest, i));
+        json_object_set_new(req, "catalog", json_string(catalog));
+        json_object_set_new(req, "hypotheses", hyps);
+        json_object_set_new(req, "k", json_integer(EVAL_K));
+        char *payload = json_dumps(req, JSON_COMPACT);
+        json_decref(req);
+        ctx->body_len = 0;
+        curl_easy_setopt(ctx->curl, CURLOPT_POSTFIELDS, payload);
+        CURLcode cc = curl_easy_perform(ctx->curl);
+        free(payload);
+        long status = 0;
+        curl_easy_getinfo(ctx->curl, CURLINFO_RESPONSE_CODE, &status);
+        if (cc != CURLE_OK) {
+            snprintf(err, errcap, "%s", curl_easy_strerror(cc));
+            return -1;
+        }
+        json_t *resp = json_loadb(ctx->body ? ctx->body : "", ctx->body_len, 0, NULL);
+        json_t *results = json_object_get(resp, "results");
+        if (status != 200 || !json_is_array(results)) {
+            snprintf(err, errcap, "HTTP %ld: %.200s", status, ctx->body ? ctx->body : "");
+            json_decref(resp);
+            return -1;
+        }
+        match = json_is_true(json_object_get(resp, "match"));
+        size_t i;
+        json_t *r;
+        json_array_foreach(results, i, r)
+        {
+            const char *id = json_string_value(json_object_get(r, "id"));
+            if (id && n_out == 0)
+                top = json_number_value(json_object_get(r, "score"));
+            if (id && n_out < EVAL_K)
+                ret_ids[n_out++] = strdup(id);
+        }
+        json_decref(resp);
+    } else {
+        vix_hypothesis hyps[64];
+        vix_result results[EVAL_K];
+        erd_diag diag = {0};
+        n_hyps = cmd_nbest(nbest, hyps, n_hyps < 64 ? n_hyps : 64);
+        size_t n_res = 0;
+        vix_view *view = vix_resolver_acquire(ctx->resolver);
+        rc = vix_resolve_in(ctx->resolver, view, catalog, hyps, n_hyps, EVAL_K, results, &n_res,
+                            NULL, NULL, &diag);
+        match = rc == ERD_OK && n_res &&
+                results[0].score >= srv_no_match_threshold(ctx->no_match, -1, ctx->resolver, view,
+                                                           catalog);
+        vix_view_release(view);
+        if (rc < 0) {
+            snprintf(err, errcap, "%s", erd_diag_message(&diag, rc));
+            return -1;
+        }
+        for (size_t i = 0; i < n_res; i++)
+            ret_ids[n_out++] = strdup(results[i].ext_id);
+        if (n_res)
+            top = results[0].score;
+    }
+    if (ctx->n_lat == ctx->cap_lat) {
+        size_t ncap = ctx->cap_lat ? ctx->cap_lat * 2 : 1024;
+        double *p = realloc(ctx->lat_ms, ncap * sizeof *p);
+        if (p) {
+            ctx->lat_ms = p;
+            ctx->cap_lat = ncap;
+        }
+    }
+    if (ctx->n_lat < ctx->cap_lat)
+        ctx->lat_ms[ctx->n_lat++] = (eval__now() - t0) * 1e3;
+    *ret_n = n_out;
+    *ret_top = top;
+    *ret_match = match;
+    return rc;
+}
+
+static void eval__open_add(eval_open *o, size_t domain, int cls, double top, int match)
+{
+    if (o->n == o->cap) {
+        size_t ncap = o->cap ? o->cap * 2 : 1024;
+        struct eval_open_item *v = realloc(o->v, ncap * sizeof *v);
+        if (!v)
+            return;
+        o->v = v;
+        o->cap = ncap;
+    }
+    o->v[o->n++] = (struct eval_open_item){domain, cls, top, match};
+}
+
+/* The open-set figures of one domain (SIZE_MAX: all): how well the top
+ * score tells right answers from queries whose entity the catalog lacks
+ * (AUROC; share of them rejected at the threshold keeping 90 % of the
+ * right), and what the configured threshold's "match" does. */
+static void eval__open_print(FILE *out, const eval_open *o, size_t domain, const char *name)
+{
+    size_t cnt[EVAL_CLASSES] = {0}, matched[EVAL_CLASSES] = {0};
+    double *sc[EVAL_CLASSES];
+    for (int c = 0; c < EVAL_CLASSES; c++)
+        sc[c] = malloc((o->n ? o->n : 1) * sizeof *sc[c]);
+    for (size_t i = 0; i < o->n; i++) {
+        const struct eval_open_item *it = &o->v[i];
+        if (domain != SIZE_MAX && it->domain != domain)
+            continue;
+        if (sc[it->cls])
+            sc[it->cls][cnt[it->cls]] = it->top;
+        cnt[it->cls]++;
+        matched[it->cls] += it->match != 0;
+    }
+    for (int c = 0; c < EVAL_CLASSES; c++)
+        if (!sc[c])
+            cnt[c] = 0;
+    double t = cmd_keep_threshold(sc[EVAL_RIGHT], cnt[EVAL_RIGHT], 0.9);
+    size_t rejected = 0;
+    for (size_t i = 0; i < cnt[EVAL_NONE]; i++)
+        rejected += sc[EVAL_NONE][i] < t;
+    size_t in = cnt[EVAL_RIGHT] + cnt[EVAL_WRONG];
+#define EVAL_PCT(a, b) ((b) ? 100.0 * (double)(a) / (double)(b) : 0.0)
+    fprintf(out, "open set %-6s n-best: %zu with an answer: acc@1 %.3f, right and \"match\": "
+                 "true %.3f",
+            name, in, in ? (double)cnt[EVAL_RIGHT] / (double)in : 0.0,
+            in ? (double)matched[EVAL_RIGHT] / (double)in : 0.0);
+    if (cnt[EVAL_NONE])
+        fprintf(out, "; %zu without: AUROC right vs without %.4f, the threshold keeping 90 %% of "
+                     "right answers (%.4f) rejects %.1f %% of those without, \"match\": false "
+                     "for %.1f %% of them",
+                cnt[EVAL_NONE], cmd_auroc(sc[EVAL_RIGHT], cnt[EVAL_RIGHT], sc[EVAL_NONE],
+                                          cnt[EVAL_NONE]),
+                t, EVAL_PCT(rejected, cnt[EVAL_NONE]),
+                EVAL_PCT(cnt[EVAL_NONE] - matched[EVAL_NONE], cnt[EVAL_NONE]));
+    if (cnt[EVAL_OOD])
+        fprintf(out, "; out of domain: \"match\": false for %.1f %% of %zu",
+                EVAL_PCT(cnt[EVAL_OOD] - matched[EVAL_OOD], cnt[EVAL_OOD]), cnt[EVAL_OOD]);
+#undef EVAL_PCT
+    fputc('\n', out);
+    for (int c = 0; c < EVAL_CLASSES; c++)
+        free(sc[c]);
+}
+
+static int eval__cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void eval__print_row(FILE *out, const eval_tally *t, int json)
+{
+    static const char *const mode_names[EVAL_MODES] = {"1-best", "n-best"};
+    for (int m = 0; m < EVAL_MODES; m++) {
+        double n = t->n ? (double)t->n : 1;
+        if (json)
+            fprintf(out,
+                    "{\"domain\":\"%s\",\"mode\":\"%s\",\"queries\":%u,\"acc1\":%.4f,"
+                    "\"recall5\":%.4f,\"mrr\":%.4f}\n",
+                    t->domain, mode_names[m], t->n, t->hit1[m] / n, t->hit5[m] / n, t->rr[m] / n);
+        else
+            fprintf(out, "%-8s %-7s %7u %7.3f %9.3f %7.3f\n", t->domain, mode_names[m], t->n,
+                    t->hit1[m] / n, t->hit5[m] / n, t->rr[m] / n);
+    }
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'},      {"queries", required_argument, 0, 'Q'},
+        {"url", required_argument, 0, 'u'},     {"map", required_argument, 0, 'm'},
+        {"domain", required_argument, 0, 'D'},  {"limit", required_argument, 0, 'n'},
+        {"json", no_argument, 0, 'j'},          {"errors", required_argument, 0, 'E'},
+        {"config", required_argument, 0, 'C'},  {"reliability", no_argument, 0, 'R'},
+        {"open-set", no_argument, 0, 'O'},      {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *db = NULL, *queries = NULL, *url = NULL, *only_domain = NULL, *config = NULL;
+    const char *errors_path = NULL;
+    const char *map_from[EVAL_MAP_MAX], *map_to[EVAL_MAP_MAX];
+    size_t n_map = 0;
+    long limit = -1;
+    int json = 0, reliability = 0, open_set = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:Q:u:m:D:n:jh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': db = optarg; break;
+        case 'Q': queries = optarg; break;
+        case 'u': url = optarg; break;
+        case 'D': only_domain = optarg; break;
+        case 'n': {
+            unsigned long long v;
+            if (cmd_parse_uint("eval", "limit", optarg, LONG_MAX, &v) < 0)
+                return CMD_EXIT_USAGE;
+            limit = (long)v;
+            break;
+        }
+        case 'j': json = 1; break;
+        case 'R': reliability = 1; break;
+        case 'O': open_set = 1; break;
+        case 'E': errors_path = optarg; break;
+        case 'C': config = optarg; break;
+        case 'm': {
+            char *eq = strchr(optarg, '=');
+            if (!eq || n_map == EVAL_MAP_MAX) {
+                fprintf(stderr, "erd eval: --map wants DOMAIN=CATALOG (at most %d)\n",
+                        EVAL_MAP_MAX);
+                return CMD_EXIT_USAGE;
+            }
+            *eq = '\0';
+            map_from[n_map] = optarg;
+            map_to[n_map++] = eq + 1;
+            break;
+        }
+        case 'h':
+            printf("usage: erd eval --db FILE --queries FILE [OPTIONS]\n\n"
+                   "Resolves each spoken query (JSON lines with domain, entity_id and an\n"
+                   "nbest list of {text, score}) with its first hypothesis only and with the\n"
+                   "whole n-best list, and prints acc@1, recall@5 and MRR per domain.  A\n"
+                   "result counts as right when it shares a normalised name or alias with\n"
+                   "the gold entity (catalogs hold duplicate titles).\n\n"
+                   "  --db FILE            catalog store (gold entities are looked up here)\n"
+                   "  --queries FILE       queries, e.g. ../shared/data/queries/dev.jsonl\n"
+                   "  --url URL            resolve through a running erd serve at URL\n"
+                   "                       (default: in process)\n"
+                   "  --map DOMAIN=CAT     catalog for a domain (default: same name)\n"
+                   "  --domain D           only queries of domain D\n"
+                   "  --limit N            only the first N queries\n"
+                   "  --errors FILE        write wrongly resolved n-best queries as JSON lines\n"
+                   "  --json               one JSON object per row\n"
+                   "  --reliability        also print how well the top result's score works as\n"
+                   "                       a probability: bins, ECE and Brier score per mode\n"
+                   "  --open-set           also resolve queries whose entity is not in the\n"
+                   "                       catalog, and out-of-domain ones (\"entity_id\": null),\n"
+                   "                       n-best: AUROC of the top score, right answers vs\n"
+                   "                       queries without one; the share of those rejected at\n"
+                   "                       the threshold keeping 90 %% of right answers; what\n"
+                   "                       \"match\" answers under the configured threshold\n"
+                   "                       (deploy/eval-open-set.sh builds such a catalog)\n"
+                   "  --config FILE        configuration file\n");
+            return CMD_EXIT_OK;
+        default:
+            fprintf(stderr, "Try 'erd eval --help'.\n");
+            return CMD_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || !queries) {
+        fprintf(stderr, "erd eval: --queries is required\nTry 'erd eval --help'.\n");
+        return CMD_EXIT_USAGE;
+    }
+    cfg_config cfg;
+    erd_diag diag = {0};
+    int rc = cmd_load_config(config, &cfg, &diag);
+    if (rc < 0) {
+        fprintf(stderr, "erd eval: %s\n", erd_diag_message(&diag, rc));
+        return CMD_EXIT_CONFIG;
+    }
+    if (!db)
+        db = cfg.db;
+
+    FILE *in = fopen(queries, "r");
+    if (!in) {
+        perror(queries);
+        return CMD_EXIT_NOINPUT;
+    }
+    FILE *errors = NULL;
+    if (errors_path && !(errors = fopen(errors_path, "w"))) {
+        perror(errors_path);
+        fclose(in);
+        return CMD_EXIT_FAIL;
+    }
+
+    eval_ctx ctx = {.url = url, .no_match = cfg.no_match_threshold};
+    eval_open open = {0};
+    eval_rel rel[EVAL_MODES] = {{0}};
+    eval_tally tallies[EVAL_DOMAINS_MAX] = {0};
+    size_t n_tallies = 0;
+    unsigned n_failed = 0, n_nogold = 0;
+    char *line = NULL;
+    size_t line_cap = 0;
+    unsigned lineno = 0;
+    struct curl_slist *headers = NULL;
+    double t_start = eval__now();
+
+    rc = vix_store_open(db, VIX_STORE_READONLY, &ctx.store, &diag);
+    if (rc < 0)
+        goto out;
+    if (url) {
+        char endpoint[1024];
+        snprintf(endpoint, sizeof endpoint, "%s/v1/resolve", url);
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        ctx.curl = curl_easy_init();
+        if (!ctx.curl) {
+            rc = erd_fail(&diag, ERD_ENOMEM, "curl_easy_init failed");
+            goto out;
+        }
+        headers = curl_slist_append(NULL, "Content-Type: application/json");
+        curl_easy_setopt(ctx.curl, CURLOPT_URL, endpoint);
+        curl_easy_setopt(ctx.curl, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(ctx.curl, CURLOPT_WRITEFUNCTION, eval__curl_write);
+        curl_easy_setopt(ctx.curl, CURLOPT_WRITEDATA, &ctx);
+        curl_easy_setopt(ctx.curl, CURLOPT_TIMEOUT, 30L);
+    } else {
+        vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg.g2p_voice,
+                                .g2p_cache_entries = cfg.g2p_cache_entries,
+                                .candidates = (size_t)cfg.candidates};
+        char rerank[2048], calibration[2048];
+        ro.rerank = cmd_rerank_spec(cfg.rerank, rerank, sizeof rerank);
+        ro.calibration = cmd_rerank_spec(cfg.calibration, calibration, sizeof calibration);
+        rc = vix_resolver_open(&ro, &ctx.resolver, &diag);
+        if (rc < 0)
+            goto out;
+        for (size_t i = 0; reliability && i < vix_resolver_catalog_count(ctx.resolver); i++) {
+            erd_diag d = {0};
+            int cr = vix_resolver_calibrated(ctx.resolver, i, &d);
+            if (cr < 0)
+                fprintf(stderr, "erd eval: %s: %s\n", vix_resolver_catalog_name(ctx.resolver, i),
+                        erd_diag_message(&d, cr));
+        }
+    }
+
+    cmd_keys *gold = malloc(sizeof *gold), *got = malloc(sizeof *got);
+    if (!gold || !got) {
+        free(gold);
+        free(got);
+        rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    ssize_t len;
+    while ((len = getline(&line, &line_cap, in)) != -1) {
+        lineno++;
+        if (limit >= 0 && lineno > (unsigned long)limit)
+            break;
+        json_error_t jerr;
+        json_t *q = json_loadb(line, (size_t)len, 0, &jerr);
+        const char *domain = json_string_value(json_object_get(q, "domain"));
+        const char *gold_id = json_string_value(json_object_get(q, "entity_id"));
+        json_t *nbest = json_object_get(q, "nbest");
+        int ood = open_set && json_is_null(json_object_get(q, "entity_id"));
+        if (!domain || (!gold_id && !ood) || !json_is_array(nbest)) {
+            json_decref(q);
+            if (len > 1) {
+                fprintf(stderr, "erd eval: %s:%u: not a query (%s)\n", queries, lineno,
+                        q ? "needs domain, entity_id and nbest" : jerr.text);
+                n_failed++;
+            }
+            continue;
+        }
+        if (only_domain && strcmp(domain, only_domain) != 0) {
+            json_decref(q);
+            continue;
+        }
+        const char *catalog = domain;
+        for (size_t i = 0; i < n_map; i++)
+            if (!strcmp(map_from[i], domain))
+                catalog = map_to[i];
+        int64_t catalog_id;
+        int known = vix_store_catalog_find(ctx.store, catalog, &catalog_id, NULL) == ERD_OK;
+        int absent = ood || !known || cmd_keys_for(ctx.store, catalog_id, gold_id, gold) < 0 ||
+                     gold->n == 0;
+        if (absent && !(open_set && known)) {
+            n_nogold++;
+            json_decref(q);
+            continue;
+        }
+        eval_tally *t = NULL;
+        for (size_t i = 0; i < n_tallies; i++)
+            if (!strcmp(tallies[i].domain, domain))
+                t = &tallies[i];
+        if (!t && n_tallies < EVAL_DOMAINS_MAX - 1) {
+            t = &tallies[n_tallies++];
+            snprintf(t->domain, sizeof t->domain, "%s", domain);
+        }
+        if (!t) {
+            json_decref(q);
+            continue;
+        }
+        t->n += !absent;
+        for (int m = absent ? EVAL_NBEST : 0; m < EVAL_MODES; m++) {
+            size_t n_hyps = m == EVAL_1BEST ? 1 : json_array_size(nbest);
+            char *ids[EVAL_K];
+            size_t n_ids = 0;
+            char err[512];
+            double top = 0;
+            int match = 0;
+            if (n_hyps == 0 || eval__resolve(&ctx, catalog, nbest, n_hyps, ids, &n_ids, &top,
+                                             &match, err, sizeof err) < 0) {
+                if (n_hyps)
+                    fprintf(stderr, "erd eval: %s:%u: %s\n", queries, lineno, err);
+                n_failed++;
+                continue;
+            }
+            int rank = 0;
+            for (size_t i = 0; !absent && i < n_ids; i++) {
+                if (!rank && cmd_keys_for(ctx.store, catalog_id, ids[i], got) == ERD_OK &&
+                    cmd_keys_match(gold, got))
+                    rank = (int)i + 1;
+            }
+            if (open_set && m == EVAL_NBEST)
+                eval__open_add(&open, (size_t)(t - tallies), ood ? EVAL_OOD : absent ? EVAL_NONE
+                                                             : rank == 1 ? EVAL_RIGHT : EVAL_WRONG,
+                               top, match);
+            if (absent) {
+                for (size_t i = 0; i < n_ids; i++)
+                    free(ids[i]);
+                continue;
+            }
+            if (rank == 1)
+                t->hit1[m]++;
+            if (rank >= 1 && rank <= 5)
+                t->hit5[m]++;
+            if (rank)
+                t->rr[m] += 1.0 / rank;
+            if (reliability && n_ids)
+                eval__rel_add(&rel[m], top, rank == 1);
+            if (errors && m == EVAL_NBEST && rank != 1) {
+                json_t *e = json_object();
+                json_object_set(e, "qid", json_object_get(q, "qid"));
+                json_object_set(e, "spoken", json_object_get(q, "spoken"));
+                json_object_set_new(e, "gold", json_string(gold_id));
+                json_object_set_new(e, "rank", json_integer(rank));
+                json_t *arr = json_array();
+                for (size_t i = 0; i < n_ids; i++)
+                    json_array_append_new(arr, json_string(ids[i]));
+                json_object_set_new(e, "got", arr);
+                json_object_set(e, "nbest", nbest);
+                json_dumpf(e, errors, JSON_COMPACT);
+                fputc('\n', errors);
+                json_decref(e);
+            }
+            for (size_t i = 0; i < n_ids; i++)
+                free(ids[i]);
+        }
+        json_decref(q);
+    }
+    free(gold);
+    free(got);
+
+    eval_tally all = {.domain = "all"};
+    for (size_t i = 0; i < n_tallies; i++) {
+        all.n += tallies[i].n;
+        for (int m = 0; m < EVAL_MODES; m++) {
+            all.hit1[m] += tallies[i].hit1[m];
+            all.hit5[m] += tallies[i].hit5[m];
+            all.rr[m] += tallies[i].rr[m];
+        }
+    }
+    if (!json)
+        printf("%-8s %-7s %7s %7s %9s %7s\n", "domain", "mode", "queries", "acc@1", "recall@5",
+               "MRR");
+    for (size_t i = 0; i < n_tallies; i++)
+        eval__print_row(stdout, &tallies[i], json);
+    if (n_tallies > 1)
+        eval__print_row(stdout, &all, json);
+    for (size_t i = 0; open_set && i < n_tallies; i++)
+        eval__open_print(stdout, &open, i, tallies[i].domain);
+    if (open_set && n_tallies > 1)
+        eval__open_print(stdout, &open, SIZE_MAX, "all");
+    for (int m = EVAL_MODES - 1; reliability && m >= 0; m--)
+        cmd_reliability_print(stdout, m == EVAL_NBEST ? "top result, n-best" : "top result, 1-best",
+                              rel[m].p, rel[m].y, rel[m].n);
+    if (ctx.n_lat) {
+        qsort(ctx.lat_ms, ctx.n_lat, sizeof *ctx.lat_ms, eval__cmp_double);
+        double sum = 0;
+        for (size_t i = 0; i < ctx.n_lat; i++)
+            sum += ctx.lat_ms[i];
+        fprintf(json ? stderr : stdout,
+                "%zu resolves %s in %.1f s: latency mean %.3f ms, p50 %.3f ms, p99 %.3f ms\n",
+                ctx.n_lat, url ? "over HTTP" : "in process", eval__now() - t_start,
+                sum / (double)ctx.n_lat, ctx.lat_ms[ctx.n_lat / 2],
+                ctx.lat_ms[(size_t)((double)ctx.n_lat * 0.99)]);
+    }
+    if (n_nogold)
+        fprintf(stderr, "erd eval: %u queries skipped: gold entity not in its catalog\n", n_nogold);
+    if (n_failed) {
+        fprintf(stderr, "erd eval: %u resolves failed\n", n_failed);
+        rc = ERD_EINTERNAL;
+        diag.code = 0;
+    }
+out:
+    free(open.v);
+    for (int m = 0; m < EVAL_MODES; m++) {
+        free(rel[m].p);
+        free(rel[m].y);
+    }
+    free(line);
+    free(ctx.body);
+    free(ctx.lat_ms);
+    if (ctx.curl) {
+        curl_easy_cleanup(ctx.curl);
+        curl_global_cleanup();
+    }
+    curl_slist_free_all(headers);
+    vix_resolver_close(ctx.resolver);
+    vix_store_close(ctx.store);
+    fclose(in);
+    if (errors)
+        fclose(errors);
+    if (rc < 0) {
+        if (diag.code)
+            fprintf(stderr, "erd eval: %s\n", erd_diag_message(&diag, rc));
+        return cmd_exit_code(rc);
+    }
+    return CMD_EXIT_OK;
+}

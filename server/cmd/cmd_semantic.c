@@ -1,0 +1,632 @@
+/* erd train-semantic and erd tune.
+ *
+ * tune copies the catalog into a temporary database (the caller's index is
+ * never rebuilt), then for each W of the grid builds the catalog with
+ * "fused:W:PHONETIC|SEMANTIC" and resolves every query with its whole
+ * n-best list through the same resolver and configuration erd eval uses.
+ * It is meant for simulated queries: choosing W on the queries that will
+ * report accuracy would make the report meaningless. */
+#include "server/cmd/cmd_semantic.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config/cfg.h"
+#include "index/vix_build.h"
+#include "index/vix_resolve.h"
+#include "index/vix_store.h"
+#include "phonetics/pho_semantic.h"
+#include "phonetics/pho_text.h"
+#include "server/cmd/cmd_cli.h"
+
+#define CMD__GRID_MAX 32
+#define CMD__SHOW_MAX 16
+#define CMD__K 5
+#define CMD__HYPS_MAX 64
+#define CMD__KEYS_MAX 16
+
+static double cmd__sem_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* ---- train-semantic ---- */
+
+typedef struct cmd__sem_progress {
+    double t0;
+    int tty;
+} cmd__sem_progress;
+
+static void cmd__sem_progress_cb(void *user, uint32_t epoch, double done, double loss)
+{
+    cmd__sem_progress *p = user;
+
+    if (p->tty)
+        fprintf(stderr, "\rerd train-semantic: epoch %u, %5.1f%%, loss %.4f, %.0f s", epoch + 1,
+                done * 100.0, loss, cmd__sem_now() - p->t0);
+}
+
+/* Nearest vocabulary words of each word in a comma-separated list, for a
+ * look at what the model learned. */
+static void cmd__show(const pho_sem_model *m, const pho_sem_weights *w, const char *list)
+{
+    uint32_t dim = pho_sem_model_dim(m);
+    float *q = malloc(sizeof *q * dim), *v = malloc(sizeof *v * dim);
+    char word[PHO_SEM_WORD_MAX];
+
+    if (!q || !v)
+        goto out;
+    while (*list) {
+        size_t len = strcspn(list, ",");
+        uint32_t best[5] = {0};
+        float best_s[5] = {-2, -2, -2, -2, -2};
+        double qn = 0.0;
+        if (len == 0 || len >= sizeof word)
+            goto next;
+        memcpy(word, list, len);
+        word[len] = '\0';
+        pho_sem_model_word(m, word, len, q);
+        for (uint32_t i = 0; i < dim; i++)
+            qn += (double)q[i] * q[i];
+        for (uint32_t k = 0; k < w->n_words; k++) {
+            double dot = 0.0, vn = 0.0;
+            if (strcmp(w->words[k], word) == 0)
+                continue;
+            pho_sem_model_word(m, w->words[k], strlen(w->words[k]), v);
+            for (uint32_t i = 0; i < dim; i++) {
+                dot += (double)q[i] * v[i];
+                vn += (double)v[i] * v[i];
+            }
+            float s = qn > 0 && vn > 0 ? (float)(dot / sqrt(qn * vn)) : 0.0f;
+            for (int r = 0; r < 5; r++) {
+                if (s > best_s[r]) {
+                    memmove(best_s + r + 1, best_s + r, sizeof *best_s * (size_t)(4 - r));
+                    memmove(best + r + 1, best + r, sizeof *best * (size_t)(4 - r));
+                    best_s[r] = s;
+                    best[r] = k;
+                    break;
+                }
+            }
+        }
+        printf("%s:", word);
+        for (int r = 0; r < 5; r++)
+            if (best_s[r] > -2)
+                printf(" %s (%.2f)", w->words[best[r]], (double)best_s[r]);
+        printf("\n");
+    next:
+        list += len;
+        if (*list == ',')
+            list++;
+    }
+out:
+    free(q);
+    free(v);
+}
+
+int cmd_train_semantic(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"out", required_argument, 0, 'o'},       {"seed", required_argument, 0, 's'},
+        {"dim", required_argument, 0, 'D'},       {"buckets", required_argument, 0, 'b'},
+        {"words", required_argument, 0, 'w'},     {"min-count", required_argument, 0, 'm'},
+        {"epochs", required_argument, 0, 'e'},    {"window", required_argument, 0, 'W'},
+        {"negatives", required_argument, 0, 'n'}, {"lr", required_argument, 0, 'l'},
+        {"threads", required_argument, 0, 't'},   {"wordnet", required_argument, 0, 'N'},
+        {"show", required_argument, 0, 'S'},      {"help", no_argument, 0, 'h'},
+        {"retrofit", required_argument, 0, 'R'},
+        {0, 0, 0, 0},
+    };
+    pho_sem_train_opts o;
+    pho_sem_weights w = {0};
+    pho_sem_train_result res = {0};
+    pho_sem_model *m = NULL;
+    const char *out = NULL, *show = NULL;
+    cmd__sem_progress prog = {.t0 = cmd__sem_now(), .tty = isatty(STDERR_FILENO)};
+    erd_diag diag = {0};
+    char meta[PHO_SEM_META_MAX];
+    uint64_t seed64 = 1, sum = 0;
+    double cpu0 = (double)clock() / CLOCKS_PER_SEC;
+    int c, rc;
+
+    pho_sem_train_opts_init(&o);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "o:s:h", opts, NULL)) != -1) {
+        uint32_t *field = NULL;
+        const char *fname = "";
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 's': {
+            char *end;
+            errno = 0;
+            seed64 = strtoull(optarg, &end, 10);
+            if (errno || *end || end == optarg || optarg[0] == '-') {
+                fprintf(stderr, "erd train-semantic: --seed wants a non-negative integer\n");
+                return CMD_EXIT_USAGE;
+            }
+            break;
+        }
+        case 'D': field = &o.dim; fname = "dim"; break;
+        case 'b': field = &o.bucket_bits; fname = "buckets"; break;
+        case 'w': field = &o.max_words; fname = "words"; break;
+        case 'm': field = &o.min_count; fname = "min-count"; break;
+        case 'e': field = &o.epochs; fname = "epochs"; break;
+        case 'W': field = &o.window; fname = "window"; break;
+        case 'n': field = &o.negatives; fname = "negatives"; break;
+        case 't': field = &o.threads; fname = "threads"; break;
+        case 'R': field = &o.retrofit; fname = "retrofit"; break;
+        case 'N': o.wordnet_dir = optarg; break;
+        case 'S': show = optarg; break;
+        case 'l': {
+            char *end;
+            o.lr = strtof(optarg, &end);
+            if (*end || end == optarg) {
+                fprintf(stderr, "erd train-semantic: --lr wants a number\n");
+                return CMD_EXIT_USAGE;
+            }
+            break;
+        }
+        case 'h':
+            printf("usage: erd train-semantic --out FILE [OPTIONS]\n\n"
+                   "Trains the semantic word model (word + character 3-5-gram embeddings,\n"
+                   "skip-gram with negative sampling) on WordNet synonyms, glosses and\n"
+                   "inflection lists plus generated equivalences (2 / two / ii, 21st /\n"
+                   "twenty first, vs / versus, ...).  The same seed gives the same file for\n"
+                   "any thread count.  Use the result with --encoder semantic:FILE or\n"
+                   "fused:W:baseline|semantic:FILE.\n\n"
+                   "  --out FILE        model file to write\n"
+                   "  --seed N          random seed (default 1)\n"
+                   "  --dim D           vector dimension (default 64)\n"
+                   "  --buckets BITS    2^BITS character n-gram rows (default 16)\n"
+                   "  --words N         vocabulary size, most frequent first (default 30000)\n"
+                   "  --min-count N     rarest word kept (default 2)\n"
+                   "  --epochs N        passes over the corpus (default 5)\n"
+                   "  --window N        context window (default 5)\n"
+                   "  --negatives N     negative samples per pair (default 5)\n"
+                   "  --lr F            initial learning rate (default 0.05)\n"
+                   "  --threads N       worker threads, 1 or 2 (default 2)\n"
+                   "  --retrofit N      iterations pulling synonyms and equivalent forms\n"
+                   "                    together after training (default 10, 0 off)\n"
+                   "  --wordnet DIR     WordNet database (default /usr/share/wordnet)\n"
+                   "  --show W1,W2      print each word's nearest vocabulary words\n");
+            return CMD_EXIT_OK;
+        default:
+            fprintf(stderr, "Try 'erd train-semantic --help'.\n");
+            return CMD_EXIT_USAGE;
+        }
+        if (field) {
+            unsigned long long v;
+            if (cmd_parse_uint("train-semantic", fname, optarg, UINT32_MAX, &v) < 0)
+                return CMD_EXIT_USAGE;
+            *field = (uint32_t)v;
+        }
+    }
+    if (optind != argc || !out) {
+        fprintf(stderr, "erd train-semantic: --out is required\nTry 'erd train-semantic "
+                        "--help'.\n");
+        return CMD_EXIT_USAGE;
+    }
+    o.seed = seed64;
+    o.progress = cmd__sem_progress_cb;
+    o.progress_user = &prog;
+    rc = pho_sem_train(&o, &w, &res, &diag);
+    if (prog.tty)
+        fputc('\n', stderr);
+    if (rc < 0)
+        return cmd_fail("train-semantic", &diag, rc);
+    rc = pho_sem_model_from_weights(&w, &m, &diag);
+    if (rc < 0)
+        goto out;
+    /* no date: the same seed and data give a byte-identical file */
+    snprintf(meta, sizeof meta,
+             "erd-semantic v1; skip-gram seed=%llu dim=%u buckets=2^%u words=%u min=%u "
+             "epochs=%u window=%u neg=%u lr=%g retrofit=%u; corpus wordnet+generated sentences=%llu "
+             "tokens=%llu fnv=%016llx; loss=%.4f",
+             (unsigned long long)seed64, o.dim, o.bucket_bits, res.vocab, o.min_count, o.epochs,
+             o.window, o.negatives, (double)o.lr, o.retrofit, (unsigned long long)res.sentences,
+             (unsigned long long)res.tokens, (unsigned long long)res.corpus_hash, res.loss);
+    rc = pho_sem_model_save(m, out, meta, &sum, &diag);
+    if (rc < 0)
+        goto out;
+    fprintf(stderr,
+            "erd train-semantic: %llu WordNet + %llu generated sentences, %llu tokens in "
+            "training, %u words; loss %.4f; %.1f s wall, %.1f s CPU -> %s (checksum %08x)\n",
+            (unsigned long long)res.wordnet_sentences, (unsigned long long)res.generated_sentences,
+            (unsigned long long)res.tokens, res.vocab, res.loss, cmd__sem_now() - prog.t0,
+            (double)clock() / CLOCKS_PER_SEC - cpu0, out, (unsigned)(uint32_t)sum);
+    if (show)
+        cmd__show(m, &w, show);
+out:
+    pho_sem_model_destroy(m);
+    pho_sem_weights_free(&w);
+    return rc < 0 ? cmd_fail("train-semantic", &diag, rc) : CMD_EXIT_OK;
+}
+
+/* ---- tune ---- */
+
+typedef struct cmd__query {
+    char *gold;       /* entity id */
+    json_t *nbest;    /* owned */
+} cmd__query;
+
+typedef struct cmd__keys {
+    size_t n;
+    char key[CMD__KEYS_MAX][PHO_TEXT_MAX];
+} cmd__keys;
+
+static int cmd__keys_add(void *user, const char *text)
+{
+    cmd__keys *k = user;
+    if (k->n < CMD__KEYS_MAX && pho_match_key(text, strlen(text), k->key[k->n], PHO_TEXT_MAX) == 0 &&
+        k->key[k->n][0])
+        k->n++;
+    return 0;
+}
+
+static int cmd__collect_keys(void *user, const vix_entity *e)
+{
+    return vix_entity_texts(e, cmd__keys_add, user);
+}
+
+/* Writes every entity of the catalog (id, name, aliases) as JSON lines. */
+static int cmd__export_entity(void *user, const vix_entity *e)
+{
+    FILE *f = user;
+    json_t *rec = json_object();
+    json_t *aliases = json_loads(e->aliases_json, 0, NULL);
+    char *s;
+    int bad;
+
+    json_object_set_new(rec, "id", json_string(e->ext_id));
+    json_object_set_new(rec, "name", json_string(e->name));
+    json_object_set_new(rec, "aliases", json_is_array(aliases) ? aliases : json_array());
+    if (!json_is_array(aliases))
+        json_decref(aliases);
+    s = json_dumps(rec, JSON_COMPACT);
+    json_decref(rec);
+    bad = !s || fprintf(f, "%s\n", s) < 0;
+    free(s);
+    return bad;
+}
+
+typedef struct cmd__tally {
+    unsigned n, hit1, hit5;
+    double rr;
+} cmd__tally;
+
+static int cmd__eval(const char *db, const char *catalog, vix_store *gold_store, int64_t gold_cat,
+                     const cfg_config *cfg, const cmd__query *qs, size_t nq, cmd__tally *ret,
+                     erd_diag *diag)
+{
+    vix_resolver *r = NULL;
+    cmd__keys *gold = malloc(sizeof *gold);
+    cmd__tally t = {0};
+    char rerank[2048];
+    int rc;
+
+    if (!gold)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg->g2p_voice,
+                            .g2p_cache_entries = cfg->g2p_cache_entries,
+                            .candidates = (size_t)cfg->candidates};
+    ro.rerank = cmd_rerank_spec(cfg->rerank, rerank, sizeof rerank);
+    rc = vix_resolver_open(&ro, &r, diag);
+    if (rc < 0)
+        goto out;
+    for (size_t q = 0; q < nq; q++) {
+        vix_hypothesis hyps[CMD__HYPS_MAX];
+        vix_result res[CMD__K];
+        size_t nh = json_array_size(qs[q].nbest), nr = 0;
+        char key[PHO_TEXT_MAX];
+        int rank = 0;
+
+        nh = cmd_nbest(qs[q].nbest, hyps, nh < CMD__HYPS_MAX ? nh : CMD__HYPS_MAX);
+        gold->n = 0;
+        vix_store_entity_get(gold_store, gold_cat, qs[q].gold, cmd__collect_keys, gold, NULL);
+        t.n++;
+        rc = vix_resolve(r, catalog, hyps, nh, CMD__K, res, &nr, NULL, NULL);
+        if (rc < 0)
+            continue; /* nothing speakable: a miss, as in erd eval */
+        for (size_t i = 0; i < nr && !rank; i++) {
+            int hit = strcmp(res[i].ext_id, qs[q].gold) == 0;
+            if (!hit && pho_match_key(res[i].name, strlen(res[i].name), key, sizeof key) == 0)
+                for (size_t k = 0; k < gold->n && !hit; k++)
+                    hit = strcmp(gold->key[k], key) == 0;
+            if (hit)
+                rank = (int)i + 1;
+        }
+        if (rank == 1)
+            t.hit1++;
+        if (rank)
+            t.hit5++;
+        t.rr += rank ? 1.0 / rank : 0.0;
+    }
+    *ret = t;
+    rc = ERD_OK;
+out:
+    vix_resolver_close(r);
+    free(gold);
+    return rc;
+}
+
+static int cmd__load_queries(const char *path, const char *domain, cmd__query **ret, size_t *ret_n,
+                             erd_diag *diag)
+{
+    FILE *f = fopen(path, "r");
+    cmd__query *qs = NULL;
+    size_t n = 0, cap = 0, line_cap = 0;
+    char *line = NULL;
+    unsigned lineno = 0;
+    ssize_t len;
+    int rc = ERD_OK;
+
+    if (!f)
+        return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "%s: %s", path,
+                        strerror(errno));
+    while ((len = getline(&line, &line_cap, f)) != -1) {
+        json_error_t jerr;
+        json_t *q;
+        const char *gold, *dom;
+        lineno++;
+        if (strspn(line, " \t\r\n") == (size_t)len)
+            continue;
+        q = json_loadb(line, (size_t)len, 0, &jerr);
+        gold = json_string_value(json_object_get(q, "entity_id"));
+        dom = json_string_value(json_object_get(q, "domain"));
+        if (!gold || !json_is_array(json_object_get(q, "nbest"))) {
+            json_decref(q);
+            rc = erd_fail(diag, ERD_EPARSE, "%s:%u: not a query (needs entity_id and nbest)", path,
+                          lineno);
+            break;
+        }
+        if (domain && (!dom || strcmp(dom, domain) != 0)) {
+            json_decref(q);
+            continue;
+        }
+        if (n == cap) {
+            size_t ncap = cap ? cap * 2 : 256;
+            cmd__query *nq = realloc(qs, ncap * sizeof *nq);
+            if (!nq) {
+                json_decref(q);
+                rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
+                break;
+            }
+            qs = nq;
+            cap = ncap;
+        }
+        qs[n].gold = strdup(gold);
+        qs[n].nbest = json_incref(json_object_get(q, "nbest"));
+        json_decref(q);
+        if (!qs[n].gold) {
+            json_decref(qs[n].nbest);
+            rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
+            break;
+        }
+        n++;
+    }
+    free(line);
+    fclose(f);
+    if (rc == ERD_OK && n == 0)
+        rc = erd_fail(diag, ERD_EEMPTY, "%s: no queries%s%s", path, domain ? " of domain " : "",
+                      domain ? domain : "");
+    if (rc < 0) {
+        for (size_t i = 0; i < n; i++) {
+            free(qs[i].gold);
+            json_decref(qs[i].nbest);
+        }
+        free(qs);
+        return rc;
+    }
+    *ret = qs;
+    *ret_n = n;
+    return ERD_OK;
+}
+
+static int cmd__parse_grid(const char *s, double *grid, size_t *ret_n)
+{
+    size_t n = 0;
+
+    while (*s) {
+        char *end;
+        double w = strtod(s, &end);
+        if (end == s || !(w >= 0.0 && w <= 1.0) || n == CMD__GRID_MAX || (*end && *end != ','))
+            return -1;
+        grid[n++] = w;
+        s = *end ? end + 1 : end;
+    }
+    if (n == 0)
+        return -1;
+    *ret_n = n;
+    return 0;
+}
+
+int cmd_tune(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, 0, 'd'},       {"catalog", required_argument, 0, 'c'},
+        {"queries", required_argument, 0, 'Q'},  {"domain", required_argument, 0, 'D'},
+        {"phonetic", required_argument, 0, 'p'}, {"semantic", required_argument, 0, 's'},
+        {"grid", required_argument, 0, 'g'},     {"config", required_argument, 0, 'C'},
+        {"keep", required_argument, 0, 'k'},     {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    static const double default_grid[] = {0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1};
+    const char *db = NULL, *catalog = NULL, *queries = NULL, *domain = NULL, *config = NULL;
+    const char *phonetic = "baseline", *semantic = NULL, *keep = NULL;
+    double grid[CMD__GRID_MAX];
+    size_t n_grid = sizeof default_grid / sizeof default_grid[0], nq = 0, best = 0;
+    cmd__tally tally[CMD__GRID_MAX];
+    cmd__query *qs = NULL;
+    vix_store *src = NULL, *dst = NULL;
+    char work[1024] = "", tmpdb[1200] = "", jsonl[1200] = "", index_path[1400] = "";
+    FILE *f = NULL;
+    int64_t src_cat = 0;
+    erd_diag diag = {0};
+    cfg_config cfg;
+    int c, rc;
+
+    memcpy(grid, default_grid, sizeof default_grid);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "d:c:Q:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd': db = optarg; break;
+        case 'c': catalog = optarg; break;
+        case 'Q': queries = optarg; break;
+        case 'D': domain = optarg; break;
+        case 'p': phonetic = optarg; break;
+        case 's': semantic = optarg; break;
+        case 'C': config = optarg; break;
+        case 'k': keep = optarg; break;
+        case 'g':
+            if (cmd__parse_grid(optarg, grid, &n_grid) < 0) {
+                fprintf(stderr, "erd tune: --grid wants up to %d comma-separated weights in "
+                                "[0, 1]\n", CMD__GRID_MAX);
+                return CMD_EXIT_USAGE;
+            }
+            break;
+        case 'h':
+            printf("usage: erd tune --db FILE --catalog NAME --queries FILE --semantic SPEC "
+                   "[OPTIONS]\n\n"
+                   "Chooses the weight W of the fused encoder fused:W:PHONETIC|SEMANTIC for a\n"
+                   "catalog: copies the catalog into a temporary database, builds it with each\n"
+                   "W of the grid, resolves every query with its whole n-best list (as erd\n"
+                   "eval does, same configuration) and prints acc@1, recall@5 and MRR per W\n"
+                   "and the best W.  Use held-out simulated queries, never the queries you\n"
+                   "report accuracy on.  Then: erd build --encoder fused:W:PHONETIC|SEMANTIC.\n\n"
+                   "  --db FILE          catalog store (read only)\n"
+                   "  --catalog NAME     catalog to tune for\n"
+                   "  --queries FILE     JSON lines: entity_id, nbest [{text, score}], domain\n"
+                   "  --domain D         only queries of domain D (default: all)\n"
+                   "  --phonetic SPEC    phonetic encoder (default baseline)\n"
+                   "  --semantic SPEC    semantic encoder, e.g. semantic:FILE or vec:FILE\n"
+                   "  --grid W1,W2,...   weights to try (default 0,0.5,0.6,0.7,0.8,0.9,0.95,1)\n"
+                   "  --config FILE      configuration file (resolver settings)\n"
+                   "  --keep DIR         work in DIR and keep it (default: a temporary folder)\n");
+            return CMD_EXIT_OK;
+        default:
+            fprintf(stderr, "Try 'erd tune --help'.\n");
+            return CMD_EXIT_USAGE;
+        }
+    }
+    if (optind != argc || !catalog || !queries || !semantic) {
+        fprintf(stderr, "erd tune: --catalog, --queries and --semantic are required\n"
+                        "Try 'erd tune --help'.\n");
+        return CMD_EXIT_USAGE;
+    }
+    if ((rc = cmd_load_config(config, &cfg, &diag)) < 0) {
+        fprintf(stderr, "erd tune: %s\n", erd_diag_message(&diag, rc));
+        return CMD_EXIT_CONFIG;
+    }
+    if (!db)
+        db = cfg.db;
+
+    rc = cmd__load_queries(queries, domain, &qs, &nq, &diag);
+    if (rc < 0)
+        goto out;
+    rc = vix_store_open(db, VIX_STORE_READONLY, &src, &diag);
+    if (rc < 0)
+        goto out;
+    rc = vix_store_catalog_find(src, catalog, &src_cat, &diag);
+    if (rc < 0)
+        goto out;
+
+    if (keep) {
+        snprintf(work, sizeof work, "%s", keep);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(work, sizeof work, "%s/erd-tune.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(work)) {
+            rc = erd_fail(&diag, ERD_EIO, "%s: %s", work, strerror(errno));
+            work[0] = '\0';
+            goto out;
+        }
+    }
+    snprintf(tmpdb, sizeof tmpdb, "%s/tune.db", work);
+    snprintf(jsonl, sizeof jsonl, "%s/catalog.jsonl", work);
+    f = fopen(jsonl, "w+");
+    if (!f) {
+        rc = erd_fail(&diag, ERD_EIO, "%s: %s", jsonl, strerror(errno));
+        goto out;
+    }
+    rc = vix_store_entity_foreach(src, src_cat, cmd__export_entity, f, &diag);
+    if (rc > 0)
+        rc = erd_fail(&diag, ERD_EIO, "%s: write failed", jsonl);
+    if (rc < 0)
+        goto out;
+    rewind(f);
+    rc = vix_store_open(tmpdb, 0, &dst, &diag);
+    if (rc < 0)
+        goto out;
+    rc = vix_store_import(dst, catalog, f, &(vix_import_opts){.format = VIX_FORMAT_JSONL}, NULL,
+                          &diag);
+    vix_store_close(dst);
+    dst = NULL;
+    if (rc < 0)
+        goto out;
+
+    fprintf(stderr, "erd tune: %zu queries, catalog \"%s\" copied to %s\n", nq, catalog, tmpdb);
+    printf("%-6s %8s %9s %7s %8s\n", "W", "acc@1", "recall@5", "MRR", "build_s");
+    for (size_t g = 0; g < n_grid; g++) {
+        char spec[2048];
+        vix_build_result br;
+        double t0 = cmd__sem_now(), bs;
+        int n = snprintf(spec, sizeof spec, "fused:%g:%s|%s", grid[g], phonetic, semantic);
+        if (n < 0 || (size_t)n >= sizeof spec) {
+            rc = erd_fail(&diag, ERD_ETOOLONG, "encoder spec too long");
+            goto out;
+        }
+        vix_build_opts bo = {.db_path = tmpdb, .catalog = catalog, .encoder_spec = spec,
+                             .factory = cfg.faiss_factory, .g2p_voice = cfg.g2p_voice};
+        rc = vix_build(&bo, &br, &diag);
+        if (rc < 0)
+            goto out;
+        /* each build removes the file of the one before it */
+        snprintf(index_path, sizeof index_path, "%s", br.index_path);
+        bs = cmd__sem_now() - t0;
+        rc = cmd__eval(tmpdb, catalog, src, src_cat, &cfg, qs, nq, &tally[g], &diag);
+        if (rc < 0)
+            goto out;
+        printf("%-6g %8.3f %9.3f %7.3f %8.1f\n", grid[g], (double)tally[g].hit1 / tally[g].n,
+               (double)tally[g].hit5 / tally[g].n, tally[g].rr / tally[g].n, bs);
+        fflush(stdout);
+        /* best acc@1, then MRR; on a tie the later (usually larger) W */
+        if (g == 0 || tally[g].hit1 > tally[best].hit1 ||
+            (tally[g].hit1 == tally[best].hit1 && tally[g].rr >= tally[best].rr))
+            best = g;
+    }
+    printf("best W %g: acc@1 %.3f on %u queries -> erd build --encoder 'fused:%g:%s|%s'\n",
+           grid[best], (double)tally[best].hit1 / tally[best].n, tally[best].n, grid[best],
+           phonetic, semantic);
+    rc = ERD_OK;
+out:
+    if (f)
+        fclose(f);
+    vix_store_close(src);
+    vix_store_close(dst);
+    for (size_t i = 0; i < nq; i++) {
+        free(qs[i].gold);
+        json_decref(qs[i].nbest);
+    }
+    free(qs);
+    if (work[0] && !keep) {
+        static const char *const suffix[] = {"", "-wal", "-shm"};
+        char p[1500];
+        for (size_t i = 0; i < 3; i++) {
+            snprintf(p, sizeof p, "%s%s", tmpdb, suffix[i]);
+            remove(p);
+        }
+        if (index_path[0])
+            remove(index_path);
+        remove(jsonl);
+        rmdir(work);
+    }
+    return rc < 0 ? cmd_fail("tune", &diag, rc) : CMD_EXIT_OK;
+}

@@ -1,0 +1,365 @@
+/* erd phrases / erd simulate: thin command-line front ends over
+ * phonetics/sim; this file owns their printing and signal handling. */
+#include "server/cmd/cmd_sim.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "phonetics/sim/pho_phrasegen.h"
+#include "phonetics/sim/pho_sim.h"
+#include "proto/erd_error.h"
+#include "server/cmd/cmd_cli.h"
+
+/* cmd_exit_code lives with the server library; these commands do not
+ * link it, so they map the few codes they meet themselves. */
+static int cmd__sim_exit(int err)
+{
+    switch (err) {
+    case ERD_OK: return CMD_EXIT_OK;
+    case ERD_EINVAL: return CMD_EXIT_USAGE;
+    case ERD_ENOTFOUND: return CMD_EXIT_NOINPUT;
+    case ERD_EPARSE:
+    case ERD_EJSON:
+    case ERD_EUTF8:
+    case ERD_ECORRUPT:
+    case ERD_EMISMATCH: return CMD_EXIT_DATAERR;
+    default: return CMD_EXIT_FAIL;
+    }
+}
+
+static int cmd__sim_fail(const char *cmd, const erd_diag *diag, int err)
+{
+    fprintf(stderr, "erd %s: %s\n", cmd, erd_diag_message(diag, err));
+    return cmd__sim_exit(err);
+}
+
+/* ---- phrases ---- */
+
+typedef struct cmd__emit {
+    FILE *out;
+    int with_kind;
+} cmd__emit;
+
+static int cmd__emit_phrase(void *ctx, const char *phrase, enum pho_phrase_kind kind)
+{
+    cmd__emit *e = ctx;
+    const char *name = kind == PHO_KIND_WORD     ? "word"
+                       : kind == PHO_KIND_PHRASE ? "phrase"
+                       : kind == PHO_KIND_NAME   ? "name"
+                                                 : "title";
+    int n = e->with_kind ? fprintf(e->out, "%s\t%s\n", name, phrase)
+                         : fprintf(e->out, "%s\n", phrase);
+    return n < 0 ? ERD_EIO : ERD_OK;
+}
+
+int cmd_phrases(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"seed", required_argument, 0, 's'},    {"count", required_argument, 0, 'n'},
+        {"kinds", required_argument, 0, 'k'},   {"wordnet", required_argument, 0, 'W'},
+        {"dict", required_argument, 0, 'D'},    {"show-kind", no_argument, 0, 'K'},
+        {"stats", no_argument, 0, 'S'},         {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    pho_phrasegen_opts po = {0};
+    pho_phrasegen *g = NULL;
+    unsigned long long seed = 1, count = 1000;
+    unsigned kinds = PHO_KIND_ALL;
+    cmd__emit emit = {stdout, 0};
+    int stats = 0, c, rc;
+    erd_diag diag = {0};
+
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "s:n:k:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if (cmd_parse_uint("phrases", "seed", optarg, UINT64_MAX, &seed) < 0)
+                return CMD_EXIT_USAGE;
+            break;
+        case 'n':
+            if (cmd_parse_uint("phrases", "count", optarg, 50000000ull, &count) < 0)
+                return CMD_EXIT_USAGE;
+            break;
+        case 'k':
+            if ((rc = pho_phrasegen_parse_kinds(optarg, &kinds, &diag)) < 0) {
+                fprintf(stderr, "erd phrases: --kinds: %s\n", erd_diag_message(&diag, rc));
+                return CMD_EXIT_USAGE;
+            }
+            break;
+        case 'W': po.wordnet_dir = optarg; break;
+        case 'D': po.cmudict = optarg; break;
+        case 'K': emit.with_kind = 1; break;
+        case 'S': stats = 1; break;
+        case 'h':
+            printf("usage: erd phrases [--seed N] [--count M] [--kinds LIST]\n\n"
+                   "Writes M distinct generic English phrases, one per line, for erd simulate:\n"
+                   "common words, WordNet multi-word expressions, person and place names, and\n"
+                   "made-up titles.  The same seed gives the same list.\n\n"
+                   "  --seed N         random seed (default 1)\n"
+                   "  --count M        number of phrases (default 1000)\n"
+                   "  --kinds LIST     any of words,phrases,names,titles (default all; the\n"
+                   "                   mix favours titles and multi-word phrases)\n"
+                   "  --wordnet DIR    WordNet database (default %s)\n"
+                   "  --dict FILE      CMU pronouncing dictionary (default %s)\n"
+                   "  --show-kind      prefix each phrase with its kind and a tab\n"
+                   "  --stats          print the word pool sizes on stderr\n",
+                   PHO_PHRASEGEN_WORDNET_DIR, PHO_PHRASEGEN_CMUDICT);
+            return CMD_EXIT_OK;
+        default: return cmd_bad_usage("phrases");
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "erd phrases: unexpected argument \"%s\"\n", argv[optind]);
+        return cmd_bad_usage("phrases");
+    }
+    if ((rc = pho_phrasegen_create(&po, &g, &diag)) < 0)
+        return cmd__sim_fail("phrases", &diag, rc);
+    if (stats) {
+        pho_phrasegen_stats st;
+        pho_phrasegen_get_stats(g, &st);
+        fprintf(stderr,
+                "erd phrases: %zu nouns, %zu adjectives, %zu verbs, %zu adverbs, %zu "
+                "expressions, %zu people, %zu places\n",
+                st.nouns, st.adjectives, st.verbs, st.adverbs, st.expressions, st.people,
+                st.places);
+    }
+    rc = pho_phrasegen_run(g, seed, (size_t)count, kinds, cmd__emit_phrase, &emit, &diag);
+    pho_phrasegen_destroy(g);
+    if (rc == ERD_OK && fflush(stdout) != 0)
+        rc = erd_fail(&diag, ERD_EIO, "writing phrases: %s", strerror(errno));
+    if (rc == ERD_EIO && !diag.msg[0])
+        erd_fail(&diag, rc, "writing phrases: %s", strerror(errno));
+    return rc < 0 ? cmd__sim_fail("phrases", &diag, rc) : CMD_EXIT_OK;
+}
+
+/* ---- simulate ---- */
+
+static volatile sig_atomic_t cmd__sim_stop;
+
+static void cmd__sim_on_signal(int sig)
+{
+    (void)sig;
+    cmd__sim_stop = 1;
+}
+
+typedef struct cmd__sim_view {
+    int quiet, tty;
+    double last; /* elapsed time of the last progress line */
+} cmd__sim_view;
+
+static void cmd__sim_line(const cmd__sim_view *v, const pho_sim_progress *p, int final)
+{
+    size_t todo = p->total - p->skipped;
+    size_t seen = p->done + p->failed;
+    double rate = p->elapsed > 0 ? (double)seen / p->elapsed : 0.0;
+    double eta = rate > 0 ? (double)(todo - seen) / rate : 0.0;
+    fprintf(stderr,
+            "%serd simulate: %zu/%zu done, %zu failed, %.2f utt/s, %.1f s audio, ETA %.0f min%s",
+            v->tty ? "\r" : "", p->skipped + p->done, p->total, p->failed, rate, p->audio_sec,
+            eta / 60.0, v->tty && !final ? "   " : "\n");
+}
+
+static void cmd__sim_report(void *ctx, const pho_sim_progress *p, uint64_t index,
+                            const char *phrase, const erd_diag *failure)
+{
+    cmd__sim_view *v = ctx;
+    if (failure) {
+        fprintf(stderr, "%serd simulate: skipped sim-%llu \"%s\": %s\n", v->tty ? "\r" : "",
+                (unsigned long long)index, phrase, erd_diag_message(failure, failure->code));
+    }
+    if (v->quiet)
+        return;
+    /* Once a second on a terminal; a log file gets a line every 30 s. */
+    if (p->elapsed - v->last >= (v->tty ? 1.0 : 30.0)) {
+        v->last = p->elapsed;
+        cmd__sim_line(v, p, 0);
+    }
+}
+
+int cmd_simulate(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"in", required_argument, 0, 'i'},        {"out", required_argument, 0, 'o'},
+        {"jobs", required_argument, 0, 'j'},      {"seed", required_argument, 0, 's'},
+        {"voices", required_argument, 0, 'v'},    {"noise-prob", required_argument, 0, 'N'},
+        {"speed-min", required_argument, 0, 'a'}, {"speed-max", required_argument, 0, 'b'},
+        {"snr-min", required_argument, 0, 'c'},   {"snr-max", required_argument, 0, 'd'},
+        {"nbest", required_argument, 0, 'n'},     {"model", required_argument, 0, 'M'},
+        {"flite", required_argument, 0, 'F'},     {"sox", required_argument, 0, 'X'},
+        {"tmpdir", required_argument, 0, 'T'},    {"quiet", no_argument, 0, 'q'},
+        {"text2wave", required_argument, 0, 'W'}, {"pitch-cents", required_argument, 0, 'P'},
+        {"babble", required_argument, 0, 'B'},    {"reverb", required_argument, 0, 'R'},
+        {"telephone", required_argument, 0, 'L'},
+        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
+    };
+    pho_sim_opts so;
+    pho_sim_batch batch = {0};
+    pho_sim_progress prog = {0};
+    cmd__sim_view view = {0};
+    erd_diag diag = {0};
+    unsigned long long u;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    int c, rc;
+
+    pho_sim_opts_init(&so);
+    batch.jobs = cores > 0 ? (int)cores : 1;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "i:o:j:s:n:qh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i': batch.in_path = optarg; break;
+        case 'o': batch.out_path = optarg; break;
+        case 'j':
+            if (cmd_parse_uint("simulate", "jobs", optarg, 256, &u) < 0)
+                return CMD_EXIT_USAGE;
+            if (u == 0) {
+                fprintf(stderr, "erd simulate: --jobs must be at least 1\n");
+                return CMD_EXIT_USAGE;
+            }
+            batch.jobs = (int)u;
+            break;
+        case 's':
+            if (cmd_parse_uint("simulate", "seed", optarg, UINT64_MAX, &u) < 0)
+                return CMD_EXIT_USAGE;
+            so.seed = u;
+            break;
+        case 'v':
+            if ((rc = pho_sim_opts_set_voices(&so, optarg, &diag)) < 0) {
+                fprintf(stderr, "erd simulate: --voices: %s\n", erd_diag_message(&diag, rc));
+                return CMD_EXIT_USAGE;
+            }
+            break;
+        case 'N':
+            if (cmd_parse_real("simulate", "noise-prob", optarg, &so.noise_prob) < 0)
+                return CMD_EXIT_USAGE;
+            break;
+        case 'a':
+            if (cmd_parse_real("simulate", "speed-min", optarg, &so.speed_min) < 0)
+                return CMD_EXIT_USAGE;
+            break;
+        case 'b':
+            if (cmd_parse_real("simulate", "speed-max", optarg, &so.speed_max) < 0)
+                return CMD_EXIT_USAGE;
+            break;
+        case 'c':
+            if (cmd_parse_real("simulate", "snr-min", optarg, &so.snr_min) < 0)
+                return CMD_EXIT_USAGE;
+            break;
+        case 'd':
+            if (cmd_parse_real("simulate", "snr-max", optarg, &so.snr_max) < 0)
+                return CMD_EXIT_USAGE;
+            break;
+        case 'P':
+            if (cmd_parse_real("simulate", "pitch-cents", optarg, &so.pitch_cents) < 0)
+                return CMD_EXIT_USAGE;
+            break;
+        case 'B':
+            if (cmd_parse_real("simulate", "babble", optarg, &so.babble_share) < 0)
+                return CMD_EXIT_USAGE;
+            break;
+        case 'R':
+            if (cmd_parse_real("simulate", "reverb", optarg, &so.reverb_prob) < 0)
+                return CMD_EXIT_USAGE;
+            break;
+        case 'L':
+            if (cmd_parse_real("simulate", "telephone", optarg, &so.phone_prob) < 0)
+                return CMD_EXIT_USAGE;
+            break;
+        case 'W': so.text2wave = optarg; break;
+        case 'n':
+            if (cmd_parse_uint("simulate", "nbest", optarg, PHO_SIM_NBEST_MAX, &u) < 0)
+                return CMD_EXIT_USAGE;
+            so.nbest = (int)u;
+            break;
+        case 'M': so.model_dir = optarg; break;
+        case 'F': so.flite = optarg; break;
+        case 'X': so.sox = optarg; break;
+        case 'T': so.tmp_parent = optarg; break;
+        case 'q': view.quiet = 1; break;
+        case 'h':
+            printf("usage: erd simulate --in PHRASES --out PAIRS.jsonl [OPTIONS]\n\n"
+                   "Has a flite or festival voice say each phrase, perturbs speed and pitch\n"
+                   "(sox), optionally adds a room, noise or babble and a telephone line,\n"
+                   "and decodes the audio with pocketsphinx (en-us acoustic model, generic\n"
+                   "LM) into an n-best list.  Writes one JSON line per phrase, shaped like\n"
+                   "the dev set: {\"id\":\"sim-<line>\",\"spoken\",\"voice\",\"perturb\","
+                   "\"nbest\"}.\n"
+                   "Every random choice follows from the seed and the phrase's position, so\n"
+                   "results do not depend on --jobs.  Rerunning with the same --out resumes:\n"
+                   "phrases already there are skipped and new records are appended.\n\n"
+                   "  --in FILE          phrases, one per line (erd phrases makes them)\n"
+                   "  --out FILE         JSON lines output, appended to\n"
+                   "  --jobs N           worker threads (default: cores, here %ld)\n"
+                   "  --seed N           random seed (default 1)\n"
+                   "  --voices LIST      voices: flite names, flite:NAME or festival:NAME\n"
+                   "                     (default slt,rms,awb,kal)\n"
+                   "  --speed-min X      slowest speed factor (default 0.85)\n"
+                   "  --speed-max X      fastest speed factor (default 1.15)\n"
+                   "  --noise-prob P     share of noisy utterances (default 0.3)\n"
+                   "  --snr-min DB       noise SNR range in dB (default 20..40)\n"
+                   "  --snr-max DB\n"
+                   "  --babble S         share of noisy utterances given babble (3 other\n"
+                   "                     talkers) instead of coloured noise (default 0)\n"
+                   "  --pitch-cents C    pitch shift drawn from +-C cents (default 0)\n"
+                   "  --reverb P         share of utterances in a reverberant room (default 0)\n"
+                   "  --telephone P      share sent through a telephone channel (default 0)\n"
+                   "  --nbest N          distinct hypotheses kept, 1..%d (default 5)\n"
+                   "  --model DIR        pocketsphinx model (default %s)\n"
+                   "  --flite PATH       flite binary (default: flite in PATH)\n"
+                   "  --sox PATH         sox binary (default: sox in PATH)\n"
+                   "  --text2wave PATH   festival's text2wave (default: in PATH)\n"
+                   "  --tmpdir DIR       where the scratch directory goes (default $TMPDIR)\n"
+                   "  --quiet            no progress lines\n",
+                   cores, PHO_SIM_NBEST_MAX, PHO_SIM_MODEL_DIR);
+            return CMD_EXIT_OK;
+        default: return cmd_bad_usage("simulate");
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "erd simulate: unexpected argument \"%s\"\n", argv[optind]);
+        return cmd_bad_usage("simulate");
+    }
+    if (!batch.in_path || !batch.out_path) {
+        fprintf(stderr, "erd simulate: --in and --out are required\n");
+        return cmd_bad_usage("simulate");
+    }
+    if ((rc = pho_sim_opts_check(&so, &diag)) < 0) {
+        fprintf(stderr, "erd simulate: %s\n", erd_diag_message(&diag, rc));
+        return CMD_EXIT_USAGE;
+    }
+
+    struct sigaction sa, old_int, old_term;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = cmd__sim_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    cmd__sim_stop = 0;
+    view.tty = isatty(STDERR_FILENO);
+    batch.stop = &cmd__sim_stop;
+    batch.report = cmd__sim_report;
+    batch.ctx = &view;
+
+    rc = pho_sim_run_batch(&so, &batch, &prog, &diag);
+
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
+    if (rc < 0)
+        return cmd__sim_fail("simulate", &diag, rc);
+    if (!view.quiet)
+        cmd__sim_line(&view, &prog, 1);
+    if (cmd__sim_stop) {
+        fprintf(stderr, "erd simulate: interrupted; run the same command again to resume\n");
+        return CMD_EXIT_FAIL;
+    }
+    if (prog.done + prog.skipped == 0 && prog.total > 0) {
+        fprintf(stderr, "erd simulate: no phrase could be simulated\n");
+        return CMD_EXIT_FAIL;
+    }
+    return CMD_EXIT_OK;
+}
