@@ -6,7 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
-#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +17,7 @@
 #include "phonetics/pho_channel.h"
 #include "phonetics/pho_train.h"
 #include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_opt.h"
 #include "proto/erd_hash.h"
 
 #define CMD__PAIR_FILES_MAX 32
@@ -197,320 +198,245 @@ static void cmd__train_progress(void *user, const pho_train_progress *p)
             p->best ? "  *best" : "");
 }
 
+typedef struct train_args {
+    const char *files[CMD__PAIR_FILES_MAX];
+    size_t n_files;
+    const char *out, *config, *synthetic, *channel_path, *init_path, *arch, *loss;
+    unsigned copies;
+    double strength;
+    int quiet, baseline;
+    unsigned long long seed;
+    pho_train_opts to;
+} train_args;
+
+/* Parses and checks erd train's options into a; 1 to run, else 0 with the
+ * exit code in *ret_exit. */
+static int train__args(int argc, char **argv, train_args *a, int *ret_exit)
+{
+    pho_train_opts *to = &a->to;
+    erd_diag diag = {0};
+    const cmd_opt opts[] = {
+        CMD_LIST("pairs", 'p', "FILES", a->files, &a->n_files,
+                 "comma-separated JSON lines files (- for stdin)"),
+        CMD_STR("out", 'o', "MODEL", &a->out, "model file to write"),
+        CMD_ULL("seed", "N", &a->seed, 0, (double)UINT64_MAX, "random seed"),
+        CMD_UINT("epochs", "N", &to->epochs, 0, 1000, "passes over the pairs"),
+        CMD_UINT("dim", "D", &to->arch.out_dim, 0, PHO_MODEL_OUT_MAX, "output dimension"),
+        CMD_UINT("threads", "N", &to->threads, 0, 64, "training threads"),
+        CMD_REAL("holdout", "F", &to->holdout, 0, 1, "share of spoken phrases held out"),
+        CMD_STR_DEF("arch", "bag|conv", &a->arch, "plain n-gram bag or convolution"),
+        CMD_UINT("emb", "N", &to->arch.emb_dim, 0, PHO_MODEL_EMB_MAX, "token embedding width"),
+        CMD_UINT("conv", "N", &to->arch.conv_dim, 0, PHO_MODEL_CONV_MAX,
+                 "convolution channels (0: " CMD_STRINGIFY(CMD__CONV_DEFAULT) " with --arch conv)"),
+        CMD_UINT("hash-bits", "N", &to->arch.hash_bits, 0, PHO_MODEL_HASH_BITS_MAX,
+                 "2^N n-gram buckets"),
+        CMD_UINT("batch", "N", &to->batch, 0, 4096, "pairs per step"),
+        CMD_REAL("lr", "X", &to->lr, -HUGE_VAL, HUGE_VAL, "Adam step size"),
+        CMD_REAL("scale", "X", &to->scale, -HUGE_VAL, HUGE_VAL, "softmax inverse temperature"),
+        CMD_UINT("hard-k", "N", &to->hard_k, 0, 64,
+                 "hard negatives from the N nearest phrases, 0 off"),
+        CMD_REAL("augment", "R", &to->augment, -HUGE_VAL, HUGE_VAL,
+                 "extra phone noise on hypotheses at rate R"),
+        CMD_STR_DEF("loss", "L", &a->loss, "infonce, or apl (normalised + reverse cross-entropy,\n"
+                                           "robust to wrong pairs)"),
+        CMD_REAL("smoothing", "E", &to->loss.smoothing, -HUGE_VAL, HUGE_VAL,
+                 "InfoNCE label smoothing, 0..0.5"),
+        CMD_REAL("apl-alpha", "A", &to->loss.alpha, -HUGE_VAL, HUGE_VAL,
+                 "APL weight of the normalised cross-entropy"),
+        CMD_REAL("apl-beta", "B", &to->loss.beta, -HUGE_VAL, HUGE_VAL,
+                 "APL weight of the reverse cross-entropy"),
+        CMD_UINT("patience", "N", &to->patience, 0, 1000,
+                 "stop after N epochs without a better held-out\nrecall, 0 never"),
+        CMD_REAL("pair-knee", "K", &to->pair_knee, -HUGE_VAL, HUGE_VAL,
+                 "weight pairs by phone overlap / K (floor " CMD_STRINGIFY(PHO_PAIR_WEIGHT_MIN)
+                 ", cap 1);\n0 weighs every pair 1"),
+        CMD_STR("synthetic", 0, "FILE", &a->synthetic,
+                "phrases (one per line, e.g. from erd phrases) turned\n"
+                "into extra pairs by the noise channel"),
+        CMD_STR("channel", 0, "FILE", &a->channel_path, "noise channel for --synthetic (erd channel)"),
+        CMD_UINT("copies", "N", &a->copies, 0, 64, "noisy copies per synthetic phrase"),
+        CMD_REAL("strength", "X", &a->strength, 0, 4, "scale of the channel's error rates"),
+        CMD_FLAG("baseline", 0, &a->baseline, "also report the baseline encoder on the held-out slice"),
+        CMD_STR("init", 0, "MODEL", &a->init_path,
+                "fine-tune this model (its architecture; --arch, --emb,\n"
+                "--conv, --hash-bits and --dim are ignored); the\n"
+                "held-out slice scores it first, as epoch 0"),
+        CMD_STR("config", 0, "FILE", &a->config, "configuration file (for the G2P voice)"),
+        CMD_FLAG("quiet", 'q', &a->quiet, "no progress on stderr"),
+    };
+    const cmd_spec spec = CMD_SPEC("train", "--pairs FILE[,FILE...] --out MODEL [OPTIONS]",
+        "Trains the learned phonetic encoder on erd simulate's JSON lines\n"
+        "({\"spoken\", \"nbest\": [{\"text\"}...]}: each hypothesis with its spoken\n"
+        "phrase is one pair) and writes MODEL, usable as --encoder model:MODEL.\n"
+        "A slice of the spoken phrases is held out; the epoch that recalls it\n"
+        "best is kept.  Same data, seed and threads give the same model.", opts);
+    if (!cmd_opt_parse(&spec, argc, argv, ret_exit))
+        return 0;
+    *ret_exit = CMD_EXIT_USAGE;
+    to->seed = a->seed;
+    if (!strcmp(a->arch, "conv") || !strcmp(a->arch, "bag")) {
+        to->arch.kind = !strcmp(a->arch, "conv") ? PHO_ARCH_CONV : PHO_ARCH_BAG;
+    } else {
+        fprintf(stderr, "erd train: --arch must be conv or bag\n");
+        return 0;
+    }
+    if (pho_loss_kind_parse(a->loss, &to->loss.kind) < 0) {
+        fprintf(stderr, "erd train: --loss must be infonce or apl\n");
+        return 0;
+    }
+    if (a->synthetic && !a->channel_path) {
+        fprintf(stderr, "erd train: --synthetic needs --channel\n");
+        return 0;
+    }
+    if (optind != argc || !a->n_files || !a->out) {
+        fprintf(stderr, "erd train: --pairs and --out are required\nTry 'erd train --help'.\n");
+        return 0;
+    }
+    if (to->arch.kind == PHO_ARCH_BAG)
+        to->arch.conv_dim = 0;
+    else if (to->arch.conv_dim == 0)
+        to->arch.conv_dim = CMD__CONV_DEFAULT;
+    int rc = pho_model_arch_check(&to->arch, &diag);
+    if (rc < 0) {
+        fprintf(stderr, "erd train: %s\n", erd_diag_message(&diag, rc));
+        return 0;
+    }
+    return 1;
+}
+
+/* The training pairs of a's files (and synthetic phrases) into ts. */
+static int train__load(const train_args *a, const cfg_config *cfg, pho_trainset *ts,
+                       vix_phrase *ph, cmd__load_stats *st, erd_diag *diag)
+{
+    pho_g2p *g2p = NULL;
+    pho_channel *channel = NULL;
+    int rc = pho_g2p_create(cfg->g2p_voice, 0, &g2p, diag);
+    for (size_t i = 0; rc == ERD_OK && i < a->n_files; i++)
+        rc = cmd__load_file(ts, g2p, ph, a->files[i], st, diag);
+    if (rc == ERD_OK && a->synthetic) {
+        rc = pho_channel_load(a->channel_path, &channel, diag);
+        if (rc == ERD_OK)
+            rc = cmd__load_synthetic(ts, g2p, ph, channel, a->synthetic, a->copies, a->strength,
+                                     a->to.seed, st, diag);
+    }
+    pho_channel_destroy(channel);
+    pho_g2p_destroy(g2p);
+    return rc;
+}
+
+/* The model file's provenance line. */
+static void train__meta(const train_args *a, const pho_train_opts *to, const pho_train_result *res,
+                        const cmd__load_stats *st, const pho_model *init, char *meta, size_t cap)
+{
+    char date[32];
+    time_t now = time(NULL);
+    struct tm tmv;
+    if (!gmtime_r(&now, &tmv) || !strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv))
+        snprintf(date, sizeof date, "unknown");
+    snprintf(meta, cap,
+             "erd train seed=%llu epochs=%u best_epoch=%u arch=%s/%u/%u/%u dim=%u batch=%u "
+             "lr=%g scale=%g hard_k=%u augment=%g loss=%s/%g/%g/%g knee=%g "
+             "synthetic=%llux%u@%g threads=%u holdout=%g "
+             "data=fnv1a64:%016llx pairs=%zu init=%08x "
+             "heldout_r1=%.4f heldout_r5=%.4f date=%s",
+             (unsigned long long)to->seed, to->epochs, res->best_epoch,
+             to->arch.kind == PHO_ARCH_CONV ? "conv" : "bag", to->arch.emb_dim, to->arch.hash_bits,
+             to->arch.conv_dim, to->arch.out_dim, to->batch, to->lr, to->scale, to->hard_k,
+             to->augment, pho_loss_kind_name(to->loss.kind), to->loss.smoothing, to->loss.alpha,
+             to->loss.beta, to->pair_knee, (unsigned long long)st->synthetic, a->copies,
+             a->strength, to->threads, to->holdout, (unsigned long long)st->checksum,
+             res->train_pairs, init ? (unsigned)(uint32_t)init->checksum : 0u, res->recall1,
+             res->recall5, date);
+}
+
+/* The held-out recall of the baseline encoder, for comparison. */
+static int train__baseline(pho_trainset *ts, double holdout, erd_diag *diag)
+{
+    pho_encoder *bl = NULL;
+    double r1, r5;
+    int rc = pho_encoder_create("baseline", &bl, diag);
+    if (rc == ERD_OK)
+        rc = pho_train_eval_encoder(ts, holdout, bl, &r1, &r5, diag);
+    if (rc == ERD_OK)
+        fprintf(stderr, "erd train: baseline (%s) held-out recall@1 %.4f  recall@5 %.4f\n",
+                pho_encoder_id(bl), r1, r5);
+    pho_encoder_destroy(bl);
+    return rc;
+}
+
 int cmd_train(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"pairs", required_argument, 0, 'p'},   {"out", required_argument, 0, 'o'},
-        {"seed", required_argument, 0, 's'},    {"epochs", required_argument, 0, 'e'},
-        {"dim", required_argument, 0, 'D'},     {"threads", required_argument, 0, 't'},
-        {"holdout", required_argument, 0, 'H'}, {"arch", required_argument, 0, 'a'},
-        {"emb", required_argument, 0, 'E'},     {"conv", required_argument, 0, 'c'},
-        {"hash-bits", required_argument, 0, 'b'}, {"batch", required_argument, 0, 'B'},
-        {"lr", required_argument, 0, 'l'},      {"scale", required_argument, 0, 'S'},
-        {"hard-k", required_argument, 0, 'k'},  {"baseline", no_argument, 0, 'L'},
-        {"augment", required_argument, 0, 'A'},
-        {"synthetic", required_argument, 0, 'Y'}, {"channel", required_argument, 0, 'N'},
-        {"copies", required_argument, 0, 'P'},  {"strength", required_argument, 0, 'R'},
-        {"init", required_argument, 0, 'I'},    {"config", required_argument, 0, 'C'},
-        {"quiet", no_argument, 0, 'q'},         {"help", no_argument, 0, 'h'},
-        {"loss", required_argument, 0, 'O'},    {"smoothing", required_argument, 0, 'm'},
-        {"apl-alpha", required_argument, 0, 'x'}, {"apl-beta", required_argument, 0, 'y'},
-        {"patience", required_argument, 0, 'T'}, {"pair-knee", required_argument, 0, 'K'},
-        {0, 0, 0, 0},
-    };
-    char *pairs_arg = NULL;
-    const char *out = NULL, *config = NULL, *files[CMD__PAIR_FILES_MAX];
-    const char *synthetic = NULL, *channel_path = NULL, *init_path = NULL;
-    unsigned copies = 3;
-    double strength = 1.0;
-    pho_channel *channel = NULL;
-    size_t n_files = 0;
-    pho_train_opts to;
-    int quiet = 0, baseline = 0, c, rc, ex = CMD_EXIT_FAIL;
-    unsigned long long v;
+    train_args a = {.copies = 3, .strength = 1.0, .seed = 0, .arch = "bag", .loss = "infonce"};
+    pho_train_opts *to = &a.to;
+    int rc, ex = CMD_EXIT_FAIL;
     pho_trainset *ts = NULL;
-    pho_g2p *g2p = NULL;
     pho_model *model = NULL, *init = NULL;
-    pho_encoder *bl = NULL;
     vix_phrase *ph = NULL;
     erd_diag diag = {0};
     cmd__load_stats st = {0, 0, 0, ERD_FNV1A64_OFFSET, 0};
     pho_train_result res;
-    char meta[2 * PHO_MODEL_META_MAX], date[32]; /* meta is cut to size on save */
+    char meta[2 * PHO_MODEL_META_MAX]; /* meta is cut to size on save */
     double t0 = cmd__now();
-    time_t now;
-    struct tm tmv;
 
-    pho_train_opts_init(&to);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "p:o:qh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'p': pairs_arg = optarg; break;
-        case 'o': out = optarg; break;
-        case 'C': config = optarg; break;
-        case 'I': init_path = optarg; break;
-        case 'q': quiet = 1; break;
-        case 'L': baseline = 1; break;
-        case 's':
-            if (cmd_parse_uint("train", "seed", optarg, ULONG_MAX, &v)) return CMD_EXIT_USAGE;
-            to.seed = v;
-            break;
-        case 'e':
-            if (cmd_parse_uint("train", "epochs", optarg, 1000, &v)) return CMD_EXIT_USAGE;
-            to.epochs = (unsigned)v;
-            break;
-        case 'D':
-            if (cmd_parse_uint("train", "dim", optarg, PHO_MODEL_OUT_MAX, &v)) return CMD_EXIT_USAGE;
-            to.arch.out_dim = (uint32_t)v;
-            break;
-        case 't':
-            if (cmd_parse_uint("train", "threads", optarg, 64, &v)) return CMD_EXIT_USAGE;
-            to.threads = (unsigned)v;
-            break;
-        case 'E':
-            if (cmd_parse_uint("train", "emb", optarg, PHO_MODEL_EMB_MAX, &v)) return CMD_EXIT_USAGE;
-            to.arch.emb_dim = (uint32_t)v;
-            break;
-        case 'c':
-            if (cmd_parse_uint("train", "conv", optarg, PHO_MODEL_CONV_MAX, &v)) return CMD_EXIT_USAGE;
-            to.arch.conv_dim = (uint32_t)v;
-            break;
-        case 'b':
-            if (cmd_parse_uint("train", "hash-bits", optarg, PHO_MODEL_HASH_BITS_MAX, &v)) return CMD_EXIT_USAGE;
-            to.arch.hash_bits = (uint32_t)v;
-            break;
-        case 'B':
-            if (cmd_parse_uint("train", "batch", optarg, 4096, &v)) return CMD_EXIT_USAGE;
-            to.batch = (unsigned)v;
-            break;
-        case 'k':
-            if (cmd_parse_uint("train", "hard-k", optarg, 64, &v)) return CMD_EXIT_USAGE;
-            to.hard_k = (unsigned)v;
-            break;
-        case 'H':
-            if (cmd_parse_real("train", "holdout", optarg, &to.holdout)) return CMD_EXIT_USAGE;
-            break;
-        case 'A':
-            if (cmd_parse_real("train", "augment", optarg, &to.augment)) return CMD_EXIT_USAGE;
-            break;
-        case 'Y': synthetic = optarg; break;
-        case 'N': channel_path = optarg; break;
-        case 'P':
-            if (cmd_parse_uint("train", "copies", optarg, 64, &v)) return CMD_EXIT_USAGE;
-            copies = (unsigned)v;
-            break;
-        case 'R':
-            if (cmd_parse_real("train", "strength", optarg, &strength)) return CMD_EXIT_USAGE;
-            break;
-        case 'l':
-            if (cmd_parse_real("train", "lr", optarg, &to.lr)) return CMD_EXIT_USAGE;
-            break;
-        case 'S':
-            if (cmd_parse_real("train", "scale", optarg, &to.scale)) return CMD_EXIT_USAGE;
-            break;
-        case 'O':
-            if (pho_loss_kind_parse(optarg, &to.loss.kind) < 0) {
-                fprintf(stderr, "erd train: --loss must be infonce or apl\n");
-                return CMD_EXIT_USAGE;
-            }
-            break;
-        case 'm':
-            if (cmd_parse_real("train", "smoothing", optarg, &to.loss.smoothing)) return CMD_EXIT_USAGE;
-            break;
-        case 'x':
-            if (cmd_parse_real("train", "apl-alpha", optarg, &to.loss.alpha)) return CMD_EXIT_USAGE;
-            break;
-        case 'y':
-            if (cmd_parse_real("train", "apl-beta", optarg, &to.loss.beta)) return CMD_EXIT_USAGE;
-            break;
-        case 'T':
-            if (cmd_parse_uint("train", "patience", optarg, 1000, &v)) return CMD_EXIT_USAGE;
-            to.patience = (unsigned)v;
-            break;
-        case 'K':
-            if (cmd_parse_real("train", "pair-knee", optarg, &to.pair_knee)) return CMD_EXIT_USAGE;
-            break;
-        case 'a':
-            if (!strcmp(optarg, "conv")) {
-                to.arch.kind = PHO_ARCH_CONV;
-            } else if (!strcmp(optarg, "bag")) {
-                to.arch.kind = PHO_ARCH_BAG;
-            } else {
-                fprintf(stderr, "erd train: --arch must be conv or bag\n");
-                return CMD_EXIT_USAGE;
-            }
-            break;
-        case 'h':
-            printf("usage: erd train --pairs FILE[,FILE...] --out MODEL [OPTIONS]\n\n"
-                   "Trains the learned phonetic encoder on erd simulate's JSON lines\n"
-                   "({\"spoken\", \"nbest\": [{\"text\"}...]}: each hypothesis with its spoken\n"
-                   "phrase is one pair) and writes MODEL, usable as --encoder model:MODEL.\n"
-                   "A slice of the spoken phrases is held out; the epoch that recalls it\n"
-                   "best is kept.  Same data, seed and threads give the same model.\n\n"
-                   "  --pairs FILES      comma-separated JSON lines files (- for stdin)\n"
-                   "  --out MODEL        model file to write\n"
-                   "  --seed N           random seed (default 1)\n"
-                   "  --epochs N         passes over the pairs (default %u)\n"
-                   "  --dim D            output dimension (default %u)\n"
-                   "  --threads N        training threads (default %u)\n"
-                   "  --holdout F        share of spoken phrases held out (default %.2f)\n"
-                   "  --arch bag|conv    plain n-gram bag or convolution (default bag)\n"
-                   "  --emb N            token embedding width (default %u)\n"
-                   "  --conv N           convolution channels (default %d with --arch conv)\n"
-                   "  --hash-bits N      2^N n-gram buckets (default %u)\n"
-                   "  --batch N          pairs per step (default %u)\n"
-                   "  --lr X             Adam step size (default %g)\n"
-                   "  --scale X          softmax inverse temperature (default %g)\n"
-                   "  --hard-k N         hard negatives from the N nearest phrases, 0 off "
-                   "(default %u)\n"
-                   "  --augment R        extra phone noise on hypotheses at rate R (default %g)\n"
-                   "  --loss L           infonce, or apl (normalised + reverse cross-entropy,\n"
-                   "                     robust to wrong pairs) (default infonce)\n"
-                   "  --smoothing E      InfoNCE label smoothing, 0..0.5 (default 0)\n"
-                   "  --apl-alpha A      APL weight of the normalised cross-entropy (default 1)\n"
-                   "  --apl-beta B       APL weight of the reverse cross-entropy (default 1)\n"
-                   "  --patience N       stop after N epochs without a better held-out\n"
-                   "                     recall, 0 never (default 0)\n"
-                   "  --pair-knee K      weight pairs by phone overlap / K (floor %.2f, cap 1);\n"
-                   "                     0 weighs every pair 1 (default 0)\n"
-                   "  --synthetic FILE   phrases (one per line, e.g. from erd phrases) turned\n"
-                   "                     into extra pairs by the noise channel\n"
-                   "  --channel FILE     noise channel for --synthetic (erd channel)\n"
-                   "  --copies N         noisy copies per synthetic phrase (default 3)\n"
-                   "  --strength X       scale of the channel's error rates (default 1)\n"
-                   "  --baseline         also report the baseline encoder on the held-out slice\n"
-                   "  --init MODEL       fine-tune this model (its architecture; --arch, --emb,\n"
-                   "                     --conv, --hash-bits and --dim are ignored); the\n"
-                   "                     held-out slice scores it first, as epoch 0\n"
-                   "  --config FILE      configuration file (for the G2P voice)\n"
-                   "  -q, --quiet        no progress on stderr\n",
-                   to.epochs, to.arch.out_dim, to.threads, to.holdout, to.arch.emb_dim,
-                   CMD__CONV_DEFAULT, to.arch.hash_bits, to.batch, to.lr, to.scale, to.hard_k,
-                   to.augment, PHO_PAIR_WEIGHT_MIN);
-            return CMD_EXIT_OK;
-        default:
-            fprintf(stderr, "Try 'erd train --help'.\n");
-            return CMD_EXIT_USAGE;
-        }
-    }
-    if (synthetic && !channel_path) {
-        fprintf(stderr, "erd train: --synthetic needs --channel\n");
-        return CMD_EXIT_USAGE;
-    }
-    if (!(strength >= 0.0 && strength <= 4.0)) {
-        fprintf(stderr, "erd train: --strength must be in 0..4\n");
-        return CMD_EXIT_USAGE;
-    }
-    if (optind != argc || !pairs_arg || !out) {
-        fprintf(stderr, "erd train: --pairs and --out are required\nTry 'erd train --help'.\n");
-        return CMD_EXIT_USAGE;
-    }
-    if (to.arch.kind == PHO_ARCH_BAG)
-        to.arch.conv_dim = 0;
-    else if (to.arch.conv_dim == 0)
-        to.arch.conv_dim = CMD__CONV_DEFAULT;
-    rc = pho_model_arch_check(&to.arch, &diag);
-    if (rc < 0) {
-        fprintf(stderr, "erd train: %s\n", erd_diag_message(&diag, rc));
-        return CMD_EXIT_USAGE;
-    }
-    for (char *s = strtok(pairs_arg, ","); s; s = strtok(NULL, ",")) {
-        if (n_files == CMD__PAIR_FILES_MAX) {
-            fprintf(stderr, "erd train: at most %d pair files\n", CMD__PAIR_FILES_MAX);
-            return CMD_EXIT_USAGE;
-        }
-        files[n_files++] = s;
-    }
+    pho_train_opts_init(to);
+    a.seed = to->seed;
+    if (!train__args(argc, argv, &a, &ex))
+        return ex;
     cfg_config cfg;
-    if ((rc = cmd_load_config(config, &cfg, &diag)) < 0)
+    if ((rc = cmd_load_config(a.config, &cfg, &diag)) < 0)
         return cmd_fail("train", &diag, rc);
 
-    if (init_path) {
-        rc = pho_model_load(init_path, &init, &diag);
+    if (a.init_path) {
+        rc = pho_model_load(a.init_path, &init, &diag);
         if (rc < 0)
             goto out;
-        to.arch = init->arch; /* init stays ours (freed at out); pho_train only reads it */
-        to.init = init;
+        to->arch = init->arch; /* init stays ours (freed at out); pho_train only reads it */
+        to->init = init;
     }
     ph = malloc(sizeof *ph);
     if (!ph || pho_trainset_create(&ts) < 0) {
         rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
-    rc = pho_g2p_create(cfg.g2p_voice, 0, &g2p, &diag);
-    for (size_t i = 0; rc == ERD_OK && i < n_files; i++)
-        rc = cmd__load_file(ts, g2p, ph, files[i], &st, &diag);
-    if (rc == ERD_OK && synthetic) {
-        rc = pho_channel_load(channel_path, &channel, &diag);
-        if (rc == ERD_OK)
-            rc = cmd__load_synthetic(ts, g2p, ph, channel, synthetic, copies, strength, to.seed,
-                                     &st, &diag);
-    }
+    rc = train__load(&a, &cfg, ts, ph, &st, &diag);
     if (rc < 0)
         goto out;
-    if (!quiet && synthetic)
+    if (!a.quiet && a.synthetic)
         fprintf(stderr, "erd train: %llu synthetic pairs from %s through %s\n",
-                (unsigned long long)st.synthetic, synthetic, channel_path);
-    if (!quiet)
+                (unsigned long long)st.synthetic, a.synthetic, a.channel_path);
+    if (!a.quiet)
         fprintf(stderr,
                 "erd train: %llu records, %llu pairs over %zu distinct phrases (%llu empty "
                 "texts skipped), phonemes in %.1f s\n",
                 (unsigned long long)st.records, (unsigned long long)st.pairs,
                 pho_trainset_n_phrases(ts), (unsigned long long)st.skipped_empty,
                 cmd__now() - t0);
-    if (baseline) {
-        double r1, r5;
-        rc = pho_encoder_create("baseline", &bl, &diag);
-        if (rc == ERD_OK)
-            rc = pho_train_eval_encoder(ts, to.holdout, bl, &r1, &r5, &diag);
-        if (rc < 0)
-            goto out;
-        fprintf(stderr, "erd train: baseline (%s) held-out recall@1 %.4f  recall@5 %.4f\n",
-                pho_encoder_id(bl), r1, r5);
+    if (a.baseline && (rc = train__baseline(ts, to->holdout, &diag)) < 0)
+        goto out;
+    if (!a.quiet) {
+        to->progress = cmd__train_progress;
+        to->progress_user = NULL;
     }
-    if (!quiet) {
-        to.progress = cmd__train_progress;
-        to.progress_user = NULL;
-    }
-    rc = pho_train(ts, &to, &model, &res, &diag);
+    rc = pho_train(ts, to, &model, &res, &diag);
     if (rc < 0)
         goto out;
-    now = time(NULL);
-    if (!gmtime_r(&now, &tmv) || !strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv))
-        snprintf(date, sizeof date, "unknown");
-    snprintf(meta, sizeof meta,
-             "erd train seed=%llu epochs=%u best_epoch=%u arch=%s/%u/%u/%u dim=%u batch=%u "
-             "lr=%g scale=%g hard_k=%u augment=%g loss=%s/%g/%g/%g knee=%g "
-             "synthetic=%llux%u@%g threads=%u holdout=%g "
-             "data=fnv1a64:%016llx pairs=%zu init=%08x "
-             "heldout_r1=%.4f heldout_r5=%.4f date=%s",
-             (unsigned long long)to.seed, to.epochs, res.best_epoch,
-             to.arch.kind == PHO_ARCH_CONV ? "conv" : "bag", to.arch.emb_dim, to.arch.hash_bits,
-             to.arch.conv_dim, to.arch.out_dim, to.batch, to.lr, to.scale, to.hard_k, to.augment,
-             pho_loss_kind_name(to.loss.kind), to.loss.smoothing, to.loss.alpha, to.loss.beta,
-             to.pair_knee, (unsigned long long)st.synthetic, copies, strength, to.threads,
-             to.holdout, (unsigned long long)st.checksum, res.train_pairs,
-             init ? (unsigned)(uint32_t)init->checksum : 0u, res.recall1,
-             res.recall5, date);
-    rc = pho_model_save(model, out, meta, &diag);
+    train__meta(&a, to, &res, &st, init, meta, sizeof meta);
+    rc = pho_model_save(model, a.out, meta, &diag);
     if (rc < 0)
         goto out;
-    if (!quiet)
+    if (!a.quiet)
         fprintf(stderr,
                 "erd train: %zu training pairs (%zu phrases), %zu held-out pairs (%zu phrases); "
                 "best epoch %u: recall@1 %.4f recall@5 %.4f; %.0f s -> %s (model:%s#%08x)\n",
                 res.train_pairs, res.train_phrases, res.heldout_pairs, res.heldout_phrases,
-                res.best_epoch, res.recall1, res.recall5, cmd__now() - t0, out, out,
+                res.best_epoch, res.recall1, res.recall5, cmd__now() - t0, a.out, a.out,
                 (unsigned)(uint32_t)model->checksum);
     ex = CMD_EXIT_OK;
 out:
     if (rc < 0)
         ex = cmd_fail("train", &diag, rc);
-    pho_encoder_destroy(bl);
-    pho_channel_destroy(channel);
     pho_model_destroy(model);
     pho_model_destroy(init);
-    pho_g2p_destroy(g2p);
     pho_trainset_destroy(ts);
     free(ph);
     return ex;

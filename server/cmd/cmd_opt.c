@@ -1,0 +1,186 @@
+#include "server/cmd/cmd_opt.h"
+
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/erd_error.h"
+#include "server/cmd/cmd_cli.h"
+
+/* long options get values past any char, so a short name never collides */
+#define OPT__LONG_BASE 256
+#define OPT__MAX 64
+#define OPT__HELP_COLUMN 21
+
+static int opt__takes_arg(const cmd_opt *o)
+{
+    return o->type != CMD_OPT_FLAG;
+}
+
+static void opt__default(const cmd_opt *o, FILE *out)
+{
+    if (o->flags & CMD_OPT_NO_DEFAULT)
+        return;
+    switch (o->type) {
+    case CMD_OPT_STR:
+        if (*o->out.str)
+            fprintf(out, " (default %s)", *o->out.str);
+        break;
+    case CMD_OPT_UINT: fprintf(out, " (default %u)", *o->out.uns); break;
+    case CMD_OPT_ULL: fprintf(out, " (default %llu)", *o->out.ull); break;
+    case CMD_OPT_LONG: fprintf(out, " (default %ld)", *o->out.lng); break;
+    case CMD_OPT_REAL: fprintf(out, " (default %g)", *o->out.real); break;
+    case CMD_OPT_FLAG:
+    case CMD_OPT_LIST: break;
+    }
+}
+
+static void opt__help_row(const cmd_opt *o, FILE *out)
+{
+    int col = o->short_name ? fprintf(out, "  -%c, --%s", o->short_name, o->name)
+                            : fprintf(out, "  --%s", o->name);
+    if (opt__takes_arg(o))
+        col += fprintf(out, " %s", o->arg ? o->arg : "X");
+    if (col >= OPT__HELP_COLUMN - 1) {
+        fputc('\n', out);
+        col = 0;
+    }
+    fprintf(out, "%*s", OPT__HELP_COLUMN - col, "");
+    for (const char *h = o->help; *h; h++) {
+        fputc(*h, out);
+        if (*h == '\n')
+            fprintf(out, "%*s", OPT__HELP_COLUMN, "");
+    }
+    opt__default(o, out);
+    fputc('\n', out);
+}
+
+void cmd_opt_help(const cmd_spec *spec, FILE *out)
+{
+    fprintf(out, "usage: erd %s %s\n\n", spec->name, spec->usage);
+    if (spec->about && *spec->about)
+        fprintf(out, "%s\n\n", spec->about);
+    for (size_t i = 0; i < spec->n_opts; i++)
+        opt__help_row(&spec->opts[i], out);
+    fprintf(out, "  -h, --help         this help\n");
+}
+
+static int opt__store(const cmd_spec *spec, const cmd_opt *o, char *arg)
+{
+    unsigned long long u;
+    double d;
+    int rc = ERD_OK;
+    switch (o->type) {
+    case CMD_OPT_FLAG: *o->out.flag = 1; break;
+    case CMD_OPT_STR: *o->out.str = arg; break;
+    case CMD_OPT_UINT:
+    case CMD_OPT_ULL:
+    case CMD_OPT_LONG:
+        /* a bound of 2^64 - 1 rounds up as a double: clamp before converting */
+        rc = cmd_parse_uint(spec->name, o->name, arg,
+                            o->max >= (double)ULLONG_MAX ? ULLONG_MAX : (unsigned long long)o->max,
+                            &u);
+        if (rc == ERD_OK && (double)u < o->min) {
+            fprintf(stderr, "erd %s: --%s wants at least %g, not \"%s\"\n", spec->name, o->name,
+                    o->min, arg);
+            rc = ERD_EINVAL;
+        }
+        if (rc == ERD_OK && o->type == CMD_OPT_UINT)
+            *o->out.uns = (unsigned)u;
+        else if (rc == ERD_OK && o->type == CMD_OPT_ULL)
+            *o->out.ull = u;
+        else if (rc == ERD_OK)
+            *o->out.lng = (long)u;
+        break;
+    case CMD_OPT_REAL:
+        rc = cmd_parse_real(spec->name, o->name, arg, &d);
+        if (rc == ERD_OK && !(d >= o->min && d <= o->max)) {
+            fprintf(stderr, "erd %s: --%s wants a number in [%g, %g], not \"%s\"\n", spec->name,
+                    o->name, o->min, o->max, arg);
+            rc = ERD_EINVAL;
+        }
+        if (rc == ERD_OK)
+            *o->out.real = d;
+        break;
+    case CMD_OPT_LIST:
+        rc = cmd_split_list(arg, o->out.list, o->cap, o->count);
+        if (rc < 0)
+            fprintf(stderr, "erd %s: --%s wants 1 to %zu comma-separated items\n", spec->name,
+                    o->name, o->cap);
+        break;
+    }
+    return rc;
+}
+
+/* getopt_long's tables from the spec: short names first, then every row's
+ * long name with its index past OPT__LONG_BASE. */
+static void opt__tables(const cmd_spec *spec, struct option *longs, char *shorts)
+{
+    size_t n = 0, s = 0;
+    for (size_t i = 0; i < spec->n_opts; i++) {
+        const cmd_opt *o = &spec->opts[i];
+        longs[n++] = (struct option){o->name, opt__takes_arg(o) ? required_argument : no_argument,
+                                     NULL, OPT__LONG_BASE + (int)i};
+        if (o->short_name) {
+            shorts[s++] = o->short_name;
+            if (opt__takes_arg(o))
+                shorts[s++] = ':';
+        }
+    }
+    longs[n++] = (struct option){"help", no_argument, NULL, 'h'};
+    longs[n] = (struct option){0, 0, 0, 0};
+    shorts[s++] = 'h';
+    shorts[s] = '\0';
+}
+
+static const cmd_opt *opt__by_short(const cmd_spec *spec, int c)
+{
+    for (size_t i = 0; i < spec->n_opts; i++)
+        if (spec->opts[i].short_name == c)
+            return &spec->opts[i];
+    return NULL;
+}
+
+int cmd_opt_parse(const cmd_spec *spec, int argc, char **argv, int *ret_exit)
+{
+    struct option longs[OPT__MAX + 2];
+    char shorts[2 * OPT__MAX + 2];
+    int c;
+    if (spec->n_opts > OPT__MAX) { /* a table this long is a programming error */
+        fprintf(stderr, "erd %s: too many options\n", spec->name);
+        *ret_exit = CMD_EXIT_FAIL;
+        return 0;
+    }
+    opt__tables(spec, longs, shorts);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
+        const cmd_opt *o = c >= OPT__LONG_BASE ? &spec->opts[c - OPT__LONG_BASE]
+                                               : opt__by_short(spec, c);
+        if (c == 'h' && !o) {
+            cmd_opt_help(spec, stdout);
+            *ret_exit = CMD_EXIT_OK;
+            return 0;
+        }
+        if (!o || opt__store(spec, o, optarg) < 0) {
+            fprintf(stderr, "Try 'erd %s --help'.\n", spec->name);
+            *ret_exit = CMD_EXIT_USAGE;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int cmd_split_list(char *list, const char **items, size_t cap, size_t *ret_n)
+{
+    size_t n = 0;
+    for (char *s = strtok(list, ","); s; s = strtok(NULL, ",")) {
+        if (n == cap)
+            return ERD_ETOOLONG;
+        items[n++] = s;
+    }
+    if (n == 0)
+        return ERD_EEMPTY;
+    *ret_n = n;
+    return ERD_OK;
+}
