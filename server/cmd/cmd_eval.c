@@ -15,6 +15,7 @@
 #include "index/vix_store.h"
 #include "phonetics/pho_text.h"
 #include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_opt.h"
 #include "server/cmd/cmd_score.h"
 #include "server/http/srv_explain.h"
 
@@ -282,338 +283,388 @@ static void eval__print_row(FILE *out, const eval_tally *t, int json)
     }
 }
 
+typedef struct eval_args {
+    const char *db, *queries, *url, *only_domain, *config, *errors_path;
+    const char *maps[EVAL_MAP_MAX]; /* DOMAIN=CATALOG, split by eval__args */
+    const char *map_to[EVAL_MAP_MAX];
+    size_t n_map;
+    long limit; /* -1: all */
+    int json, reliability, open_set;
+} eval_args;
+
+/* Parses and checks erd eval's options into a; 1 to run, else 0 with the
+ * exit code in *ret_exit. */
+static int eval__args(int argc, char **argv, eval_args *a, int *ret_exit)
+{
+    const cmd_opt opts[] = {
+        CMD_STR("db", 'd', "FILE", &a->db, "catalog store (gold entities are looked up here)"),
+        CMD_STR("queries", 'Q', "FILE", &a->queries,
+                "queries, e.g. ../shared/data/queries/dev.jsonl"),
+        CMD_STR("url", 'u', "URL", &a->url,
+                "resolve through a running erd serve at URL\n(default: in process)"),
+        CMD_LIST("map", 'm', "DOMAIN=CAT", a->maps, &a->n_map,
+                 "catalog for a domain (default: same name)"),
+        CMD_STR("domain", 'D', "D", &a->only_domain, "only queries of domain D"),
+        CMD_LONG("limit", 'n', "N", &a->limit, 0, (double)LONG_MAX, "only the first N queries"),
+        CMD_STR("errors", 0, "FILE", &a->errors_path,
+                "write wrongly resolved n-best queries as JSON lines"),
+        CMD_FLAG("json", 'j', &a->json, "one JSON object per row"),
+        CMD_FLAG("reliability", 0, &a->reliability,
+                 "also print how well the top result's score works as\n"
+                 "a probability: bins, ECE and Brier score per mode"),
+        CMD_FLAG("open-set", 0, &a->open_set,
+                 "also resolve queries whose entity is not in the\n"
+                 "catalog, and out-of-domain ones (\"entity_id\": null),\n"
+                 "n-best: AUROC of the top score, right answers vs\n"
+                 "queries without one; the share of those rejected at\n"
+                 "the threshold keeping 90 % of right answers; what\n"
+                 "\"match\" answers under the configured threshold\n"
+                 "(deploy/eval-open-set.sh builds such a catalog)"),
+        CMD_STR("config", 0, "FILE", &a->config, "configuration file"),
+    };
+    const cmd_spec spec = CMD_SPEC("eval", "--db FILE --queries FILE [OPTIONS]",
+        "Resolves each spoken query (JSON lines with domain, entity_id and an\n"
+        "nbest list of {text, score}) with its first hypothesis only and with the\n"
+        "whole n-best list, and prints acc@1, recall@5 and MRR per domain.  A\n"
+        "result counts as right when it shares a normalised name or alias with\n"
+        "the gold entity (catalogs hold duplicate titles).", opts);
+    /* below its bound: unset (all queries), so --help prints no default */
+    a->limit = -1;
+    if (!cmd_opt_parse(&spec, argc, argv, ret_exit))
+        return 0;
+    *ret_exit = CMD_EXIT_USAGE;
+    for (size_t i = 0; i < a->n_map; i++) {
+        char *eq = strchr(a->maps[i], '=');
+        if (!eq) {
+            fprintf(stderr, "erd eval: --map wants DOMAIN=CATALOG (at most %d)\n", EVAL_MAP_MAX);
+            return 0;
+        }
+        *eq = '\0';
+        a->map_to[i] = eq + 1;
+    }
+    if (optind != argc || !a->queries) {
+        fprintf(stderr, "erd eval: --queries is required\nTry 'erd eval --help'.\n");
+        return 0;
+    }
+    return 1;
+}
+
+/* One evaluation's running state. */
+typedef struct eval_run {
+    const eval_args *a;
+    eval_ctx ctx;
+    eval_open open;
+    eval_rel rel[EVAL_MODES];
+    eval_tally tallies[EVAL_DOMAINS_MAX];
+    size_t n_tallies;
+    unsigned n_failed, n_nogold;
+    cmd_keys *gold, *got;
+    FILE *errors;
+    struct curl_slist *headers;
+} eval_run;
+
+/* The resolver: over HTTP at a->url, else in process. */
+static int eval__connect(eval_run *r, const cfg_config *cfg, const char *db, erd_diag *diag)
+{
+    eval_ctx *ctx = &r->ctx;
+    int rc;
+    if (r->a->url) {
+        char endpoint[1024];
+        snprintf(endpoint, sizeof endpoint, "%s/v1/resolve", r->a->url);
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        ctx->curl = curl_easy_init();
+        if (!ctx->curl)
+            return erd_fail(diag, ERD_ENOMEM, "curl_easy_init failed");
+        r->headers = curl_slist_append(NULL, "Content-Type: application/json");
+        curl_easy_setopt(ctx->curl, CURLOPT_URL, endpoint);
+        curl_easy_setopt(ctx->curl, CURLOPT_HTTPHEADER, r->headers);
+        curl_easy_setopt(ctx->curl, CURLOPT_WRITEFUNCTION, eval__curl_write);
+        curl_easy_setopt(ctx->curl, CURLOPT_WRITEDATA, ctx);
+        curl_easy_setopt(ctx->curl, CURLOPT_TIMEOUT, 30L);
+        return ERD_OK;
+    }
+    vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg->g2p_voice,
+                            .g2p_cache_entries = cfg->g2p_cache_entries,
+                            .candidates = (size_t)cfg->candidates};
+    char rerank[2048], calibration[2048];
+    ro.rerank = cmd_rerank_spec(cfg->rerank, rerank, sizeof rerank);
+    ro.calibration = cmd_rerank_spec(cfg->calibration, calibration, sizeof calibration);
+    rc = vix_resolver_open(&ro, &ctx->resolver, diag);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; r->a->reliability && i < vix_resolver_catalog_count(ctx->resolver); i++) {
+        erd_diag d = {0};
+        int cr = vix_resolver_calibrated(ctx->resolver, i, &d);
+        if (cr < 0)
+            fprintf(stderr, "erd eval: %s: %s\n", vix_resolver_catalog_name(ctx->resolver, i),
+                    erd_diag_message(&d, cr));
+    }
+    return ERD_OK;
+}
+
+static void eval__write_error(FILE *errors, json_t *q, const char *gold_id, int rank,
+                              char *const *ids, size_t n_ids, json_t *nbest)
+{
+    json_t *e = json_object();
+    json_object_set(e, "qid", json_object_get(q, "qid"));
+    json_object_set(e, "spoken", json_object_get(q, "spoken"));
+    json_object_set_new(e, "gold", json_string(gold_id));
+    json_object_set_new(e, "rank", json_integer(rank));
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n_ids; i++)
+        json_array_append_new(arr, json_string(ids[i]));
+    json_object_set_new(e, "got", arr);
+    json_object_set(e, "nbest", nbest);
+    json_dumpf(e, errors, JSON_COMPACT);
+    fputc('\n', errors);
+    json_decref(e);
+}
+
+/* The tally of domain, a new one while there is room; NULL when full. */
+static eval_tally *eval__tally(eval_run *r, const char *domain)
+{
+    for (size_t i = 0; i < r->n_tallies; i++)
+        if (!strcmp(r->tallies[i].domain, domain))
+            return &r->tallies[i];
+    if (r->n_tallies >= EVAL_DOMAINS_MAX - 1)
+        return NULL;
+    eval_tally *t = &r->tallies[r->n_tallies++];
+    snprintf(t->domain, sizeof t->domain, "%s", domain);
+    return t;
+}
+
+/* One parsed query. */
+typedef struct eval_query {
+    json_t *q, *nbest;
+    const char *catalog, *gold_id;
+    int64_t catalog_id;
+    int ood, absent;
+    unsigned lineno;
+} eval_query;
+
+/* Resolves q in mode m (1-best or n-best) and counts the answer. */
+static void eval__mode(eval_run *r, eval_tally *t, const eval_query *eq, int m)
+{
+    const eval_args *a = r->a;
+    size_t n_hyps = m == EVAL_1BEST ? 1 : json_array_size(eq->nbest);
+    char *ids[EVAL_K];
+    size_t n_ids = 0;
+    char err[512];
+    double top = 0;
+    int match = 0;
+    if (n_hyps == 0 || eval__resolve(&r->ctx, eq->catalog, eq->nbest, n_hyps, ids, &n_ids, &top,
+                                     &match, err, sizeof err) < 0) {
+        if (n_hyps)
+            fprintf(stderr, "erd eval: %s:%u: %s\n", a->queries, eq->lineno, err);
+        r->n_failed++;
+        return;
+    }
+    int rank = 0;
+    for (size_t i = 0; !eq->absent && i < n_ids; i++) {
+        if (!rank && cmd_keys_for(r->ctx.store, eq->catalog_id, ids[i], r->got) == ERD_OK &&
+            cmd_keys_match(r->gold, r->got))
+            rank = (int)i + 1;
+    }
+    if (a->open_set && m == EVAL_NBEST)
+        eval__open_add(&r->open, (size_t)(t - r->tallies),
+                       eq->ood      ? EVAL_OOD
+                       : eq->absent ? EVAL_NONE
+                       : rank == 1  ? EVAL_RIGHT
+                                    : EVAL_WRONG,
+                       top, match);
+    if (!eq->absent) {
+        if (rank == 1)
+            t->hit1[m]++;
+        if (rank >= 1 && rank <= 5)
+            t->hit5[m]++;
+        if (rank)
+            t->rr[m] += 1.0 / rank;
+        if (a->reliability && n_ids)
+            eval__rel_add(&r->rel[m], top, rank == 1);
+        if (r->errors && m == EVAL_NBEST && rank != 1)
+            eval__write_error(r->errors, eq->q, eq->gold_id, rank, ids, n_ids, eq->nbest);
+    }
+    for (size_t i = 0; i < n_ids; i++)
+        free(ids[i]);
+}
+
+/* One line of the queries file. */
+static void eval__line(eval_run *r, const char *line, size_t len, unsigned lineno)
+{
+    const eval_args *a = r->a;
+    json_error_t jerr;
+    eval_query eq = {.lineno = lineno};
+    eq.q = json_loadb(line, len, 0, &jerr);
+    const char *domain = json_string_value(json_object_get(eq.q, "domain"));
+    eq.gold_id = json_string_value(json_object_get(eq.q, "entity_id"));
+    eq.nbest = json_object_get(eq.q, "nbest");
+    eq.ood = a->open_set && json_is_null(json_object_get(eq.q, "entity_id"));
+    if (!domain || (!eq.gold_id && !eq.ood) || !json_is_array(eq.nbest)) {
+        if (len > 1) {
+            fprintf(stderr, "erd eval: %s:%u: not a query (%s)\n", a->queries, lineno,
+                    eq.q ? "needs domain, entity_id and nbest" : jerr.text);
+            r->n_failed++;
+        }
+        goto out;
+    }
+    if (a->only_domain && strcmp(domain, a->only_domain) != 0)
+        goto out;
+    eq.catalog = domain;
+    for (size_t i = 0; i < a->n_map; i++)
+        if (!strcmp(a->maps[i], domain))
+            eq.catalog = a->map_to[i];
+    int known = vix_store_catalog_find(r->ctx.store, eq.catalog, &eq.catalog_id, NULL) == ERD_OK;
+    eq.absent = eq.ood || !known ||
+                cmd_keys_for(r->ctx.store, eq.catalog_id, eq.gold_id, r->gold) < 0 ||
+                r->gold->n == 0;
+    if (eq.absent && !(a->open_set && known)) {
+        r->n_nogold++;
+        goto out;
+    }
+    eval_tally *t = eval__tally(r, domain);
+    if (!t)
+        goto out;
+    t->n += !eq.absent;
+    for (int m = eq.absent ? EVAL_NBEST : 0; m < EVAL_MODES; m++)
+        eval__mode(r, t, &eq, m);
+out:
+    json_decref(eq.q);
+}
+
+/* The tables: per domain and in all, open-set, reliability, latency. */
+static void eval__report(eval_run *r, double t_start)
+{
+    const eval_args *a = r->a;
+    eval_ctx *ctx = &r->ctx;
+    eval_tally all = {.domain = "all"};
+    for (size_t i = 0; i < r->n_tallies; i++) {
+        all.n += r->tallies[i].n;
+        for (int m = 0; m < EVAL_MODES; m++) {
+            all.hit1[m] += r->tallies[i].hit1[m];
+            all.hit5[m] += r->tallies[i].hit5[m];
+            all.rr[m] += r->tallies[i].rr[m];
+        }
+    }
+    if (!a->json)
+        printf("%-8s %-7s %7s %7s %9s %7s\n", "domain", "mode", "queries", "acc@1", "recall@5",
+               "MRR");
+    for (size_t i = 0; i < r->n_tallies; i++)
+        eval__print_row(stdout, &r->tallies[i], a->json);
+    if (r->n_tallies > 1)
+        eval__print_row(stdout, &all, a->json);
+    for (size_t i = 0; a->open_set && i < r->n_tallies; i++)
+        eval__open_print(stdout, &r->open, i, r->tallies[i].domain);
+    if (a->open_set && r->n_tallies > 1)
+        eval__open_print(stdout, &r->open, SIZE_MAX, "all");
+    for (int m = EVAL_MODES - 1; a->reliability && m >= 0; m--)
+        cmd_reliability_print(stdout, m == EVAL_NBEST ? "top result, n-best" : "top result, 1-best",
+                              r->rel[m].p, r->rel[m].y, r->rel[m].n);
+    if (ctx->n_lat) {
+        qsort(ctx->lat_ms, ctx->n_lat, sizeof *ctx->lat_ms, eval__cmp_double);
+        double sum = 0;
+        for (size_t i = 0; i < ctx->n_lat; i++)
+            sum += ctx->lat_ms[i];
+        fprintf(a->json ? stderr : stdout,
+                "%zu resolves %s in %.1f s: latency mean %.3f ms, p50 %.3f ms, p99 %.3f ms\n",
+                ctx->n_lat, a->url ? "over HTTP" : "in process", eval__now() - t_start,
+                sum / (double)ctx->n_lat, ctx->lat_ms[ctx->n_lat / 2],
+                ctx->lat_ms[(size_t)((double)ctx->n_lat * 0.99)]);
+    }
+    if (r->n_nogold)
+        fprintf(stderr, "erd eval: %u queries skipped: gold entity not in its catalog\n",
+                r->n_nogold);
+}
+
+static void eval__run_free(eval_run *r)
+{
+    free(r->open.v);
+    for (int m = 0; m < EVAL_MODES; m++) {
+        free(r->rel[m].p);
+        free(r->rel[m].y);
+    }
+    free(r->gold);
+    free(r->got);
+    free(r->ctx.body);
+    free(r->ctx.lat_ms);
+    if (r->ctx.curl) {
+        curl_easy_cleanup(r->ctx.curl);
+        curl_global_cleanup();
+    }
+    curl_slist_free_all(r->headers);
+    vix_resolver_close(r->ctx.resolver);
+    vix_store_close(r->ctx.store);
+    if (r->errors)
+        fclose(r->errors);
+}
+
 int cmd_eval(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'},      {"queries", required_argument, 0, 'Q'},
-        {"url", required_argument, 0, 'u'},     {"map", required_argument, 0, 'm'},
-        {"domain", required_argument, 0, 'D'},  {"limit", required_argument, 0, 'n'},
-        {"json", no_argument, 0, 'j'},          {"errors", required_argument, 0, 'E'},
-        {"config", required_argument, 0, 'C'},  {"reliability", no_argument, 0, 'R'},
-        {"open-set", no_argument, 0, 'O'},      {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    const char *db = NULL, *queries = NULL, *url = NULL, *only_domain = NULL, *config = NULL;
-    const char *errors_path = NULL;
-    const char *map_from[EVAL_MAP_MAX], *map_to[EVAL_MAP_MAX];
-    size_t n_map = 0;
-    long limit = -1;
-    int json = 0, reliability = 0, open_set = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:Q:u:m:D:n:jh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': db = optarg; break;
-        case 'Q': queries = optarg; break;
-        case 'u': url = optarg; break;
-        case 'D': only_domain = optarg; break;
-        case 'n': {
-            unsigned long long v;
-            if (cmd_parse_uint("eval", "limit", optarg, LONG_MAX, &v) < 0)
-                return CMD_EXIT_USAGE;
-            limit = (long)v;
-            break;
-        }
-        case 'j': json = 1; break;
-        case 'R': reliability = 1; break;
-        case 'O': open_set = 1; break;
-        case 'E': errors_path = optarg; break;
-        case 'C': config = optarg; break;
-        case 'm': {
-            char *eq = strchr(optarg, '=');
-            if (!eq || n_map == EVAL_MAP_MAX) {
-                fprintf(stderr, "erd eval: --map wants DOMAIN=CATALOG (at most %d)\n",
-                        EVAL_MAP_MAX);
-                return CMD_EXIT_USAGE;
-            }
-            *eq = '\0';
-            map_from[n_map] = optarg;
-            map_to[n_map++] = eq + 1;
-            break;
-        }
-        case 'h':
-            printf("usage: erd eval --db FILE --queries FILE [OPTIONS]\n\n"
-                   "Resolves each spoken query (JSON lines with domain, entity_id and an\n"
-                   "nbest list of {text, score}) with its first hypothesis only and with the\n"
-                   "whole n-best list, and prints acc@1, recall@5 and MRR per domain.  A\n"
-                   "result counts as right when it shares a normalised name or alias with\n"
-                   "the gold entity (catalogs hold duplicate titles).\n\n"
-                   "  --db FILE            catalog store (gold entities are looked up here)\n"
-                   "  --queries FILE       queries, e.g. ../shared/data/queries/dev.jsonl\n"
-                   "  --url URL            resolve through a running erd serve at URL\n"
-                   "                       (default: in process)\n"
-                   "  --map DOMAIN=CAT     catalog for a domain (default: same name)\n"
-                   "  --domain D           only queries of domain D\n"
-                   "  --limit N            only the first N queries\n"
-                   "  --errors FILE        write wrongly resolved n-best queries as JSON lines\n"
-                   "  --json               one JSON object per row\n"
-                   "  --reliability        also print how well the top result's score works as\n"
-                   "                       a probability: bins, ECE and Brier score per mode\n"
-                   "  --open-set           also resolve queries whose entity is not in the\n"
-                   "                       catalog, and out-of-domain ones (\"entity_id\": null),\n"
-                   "                       n-best: AUROC of the top score, right answers vs\n"
-                   "                       queries without one; the share of those rejected at\n"
-                   "                       the threshold keeping 90 %% of right answers; what\n"
-                   "                       \"match\" answers under the configured threshold\n"
-                   "                       (deploy/eval-open-set.sh builds such a catalog)\n"
-                   "  --config FILE        configuration file\n");
-            return CMD_EXIT_OK;
-        default:
-            fprintf(stderr, "Try 'erd eval --help'.\n");
-            return CMD_EXIT_USAGE;
-        }
-    }
-    if (optind != argc || !queries) {
-        fprintf(stderr, "erd eval: --queries is required\nTry 'erd eval --help'.\n");
-        return CMD_EXIT_USAGE;
-    }
+    eval_args a = {0};
+    int ex;
+    if (!eval__args(argc, argv, &a, &ex))
+        return ex;
     cfg_config cfg;
     erd_diag diag = {0};
-    int rc = cmd_load_config(config, &cfg, &diag);
+    int rc = cmd_load_config(a.config, &cfg, &diag);
     if (rc < 0) {
         fprintf(stderr, "erd eval: %s\n", erd_diag_message(&diag, rc));
         return CMD_EXIT_CONFIG;
     }
-    if (!db)
-        db = cfg.db;
+    const char *db = a.db ? a.db : cfg.db;
 
-    FILE *in = fopen(queries, "r");
+    FILE *in = fopen(a.queries, "r");
     if (!in) {
-        perror(queries);
+        perror(a.queries);
         return CMD_EXIT_NOINPUT;
     }
-    FILE *errors = NULL;
-    if (errors_path && !(errors = fopen(errors_path, "w"))) {
-        perror(errors_path);
+    eval_run *r = calloc(1, sizeof *r);
+    if (!r) {
         fclose(in);
+        return cmd_fail("eval", &diag, erd_fail(&diag, ERD_ENOMEM, "out of memory"));
+    }
+    r->a = &a;
+    r->ctx.url = a.url;
+    r->ctx.no_match = cfg.no_match_threshold;
+    if (a.errors_path && !(r->errors = fopen(a.errors_path, "w"))) {
+        perror(a.errors_path);
+        fclose(in);
+        free(r);
         return CMD_EXIT_FAIL;
     }
-
-    eval_ctx ctx = {.url = url, .no_match = cfg.no_match_threshold};
-    eval_open open = {0};
-    eval_rel rel[EVAL_MODES] = {{0}};
-    eval_tally tallies[EVAL_DOMAINS_MAX] = {0};
-    size_t n_tallies = 0;
-    unsigned n_failed = 0, n_nogold = 0;
     char *line = NULL;
     size_t line_cap = 0;
     unsigned lineno = 0;
-    struct curl_slist *headers = NULL;
     double t_start = eval__now();
 
-    rc = vix_store_open(db, VIX_STORE_READONLY, &ctx.store, &diag);
+    rc = vix_store_open(db, VIX_STORE_READONLY, &r->ctx.store, &diag);
+    if (rc == ERD_OK)
+        rc = eval__connect(r, &cfg, db, &diag);
     if (rc < 0)
         goto out;
-    if (url) {
-        char endpoint[1024];
-        snprintf(endpoint, sizeof endpoint, "%s/v1/resolve", url);
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        ctx.curl = curl_easy_init();
-        if (!ctx.curl) {
-            rc = erd_fail(&diag, ERD_ENOMEM, "curl_easy_init failed");
-            goto out;
-        }
-        headers = curl_slist_append(NULL, "Content-Type: application/json");
-        curl_easy_setopt(ctx.curl, CURLOPT_URL, endpoint);
-        curl_easy_setopt(ctx.curl, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(ctx.curl, CURLOPT_WRITEFUNCTION, eval__curl_write);
-        curl_easy_setopt(ctx.curl, CURLOPT_WRITEDATA, &ctx);
-        curl_easy_setopt(ctx.curl, CURLOPT_TIMEOUT, 30L);
-    } else {
-        vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg.g2p_voice,
-                                .g2p_cache_entries = cfg.g2p_cache_entries,
-                                .candidates = (size_t)cfg.candidates};
-        char rerank[2048], calibration[2048];
-        ro.rerank = cmd_rerank_spec(cfg.rerank, rerank, sizeof rerank);
-        ro.calibration = cmd_rerank_spec(cfg.calibration, calibration, sizeof calibration);
-        rc = vix_resolver_open(&ro, &ctx.resolver, &diag);
-        if (rc < 0)
-            goto out;
-        for (size_t i = 0; reliability && i < vix_resolver_catalog_count(ctx.resolver); i++) {
-            erd_diag d = {0};
-            int cr = vix_resolver_calibrated(ctx.resolver, i, &d);
-            if (cr < 0)
-                fprintf(stderr, "erd eval: %s: %s\n", vix_resolver_catalog_name(ctx.resolver, i),
-                        erd_diag_message(&d, cr));
-        }
-    }
-
-    cmd_keys *gold = malloc(sizeof *gold), *got = malloc(sizeof *got);
-    if (!gold || !got) {
-        free(gold);
-        free(got);
+    r->gold = malloc(sizeof *r->gold);
+    r->got = malloc(sizeof *r->got);
+    if (!r->gold || !r->got) {
         rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
     ssize_t len;
     while ((len = getline(&line, &line_cap, in)) != -1) {
         lineno++;
-        if (limit >= 0 && lineno > (unsigned long)limit)
+        if (a.limit >= 0 && lineno > (unsigned long)a.limit)
             break;
-        json_error_t jerr;
-        json_t *q = json_loadb(line, (size_t)len, 0, &jerr);
-        const char *domain = json_string_value(json_object_get(q, "domain"));
-        const char *gold_id = json_string_value(json_object_get(q, "entity_id"));
-        json_t *nbest = json_object_get(q, "nbest");
-        int ood = open_set && json_is_null(json_object_get(q, "entity_id"));
-        if (!domain || (!gold_id && !ood) || !json_is_array(nbest)) {
-            json_decref(q);
-            if (len > 1) {
-                fprintf(stderr, "erd eval: %s:%u: not a query (%s)\n", queries, lineno,
-                        q ? "needs domain, entity_id and nbest" : jerr.text);
-                n_failed++;
-            }
-            continue;
-        }
-        if (only_domain && strcmp(domain, only_domain) != 0) {
-            json_decref(q);
-            continue;
-        }
-        const char *catalog = domain;
-        for (size_t i = 0; i < n_map; i++)
-            if (!strcmp(map_from[i], domain))
-                catalog = map_to[i];
-        int64_t catalog_id;
-        int known = vix_store_catalog_find(ctx.store, catalog, &catalog_id, NULL) == ERD_OK;
-        int absent = ood || !known || cmd_keys_for(ctx.store, catalog_id, gold_id, gold) < 0 ||
-                     gold->n == 0;
-        if (absent && !(open_set && known)) {
-            n_nogold++;
-            json_decref(q);
-            continue;
-        }
-        eval_tally *t = NULL;
-        for (size_t i = 0; i < n_tallies; i++)
-            if (!strcmp(tallies[i].domain, domain))
-                t = &tallies[i];
-        if (!t && n_tallies < EVAL_DOMAINS_MAX - 1) {
-            t = &tallies[n_tallies++];
-            snprintf(t->domain, sizeof t->domain, "%s", domain);
-        }
-        if (!t) {
-            json_decref(q);
-            continue;
-        }
-        t->n += !absent;
-        for (int m = absent ? EVAL_NBEST : 0; m < EVAL_MODES; m++) {
-            size_t n_hyps = m == EVAL_1BEST ? 1 : json_array_size(nbest);
-            char *ids[EVAL_K];
-            size_t n_ids = 0;
-            char err[512];
-            double top = 0;
-            int match = 0;
-            if (n_hyps == 0 || eval__resolve(&ctx, catalog, nbest, n_hyps, ids, &n_ids, &top,
-                                             &match, err, sizeof err) < 0) {
-                if (n_hyps)
-                    fprintf(stderr, "erd eval: %s:%u: %s\n", queries, lineno, err);
-                n_failed++;
-                continue;
-            }
-            int rank = 0;
-            for (size_t i = 0; !absent && i < n_ids; i++) {
-                if (!rank && cmd_keys_for(ctx.store, catalog_id, ids[i], got) == ERD_OK &&
-                    cmd_keys_match(gold, got))
-                    rank = (int)i + 1;
-            }
-            if (open_set && m == EVAL_NBEST)
-                eval__open_add(&open, (size_t)(t - tallies), ood ? EVAL_OOD : absent ? EVAL_NONE
-                                                             : rank == 1 ? EVAL_RIGHT : EVAL_WRONG,
-                               top, match);
-            if (absent) {
-                for (size_t i = 0; i < n_ids; i++)
-                    free(ids[i]);
-                continue;
-            }
-            if (rank == 1)
-                t->hit1[m]++;
-            if (rank >= 1 && rank <= 5)
-                t->hit5[m]++;
-            if (rank)
-                t->rr[m] += 1.0 / rank;
-            if (reliability && n_ids)
-                eval__rel_add(&rel[m], top, rank == 1);
-            if (errors && m == EVAL_NBEST && rank != 1) {
-                json_t *e = json_object();
-                json_object_set(e, "qid", json_object_get(q, "qid"));
-                json_object_set(e, "spoken", json_object_get(q, "spoken"));
-                json_object_set_new(e, "gold", json_string(gold_id));
-                json_object_set_new(e, "rank", json_integer(rank));
-                json_t *arr = json_array();
-                for (size_t i = 0; i < n_ids; i++)
-                    json_array_append_new(arr, json_string(ids[i]));
-                json_object_set_new(e, "got", arr);
-                json_object_set(e, "nbest", nbest);
-                json_dumpf(e, errors, JSON_COMPACT);
-                fputc('\n', errors);
-                json_decref(e);
-            }
-            for (size_t i = 0; i < n_ids; i++)
-                free(ids[i]);
-        }
-        json_decref(q);
+        eval__line(r, line, (size_t)len, lineno);
     }
-    free(gold);
-    free(got);
-
-    eval_tally all = {.domain = "all"};
-    for (size_t i = 0; i < n_tallies; i++) {
-        all.n += tallies[i].n;
-        for (int m = 0; m < EVAL_MODES; m++) {
-            all.hit1[m] += tallies[i].hit1[m];
-            all.hit5[m] += tallies[i].hit5[m];
-            all.rr[m] += tallies[i].rr[m];
-        }
-    }
-    if (!json)
-        printf("%-8s %-7s %7s %7s %9s %7s\n", "domain", "mode", "queries", "acc@1", "recall@5",
-               "MRR");
-    for (size_t i = 0; i < n_tallies; i++)
-        eval__print_row(stdout, &tallies[i], json);
-    if (n_tallies > 1)
-        eval__print_row(stdout, &all, json);
-    for (size_t i = 0; open_set && i < n_tallies; i++)
-        eval__open_print(stdout, &open, i, tallies[i].domain);
-    if (open_set && n_tallies > 1)
-        eval__open_print(stdout, &open, SIZE_MAX, "all");
-    for (int m = EVAL_MODES - 1; reliability && m >= 0; m--)
-        cmd_reliability_print(stdout, m == EVAL_NBEST ? "top result, n-best" : "top result, 1-best",
-                              rel[m].p, rel[m].y, rel[m].n);
-    if (ctx.n_lat) {
-        qsort(ctx.lat_ms, ctx.n_lat, sizeof *ctx.lat_ms, eval__cmp_double);
-        double sum = 0;
-        for (size_t i = 0; i < ctx.n_lat; i++)
-            sum += ctx.lat_ms[i];
-        fprintf(json ? stderr : stdout,
-                "%zu resolves %s in %.1f s: latency mean %.3f ms, p50 %.3f ms, p99 %.3f ms\n",
-                ctx.n_lat, url ? "over HTTP" : "in process", eval__now() - t_start,
-                sum / (double)ctx.n_lat, ctx.lat_ms[ctx.n_lat / 2],
-                ctx.lat_ms[(size_t)((double)ctx.n_lat * 0.99)]);
-    }
-    if (n_nogold)
-        fprintf(stderr, "erd eval: %u queries skipped: gold entity not in its catalog\n", n_nogold);
-    if (n_failed) {
-        fprintf(stderr, "erd eval: %u resolves failed\n", n_failed);
+    eval__report(r, t_start);
+    if (r->n_failed) {
+        fprintf(stderr, "erd eval: %u resolves failed\n", r->n_failed);
         rc = ERD_EINTERNAL;
         diag.code = 0;
     }
 out:
-    free(open.v);
-    for (int m = 0; m < EVAL_MODES; m++) {
-        free(rel[m].p);
-        free(rel[m].y);
-    }
+    eval__run_free(r);
+    free(r);
     free(line);
-    free(ctx.body);
-    free(ctx.lat_ms);
-    if (ctx.curl) {
-        curl_easy_cleanup(ctx.curl);
-        curl_global_cleanup();
-    }
-    curl_slist_free_all(headers);
-    vix_resolver_close(ctx.resolver);
-    vix_store_close(ctx.store);
     fclose(in);
-    if (errors)
-        fclose(errors);
     if (rc < 0) {
         if (diag.code)
             fprintf(stderr, "erd eval: %s\n", erd_diag_message(&diag, rc));

@@ -11,7 +11,10 @@
 /* long options get values past any char, so a short name never collides */
 #define OPT__LONG_BASE 256
 #define OPT__MAX 64
-#define OPT__HELP_COLUMN 21
+/* help text starts two columns after the longest "  -x, --name ARG",
+ * within these bounds */
+#define OPT__HELP_COLUMN_MIN 21
+#define OPT__HELP_COLUMN_MAX 25
 
 static int opt__takes_arg(const cmd_opt *o)
 {
@@ -29,28 +32,40 @@ static void opt__default(const cmd_opt *o, FILE *out)
         break;
     case CMD_OPT_UINT: fprintf(out, " (default %u)", *o->out.uns); break;
     case CMD_OPT_ULL: fprintf(out, " (default %llu)", *o->out.ull); break;
-    case CMD_OPT_LONG: fprintf(out, " (default %ld)", *o->out.lng); break;
+    case CMD_OPT_LONG: /* below its bound: a sentinel for "not set", no default */
+        if ((double)*o->out.lng >= o->min)
+            fprintf(out, " (default %ld)", *o->out.lng);
+        break;
     case CMD_OPT_REAL: fprintf(out, " (default %g)", *o->out.real); break;
     case CMD_OPT_FLAG:
     case CMD_OPT_LIST: break;
     }
 }
 
-static void opt__help_row(const cmd_opt *o, FILE *out)
+static int opt__label(const cmd_opt *o, FILE *out)
 {
-    int col = o->short_name ? fprintf(out, "  -%c, --%s", o->short_name, o->name)
-                            : fprintf(out, "  --%s", o->name);
-    if (opt__takes_arg(o))
-        col += fprintf(out, " %s", o->arg ? o->arg : "X");
-    if (col >= OPT__HELP_COLUMN - 1) {
+    char label[128];
+    int n = o->short_name ? snprintf(label, sizeof label, "  -%c, --%s", o->short_name, o->name)
+                          : snprintf(label, sizeof label, "  --%s", o->name);
+    if (opt__takes_arg(o) && n > 0 && (size_t)n < sizeof label)
+        n += snprintf(label + n, sizeof label - (size_t)n, " %s", o->arg ? o->arg : "X");
+    if (out)
+        fputs(label, out);
+    return n;
+}
+
+static void opt__help_row(const cmd_opt *o, int column, FILE *out)
+{
+    int col = opt__label(o, out);
+    if (col >= column - 1) {
         fputc('\n', out);
         col = 0;
     }
-    fprintf(out, "%*s", OPT__HELP_COLUMN - col, "");
+    fprintf(out, "%*s", column - col, "");
     for (const char *h = o->help; *h; h++) {
         fputc(*h, out);
         if (*h == '\n')
-            fprintf(out, "%*s", OPT__HELP_COLUMN, "");
+            fprintf(out, "%*s", column, "");
     }
     opt__default(o, out);
     fputc('\n', out);
@@ -61,9 +76,25 @@ void cmd_opt_help(const cmd_spec *spec, FILE *out)
     fprintf(out, "usage: erd %s %s\n\n", spec->name, spec->usage);
     if (spec->about && *spec->about)
         fprintf(out, "%s\n\n", spec->about);
+    int column = OPT__HELP_COLUMN_MIN;
+    for (size_t i = 0; i < spec->n_opts; i++) {
+        int w = opt__label(&spec->opts[i], NULL) + 2;
+        if (w > column && w <= OPT__HELP_COLUMN_MAX)
+            column = w;
+    }
     for (size_t i = 0; i < spec->n_opts; i++)
-        opt__help_row(&spec->opts[i], out);
-    fprintf(out, "  -h, --help         this help\n");
+        opt__help_row(&spec->opts[i], column, out);
+    fprintf(out, "  -h, --help%*sthis help\n", column - 12, "");
+}
+
+/* The row's upper bound, within its destination's type (a bound such as
+ * LONG_MAX rounds up as a double). */
+static unsigned long long opt__max(const cmd_opt *o)
+{
+    unsigned long long cap = o->type == CMD_OPT_UINT ? UINT_MAX
+                           : o->type == CMD_OPT_LONG ? (unsigned long long)LONG_MAX
+                                                     : ULLONG_MAX;
+    return o->max >= (double)cap ? cap : (unsigned long long)o->max;
 }
 
 static int opt__store(const cmd_spec *spec, const cmd_opt *o, char *arg)
@@ -77,10 +108,7 @@ static int opt__store(const cmd_spec *spec, const cmd_opt *o, char *arg)
     case CMD_OPT_UINT:
     case CMD_OPT_ULL:
     case CMD_OPT_LONG:
-        /* a bound of 2^64 - 1 rounds up as a double: clamp before converting */
-        rc = cmd_parse_uint(spec->name, o->name, arg,
-                            o->max >= (double)ULLONG_MAX ? ULLONG_MAX : (unsigned long long)o->max,
-                            &u);
+        rc = cmd_parse_uint(spec->name, o->name, arg, opt__max(o), &u);
         if (rc == ERD_OK && (double)u < o->min) {
             fprintf(stderr, "erd %s: --%s wants at least %g, not \"%s\"\n", spec->name, o->name,
                     o->min, arg);
@@ -106,7 +134,7 @@ static int opt__store(const cmd_spec *spec, const cmd_opt *o, char *arg)
     case CMD_OPT_LIST:
         rc = cmd_split_list(arg, o->out.list, o->cap, o->count);
         if (rc < 0)
-            fprintf(stderr, "erd %s: --%s wants 1 to %zu comma-separated items\n", spec->name,
+            fprintf(stderr, "erd %s: --%s wants 1 to %zu comma-separated items in all\n", spec->name,
                     o->name, o->cap);
         break;
     }
@@ -171,16 +199,16 @@ int cmd_opt_parse(const cmd_spec *spec, int argc, char **argv, int *ret_exit)
     return 1;
 }
 
-int cmd_split_list(char *list, const char **items, size_t cap, size_t *ret_n)
+int cmd_split_list(char *list, const char **items, size_t cap, size_t *n)
 {
-    size_t n = 0;
+    size_t k = *n;
     for (char *s = strtok(list, ","); s; s = strtok(NULL, ",")) {
-        if (n == cap)
+        if (k == cap)
             return ERD_ETOOLONG;
-        items[n++] = s;
+        items[k++] = s;
     }
-    if (n == 0)
+    if (k == *n)
         return ERD_EEMPTY;
-    *ret_n = n;
+    *n = k;
     return ERD_OK;
 }

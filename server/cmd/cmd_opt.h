@@ -16,7 +16,7 @@ typedef enum cmd_opt_type {
     CMD_OPT_ULL,  /* unsigned long long in [min, max] */
     CMD_OPT_LONG, /* long in [min, max] */
     CMD_OPT_REAL, /* finite double in [min, max] */
-    CMD_OPT_LIST, /* comma-separated, split in place into at most cap items */
+    CMD_OPT_LIST, /* comma-separated, repeatable: at most cap items in all */
 } cmd_opt_type;
 
 /* Print no default for this option (a file, or a default said in the text). */
@@ -49,15 +49,15 @@ typedef struct cmd_opt {
 #define CMD_STR(n, s, a, p, h) {.name = (n), .short_name = (s), .type = CMD_OPT_STR, \
                                 .arg = (a), .help = (h), .flags = CMD_OPT_NO_DEFAULT,  \
                                 .out.str = (p)}
-#define CMD_STR_DEF(n, a, p, h) {.name = (n), .type = CMD_OPT_STR, .arg = (a), .help = (h), \
+#define CMD_STR_DEF(n, s, a, p, h) {.name = (n), .short_name = (s), .type = CMD_OPT_STR, .arg = (a), .help = (h), \
                                  .out.str = (p)}
-#define CMD_UINT(n, a, p, lo, hi, h) {.name = (n), .type = CMD_OPT_UINT, .arg = (a), \
+#define CMD_UINT(n, s, a, p, lo, hi, h) {.name = (n), .short_name = (s), .type = CMD_OPT_UINT, .arg = (a), \
                                       .help = (h), .min = (lo), .max = (hi), .out.uns = (p)}
-#define CMD_ULL(n, a, p, lo, hi, h) {.name = (n), .type = CMD_OPT_ULL, .arg = (a), \
+#define CMD_ULL(n, s, a, p, lo, hi, h) {.name = (n), .short_name = (s), .type = CMD_OPT_ULL, .arg = (a), \
                                      .help = (h), .min = (lo), .max = (hi), .out.ull = (p)}
-#define CMD_LONG(n, a, p, lo, hi, h) {.name = (n), .type = CMD_OPT_LONG, .arg = (a), \
+#define CMD_LONG(n, s, a, p, lo, hi, h) {.name = (n), .short_name = (s), .type = CMD_OPT_LONG, .arg = (a), \
                                       .help = (h), .min = (lo), .max = (hi), .out.lng = (p)}
-#define CMD_REAL(n, a, p, lo, hi, h) {.name = (n), .type = CMD_OPT_REAL, .arg = (a), \
+#define CMD_REAL(n, s, a, p, lo, hi, h) {.name = (n), .short_name = (s), .type = CMD_OPT_REAL, .arg = (a), \
                                       .help = (h), .min = (lo), .max = (hi), .out.real = (p)}
 /* A numeric constant as text, for help strings built at compile time. */
 #define CMD_STRINGIFY_(x) #x
@@ -91,8 +91,10 @@ void cmd_opt_help(const cmd_spec *spec, FILE *out);
                                      .cap = sizeof(items) / sizeof(items)[0],             \
                                      .count = (n_items)}
 
-/* Splits a comma-separated list in place into at most cap non-empty items;
- * ERD_ETOOLONG with more, ERD_EEMPTY with none; *ret_n set on success. */
-int cmd_split_list(char *list, const char **items, size_t cap, size_t *ret_n);
+/* Appends the items of a comma-separated list, split in place, to items,
+ * which holds *n of at most cap: a repeated option adds to the list.
+ * ERD_ETOOLONG past cap, ERD_EEMPTY for a list of none; *n grows only on
+ * success. */
+int cmd_split_list(char *list, const char **items, size_t cap, size_t *n);
 
 #endif
