@@ -16,6 +16,7 @@
 #include "index/vix_calib.h"
 #include "index/vix_resolve.h"
 #include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_opt.h"
 #include "server/cmd/cmd_score.h"
 #include "proto/erd_hash.h"
 
@@ -223,298 +224,323 @@ static void cal__print_model(FILE *out, const char *name, const vix_calib_model 
     fputc('\n', out);
 }
 
-int cmd_calibrate(int argc, char **argv)
+typedef struct cal_args {
+    const char *db, *queries, *out_path, *holdout_path, *config;
+    double l2, keep;
+    long k, limit; /* limit -1: all */
+    int open_set;
+} cal_args;
+
+/* Parses and checks erd calibrate's options into a; 1 to run, else 0 with
+ * the exit code in *ret_exit. */
+static int cal__args(int argc, char **argv, cal_args *a, int *ret_exit)
 {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'},     {"queries", required_argument, 0, 'Q'},
-        {"out", required_argument, 0, 'o'},    {"l2", required_argument, 0, 'l'},
-        {"k", required_argument, 0, 'k'},      {"holdout-out", required_argument, 0, 'H'},
-        {"limit", required_argument, 0, 'n'},  {"config", required_argument, 0, 'C'},
-        {"open-set", no_argument, 0, 'O'},     {"keep", required_argument, 0, 'K'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+    const cmd_opt opts[] = {
+        CMD_STR("db", 'd', "FILE", &a->db, "catalog store of the simulated catalog"),
+        CMD_STR("queries", 'Q', "FILE", &a->queries,
+                "simulated queries (deploy/sim-eval.sh writes them)"),
+        CMD_STR("out", 'o', "FILE", &a->out_path, "calibration file to write"),
+        CMD_REAL("l2", 'l', "X", &a->l2, 0, HUGE_VAL, "penalty on standardised weights"),
+        CMD_LONG("k", 'k', "N", &a->k, 2, CAL_K_MAX, "results per resolve used as rows"),
+        CMD_STR("holdout-out", 'H', "FILE", &a->holdout_path,
+                "write the held-out half's queries here (for erd eval\n"
+                "--reliability with the new file)"),
+        CMD_LONG("limit", 'n', "N", &a->limit, 0, (double)LONG_MAX, "only the first N queries"),
+        CMD_STR("config", 'C', "FILE", &a->config, "configuration file (rerank, candidates, ...)"),
+        CMD_FLAG("open-set", 0, &a->open_set,
+                 "keep queries whose entity is not in the catalog, and\n"
+                 "queries with \"entity_id\": null (no catalog request\n"
+                 "at all): every result of theirs is wrong.  Also picks\n"
+                 "the no-match threshold the file records"),
+        CMD_REAL("keep", 0, "X", &a->keep, 1e-300, 1,
+                 "that threshold keeps this share of the held-out\n"
+                 "half's right top answers"),
     };
-    const char *db = NULL, *queries = NULL, *out_path = NULL, *holdout_path = NULL;
-    const char *config = NULL;
-    double l2 = 1.0, keep = 0.95;
-    long k = 10, limit = -1;
-    int c, open_set = 0;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:Q:o:l:k:H:n:C:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': db = optarg; break;
-        case 'Q': queries = optarg; break;
-        case 'o': out_path = optarg; break;
-        case 'l':
-            if (cmd_parse_real("calibrate", "l2", optarg, &l2) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'k':
-        case 'n': {
-            unsigned long long v;
-            if (cmd_parse_uint("calibrate", c == 'k' ? "k" : "limit", optarg, LONG_MAX, &v) < 0)
-                return CMD_EXIT_USAGE;
-            *(c == 'k' ? &k : &limit) = (long)v;
-            break;
-        }
-        case 'H': holdout_path = optarg; break;
-        case 'C': config = optarg; break;
-        case 'O': open_set = 1; break;
-        case 'K':
-            if (cmd_parse_real("calibrate", "keep", optarg, &keep) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'h':
-            printf("usage: erd calibrate --db FILE --queries FILE --out FILE [OPTIONS]\n\n"
-                   "Resolves held-out SIMULATED queries (dev format: domain = catalog,\n"
-                   "entity_id, nbest) with their first hypothesis and with the whole list,\n"
-                   "uncalibrated, under the configured encoder index and rerank; fits the\n"
-                   "score calibration (P(result is right), L2 logistic regression) on the\n"
-                   "queries of one half of the gold entities and prints its reliability on\n"
-                   "the other half.  Never calibrate on the dev queries.\n\n"
-                   "  --db FILE          catalog store of the simulated catalog\n"
-                   "  --queries FILE     simulated queries (deploy/sim-eval.sh writes them)\n"
-                   "  --out FILE         calibration file to write\n"
-                   "  --l2 X             penalty on standardised weights (default 1)\n"
-                   "  --k N              results per resolve used as rows (default 10, max %d)\n"
-                   "  --holdout-out FILE write the held-out half's queries here (for erd eval\n"
-                   "                     --reliability with the new file)\n"
-                   "  --limit N          only the first N queries\n"
-                   "  --config FILE      configuration file (rerank, candidates, ...)\n"
-                   "  --open-set         keep queries whose entity is not in the catalog, and\n"
-                   "                     queries with \"entity_id\": null (no catalog request\n"
-                   "                     at all): every result of theirs is wrong.  Also picks\n"
-                   "                     the no-match threshold the file records\n"
-                   "  --keep X           that threshold keeps this share of the held-out\n"
-                   "                     half's right top answers (default 0.95)\n",
-                   CAL_K_MAX);
-            return CMD_EXIT_OK;
-        default:
-            fprintf(stderr, "Try 'erd calibrate --help'.\n");
-            return CMD_EXIT_USAGE;
-        }
+    const cmd_spec spec = CMD_SPEC("calibrate", "--db FILE --queries FILE --out FILE [OPTIONS]",
+        "Resolves held-out SIMULATED queries (dev format: domain = catalog,\n"
+        "entity_id, nbest) with their first hypothesis and with the whole list,\n"
+        "uncalibrated, under the configured encoder index and rerank; fits the\n"
+        "score calibration (P(result is right), L2 logistic regression) on the\n"
+        "queries of one half of the gold entities and prints its reliability on\n"
+        "the other half.  Never calibrate on the dev queries.", opts);
+    if (!cmd_opt_parse(&spec, argc, argv, ret_exit))
+        return 0;
+    if (optind != argc || !a->queries || !a->out_path) {
+        fprintf(stderr, "erd calibrate: needs --queries and --out\n"
+                        "Try 'erd calibrate --help'.\n");
+        *ret_exit = CMD_EXIT_USAGE;
+        return 0;
     }
-    if (optind != argc || !queries || !out_path || !(l2 >= 0) || k < 2 || k > CAL_K_MAX ||
-        !(keep > 0 && keep <= 1)) {
-        fprintf(stderr, "erd calibrate: needs --queries and --out, l2 >= 0, 2 <= k <= %d\n"
-                        "Try 'erd calibrate --help'.\n",
-                CAL_K_MAX);
-        return CMD_EXIT_USAGE;
-    }
-    cfg_config cfg;
-    erd_diag diag = {0};
-    int rc = cmd_load_config(config, &cfg, &diag);
+    return 1;
+}
+
+/* One calibration run's state: the resolver and the rows it gathers. */
+typedef struct cal_run {
+    const cal_args *a;
+    vix_store *store;
+    vix_resolver *resolver;
+    vix_calib *cal;
+    cal_rows rows;
+    double *fx; /* k rows of features of one resolve */
+    FILE *hold;
+    char encoder[VIX_CALIB_ID_MAX];
+    size_t n_queries, n_nogold, n_failed, n_resolves;
+} cal_run;
+
+/* A resolve of the first or all hypotheses, its results added as rows. */
+static int cal__resolve(cal_run *r, const char *domain, const vix_hypothesis *hyps, size_t n,
+                        int m, const char *gold, int64_t catalog_id, int ood, int absent,
+                        int half, unsigned lineno, erd_diag *diag)
+{
+    cal_rows *rows = &r->rows;
+    vix_result res[CAL_K_MAX];
+    size_t n_res = 0;
+    erd_diag d = {0};
+    int rc = vix_resolve_features(r->resolver, domain, hyps, n, (size_t)r->a->k, res, &n_res,
+                                  NULL, r->fx, &d);
     if (rc < 0) {
-        fprintf(stderr, "erd calibrate: %s\n", erd_diag_message(&diag, rc));
-        return CMD_EXIT_CONFIG;
+        if (rc != ERD_EEMPTY)
+            fprintf(stderr, "erd calibrate: %s:%u: %s\n", r->a->queries, lineno,
+                    erd_diag_message(&d, rc));
+        r->n_failed += rc != ERD_EEMPTY;
+        return ERD_OK;
     }
-    if (!db)
-        db = cfg.db;
-    FILE *in = fopen(queries, "r");
-    if (!in) {
-        perror(queries);
-        return CMD_EXIT_NOINPUT;
+    for (size_t i = 0; i < n_res; i++) {
+        if (cal__grow(rows) < 0)
+            return erd_fail(diag, ERD_ENOMEM, "out of memory");
+        memcpy(rows->x + rows->n * VIX_CALIB_NFEAT, r->fx + i * VIX_CALIB_NFEAT,
+               VIX_CALIB_NFEAT * sizeof *r->fx);
+        rows->y[rows->n] = !absent &&
+                           cmd_same_entity(r->store, catalog_id, gold, res[i].ext_id) == 1;
+        rows->absent[rows->n] = (uint8_t)(ood ? 2 : absent);
+        rows->rank[rows->n] = (uint8_t)i;
+        rows->mode[rows->n] = (uint8_t)m;
+        rows->half[rows->n] = (uint8_t)half;
+        rows->query[rows->n] = r->n_resolves;
+        rows->n++;
     }
-    FILE *hold = NULL;
-    vix_store *store = NULL;
-    vix_resolver *resolver = NULL;
-    cal_rows rows = {0};
-    char *line = NULL;
-    size_t line_cap = 0, n_queries = 0, n_nogold = 0, n_failed = 0, n_resolves = 0;
-    double *fx = NULL, *fit_x = NULL;
-    uint8_t *fit_y = NULL;
-    vix_calib *cal = calloc(1, sizeof *cal);
-    char encoder[VIX_CALIB_ID_MAX] = "";
-    if (!cal) {
-        rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
-        goto out;
-    }
-    if (holdout_path && !(hold = fopen(holdout_path, "w"))) {
-        rc = erd_fail(&diag, ERD_EIO, "%s: cannot write", holdout_path);
-        goto out;
-    }
-    rc = vix_store_open(db, VIX_STORE_READONLY, &store, &diag);
-    if (rc < 0)
-        goto out;
-    vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg.g2p_voice,
-                            .g2p_cache_entries = cfg.g2p_cache_entries,
-                            .candidates = (size_t)cfg.candidates, .calibration = "off"};
-    char rerank[2048];
-    ro.rerank = cmd_rerank_spec(cfg.rerank, rerank, sizeof rerank);
-    rc = vix_resolver_open(&ro, &resolver, &diag);
-    if (rc < 0)
-        goto out;
-    vix_resolver_rerank_id(resolver, cal->rerank_id, sizeof cal->rerank_id);
-    fx = malloc((size_t)k * VIX_CALIB_NFEAT * sizeof *fx);
-    if (!fx) {
-        rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
-        goto out;
-    }
+    r->n_resolves++;
+    return ERD_OK;
+}
 
-    ssize_t len;
-    unsigned lineno = 0;
-    while ((len = getline(&line, &line_cap, in)) != -1) {
-        lineno++;
-        if (limit >= 0 && lineno > (unsigned long)limit)
-            break;
-        json_t *q = json_loadb(line, (size_t)len, 0, NULL);
-        const char *domain = json_string_value(json_object_get(q, "domain"));
-        const char *gold = json_string_value(json_object_get(q, "entity_id"));
-        json_t *nbest = json_object_get(q, "nbest");
-        int64_t catalog_id;
-        json_t *first = json_array_get(nbest, 0);
-        const char *key = gold ? gold : json_string_value(json_object_get(first, "text"));
-        int ood = !gold && open_set && json_is_null(json_object_get(q, "entity_id"));
-        if (!domain || (!gold && !ood) || !key || !json_is_array(nbest) ||
-            json_array_size(nbest) == 0) {
-            json_decref(q);
-            continue;
-        }
-        if (vix_store_catalog_find(store, domain, &catalog_id, NULL) < 0) {
-            n_nogold++;
-            json_decref(q);
-            continue;
-        }
-        int absent = ood || cmd_same_entity(store, catalog_id, gold, gold) != 1;
-        if (absent && !open_set) {
-            n_nogold++;
-            json_decref(q);
-            continue;
-        }
-        size_t ci = 0;
-        while (ci < vix_resolver_catalog_count(resolver) &&
-               strcmp(vix_resolver_catalog_name(resolver, ci), domain) != 0)
-            ci++;
-        const char *enc = vix_resolver_catalog_encoder(resolver, ci);
-        if (!enc) {
-            n_nogold++;
-            json_decref(q);
-            continue;
-        }
-        /* One calibration describes one encoder: refuse to mix them. */
-        if (!encoder[0]) {
-            snprintf(encoder, sizeof encoder, "%s", enc);
-        } else if (strcmp(encoder, enc) != 0) {
-            json_decref(q);
-            rc = erd_fail(&diag, ERD_EMISMATCH, "catalog %s uses encoder %s, an earlier one %s",
-                          domain, enc, encoder);
-            goto out;
-        }
-        int half = cal__half(key);
-        if (half && hold)
-            fwrite(line, 1, (size_t)len, hold);
-        n_queries++;
-        vix_hypothesis hyps[CAL_HYPS_MAX];
-        size_t n_all = json_array_size(nbest) < CAL_HYPS_MAX ? json_array_size(nbest) : CAL_HYPS_MAX;
-        for (size_t i = 0; i < n_all; i++) {
-            json_t *h = json_array_get(nbest, i), *score = json_object_get(h, "score");
-            const char *text = json_string_value(json_object_get(h, "text"));
-            hyps[i] = (vix_hypothesis){.text = text ? text : "", .len = text ? strlen(text) : 0,
-                                       .score = json_is_number(score) ? json_number_value(score) : 0,
-                                       .has_score = json_is_number(score)};
-        }
-        /* Both modes: 1-best clients must get calibrated scores too. */
-        for (int m = 0; m < 2; m++) {
-            vix_result res[CAL_K_MAX];
-            size_t n_res = 0;
-            erd_diag d = {0};
-            int r = vix_resolve_features(resolver, domain, hyps, m ? n_all : 1, (size_t)k, res,
-                                         &n_res, NULL, fx, &d);
-            if (r < 0) {
-                if (r != ERD_EEMPTY)
-                    fprintf(stderr, "erd calibrate: %s:%u: %s\n", queries, lineno,
-                            erd_diag_message(&d, r));
-                n_failed += r != ERD_EEMPTY;
-                continue;
-            }
-            for (size_t i = 0; i < n_res; i++) {
-                if (cal__grow(&rows) < 0) {
-                    json_decref(q);
-                    rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
-                    goto out;
-                }
-                memcpy(rows.x + rows.n * VIX_CALIB_NFEAT, fx + i * VIX_CALIB_NFEAT,
-                       VIX_CALIB_NFEAT * sizeof *fx);
-                rows.y[rows.n] = !absent &&
-                                 cmd_same_entity(store, catalog_id, gold, res[i].ext_id) == 1;
-                rows.absent[rows.n] = (uint8_t)(ood ? 2 : absent);
-                rows.rank[rows.n] = (uint8_t)i;
-                rows.mode[rows.n] = (uint8_t)m;
-                rows.half[rows.n] = (uint8_t)half;
-                rows.query[rows.n] = n_resolves;
-                rows.n++;
-            }
-            n_resolves++;
-        }
-        json_decref(q);
-    }
-    if (!encoder[0]) {
-        rc = erd_fail(&diag, ERD_EEMPTY, "%s: no usable query", queries);
+/* The encoder of domain's catalog (NULL: none), refusing a second one: one
+ * calibration describes one encoder. */
+static int cal__encoder(cal_run *r, const char *domain, const char **ret, erd_diag *diag)
+{
+    size_t ci = 0;
+    while (ci < vix_resolver_catalog_count(r->resolver) &&
+           strcmp(vix_resolver_catalog_name(r->resolver, ci), domain) != 0)
+        ci++;
+    const char *enc = vix_resolver_catalog_encoder(r->resolver, ci);
+    if (enc && !r->encoder[0])
+        snprintf(r->encoder, sizeof r->encoder, "%s", enc);
+    else if (enc && strcmp(r->encoder, enc) != 0)
+        return erd_fail(diag, ERD_EMISMATCH, "catalog %s uses encoder %s, an earlier one %s",
+                        domain, enc, r->encoder);
+    *ret = enc;
+    return ERD_OK;
+}
+
+/* One line of the queries file: skipped, or resolved in both modes. */
+static int cal__line(cal_run *r, const char *line, size_t len, unsigned lineno, erd_diag *diag)
+{
+    json_t *q = json_loadb(line, len, 0, NULL);
+    const char *domain = json_string_value(json_object_get(q, "domain"));
+    const char *gold = json_string_value(json_object_get(q, "entity_id"));
+    json_t *nbest = json_object_get(q, "nbest");
+    int64_t catalog_id;
+    json_t *first = json_array_get(nbest, 0);
+    const char *key = gold ? gold : json_string_value(json_object_get(first, "text"));
+    int ood = !gold && r->a->open_set && json_is_null(json_object_get(q, "entity_id"));
+    const char *enc = NULL;
+    int rc = ERD_OK;
+    if (!domain || (!gold && !ood) || !key || !json_is_array(nbest) ||
+        json_array_size(nbest) == 0)
+        goto out;
+    if (vix_store_catalog_find(r->store, domain, &catalog_id, NULL) < 0) {
+        r->n_nogold++;
         goto out;
     }
-    snprintf(cal->encoder_id, sizeof cal->encoder_id, "%s", encoder);
+    int absent = ood || cmd_same_entity(r->store, catalog_id, gold, gold) != 1;
+    if (absent && !r->a->open_set) {
+        r->n_nogold++;
+        goto out;
+    }
+    rc = cal__encoder(r, domain, &enc, diag);
+    if (rc < 0 || !enc) {
+        r->n_nogold += rc == ERD_OK;
+        goto out;
+    }
+    int half = cal__half(key);
+    if (half && r->hold)
+        fwrite(line, 1, len, r->hold);
+    r->n_queries++;
+    vix_hypothesis hyps[CAL_HYPS_MAX];
+    size_t n_all = json_array_size(nbest) < CAL_HYPS_MAX ? json_array_size(nbest) : CAL_HYPS_MAX;
+    for (size_t i = 0; i < n_all; i++) {
+        json_t *h = json_array_get(nbest, i), *score = json_object_get(h, "score");
+        const char *text = json_string_value(json_object_get(h, "text"));
+        hyps[i] = (vix_hypothesis){.text = text ? text : "", .len = text ? strlen(text) : 0,
+                                   .score = json_is_number(score) ? json_number_value(score) : 0,
+                                   .has_score = json_is_number(score)};
+    }
+    /* Both modes: 1-best clients must get calibrated scores too. */
+    for (int m = 0; rc == ERD_OK && m < 2; m++)
+        rc = cal__resolve(r, domain, hyps, m ? n_all : 1, m, gold, catalog_id, ood, absent, half,
+                          lineno, diag);
+out:
+    json_decref(q);
+    return rc;
+}
 
-    size_t n_fit[2];
+/* Fits the top and the rest model on the fitting half; n_fit[1] top rows,
+ * n_fit[0] lower ones. */
+static int cal__fit(cal_run *r, size_t n_fit[2], erd_diag *diag)
+{
     for (int top = 1; top >= 0; top--) {
-        rc = cal__select(&rows, top, 0, &fit_x, &fit_y, &n_fit[top]);
-        if (rc < 0) {
-            rc = erd_fail(&diag, rc, "out of memory");
-            goto out;
-        }
-        rc = vix_calib_fit(fit_x, fit_y, n_fit[top], l2, top ? &cal->top : &cal->rest, &diag);
+        double *fit_x = NULL;
+        uint8_t *fit_y = NULL;
+        int rc = cal__select(&r->rows, top, 0, &fit_x, &fit_y, &n_fit[top]);
+        if (rc < 0)
+            return erd_fail(diag, rc, "out of memory");
+        rc = vix_calib_fit(fit_x, fit_y, n_fit[top], r->a->l2, top ? &r->cal->top : &r->cal->rest,
+                           diag);
         free(fit_x);
         free(fit_y);
-        fit_x = NULL;
-        fit_y = NULL;
         if (rc < 0)
-            goto out;
+            return rc;
     }
+    return ERD_OK;
+}
+
+/* Prints the models and their reliability, picks the no-match threshold. */
+static void cal__print(cal_run *r, const size_t n_fit[2])
+{
+    vix_calib *cal = r->cal;
     cal__print_model(stdout, "top model", &cal->top);
     cal__print_model(stdout, "rest model", &cal->rest);
     fprintf(stdout, "%zu queries (%zu resolves, %zu rows; fitted on %zu top and %zu lower rows "
                     "of the fitting half)\n",
-            n_queries, n_resolves, rows.n, n_fit[1], n_fit[0]);
-    cal__report(stdout, &rows, cal, 1, 1);
-    cal__report(stdout, &rows, cal, 1, 0);
-    cal__report(stdout, &rows, cal, 0, 0);
-    if (open_set) {
-        cal__open_set(stdout, &rows, cal, 0, 0.9);
-        cal__open_set(stdout, &rows, cal, 1, 0.9);
-        cal__open_set(stdout, &rows, cal, 0, keep);
-        cal->no_match_threshold = cal__open_set(stdout, &rows, cal, 1, keep);
+            r->n_queries, r->n_resolves, r->rows.n, n_fit[1], n_fit[0]);
+    cal__report(stdout, &r->rows, cal, 1, 1);
+    cal__report(stdout, &r->rows, cal, 1, 0);
+    cal__report(stdout, &r->rows, cal, 0, 0);
+    if (r->a->open_set) {
+        cal__open_set(stdout, &r->rows, cal, 0, 0.9);
+        cal__open_set(stdout, &r->rows, cal, 1, 0.9);
+        cal__open_set(stdout, &r->rows, cal, 0, r->a->keep);
+        cal->no_match_threshold = cal__open_set(stdout, &r->rows, cal, 1, r->a->keep);
     }
+}
 
-    const char *base = strrchr(queries, '/');
+/* The calibration file, with its provenance line. */
+static int cal__save(cal_run *r, const size_t n_fit[2], erd_diag *diag)
+{
+    const cal_args *a = r->a;
+    const char *base = strrchr(a->queries, '/');
     time_t now = time(NULL);
     struct tm tmv;
     char date[32] = "";
     if (gmtime_r(&now, &tmv))
         strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    snprintf(cal->provenance, sizeof cal->provenance,
+    snprintf(r->cal->provenance, sizeof r->cal->provenance,
              "erd calibrate queries=%s queries_used=%zu rows=%zu fit_top=%zu fit_rest=%zu "
              "l2=%g k=%ld split=fnv1a64(entity_id) open_set=%d keep=%g date=%s",
-             base ? base + 1 : queries, n_queries, rows.n, n_fit[1], n_fit[0], l2, k, open_set,
-             keep, date);
-    rc = vix_calib_save(cal, out_path, &diag);
+             base ? base + 1 : a->queries, r->n_queries, r->rows.n, n_fit[1], n_fit[0], a->l2,
+             a->k, a->open_set, a->keep, date);
+    int rc = vix_calib_save(r->cal, a->out_path, diag);
+    if (rc < 0)
+        return rc;
+    fprintf(stderr, "erd calibrate: wrote %s (encoder %s, rerank %s)\n", a->out_path,
+            r->cal->encoder_id, r->cal->rerank_id);
+    if (r->n_nogold)
+        fprintf(stderr, "erd calibrate: %zu queries skipped: gold entity not in its catalog\n",
+                r->n_nogold);
+    if (r->n_failed)
+        fprintf(stderr, "erd calibrate: %zu resolves failed\n", r->n_failed);
+    return ERD_OK;
+}
+
+/* The store and the uncalibrated resolver of db. */
+static int cal__open(cal_run *r, const cfg_config *cfg, const char *db, erd_diag *diag)
+{
+    int rc = vix_store_open(db, VIX_STORE_READONLY, &r->store, diag);
+    if (rc < 0)
+        return rc;
+    vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg->g2p_voice,
+                            .g2p_cache_entries = cfg->g2p_cache_entries,
+                            .candidates = (size_t)cfg->candidates, .calibration = "off"};
+    char rerank[2048];
+    ro.rerank = cmd_rerank_spec(cfg->rerank, rerank, sizeof rerank);
+    rc = vix_resolver_open(&ro, &r->resolver, diag);
+    if (rc < 0)
+        return rc;
+    vix_resolver_rerank_id(r->resolver, r->cal->rerank_id, sizeof r->cal->rerank_id);
+    r->fx = malloc((size_t)r->a->k * VIX_CALIB_NFEAT * sizeof *r->fx);
+    return r->fx ? ERD_OK : erd_fail(diag, ERD_ENOMEM, "out of memory");
+}
+
+int cmd_calibrate(int argc, char **argv)
+{
+    cal_args a = {.l2 = 1.0, .keep = 0.95, .k = 10, .limit = -1};
+    int ex;
+    if (!cal__args(argc, argv, &a, &ex))
+        return ex;
+    cfg_config cfg;
+    erd_diag diag = {0};
+    int rc = cmd_load_config(a.config, &cfg, &diag);
+    if (rc < 0) {
+        fprintf(stderr, "erd calibrate: %s\n", erd_diag_message(&diag, rc));
+        return CMD_EXIT_CONFIG;
+    }
+    const char *db = a.db ? a.db : cfg.db;
+    FILE *in = fopen(a.queries, "r");
+    if (!in) {
+        perror(a.queries);
+        return CMD_EXIT_NOINPUT;
+    }
+    cal_run r = {.a = &a, .cal = calloc(1, sizeof *r.cal)};
+    char *line = NULL;
+    size_t line_cap = 0, n_fit[2];
+    if (!r.cal) {
+        rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (a.holdout_path && !(r.hold = fopen(a.holdout_path, "w"))) {
+        rc = erd_fail(&diag, ERD_EIO, "%s: cannot write", a.holdout_path);
+        goto out;
+    }
+    rc = cal__open(&r, &cfg, db, &diag);
+    ssize_t len;
+    unsigned lineno = 0;
+    while (rc == ERD_OK && (len = getline(&line, &line_cap, in)) != -1) {
+        lineno++;
+        if (a.limit >= 0 && lineno > (unsigned long)a.limit)
+            break;
+        rc = cal__line(&r, line, (size_t)len, lineno, &diag);
+    }
     if (rc < 0)
         goto out;
-    fprintf(stderr, "erd calibrate: wrote %s (encoder %s, rerank %s)\n", out_path,
-            cal->encoder_id, cal->rerank_id);
-    if (n_nogold)
-        fprintf(stderr, "erd calibrate: %zu queries skipped: gold entity not in its catalog\n",
-                n_nogold);
-    if (n_failed)
-        fprintf(stderr, "erd calibrate: %zu resolves failed\n", n_failed);
+    if (!r.encoder[0]) {
+        rc = erd_fail(&diag, ERD_EEMPTY, "%s: no usable query", a.queries);
+        goto out;
+    }
+    snprintf(r.cal->encoder_id, sizeof r.cal->encoder_id, "%s", r.encoder);
+    rc = cal__fit(&r, n_fit, &diag);
+    if (rc < 0)
+        goto out;
+    cal__print(&r, n_fit);
+    rc = cal__save(&r, n_fit, &diag);
 out:
     free(line);
-    free(fx);
-    free(cal);
-    cal__rows_free(&rows);
-    vix_resolver_close(resolver);
-    vix_store_close(store);
+    free(r.fx);
+    free(r.cal);
+    cal__rows_free(&r.rows);
+    vix_resolver_close(r.resolver);
+    vix_store_close(r.store);
     fclose(in);
-    if (hold)
-        fclose(hold);
+    if (r.hold)
+        fclose(r.hold);
     if (rc < 0)
         return cmd_fail("calibrate", &diag, rc);
     return CMD_EXIT_OK;

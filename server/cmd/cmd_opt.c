@@ -21,6 +21,23 @@ static int opt__takes_arg(const cmd_opt *o)
     return o->type != CMD_OPT_FLAG;
 }
 
+/* The row's upper bound, within its destination's type (a bound such as
+ * LONG_MAX rounds up as a double). */
+static unsigned long long opt__max(const cmd_opt *o)
+{
+    unsigned long long cap = o->type == CMD_OPT_UINT ? UINT_MAX
+                           : o->type == CMD_OPT_LONG ? (unsigned long long)LONG_MAX
+                                                     : ULLONG_MAX;
+    return o->max >= (double)cap ? cap : (unsigned long long)o->max;
+}
+
+/* Whole-number bounds narrower than the type's are worth a mention. */
+static void opt__range(const cmd_opt *o, FILE *out)
+{
+    if (o->max < 1e9)
+        fprintf(out, ", %.0f..%.0f", o->min, o->max);
+}
+
 static void opt__default(const cmd_opt *o, FILE *out)
 {
     if (o->flags & CMD_OPT_NO_DEFAULT)
@@ -29,17 +46,20 @@ static void opt__default(const cmd_opt *o, FILE *out)
     case CMD_OPT_STR:
         if (*o->out.str)
             fprintf(out, " (default %s)", *o->out.str);
-        break;
-    case CMD_OPT_UINT: fprintf(out, " (default %u)", *o->out.uns); break;
-    case CMD_OPT_ULL: fprintf(out, " (default %llu)", *o->out.ull); break;
+        return;
+    case CMD_OPT_UINT: fprintf(out, " (default %u", *o->out.uns); break;
+    case CMD_OPT_ULL: fprintf(out, " (default %llu", *o->out.ull); break;
     case CMD_OPT_LONG: /* below its bound: a sentinel for "not set", no default */
-        if ((double)*o->out.lng >= o->min)
-            fprintf(out, " (default %ld)", *o->out.lng);
+        if ((double)*o->out.lng < o->min)
+            return;
+        fprintf(out, " (default %ld", *o->out.lng);
         break;
-    case CMD_OPT_REAL: fprintf(out, " (default %g)", *o->out.real); break;
+    case CMD_OPT_REAL: fprintf(out, " (default %g)", *o->out.real); return;
     case CMD_OPT_FLAG:
-    case CMD_OPT_LIST: break;
+    case CMD_OPT_LIST: return;
     }
+    opt__range(o, out);
+    fputc(')', out);
 }
 
 static int opt__label(const cmd_opt *o, FILE *out)
@@ -85,16 +105,6 @@ void cmd_opt_help(const cmd_spec *spec, FILE *out)
     for (size_t i = 0; i < spec->n_opts; i++)
         opt__help_row(&spec->opts[i], column, out);
     fprintf(out, "  -h, --help%*sthis help\n", column - 12, "");
-}
-
-/* The row's upper bound, within its destination's type (a bound such as
- * LONG_MAX rounds up as a double). */
-static unsigned long long opt__max(const cmd_opt *o)
-{
-    unsigned long long cap = o->type == CMD_OPT_UINT ? UINT_MAX
-                           : o->type == CMD_OPT_LONG ? (unsigned long long)LONG_MAX
-                                                     : ULLONG_MAX;
-    return o->max >= (double)cap ? cap : (unsigned long long)o->max;
 }
 
 static int opt__store(const cmd_spec *spec, const cmd_opt *o, char *arg)
