@@ -568,7 +568,8 @@ int cfg_load_secrets(cfg_config *cfg, erd_diag *diag)
     return ERD_OK;
 }
 
-int cfg_load(cfg_config *ret, const char *path, const char *const *overrides, erd_diag *diag)
+int cfg_load_settings(cfg_config *ret, const char *path, const char *const *overrides,
+                      erd_diag *diag)
 {
     cfg_config next;
     int rc;
@@ -587,9 +588,17 @@ int cfg_load(cfg_config *ret, const char *path, const char *const *overrides, er
         if (rc < 0)
             return erd_fail(diag, ERD_EINVAL, "--%s: %s", overrides[i], inner.msg);
     }
-    rc = cfg_load_secrets(&next, diag);
-    if (rc < 0)
-        return rc;
     *ret = next;
     return ERD_OK;
+}
+
+int cfg_load(cfg_config *ret, const char *path, const char *const *overrides, erd_diag *diag)
+{
+    cfg_config next;
+    int rc = cfg_load_settings(&next, path, overrides, diag);
+    if (rc == ERD_OK)
+        rc = cfg_load_secrets(&next, diag);
+    if (rc == ERD_OK)
+        *ret = next;
+    return rc;
 }

@@ -69,10 +69,14 @@ int cfg_load_env(cfg_config *cfg, erd_diag *diag);
  * valid token).  Meant for a freshly loaded configuration, once. */
 int cfg_load_secrets(cfg_config *cfg, erd_diag *diag);
 
-/* The whole start-up sequence, also run by a reload: defaults, the file at
- * path (none when NULL or ""), ERD_* variables, then overrides (NULL-ended
- * key, value pairs from command-line flags; a bad one is ERD_EINVAL naming
- * "--key"), then cfg_load_secrets.  *ret set only on success. */
+/* The settings: defaults, the file at path (none when NULL or ""), ERD_*
+ * variables, then overrides (NULL-ended key, value pairs from command-line
+ * flags; a bad one is ERD_EINVAL naming "--key").  *ret set only on success. */
+int cfg_load_settings(cfg_config *ret, const char *path, const char *const *overrides,
+                      erd_diag *diag);
+
+/* The whole start-up sequence of the server, also run by a reload:
+ * cfg_load_settings, then cfg_load_secrets.  *ret set only on success. */
 int cfg_load(cfg_config *ret, const char *path, const char *const *overrides, erd_diag *diag);
 
 /* Cross-key constraints (default_k <= max_k, ...). */

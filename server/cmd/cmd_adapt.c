@@ -177,7 +177,7 @@ int cmd_adapt(int argc, char **argv)
                         "Try 'erd adapt --help'.\n");
         return CMD_EXIT_USAGE;
     }
-    if ((rc = cmd_load_config(config, &cfg, &diag)) < 0)
+    if ((rc = cmd_startup(config, NULL, 0, &cfg, &diag)) < 0)
         return cmd_fail("adapt", &diag, rc);
     /* Defaults follow the configuration: the encoder it builds with and the
      * channel its rerank scores with. */

@@ -376,14 +376,7 @@ static int cal__line(cal_run *r, const char *line, size_t len, unsigned lineno, 
         fwrite(line, 1, len, r->hold);
     r->n_queries++;
     vix_hypothesis hyps[CAL_HYPS_MAX];
-    size_t n_all = json_array_size(nbest) < CAL_HYPS_MAX ? json_array_size(nbest) : CAL_HYPS_MAX;
-    for (size_t i = 0; i < n_all; i++) {
-        json_t *h = json_array_get(nbest, i), *score = json_object_get(h, "score");
-        const char *text = json_string_value(json_object_get(h, "text"));
-        hyps[i] = (vix_hypothesis){.text = text ? text : "", .len = text ? strlen(text) : 0,
-                                   .score = json_is_number(score) ? json_number_value(score) : 0,
-                                   .has_score = json_is_number(score)};
-    }
+    size_t n_all = cmd_nbest(nbest, hyps, CAL_HYPS_MAX);
     /* Both modes: 1-best clients must get calibrated scores too. */
     for (int m = 0; rc == ERD_OK && m < 2; m++)
         rc = cal__resolve(r, domain, hyps, m ? n_all : 1, m, gold, catalog_id, ood, absent, half,
@@ -488,7 +481,7 @@ int cmd_calibrate(int argc, char **argv)
         return ex;
     cfg_config cfg;
     erd_diag diag = {0};
-    int rc = cmd_load_config(a.config, &cfg, &diag);
+    int rc = cmd_startup(a.config, NULL, 0, &cfg, &diag);
     if (rc < 0) {
         fprintf(stderr, "erd calibrate: %s\n", erd_diag_message(&diag, rc));
         return CMD_EXIT_CONFIG;

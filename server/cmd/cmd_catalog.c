@@ -47,7 +47,7 @@ static int cmd__parse(int argc, char **argv, const char *cmd, const char *help, 
         }
     }
     erd_diag diag = {0};
-    int rc = cmd_load_config(config, cfg, &diag);
+    int rc = cmd_startup(config, NULL, 0, cfg, &diag);
     if (rc < 0)
         return cmd_fail(cmd, &diag, rc);
     if (!*db)

@@ -229,7 +229,7 @@ int cmd_channel(int argc, char **argv)
         files[n_files++] = s;
     }
     cfg_config cfg;
-    if ((rc = cmd_load_config(config, &cfg, &diag)) < 0)
+    if ((rc = cmd_startup(config, NULL, 0, &cfg, &diag)) < 0)
         return cmd_fail("channel", &diag, rc);
 
     ld.ref = malloc(sizeof *ld.ref);

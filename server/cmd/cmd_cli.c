@@ -167,26 +167,27 @@ static double cmd__now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-int cmd_load_config(const char *path, cfg_config *cfg, erd_diag *diag)
+int cmd_startup(const char *path, const char *const *overrides, int secrets, cfg_config *ret,
+                erd_diag *diag)
 {
-    int rc;
-    cfg_defaults(cfg);
+    cfg_config cfg;
     if (!path)
         path = getenv("ERD_CONFIG");
-    if (path && *path && (rc = cfg_load_file(cfg, path, diag)) < 0)
-        return rc;
-    if ((rc = cfg_load_env(cfg, diag)) < 0)
-        return rc;
-    if ((rc = vix_simd_limit(cfg->simd, diag)) < 0)
-        return rc;
-    rc = cmd_model_dir(cfg->model_dir);
-    return rc < 0 ? erd_fail(diag, rc, "model_dir too long") : ERD_OK;
+    int rc = secrets ? cfg_load(&cfg, path, overrides, diag)
+                     : cfg_load_settings(&cfg, path, overrides, diag);
+    if (rc == ERD_OK)
+        rc = vix_simd_limit(cfg.simd, diag);
+    if (rc == ERD_OK && (rc = cmd_model_dir(cfg.model_dir)) < 0)
+        rc = erd_fail(diag, rc, "model_dir too long");
+    if (rc == ERD_OK)
+        *ret = cfg;
+    return rc;
 }
 
 static int cmd__config(const char *cmd, const char *path, cfg_config *cfg)
 {
     erd_diag diag = {0};
-    int rc = cmd_load_config(path, cfg, &diag);
+    int rc = cmd_startup(path, NULL, 0, cfg, &diag);
     return rc < 0 ? cmd_fail(cmd, &diag, rc) : CMD_EXIT_OK;
 }
 
@@ -688,14 +689,9 @@ int cmd_serve(int argc, char **argv)
     srv_http_opts ho = {.config_path = config && *config ? config : NULL, .overrides = overrides};
     cfg_config cfg;
     erd_diag cdiag = {0};
-    int rc = cfg_load(&cfg, ho.config_path, overrides, &cdiag);
-    if (rc == ERD_OK)
-        rc = vix_simd_limit(cfg.simd, &cdiag);
+    int rc = cmd_startup(ho.config_path, overrides, 1, &cfg, &cdiag);
     if (rc < 0)
         return cmd_fail("serve", &cdiag, rc);
-    rc = cmd_model_dir(cfg.model_dir);
-    if (rc < 0)
-        return cmd_fail("serve", &cdiag, erd_fail(&cdiag, rc, "model_dir too long"));
     if (access(cfg.db, F_OK) != 0) {
         fprintf(stderr, "erd serve: %s: no such database (run erd import and erd build first)\n",
                 cfg.db);

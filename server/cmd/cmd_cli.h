@@ -34,12 +34,16 @@ int cmd_snapshot(int argc, char **argv);
  * phonetics/models above the erd binary's folder. */
 int cmd_model_dir(const char *setting);
 
-/* Configuration in order of precedence, lowest first: built-in defaults,
- * the file named by path (or $ERD_CONFIG when path is NULL), ERD_*
- * variables; then points the model lookup at model_dir.  The caller applies
- * its own flags afterwards. */
+/* The one start-up path of erd serve and every command.  Configuration in
+ * order of precedence, lowest first: built-in defaults, the file named by
+ * path (or $ERD_CONFIG when path is NULL), ERD_* variables, overrides
+ * (NULL-ended key, value pairs from flags; may be NULL); with secrets (only
+ * the server uses them) the admin token file too, so a command never fails
+ * on a token file it cannot read.  Then the process-wide settings: the SIMD
+ * limit and the model lookup at model_dir.  *ret set only on success. */
 struct cfg_config;
-int cmd_load_config(const char *path, struct cfg_config *cfg, erd_diag *diag);
+int cmd_startup(const char *path, const char *const *overrides, int secrets,
+                struct cfg_config *ret, erd_diag *diag);
 
 /* Exit code for an erd error code. */
 int cmd_exit_code(int err);

@@ -605,7 +605,7 @@ int cmd_eval(int argc, char **argv)
         return ex;
     cfg_config cfg;
     erd_diag diag = {0};
-    int rc = cmd_load_config(a.config, &cfg, &diag);
+    int rc = cmd_startup(a.config, NULL, 0, &cfg, &diag);
     if (rc < 0) {
         fprintf(stderr, "erd eval: %s\n", erd_diag_message(&diag, rc));
         return CMD_EXIT_CONFIG;

@@ -261,7 +261,7 @@ int cmd_rank_fit(int argc, char **argv)
 
     cfg_config cfg;
     erd_diag diag = {0};
-    int rc = cmd_load_config(config, &cfg, &diag);
+    int rc = cmd_startup(config, NULL, 0, &cfg, &diag);
     if (rc < 0)
         return cmd_fail("rank-fit", &diag, rc);
     vix_store *store = NULL;

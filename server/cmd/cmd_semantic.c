@@ -521,7 +521,7 @@ int cmd_tune(int argc, char **argv)
                         "Try 'erd tune --help'.\n");
         return CMD_EXIT_USAGE;
     }
-    if ((rc = cmd_load_config(config, &cfg, &diag)) < 0) {
+    if ((rc = cmd_startup(config, NULL, 0, &cfg, &diag)) < 0) {
         fprintf(stderr, "erd tune: %s\n", erd_diag_message(&diag, rc));
         return CMD_EXIT_CONFIG;
     }

@@ -383,7 +383,7 @@ int cmd_train(int argc, char **argv)
     if (!train__args(argc, argv, &a, &ex))
         return ex;
     cfg_config cfg;
-    if ((rc = cmd_load_config(a.config, &cfg, &diag)) < 0)
+    if ((rc = cmd_startup(a.config, NULL, 0, &cfg, &diag)) < 0)
         return cmd_fail("train", &diag, rc);
 
     if (a.init_path) {
