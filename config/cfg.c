@@ -36,10 +36,22 @@ enum cfg__reload { FIXED, LIVE };
       "keeping the connections it accepted (fewer threads for many clients).")                \
     X(max_connections, CFG_INT, max_connections, "256", 1, 65536, FIXED,                      \
       "Concurrent connections accepted; more are refused.")                                   \
-    X(max_connections_per_ip, CFG_INT, max_connections_per_ip, "0", 0, 65536, FIXED,          \
-      "Concurrent connections accepted from one client address; 0 = no per-address limit.")   \
+    X(max_connections_per_ip, CFG_INT, max_connections_per_ip, "64", 0, 65536, LIVE,          \
+      "Concurrent connections accepted from one client address; more are closed at accept. "  \
+      "0 = no per-address limit.")                                                            \
+    X(max_half_open_per_ip, CFG_INT, max_half_open_per_ip, "32", 0, 65536, LIVE,              \
+      "Connections from one client address that have not yet sent a whole request; a new "    \
+      "connection from an address holding this many is closed at accept (slowloris).  Once "  \
+      "half of max_connections are such, an address holding any is refused. 0 = no limit.")  \
     X(request_timeout_s, CFG_INT, request_timeout_s, "10", 1, 3600, FIXED,                    \
       "Idle connection timeout, seconds.")                                                    \
+    X(header_timeout_s, CFG_INT, header_timeout_s, "10", 1, 3600, LIVE,                       \
+      "Seconds a client has to send the request line and headers, counted from the "          \
+      "connection's start or its previous reply, however steadily it trickles; then it is "   \
+      "closed.")                                                                              \
+    X(body_timeout_s, CFG_INT, body_timeout_s, "30", 1, 3600, LIVE,                           \
+      "Seconds a client has to send a request body once its headers are in (a streamed bulk " \
+      "upload gets this long for each MiB); then it is closed.")                              \
     X(max_body_bytes, CFG_SIZE, max_body_bytes, "65536", 256, 67108864, LIVE,                 \
       "Largest request body; larger ones get 413.")                                           \
     X(max_bulk_bytes, CFG_SIZE, max_bulk_bytes, "1073741824", 1024, 1099511627776LL, LIVE,    \

@@ -17,7 +17,10 @@ typedef struct cfg_config {
     char http_threading[16];   /* "connection" or "pool" */
     int max_connections;
     int max_connections_per_ip; /* 0 = no per-address limit */
+    int max_half_open_per_ip;   /* 0 = no limit */
     int request_timeout_s;
+    int header_timeout_s;
+    int body_timeout_s;
     size_t max_body_bytes;
     size_t max_bulk_bytes;     /* streamed bulk uploads */
     int max_hypotheses;

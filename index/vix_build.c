@@ -46,7 +46,7 @@ static int vix__index_file_for(const char *db_path, const char *catalog, int64_t
 
 /* Whether path is named as vix__index_file_for names db_path's files for
  * catalog ("<db file name>.<catalog>.<...>.faiss", in the database's folder). */
-static bool vix__names_own_file(const char *db_path, const char *catalog, const char *path)
+bool vix_index_file_owned(const char *db_path, const char *catalog, const char *path)
 {
     const char *db_dir_end = strrchr(db_path, '/'), *dir_end = strrchr(path, '/');
     size_t db_dir = db_dir_end ? (size_t)(db_dir_end - db_path) : 0;
@@ -525,7 +525,7 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
      * copy of the database still points at its original's) is not ours to
      * remove. */
     if (old_path[0] && strcmp(old_path, res.index_path) != 0 &&
-        vix__names_own_file(opts->db_path, opts->catalog, old_path))
+        vix_index_file_owned(opts->db_path, opts->catalog, old_path))
         unlink(old_path);
     if (ret)
         *ret = res;

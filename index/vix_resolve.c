@@ -108,10 +108,16 @@ typedef struct vix__intern {
     char s[];
 } vix__intern;
 
-/* A background rebuild's state, per catalog name. */
+/* A background rebuild's state, and a failed index load, per catalog name. */
 typedef struct vix__job {
     char name[72];
     vix_rebuild_status st;
+    /* The index the metadata names failed to load: not retried until the
+     * metadata names another (a rebuild, erd build). */
+    bool broken;
+    erd_diag broken_diag;
+    char broken_file[1024];
+    int64_t broken_built_at;
 } vix__job;
 
 struct vix_resolver {
@@ -776,6 +782,62 @@ static bool vix__job_running_for(vix_resolver *r, const char *name)
     return running;
 }
 
+static vix__job *vix__job_for(vix_resolver *r, const char *name);
+
+/* Records (err < 0) or clears catalog's failed index load. */
+static void vix__broken_note(vix_resolver *r, const char *name, const vix_index_meta *meta,
+                             int err, const erd_diag *diag)
+{
+    pthread_mutex_lock(&r->job_mu);
+    vix__job *j = NULL;
+    for (size_t i = 0; i < r->n_jobs && !j; i++)
+        if (strcmp(r->jobs[i].name, name) == 0)
+            j = &r->jobs[i];
+    if (!j && err < 0)
+        j = vix__job_for(r, name);
+    if (j) {
+        j->broken = err < 0;
+        if (err < 0) {
+            j->broken_diag.code = err;
+            snprintf(j->broken_diag.msg, sizeof j->broken_diag.msg, "%s",
+                     diag && diag->msg[0] ? diag->msg : erd_strerror(err));
+            snprintf(j->broken_file, sizeof j->broken_file, "%s", meta->path);
+            j->broken_built_at = meta->built_at;
+        }
+    }
+    pthread_mutex_unlock(&r->job_mu);
+}
+
+static bool vix__broken_same(vix_resolver *r, const char *name, const vix_index_meta *meta)
+{
+    bool same = false;
+    pthread_mutex_lock(&r->job_mu);
+    for (size_t i = 0; i < r->n_jobs; i++)
+        if (strcmp(r->jobs[i].name, name) == 0)
+            same = r->jobs[i].broken && strcmp(r->jobs[i].broken_file, meta->path) == 0 &&
+                   r->jobs[i].broken_built_at == meta->built_at;
+    pthread_mutex_unlock(&r->job_mu);
+    return same;
+}
+
+int vix_resolver_unavailable(vix_resolver *r, size_t i, char *name, size_t name_cap,
+                             erd_diag *ret)
+{
+    int rc = ERD_ENOTFOUND;
+    pthread_mutex_lock(&r->job_mu);
+    for (size_t k = 0, seen = 0; k < r->n_jobs; k++) {
+        if (!r->jobs[k].broken || seen++ != i)
+            continue;
+        snprintf(name, name_cap, "%s", r->jobs[k].name);
+        if (ret)
+            *ret = r->jobs[k].broken_diag;
+        rc = ERD_OK;
+        break;
+    }
+    pthread_mutex_unlock(&r->job_mu);
+    return rc;
+}
+
 static void vix__keep(vix_view *nv, const vix__catalog *c)
 {
     atomic_fetch_add(&c->base->refs, 1);
@@ -803,6 +865,11 @@ static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalo
     }
     bool same = cur && strcmp(cur->base->file, meta.path) == 0 &&
                 cur->base->built_at == meta.built_at;
+    if (!cur && !(preloaded && strcmp(preloaded->file, meta.path) == 0) &&
+        vix__broken_same(r, row->name, &meta)) {
+        rc = ERD_OK; /* reported already; not loaded again every sync */
+        goto out;
+    }
     if (preloaded && strcmp(preloaded->file, meta.path) == 0) {
         base = preloaded;
         atomic_fetch_add(&base->refs, 1);
@@ -815,6 +882,8 @@ static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalo
         if (rc < 0) {
             if (cur)
                 vix__keep(nv, cur);
+            else
+                vix__broken_note(r, row->name, &meta, rc, diag);
             goto out;
         }
     }
@@ -837,12 +906,14 @@ static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalo
     }
     nv->catalogs[nv->n_catalogs++] =
         (vix__catalog){.name = name, .base = base, .delta = delta};
+    vix__broken_note(r, row->name, NULL, ERD_OK, NULL);
 out:
     vix_index_meta_clear(&meta);
     return rc;
 }
 
-static int vix__sync(vix_resolver *r, const char *only, vix__base *preloaded, erd_diag *diag)
+static int vix__sync_ex(vix_resolver *r, const char *only, vix__base *preloaded,
+                        bool *ret_catalog_only, erd_diag *diag)
 {
     vix__rows rows = {0};
     vix_view *nv = NULL, *cur = NULL;
@@ -886,6 +957,8 @@ static int vix__sync(vix_resolver *r, const char *only, vix__base *preloaded, er
     vix__publish(r, nv); /* the resolver takes nv's reference */
     nv = NULL;
     rc = first_err;
+    if (ret_catalog_only)
+        *ret_catalog_only = true;
     if (rc < 0 && diag)
         *diag = first;
 out:
@@ -898,6 +971,11 @@ out:
     free(rows.v);
     pthread_mutex_unlock(&r->sync_mu);
     return rc;
+}
+
+static int vix__sync(vix_resolver *r, const char *only, vix__base *preloaded, erd_diag *diag)
+{
+    return vix__sync_ex(r, only, preloaded, NULL, diag);
 }
 
 int vix_resolver_sync(vix_resolver *r, const char *catalog, erd_diag *diag)
@@ -1086,8 +1164,14 @@ void vix_resolver_status(vix_resolver *r, const char *catalog, vix_serving_statu
     vix_view_release(v);
     pthread_mutex_lock(&r->job_mu);
     for (size_t i = 0; i < r->n_jobs; i++)
-        if (strcmp(r->jobs[i].name, catalog) == 0)
+        if (strcmp(r->jobs[i].name, catalog) == 0) {
             st.rebuild = r->jobs[i].st;
+            if (r->jobs[i].broken && !st.served) {
+                st.load_error = r->jobs[i].broken_diag.code;
+                snprintf(st.load_error_msg, sizeof st.load_error_msg, "%s",
+                         r->jobs[i].broken_diag.msg);
+            }
+        }
     pthread_mutex_unlock(&r->job_mu);
     *ret = st;
 }
@@ -1195,9 +1279,13 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
     }
     if (rc < 0)
         goto out;
-    rc = vix__sync(r, NULL, NULL, diag);
-    if (rc < 0)
+    /* A catalog whose index is missing or damaged is left out (and
+     * reported by vix_resolver_unavailable); the others are served. */
+    bool catalog_only = false;
+    rc = vix__sync_ex(r, NULL, NULL, &catalog_only, diag);
+    if (rc < 0 && !catalog_only)
         goto out;
+    rc = ERD_OK;
     *ret = r;
     r = NULL;
 out:

@@ -114,9 +114,19 @@ typedef struct vix_serving_status {
     size_t index_entities, index_vectors, delta_entities, masked;
     char encoder_id[128];
     vix_rebuild_status rebuild; /* the last rebuild started by this resolver */
+    /* Not served because its index file is missing or damaged (the other
+     * catalogs are); cleared once an index loads (a rebuild, erd build). */
+    int load_error;             /* ERD_OK or the failure's code */
+    char load_error_msg[256];
 } vix_serving_status;
 
 void vix_resolver_status(vix_resolver *resolver, const char *catalog, vix_serving_status *ret);
+
+/* Catalogs whose index could not be loaded, one per call from i = 0:
+ * ERD_OK with the name and the failure in *ret, ERD_ENOTFOUND past the
+ * end. */
+int vix_resolver_unavailable(vix_resolver *resolver, size_t i, char *name, size_t name_cap,
+                             erd_diag *ret);
 
 /* Number of catalogs served, and their names (for /healthz). */
 size_t vix_resolver_catalog_count(const vix_resolver *resolver);

@@ -155,6 +155,10 @@ static int srv__describe(vix_store *store, const srv_admin_ctx *ctx, const char 
                                 (json_int_t)ss.index_generation, "served_generation",
                                 (json_int_t)ss.served_generation, "delta_entities",
                                 (json_int_t)ss.delta_entities, "masked", (json_int_t)ss.masked);
+    if (serving && ss.load_error < 0)
+        json_object_set_new(serving, "load_error",
+                            json_pack("{s:s,s:s}", "code", erd_errcode(ss.load_error), "message",
+                                      ss.load_error_msg));
     *ret = json_pack("{s:s,s:I,s:I,s:I,s:o*,s:I,s:o*,s:o*}", "name", catalog, "entities",
                      (json_int_t)f.info.entity_count, "generation", (json_int_t)f.info.generation,
                      "created_at", (json_int_t)f.info.created_at, "index", index,
@@ -206,7 +210,7 @@ static int srv__create_name(const char *body, size_t len, const char **ret_name,
 static int srv__create(vix_store *store, const char *body, size_t len, json_t **ret,
                        erd_diag *diag)
 {
-    const char *name;
+    const char *name = NULL;
     json_t *root = NULL;
     int rc = srv__create_name(body, len, &name, &root, diag);
     if (rc < 0)
@@ -246,8 +250,9 @@ static int srv__delete(vix_store *store, const srv_admin_ctx *ctx, const char *c
     if (rc < 0)
         goto out;
     if (vix_store_meta_get(store, id, &meta, NULL) == ERD_OK) {
-        if (vix_index_file_path(ctx->db, meta.path, file, sizeof file) < 0)
-            file[0] = '\0';
+        if (vix_index_file_path(ctx->db, meta.path, file, sizeof file) < 0 ||
+            !vix_index_file_owned(ctx->db, catalog, file))
+            file[0] = '\0'; /* another database's file (a copy names it): left alone */
         vix_index_meta_clear(&meta);
     }
     rc = vix_store_catalog_delete(store, id, diag);

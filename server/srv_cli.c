@@ -616,6 +616,13 @@ int srv_cli_serve(int argc, char **argv)
     if (n == 0)
         fprintf(stderr, "erd: warning: no catalog has an index yet; run erd build\n");
     srv__serving_note(resolver);
+    char bad[72];
+    erd_diag bd;
+    for (size_t i = 0; vix_resolver_unavailable(resolver, i, bad, sizeof bad, &bd) == ERD_OK; i++)
+        fprintf(stderr,
+                "erd: warning: catalog \"%s\" not served, its index did not load: %s (rebuild it: "
+                "POST /v1/catalogs/%s/rebuild, or erd build)\n",
+                bad, erd_diag_message(&bd, bd.code), bad);
 
     ho.tick = srv__sync_tick;
     ho.tick_user = resolver;
