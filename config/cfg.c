@@ -106,6 +106,11 @@ enum cfg__reload { FIXED, LIVE };
       "Entities written or deleted since a catalog's index was built that erd serve answers "   \
       "from its small delta index; past this it rebuilds the catalog in the background. "     \
       "0 = never rebuild on its own.")                                                         \
+    X(delta_max_bytes, CFG_SIZE, delta_max_bytes, "67108864", 0, 1099511627776LL, FIXED,     \
+      "Memory a catalog's delta may hold (about 2 KB per entity written since its index was " \
+      "built).  Past it the delta stops growing and a rebuild starts; the catalog is served " \
+      "as of the delta until the rebuild is in, so a bulk upload of any size goes to the "    \
+      "index builder in batches. 0 = no limit.  Sized for a 512 MiB pod.")                   \
     X(sync_interval_ms, CFG_INT, sync_interval_ms, "500", 50, 60000, FIXED,                    \
       "How often erd serve looks for writes made by others (erd import, erd entity, another "  \
       "server) and for indexes built by erd build, and serves them.")                         \

@@ -40,6 +40,7 @@ typedef struct cfg_config {
     char rerank[1024];         /* second-stage rerank spec, or "off" */
     char calibration[1024];    /* calibration file, or "off" */
     size_t delta_max;          /* pending changes before a background rebuild; 0 = never */
+    size_t delta_max_bytes;    /* heap a delta may hold before it waits for a rebuild */
     int sync_interval_ms;
     bool log_requests;
     char resolve_token[256];   /* secrets: empty = not set */

@@ -84,6 +84,7 @@ typedef struct vix__dent {
 typedef struct vix__delta {
     atomic_int refs;
     int64_t generation;  /* catalog generation served */
+    size_t bytes;        /* heap it holds, entries and index (vix__delta_bytes) */
     vix__dent **ents;    /* sorted by rowid */
     size_t n_ents;
     int64_t *masked;     /* base rowids replaced or deleted, sorted */
@@ -95,6 +96,9 @@ typedef struct vix__catalog {
     const char *name; /* interned: stays valid while the resolver lives */
     vix__base *base;
     vix__delta *delta; /* NULL: nothing changed since the base */
+    /* Changes past the delta's memory budget wait for a rebuild: the
+     * catalog is served as of the delta's generation meanwhile. */
+    bool held;
 } vix__catalog;
 
 struct vix_view {
@@ -130,6 +134,7 @@ struct vix_resolver {
     char *db_path;
     char *build_encoder, *build_factory, *g2p_voice;
     size_t delta_max;
+    size_t delta_max_bytes;
 
     pthread_mutex_t view_mu; /* guards the view pointer, held for the swap only */
     vix_view *view;
@@ -377,8 +382,38 @@ static int vix__cmp_rowid(const void *a, const void *b)
 }
 
 /* Offsets become pointers once the arenas stop moving. */
+/* Gives back what the growing arrays over-allocated (up to half of them;
+ * for a delta entry of one entity, most of it).  Runs while entries still
+ * hold offsets, since the arrays may move. */
+static void vix__fit(void **p, size_t *cap, size_t n, size_t size)
+{
+    if (!*p || n >= *cap)
+        return;
+    void *q = realloc(*p, (n ? n : 1) * size);
+    if (q) {
+        *p = q;
+        *cap = n;
+    }
+}
+
+static void vix__set_fit(vix__set *c)
+{
+    vix__fit((void **)&c->entities, &c->cap_entities, c->n_entities, sizeof *c->entities);
+    vix__fit((void **)&c->strings, &c->strings_cap, c->strings_len, 1);
+    vix__fit((void **)&c->phrases, &c->cap_phrases, c->n_phrases, sizeof *c->phrases);
+    vix__fit((void **)&c->phones, &c->phones_cap, c->phones_len, 1);
+}
+
+/* Heap bytes the set holds. */
+static size_t vix__set_bytes(const vix__set *c)
+{
+    return c->cap_entities * sizeof *c->entities + c->strings_cap +
+           c->cap_phrases * sizeof *c->phrases + c->phones_cap + c->slot_n * sizeof *c->slot;
+}
+
 static void vix__set_finish(vix__set *c)
 {
+    vix__set_fit(c);
     for (size_t i = 0; i < c->n_entities; i++) {
         c->entities[i].ext_id = c->strings + (uintptr_t)c->entities[i].ext_id;
         c->entities[i].name = c->strings + (uintptr_t)c->entities[i].name;
@@ -564,6 +599,7 @@ static int vix__dent_make(vix_resolver *r, const vix__base *base, const vix_enti
         goto out;
     }
     size_t dim = pho_encoder_dim(base->enc);
+    vix__fit((void **)&vv.vecs, &vv.cap, vv.n, dim * sizeof *vv.vecs);
     for (size_t i = 0; i < vv.n; i++)
         if (vv.derived[i])
             for (size_t k = 0; k < dim; k++)
@@ -723,6 +759,11 @@ static int vix__delta_next(vix_resolver *r, vix_store *store, int64_t catalog_id
         if (rc < 0)
             goto out;
     }
+    d->bytes = sizeof *d + (d->n_ents + d->n_masked) * sizeof(int64_t) +
+               n_vecs * (dim * sizeof(float) + sizeof(int64_t));
+    for (size_t i = 0; i < d->n_ents; i++)
+        d->bytes += sizeof *d->ents[i] + vix__set_bytes(&d->ents[i]->set) +
+                    d->ents[i]->n_vecs * dim * sizeof(float);
     *ret = d;
     d = NULL;
     rc = ERD_OK;
@@ -820,6 +861,21 @@ static bool vix__broken_same(vix_resolver *r, const char *name, const vix_index_
     return same;
 }
 
+/* Why catalog is not in the view: never built or unknown, or an index
+ * that did not load. */
+static int vix__not_served(vix_resolver *r, const char *catalog, erd_diag *diag)
+{
+    char name[72];
+    erd_diag d;
+    for (size_t i = 0; vix_resolver_unavailable(r, i, name, sizeof name, &d) == ERD_OK; i++)
+        if (strcmp(name, catalog) == 0)
+            return erd_fail(diag, ERD_ENOCATALOG,
+                            "catalog \"%s\" is not served: its index did not load (%.160s); "
+                            "rebuild it",
+                            catalog, d.msg);
+    return erd_fail(diag, ERD_ENOCATALOG, "unknown catalog \"%s\"", catalog);
+}
+
 int vix_resolver_unavailable(vix_resolver *r, size_t i, char *name, size_t name_cap,
                              erd_diag *ret)
 {
@@ -844,6 +900,30 @@ static void vix__keep(vix_view *nv, const vix__catalog *c)
     if (c->delta)
         atomic_fetch_add(&c->delta->refs, 1);
     nv->catalogs[nv->n_catalogs++] = *c;
+}
+
+/* Bytes a delta entry is taken to hold before any was measured: one
+ * entity, two variants of a 128-dimension encoder, entry and index. */
+#define VIX__DELTA_ENTITY_GUESS 2560
+
+/* Whether the changes since prev (or base) fit the delta memory budget; if
+ * not, *ret_held: the delta stays as it is until a rebuild folds them in.
+ * Only when rebuilds run (delta_max), else the budget could never clear. */
+static int vix__delta_fits(vix_resolver *r, vix_store *store, const vix__row *row,
+                           const vix__base *base, const vix__delta *prev, bool *ret_held,
+                           erd_diag *diag)
+{
+    int64_t since = prev ? prev->generation : base->generation, pending = 0;
+    *ret_held = false;
+    if (!r->delta_max_bytes || !r->delta_max || row->generation <= since)
+        return ERD_OK;
+    int rc = vix_store_pending(store, row->id, since, &pending, diag);
+    if (rc < 0)
+        return rc;
+    size_t per = prev && prev->n_ents ? prev->bytes / prev->n_ents : VIX__DELTA_ENTITY_GUESS;
+    size_t have = prev ? prev->bytes : 0;
+    *ret_held = have + (size_t)pending * per > r->delta_max_bytes;
+    return ERD_OK;
 }
 
 /* One catalog of the new view.  A base is (re)loaded when the metadata
@@ -887,7 +967,15 @@ static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalo
             goto out;
         }
     }
-    rc = vix__delta_next(r, r->store, row->id, base, prev, row->generation, &delta, diag);
+    bool held = false;
+    rc = vix__delta_fits(r, r->store, row, base, prev, &held, diag);
+    if (rc == ERD_OK && held) {
+        delta = prev;
+        if (delta)
+            atomic_fetch_add(&delta->refs, 1);
+    } else if (rc == ERD_OK) {
+        rc = vix__delta_next(r, r->store, row->id, base, prev, row->generation, &delta, diag);
+    }
     if (rc < 0) {
         /* stale but whole: what was served goes on being served */
         if (cur)
@@ -905,7 +993,7 @@ static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalo
         goto out;
     }
     nv->catalogs[nv->n_catalogs++] =
-        (vix__catalog){.name = name, .base = base, .delta = delta};
+        (vix__catalog){.name = name, .base = base, .delta = delta, .held = held};
     vix__broken_note(r, row->name, NULL, ERD_OK, NULL);
 out:
     vix_index_meta_clear(&meta);
@@ -989,7 +1077,8 @@ int vix_resolver_sync(vix_resolver *r, const char *catalog, erd_diag *diag)
     vix_view *v = vix_resolver_acquire(r);
     for (size_t i = 0; i < v->n_catalogs; i++) {
         const vix__delta *d = v->catalogs[i].delta;
-        if (d && d->n_ents + d->n_masked > r->delta_max)
+        if (v->catalogs[i].held || (d && (d->n_ents + d->n_masked > r->delta_max ||
+                                          (r->delta_max_bytes && d->bytes > r->delta_max_bytes))))
             (void)vix_resolver_rebuild(r, v->catalogs[i].name, NULL);
     }
     vix_view_release(v);
@@ -1159,6 +1248,8 @@ void vix_resolver_status(vix_resolver *r, const char *catalog, vix_serving_statu
         st.index_vectors = vix_index_count(c->base->index);
         st.delta_entities = c->delta ? c->delta->n_ents : 0;
         st.masked = c->delta ? c->delta->n_masked : 0;
+        st.delta_bytes = c->delta ? c->delta->bytes : 0;
+        st.held = c->held;
         snprintf(st.encoder_id, sizeof st.encoder_id, "%s", pho_encoder_id(c->base->enc));
     }
     vix_view_release(v);
@@ -1227,6 +1318,7 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
     atomic_init(&r->view->refs, 1);
     atomic_init(&r->cancel, 0);
     r->delta_max = opts->delta_max;
+    r->delta_max_bytes = opts->delta_max_bytes;
     r->candidates = opts->candidates ? opts->candidates : 64;
     if (r->candidates > VIX_CANDIDATES_MAX)
         r->candidates = VIX_CANDIDATES_MAX;
@@ -1522,7 +1614,7 @@ int vix_resolve_in(vix_resolver *r, vix_view *view, const char *catalog,
 
     cat = vix__view_find(view, catalog);
     if (!cat)
-        return erd_fail(diag, ERD_ENOCATALOG, "unknown catalog \"%s\"", catalog);
+        return vix__not_served(r, catalog, diag);
     const vix__base *base = cat->base;
     const vix__delta *delta = cat->delta;
     if (n == 0 || k == 0)

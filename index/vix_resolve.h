@@ -44,6 +44,10 @@ typedef struct vix_resolver_opts {
     /* A sync whose delta (entities written plus masked) grows past this
      * starts a rebuild of the catalog; 0 = never. */
     size_t delta_max;
+    /* Heap a catalog's delta may hold (0 = no limit; only with delta_max):
+     * past it the delta stops growing, a rebuild starts, and the catalog is
+     * served as of the delta's generation until the rebuild is in. */
+    size_t delta_max_bytes;
 } vix_resolver_opts;
 
 typedef struct vix_hypothesis {
@@ -112,6 +116,8 @@ typedef struct vix_serving_status {
     int64_t served_generation;  /* catalog generation served (index + delta) */
     int64_t built_at;
     size_t index_entities, index_vectors, delta_entities, masked;
+    size_t delta_bytes;         /* heap the delta holds */
+    bool held;                  /* changes wait for a rebuild (delta budget) */
     char encoder_id[128];
     vix_rebuild_status rebuild; /* the last rebuild started by this resolver */
     /* Not served because its index file is missing or damaged (the other

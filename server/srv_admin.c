@@ -151,10 +151,12 @@ static int srv__describe(vix_store *store, const srv_admin_ctx *ctx, const char 
     vix_serving_status ss = {0};
     if (ctx->resolver)
         vix_resolver_status(ctx->resolver, catalog, &ss);
-    json_t *serving = json_pack("{s:b,s:I,s:I,s:I,s:I}", "served", ss.served, "index_generation",
-                                (json_int_t)ss.index_generation, "served_generation",
-                                (json_int_t)ss.served_generation, "delta_entities",
-                                (json_int_t)ss.delta_entities, "masked", (json_int_t)ss.masked);
+    json_t *serving = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:b}", "served", ss.served,
+                                "index_generation", (json_int_t)ss.index_generation,
+                                "served_generation", (json_int_t)ss.served_generation,
+                                "delta_entities", (json_int_t)ss.delta_entities, "masked",
+                                (json_int_t)ss.masked, "delta_bytes", (json_int_t)ss.delta_bytes,
+                                "held", ss.held);
     if (serving && ss.load_error < 0)
         json_object_set_new(serving, "load_error",
                             json_pack("{s:s,s:s}", "code", erd_errcode(ss.load_error), "message",

@@ -598,6 +598,7 @@ int srv_cli_serve(int argc, char **argv)
         .build_factory = cfg.faiss_factory,
         /* a replica never builds: the primary publishes the next snapshot */
         .delta_max = snapshot ? 0 : cfg.delta_max,
+        .delta_max_bytes = cfg.delta_max_bytes,
     };
     char rerank[2048], calibration[2048];
     ro.rerank = srv_cli_rerank_spec(cfg.rerank, rerank, sizeof rerank);
