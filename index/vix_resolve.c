@@ -12,6 +12,7 @@
 #include "index/vix_resolve.h"
 
 #include <math.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -1163,6 +1164,9 @@ static void *vix__job_main(void *arg)
                          .factory = factory[0] ? factory : r->build_factory,
                          .g2p_voice = r->g2p_voice, .cancel = &r->cancel};
     int rc = vix_build(&bo, &res, &diag);
+    /* The build's working set (every phrase, vector and the FAISS build)
+     * is freed; hand it back before the new base loads beside the old. */
+    malloc_trim(0);
     /* built and recorded: the next start loads it if we stop now */
     if (rc == ERD_OK && atomic_load(&r->cancel))
         rc = erd_fail(&diag, ERD_EBUSY, "shutting down before loading the new index");
@@ -1172,6 +1176,10 @@ static void *vix__job_main(void *arg)
         rc = vix__sync(r, ja->name, base, &diag);
     int64_t gen = base ? base->generation : 0;
     vix__base_unref(base);
+    /* The replaced base and delta went back to malloc, much of it in
+     * arenas glibc keeps; return it so a pod's RSS comes down after the
+     * rebuild instead of staying at its peak. */
+    malloc_trim(0);
 
     pthread_mutex_lock(&r->job_mu);
     vix__job *j = vix__job_for(r, ja->name);

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -603,6 +604,11 @@ int srv_cli_serve(int argc, char **argv)
     char rerank[2048], calibration[2048];
     ro.rerank = srv_cli_rerank_spec(cfg.rerank, rerank, sizeof rerank);
     ro.calibration = srv_cli_rerank_spec(cfg.calibration, calibration, sizeof calibration);
+    /* Indexes, entity sets and deltas are large arrays that a rebuild
+     * replaces whole.  A fixed mmap threshold keeps them out of the heap
+     * (glibc otherwise raises it after the first such free), so freeing a
+     * replaced one returns its memory to the system at once. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     double t0 = srv__now();
     rc = vix_resolver_open(&ro, &resolver, &diag);
     if (rc < 0)
