@@ -444,15 +444,23 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
         if (rc < 0)
             goto out;
     }
+    /* A flat index is sized once and encoded into in place: adding chunk
+     * by chunk makes FAISS double its array, both copies alive at once. */
+    float *in_place = NULL;
+    rc = vix_index_add_zeroed(index, corpus.n, corpus.ids, &in_place, diag);
+    if (rc == ERD_ENOTFOUND)
+        in_place = NULL; /* not flat: chunk by chunk */
+    else if (rc < 0)
+        goto out;
     for (size_t first = 0; first < corpus.n; first += chunk) {
         size_t m = corpus.n - first < chunk ? corpus.n - first : chunk;
         double t1 = vix__now();
         rc = vix__encode_all(enc, phrases + first, corpus.derived + first, m, dim, opts->threads,
-                             vectors, diag);
+                             in_place ? in_place + first * dim : vectors, diag);
         encode_s += vix__now() - t1;
         if (rc < 0)
             goto out;
-        rc = vix_index_add(index, m, vectors, corpus.ids + first, diag);
+        rc = in_place ? ERD_OK : vix_index_add(index, m, vectors, corpus.ids + first, diag);
         if (rc < 0)
             goto out;
         if (vix__cancelled(opts)) {

@@ -760,8 +760,10 @@ static int vix__delta_next(vix_resolver *r, vix_store *store, int64_t catalog_id
         if (rc < 0)
             goto out;
     }
+    /* The flat index keeps its floats, ids and, once searched, a bfloat16
+     * copy for the scan. */
     d->bytes = sizeof *d + (d->n_ents + d->n_masked) * sizeof(int64_t) +
-               n_vecs * (dim * sizeof(float) + sizeof(int64_t));
+               n_vecs * (dim * (sizeof(float) + sizeof(uint16_t)) + sizeof(int64_t));
     for (size_t i = 0; i < d->n_ents; i++)
         d->bytes += sizeof *d->ents[i] + vix__set_bytes(&d->ents[i]->set) +
                     d->ents[i]->n_vecs * dim * sizeof(float);
