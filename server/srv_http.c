@@ -597,8 +597,8 @@ static enum MHD_Result srv__dispatch(srv_http *h, srv__req *r, struct MHD_Connec
         char msg[160];
         if (route->body == SRV__STREAM)
             snprintf(msg, sizeof msg,
-                     "upload exceeds max_bulk_bytes (%zu bytes); lines read before the limit "
-                     "were committed",
+                     "upload exceeds max_bulk_bytes (%zu bytes), what this server is set to take "
+                     "at once; lines read before the limit were committed",
                      r->live->cfg.max_bulk_bytes);
         else
             snprintf(msg, sizeof msg, "request body exceeds %zu bytes", r->live->cfg.max_body_bytes);

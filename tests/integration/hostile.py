@@ -157,6 +157,10 @@ def test_auth_before_body(srv):
     first = s.recv(4096)
     ok(first.startswith(b"HTTP/1.1 100"), "bulk with the admin token: 100 Continue")
     s.close()
+    r = exchange(port, b"POST /v1/catalogs/mini/bulk HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                 TOKEN.encode() + b"\r\nContent-Length: 70000000\r\nExpect: 100-continue\r\n\r\n", wait=3)
+    ok(r.startswith(b"HTTP/1.1 413") and b"100 Continue" not in r and b"max_bulk_bytes" in r,
+       "bulk over the default max_bulk_bytes (64 MiB): 413 at the headers, saying which limit")
 
 
 def test_framing(srv):
