@@ -90,9 +90,10 @@ def main():
 
     def sample():
         while not stop.is_set():
-            samples.append((time.time(), rss_kb(p.pid)))
+            samples.append((time.time() - t_start, rss_kb(p.pid)))
             stop.wait(0.2)
 
+    t_start = time.time()
     th = threading.Thread(target=sample)
     th.start()
     call(port, "POST", "/v1/catalogs", json.dumps({"name": a.name}))
@@ -136,7 +137,10 @@ def main():
     if isinstance(reply, dict) and reply.get("error"):
         out["error"] = reply["error"]
     print(json.dumps(out))
-    if not a.keep:
+    if a.keep:  # the RSS trace, one "seconds rss_kb" line per sample
+        with open(os.path.join(tmp, "rss.txt"), "w") as f:
+            f.writelines(f"{t:.1f} {kb}\n" for t, kb in samples)
+    else:
         shutil.rmtree(tmp, ignore_errors=True)
 
 

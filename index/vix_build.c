@@ -381,6 +381,9 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     rc = vix_phoneme_batch_flush(pending, cache, pho_g2p_id(g2p), diag);
     if (rc < 0)
         goto out;
+    /* written: not kept beside the vectors (a catalog's worth of phonemes) */
+    vix_phoneme_batch_destroy(pending);
+    pending = NULL;
     pho_g2p_stats gs;
     pho_g2p_get_stats(g2p, &gs);
     res.g2p_calls = gs.espeak_calls;

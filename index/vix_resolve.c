@@ -1165,6 +1165,9 @@ static void *vix__job_main(void *arg)
                          .encoder_spec = encoder[0] ? encoder : r->build_encoder,
                          .factory = factory[0] ? factory : r->build_factory,
                          .g2p_voice = r->g2p_voice, .cancel = &r->cancel};
+    /* What the writes before it left free in malloc's arenas goes back
+     * first: the build and then the new base come on top of it. */
+    malloc_trim(0);
     int rc = vix_build(&bo, &res, &diag);
     /* The build's working set (every phrase, vector and the FAISS build)
      * is freed; hand it back before the new base loads beside the old. */
