@@ -290,11 +290,7 @@ def main():
         test_copied_delete(tmp, conf, log, cli_log)
         test_broken_index(tmp, conf, log, cli_log)
     except Exception as e:  # noqa: BLE001 - any failure is a test failure
-        ok(False, f"hostile test aborted: {e!r}")
-        try:
-            print("# serve log tail:\n" + "".join("#   " + l for l in open(log).readlines()[-15:]))
-        except OSError:
-            pass
+        common.report_abort("hostile test", e, log)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"1..{common.n_test}")
