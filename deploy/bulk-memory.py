@@ -90,7 +90,8 @@ def main():
 
     def sample():
         while not stop.is_set():
-            samples.append((time.time() - t_start, rss_kb(p.pid)))
+            samples.append((time.time() - t_start, rss_kb(p.pid), rss_kb(p.pid, "RssAnon"),
+                            rss_kb(p.pid, "RssFile")))
             stop.wait(0.2)
 
     t_start = time.time()
@@ -137,9 +138,9 @@ def main():
     if isinstance(reply, dict) and reply.get("error"):
         out["error"] = reply["error"]
     print(json.dumps(out))
-    if a.keep:  # the RSS trace, one "seconds rss_kb" line per sample
+    if a.keep:  # the RSS trace, "seconds rss_kb anon_kb file_kb" per sample
         with open(os.path.join(tmp, "rss.txt"), "w") as f:
-            f.writelines(f"{t:.1f} {kb}\n" for t, kb in samples)
+            f.writelines(f"{t:.1f} {kb} {anon} {fil}\n" for t, kb, anon, fil in samples)
     else:
         shutil.rmtree(tmp, ignore_errors=True)
 

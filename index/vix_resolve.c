@@ -119,6 +119,7 @@ typedef struct vix__job {
     vix_rebuild_status st;
     /* The index the metadata names failed to load: not retried until the
      * metadata names another (a rebuild, erd build). */
+    int bulk;    /* bulk uploads streaming into the catalog */
     bool broken;
     erd_diag broken_diag;
     char broken_file[1024];
@@ -879,6 +880,28 @@ static int vix__not_served(vix_resolver *r, const char *catalog, erd_diag *diag)
     return erd_fail(diag, ERD_ENOCATALOG, "unknown catalog \"%s\"", catalog);
 }
 
+void vix_resolver_bulk(vix_resolver *r, const char *catalog, bool begin)
+{
+    if (!r || !catalog)
+        return;
+    pthread_mutex_lock(&r->job_mu);
+    vix__job *j = vix__job_for(r, catalog);
+    if (j)
+        j->bulk += begin ? 1 : (j->bulk > 0 ? -1 : 0);
+    pthread_mutex_unlock(&r->job_mu);
+}
+
+static bool vix__bulk_streaming(vix_resolver *r, const char *name)
+{
+    bool on = false;
+    pthread_mutex_lock(&r->job_mu);
+    for (size_t i = 0; i < r->n_jobs; i++)
+        if (strcmp(r->jobs[i].name, name) == 0)
+            on = r->jobs[i].bulk > 0;
+    pthread_mutex_unlock(&r->job_mu);
+    return on;
+}
+
 int vix_resolver_unavailable(vix_resolver *r, size_t i, char *name, size_t name_cap,
                              erd_diag *ret)
 {
@@ -1080,8 +1103,10 @@ int vix_resolver_sync(vix_resolver *r, const char *catalog, erd_diag *diag)
     vix_view *v = vix_resolver_acquire(r);
     for (size_t i = 0; i < v->n_catalogs; i++) {
         const vix__delta *d = v->catalogs[i].delta;
-        if (v->catalogs[i].held || (d && (d->n_ents + d->n_masked > r->delta_max ||
-                                          (r->delta_max_bytes && d->bytes > r->delta_max_bytes))))
+        bool due = v->catalogs[i].held ||
+                   (d && (d->n_ents + d->n_masked > r->delta_max ||
+                          (r->delta_max_bytes && d->bytes > r->delta_max_bytes)));
+        if (due && !vix__bulk_streaming(r, v->catalogs[i].name))
             (void)vix_resolver_rebuild(r, v->catalogs[i].name, NULL);
     }
     vix_view_release(v);

@@ -128,6 +128,12 @@ typedef struct vix_serving_status {
 
 void vix_resolver_status(vix_resolver *resolver, const char *catalog, vix_serving_status *ret);
 
+/* A bulk upload into catalog starts streaming (begin) or ends.  Meanwhile
+ * the catalog's rebuilds wait (its delta stops at delta_max_bytes), so the
+ * upload reaches the index builder as one batch at its end instead of
+ * rebuild after rebuild, each loading a larger index beside the last. */
+void vix_resolver_bulk(vix_resolver *resolver, const char *catalog, bool begin);
+
 /* Catalogs whose index could not be loaded, one per call from i = 0:
  * ERD_OK with the name and the failure in *ret, ERD_ENOTFOUND past the
  * end. */

@@ -460,7 +460,18 @@ struct srv_bulk {
     json_t *errors;
     int fatal;        /* a store failure: the rest is read and ignored */
     erd_diag fatal_diag;
+    bool streaming;   /* told the resolver (vix_resolver_bulk) */
 };
+
+/* The catalog's rebuilds wait while the upload streams: it reaches the
+ * builder as one batch at the end. */
+static void srv__bulk_streaming(srv_bulk *b, bool on)
+{
+    if (b->ctx.resolver && b->streaming != on) {
+        vix_resolver_bulk(b->ctx.resolver, b->catalog, on);
+        b->streaming = on;
+    }
+}
 
 int srv_bulk_begin(const srv_admin_ctx *ctx, const char *catalog, srv_bulk **ret, erd_diag *diag)
 {
@@ -482,6 +493,7 @@ int srv_bulk_begin(const srv_admin_ctx *ctx, const char *catalog, srv_bulk **ret
         srv_bulk_destroy(b);
         return rc;
     }
+    srv__bulk_streaming(b, true);
     *ret = b;
     return ERD_OK;
 }
@@ -609,6 +621,7 @@ int srv_bulk_finish(srv_bulk *b, unsigned *ret_status, char **ret_json, size_t *
         if (rc < 0)
             b->fatal_diag = diag ? *diag : b->fatal_diag;
     }
+    srv__bulk_streaming(b, false);
     if (b->upserted)
         srv__sync(&b->ctx, b->catalog);
     if (rc < 0)
@@ -627,6 +640,7 @@ void srv_bulk_destroy(srv_bulk *b)
 {
     if (!b)
         return;
+    srv__bulk_streaming(b, false);
     vix_store_rollback(b->store);
     vix_store_close(b->store);
     json_decref(b->errors);
