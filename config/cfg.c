@@ -56,8 +56,9 @@ enum cfg__reload { FIXED, LIVE };
       "Largest request body; larger ones get 413.")                                           \
     X(max_bulk_bytes, CFG_SIZE, max_bulk_bytes, "67108864", 1024, 1099511627776LL, LIVE,      \
       "Largest streamed bulk upload (POST /v1/catalogs/NAME/bulk, JSON lines); read and "     \
-      "committed line by line, and served in batches (delta_max_bytes), so the upload itself " \
-      "holds one line.  What it adds to the served index stays (about 1.4 KB per entity): "  \
+      "committed line by line and indexed as one batch at its end (delta_max_bytes), so the " \
+      "upload itself holds one line.  What it adds to the served index stays (about 1.4 KB " \
+      "per entity): "                                                                         \
       "64 MiB, some 400,000 entities of 150 bytes, is sized for a 512 MiB pod.  Larger ones " \
       "get 413 at their headers.")                                                            \
     X(max_hypotheses, CFG_INT, max_hypotheses, "10", 1, 100, LIVE,                            \
@@ -112,8 +113,9 @@ enum cfg__reload { FIXED, LIVE };
     X(delta_max_bytes, CFG_SIZE, delta_max_bytes, "67108864", 0, 1099511627776LL, FIXED,     \
       "Memory a catalog's delta may hold (about 2 KB per entity written since its index was " \
       "built).  Past it the delta stops growing and a rebuild starts; the catalog is served " \
-      "as of the delta until the rebuild is in, so a bulk upload of any size goes to the "    \
-      "index builder in batches. 0 = no limit.  Sized for a 512 MiB pod.")                   \
+      "as of the delta until the rebuild is in, so writes of any volume go to the index "     \
+      "builder in batches (a bulk upload as one, at its end). 0 = no limit.  Sized for a 512 " \
+      "MiB pod.")                                                                             \
     X(sync_interval_ms, CFG_INT, sync_interval_ms, "500", 50, 60000, FIXED,                    \
       "How often erd serve looks for writes made by others (erd import, erd entity, another "  \
       "server) and for indexes built by erd build, and serves them.")                         \
