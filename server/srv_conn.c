@@ -15,8 +15,14 @@ typedef struct srv__addr {
     unsigned char len; /* 4 or 16; 0 for other families (not limited) */
 } srv__addr;
 
+/* An admitted connection holds its entry from the accept policy on
+ * (reserved, no socket yet) so that accepts running side by side in
+ * several workers count each other; srv_conn_open claims it. */
+#define SRV__RESERVE_NS 2000000000u
+
 struct srv_conn {
     bool used;
+    uint64_t reserved_ns; /* admitted at, not yet opened; 0 once opened */
     int fd;
     srv__addr addr;
     enum srv_conn_phase phase;
@@ -90,12 +96,22 @@ void srv_conn_table_destroy(srv_conn_table *t)
     free(t);
 }
 
+/* Reservations whose connection never opened (the server dropped it after
+ * admitting it) are given back. */
+static void srv__release_stale(srv_conn_table *t, uint64_t now_ns)
+{
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->v[i].used && t->v[i].reserved_ns && now_ns - t->v[i].reserved_ns > SRV__RESERVE_NS)
+            t->v[i].used = false;
+}
+
 bool srv_conn_admit(srv_conn_table *t, const struct sockaddr *addr, socklen_t len,
                     unsigned per_ip, unsigned half_open_per_ip, unsigned half_open_all)
 {
     srv__addr a = srv__addr_of(addr, len);
     size_t used = 0, same = 0, half_open = 0, half_open_total = 0;
     pthread_mutex_lock(&t->mu);
+    srv__release_stale(t, srv_conn_now_ns());
     for (size_t i = 0; i < t->cap; i++) {
         const srv_conn *c = &t->v[i];
         if (!c->used)
@@ -108,16 +124,21 @@ bool srv_conn_admit(srv_conn_table *t, const struct sockaddr *addr, socklen_t le
         same++;
         half_open += half;
     }
+    bool ok = used < t->cap && !(per_ip && same >= per_ip) &&
+              /* Many slow addresses together: the ones already trickling
+               * wait, an address that is not still gets in. */
+              !(half_open_all && half_open_total >= half_open_all && half_open > 0) &&
+              !(half_open_per_ip && half_open >= half_open_per_ip);
+    for (size_t i = 0; ok && i < t->cap; i++) {
+        srv_conn *c = &t->v[i];
+        if (c->used)
+            continue;
+        *c = (srv_conn){.used = true, .reserved_ns = srv_conn_now_ns(), .fd = -1, .addr = a,
+                        .phase = SRV_CONN_HEADERS};
+        break;
+    }
     pthread_mutex_unlock(&t->mu);
-    if (used >= t->cap)
-        return false;
-    if (per_ip && same >= per_ip)
-        return false;
-    /* Many slow addresses together: the ones already trickling wait, an
-     * address that is not still gets in. */
-    if (half_open_all && half_open_total >= half_open_all && half_open > 0)
-        return false;
-    return !(half_open_per_ip && half_open >= half_open_per_ip);
+    return ok;
 }
 
 srv_conn *srv_conn_open(srv_conn_table *t, int fd, const struct sockaddr *addr, socklen_t len,
@@ -126,11 +147,17 @@ srv_conn *srv_conn_open(srv_conn_table *t, int fd, const struct sockaddr *addr, 
     srv__addr a = srv__addr_of(addr, len);
     srv_conn *found = NULL;
     pthread_mutex_lock(&t->mu);
-    for (size_t i = 0; i < t->cap && !found; i++) {
-        srv_conn *c = &t->v[i];
-        if (c->used)
-            continue;
+    /* the entry the accept policy reserved for this address, else any */
+    for (size_t i = 0; i < t->cap && !found; i++)
+        if (t->v[i].used && t->v[i].reserved_ns && srv__addr_eq(&t->v[i].addr, &a))
+            found = &t->v[i];
+    for (size_t i = 0; i < t->cap && !found; i++)
+        if (!t->v[i].used)
+            found = &t->v[i];
+    if (found) {
+        srv_conn *c = found;
         c->used = true;
+        c->reserved_ns = 0;
         c->fd = fd;
         c->addr = a;
         c->phase = SRV_CONN_HEADERS;
@@ -138,7 +165,6 @@ srv_conn *srv_conn_open(srv_conn_table *t, int fd, const struct sockaddr *addr, 
         c->requests = 0;
         c->shut = false;
         atomic_store(&c->bad_path, false);
-        found = c;
     }
     pthread_mutex_unlock(&t->mu);
     return found;
@@ -192,9 +218,10 @@ size_t srv_conn_expire(srv_conn_table *t, uint64_t now_ns)
 {
     size_t n = 0;
     pthread_mutex_lock(&t->mu);
+    srv__release_stale(t, now_ns);
     for (size_t i = 0; i < t->cap; i++) {
         srv_conn *c = &t->v[i];
-        if (!c->used || c->shut || !c->deadline_ns || now_ns < c->deadline_ns)
+        if (!c->used || c->reserved_ns || c->shut || !c->deadline_ns || now_ns < c->deadline_ns)
             continue;
         /* Under the lock the server cannot close and reuse the descriptor:
          * it drops the entry (srv_conn_close) before closing the socket.
