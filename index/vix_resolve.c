@@ -12,6 +12,7 @@
 #include "index/vix_resolve.h"
 
 #include <math.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -87,6 +88,7 @@ typedef struct vix__dent {
 typedef struct vix__delta {
     atomic_int refs;
     int64_t generation;  /* catalog generation served */
+    size_t bytes;        /* heap it holds, entries and index (vix__delta_bytes) */
     vix__dent **ents;    /* sorted by rowid */
     size_t n_ents;
     int64_t *masked;     /* base rowids replaced or deleted, sorted */
@@ -98,6 +100,9 @@ typedef struct vix__catalog {
     const char *name; /* interned: stays valid while the resolver lives */
     vix__base *base;
     vix__delta *delta; /* NULL: nothing changed since the base */
+    /* Changes past the delta's memory budget wait for a rebuild: the
+     * catalog is served as of the delta's generation meanwhile. */
+    bool held;
 } vix__catalog;
 
 struct vix_view {
@@ -119,10 +124,17 @@ typedef struct vix__voice {
     char name[64];
 } vix__voice;
 
-/* A background rebuild's state, per catalog name. */
+/* A background rebuild's state, and a failed index load, per catalog name. */
 typedef struct vix__job {
     char name[72];
     vix_rebuild_status st;
+    /* The index the metadata names failed to load: not retried until the
+     * metadata names another (a rebuild, erd build). */
+    int bulk;    /* bulk uploads streaming into the catalog */
+    bool broken;
+    erd_diag broken_diag;
+    char broken_file[1024];
+    int64_t broken_built_at;
 } vix__job;
 
 struct vix_resolver {
@@ -138,6 +150,7 @@ struct vix_resolver {
     char *db_path;
     char *build_encoder, *build_factory, *g2p_voice;
     size_t delta_max;
+    size_t delta_max_bytes;
 
     pthread_mutex_t view_mu; /* guards the view pointer, held for the swap only */
     vix_view *view;
@@ -387,8 +400,38 @@ static int vix__cmp_rowid(const void *a, const void *b)
 }
 
 /* Offsets become pointers once the arenas stop moving. */
+/* Gives back what the growing arrays over-allocated (up to half of them;
+ * for a delta entry of one entity, most of it).  Runs while entries still
+ * hold offsets, since the arrays may move. */
+static void vix__fit(void **p, size_t *cap, size_t n, size_t size)
+{
+    if (!*p || n >= *cap)
+        return;
+    void *q = realloc(*p, (n ? n : 1) * size);
+    if (q) {
+        *p = q;
+        *cap = n;
+    }
+}
+
+static void vix__set_fit(vix__set *c)
+{
+    vix__fit((void **)&c->entities, &c->cap_entities, c->n_entities, sizeof *c->entities);
+    vix__fit((void **)&c->strings, &c->strings_cap, c->strings_len, 1);
+    vix__fit((void **)&c->phrases, &c->cap_phrases, c->n_phrases, sizeof *c->phrases);
+    vix__fit((void **)&c->phones, &c->phones_cap, c->phones_len, 1);
+}
+
+/* Heap bytes the set holds. */
+static size_t vix__set_bytes(const vix__set *c)
+{
+    return c->cap_entities * sizeof *c->entities + c->strings_cap +
+           c->cap_phrases * sizeof *c->phrases + c->phones_cap + c->slot_n * sizeof *c->slot;
+}
+
 static void vix__set_finish(vix__set *c)
 {
+    vix__set_fit(c);
     for (size_t i = 0; i < c->n_entities; i++) {
         c->entities[i].ext_id = c->strings + (uintptr_t)c->entities[i].ext_id;
         c->entities[i].name = c->strings + (uintptr_t)c->entities[i].name;
@@ -616,6 +659,7 @@ static int vix__dent_make(vix_resolver *r, const vix__base *base, const vix_enti
         goto out;
     }
     size_t dim = pho_encoder_dim(base->enc);
+    vix__fit((void **)&vv.vecs, &vv.cap, vv.n, dim * sizeof *vv.vecs);
     for (size_t i = 0; i < vv.n; i++)
         if (vv.derived[i])
             for (size_t k = 0; k < dim; k++)
@@ -775,6 +819,13 @@ static int vix__delta_next(vix_resolver *r, vix_store *store, int64_t catalog_id
         if (rc < 0)
             goto out;
     }
+    /* The flat index keeps its floats, ids and, once searched, a bfloat16
+     * copy for the scan. */
+    d->bytes = sizeof *d + (d->n_ents + d->n_masked) * sizeof(int64_t) +
+               n_vecs * (dim * (sizeof(float) + sizeof(uint16_t)) + sizeof(int64_t));
+    for (size_t i = 0; i < d->n_ents; i++)
+        d->bytes += sizeof *d->ents[i] + vix__set_bytes(&d->ents[i]->set) +
+                    d->ents[i]->n_vecs * dim * sizeof(float);
     *ret = d;
     d = NULL;
     rc = ERD_OK;
@@ -834,12 +885,129 @@ static bool vix__job_running_for(vix_resolver *r, const char *name)
     return running;
 }
 
+static vix__job *vix__job_for(vix_resolver *r, const char *name);
+
+/* Records (err < 0) or clears catalog's failed index load. */
+static void vix__broken_note(vix_resolver *r, const char *name, const vix_index_meta *meta,
+                             int err, const erd_diag *diag)
+{
+    pthread_mutex_lock(&r->job_mu);
+    vix__job *j = NULL;
+    for (size_t i = 0; i < r->n_jobs && !j; i++)
+        if (strcmp(r->jobs[i].name, name) == 0)
+            j = &r->jobs[i];
+    if (!j && err < 0)
+        j = vix__job_for(r, name);
+    if (j) {
+        j->broken = err < 0;
+        if (err < 0) {
+            j->broken_diag.code = err;
+            snprintf(j->broken_diag.msg, sizeof j->broken_diag.msg, "%s",
+                     diag && diag->msg[0] ? diag->msg : erd_strerror(err));
+            snprintf(j->broken_file, sizeof j->broken_file, "%s", meta->path);
+            j->broken_built_at = meta->built_at;
+        }
+    }
+    pthread_mutex_unlock(&r->job_mu);
+}
+
+static bool vix__broken_same(vix_resolver *r, const char *name, const vix_index_meta *meta)
+{
+    bool same = false;
+    pthread_mutex_lock(&r->job_mu);
+    for (size_t i = 0; i < r->n_jobs; i++)
+        if (strcmp(r->jobs[i].name, name) == 0)
+            same = r->jobs[i].broken && strcmp(r->jobs[i].broken_file, meta->path) == 0 &&
+                   r->jobs[i].broken_built_at == meta->built_at;
+    pthread_mutex_unlock(&r->job_mu);
+    return same;
+}
+
+/* Why catalog is not in the view: never built or unknown, or an index
+ * that did not load. */
+static int vix__not_served(vix_resolver *r, const char *catalog, erd_diag *diag)
+{
+    char name[72];
+    erd_diag d;
+    for (size_t i = 0; vix_resolver_unavailable(r, i, name, sizeof name, &d) == ERD_OK; i++)
+        if (strcmp(name, catalog) == 0)
+            return erd_fail(diag, ERD_ENOCATALOG,
+                            "catalog \"%s\" is not served: its index did not load (%.160s); "
+                            "rebuild it",
+                            catalog, d.msg);
+    return erd_fail(diag, ERD_ENOCATALOG, "unknown catalog \"%s\"", catalog);
+}
+
+void vix_resolver_bulk(vix_resolver *r, const char *catalog, bool begin)
+{
+    if (!r || !catalog)
+        return;
+    pthread_mutex_lock(&r->job_mu);
+    vix__job *j = vix__job_for(r, catalog);
+    if (j)
+        j->bulk += begin ? 1 : (j->bulk > 0 ? -1 : 0);
+    pthread_mutex_unlock(&r->job_mu);
+}
+
+static bool vix__bulk_streaming(vix_resolver *r, const char *name)
+{
+    bool on = false;
+    pthread_mutex_lock(&r->job_mu);
+    for (size_t i = 0; i < r->n_jobs; i++)
+        if (strcmp(r->jobs[i].name, name) == 0)
+            on = r->jobs[i].bulk > 0;
+    pthread_mutex_unlock(&r->job_mu);
+    return on;
+}
+
+int vix_resolver_unavailable(vix_resolver *r, size_t i, char *name, size_t name_cap,
+                             erd_diag *ret)
+{
+    int rc = ERD_ENOTFOUND;
+    pthread_mutex_lock(&r->job_mu);
+    for (size_t k = 0, seen = 0; k < r->n_jobs; k++) {
+        if (!r->jobs[k].broken || seen++ != i)
+            continue;
+        snprintf(name, name_cap, "%s", r->jobs[k].name);
+        if (ret)
+            *ret = r->jobs[k].broken_diag;
+        rc = ERD_OK;
+        break;
+    }
+    pthread_mutex_unlock(&r->job_mu);
+    return rc;
+}
+
 static void vix__keep(vix_view *nv, const vix__catalog *c)
 {
     atomic_fetch_add(&c->base->refs, 1);
     if (c->delta)
         atomic_fetch_add(&c->delta->refs, 1);
     nv->catalogs[nv->n_catalogs++] = *c;
+}
+
+/* Bytes a delta entry is taken to hold before any was measured: one
+ * entity, two variants of a 128-dimension encoder, entry and index. */
+#define VIX__DELTA_ENTITY_GUESS 2560
+
+/* Whether the changes since prev (or base) fit the delta memory budget; if
+ * not, *ret_held: the delta stays as it is until a rebuild folds them in.
+ * Only when rebuilds run (delta_max), else the budget could never clear. */
+static int vix__delta_fits(vix_resolver *r, vix_store *store, const vix__row *row,
+                           const vix__base *base, const vix__delta *prev, bool *ret_held,
+                           erd_diag *diag)
+{
+    int64_t since = prev ? prev->generation : base->generation, pending = 0;
+    *ret_held = false;
+    if (!r->delta_max_bytes || !r->delta_max || row->generation <= since)
+        return ERD_OK;
+    int rc = vix_store_pending(store, row->id, since, &pending, diag);
+    if (rc < 0)
+        return rc;
+    size_t per = prev && prev->n_ents ? prev->bytes / prev->n_ents : VIX__DELTA_ENTITY_GUESS;
+    size_t have = prev ? prev->bytes : 0;
+    *ret_held = have + (size_t)pending * per > r->delta_max_bytes;
+    return ERD_OK;
 }
 
 /* One catalog of the new view.  A base is (re)loaded when the metadata
@@ -861,6 +1029,11 @@ static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalo
     }
     bool same = cur && strcmp(cur->base->file, meta.path) == 0 &&
                 cur->base->built_at == meta.built_at;
+    if (!cur && !(preloaded && strcmp(preloaded->file, meta.path) == 0) &&
+        vix__broken_same(r, row->name, &meta)) {
+        rc = ERD_OK; /* reported already; not loaded again every sync */
+        goto out;
+    }
     if (preloaded && strcmp(preloaded->file, meta.path) == 0) {
         base = preloaded;
         atomic_fetch_add(&base->refs, 1);
@@ -873,10 +1046,20 @@ static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalo
         if (rc < 0) {
             if (cur)
                 vix__keep(nv, cur);
+            else
+                vix__broken_note(r, row->name, &meta, rc, diag);
             goto out;
         }
     }
-    rc = vix__delta_next(r, r->store, row->id, base, prev, row->generation, &delta, diag);
+    bool held = false;
+    rc = vix__delta_fits(r, r->store, row, base, prev, &held, diag);
+    if (rc == ERD_OK && held) {
+        delta = prev;
+        if (delta)
+            atomic_fetch_add(&delta->refs, 1);
+    } else if (rc == ERD_OK) {
+        rc = vix__delta_next(r, r->store, row->id, base, prev, row->generation, &delta, diag);
+    }
     if (rc < 0) {
         /* stale but whole: what was served goes on being served */
         if (cur)
@@ -894,13 +1077,15 @@ static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalo
         goto out;
     }
     nv->catalogs[nv->n_catalogs++] =
-        (vix__catalog){.name = name, .base = base, .delta = delta};
+        (vix__catalog){.name = name, .base = base, .delta = delta, .held = held};
+    vix__broken_note(r, row->name, NULL, ERD_OK, NULL);
 out:
     vix_index_meta_clear(&meta);
     return rc;
 }
 
-static int vix__sync(vix_resolver *r, const char *only, vix__base *preloaded, erd_diag *diag)
+static int vix__sync_ex(vix_resolver *r, const char *only, vix__base *preloaded,
+                        bool *ret_catalog_only, erd_diag *diag)
 {
     vix__rows rows = {0};
     vix_view *nv = NULL, *cur = NULL;
@@ -944,6 +1129,8 @@ static int vix__sync(vix_resolver *r, const char *only, vix__base *preloaded, er
     vix__publish(r, nv); /* the resolver takes nv's reference */
     nv = NULL;
     rc = first_err;
+    if (ret_catalog_only)
+        *ret_catalog_only = true;
     if (rc < 0 && diag)
         *diag = first;
 out:
@@ -958,6 +1145,11 @@ out:
     return rc;
 }
 
+static int vix__sync(vix_resolver *r, const char *only, vix__base *preloaded, erd_diag *diag)
+{
+    return vix__sync_ex(r, only, preloaded, NULL, diag);
+}
+
 int vix_resolver_sync(vix_resolver *r, const char *catalog, erd_diag *diag)
 {
     if (!r)
@@ -969,7 +1161,10 @@ int vix_resolver_sync(vix_resolver *r, const char *catalog, erd_diag *diag)
     vix_view *v = vix_resolver_acquire(r);
     for (size_t i = 0; i < v->n_catalogs; i++) {
         const vix__delta *d = v->catalogs[i].delta;
-        if (d && d->n_ents + d->n_masked > r->delta_max)
+        bool due = v->catalogs[i].held ||
+                   (d && (d->n_ents + d->n_masked > r->delta_max ||
+                          (r->delta_max_bytes && d->bytes > r->delta_max_bytes)));
+        if (due && !vix__bulk_streaming(r, v->catalogs[i].name))
             (void)vix_resolver_rebuild(r, v->catalogs[i].name, NULL);
     }
     vix_view_release(v);
@@ -1151,7 +1346,13 @@ static void *vix__job_main(void *arg)
                          .encoder_spec = encoder[0] ? encoder : r->build_encoder,
                          .factory = factory[0] ? factory : r->build_factory,
                          .g2p_voice = voice[0] ? voice : r->g2p_voice, .cancel = &r->cancel};
+    /* What the writes before it left free in malloc's arenas goes back
+     * first: the build and then the new base come on top of it. */
+    malloc_trim(0);
     int rc = vix_build(&bo, &res, &diag);
+    /* The build's working set (every phrase, vector and the FAISS build)
+     * is freed; hand it back before the new base loads beside the old. */
+    malloc_trim(0);
     /* built and recorded: the next start loads it if we stop now */
     if (rc == ERD_OK && atomic_load(&r->cancel))
         rc = erd_fail(&diag, ERD_EBUSY, "shutting down before loading the new index");
@@ -1161,6 +1362,10 @@ static void *vix__job_main(void *arg)
         rc = vix__sync(r, ja->name, base, &diag);
     int64_t gen = base ? base->generation : 0;
     vix__base_unref(base);
+    /* The replaced base and delta went back to malloc, much of it in
+     * arenas glibc keeps; return it so a pod's RSS comes down after the
+     * rebuild instead of staying at its peak. */
+    malloc_trim(0);
 
     pthread_mutex_lock(&r->job_mu);
     vix__job *j = vix__job_for(r, ja->name);
@@ -1237,13 +1442,21 @@ void vix_resolver_status(vix_resolver *r, const char *catalog, vix_serving_statu
         st.index_vectors = vix_index_count(c->base->index);
         st.delta_entities = c->delta ? c->delta->n_ents : 0;
         st.masked = c->delta ? c->delta->n_masked : 0;
+        st.delta_bytes = c->delta ? c->delta->bytes : 0;
+        st.held = c->held;
         snprintf(st.encoder_id, sizeof st.encoder_id, "%s", pho_encoder_id(c->base->enc));
     }
     vix_view_release(v);
     pthread_mutex_lock(&r->job_mu);
     for (size_t i = 0; i < r->n_jobs; i++)
-        if (strcmp(r->jobs[i].name, catalog) == 0)
+        if (strcmp(r->jobs[i].name, catalog) == 0) {
             st.rebuild = r->jobs[i].st;
+            if (r->jobs[i].broken && !st.served) {
+                st.load_error = r->jobs[i].broken_diag.code;
+                snprintf(st.load_error_msg, sizeof st.load_error_msg, "%s",
+                         r->jobs[i].broken_diag.msg);
+            }
+        }
     pthread_mutex_unlock(&r->job_mu);
     *ret = st;
 }
@@ -1330,6 +1543,7 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
     atomic_init(&r->view->refs, 1);
     atomic_init(&r->cancel, 0);
     r->delta_max = opts->delta_max;
+    r->delta_max_bytes = opts->delta_max_bytes;
     r->candidates = opts->candidates ? opts->candidates : 64;
     if (r->candidates > VIX_CANDIDATES_MAX)
         r->candidates = VIX_CANDIDATES_MAX;
@@ -1385,9 +1599,13 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
     }
     if (rc < 0)
         goto out;
-    rc = vix__sync(r, NULL, NULL, diag);
-    if (rc < 0)
+    /* A catalog whose index is missing or damaged is left out (and
+     * reported by vix_resolver_unavailable); the others are served. */
+    bool catalog_only = false;
+    rc = vix__sync_ex(r, NULL, NULL, &catalog_only, diag);
+    if (rc < 0 && !catalog_only)
         goto out;
+    rc = ERD_OK;
     *ret = r;
     r = NULL;
 out:
@@ -1739,7 +1957,7 @@ int vix_resolve_explain(vix_resolver *r, vix_view *view, const char *catalog,
 
     cat = vix__view_find(view, catalog);
     if (!cat)
-        return erd_fail(diag, ERD_ENOCATALOG, "unknown catalog \"%s\"", catalog);
+        return vix__not_served(r, catalog, diag);
     const vix__base *base = cat->base;
     const vix__delta *delta = cat->delta;
     if (n == 0 || k == 0)
