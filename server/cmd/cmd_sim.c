@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 #include "phonetics/sim/pho_sim.h"
 #include "proto/erd_error.h"
 #include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_opt.h"
 
 /* cmd_exit_code lives with the server library; these commands do not
  * link it, so they map the few codes they meet themselves. */
@@ -182,156 +184,97 @@ static void cmd__sim_report(void *ctx, const pho_sim_progress *p, uint64_t index
     }
 }
 
+/* Parses and checks erd simulate's options into so and batch; 1 to run,
+ * else 0 with the exit code in *ret_exit. */
+static int cmd__sim_args(int argc, char **argv, pho_sim_opts *so, pho_sim_batch *batch,
+                         int *quiet, int *ret_exit)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned jobs = cores > 0 ? (unsigned)cores : 1, nbest = (unsigned)so->nbest;
+    unsigned long long seed = so->seed;
+    const char *voices = NULL, *model_dir = PHO_SIM_MODEL_DIR;
+    erd_diag diag = {0};
+    const cmd_opt opts[] = {
+        CMD_STR("in", 'i', "FILE", &batch->in_path, "phrases, one per line (erd phrases makes them)"),
+        CMD_STR("out", 'o', "FILE", &batch->out_path, "JSON lines output, appended to"),
+        CMD_UINT("jobs", 'j', "N", &jobs, 1, 256, "worker threads (default: the cores)"),
+        CMD_ULL("seed", 's', "N", &seed, 0, (double)UINT64_MAX, "random seed"),
+        CMD_STR("voices", 'v', "LIST", &voices,
+                "voices: flite names, flite:NAME or festival:NAME\n(default slt,rms,awb,kal)"),
+        CMD_REAL("speed-min", 0, "X", &so->speed_min, -HUGE_VAL, HUGE_VAL, "slowest speed factor"),
+        CMD_REAL("speed-max", 0, "X", &so->speed_max, -HUGE_VAL, HUGE_VAL, "fastest speed factor"),
+        CMD_REAL("noise-prob", 0, "P", &so->noise_prob, -HUGE_VAL, HUGE_VAL,
+                 "share of noisy utterances"),
+        CMD_REAL("snr-min", 0, "DB", &so->snr_min, -HUGE_VAL, HUGE_VAL, "lowest noise SNR in dB"),
+        CMD_REAL("snr-max", 0, "DB", &so->snr_max, -HUGE_VAL, HUGE_VAL, "highest noise SNR in dB"),
+        CMD_REAL("babble", 0, "S", &so->babble_share, -HUGE_VAL, HUGE_VAL,
+                 "share of noisy utterances given babble (3 other\n"
+                 "talkers) instead of coloured noise"),
+        CMD_REAL("pitch-cents", 0, "C", &so->pitch_cents, -HUGE_VAL, HUGE_VAL,
+                 "pitch shift drawn from +-C cents"),
+        CMD_REAL("reverb", 0, "P", &so->reverb_prob, -HUGE_VAL, HUGE_VAL,
+                 "share of utterances in a reverberant room"),
+        CMD_REAL("telephone", 0, "P", &so->phone_prob, -HUGE_VAL, HUGE_VAL,
+                 "share sent through a telephone channel"),
+        CMD_UINT("nbest", 'n', "N", &nbest, 1, PHO_SIM_NBEST_MAX, "distinct hypotheses kept"),
+        CMD_STR_DEF("model", 0, "DIR", &model_dir, "pocketsphinx model"),
+        CMD_STR("flite", 0, "PATH", &so->flite, "flite binary (default: flite in PATH)"),
+        CMD_STR("sox", 0, "PATH", &so->sox, "sox binary (default: sox in PATH)"),
+        CMD_STR("text2wave", 0, "PATH", &so->text2wave, "festival's text2wave (default: in PATH)"),
+        CMD_STR("tmpdir", 0, "DIR", &so->tmp_parent,
+                "where the scratch directory goes (default $TMPDIR)"),
+        CMD_FLAG("quiet", 'q', quiet, "no progress lines"),
+    };
+    const cmd_spec spec = CMD_SPEC("simulate", "--in PHRASES --out PAIRS.jsonl [OPTIONS]",
+        "Has a flite or festival voice say each phrase, perturbs speed and pitch\n"
+        "(sox), optionally adds a room, noise or babble and a telephone line,\n"
+        "and decodes the audio with pocketsphinx (en-us acoustic model, generic\n"
+        "LM) into an n-best list.  Writes one JSON line per phrase, shaped like\n"
+        "the dev set: {\"id\":\"sim-<line>\",\"spoken\",\"voice\",\"perturb\",\"nbest\"}.\n"
+        "Every random choice follows from the seed and the phrase's position, so\n"
+        "results do not depend on --jobs.  Rerunning with the same --out resumes:\n"
+        "phrases already there are skipped and new records are appended.", opts);
+    if (!cmd_opt_parse(&spec, argc, argv, ret_exit))
+        return 0;
+    *ret_exit = CMD_EXIT_USAGE;
+    batch->jobs = (int)jobs;
+    so->nbest = (int)nbest;
+    so->seed = seed;
+    so->model_dir = model_dir;
+    int rc;
+    if (voices && (rc = pho_sim_opts_set_voices(so, voices, &diag)) < 0) {
+        fprintf(stderr, "erd simulate: --voices: %s\n", erd_diag_message(&diag, rc));
+        return 0;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "erd simulate: unexpected argument \"%s\"\n", argv[optind]);
+        *ret_exit = cmd_bad_usage("simulate");
+        return 0;
+    }
+    if (!batch->in_path || !batch->out_path) {
+        fprintf(stderr, "erd simulate: --in and --out are required\n");
+        *ret_exit = cmd_bad_usage("simulate");
+        return 0;
+    }
+    if ((rc = pho_sim_opts_check(so, &diag)) < 0) {
+        fprintf(stderr, "erd simulate: %s\n", erd_diag_message(&diag, rc));
+        return 0;
+    }
+    return 1;
+}
+
 int cmd_simulate(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"in", required_argument, 0, 'i'},        {"out", required_argument, 0, 'o'},
-        {"jobs", required_argument, 0, 'j'},      {"seed", required_argument, 0, 's'},
-        {"voices", required_argument, 0, 'v'},    {"noise-prob", required_argument, 0, 'N'},
-        {"speed-min", required_argument, 0, 'a'}, {"speed-max", required_argument, 0, 'b'},
-        {"snr-min", required_argument, 0, 'c'},   {"snr-max", required_argument, 0, 'd'},
-        {"nbest", required_argument, 0, 'n'},     {"model", required_argument, 0, 'M'},
-        {"flite", required_argument, 0, 'F'},     {"sox", required_argument, 0, 'X'},
-        {"tmpdir", required_argument, 0, 'T'},    {"quiet", no_argument, 0, 'q'},
-        {"text2wave", required_argument, 0, 'W'}, {"pitch-cents", required_argument, 0, 'P'},
-        {"babble", required_argument, 0, 'B'},    {"reverb", required_argument, 0, 'R'},
-        {"telephone", required_argument, 0, 'L'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0},
-    };
     pho_sim_opts so;
     pho_sim_batch batch = {0};
     pho_sim_progress prog = {0};
     cmd__sim_view view = {0};
     erd_diag diag = {0};
-    unsigned long long u;
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    int c, rc;
+    int rc, ex;
 
     pho_sim_opts_init(&so);
-    batch.jobs = cores > 0 ? (int)cores : 1;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "i:o:j:s:n:qh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'i': batch.in_path = optarg; break;
-        case 'o': batch.out_path = optarg; break;
-        case 'j':
-            if (cmd_parse_uint("simulate", "jobs", optarg, 256, &u) < 0)
-                return CMD_EXIT_USAGE;
-            if (u == 0) {
-                fprintf(stderr, "erd simulate: --jobs must be at least 1\n");
-                return CMD_EXIT_USAGE;
-            }
-            batch.jobs = (int)u;
-            break;
-        case 's':
-            if (cmd_parse_uint("simulate", "seed", optarg, UINT64_MAX, &u) < 0)
-                return CMD_EXIT_USAGE;
-            so.seed = u;
-            break;
-        case 'v':
-            if ((rc = pho_sim_opts_set_voices(&so, optarg, &diag)) < 0) {
-                fprintf(stderr, "erd simulate: --voices: %s\n", erd_diag_message(&diag, rc));
-                return CMD_EXIT_USAGE;
-            }
-            break;
-        case 'N':
-            if (cmd_parse_real("simulate", "noise-prob", optarg, &so.noise_prob) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'a':
-            if (cmd_parse_real("simulate", "speed-min", optarg, &so.speed_min) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'b':
-            if (cmd_parse_real("simulate", "speed-max", optarg, &so.speed_max) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'c':
-            if (cmd_parse_real("simulate", "snr-min", optarg, &so.snr_min) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'd':
-            if (cmd_parse_real("simulate", "snr-max", optarg, &so.snr_max) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'P':
-            if (cmd_parse_real("simulate", "pitch-cents", optarg, &so.pitch_cents) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'B':
-            if (cmd_parse_real("simulate", "babble", optarg, &so.babble_share) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'R':
-            if (cmd_parse_real("simulate", "reverb", optarg, &so.reverb_prob) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'L':
-            if (cmd_parse_real("simulate", "telephone", optarg, &so.phone_prob) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'W': so.text2wave = optarg; break;
-        case 'n':
-            if (cmd_parse_uint("simulate", "nbest", optarg, PHO_SIM_NBEST_MAX, &u) < 0)
-                return CMD_EXIT_USAGE;
-            so.nbest = (int)u;
-            break;
-        case 'M': so.model_dir = optarg; break;
-        case 'F': so.flite = optarg; break;
-        case 'X': so.sox = optarg; break;
-        case 'T': so.tmp_parent = optarg; break;
-        case 'q': view.quiet = 1; break;
-        case 'h':
-            printf("usage: erd simulate --in PHRASES --out PAIRS.jsonl [OPTIONS]\n\n"
-                   "Has a flite or festival voice say each phrase, perturbs speed and pitch\n"
-                   "(sox), optionally adds a room, noise or babble and a telephone line,\n"
-                   "and decodes the audio with pocketsphinx (en-us acoustic model, generic\n"
-                   "LM) into an n-best list.  Writes one JSON line per phrase, shaped like\n"
-                   "the dev set: {\"id\":\"sim-<line>\",\"spoken\",\"voice\",\"perturb\","
-                   "\"nbest\"}.\n"
-                   "Every random choice follows from the seed and the phrase's position, so\n"
-                   "results do not depend on --jobs.  Rerunning with the same --out resumes:\n"
-                   "phrases already there are skipped and new records are appended.\n\n"
-                   "  --in FILE          phrases, one per line (erd phrases makes them)\n"
-                   "  --out FILE         JSON lines output, appended to\n"
-                   "  --jobs N           worker threads (default: cores, here %ld)\n"
-                   "  --seed N           random seed (default 1)\n"
-                   "  --voices LIST      voices: flite names, flite:NAME or festival:NAME\n"
-                   "                     (default slt,rms,awb,kal)\n"
-                   "  --speed-min X      slowest speed factor (default 0.85)\n"
-                   "  --speed-max X      fastest speed factor (default 1.15)\n"
-                   "  --noise-prob P     share of noisy utterances (default 0.3)\n"
-                   "  --snr-min DB       noise SNR range in dB (default 20..40)\n"
-                   "  --snr-max DB\n"
-                   "  --babble S         share of noisy utterances given babble (3 other\n"
-                   "                     talkers) instead of coloured noise (default 0)\n"
-                   "  --pitch-cents C    pitch shift drawn from +-C cents (default 0)\n"
-                   "  --reverb P         share of utterances in a reverberant room (default 0)\n"
-                   "  --telephone P      share sent through a telephone channel (default 0)\n"
-                   "  --nbest N          distinct hypotheses kept, 1..%d (default 5)\n"
-                   "  --model DIR        pocketsphinx model (default %s)\n"
-                   "  --flite PATH       flite binary (default: flite in PATH)\n"
-                   "  --sox PATH         sox binary (default: sox in PATH)\n"
-                   "  --text2wave PATH   festival's text2wave (default: in PATH)\n"
-                   "  --tmpdir DIR       where the scratch directory goes (default $TMPDIR)\n"
-                   "  --quiet            no progress lines\n",
-                   cores, PHO_SIM_NBEST_MAX, PHO_SIM_MODEL_DIR);
-            return CMD_EXIT_OK;
-        default: return cmd_bad_usage("simulate");
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "erd simulate: unexpected argument \"%s\"\n", argv[optind]);
-        return cmd_bad_usage("simulate");
-    }
-    if (!batch.in_path || !batch.out_path) {
-        fprintf(stderr, "erd simulate: --in and --out are required\n");
-        return cmd_bad_usage("simulate");
-    }
-    if ((rc = pho_sim_opts_check(&so, &diag)) < 0) {
-        fprintf(stderr, "erd simulate: %s\n", erd_diag_message(&diag, rc));
-        return CMD_EXIT_USAGE;
-    }
+    if (!cmd__sim_args(argc, argv, &so, &batch, &view.quiet, &ex))
+        return ex;
 
     struct sigaction sa, old_int, old_term;
     memset(&sa, 0, sizeof sa);
