@@ -232,7 +232,7 @@ int cmd_rank_fit(int argc, char **argv)
     };
     const char *db = NULL, *queries = NULL, *out_path = NULL, *config = NULL;
     vix_ranker_fit_opts fo;
-    char *end = NULL;
+    unsigned long long u;
     int c;
     vix_ranker_fit_opts_init(&fo);
     optind = 1;
@@ -243,14 +243,13 @@ int cmd_rank_fit(int argc, char **argv)
         case 'o': out_path = optarg; break;
         case 'C': config = optarg; break;
         case 'l':
-            fo.l2 = strtod(optarg, &end);
-            if (*end || !(fo.l2 >= 0))
+            if (cmd_parse_real("rank-fit", "l2", optarg, &fo.l2) < 0 || !(fo.l2 >= 0))
                 return cmd_bad_usage("rank-fit");
             break;
         case 'i':
-            fo.iterations = (unsigned)strtoul(optarg, &end, 10);
-            if (*end || fo.iterations < 1 || fo.iterations > 100000)
+            if (cmd_parse_uint("rank-fit", "iterations", optarg, 100000, &u) < 0 || u < 1)
                 return cmd_bad_usage("rank-fit");
+            fo.iterations = (unsigned)u;
             break;
         case 'h': return rank__usage(stdout);
         default: return cmd_bad_usage("rank-fit");
