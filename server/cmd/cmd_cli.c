@@ -866,7 +866,7 @@ int cmd_resolve(int argc, char **argv)
     view = vix_resolver_acquire(resolver);
     rc = srv_answer_resolve(resolver, view, &req, cfg.no_match_threshold, results, &tm, &answer,
                             &diag);
-    rc = srv_hint_unbuilt(resolver, db, req.catalog, rc, &diag);
+    rc = srv_hint_unbuilt(db, req.catalog, rc, &diag);
     if (rc < 0)
         goto out;
     if (json) {

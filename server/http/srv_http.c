@@ -410,7 +410,7 @@ static enum MHD_Result srv__resolve(srv_http *h, srv__req *r, struct MHD_Connect
     if (rc == ERD_OK)
         srv_metrics_stages(h->metrics, parse_ns, &tm, serialise_ns);
     vix_view_release(view);
-    rc = srv_hint_unbuilt(h->resolver, h->db, req.catalog, rc, &diag);
+    rc = srv_hint_unbuilt(h->db, req.catalog, rc, &diag);
     if (rc < 0)
         return srv__send_diag(r, conn, rc, &diag);
     return srv__send(r, conn, MHD_HTTP_OK, json, len, MHD_RESPMEM_MUST_FREE);
