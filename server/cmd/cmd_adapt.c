@@ -23,6 +23,7 @@
 #include "index/vix_store.h"
 #include "phonetics/pho_encoder.h"
 #include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_opt.h"
 #include "server/cmd/cmd_train.h"
 
 #define CMD__ADAPT_PATH_MAX 4096
@@ -100,101 +101,76 @@ out:
     return rc;
 }
 
-int cmd_adapt(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'},      {"catalog", required_argument, 0, 'c'},
-        {"out", required_argument, 0, 'o'},     {"base", required_argument, 0, 'b'},
-        {"pairs", required_argument, 0, 'p'},   {"sim", required_argument, 0, 'S'},
-        {"channel", required_argument, 0, 'N'}, {"epochs", required_argument, 0, 'e'},
-        {"copies", required_argument, 0, 'P'},  {"lr", required_argument, 0, 'l'},
-        {"seed", required_argument, 0, 's'},    {"threads", required_argument, 0, 't'},
-        {"config", required_argument, 0, 'C'},  {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
-    };
-    const char *db = NULL, *catalog = NULL, *out = NULL, *base = NULL, *pairs = NULL;
-    const char *sim = NULL, *channel = NULL, *config = NULL;
-    const char *epochs = "2", *copies = "3", *lr = "0.002", *seed = "1", *threads = "2";
-    char names[CMD__ADAPT_PATH_MAX] = "", base_path[CMD__ADAPT_PATH_MAX];
-    char channel_path[CMD__ADAPT_PATH_MAX], all_pairs[2 * CMD__ADAPT_PATH_MAX];
-    char *targv[CMD__ADAPT_ARGV_MAX];
-    unsigned long long phrases = 0;
-    int quiet = 0, c, rc, targc = 0, ex;
-    erd_diag diag = {0};
-    cfg_config cfg;
+typedef struct adapt_args {
+    const char *db, *catalog, *out, *base, *pairs, *sim, *channel, *config;
+    const char *epochs, *copies, *lr, *seed, *threads; /* handed to erd train as given */
+    int quiet;
+} adapt_args;
 
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "qh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': db = optarg; break;
-        case 'c': catalog = optarg; break;
-        case 'o': out = optarg; break;
-        case 'b': base = optarg; break;
-        case 'p': pairs = optarg; break;
-        case 'S': sim = optarg; break;
-        case 'N': channel = optarg; break;
-        case 'e': epochs = optarg; break;
-        case 'P': copies = optarg; break;
-        case 'l': lr = optarg; break;
-        case 's': seed = optarg; break;
-        case 't': threads = optarg; break;
-        case 'C': config = optarg; break;
-        case 'q': quiet = 1; break;
-        case 'h':
-            printf("usage: erd adapt --db FILE --catalog NAME --pairs FILES --out MODEL [OPTIONS]\n\n"
-                   "Fine-tunes the learned encoder for one catalog: every name and alias\n"
-                   "becomes a training phrase with noisy copies from the noise channel\n"
-                   "(and the real recogniser output in --sim, if you simulated speech\n"
-                   "for the catalog with erd simulate), mixed with the generic pairs the\n"
-                   "base model was trained on.  Rebuild the catalog with\n"
-                   "--encoder model:MODEL to use it.  Calibration files are fitted per\n"
-                   "encoder: serve an adapted catalog with a calibration fitted for it,\n"
-                   "or with calibration off.\n\n"
-                   "  --db FILE         catalog store\n"
-                   "  --catalog NAME    catalog to adapt to\n"
-                   "  --pairs FILES     generic erd simulate records (comma-separated, - for\n"
-                   "                    stdin), e.g. the shipped model's training data\n"
-                   "  --out MODEL       adapted model file to write\n"
-                   "  --base MODEL      model to start from (default: the configured\n"
-                   "                    encoder's model file)\n"
-                   "  --sim FILE        erd simulate records of this catalog's own names\n"
-                   "  --channel FILE    noise channel (default: the configured rerank's)\n"
-                   "  --epochs N        fine-tuning passes (default 2)\n"
-                   "  --copies N        noisy copies per name (default 3)\n"
-                   "  --lr X            Adam step size (default 0.002)\n"
-                   "  --seed N          random seed (default 1)\n"
-                   "  --threads N       training threads (default 2)\n"
-                   "  --config FILE     configuration file\n"
-                   "  -q, --quiet       no progress on stderr\n");
-            return CMD_EXIT_OK;
-        default:
-            fprintf(stderr, "Try 'erd adapt --help'.\n");
-            return CMD_EXIT_USAGE;
-        }
-    }
-    if (optind != argc || !db || !catalog || !pairs || !out) {
+/* Parses erd adapt's options into a; 1 to run, else 0 with the exit code
+ * in *ret_exit. */
+static int cmd__adapt_args(int argc, char **argv, adapt_args *a, int *ret_exit)
+{
+    const cmd_opt opts[] = {
+        CMD_STR("db", 0, "FILE", &a->db, "catalog store"),
+        CMD_STR("catalog", 0, "NAME", &a->catalog, "catalog to adapt to"),
+        CMD_STR("pairs", 0, "FILES", &a->pairs,
+                "generic erd simulate records (comma-separated, - for\n"
+                "stdin), e.g. the shipped model's training data"),
+        CMD_STR("out", 0, "MODEL", &a->out, "adapted model file to write"),
+        CMD_STR("base", 0, "MODEL", &a->base,
+                "model to start from (default: the configured\nencoder's model file)"),
+        CMD_STR("sim", 0, "FILE", &a->sim, "erd simulate records of this catalog's own names"),
+        CMD_STR("channel", 0, "FILE", &a->channel,
+                "noise channel (default: the configured rerank's)"),
+        CMD_STR_DEF("epochs", 0, "N", &a->epochs, "fine-tuning passes"),
+        CMD_STR_DEF("copies", 0, "N", &a->copies, "noisy copies per name"),
+        CMD_STR_DEF("lr", 0, "X", &a->lr, "Adam step size"),
+        CMD_STR_DEF("seed", 0, "N", &a->seed, "random seed"),
+        CMD_STR_DEF("threads", 0, "N", &a->threads, "training threads"),
+        CMD_STR("config", 0, "FILE", &a->config, "configuration file"),
+        CMD_FLAG("quiet", 'q', &a->quiet, "no progress on stderr"),
+    };
+    const cmd_spec spec = CMD_SPEC("adapt", "--db FILE --catalog NAME --pairs FILES --out MODEL [OPTIONS]",
+        "Fine-tunes the learned encoder for one catalog: every name and alias\n"
+        "becomes a training phrase with noisy copies from the noise channel\n"
+        "(and the real recogniser output in --sim, if you simulated speech\n"
+        "for the catalog with erd simulate), mixed with the generic pairs the\n"
+        "base model was trained on.  Rebuild the catalog with\n"
+        "--encoder model:MODEL to use it.  Calibration files are fitted per\n"
+        "encoder: serve an adapted catalog with a calibration fitted for it,\n"
+        "or with calibration off.", opts);
+    if (!cmd_opt_parse(&spec, argc, argv, ret_exit))
+        return 0;
+    if (optind != argc || !a->db || !a->catalog || !a->pairs || !a->out) {
         fprintf(stderr, "erd adapt: --db, --catalog, --pairs and --out are required\n"
                         "Try 'erd adapt --help'.\n");
-        return CMD_EXIT_USAGE;
+        *ret_exit = CMD_EXIT_USAGE;
+        return 0;
     }
-    if ((rc = cmd_startup(config, NULL, 0, &cfg, &diag)) < 0)
-        return cmd_fail("adapt", &diag, rc);
-    /* Defaults follow the configuration: the encoder it builds with and the
-     * channel its rerank scores with. */
-    if (!base) {
-        if (strncmp(cfg.encoder, "model:", 6) != 0) {
+    return 1;
+}
+
+/* Defaults follow the configuration: the encoder it builds with and the
+ * channel its rerank scores with.  0, or the exit code. */
+static int cmd__adapt_defaults(adapt_args *a, const cfg_config *cfg, char *channel_path,
+                               size_t cap)
+{
+    erd_diag diag = {0};
+    if (!a->base) {
+        if (strncmp(cfg->encoder, "model:", 6) != 0) {
             fprintf(stderr, "erd adapt: the configured encoder \"%s\" is not a learned model; "
-                            "name one with --base\n", cfg.encoder);
+                            "name one with --base\n", cfg->encoder);
             return CMD_EXIT_USAGE;
         }
-        base = cfg.encoder + 6;
+        a->base = cfg->encoder + 6;
     }
-    if (!channel) {
+    if (!a->channel) {
         char spec[CMD__ADAPT_PATH_MAX];
         vix_rerank_opts ro;
         int enabled = 0;
-        rc = vix_rerank_spec_parse(cmd_rerank_spec(cfg.rerank, spec, sizeof spec),
-                                   channel_path, sizeof channel_path, &ro, &enabled, &diag);
+        int rc = vix_rerank_spec_parse(cmd_rerank_spec(cfg->rerank, spec, sizeof spec),
+                                       channel_path, cap, &ro, &enabled, &diag);
         if (rc < 0)
             return cmd_fail("adapt", &diag, rc);
         if (!enabled) {
@@ -202,54 +178,80 @@ int cmd_adapt(int argc, char **argv)
                             "channel with --channel\n");
             return CMD_EXIT_USAGE;
         }
-        channel = channel_path;
+        a->channel = channel_path;
     }
-    if (pho_encoder_model_path(base, base_path, sizeof base_path) < 0) {
-        fprintf(stderr, "erd adapt: model path too long\n");
-        return CMD_EXIT_USAGE;
-    }
-    rc = snprintf(all_pairs, sizeof all_pairs, "%s%s%s", pairs, sim ? "," : "", sim ? sim : "");
-    if (rc < 0 || (size_t)rc >= sizeof all_pairs) {
-        fprintf(stderr, "erd adapt: --pairs and --sim too long\n");
-        return CMD_EXIT_USAGE;
-    }
-    rc = cmd__adapt_export(db, catalog, names, sizeof names, &phrases, &diag);
-    if (rc < 0)
-        return cmd_fail("adapt", &diag, rc);
-    if (!quiet)
-        fprintf(stderr, "erd adapt: %llu names and aliases of catalog \"%s\", from %s\n",
-                phrases, catalog, base_path);
+    return 0;
+}
 
-    /* erd train does the work; this command only chooses its inputs. */
+/* erd train does the work; this command only chooses its inputs. */
+static int cmd__adapt_train(const adapt_args *a, char *all_pairs, char *names, char *base_path)
+{
+    char *targv[CMD__ADAPT_ARGV_MAX];
+    int targc = 0;
     targv[targc++] = "train";
     targv[targc++] = "--pairs";
     targv[targc++] = all_pairs;
     targv[targc++] = "--synthetic";
     targv[targc++] = names;
     targv[targc++] = "--channel";
-    targv[targc++] = (char *)channel;
+    targv[targc++] = (char *)a->channel;
     targv[targc++] = "--init";
     targv[targc++] = base_path;
     targv[targc++] = "--out";
-    targv[targc++] = (char *)out;
+    targv[targc++] = (char *)a->out;
     targv[targc++] = "--epochs";
-    targv[targc++] = (char *)epochs;
+    targv[targc++] = (char *)a->epochs;
     targv[targc++] = "--copies";
-    targv[targc++] = (char *)copies;
+    targv[targc++] = (char *)a->copies;
     targv[targc++] = "--lr";
-    targv[targc++] = (char *)lr;
+    targv[targc++] = (char *)a->lr;
     targv[targc++] = "--seed";
-    targv[targc++] = (char *)seed;
+    targv[targc++] = (char *)a->seed;
     targv[targc++] = "--threads";
-    targv[targc++] = (char *)threads;
-    if (config) {
+    targv[targc++] = (char *)a->threads;
+    if (a->config) {
         targv[targc++] = "--config";
-        targv[targc++] = (char *)config;
+        targv[targc++] = (char *)a->config;
     }
-    if (quiet)
+    if (a->quiet)
         targv[targc++] = "--quiet";
     targv[targc] = NULL;
-    ex = cmd_train(targc, targv);
+    return cmd_train(targc, targv);
+}
+
+int cmd_adapt(int argc, char **argv)
+{
+    adapt_args a = {.epochs = "2", .copies = "3", .lr = "0.002", .seed = "1", .threads = "2"};
+    char names[CMD__ADAPT_PATH_MAX] = "", base_path[CMD__ADAPT_PATH_MAX];
+    char channel_path[CMD__ADAPT_PATH_MAX], all_pairs[2 * CMD__ADAPT_PATH_MAX];
+    unsigned long long phrases = 0;
+    int rc, ex;
+    erd_diag diag = {0};
+    cfg_config cfg;
+
+    if (!cmd__adapt_args(argc, argv, &a, &ex))
+        return ex;
+    if ((rc = cmd_startup(a.config, NULL, 0, &cfg, &diag)) < 0)
+        return cmd_fail("adapt", &diag, rc);
+    if ((ex = cmd__adapt_defaults(&a, &cfg, channel_path, sizeof channel_path)) != 0)
+        return ex;
+    if (pho_encoder_model_path(a.base, base_path, sizeof base_path) < 0) {
+        fprintf(stderr, "erd adapt: model path too long\n");
+        return CMD_EXIT_USAGE;
+    }
+    rc = snprintf(all_pairs, sizeof all_pairs, "%s%s%s", a.pairs, a.sim ? "," : "",
+                  a.sim ? a.sim : "");
+    if (rc < 0 || (size_t)rc >= sizeof all_pairs) {
+        fprintf(stderr, "erd adapt: --pairs and --sim too long\n");
+        return CMD_EXIT_USAGE;
+    }
+    rc = cmd__adapt_export(a.db, a.catalog, names, sizeof names, &phrases, &diag);
+    if (rc < 0)
+        return cmd_fail("adapt", &diag, rc);
+    if (!a.quiet)
+        fprintf(stderr, "erd adapt: %llu names and aliases of catalog \"%s\", from %s\n",
+                phrases, a.catalog, base_path);
+    ex = cmd__adapt_train(&a, all_pairs, names, base_path);
     unlink(names);
     return ex;
 }
