@@ -25,6 +25,7 @@
 #include "phonetics/pho_semantic.h"
 #include "phonetics/pho_text.h"
 #include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_opt.h"
 
 #define CMD__GRID_MAX 32
 #define CMD__SHOW_MAX 16
@@ -438,31 +439,66 @@ static int cmd__parse_grid(const char *s, double *grid, size_t *ret_n)
         char *end;
         double w = strtod(s, &end);
         if (end == s || !(w >= 0.0 && w <= 1.0) || n == CMD__GRID_MAX || (*end && *end != ','))
-            return -1;
+            return ERD_EINVAL;
         grid[n++] = w;
         s = *end ? end + 1 : end;
     }
     if (n == 0)
-        return -1;
+        return ERD_EINVAL;
     *ret_n = n;
     return 0;
 }
 
+typedef struct tune_args {
+    const char *db, *catalog, *queries, *domain, *config, *phonetic, *semantic, *keep, *grid;
+} tune_args;
+
+/* Parses erd tune's options into a and its grid; 1 to run, else 0 with the
+ * exit code in *ret_exit. */
+static int cmd__tune_args(int argc, char **argv, tune_args *a, double *grid, size_t *ret_n_grid,
+                          int *ret_exit)
+{
+    const cmd_opt opts[] = {
+        CMD_STR("db", 'd', "FILE", &a->db, "catalog store (read only)"),
+        CMD_STR("catalog", 'c', "NAME", &a->catalog, "catalog to tune for"),
+        CMD_STR("queries", 'Q', "FILE", &a->queries,
+                "JSON lines: entity_id, nbest [{text, score}], domain"),
+        CMD_STR("domain", 0, "D", &a->domain, "only queries of domain D (default: all)"),
+        CMD_STR_DEF("phonetic", 0, "SPEC", &a->phonetic, "phonetic encoder"),
+        CMD_STR("semantic", 0, "SPEC", &a->semantic,
+                "semantic encoder, e.g. semantic:FILE or vec:FILE"),
+        CMD_STR_DEF("grid", 0, "W1,W2,...", &a->grid, "weights to try"),
+        CMD_STR("config", 0, "FILE", &a->config, "configuration file (resolver settings)"),
+        CMD_STR("keep", 0, "DIR", &a->keep, "work in DIR and keep it (default: a temporary folder)"),
+    };
+    const cmd_spec spec = CMD_SPEC("tune", "--db FILE --catalog NAME --queries FILE --semantic SPEC [OPTIONS]",
+        "Chooses the weight W of the fused encoder fused:W:PHONETIC|SEMANTIC for a\n"
+        "catalog: copies the catalog into a temporary database, builds it with each\n"
+        "W of the grid, resolves every query with its whole n-best list (as erd\n"
+        "eval does, same configuration) and prints acc@1, recall@5 and MRR per W\n"
+        "and the best W.  Use held-out simulated queries, never the queries you\n"
+        "report accuracy on.  Then: erd build --encoder fused:W:PHONETIC|SEMANTIC.", opts);
+    if (!cmd_opt_parse(&spec, argc, argv, ret_exit))
+        return 0;
+    *ret_exit = CMD_EXIT_USAGE;
+    if (cmd__parse_grid(a->grid, grid, ret_n_grid) < 0) {
+        fprintf(stderr, "erd tune: --grid wants up to %d comma-separated weights in "
+                        "[0, 1]\n", CMD__GRID_MAX);
+        return 0;
+    }
+    if (optind != argc || !a->catalog || !a->queries || !a->semantic) {
+        fprintf(stderr, "erd tune: --catalog, --queries and --semantic are required\n"
+                        "Try 'erd tune --help'.\n");
+        return 0;
+    }
+    return 1;
+}
+
 int cmd_tune(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'},       {"catalog", required_argument, 0, 'c'},
-        {"queries", required_argument, 0, 'Q'},  {"domain", required_argument, 0, 'D'},
-        {"phonetic", required_argument, 0, 'p'}, {"semantic", required_argument, 0, 's'},
-        {"grid", required_argument, 0, 'g'},     {"config", required_argument, 0, 'C'},
-        {"keep", required_argument, 0, 'k'},     {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    static const double default_grid[] = {0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1};
-    const char *db = NULL, *catalog = NULL, *queries = NULL, *domain = NULL, *config = NULL;
-    const char *phonetic = "baseline", *semantic = NULL, *keep = NULL;
+    tune_args ta = {.phonetic = "baseline", .grid = "0,0.5,0.6,0.7,0.8,0.9,0.95,1"};
     double grid[CMD__GRID_MAX];
-    size_t n_grid = sizeof default_grid / sizeof default_grid[0], nq = 0, best = 0;
+    size_t n_grid = 0, nq = 0, best = 0;
     cmd__tally tally[CMD__GRID_MAX];
     cmd__query *qs = NULL;
     vix_store *src = NULL, *dst = NULL;
@@ -471,56 +507,13 @@ int cmd_tune(int argc, char **argv)
     int64_t src_cat = 0;
     erd_diag diag = {0};
     cfg_config cfg;
-    int c, rc;
+    int rc, ex;
 
-    memcpy(grid, default_grid, sizeof default_grid);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:c:Q:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': db = optarg; break;
-        case 'c': catalog = optarg; break;
-        case 'Q': queries = optarg; break;
-        case 'D': domain = optarg; break;
-        case 'p': phonetic = optarg; break;
-        case 's': semantic = optarg; break;
-        case 'C': config = optarg; break;
-        case 'k': keep = optarg; break;
-        case 'g':
-            if (cmd__parse_grid(optarg, grid, &n_grid) < 0) {
-                fprintf(stderr, "erd tune: --grid wants up to %d comma-separated weights in "
-                                "[0, 1]\n", CMD__GRID_MAX);
-                return CMD_EXIT_USAGE;
-            }
-            break;
-        case 'h':
-            printf("usage: erd tune --db FILE --catalog NAME --queries FILE --semantic SPEC "
-                   "[OPTIONS]\n\n"
-                   "Chooses the weight W of the fused encoder fused:W:PHONETIC|SEMANTIC for a\n"
-                   "catalog: copies the catalog into a temporary database, builds it with each\n"
-                   "W of the grid, resolves every query with its whole n-best list (as erd\n"
-                   "eval does, same configuration) and prints acc@1, recall@5 and MRR per W\n"
-                   "and the best W.  Use held-out simulated queries, never the queries you\n"
-                   "report accuracy on.  Then: erd build --encoder fused:W:PHONETIC|SEMANTIC.\n\n"
-                   "  --db FILE          catalog store (read only)\n"
-                   "  --catalog NAME     catalog to tune for\n"
-                   "  --queries FILE     JSON lines: entity_id, nbest [{text, score}], domain\n"
-                   "  --domain D         only queries of domain D (default: all)\n"
-                   "  --phonetic SPEC    phonetic encoder (default baseline)\n"
-                   "  --semantic SPEC    semantic encoder, e.g. semantic:FILE or vec:FILE\n"
-                   "  --grid W1,W2,...   weights to try (default 0,0.5,0.6,0.7,0.8,0.9,0.95,1)\n"
-                   "  --config FILE      configuration file (resolver settings)\n"
-                   "  --keep DIR         work in DIR and keep it (default: a temporary folder)\n");
-            return CMD_EXIT_OK;
-        default:
-            fprintf(stderr, "Try 'erd tune --help'.\n");
-            return CMD_EXIT_USAGE;
-        }
-    }
-    if (optind != argc || !catalog || !queries || !semantic) {
-        fprintf(stderr, "erd tune: --catalog, --queries and --semantic are required\n"
-                        "Try 'erd tune --help'.\n");
-        return CMD_EXIT_USAGE;
-    }
+    if (!cmd__tune_args(argc, argv, &ta, grid, &n_grid, &ex))
+        return ex;
+    const char *db = ta.db, *catalog = ta.catalog, *queries = ta.queries, *domain = ta.domain;
+    const char *config = ta.config, *phonetic = ta.phonetic, *semantic = ta.semantic;
+    const char *keep = ta.keep;
     if ((rc = cmd_startup(config, NULL, 0, &cfg, &diag)) < 0) {
         fprintf(stderr, "erd tune: %s\n", erd_diag_message(&diag, rc));
         return CMD_EXIT_CONFIG;
