@@ -1,4 +1,5 @@
 #include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_opt.h"
 
 #include <dirent.h>
 #include <stdbool.h>
@@ -609,50 +610,34 @@ static void cmd__serving_note(vix_resolver *resolver)
 
 int cmd_serve(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'},      {"listen", required_argument, 0, 'l'},
-        {"threads", required_argument, 0, 't'}, {"config", required_argument, 0, 'C'},
-        {"snapshot", required_argument, 0, 'S'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
     const char *db = NULL, *listen = NULL, *threads = NULL, *config = NULL, *snapshot = NULL;
     static cmd__replica replica; /* the tick's, for the life of the server */
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:l:t:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': db = optarg; break;
-        case 'l': listen = optarg; break;
-        case 't': threads = optarg; break;
-        case 'C': config = optarg; break;
-        case 'S': snapshot = optarg; break;
-        case 'h':
-            printf("usage: erd serve --db FILE [--listen HOST:PORT] [OPTIONS]\n"
-                   "       erd serve --snapshot SNAPSHOT [--listen HOST:PORT] [OPTIONS]\n\n"
-                   "Serves every built catalog of the database over HTTP:\n"
-                   "  POST /v1/resolve  {\"catalog\":..., \"hypotheses\":[{\"text\",\"score\"}], \"k\":5}\n"
-                   "  GET  /healthz   liveness\n"
-                   "  GET  /readyz    readiness (a catalog index is loaded)\n"
-                   "  GET  /metrics   Prometheus metrics (needs metrics_token or admin_token)\n"
-                   "  /v1/catalogs... the admin API (needs admin_token): catalogs, entity\n"
-                   "                  upserts and deletes served within a second, bulk JSON\n"
-                   "                  lines, background rebuilds swapped in atomically\n"
-                   "SIGHUP reloads the configuration (limits, tokens, log_requests); SIGINT or\n"
-                   "SIGTERM stop after in-flight requests finish.  An invalid configuration\n"
-                   "exits 78 naming the key (and line).\n\n"
-                   "  --db FILE            catalog store\n"
-                   "  --listen HOST:PORT   address (default from config: %s)\n"
-                   "  --threads N          worker threads (default: one per core)\n"
-                   "  --snapshot FILE      serve a snapshot (erd snapshot) read-only, as a replica:\n"
-                   "                       it is unpacked beside it (FILE.d/) and swapped live\n"
-                   "                       when the file is replaced; admin writes answer 403\n"
-                   "  --config FILE        configuration file (see config/erd.conf)\n",
-                   cfg_default("listen"));
-            return CMD_EXIT_OK;
-        default:
-            return cmd_bad_usage("serve");
-        }
-    }
+    const cmd_opt opts[] = {
+        CMD_CFG("db", 'd', "FILE", &db, "db", "catalog store"),
+        CMD_CFG("listen", 'l', "HOST:PORT", &listen, "listen", "address"),
+        CMD_CFG("threads", 't', "N", &threads, "threads", "worker threads (0: one per core)"),
+        CMD_STR("snapshot", 0, "FILE", &snapshot,
+                "serve a snapshot (erd snapshot) read-only, as a replica:\n"
+                "it is unpacked beside it (FILE.d/) and swapped live\n"
+                "when the file is replaced; admin writes answer 403"),
+        CMD_STR("config", 0, "FILE", &config, "configuration file (see config/erd.conf)"),
+    };
+    const cmd_spec spec = CMD_SPEC("serve", "--db FILE [--listen HOST:PORT] [OPTIONS]\n"
+        "       erd serve --snapshot SNAPSHOT [--listen HOST:PORT] [OPTIONS]",
+        "Serves every built catalog of the database over HTTP:\n"
+        "  POST /v1/resolve  {\"catalog\":..., \"hypotheses\":[{\"text\",\"score\"}], \"k\":5}\n"
+        "  GET  /healthz   liveness\n"
+        "  GET  /readyz    readiness (a catalog index is loaded)\n"
+        "  GET  /metrics   Prometheus metrics (needs metrics_token or admin_token)\n"
+        "  /v1/catalogs... the admin API (needs admin_token): catalogs, entity\n"
+        "                  upserts and deletes served within a second, bulk JSON\n"
+        "                  lines, background rebuilds swapped in atomically\n"
+        "SIGHUP reloads the configuration (limits, tokens, log_requests); SIGINT or\n"
+        "SIGTERM stop after in-flight requests finish.  An invalid configuration\n"
+        "exits 78 naming the key (and line).", opts);
+    int ex;
+    if (!cmd_opt_parse(&spec, argc, argv, &ex))
+        return ex;
     if (optind != argc) {
         fprintf(stderr, "erd serve: unexpected argument \"%s\"\n", argv[optind]);
         return cmd_bad_usage("serve");

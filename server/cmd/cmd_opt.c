@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/cfg.h"
 #include "proto/erd_error.h"
 #include "server/cmd/cmd_cli.h"
 
@@ -42,6 +43,10 @@ static void opt__default(const cmd_opt *o, FILE *out)
 {
     if (o->flags & CMD_OPT_NO_DEFAULT)
         return;
+    if (o->cfg_key) {
+        fprintf(out, " (default from config: %s)", cfg_default(o->cfg_key));
+        return;
+    }
     switch (o->type) {
     case CMD_OPT_STR:
         if (*o->out.str)

@@ -39,6 +39,7 @@ typedef struct cmd_opt {
         double *real;
         const char **list;
     } out;
+    const char *cfg_key; /* a flag over this configuration key: its default */
     size_t cap;     /* CMD_OPT_LIST: room in out.list */
     size_t *count;  /* CMD_OPT_LIST: how many items it holds */
 } cmd_opt;
@@ -51,6 +52,10 @@ typedef struct cmd_opt {
                                 .out.str = (p)}
 #define CMD_STR_DEF(n, s, a, p, h) {.name = (n), .short_name = (s), .type = CMD_OPT_STR, .arg = (a), .help = (h), \
                                  .out.str = (p)}
+/* A string flag that overrides configuration key k: unset (NULL) unless
+ * given, its help default the configuration table's. */
+#define CMD_CFG(n, s, a, p, k, h) {.name = (n), .short_name = (s), .type = CMD_OPT_STR, \
+                                   .arg = (a), .help = (h), .cfg_key = (k), .out.str = (p)}
 #define CMD_UINT(n, s, a, p, lo, hi, h) {.name = (n), .short_name = (s), .type = CMD_OPT_UINT, .arg = (a), \
                                       .help = (h), .min = (lo), .max = (hi), .out.uns = (p)}
 #define CMD_ULL(n, s, a, p, lo, hi, h) {.name = (n), .short_name = (s), .type = CMD_OPT_ULL, .arg = (a), \

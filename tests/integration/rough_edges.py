@@ -66,8 +66,9 @@ def help_defaults():
     for cmd, flag, key in (("build", "--encoder", "encoder"), ("build", "--factory", "faiss_factory"),
                            ("serve", "--listen", "listen"), ("resolve", "-k", "default_k")):
         rc, out, _ = erd(cmd, "--help", env=CLEAN_ENV)
-        # the option's own entry (not the usage line), its wrapped lines joined
-        entry = re.search(r"^\s+" + re.escape(flag) + r"\s.*(?:\n\s{8,}.*)*", out, re.M)
+        # the option's own entry (not the usage line; after its short name, if any), its
+        # wrapped lines joined
+        entry = re.search(r"^\s+(?:-\w, )?" + re.escape(flag) + r"\s.*(?:\n\s{8,}.*)*", out, re.M)
         line = " ".join(entry.group(0).split()) if entry else ""
         tap.ok(rc == 0 and f"(default from config: {defaults[key]})" in line,
                f"erd {cmd} --help: {flag} default is the table's {key} = {defaults[key]}")
