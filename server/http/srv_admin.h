@@ -36,6 +36,7 @@ typedef struct srv_admin_ctx {
 } srv_admin_ctx;
 
 enum srv_admin_op {
+    SRV_ADMIN_NONE, /* a route of no admin operation; srv_admin_run refuses it */
     SRV_ADMIN_LIST,
     SRV_ADMIN_CREATE,
     SRV_ADMIN_DESCRIBE,

@@ -43,7 +43,9 @@ typedef enum MHD_Result (*srv__handler)(srv_http *h, struct srv__req *r, struct 
  * whole (BODY) or streamed to the handler chunk by chunk (STREAM).  With
  * rest, a final "*" takes the rest of the path, '/' included: an entity id
  * may hold one, sent as %2F, which libmicrohttpd decodes before routing.
- * The path is also the route's metrics label. */
+ * The path is also the route's metrics label.  Admin routes name their
+ * operation per method here too, so no second table re-derives it from the
+ * path (SRV_ADMIN_NONE elsewhere). */
 enum { SRV__NO_BODY, SRV__BODY, SRV__STREAM };
 
 typedef struct srv__route {
@@ -53,6 +55,9 @@ typedef struct srv__route {
     int body;
     srv__handler handler;
     bool rest;
+    /* srv__admin's operation for a GET, and for the route's other method
+     * (each admin route has at most one besides GET) */
+    enum srv_admin_op get_op, write_op;
 } srv__route;
 
 static enum MHD_Result srv__resolve(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
@@ -65,20 +70,33 @@ static enum MHD_Result srv__bulk(srv_http *h, struct srv__req *r, struct MHD_Con
 static enum MHD_Result srv__console(srv_http *h, struct srv__req *r, struct MHD_Connection *conn);
 
 static const srv__route srv__routes[] = {
-    {"/v1/resolve", "POST", SRV_AUTH_RESOLVE, SRV__BODY, srv__resolve, false},
-    {"/v1/analyze", "POST", SRV_AUTH_RESOLVE, SRV__BODY, srv__analyze, false},
-    {"/healthz", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__healthz, false},
-    {"/readyz", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__readyz, false},
-    {"/metrics", "GET, HEAD", SRV_AUTH_METRICS, SRV__NO_BODY, srv__metrics, false},
-    {"/v1/catalogs", "GET, POST", SRV_AUTH_ADMIN, SRV__BODY, srv__admin, false},
-    {"/v1/catalogs/*", "GET, DELETE", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin, false},
-    {"/v1/catalogs/*/entities", "POST", SRV_AUTH_ADMIN, SRV__BODY, srv__admin, false},
-    {"/v1/catalogs/*/entities/*", "GET, DELETE", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin, true},
-    {"/v1/catalogs/*/bulk", "POST", SRV_AUTH_ADMIN, SRV__STREAM, srv__bulk, false},
-    {"/v1/catalogs/*/rebuild", "GET, POST", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin, false},
+    {"/v1/resolve", "POST", SRV_AUTH_RESOLVE, SRV__BODY, srv__resolve, false,
+     SRV_ADMIN_NONE, SRV_ADMIN_NONE},
+    {"/v1/analyze", "POST", SRV_AUTH_RESOLVE, SRV__BODY, srv__analyze, false,
+     SRV_ADMIN_NONE, SRV_ADMIN_NONE},
+    {"/healthz", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__healthz, false,
+     SRV_ADMIN_NONE, SRV_ADMIN_NONE},
+    {"/readyz", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__readyz, false,
+     SRV_ADMIN_NONE, SRV_ADMIN_NONE},
+    {"/metrics", "GET, HEAD", SRV_AUTH_METRICS, SRV__NO_BODY, srv__metrics, false,
+     SRV_ADMIN_NONE, SRV_ADMIN_NONE},
+    {"/v1/catalogs", "GET, POST", SRV_AUTH_ADMIN, SRV__BODY, srv__admin, false,
+     SRV_ADMIN_LIST, SRV_ADMIN_CREATE},
+    {"/v1/catalogs/*", "GET, DELETE", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin, false,
+     SRV_ADMIN_DESCRIBE, SRV_ADMIN_DELETE},
+    {"/v1/catalogs/*/entities", "POST", SRV_AUTH_ADMIN, SRV__BODY, srv__admin, false,
+     SRV_ADMIN_UPSERT, SRV_ADMIN_UPSERT},
+    {"/v1/catalogs/*/entities/*", "GET, DELETE", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin, true,
+     SRV_ADMIN_GET_ENTITY, SRV_ADMIN_DELETE_ENTITY},
+    {"/v1/catalogs/*/bulk", "POST", SRV_AUTH_ADMIN, SRV__STREAM, srv__bulk, false,
+     SRV_ADMIN_NONE, SRV_ADMIN_NONE},
+    {"/v1/catalogs/*/rebuild", "GET, POST", SRV_AUTH_ADMIN, SRV__NO_BODY, srv__admin, false,
+     SRV_ADMIN_REBUILD_STATUS, SRV_ADMIN_REBUILD},
     /* the console page is public; the calls it makes carry the operator's token */
-    {"/", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__console, false},
-    {"/console/*", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__console, false},
+    {"/", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__console, false,
+     SRV_ADMIN_NONE, SRV_ADMIN_NONE},
+    {"/console/*", "GET, HEAD", SRV_AUTH_PUBLIC, SRV__NO_BODY, srv__console, false,
+     SRV_ADMIN_NONE, SRV_ADMIN_NONE},
 };
 #define SRV__N_ROUTES (sizeof srv__routes / sizeof srv__routes[0])
 /* Longest path segment a "*" takes: an entity id (1000 bytes) fits. */
@@ -444,29 +462,16 @@ static enum MHD_Result srv__analyze(srv_http *h, srv__req *r, struct MHD_Connect
     return srv__send(r, conn, MHD_HTTP_OK, json, len, MHD_RESPMEM_MUST_FREE);
 }
 
-/* The admin operation a route and method stand for. */
-static enum srv_admin_op srv__admin_op(const char *path, const char *method)
-{
-    bool get = strcmp(method, "GET") == 0, del = strcmp(method, "DELETE") == 0;
-    if (!strcmp(path, "/v1/catalogs"))
-        return get ? SRV_ADMIN_LIST : SRV_ADMIN_CREATE;
-    if (!strcmp(path, "/v1/catalogs/*"))
-        return del ? SRV_ADMIN_DELETE : SRV_ADMIN_DESCRIBE;
-    if (!strcmp(path, "/v1/catalogs/*/entities"))
-        return SRV_ADMIN_UPSERT;
-    if (!strcmp(path, "/v1/catalogs/*/entities/*"))
-        return del ? SRV_ADMIN_DELETE_ENTITY : SRV_ADMIN_GET_ENTITY;
-    return get ? SRV_ADMIN_REBUILD_STATUS : SRV_ADMIN_REBUILD;
-}
-
 static enum MHD_Result srv__admin(srv_http *h, srv__req *r, struct MHD_Connection *conn)
 {
     erd_diag diag = {0};
     unsigned status = 0;
     char *json = NULL;
     size_t len = 0;
-    int rc = srv_admin_run(&h->admin, srv__admin_op(srv__routes[r->route].path, r->method),
-                           r->seg[0], r->seg[1], r->body, r->body_len, &status, &json, &len, &diag);
+    const srv__route *rt = &srv__routes[r->route];
+    enum srv_admin_op op = strcmp(r->method, "GET") == 0 ? rt->get_op : rt->write_op;
+    int rc = srv_admin_run(&h->admin, op, r->seg[0], r->seg[1], r->body, r->body_len, &status,
+                           &json, &len, &diag);
     if (rc < 0)
         return srv__send_diag(r, conn, rc, &diag);
     return srv__send(r, conn, status, json, len, MHD_RESPMEM_MUST_FREE);

@@ -85,6 +85,9 @@ int main(void)
     is_int(rc, ERD_EINVAL, "create with a non-object body");
     json_decref(run(SRV_ADMIN_DESCRIBE, "nope", NULL, NULL, &rc));
     is_int(rc, ERD_ENOCATALOG, "describe unknown");
+    /* a route with no admin operation never falls through to a rebuild */
+    json_decref(run(SRV_ADMIN_NONE, "books", NULL, NULL, &rc));
+    is_int(rc, ERD_EINTERNAL, "no operation is refused, nothing run");
 
     static const char text[] = "{\"id\":\"1\",\"name\":\"Dune\"}\n"
                                "\n"
