@@ -158,6 +158,21 @@ static const cfg__entry cfg__table[] = {
 
 #define CFG__N (sizeof cfg__table / sizeof cfg__table[0])
 
+/* The rows store through the field's type their cfg__type names (an int
+ * through *(int *), ...): the compiler checks that each row's field has
+ * that type, so a row can never write an int into a size_t or a bool. */
+#define CFG__FIELD(f) (((cfg_config *)0)->f)
+#define CFG__IS_CFG_STR(f) _Generic(CFG__FIELD(f), char *: 1, default: 0)
+#define CFG__IS_CFG_OPTSTR(f) _Generic(CFG__FIELD(f), char *: 1, default: 0)
+#define CFG__IS_CFG_SECRET(f) _Generic(CFG__FIELD(f), char *: 1, default: 0)
+#define CFG__IS_CFG_INT(f) _Generic(CFG__FIELD(f), int: 1, default: 0)
+#define CFG__IS_CFG_SIZE(f) _Generic(CFG__FIELD(f), size_t: 1, default: 0)
+#define CFG__IS_CFG_BOOL(f) _Generic(CFG__FIELD(f), bool: 1, default: 0)
+#define CFG__CHECK(k, t, f, d, lo, hi, rl, doc) \
+    _Static_assert(CFG__IS_##t(f), "config key " #k ": field " #f " is not of type " #t);
+CFG_TABLE(CFG__CHECK)
+#undef CFG__CHECK
+
 static const cfg__entry *cfg__find(const char *key)
 {
     for (size_t i = 0; i < CFG__N; i++)
