@@ -14,6 +14,7 @@
 #include "index/vix_phrase.h"
 #include "phonetics/pho_channel.h"
 #include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_opt.h"
 #include "proto/erd_hash.h"
 
 #define CMD__CH_FILES_MAX 32
@@ -154,16 +155,9 @@ static void cmd__ch_report(const pho_channel *ch, const pho_channel_train_stats 
 
 int cmd_channel(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"pairs", required_argument, 0, 'p'}, {"out", required_argument, 0, 'o'},
-        {"rounds", required_argument, 0, 'r'}, {"smoothing", required_argument, 0, 'k'},
-        {"config", required_argument, 0, 'C'}, {"quiet", no_argument, 0, 'q'},
-        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
-    };
-    char *pairs_arg = NULL, *end;
     const char *out = NULL, *config = NULL, *files[CMD__CH_FILES_MAX];
     size_t n_files = 0;
-    int quiet = 0, c, rc, ex = CMD_EXIT_FAIL;
+    int quiet = 0, rc, ex = CMD_EXIT_FAIL;
     pho_channel_train_opts to;
     pho_channel_train_stats st;
     pho_channel *ch = NULL;
@@ -172,61 +166,28 @@ int cmd_channel(int argc, char **argv)
     char meta[512];
 
     pho_channel_train_opts_init(&to);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "p:o:qh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'p': pairs_arg = optarg; break;
-        case 'o': out = optarg; break;
-        case 'C': config = optarg; break;
-        case 'q': quiet = 1; break;
-        case 'r': {
-            errno = 0;
-            unsigned long v = strtoul(optarg, &end, 10);
-            if (errno || end == optarg || *end || optarg[0] == '-' || v < 1 || v > 16) {
-                fprintf(stderr, "erd channel: --rounds wants 1..16, not \"%s\"\n", optarg);
-                return CMD_EXIT_USAGE;
-            }
-            to.rounds = (unsigned)v;
-            break;
-        }
-        case 'k':
-            errno = 0;
-            to.smoothing = strtod(optarg, &end);
-            if (errno || end == optarg || *end || !(to.smoothing > 0) || to.smoothing > 1000) {
-                fprintf(stderr, "erd channel: --smoothing wants a number in (0, 1000]\n");
-                return CMD_EXIT_USAGE;
-            }
-            break;
-        case 'h':
-            printf("usage: erd channel --pairs FILE[,FILE...] --out CHANNEL [OPTIONS]\n\n"
-                   "Estimates the phone noise channel (substitution, deletion, insertion and\n"
-                   "word-boundary probabilities) from erd simulate's JSON lines by aligning\n"
-                   "each hypothesis's phones with the spoken phrase's, re-aligning with the\n"
-                   "learned costs for a few EM rounds.  Deterministic for the same data.\n\n"
-                   "  --pairs FILES      comma-separated JSON lines files (- for stdin); an\n"
-                   "                     unfinished last line is skipped\n"
-                   "  --out CHANNEL      channel file to write (e.g. phonetics/models/channel-v1.txt)\n"
-                   "  --rounds N         EM rounds, the first with unit costs (default %u)\n"
-                   "  --smoothing K      add-K smoothing of every count (default %g)\n"
-                   "  --config FILE      configuration file (for the G2P voice)\n"
-                   "  -q, --quiet        no statistics on stderr\n",
-                   to.rounds, to.smoothing);
-            return CMD_EXIT_OK;
-        default:
-            fprintf(stderr, "Try 'erd channel --help'.\n");
-            return CMD_EXIT_USAGE;
-        }
-    }
-    if (optind != argc || !pairs_arg || !out) {
+    const cmd_opt opts[] = {
+        CMD_LIST("pairs", 'p', "FILES", files, &n_files,
+                 "comma-separated JSON lines files (- for stdin); an\n"
+                 "unfinished last line is skipped"),
+        CMD_STR("out", 'o', "CHANNEL", &out,
+                "channel file to write (e.g. phonetics/models/channel-v1.txt)"),
+        CMD_UINT("rounds", 0, "N", &to.rounds, 1, 16, "EM rounds, the first with unit costs"),
+        CMD_REAL("smoothing", 0, "K", &to.smoothing, 1e-300, 1000,
+                 "add-K smoothing of every count"),
+        CMD_STR("config", 0, "FILE", &config, "configuration file (for the G2P voice)"),
+        CMD_FLAG("quiet", 'q', &quiet, "no statistics on stderr"),
+    };
+    const cmd_spec spec = CMD_SPEC("channel", "--pairs FILE[,FILE...] --out CHANNEL [OPTIONS]",
+        "Estimates the phone noise channel (substitution, deletion, insertion and\n"
+        "word-boundary probabilities) from erd simulate's JSON lines by aligning\n"
+        "each hypothesis's phones with the spoken phrase's, re-aligning with the\n"
+        "learned costs for a few EM rounds.  Deterministic for the same data.", opts);
+    if (!cmd_opt_parse(&spec, argc, argv, &ex))
+        return ex;
+    if (optind != argc || !n_files || !out) {
         fprintf(stderr, "erd channel: --pairs and --out are required\nTry 'erd channel --help'.\n");
         return CMD_EXIT_USAGE;
-    }
-    for (char *s = strtok(pairs_arg, ","); s; s = strtok(NULL, ",")) {
-        if (n_files == CMD__CH_FILES_MAX) {
-            fprintf(stderr, "erd channel: at most %d pair files\n", CMD__CH_FILES_MAX);
-            return CMD_EXIT_USAGE;
-        }
-        files[n_files++] = s;
     }
     cfg_config cfg;
     if ((rc = cmd_startup(config, NULL, 0, &cfg, &diag)) < 0)
