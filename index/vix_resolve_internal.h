@@ -2,7 +2,7 @@
  * catalog a resolve reads; the resolver itself) and the helpers one file
  * defines for another.  Internal to index/: not installed, not for server/.
  *
- *  * What a resolve reads is a view: an immutable, reference-counted list of
+ * What a resolve reads is a view: an immutable, reference-counted list of
  * catalogs, each a base (one built index with its entities, loaded once
  * and shared by successive views) plus a delta (entities written since the
  * base's generation: their vectors in a small flat index, and the base
