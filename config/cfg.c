@@ -36,15 +36,31 @@ enum cfg__reload { FIXED, LIVE };
       "keeping the connections it accepted (fewer threads for many clients).")                \
     X(max_connections, CFG_INT, max_connections, "256", 1, 65536, FIXED,                      \
       "Concurrent connections accepted; more are refused.")                                   \
-    X(max_connections_per_ip, CFG_INT, max_connections_per_ip, "0", 0, 65536, FIXED,          \
-      "Concurrent connections accepted from one client address; 0 = no per-address limit.")   \
+    X(max_connections_per_ip, CFG_INT, max_connections_per_ip, "64", 0, 65536, LIVE,          \
+      "Concurrent connections accepted from one client address; more are closed at accept. "  \
+      "0 = no per-address limit.")                                                            \
+    X(max_half_open_per_ip, CFG_INT, max_half_open_per_ip, "32", 0, 65536, LIVE,              \
+      "Connections from one client address that have not yet sent a whole request; a new "    \
+      "connection from an address holding this many is closed at accept (slowloris).  Once "  \
+      "half of max_connections are such, an address holding any is refused. 0 = no limit.")  \
     X(request_timeout_s, CFG_INT, request_timeout_s, "10", 1, 3600, FIXED,                    \
       "Idle connection timeout, seconds.")                                                    \
+    X(header_timeout_s, CFG_INT, header_timeout_s, "10", 1, 3600, LIVE,                       \
+      "Seconds a client has to send the request line and headers, counted from the "          \
+      "connection's start or its previous reply, however steadily it trickles; then it is "   \
+      "closed.")                                                                              \
+    X(body_timeout_s, CFG_INT, body_timeout_s, "30", 1, 3600, LIVE,                           \
+      "Seconds a client has to send a request body once its headers are in (a streamed bulk " \
+      "upload gets this long for each MiB); then it is closed.")                              \
     X(max_body_bytes, CFG_SIZE, max_body_bytes, "65536", 256, 67108864, LIVE,                 \
       "Largest request body; larger ones get 413.")                                           \
-    X(max_bulk_bytes, CFG_SIZE, max_bulk_bytes, "1073741824", 1024, 1099511627776LL, LIVE,    \
+    X(max_bulk_bytes, CFG_SIZE, max_bulk_bytes, "67108864", 1024, 1099511627776LL, LIVE,      \
       "Largest streamed bulk upload (POST /v1/catalogs/NAME/bulk, JSON lines); read and "     \
-      "committed line by line, so memory stays at one line whatever the size.")              \
+      "committed line by line and indexed as one batch at its end (delta_max_bytes), so the " \
+      "upload itself holds one line.  What it adds to the served index stays (about 1.4 KB " \
+      "per entity): "                                                                         \
+      "64 MiB, some 400,000 entities of 150 bytes, is sized for a 512 MiB pod.  Larger ones " \
+      "get 413 at their headers.")                                                            \
     X(max_hypotheses, CFG_INT, max_hypotheses, "10", 1, 100, LIVE,                            \
       "Most n-best hypotheses accepted in one resolve.")                                      \
     X(max_text_bytes, CFG_SIZE, max_text_bytes, "512", 16, 1000, LIVE,                        \
@@ -102,6 +118,12 @@ enum cfg__reload { FIXED, LIVE };
       "Entities written or deleted since a catalog's index was built that erd serve answers "   \
       "from its small delta index; past this it rebuilds the catalog in the background. "     \
       "0 = never rebuild on its own.")                                                         \
+    X(delta_max_bytes, CFG_SIZE, delta_max_bytes, "67108864", 0, 1099511627776LL, FIXED,     \
+      "Memory a catalog's delta may hold (about 2 KB per entity written since its index was " \
+      "built).  Past it the delta stops growing and a rebuild starts; the catalog is served " \
+      "as of the delta until the rebuild is in, so writes of any volume go to the index "     \
+      "builder in batches (a bulk upload as one, at its end). 0 = no limit.  Sized for a 512 " \
+      "MiB pod.")                                                                             \
     X(sync_interval_ms, CFG_INT, sync_interval_ms, "500", 50, 60000, FIXED,                    \
       "How often erd serve looks for writes made by others (erd import, erd entity, another "  \
       "server) and for indexes built by erd build, and serves them.")                         \

@@ -17,7 +17,10 @@ typedef struct cfg_config {
     char http_threading[16];   /* "connection" or "pool" */
     int max_connections;
     int max_connections_per_ip; /* 0 = no per-address limit */
+    int max_half_open_per_ip;   /* 0 = no limit */
     int request_timeout_s;
+    int header_timeout_s;
+    int body_timeout_s;
     size_t max_body_bytes;
     size_t max_bulk_bytes;     /* streamed bulk uploads */
     int max_hypotheses;
@@ -38,6 +41,7 @@ typedef struct cfg_config {
     char calibration[1024];    /* calibration file, or "off" */
     char no_match_threshold[1024]; /* "auto", a number, CATALOG=auto|NUMBER, comma separated */
     size_t delta_max;          /* pending changes before a background rebuild; 0 = never */
+    size_t delta_max_bytes;    /* heap a delta may hold before it waits for a rebuild */
     int sync_interval_ms;
     bool log_requests;
     char resolve_token[256];   /* secrets: empty = not set */

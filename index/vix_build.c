@@ -46,7 +46,7 @@ static int vix__index_file_for(const char *db_path, const char *catalog, int64_t
 
 /* Whether path is named as vix__index_file_for names db_path's files for
  * catalog ("<db file name>.<catalog>.<...>.faiss", in the database's folder). */
-static bool vix__names_own_file(const char *db_path, const char *catalog, const char *path)
+bool vix_index_file_owned(const char *db_path, const char *catalog, const char *path)
 {
     const char *db_dir_end = strrchr(db_path, '/'), *dir_end = strrchr(path, '/');
     size_t db_dir = db_dir_end ? (size_t)(db_dir_end - db_path) : 0;
@@ -408,6 +408,9 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     rc = vix_phoneme_batch_flush(pending, cache, pho_g2p_id(g2p), diag);
     if (rc < 0)
         goto out;
+    /* written: not kept beside the vectors (a catalog's worth of phonemes) */
+    vix_phoneme_batch_destroy(pending);
+    pending = NULL;
     pho_g2p_stats gs;
     pho_g2p_get_stats(g2p, &gs);
     res.g2p_calls = gs.espeak_calls;
@@ -471,15 +474,23 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
         if (rc < 0)
             goto out;
     }
+    /* A flat index is sized once and encoded into in place: adding chunk
+     * by chunk makes FAISS double its array, both copies alive at once. */
+    float *in_place = NULL;
+    rc = vix_index_add_zeroed(index, corpus.n, corpus.ids, &in_place, diag);
+    if (rc == ERD_ENOTFOUND)
+        in_place = NULL; /* not flat: chunk by chunk */
+    else if (rc < 0)
+        goto out;
     for (size_t first = 0; first < corpus.n; first += chunk) {
         size_t m = corpus.n - first < chunk ? corpus.n - first : chunk;
         double t1 = vix__now();
         rc = vix__encode_all(enc, phrases + first, corpus.derived + first, m, dim, opts->threads,
-                             vectors, diag);
+                             in_place ? in_place + first * dim : vectors, diag);
         encode_s += vix__now() - t1;
         if (rc < 0)
             goto out;
-        rc = vix_index_add(index, m, vectors, corpus.ids + first, diag);
+        rc = in_place ? ERD_OK : vix_index_add(index, m, vectors, corpus.ids + first, diag);
         if (rc < 0)
             goto out;
         if (vix__cancelled(opts)) {
@@ -553,7 +564,7 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
      * copy of the database still points at its original's) is not ours to
      * remove. */
     if (old_path[0] && strcmp(old_path, res.index_path) != 0 &&
-        vix__names_own_file(opts->db_path, opts->catalog, old_path))
+        vix_index_file_owned(opts->db_path, opts->catalog, old_path))
         unlink(old_path);
     if (ret)
         *ret = res;

@@ -57,6 +57,12 @@ typedef struct vix_build_result {
  * unless absolute) is.  ERD_ETOOLONG when it does not fit. */
 int vix_index_file_path(const char *db_path, const char *file, char *out, size_t outcap);
 
+/* Whether path (as vix_index_file_path resolved it) is a file the builds of
+ * db_path write for catalog ("<db file name>.<catalog>.<...>.faiss" beside
+ * the database).  A copied database still names the original's files: only
+ * owned ones may be removed. */
+bool vix_index_file_owned(const char *db_path, const char *catalog, const char *path);
+
 int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag);
 
 #endif

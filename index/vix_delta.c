@@ -69,6 +69,7 @@ static int vix__dent_make(vix_resolver *r, const vix__base *base, const vix_enti
         goto out;
     }
     size_t dim = pho_encoder_dim(base->enc);
+    vix__fit((void **)&vv.vecs, &vv.cap, vv.n, dim * sizeof *vv.vecs);
     for (size_t i = 0; i < vv.n; i++)
         if (vv.derived[i])
             for (size_t k = 0; k < dim; k++)
@@ -216,6 +217,13 @@ int vix__delta_next(vix_resolver *r, vix_store *store, int64_t catalog_id,
         if (rc < 0)
             goto out;
     }
+    /* The flat index keeps its floats, ids and, once searched, a bfloat16
+     * copy for the scan. */
+    d->bytes = sizeof *d + (d->n_ents + d->n_masked) * sizeof(int64_t) +
+               n_vecs * (dim * (sizeof(float) + sizeof(uint16_t)) + sizeof(int64_t));
+    for (size_t i = 0; i < d->n_ents; i++)
+        d->bytes += sizeof *d->ents[i] + vix__set_bytes(&d->ents[i]->set) +
+                    d->ents[i]->n_vecs * dim * sizeof(float);
     *ret = d;
     d = NULL;
     rc = ERD_OK;
@@ -229,6 +237,26 @@ out:
     free(ids);
     vix__delta_unref(d);
     return rc;
+}
+
+/* Whether the changes since prev (or base) fit the delta memory budget; if
+ * not, *ret_held: the delta stays as it is until a rebuild folds them in.
+ * Only when rebuilds run (delta_max), else the budget could never clear. */
+int vix__delta_fits(vix_resolver *r, vix_store *store, const vix__row *row,
+                    const vix__base *base, const vix__delta *prev, bool *ret_held,
+                    erd_diag *diag)
+{
+    int64_t since = prev ? prev->generation : base->generation, pending = 0;
+    *ret_held = false;
+    if (!r->delta_max_bytes || !r->delta_max || row->generation <= since)
+        return ERD_OK;
+    int rc = vix_store_pending(store, row->id, since, &pending, diag);
+    if (rc < 0)
+        return rc;
+    size_t per = prev && prev->n_ents ? prev->bytes / prev->n_ents : VIX__DELTA_ENTITY_GUESS;
+    size_t have = prev ? prev->bytes : 0;
+    *ret_held = have + (size_t)pending * per > r->delta_max_bytes;
+    return ERD_OK;
 }
 
 /* Whether rowid is masked out of the base by the delta. */

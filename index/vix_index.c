@@ -800,6 +800,35 @@ int vix_index_add(vix_index *index, size_t n, const float *x, const int64_t *ids
     return ERD_OK;
 }
 
+int vix_index_add_zeroed(vix_index *index, size_t n, const int64_t *ids, float **ret_x,
+                         erd_diag *diag)
+{
+    if (!index || !ids || !ret_x || n == 0)
+        return erd_fail(diag, ERD_EINVAL, "vix_index_add_zeroed: bad arguments");
+    FaissIndexIDMap *map = faiss_IndexIDMap_cast(index->idx);
+    FaissIndexFlat *flat = map ? faiss_IndexFlat_cast(faiss_IndexIDMap_sub_index(map)) : NULL;
+    if (!flat)
+        return erd_fail(diag, ERD_ENOTFOUND, "not a flat index with ids");
+    if (n > SIZE_MAX / sizeof(float) / index->dim)
+        return erd_fail(diag, ERD_ETOOLARGE, "%zu vectors do not fit in memory", n);
+    /* calloc's fresh pages are the kernel's zero page until written: the
+     * copy FAISS makes of them is the only real allocation, sized once. */
+    float *zeros = calloc(n * index->dim, sizeof *zeros);
+    if (!zeros)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory for %zu vectors", n);
+    int rc = vix_index_add(index, n, zeros, ids, diag);
+    free(zeros);
+    if (rc < 0)
+        return rc;
+    float *x = NULL;
+    size_t nx = 0;
+    faiss_IndexFlat_xb(flat, &x, &nx);
+    if (!x || nx < n * index->dim)
+        return erd_fail(diag, ERD_EINTERNAL, "flat storage not where it was expected");
+    *ret_x = x + (nx - n * index->dim);
+    return ERD_OK;
+}
+
 static void vix__single_thread_openmp(void)
 {
     static _Thread_local int done;

@@ -25,6 +25,14 @@ int vix_index_is_trained(const vix_index *index);
 /* Trains when the index needs it (IVF, PQ) on the vectors given. */
 int vix_index_train(vix_index *index, size_t n, const float *x, erd_diag *diag);
 int vix_index_add(vix_index *index, size_t n, const float *x, const int64_t *ids, erd_diag *diag);
+/* For an index of ids over flat storage (IDMap,Flat): appends n vectors
+ * with ids, all zero, growing the storage once to its final size, and sets
+ * *ret_x to their floats (n * dim) for the caller to fill in place before
+ * the index is searched or written.  A builder adding chunk by chunk would
+ * otherwise make FAISS double its array, holding both copies at once.
+ * ERD_ENOTFOUND for other index types (add chunk by chunk instead). */
+int vix_index_add_zeroed(vix_index *index, size_t n, const int64_t *ids, float **ret_x,
+                         erd_diag *diag);
 
 /* For each of nq queries writes k (score, id) pairs best first; missing
  * results have id -1 and score -INFINITY.  Safe to call from several threads

@@ -25,6 +25,84 @@ static bool vix__job_running_for(vix_resolver *r, const char *name)
     return running;
 }
 
+static vix__job *vix__job_for(vix_resolver *r, const char *name);
+
+/* Records (err < 0) or clears catalog's failed index load. */
+static void vix__broken_note(vix_resolver *r, const char *name, const vix_index_meta *meta,
+                             int err, const erd_diag *diag)
+{
+    pthread_mutex_lock(&r->job_mu);
+    vix__job *j = NULL;
+    for (size_t i = 0; i < r->n_jobs && !j; i++)
+        if (strcmp(r->jobs[i].name, name) == 0)
+            j = &r->jobs[i];
+    if (!j && err < 0)
+        j = vix__job_for(r, name);
+    if (j) {
+        j->broken = err < 0;
+        if (err < 0) {
+            j->broken_diag.code = err;
+            snprintf(j->broken_diag.msg, sizeof j->broken_diag.msg, "%s",
+                     diag && diag->msg[0] ? diag->msg : erd_strerror(err));
+            snprintf(j->broken_file, sizeof j->broken_file, "%s", meta->path);
+            j->broken_built_at = meta->built_at;
+        }
+    }
+    pthread_mutex_unlock(&r->job_mu);
+}
+
+static bool vix__broken_same(vix_resolver *r, const char *name, const vix_index_meta *meta)
+{
+    bool same = false;
+    pthread_mutex_lock(&r->job_mu);
+    for (size_t i = 0; i < r->n_jobs; i++)
+        if (strcmp(r->jobs[i].name, name) == 0)
+            same = r->jobs[i].broken && strcmp(r->jobs[i].broken_file, meta->path) == 0 &&
+                   r->jobs[i].broken_built_at == meta->built_at;
+    pthread_mutex_unlock(&r->job_mu);
+    return same;
+}
+
+void vix_resolver_bulk(vix_resolver *r, const char *catalog, bool begin)
+{
+    if (!r || !catalog)
+        return;
+    pthread_mutex_lock(&r->job_mu);
+    vix__job *j = vix__job_for(r, catalog);
+    if (j)
+        j->bulk += begin ? 1 : (j->bulk > 0 ? -1 : 0);
+    pthread_mutex_unlock(&r->job_mu);
+}
+
+static bool vix__bulk_streaming(vix_resolver *r, const char *name)
+{
+    bool on = false;
+    pthread_mutex_lock(&r->job_mu);
+    for (size_t i = 0; i < r->n_jobs; i++)
+        if (strcmp(r->jobs[i].name, name) == 0)
+            on = r->jobs[i].bulk > 0;
+    pthread_mutex_unlock(&r->job_mu);
+    return on;
+}
+
+int vix_resolver_unavailable(vix_resolver *r, size_t i, char *name, size_t name_cap,
+                             erd_diag *ret)
+{
+    int rc = ERD_ENOTFOUND;
+    pthread_mutex_lock(&r->job_mu);
+    for (size_t k = 0, seen = 0; k < r->n_jobs; k++) {
+        if (!r->jobs[k].broken || seen++ != i)
+            continue;
+        snprintf(name, name_cap, "%s", r->jobs[k].name);
+        if (ret)
+            *ret = r->jobs[k].broken_diag;
+        rc = ERD_OK;
+        break;
+    }
+    pthread_mutex_unlock(&r->job_mu);
+    return rc;
+}
+
 /* One catalog of the new view.  A base is (re)loaded when the metadata
  * names another index than the one served, unless a rebuild of ours is
  * about to install it (preloaded carries it when it is). */
@@ -44,6 +122,11 @@ static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalo
     }
     bool same = cur && strcmp(cur->base->file, meta.path) == 0 &&
                 cur->base->built_at == meta.built_at;
+    if (!cur && !(preloaded && strcmp(preloaded->file, meta.path) == 0) &&
+        vix__broken_same(r, row->name, &meta)) {
+        rc = ERD_OK; /* reported already; not loaded again every sync */
+        goto out;
+    }
     if (preloaded && strcmp(preloaded->file, meta.path) == 0) {
         base = preloaded;
         atomic_fetch_add(&base->refs, 1);
@@ -56,10 +139,20 @@ static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalo
         if (rc < 0) {
             if (cur)
                 vix__keep(nv, cur);
+            else
+                vix__broken_note(r, row->name, &meta, rc, diag);
             goto out;
         }
     }
-    rc = vix__delta_next(r, r->store, row->id, base, prev, row->generation, &delta, diag);
+    bool held = false;
+    rc = vix__delta_fits(r, r->store, row, base, prev, &held, diag);
+    if (rc == ERD_OK && held) {
+        delta = prev;
+        if (delta)
+            atomic_fetch_add(&delta->refs, 1);
+    } else if (rc == ERD_OK) {
+        rc = vix__delta_next(r, r->store, row->id, base, prev, row->generation, &delta, diag);
+    }
     if (rc < 0) {
         /* stale but whole: what was served goes on being served */
         if (cur)
@@ -77,13 +170,15 @@ static int vix__sync_one(vix_resolver *r, const vix__row *row, const vix__catalo
         goto out;
     }
     nv->catalogs[nv->n_catalogs++] =
-        (vix__catalog){.name = name, .base = base, .delta = delta};
+        (vix__catalog){.name = name, .base = base, .delta = delta, .held = held};
+    vix__broken_note(r, row->name, NULL, ERD_OK, NULL);
 out:
     vix_index_meta_clear(&meta);
     return rc;
 }
 
-int vix__sync(vix_resolver *r, const char *only, vix__base *preloaded, erd_diag *diag)
+int vix__sync_ex(vix_resolver *r, const char *only, vix__base *preloaded,
+                 bool *ret_catalog_only, erd_diag *diag)
 {
     vix__rows rows = {0};
     vix_view *nv = NULL, *cur = NULL;
@@ -127,6 +222,8 @@ int vix__sync(vix_resolver *r, const char *only, vix__base *preloaded, erd_diag 
     vix__publish(r, nv); /* the resolver takes nv's reference */
     nv = NULL;
     rc = first_err;
+    if (ret_catalog_only)
+        *ret_catalog_only = true;
     if (rc < 0 && diag)
         *diag = first;
 out:
@@ -141,6 +238,11 @@ out:
     return rc;
 }
 
+static int vix__sync(vix_resolver *r, const char *only, vix__base *preloaded, erd_diag *diag)
+{
+    return vix__sync_ex(r, only, preloaded, NULL, diag);
+}
+
 int vix_resolver_sync(vix_resolver *r, const char *catalog, erd_diag *diag)
 {
     if (!r)
@@ -152,7 +254,10 @@ int vix_resolver_sync(vix_resolver *r, const char *catalog, erd_diag *diag)
     vix_view *v = vix_resolver_acquire(r);
     for (size_t i = 0; i < v->n_catalogs; i++) {
         const vix__delta *d = v->catalogs[i].delta;
-        if (d && d->n_ents + d->n_masked > r->delta_max)
+        bool due = v->catalogs[i].held ||
+                   (d && (d->n_ents + d->n_masked > r->delta_max ||
+                          (r->delta_max_bytes && d->bytes > r->delta_max_bytes)));
+        if (due && !vix__bulk_streaming(r, v->catalogs[i].name))
             (void)vix_resolver_rebuild(r, v->catalogs[i].name, NULL);
     }
     vix_view_release(v);
@@ -230,7 +335,13 @@ static void *vix__job_main(void *arg)
                          .encoder_spec = encoder[0] ? encoder : r->build_encoder,
                          .factory = factory[0] ? factory : r->build_factory,
                          .g2p_voice = voice[0] ? voice : r->g2p_voice, .cancel = &r->cancel};
+    /* What the writes before it left free in malloc's arenas goes back
+     * first: the build and then the new base come on top of it. */
+    malloc_trim(0);
     int rc = vix_build(&bo, &res, &diag);
+    /* The build's working set (every phrase, vector and the FAISS build)
+     * is freed; hand it back before the new base loads beside the old. */
+    malloc_trim(0);
     /* built and recorded: the next start loads it if we stop now */
     if (rc == ERD_OK && atomic_load(&r->cancel))
         rc = erd_fail(&diag, ERD_EBUSY, "shutting down before loading the new index");
@@ -240,6 +351,10 @@ static void *vix__job_main(void *arg)
         rc = vix__sync(r, ja->name, base, &diag);
     int64_t gen = base ? base->generation : 0;
     vix__base_unref(base);
+    /* The replaced base and delta went back to malloc, much of it in
+     * arenas glibc keeps; return it so a pod's RSS comes down after the
+     * rebuild instead of staying at its peak. */
+    malloc_trim(0);
 
     pthread_mutex_lock(&r->job_mu);
     vix__job *j = vix__job_for(r, ja->name);
@@ -316,13 +431,21 @@ void vix_resolver_status(vix_resolver *r, const char *catalog, vix_serving_statu
         st.index_vectors = vix_index_count(c->base->index);
         st.delta_entities = c->delta ? c->delta->n_ents : 0;
         st.masked = c->delta ? c->delta->n_masked : 0;
+        st.delta_bytes = c->delta ? c->delta->bytes : 0;
+        st.held = c->held;
         snprintf(st.encoder_id, sizeof st.encoder_id, "%s", pho_encoder_id(c->base->enc));
     }
     vix_view_release(v);
     pthread_mutex_lock(&r->job_mu);
     for (size_t i = 0; i < r->n_jobs; i++)
-        if (strcmp(r->jobs[i].name, catalog) == 0)
+        if (strcmp(r->jobs[i].name, catalog) == 0) {
             st.rebuild = r->jobs[i].st;
+            if (r->jobs[i].broken && !st.served) {
+                st.load_error = r->jobs[i].broken_diag.code;
+                snprintf(st.load_error_msg, sizeof st.load_error_msg, "%s",
+                         r->jobs[i].broken_diag.msg);
+            }
+        }
     pthread_mutex_unlock(&r->job_mu);
     *ret = st;
 }

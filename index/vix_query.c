@@ -171,6 +171,21 @@ static void vix__query_carve(vix__query *qy, vix__arena *a)
     }
 }
 
+/* Why catalog is not in the view: never built or unknown, or an index
+ * that did not load. */
+static int vix__not_served(vix_resolver *r, const char *catalog, erd_diag *diag)
+{
+    char name[72];
+    erd_diag d;
+    for (size_t i = 0; vix_resolver_unavailable(r, i, name, sizeof name, &d) == ERD_OK; i++)
+        if (strcmp(name, catalog) == 0)
+            return erd_fail(diag, ERD_ENOCATALOG,
+                            "catalog \"%s\" is not served: its index did not load (%.160s); "
+                            "rebuild it",
+                            catalog, d.msg);
+    return erd_fail(diag, ERD_ENOCATALOG, "unknown catalog \"%s\"", catalog);
+}
+
 /* The catalog's parts, how many candidates each list is asked for, and the
  * scratch memory (*ret_block, for the caller to free). */
 static int vix__query_plan(vix__query *qy, vix_view *view, const char *catalog, char **ret_block,
@@ -179,7 +194,7 @@ static int vix__query_plan(vix__query *qy, vix_view *view, const char *catalog, 
     vix_resolver *r = qy->r;
     const vix__catalog *cat = vix__view_find(view, catalog);
     if (!cat)
-        return erd_fail(diag, ERD_ENOCATALOG, "unknown catalog \"%s\"", catalog);
+        return vix__not_served(r, catalog, diag);
     qy->base = cat->base;
     qy->delta = cat->delta;
     if (qy->n == 0 || qy->k == 0)

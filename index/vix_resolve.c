@@ -139,6 +139,7 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
     atomic_init(&r->view->refs, 1);
     atomic_init(&r->cancel, 0);
     r->delta_max = opts->delta_max;
+    r->delta_max_bytes = opts->delta_max_bytes;
     r->candidates = opts->candidates ? opts->candidates : 64;
     if (r->candidates > VIX_CANDIDATES_MAX)
         r->candidates = VIX_CANDIDATES_MAX;
@@ -194,9 +195,13 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
     }
     if (rc < 0)
         goto out;
-    rc = vix__sync(r, NULL, NULL, diag);
-    if (rc < 0)
+    /* A catalog whose index is missing or damaged is left out (and
+     * reported by vix_resolver_unavailable); the others are served. */
+    bool catalog_only = false;
+    rc = vix__sync_ex(r, NULL, NULL, &catalog_only, diag);
+    if (rc < 0 && !catalog_only)
         goto out;
+    rc = ERD_OK;
     *ret = r;
     r = NULL;
 out:

@@ -44,6 +44,10 @@ typedef struct vix_resolver_opts {
     /* A sync whose delta (entities written plus masked) grows past this
      * starts a rebuild of the catalog; 0 = never. */
     size_t delta_max;
+    /* Heap a catalog's delta may hold (0 = no limit; only with delta_max):
+     * past it the delta stops growing, a rebuild starts, and the catalog is
+     * served as of the delta's generation until the rebuild is in. */
+    size_t delta_max_bytes;
 } vix_resolver_opts;
 
 typedef struct vix_hypothesis {
@@ -112,11 +116,29 @@ typedef struct vix_serving_status {
     int64_t served_generation;  /* catalog generation served (index + delta) */
     int64_t built_at;
     size_t index_entities, index_vectors, delta_entities, masked;
+    size_t delta_bytes;         /* heap the delta holds */
+    bool held;                  /* changes wait for a rebuild (delta budget) */
     char encoder_id[128];
     vix_rebuild_status rebuild; /* the last rebuild started by this resolver */
+    /* Not served because its index file is missing or damaged (the other
+     * catalogs are); cleared once an index loads (a rebuild, erd build). */
+    int load_error;             /* ERD_OK or the failure's code */
+    char load_error_msg[256];
 } vix_serving_status;
 
 void vix_resolver_status(vix_resolver *resolver, const char *catalog, vix_serving_status *ret);
+
+/* A bulk upload into catalog starts streaming (begin) or ends.  Meanwhile
+ * the catalog's rebuilds wait (its delta stops at delta_max_bytes), so the
+ * upload reaches the index builder as one batch at its end instead of
+ * rebuild after rebuild, each loading a larger index beside the last. */
+void vix_resolver_bulk(vix_resolver *resolver, const char *catalog, bool begin);
+
+/* Catalogs whose index could not be loaded, one per call from i = 0:
+ * ERD_OK with the name and the failure in *ret, ERD_ENOTFOUND past the
+ * end. */
+int vix_resolver_unavailable(vix_resolver *resolver, size_t i, char *name, size_t name_cap,
+                             erd_diag *ret);
 
 /* Number of catalogs served, and their names (for /healthz). */
 size_t vix_resolver_catalog_count(const vix_resolver *resolver);

@@ -17,6 +17,7 @@
 #include "index/vix_resolve.h"
 
 #include <math.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -91,6 +92,7 @@ typedef struct vix__dent {
 typedef struct vix__delta {
     atomic_int refs;
     int64_t generation;  /* catalog generation served */
+    size_t bytes;        /* heap it holds, entries and index (vix__delta_bytes) */
     vix__dent **ents;    /* sorted by rowid */
     size_t n_ents;
     int64_t *masked;     /* base rowids replaced or deleted, sorted */
@@ -102,6 +104,9 @@ typedef struct vix__catalog {
     const char *name; /* interned: stays valid while the resolver lives */
     vix__base *base;
     vix__delta *delta; /* NULL: nothing changed since the base */
+    /* Changes past the delta's memory budget wait for a rebuild: the
+     * catalog is served as of the delta's generation meanwhile. */
+    bool held;
 } vix__catalog;
 
 struct vix_view {
@@ -123,10 +128,17 @@ typedef struct vix__voice {
     char name[64];
 } vix__voice;
 
-/* A background rebuild's state, per catalog name. */
+/* A background rebuild's state, and a failed index load, per catalog name. */
 typedef struct vix__job {
     char name[72];
     vix_rebuild_status st;
+    /* The index the metadata names failed to load: not retried until the
+     * metadata names another (a rebuild, erd build). */
+    int bulk;    /* bulk uploads streaming into the catalog */
+    bool broken;
+    erd_diag broken_diag;
+    char broken_file[1024];
+    int64_t broken_built_at;
 } vix__job;
 
 struct vix_resolver {
@@ -142,6 +154,7 @@ struct vix_resolver {
     char *db_path;
     char *build_encoder, *build_factory, *g2p_voice;
     size_t delta_max;
+    size_t delta_max_bytes;
 
     pthread_mutex_t view_mu; /* guards the view pointer, held for the swap only */
     vix_view *view;
@@ -211,6 +224,10 @@ typedef struct vix__rows {
     size_t n, cap;
 } vix__rows;
 
+/* Bytes a delta entry is taken to hold before any was measured: one
+ * entity, two variants of a 128-dimension encoder, entry and index. */
+#define VIX__DELTA_ENTITY_GUESS 2560
+
 /* The texts behind an entity's phrases (explanations):
  * Only phones are kept in memory; the phrase a hypothesis matched is named
  * by walking the entity's name and aliases as the load did (same variants,
@@ -245,6 +262,8 @@ void vix__publish(vix_resolver *r, vix_view *v);
 int vix__load_variant(void *user, const char *variant, size_t len, int derived);
 int vix__load_entity(void *user, const vix_entity *e);
 int vix__cmp_rowid(const void *a, const void *b);
+void vix__fit(void **p, size_t *cap, size_t n, size_t size);
+size_t vix__set_bytes(const vix__set *c);
 void vix__set_finish(vix__set *c);
 const vix__entity *vix__set_find(const vix__set *c, int64_t rowid);
 int vix__base_load(vix_resolver *r, vix_store *store, int64_t catalog_id, const char *name,
@@ -256,10 +275,14 @@ void vix__keep(vix_view *nv, const vix__catalog *c);
 int vix__delta_next(vix_resolver *r, vix_store *store, int64_t catalog_id,
                     const vix__base *base, vix__delta *prev, int64_t now,
                     vix__delta **ret, erd_diag *diag);
+int vix__delta_fits(vix_resolver *r, vix_store *store, const vix__row *row,
+                    const vix__base *base, const vix__delta *prev, bool *ret_held,
+                    erd_diag *diag);
 bool vix__masked(const vix__delta *d, int64_t rowid);
 const vix__entity *vix__delta_find(const vix__delta *d, int64_t rowid);
 
 /* vix_jobs.c */
-int vix__sync(vix_resolver *r, const char *only, vix__base *preloaded, erd_diag *diag);
+int vix__sync_ex(vix_resolver *r, const char *only, vix__base *preloaded,
+                 bool *ret_catalog_only, erd_diag *diag);
 
 #endif

@@ -220,8 +220,38 @@ int vix__cmp_rowid(const void *a, const void *b)
 }
 
 /* Offsets become pointers once the arenas stop moving. */
+/* Gives back what the growing arrays over-allocated (up to half of them;
+ * for a delta entry of one entity, most of it).  Runs while entries still
+ * hold offsets, since the arrays may move. */
+void vix__fit(void **p, size_t *cap, size_t n, size_t size)
+{
+    if (!*p || n >= *cap)
+        return;
+    void *q = realloc(*p, (n ? n : 1) * size);
+    if (q) {
+        *p = q;
+        *cap = n;
+    }
+}
+
+static void vix__set_fit(vix__set *c)
+{
+    vix__fit((void **)&c->entities, &c->cap_entities, c->n_entities, sizeof *c->entities);
+    vix__fit((void **)&c->strings, &c->strings_cap, c->strings_len, 1);
+    vix__fit((void **)&c->phrases, &c->cap_phrases, c->n_phrases, sizeof *c->phrases);
+    vix__fit((void **)&c->phones, &c->phones_cap, c->phones_len, 1);
+}
+
+/* Heap bytes the set holds. */
+size_t vix__set_bytes(const vix__set *c)
+{
+    return c->cap_entities * sizeof *c->entities + c->strings_cap +
+           c->cap_phrases * sizeof *c->phrases + c->phones_cap + c->slot_n * sizeof *c->slot;
+}
+
 void vix__set_finish(vix__set *c)
 {
+    vix__set_fit(c);
     for (size_t i = 0; i < c->n_entities; i++) {
         c->entities[i].ext_id = c->strings + (uintptr_t)c->entities[i].ext_id;
         c->entities[i].name = c->strings + (uintptr_t)c->entities[i].name;

@@ -32,7 +32,9 @@
     X(EEXIST, -21, 409, "exists", "already exists")                              \
     X(EUNAUTHORIZED, -22, 401, "unauthorized", "missing or invalid credentials") \
     X(EFORBIDDEN, -23, 403, "forbidden", "not allowed")                          \
-    X(ECONFIG, -24, 400, "invalid_config", "invalid configuration")
+    X(ECONFIG, -24, 400, "invalid_config", "invalid configuration")              \
+    X(EBADREQUEST, -25, 400, "bad_request", "malformed HTTP request")            \
+    X(EUNSUPPORTED, -26, 501, "not_implemented", "not implemented")
 
 enum erd_error {
 #define ERD__ENUM(name, value, status, code, msg) ERD_##name = (value),

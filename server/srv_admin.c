@@ -151,10 +151,16 @@ static int srv__describe(vix_store *store, const srv_admin_ctx *ctx, const char 
     vix_serving_status ss = {0};
     if (ctx->resolver)
         vix_resolver_status(ctx->resolver, catalog, &ss);
-    json_t *serving = json_pack("{s:b,s:I,s:I,s:I,s:I}", "served", ss.served, "index_generation",
-                                (json_int_t)ss.index_generation, "served_generation",
-                                (json_int_t)ss.served_generation, "delta_entities",
-                                (json_int_t)ss.delta_entities, "masked", (json_int_t)ss.masked);
+    json_t *serving = json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:b}", "served", ss.served,
+                                "index_generation", (json_int_t)ss.index_generation,
+                                "served_generation", (json_int_t)ss.served_generation,
+                                "delta_entities", (json_int_t)ss.delta_entities, "masked",
+                                (json_int_t)ss.masked, "delta_bytes", (json_int_t)ss.delta_bytes,
+                                "held", ss.held);
+    if (serving && ss.load_error < 0)
+        json_object_set_new(serving, "load_error",
+                            json_pack("{s:s,s:s}", "code", erd_errcode(ss.load_error), "message",
+                                      ss.load_error_msg));
     *ret = json_pack("{s:s,s:I,s:I,s:I,s:o*,s:I,s:o*,s:o*}", "name", catalog, "entities",
                      (json_int_t)f.info.entity_count, "generation", (json_int_t)f.info.generation,
                      "created_at", (json_int_t)f.info.created_at, "index", index,
@@ -206,7 +212,7 @@ static int srv__create_name(const char *body, size_t len, const char **ret_name,
 static int srv__create(vix_store *store, const char *body, size_t len, json_t **ret,
                        erd_diag *diag)
 {
-    const char *name;
+    const char *name = NULL;
     json_t *root = NULL;
     int rc = srv__create_name(body, len, &name, &root, diag);
     if (rc < 0)
@@ -246,8 +252,9 @@ static int srv__delete(vix_store *store, const srv_admin_ctx *ctx, const char *c
     if (rc < 0)
         goto out;
     if (vix_store_meta_get(store, id, &meta, NULL) == ERD_OK) {
-        if (vix_index_file_path(ctx->db, meta.path, file, sizeof file) < 0)
-            file[0] = '\0';
+        if (vix_index_file_path(ctx->db, meta.path, file, sizeof file) < 0 ||
+            !vix_index_file_owned(ctx->db, catalog, file))
+            file[0] = '\0'; /* another database's file (a copy names it): left alone */
         vix_index_meta_clear(&meta);
     }
     rc = vix_store_catalog_delete(store, id, diag);
@@ -453,7 +460,18 @@ struct srv_bulk {
     json_t *errors;
     int fatal;        /* a store failure: the rest is read and ignored */
     erd_diag fatal_diag;
+    bool streaming;   /* told the resolver (vix_resolver_bulk) */
 };
+
+/* The catalog's rebuilds wait while the upload streams: it reaches the
+ * builder as one batch at the end. */
+static void srv__bulk_streaming(srv_bulk *b, bool on)
+{
+    if (b->ctx.resolver && b->streaming != on) {
+        vix_resolver_bulk(b->ctx.resolver, b->catalog, on);
+        b->streaming = on;
+    }
+}
 
 int srv_bulk_begin(const srv_admin_ctx *ctx, const char *catalog, srv_bulk **ret, erd_diag *diag)
 {
@@ -475,6 +493,7 @@ int srv_bulk_begin(const srv_admin_ctx *ctx, const char *catalog, srv_bulk **ret
         srv_bulk_destroy(b);
         return rc;
     }
+    srv__bulk_streaming(b, true);
     *ret = b;
     return ERD_OK;
 }
@@ -602,6 +621,7 @@ int srv_bulk_finish(srv_bulk *b, unsigned *ret_status, char **ret_json, size_t *
         if (rc < 0)
             b->fatal_diag = diag ? *diag : b->fatal_diag;
     }
+    srv__bulk_streaming(b, false);
     if (b->upserted)
         srv__sync(&b->ctx, b->catalog);
     if (rc < 0)
@@ -620,6 +640,7 @@ void srv_bulk_destroy(srv_bulk *b)
 {
     if (!b)
         return;
+    srv__bulk_streaming(b, false);
     vix_store_rollback(b->store);
     vix_store_close(b->store);
     json_decref(b->errors);

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -688,10 +689,16 @@ int srv_cli_serve(int argc, char **argv)
         .build_factory = cfg.faiss_factory,
         /* a replica never builds: the primary publishes the next snapshot */
         .delta_max = snapshot ? 0 : cfg.delta_max,
+        .delta_max_bytes = cfg.delta_max_bytes,
     };
     char rerank[2048], calibration[2048];
     ro.rerank = srv_cli_rerank_spec(cfg.rerank, rerank, sizeof rerank);
     ro.calibration = srv_cli_rerank_spec(cfg.calibration, calibration, sizeof calibration);
+    /* Indexes, entity sets and deltas are large arrays that a rebuild
+     * replaces whole.  A fixed mmap threshold keeps them out of the heap
+     * (glibc otherwise raises it after the first such free), so freeing a
+     * replaced one returns its memory to the system at once. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     double t0 = srv__now();
     rc = vix_resolver_open(&ro, &resolver, &diag);
     if (rc < 0)
@@ -706,6 +713,13 @@ int srv_cli_serve(int argc, char **argv)
     if (n == 0)
         fprintf(stderr, "erd: warning: no catalog has an index yet; run erd build\n");
     srv__serving_note(resolver);
+    char bad[72];
+    erd_diag bd;
+    for (size_t i = 0; vix_resolver_unavailable(resolver, i, bad, sizeof bad, &bd) == ERD_OK; i++)
+        fprintf(stderr,
+                "erd: warning: catalog \"%s\" not served, its index did not load: %s (rebuild it: "
+                "POST /v1/catalogs/%s/rebuild, or erd build)\n",
+                bad, erd_diag_message(&bd, bd.code), bad);
 
     ho.tick = srv__sync_tick;
     ho.tick_user = resolver;

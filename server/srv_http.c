@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -20,9 +21,10 @@
 
 #include "server/srv_admin.h"
 #include "server/srv_auth.h"
+#include "server/srv_conn.h"
 #include "server/srv_console.h"
-#include "server/srv_hint.h"
 #include "server/srv_explain.h"
+#include "server/srv_hint.h"
 #include "server/srv_metrics.h"
 #include "server/srv_pool.h"
 #include "server/srv_request.h"
@@ -108,6 +110,19 @@ struct srv_http {
     uint64_t id_seed;
     atomic_uint_fast64_t id_seq;
     atomic_int inflight;
+    /* Client deadlines and per-address limits, copied from the live
+     * configuration at start and on reload: the accept and connection
+     * callbacks run outside any request, so they cannot pin it. */
+    srv_conn_table *conns;
+    atomic_uint per_ip, half_open_per_ip, header_s, body_s;
+    unsigned half_open_all; /* max_connections / 2 (bound at start) */
+    atomic_uint_fast64_t refused; /* at accept, since the cleaner last logged */
+    char refused_from[INET6_ADDRSTRLEN]; /* under cleaner_mu */
+    pthread_t cleaner;
+    bool cleaner_started;
+    pthread_mutex_t cleaner_mu;
+    pthread_cond_t cleaner_cv;
+    bool cleaner_stop;
     uint16_t port;
     char url[160];
 };
@@ -135,6 +150,9 @@ typedef struct srv__req {
     char auth_msg[96];
     char *path;        /* only copied when requests are logged */
     char *seg[2];      /* what the route's "*"s matched, in the pool */
+    srv_conn_table *conns;
+    srv_conn *conn;    /* the connection's deadline entry; NULL when untracked */
+    size_t body_mib;   /* MiB of a streamed upload whose deadline was granted */
     srv_bulk *bulk;    /* a streamed upload in progress; freed on completion */
     int bulk_err;      /* why the upload could not start, or stopped */
     erd_diag bulk_diag;
@@ -223,6 +241,11 @@ static uint64_t srv__ns_since(const struct timespec *t0)
     return ns > 0 ? (uint64_t)ns : 0;
 }
 
+static uint64_t srv__deadline(unsigned seconds)
+{
+    return srv_conn_now_ns() + (uint64_t)seconds * 1000000000u;
+}
+
 /* ---- responses ---- */
 
 /* Queues a reply; hname/hvalue add one more header (Allow on 405,
@@ -249,6 +272,8 @@ static enum MHD_Result srv__send_as(srv__req *r, struct MHD_Connection *conn, un
     if (ok == MHD_YES) {
         r->status = status;
         r->responded = true;
+        /* From here the idle timeout bounds a client that reads slowly. */
+        srv_conn_phase(r->conns, r->conn, SRV_CONN_REPLY, 0);
     }
     return ok;
 }
@@ -317,21 +342,34 @@ static enum MHD_Result srv__healthz(srv_http *h, srv__req *r, struct MHD_Connect
 
 /* Ready means able to answer resolves: at least one catalog index loaded.
  * Liveness (/healthz) stays 200 either way, so an orchestrator holds
- * traffic back instead of restarting a server that is only missing data. */
+ * traffic back instead of restarting a server that is only missing data.
+ * Catalogs whose index did not load are listed, whatever the status. */
 static enum MHD_Result srv__readyz(srv_http *h, srv__req *r, struct MHD_Connection *conn)
 {
-    static const char not_ready[] =
-        "{\"status\":\"not_ready\",\"reason\":\"no catalog has a loaded index (run erd build, then "
-        "start erd serve again)\"}";
     size_t n = vix_resolver_catalog_count(h->resolver);
-    if (n == 0)
-        return srv__send(r, conn, MHD_HTTP_SERVICE_UNAVAILABLE, (char *)not_ready,
-                         sizeof not_ready - 1, MHD_RESPMEM_PERSISTENT);
-    char *json = malloc(64);
+    json_t *out = n ? json_pack("{s:s,s:I}", "status", "ready", "catalogs", (json_int_t)n)
+                    : json_pack("{s:s}", "status", "not_ready");
+    json_t *bad = json_array();
+    char name[72];
+    erd_diag d;
+    for (size_t i = 0; vix_resolver_unavailable(h->resolver, i, name, sizeof name, &d) == ERD_OK;
+         i++)
+        json_array_append_new(bad, json_pack("{s:s,s:s,s:s}", "catalog", name, "code",
+                                             erd_errcode(d.code), "message",
+                                             erd_diag_message(&d, d.code)));
+    if (out && bad && json_array_size(bad))
+        json_object_set(out, "unavailable", bad);
+    json_decref(bad);
+    if (out && n == 0)
+        json_object_set_new(out, "reason",
+                            json_string("no catalog has a loaded index (run erd build, or rebuild "
+                                        "through the admin API)"));
+    char *json = out ? json_dumps(out, JSON_COMPACT) : NULL;
+    json_decref(out);
     if (!json)
         return srv__send_error(r, conn, ERD_ENOMEM, NULL);
-    int len = snprintf(json, 64, "{\"status\":\"ready\",\"catalogs\":%zu}", n);
-    return srv__send(r, conn, MHD_HTTP_OK, json, (size_t)len, MHD_RESPMEM_MUST_FREE);
+    return srv__send(r, conn, n ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, json, strlen(json),
+                     MHD_RESPMEM_MUST_FREE);
 }
 
 static enum MHD_Result srv__metrics(srv_http *h, srv__req *r, struct MHD_Connection *conn)
@@ -547,6 +585,11 @@ static enum MHD_Result srv__stream(srv_http *h, srv__req *r, const char *data, s
 {
     size_t max = r->live->cfg.max_bulk_bytes;
     r->body_len += n; /* counted, not kept */
+    /* Each MiB that arrives earns the upload another body_timeout_s. */
+    if (r->body_len >> 20 > r->body_mib) {
+        r->body_mib = r->body_len >> 20;
+        srv_conn_extend(r->conns, r->conn, srv__deadline(atomic_load(&h->body_s)));
+    }
     if (r->body_len > max)
         r->too_large = true;
     if (!r->method_ok || r->auth_err != ERD_OK || r->too_large || r->bulk_err) {
@@ -587,14 +630,156 @@ static enum MHD_Result srv__dispatch(srv_http *h, srv__req *r, struct MHD_Connec
         char msg[160];
         if (route->body == SRV__STREAM)
             snprintf(msg, sizeof msg,
-                     "upload exceeds max_bulk_bytes (%zu bytes); lines read before the limit "
-                     "were committed",
+                     "upload exceeds max_bulk_bytes (%zu bytes), what this server is set to take "
+                     "at once; lines read before the limit were committed",
                      r->live->cfg.max_bulk_bytes);
         else
             snprintf(msg, sizeof msg, "request body exceeds %zu bytes", r->live->cfg.max_body_bytes);
         return srv__send_error(r, conn, ERD_ETOOLARGE, msg);
     }
     return route->handler(h, r, conn);
+}
+
+/* ---- connection guards ---- */
+
+static srv_conn *srv__conn_of(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *info =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return info ? info->socket_context : NULL;
+}
+
+/* Accept policy: runs before MHD spends anything on the connection. */
+static enum MHD_Result srv__admit(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    srv_http *h = cls;
+    unsigned half_open = atomic_load(&h->half_open_per_ip);
+    if (srv_conn_admit(h->conns, addr, len, atomic_load(&h->per_ip), half_open,
+                       half_open ? h->half_open_all : 0))
+        return MHD_YES;
+    /* Counted here, logged by the cleaner at most once a second: a flood
+     * must not turn into a flood of log lines. */
+    atomic_fetch_add(&h->refused, 1);
+    char ip[INET6_ADDRSTRLEN] = "";
+    if (addr && addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)addr)->sin_addr, ip, sizeof ip);
+    else if (addr && addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)addr)->sin6_addr, ip, sizeof ip);
+    pthread_mutex_lock(&h->cleaner_mu);
+    memcpy(h->refused_from, ip, sizeof ip);
+    pthread_mutex_unlock(&h->cleaner_mu);
+    return MHD_NO;
+}
+
+static void srv__notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code)
+{
+    srv_http *h = cls;
+    if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        srv_conn_close(h->conns, *socket_context);
+        *socket_context = NULL;
+        return;
+    }
+    const union MHD_ConnectionInfo *fd = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    const union MHD_ConnectionInfo *addr = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!fd)
+        return;
+    const struct sockaddr *sa = addr ? addr->client_addr : NULL;
+    socklen_t sl = !sa ? 0 : sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                      : sizeof(struct sockaddr_in);
+    *socket_context = srv_conn_open(h->conns, fd->connect_fd, sa, sl,
+                                    srv__deadline(atomic_load(&h->header_s)));
+    /* A connection no deadline watches is not kept. */
+    if (!*socket_context)
+        shutdown(fd->connect_fd, SHUT_RDWR);
+}
+
+/* Decodes the path as MHD would, noting a NUL or control byte for the
+ * access handler to refuse before routing. */
+static size_t srv__unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    bool control = false;
+    size_t len = srv_http_unescape(s, &control);
+    if (control)
+        srv_conn_flag_bad_path(srv__conn_of(conn));
+    return len;
+}
+
+static void *srv__cleaner_main(void *arg)
+{
+    srv_http *h = arg;
+    uint64_t last_log = 0;
+    pthread_mutex_lock(&h->cleaner_mu);
+    while (!h->cleaner_stop) {
+        uint64_t now = srv_conn_now_ns();
+        if (now - last_log >= 1000000000u && atomic_load(&h->refused)) {
+            uint64_t n = atomic_exchange(&h->refused, 0);
+            fprintf(stderr,
+                    "erd: http: refused %" PRIu64 " connection%s at accept (max_connections_per_ip, "
+                    "max_half_open_per_ip), the last from %s\n",
+                    n, n == 1 ? "" : "s", h->refused_from);
+            last_log = now;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 250 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&h->cleaner_cv, &h->cleaner_mu, &until);
+        if (!h->cleaner_stop)
+            srv_conn_expire(h->conns, srv_conn_now_ns());
+    }
+    pthread_mutex_unlock(&h->cleaner_mu);
+    return NULL;
+}
+
+static void srv__limits_publish(srv_http *h, const cfg_config *cfg)
+{
+    atomic_store(&h->per_ip, (unsigned)(cfg->max_connections_per_ip > 0 ? cfg->max_connections_per_ip : 0));
+    atomic_store(&h->half_open_per_ip,
+                 (unsigned)(cfg->max_half_open_per_ip > 0 ? cfg->max_half_open_per_ip : 0));
+    atomic_store(&h->header_s, (unsigned)(cfg->header_timeout_s > 0 ? cfg->header_timeout_s : 1));
+    atomic_store(&h->body_s, (unsigned)(cfg->body_timeout_s > 0 ? cfg->body_timeout_s : 1));
+}
+
+#define SRV__MAX_FRAMING 4
+
+typedef struct srv__framing {
+    const char *cl[SRV__MAX_FRAMING], *te[SRV__MAX_FRAMING];
+    size_t n_cl, n_te;
+} srv__framing;
+
+static enum MHD_Result srv__framing_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                           const char *value)
+{
+    (void)kind;
+    srv__framing *f = cls;
+    const char *v = value ? value : "";
+    if (key && strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        if (f->n_cl < SRV__MAX_FRAMING)
+            f->cl[f->n_cl] = v;
+        f->n_cl++;
+    } else if (key && strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        if (f->n_te < SRV__MAX_FRAMING)
+            f->te[f->n_te] = v;
+        f->n_te++;
+    }
+    return MHD_YES;
+}
+
+/* libmicrohttpd takes the first Content-Length and waits for the end of a
+ * body in a coding it does not know; erd decides at the headers instead. */
+static int srv__framing_check(struct MHD_Connection *conn, bool *ret_body, erd_diag *diag)
+{
+    srv__framing f = {0};
+    MHD_get_connection_values(conn, MHD_HEADER_KIND, srv__framing_header, &f);
+    if (f.n_cl > SRV__MAX_FRAMING || f.n_te > SRV__MAX_FRAMING)
+        return erd_fail(diag, ERD_EBADREQUEST, "too many Content-Length or Transfer-Encoding headers");
+    *ret_body = f.n_te > 0 || (f.n_cl == 1 && strspn(f.cl[0], "0") != strlen(f.cl[0]));
+    return srv_check_framing(f.cl, f.n_cl, f.te, f.n_te, diag);
 }
 
 static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -610,6 +795,19 @@ static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const
         if (!r)
             return MHD_NO;
         *con_cls = r;
+        r->conns = h->conns;
+        r->conn = srv__conn_of(conn);
+        srv_conn_phase(r->conns, r->conn, SRV_CONN_BODY, srv__deadline(atomic_load(&h->body_s)));
+        /* Answered before routing, and before a byte of any body. */
+        if (srv_conn_take_bad_path(r->conn))
+            return srv__send_error(r, conn, ERD_EBADREQUEST,
+                                   "the path holds a NUL or control character (percent-encoded "
+                                   "or not)");
+        erd_diag fdiag = {0};
+        bool has_body = false;
+        int frc = srv__framing_check(conn, &has_body, &fdiag);
+        if (frc < 0)
+            return srv__send_diag(r, conn, frc, &fdiag);
 
         for (size_t i = 0; i < SRV__N_ROUTES; i++) {
             if (srv__route_match(&srv__routes[i], url, r->pool, r->seg)) {
@@ -642,6 +840,10 @@ static enum MHD_Result srv__handle(void *cls, struct MHD_Connection *conn, const
                 return srv__dispatch(h, r, conn);
             }
         }
+        /* Missing or wrong credentials are told at the headers when a body
+         * follows: none of it is read, and no 100 Continue invites it. */
+        if (has_body && r->route != SRV__ROUTE_OTHER && r->auth_err < 0)
+            return srv__dispatch(h, r, conn);
         /* Everything else is answered once the request is complete: a reply
          * queued earlier makes MHD drop the keep-alive connection. */
         return MHD_YES;
@@ -696,6 +898,8 @@ static void srv__completed(void *cls, struct MHD_Connection *conn, void **con_cl
     if (r->live->cfg.log_requests)
         srv__log_request(r, toe);
     *con_cls = NULL;
+    /* The next request on a kept-alive connection has header_timeout_s. */
+    srv_conn_phase(r->conns, r->conn, SRV_CONN_HEADERS, srv__deadline(atomic_load(&h->header_s)));
     srv_bulk_destroy(r->bulk);
     srv_pool_destroy(r->pool);
     /* Last: after this the request's configuration may be freed. */
@@ -779,6 +983,7 @@ int srv_http_reload(srv_http *h, erd_diag *diag)
     size_t n_fixed = cfg_diff(&cur->cfg, &fresh, false, fixed, sizeof fixed);
     size_t n_changed = cfg_diff(&cur->cfg, &next, true, changed, sizeof changed);
     srv__live *old = atomic_exchange(&h->live, nl);
+    srv__limits_publish(h, &nl->cfg);
     old->retired_next = h->retired;
     h->retired = old;
     srv__reclaim(h);
@@ -895,6 +1100,20 @@ int srv_http_check_listen(const char *listen, erd_diag *diag)
 
 /* ---- daemon ---- */
 
+static void srv__cleaner_stop(srv_http *h)
+{
+    if (!h->cleaner_started)
+        return;
+    pthread_mutex_lock(&h->cleaner_mu);
+    h->cleaner_stop = true;
+    pthread_cond_signal(&h->cleaner_cv);
+    pthread_mutex_unlock(&h->cleaner_mu);
+    pthread_join(h->cleaner, NULL);
+    h->cleaner_started = false;
+    pthread_mutex_destroy(&h->cleaner_mu);
+    pthread_cond_destroy(&h->cleaner_cv);
+}
+
 int srv_http_start(const cfg_config *cfg, const srv_http_opts *opts, vix_resolver *resolver,
                    srv_http **ret, erd_diag *diag)
 {
@@ -943,12 +1162,24 @@ int srv_http_start(const cfg_config *cfg, const srv_http_opts *opts, vix_resolve
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned threads = cfg->threads > 0 ? (unsigned)cfg->threads : (cores > 0 ? (unsigned)cores : 1);
     unsigned conns = cfg->max_connections > 0 ? (unsigned)cfg->max_connections : 1;
-    unsigned per_ip = cfg->max_connections_per_ip > 0 ? (unsigned)cfg->max_connections_per_ip : 0;
     /* MHD splits the connection limit across workers and refuses to start
      * when a worker would get none. */
     if (threads > conns)
         threads = conns;
     unsigned timeout = cfg->request_timeout_s > 0 ? (unsigned)cfg->request_timeout_s : 0;
+    /* Room for every connection MHD may hold plus the ones it is closing. */
+    rc = srv_conn_table_create((size_t)conns + 64, &h->conns, diag);
+    if (rc < 0)
+        goto out;
+    srv__limits_publish(h, cfg);
+    h->half_open_all = conns / 2 ? conns / 2 : 1;
+    pthread_mutex_init(&h->cleaner_mu, NULL);
+    pthread_cond_init(&h->cleaner_cv, NULL);
+    if (pthread_create(&h->cleaner, NULL, srv__cleaner_main, h) != 0) {
+        rc = erd_fail(diag, ERD_EINTERNAL, "cannot start the connection deadline thread");
+        goto out;
+    }
+    h->cleaner_started = true;
 
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     /* A pool worker keeps every connection it accepted, and one worker
@@ -971,12 +1202,13 @@ int srv_http_start(const cfg_config *cfg, const srv_http_opts *opts, vix_resolve
         {MHD_OPTION_END, 0, NULL},
     };
     /* The logger goes first so MHD routes even option errors through it. */
-    h->daemon = MHD_start_daemon(flags, 0, NULL, NULL, srv__handle, h,
+    h->daemon = MHD_start_daemon(flags, 0, srv__admit, h, srv__handle, h,
                                  MHD_OPTION_EXTERNAL_LOGGER, srv__mhd_log, NULL,
                                  MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                                  MHD_OPTION_ARRAY, pool,
                                  MHD_OPTION_CONNECTION_LIMIT, conns,
-                                 MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip,
+                                 MHD_OPTION_NOTIFY_CONNECTION, srv__notify, h,
+                                 MHD_OPTION_UNESCAPE_CALLBACK, srv__unescape, h,
                                  MHD_OPTION_CONNECTION_TIMEOUT, timeout,
                                  MHD_OPTION_NOTIFY_COMPLETED, srv__completed, h,
                                  MHD_OPTION_END);
@@ -998,6 +1230,8 @@ int srv_http_start(const cfg_config *cfg, const srv_http_opts *opts, vix_resolve
 out:
     srv__live_free(live);
     if (h) {
+        srv__cleaner_stop(h);
+        srv_conn_table_destroy(h->conns);
         srv_metrics_destroy(h->metrics);
         srv__live_free(atomic_load(&h->live));
         free(h);
@@ -1035,6 +1269,8 @@ void srv_http_stop(srv_http *http)
         nanosleep(&nap, NULL);
     }
     MHD_stop_daemon(http->daemon);
+    srv__cleaner_stop(http);
+    srv_conn_table_destroy(http->conns);
     /* After quiescing, the listening socket is ours to close. */
     if (lsock != MHD_INVALID_SOCKET)
         close(lsock);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 void srv_limits_from_config(const cfg_config *cfg, srv_limits *ret)
 {
@@ -457,5 +458,105 @@ int srv_write_error(int err, const char *message, char **ret_json, size_t *ret_l
     srv__puts(&b, "\"}}");
     *ret_json = b.p;
     *ret_len = b.len;
+    return ERD_OK;
+}
+
+/* ---- HTTP framing ---- */
+
+static int srv__hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+size_t srv_http_unescape(char *s, bool *ret_control)
+{
+    bool control = false;
+    char *w = s;
+    for (const char *r = s; *r;) {
+        int hi = r[0] == '%' ? srv__hexval(r[1]) : -1;
+        int lo = hi >= 0 ? srv__hexval(r[2]) : -1;
+        unsigned char c;
+        if (lo >= 0) {
+            c = (unsigned char)(hi * 16 + lo);
+            r += 3;
+        } else {
+            c = (unsigned char)*r++;
+        }
+        if (c < 0x20 || c == 0x7f)
+            control = true;
+        *w++ = (char)c;
+    }
+    *w = '\0';
+    if (ret_control)
+        *ret_control = control;
+    return (size_t)(w - s);
+}
+
+/* The next comma-separated element of a header value, blanks trimmed;
+ * *p moves past it.  Returns its length (0 for an empty element). */
+static size_t srv__list_next(const char **p, const char **ret_start)
+{
+    const char *s = *p;
+    while (*s == ' ' || *s == '\t')
+        s++;
+    const char *end = s + strcspn(s, ",");
+    *p = *end ? end + 1 : end;
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t'))
+        end--;
+    *ret_start = s;
+    return (size_t)(end - s);
+}
+
+static int srv__check_codings(const char *const *te, size_t n_te, erd_diag *diag)
+{
+    size_t chunked = 0, codings = 0;
+    for (size_t i = 0; i < n_te; i++) {
+        for (const char *p = te[i]; *p;) {
+            const char *tok;
+            size_t len = srv__list_next(&p, &tok);
+            if (len == 0)
+                continue;
+            codings++;
+            if (len == 7 && strncasecmp(tok, "chunked", 7) == 0) {
+                chunked++;
+                continue;
+            }
+            return erd_fail(diag, ERD_EUNSUPPORTED,
+                            "transfer coding \"%.*s\" is not supported (send the body as is, or "
+                            "chunked)",
+                            (int)(len > 40 ? 40 : len), tok);
+        }
+    }
+    if (codings == 0)
+        return erd_fail(diag, ERD_EBADREQUEST, "empty Transfer-Encoding");
+    if (chunked != 1)
+        return erd_fail(diag, ERD_EBADREQUEST, "chunked may be applied only once");
+    return ERD_OK;
+}
+
+int srv_check_framing(const char *const *content_length, size_t n_cl,
+                      const char *const *transfer_encoding, size_t n_te, erd_diag *diag)
+{
+    if (n_te > 0 && n_cl > 0)
+        return erd_fail(diag, ERD_EBADREQUEST,
+                        "both Content-Length and Transfer-Encoding: the body's length is "
+                        "ambiguous");
+    if (n_te > 0)
+        return srv__check_codings(transfer_encoding, n_te, diag);
+    if (n_cl > 1)
+        return erd_fail(diag, ERD_EBADREQUEST, "more than one Content-Length header");
+    if (n_cl == 1) {
+        const char *v = content_length[0];
+        size_t len = strlen(v);
+        if (len == 0 || len > 19 || strspn(v, "0123456789") != len)
+            return erd_fail(diag, ERD_EBADREQUEST,
+                            "Content-Length must be one decimal number of at most 19 digits");
+    }
     return ERD_OK;
 }

@@ -74,4 +74,22 @@ int srv_write_error(int err, const char *message, char **ret_json, size_t *ret_l
  * character boundary when it does not fit.  Returns the bytes written. */
 size_t srv_json_escape(char *out, size_t cap, const char *s, size_t len);
 
+/* Decodes %XX escapes of a request path (or query) in place, as
+ * libmicrohttpd does, and returns the decoded length.  *ret_control is set
+ * when the result holds a NUL or other control byte (0x00-0x1f, 0x7f),
+ * which no route, catalog or entity id may contain: "/x%00y" must not
+ * become "/x". */
+size_t srv_http_unescape(char *s, bool *ret_control);
+
+/* Checks a request's body framing as its headers state it, before a byte
+ * of the body is read (RFC 9112 section 6): content_length[0..n_cl) and
+ * transfer_encoding[0..n_te) are the values of every such header, in order.
+ *   ERD_EBADREQUEST   more than one Content-Length (or a list), one that is
+ *                     not a decimal number, both Content-Length and
+ *                     Transfer-Encoding, "chunked" twice or not last
+ *   ERD_EUNSUPPORTED  a transfer coding other than chunked (gzip, identity,
+ *                     ...), which erd does not decode */
+int srv_check_framing(const char *const *content_length, size_t n_cl,
+                      const char *const *transfer_encoding, size_t n_te, erd_diag *diag);
+
 #endif

@@ -272,6 +272,15 @@ def test_replica(tmp, db, conf, log, state, cli_log):
     rep.kill9()
 
 
+def report_abort(what, e, log):
+    """A test that stopped on an exception fails, with the server's last words."""
+    ok(False, f"{what} aborted: {e!r}")
+    try:
+        print("# serve log tail:\n" + "".join("#   " + l for l in open(log).readlines()[-15:]))
+    except OSError:
+        pass
+
+
 def main():
     print(f"# seed {SEED}", flush=True)
     tmp = tempfile.mkdtemp(prefix="erd-crash-")
@@ -364,11 +373,7 @@ def main():
               f"{len(state.deleted)} deletions, {len(state.unknown)} cut off by a kill")
         test_replica(tmp, db, conf, log, state, cli_log)
     except Exception as e:  # noqa: BLE001 - any failure is a test failure
-        ok(False, f"crash test aborted: {e!r}")
-        try:
-            print("# serve log tail:\n" + "".join("#   " + l for l in open(log).readlines()[-15:]))
-        except OSError:
-            pass
+        report_abort("crash test", e, log)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"1..{n_test}")

@@ -1292,7 +1292,7 @@ static void test_bare_daemon(void)
     is_int(r.status, 200, "at the connection limit a new client is served once idle ones time out");
     ok(waited < 12, "within the idle timeout plus slack (%.1f s)", waited);
     reply_free(&r);
-    ok(log_contains("Server reached connection limit"), "the refusals are logged");
+    ok(log_contains("connections at accept (max_connections_per_ip"), "the refusals are logged");
     for (int i = 0; i < n; i++)
         if (fds[i] >= 0)
             close(fds[i]);

@@ -82,7 +82,9 @@ int main(void)
     /* Secrets: empty by default, validated, never printed. */
     cfg_defaults(&cfg);
     ok(cfg.admin_token[0] == '\0' && cfg.resolve_token[0] == '\0', "no tokens by default");
-    is_int(cfg.max_connections_per_ip, 0, "no per-address limit by default");
+    is_int(cfg.max_connections_per_ip, 64, "a per-address limit by default");
+    is_int(cfg.max_half_open_per_ip, 32, "a per-address half-open limit by default");
+    is_int(cfg.header_timeout_s, 10, "header deadline 10 s by default");
     is_int(cfg_set(&cfg, "admin_token", "short", &d), ERD_ECONFIG, "short token refused");
     ok(strstr(d.msg, "short") == NULL, "message does not quote the token: %s", d.msg);
     is_int(cfg_set(&cfg, "admin_token", "has space in it 0123456789", &d), ERD_ECONFIG,

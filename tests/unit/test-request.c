@@ -404,6 +404,61 @@ static void test_escape(void)
     is_int(n, 0, "nothing written");
 }
 
+static void test_unescape(void)
+{
+    char s[64];
+    bool ctl = true;
+    strcpy(s, "/v1/catalogs/a%2Fb/x%41");
+    is_int((int)srv_http_unescape(s, &ctl), 19, "decoded length");
+    is_str(s, "/v1/catalogs/a/b/xA", "escapes decoded as libmicrohttpd does");
+    ok(!ctl, "no control byte");
+    strcpy(s, "/healthz%00x");
+    srv_http_unescape(s, &ctl);
+    ok(ctl, "%%00 is flagged");
+    ok(memcmp(s, "/healthz\0x", 10) == 0, "and decoded in place, not cut");
+    const char *bad[] = {"/a%0a", "/a%0D", "/a%7f", "/a%1B", "/a\x01b", "/a\x7f"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        strcpy(s, bad[i]);
+        ctl = false;
+        srv_http_unescape(s, &ctl);
+        ok(ctl, "control byte flagged in %s", bad[i]);
+    }
+    strcpy(s, "/a%zz%4%");
+    ctl = true;
+    is_int((int)srv_http_unescape(s, &ctl), 8, "malformed escapes kept as they are");
+    ok(!ctl && strcmp(s, "/a%zz%4%") == 0, "unchanged: %s", s);
+    strcpy(s, "/caf%C3%A9");
+    srv_http_unescape(s, &ctl);
+    ok(!ctl && strcmp(s, "/caf\xc3\xa9") == 0, "UTF-8 bytes are not control bytes");
+}
+
+static void test_framing(void)
+{
+    erd_diag d;
+    const char *cl1[] = {"42"}, *cl2[] = {"42", "42"}, *cl_list[] = {"42, 42"}, *cl_neg[] = {"-1"},
+               *cl_big[] = {"99999999999999999999"}, *cl_empty[] = {""};
+    const char *te_chunked[] = {"chunked"}, *te_gzip[] = {"gzip, chunked"},
+               *te_id[] = {"identity"}, *te_twice[] = {"chunked", "chunked"},
+               *te_upper[] = {" Chunked "}, *te_comma[] = {","};
+    is_int(srv_check_framing(NULL, 0, NULL, 0, &d), ERD_OK, "no body");
+    is_int(srv_check_framing(cl1, 1, NULL, 0, &d), ERD_OK, "one Content-Length");
+    is_int(srv_check_framing(cl2, 2, NULL, 0, &d), ERD_EBADREQUEST, "two Content-Lengths, even equal");
+    is_int(srv_check_framing(cl_list, 1, NULL, 0, &d), ERD_EBADREQUEST, "a Content-Length list");
+    is_int(srv_check_framing(cl_neg, 1, NULL, 0, &d), ERD_EBADREQUEST, "negative Content-Length");
+    is_int(srv_check_framing(cl_big, 1, NULL, 0, &d), ERD_EBADREQUEST, "20-digit Content-Length");
+    is_int(srv_check_framing(cl_empty, 1, NULL, 0, &d), ERD_EBADREQUEST, "empty Content-Length");
+    is_int(srv_check_framing(NULL, 0, te_chunked, 1, &d), ERD_OK, "chunked");
+    is_int(srv_check_framing(NULL, 0, te_upper, 1, &d), ERD_OK, "chunked in any case");
+    is_int(srv_check_framing(cl1, 1, te_chunked, 1, &d), ERD_EBADREQUEST, "Content-Length and chunked");
+    is_int(srv_check_framing(NULL, 0, te_gzip, 1, &d), ERD_EUNSUPPORTED, "gzip: 501");
+    ok(strstr(d.msg, "gzip") != NULL, "the message names the coding: %s", d.msg);
+    is_int(srv_check_framing(NULL, 0, te_id, 1, &d), ERD_EUNSUPPORTED, "identity: 501");
+    is_int(srv_check_framing(NULL, 0, te_twice, 2, &d), ERD_EBADREQUEST, "chunked twice");
+    is_int(srv_check_framing(NULL, 0, te_comma, 1, &d), ERD_EBADREQUEST, "an empty coding list");
+    is_int(erd_http_status(ERD_EUNSUPPORTED), 501, "not implemented is 501");
+    is_int(erd_http_status(ERD_EBADREQUEST), 400, "bad request is 400");
+}
+
 int main(void)
 {
     test_valid();
@@ -416,6 +471,8 @@ int main(void)
     test_match();
     test_write_error();
     test_escape();
+    test_unescape();
+    test_framing();
     srv_pool_destroy(pool);
     return tap_done();
 }
