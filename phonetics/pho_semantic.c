@@ -1068,43 +1068,42 @@ out:
     return rc;
 }
 
+/* The spec arguments of a file-backed encoder: the path as the id will
+ * name it, the file it names, and the checksum asked for. */
+static int pho__file_args(const char *kind, const char *what, const char *args, char *path,
+                          size_t path_cap, char *file, size_t file_cap, uint32_t *want,
+                          int *check, erd_diag *diag)
+{
+    int rc = pho__path_arg(kind, args, path, path_cap, want, check, diag);
+    if (rc < 0)
+        return rc;
+    rc = pho__model_path(path, file, file_cap);
+    return rc < 0 ? erd_fail(diag, rc, "%s %s too long", what, path) : ERD_OK;
+}
+
 int pho__semantic_create(const char *args, pho_encoder **ret, erd_diag *diag)
 {
     /* room left in the id for "semantic:" and "#xxxxxxxx" */
-    char path[PHO_ENCODER_ID_MAX - 18];
-    uint32_t want;
-    int check, rc;
+    char path[PHO_ENCODER_ID_MAX - 18], file[2048];
+    uint32_t want = 0;
+    int check = 0;
     pho_sem_model *m = NULL;
-
-    rc = pho__path_arg("semantic", args, path, sizeof path, &want, &check, diag);
-    if (rc < 0)
-        return rc;
-    char file[2048];
-    rc = pho__model_path(path, file, sizeof file);
-    if (rc < 0)
-        return erd_fail(diag, rc, "model path %s too long", path);
-    rc = pho_sem_model_load(file, &m, diag);
-    if (rc < 0)
+    int rc = pho__file_args("semantic", "model path", args, path, sizeof path, file, sizeof file,
+                            &want, &check, diag);
+    if (rc < 0 || (rc = pho_sem_model_load(file, &m, diag)) < 0)
         return rc;
     return pho__sem_wrap("semantic", path, m, NULL, check, want, ret, diag);
 }
 
 int pho__vec_create(const char *args, pho_encoder **ret, erd_diag *diag)
 {
-    char path[PHO_ENCODER_ID_MAX - 13];
-    uint32_t want;
-    int check, rc;
+    char path[PHO_ENCODER_ID_MAX - 13], file[2048]; /* "vec:" and "#xxxxxxxx" */
+    uint32_t want = 0;
+    int check = 0;
     pho_vec_model *v = NULL;
-
-    rc = pho__path_arg("vec", args, path, sizeof path, &want, &check, diag);
-    if (rc < 0)
-        return rc;
-    char file[2048];
-    rc = pho__model_path(path, file, sizeof file);
-    if (rc < 0)
-        return erd_fail(diag, rc, "vector file path %s too long", path);
-    rc = pho_vec_load(file, &v, diag);
-    if (rc < 0)
+    int rc = pho__file_args("vec", "vector file path", args, path, sizeof path, file,
+                            sizeof file, &want, &check, diag);
+    if (rc < 0 || (rc = pho_vec_load(file, &v, diag)) < 0)
         return rc;
     return pho__sem_wrap("vec", path, v->m, v, check, want, ret, diag);
 }
