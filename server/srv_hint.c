@@ -11,9 +11,12 @@ int srv_hint_unbuilt(const char *db, const char *catalog, int err, erd_diag *dia
     /* Only on the error path: a served catalog never gets here. */
     if (vix_store_open(db, VIX_STORE_READONLY, &store, NULL) < 0)
         return err;
+    vix_index_meta meta;
     int found = vix_store_catalog_find(store, catalog, &id, NULL);
+    /* a catalog with an index that did not load keeps its own reason */
+    int unbuilt = found >= 0 && vix_store_meta_get(store, id, &meta, NULL) == ERD_ENOINDEX;
     vix_store_close(store);
-    if (found < 0)
+    if (!unbuilt)
         return err;
     return erd_fail(diag, ERD_ENOINDEX,
                     "catalog \"%s\" is imported but not built: run `erd build --db %.120s "
