@@ -17,8 +17,13 @@ install_packages deploy/packages.txt setup
 
 deploy/fetch-faiss-capi.sh
 
+# Compiler output stays on screen: a new warning must be seen where it
+# appears.  Options given for a build dir that exists already are applied
+# to it (meson setup --reconfigure keeps the others).
 if [ ! -f "$builddir/build.ninja" ]; then
-    meson setup "$builddir" "$@" >/dev/null
+    meson setup "$builddir" "$@"
+elif [ $# -gt 0 ]; then
+    meson setup --reconfigure "$builddir" "$@"
 fi
-meson compile -C "$builddir" >/dev/null
+meson compile -C "$builddir"
 echo "setup: built $builddir/erd"

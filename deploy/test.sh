@@ -9,8 +9,10 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
-deploy/setup.sh build
-deploy/setup.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+# Warnings are errors in both builds: a release build (-O3) finds
+# may-be-uninitialised paths a debug one does not, and the reverse.
+deploy/setup.sh build -Dwerror=true
+deploy/setup.sh build-asan -Dwerror=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1

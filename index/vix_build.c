@@ -316,191 +316,212 @@ static int vix__voice_check(vix_store *store, int64_t catalog_id, const vix_buil
                     opts->catalog, was, voice, voice, was);
 }
 
-int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
-{
-    vix_store *store = NULL, *cache = NULL;
-    vix_phoneme_batch *pending = NULL;
-    bool snapshot = false;
-    char old_path[1024] = "";
-    pho_g2p *g2p = NULL;
-    pho_encoder *enc = NULL;
-    vix_index *index = NULL;
-    pho_phrase *phrases = NULL;
-    float *vectors = NULL;
-    void *state = NULL;
-    size_t state_len = 0;
-    vix__corpus corpus = {0};
-    vix_build_result res = {0};
+/* One build as it goes through its stages. */
+typedef struct vix__build {
+    const vix_build_opts *opts;
+    erd_diag *diag;
+    const char *voice;
+    vix_store *store, *cache;
+    bool snapshot; /* store holds the read snapshot */
+    vix_phoneme_batch *pending;
+    pho_g2p *g2p;
+    pho_encoder *enc;
+    vix_index *index;
+    vix__corpus corpus;
+    pho_phrase *phrases;
+    float *vectors;
+    pho_phrase *sample;
+    unsigned char *sample_derived;
+    void *state;
+    size_t state_len, dim, chunk, n_train;
     int64_t catalog_id, generation, count;
-    double t0 = vix__now(), t;
-    int rc;
+    double t0, t, encode_s;
+    vix_build_result res;
+} vix__build;
 
+static void vix__build_free(vix__build *b)
+{
+    if (b->snapshot)
+        vix_store_rollback(b->store);
+    vix_phoneme_batch_destroy(b->pending);
+    vix_store_close(b->cache);
+    free(b->sample);
+    free(b->sample_derived);
+    free(b->state);
+    free(b->vectors);
+    free(b->phrases);
+    vix__corpus_free(&b->corpus);
+    vix_index_destroy(b->index);
+    pho_g2p_destroy(b->g2p);
+    pho_encoder_destroy(b->enc);
+    vix_store_close(b->store);
+}
+
+static int vix__build_cancelled(const vix__build *b)
+{
+    return vix__cancelled(b->opts) ? erd_fail(b->diag, ERD_EBUSY, "build cancelled") : ERD_OK;
+}
+
+/* The store, under one read snapshot, the catalog, its generation and a new
+ * index file name for it; the encoder and the G2P. */
+static int vix__build_open(vix__build *b)
+{
+    const vix_build_opts *opts = b->opts;
+    erd_diag *diag = b->diag;
     const char *spec = opts->encoder_spec ? opts->encoder_spec : "baseline";
-    const char *factory_opt = opts->factory && *opts->factory ? opts->factory : "auto";
-    const char *voice = opts->g2p_voice && *opts->g2p_voice ? opts->g2p_voice : "en-us";
-    pho_phrase *sample = NULL;
-    unsigned char *sample_derived = NULL;
-
-    rc = vix_store_open(opts->db_path, 0, &store, diag);
-    if (rc < 0)
-        goto out;
-    rc = vix_store_open(opts->db_path, 0, &cache, diag);
-    if (rc < 0)
-        goto out;
+    int rc;
+    if ((rc = vix_store_open(opts->db_path, 0, &b->store, diag)) < 0 ||
+        (rc = vix_store_open(opts->db_path, 0, &b->cache, diag)) < 0)
+        return rc;
     /* Generation and entities come from one read snapshot, so the index
      * holds exactly what that generation says; writers go on meanwhile. */
-    rc = vix_store_begin_read(store, diag);
-    if (rc < 0)
-        goto out;
-    snapshot = true;
-    rc = vix_store_catalog_find(store, opts->catalog, &catalog_id, diag);
-    if (rc < 0)
-        goto out;
-    rc = vix_store_catalog_generation(store, catalog_id, &generation, diag);
-    if (rc < 0)
-        goto out;
-    rc = vix__voice_check(store, catalog_id, opts, voice, diag);
-    if (rc < 0)
-        goto out;
+    if ((rc = vix_store_begin_read(b->store, diag)) < 0)
+        return rc;
+    b->snapshot = true;
+    if ((rc = vix_store_catalog_find(b->store, opts->catalog, &b->catalog_id, diag)) < 0 ||
+        (rc = vix_store_catalog_generation(b->store, b->catalog_id, &b->generation, diag)) < 0 ||
+        (rc = vix__voice_check(b->store, b->catalog_id, opts, b->voice, diag)) < 0)
+        return rc;
     /* A new file per build: the one the metadata names is never rewritten,
      * so a crash between writing the index and committing its metadata
      * leaves the old pair intact. */
-    rc = vix__index_file_for(opts->db_path, opts->catalog, generation, res.index_path,
-                             sizeof res.index_path);
-    if (rc < 0) {
-        rc = erd_fail(diag, rc, "index path too long");
-        goto out;
-    }
-    rc = vix_store_entity_count(store, catalog_id, &count, diag);
+    rc = vix__index_file_for(opts->db_path, opts->catalog, b->generation, b->res.index_path,
+                             sizeof b->res.index_path);
     if (rc < 0)
-        goto out;
-    if (count == 0) {
-        rc = erd_fail(diag, ERD_EEMPTY, "catalog \"%s\" has no entities to index", opts->catalog);
-        goto out;
-    }
-    rc = pho_encoder_create(spec, &enc, diag);
-    if (rc < 0)
-        goto out;
-    rc = pho_g2p_create(voice, 0, &g2p, diag);
-    if (rc < 0)
-        goto out;
+        return erd_fail(diag, rc, "index path too long");
+    if ((rc = vix_store_entity_count(b->store, b->catalog_id, &b->count, diag)) < 0)
+        return rc;
+    if (b->count == 0)
+        return erd_fail(diag, ERD_EEMPTY, "catalog \"%s\" has no entities to index",
+                        opts->catalog);
+    if ((rc = pho_encoder_create(spec, &b->enc, diag)) < 0)
+        return rc;
+    return pho_g2p_create(b->voice, 0, &b->g2p, diag);
+}
 
-    /* Phonemes: read from the cache, new ones kept (vix_phoneme_batch) and
-     * written once the snapshot has ended. */
-    t = vix__now();
+/* Phonemes: read from the cache, new ones kept (vix_phoneme_batch) and
+ * written once the snapshot has ended. */
+static int vix__build_phonemes(vix__build *b)
+{
+    erd_diag *diag = b->diag;
+    b->t = vix__now();
     vix__collect *col = calloc(1, sizeof *col);
-    rc = col ? vix_phoneme_batch_create(&pending, diag) : erd_fail(diag, ERD_ENOMEM, "out of memory");
+    int rc = col ? vix_phoneme_batch_create(&b->pending, diag)
+                 : erd_fail(diag, ERD_ENOMEM, "out of memory");
     if (rc < 0) {
         free(col);
-        goto out;
+        return rc;
     }
-    *col = (vix__collect){.g2p = g2p, .store = cache, .pending = pending, .corpus = &corpus,
-                          .opts = opts, .total_entities = (uint64_t)count, .diag = diag};
-    rc = vix_store_entity_foreach(store, catalog_id, vix__collect_entity, col, diag);
+    *col = (vix__collect){.g2p = b->g2p, .store = b->cache, .pending = b->pending,
+                          .corpus = &b->corpus, .opts = b->opts,
+                          .total_entities = (uint64_t)b->count, .diag = diag};
+    rc = vix_store_entity_foreach(b->store, b->catalog_id, vix__collect_entity, col, diag);
     if (rc > 0)
         rc = col->rc;
-    res.entities = col->entities;
+    b->res.entities = col->entities;
     free(col);
     if (rc < 0)
-        goto out;
-    vix_store_rollback(store); /* ends the read snapshot */
-    snapshot = false;
-    rc = vix_phoneme_batch_flush(pending, cache, pho_g2p_id(g2p), diag);
+        return rc;
+    vix_store_rollback(b->store); /* ends the read snapshot */
+    b->snapshot = false;
+    rc = vix_phoneme_batch_flush(b->pending, b->cache, pho_g2p_id(b->g2p), diag);
     if (rc < 0)
-        goto out;
+        return rc;
     /* written: not kept beside the vectors (a catalog's worth of phonemes) */
-    vix_phoneme_batch_destroy(pending);
-    pending = NULL;
+    vix_phoneme_batch_destroy(b->pending);
+    b->pending = NULL;
     pho_g2p_stats gs;
-    pho_g2p_get_stats(g2p, &gs);
-    res.g2p_calls = gs.espeak_calls;
-    res.phoneme_seconds = vix__now() - t;
-    if (corpus.n == 0) {
-        rc = erd_fail(diag, ERD_EEMPTY, "no entity of \"%s\" has a speakable name", opts->catalog);
-        goto out;
-    }
+    pho_g2p_get_stats(b->g2p, &gs);
+    b->res.g2p_calls = gs.espeak_calls;
+    b->res.phoneme_seconds = vix__now() - b->t;
+    if (b->corpus.n == 0)
+        return erd_fail(diag, ERD_EEMPTY, "no entity of \"%s\" has a speakable name",
+                        b->opts->catalog);
+    return ERD_OK;
+}
 
-    /* Encode and index, a chunk at a time. */
-    t = vix__now();
-    double encode_s = 0;
-    size_t dim = pho_encoder_dim(enc);
-    size_t chunk = corpus.n < VIX_BUILD_CHUNK ? corpus.n : VIX_BUILD_CHUNK;
-    size_t n_train = corpus.n < VIX_BUILD_TRAIN_MAX ? corpus.n : VIX_BUILD_TRAIN_MAX;
-    phrases = calloc(corpus.n, sizeof *phrases);
-    vectors = malloc((chunk > n_train ? chunk : n_train) * dim * sizeof *vectors);
-    if (!phrases || !vectors) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory for %zu vectors of %zu floats", corpus.n,
-                      dim);
-        goto out;
-    }
-    for (size_t i = 0; i < corpus.n; i++)
-        phrases[i] = (pho_phrase){.text = corpus.text + corpus.text_off[i],
-                                  .tokens = corpus.tokens + corpus.tok_off[i],
-                                  .n_tokens = corpus.tok_n[i]};
-    rc = pho_encoder_fit(enc, phrases, corpus.n, diag);
+/* The encoder fitted to the phrases, the index made and, if its kind
+ * needs it, trained on a sample. */
+static int vix__build_index(vix__build *b)
+{
+    const vix_build_opts *opts = b->opts;
+    erd_diag *diag = b->diag;
+    const vix__corpus *corpus = &b->corpus;
+    const char *factory_opt = opts->factory && *opts->factory ? opts->factory : "auto";
+    b->t = vix__now();
+    b->dim = pho_encoder_dim(b->enc);
+    b->chunk = corpus->n < VIX_BUILD_CHUNK ? corpus->n : VIX_BUILD_CHUNK;
+    b->n_train = corpus->n < VIX_BUILD_TRAIN_MAX ? corpus->n : VIX_BUILD_TRAIN_MAX;
+    size_t n_train = b->n_train;
+    b->phrases = calloc(corpus->n, sizeof *b->phrases);
+    b->vectors = malloc((b->chunk > n_train ? b->chunk : n_train) * b->dim * sizeof *b->vectors);
+    if (!b->phrases || !b->vectors)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory for %zu vectors of %zu floats",
+                        corpus->n, b->dim);
+    for (size_t i = 0; i < corpus->n; i++)
+        b->phrases[i] = (pho_phrase){.text = corpus->text + corpus->text_off[i],
+                                     .tokens = corpus->tokens + corpus->tok_off[i],
+                                     .n_tokens = corpus->tok_n[i]};
+    int rc = pho_encoder_fit(b->enc, b->phrases, corpus->n, diag);
     if (rc < 0)
-        goto out;
-    vix__pick_factory(factory_opt, corpus.n, opts->flat_max ? opts->flat_max : VIX_BUILD_FLAT_MAX,
-                      res.factory, sizeof res.factory);
-    const char *factory = res.factory;
-    rc = vix_index_create(factory, dim, &index, diag);
-    if (rc < 0)
-        goto out;
-    if (!vix_index_is_trained(index)) {
-        /* every stride-th phrase: a sample spread over the whole catalog,
-         * the same on every build */
-        sample = malloc(n_train * sizeof *sample);
-        sample_derived = malloc(n_train);
-        if (!sample || !sample_derived) {
-            rc = erd_fail(diag, ERD_ENOMEM, "out of memory for %zu training vectors", n_train);
-            goto out;
-        }
-        for (size_t i = 0; i < n_train; i++) {
-            size_t j = i * corpus.n / n_train;
-            sample[i] = phrases[j];
-            sample_derived[i] = corpus.derived[j];
-        }
-        double t1 = vix__now();
-        rc = vix__encode_all(enc, sample, sample_derived, n_train, dim, opts->threads, vectors,
-                             diag);
-        encode_s += vix__now() - t1;
-        if (rc < 0)
-            goto out;
-        if (vix__cancelled(opts)) {
-            rc = erd_fail(diag, ERD_EBUSY, "build cancelled");
-            goto out;
-        }
-        rc = vix_index_train(index, n_train, vectors, diag);
-        if (rc < 0)
-            goto out;
+        return rc;
+    vix__pick_factory(factory_opt, corpus->n, opts->flat_max ? opts->flat_max : VIX_BUILD_FLAT_MAX,
+                      b->res.factory, sizeof b->res.factory);
+    if ((rc = vix_index_create(b->res.factory, b->dim, &b->index, diag)) < 0)
+        return rc;
+    if (vix_index_is_trained(b->index))
+        return ERD_OK;
+    /* every stride-th phrase: a sample spread over the whole catalog, the
+     * same on every build */
+    b->sample = malloc(n_train * sizeof *b->sample);
+    b->sample_derived = malloc(n_train);
+    if (!b->sample || !b->sample_derived)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory for %zu training vectors", n_train);
+    for (size_t i = 0; i < n_train; i++) {
+        size_t j = i * corpus->n / n_train;
+        b->sample[i] = b->phrases[j];
+        b->sample_derived[i] = corpus->derived[j];
     }
+    double t1 = vix__now();
+    rc = vix__encode_all(b->enc, b->sample, b->sample_derived, n_train, b->dim, opts->threads,
+                         b->vectors, diag);
+    b->encode_s += vix__now() - t1;
+    if (rc < 0 || (rc = vix__build_cancelled(b)) < 0)
+        return rc;
+    return vix_index_train(b->index, n_train, b->vectors, diag);
+}
+
+/* Every phrase encoded and added, a chunk at a time; then the search
+ * breadth, which is part of the index file: the server reads it back. */
+static int vix__build_add(vix__build *b)
+{
+    const vix_build_opts *opts = b->opts;
+    erd_diag *diag = b->diag;
+    const vix__corpus *corpus = &b->corpus;
     /* A flat index is sized once and encoded into in place: adding chunk
      * by chunk makes FAISS double its array, both copies alive at once. */
     float *in_place = NULL;
-    rc = vix_index_add_zeroed(index, corpus.n, corpus.ids, &in_place, diag);
+    int rc = vix_index_add_zeroed(b->index, corpus->n, corpus->ids, &in_place, diag);
     if (rc == ERD_ENOTFOUND)
         in_place = NULL; /* not flat: chunk by chunk */
     else if (rc < 0)
-        goto out;
-    for (size_t first = 0; first < corpus.n; first += chunk) {
-        size_t m = corpus.n - first < chunk ? corpus.n - first : chunk;
+        return rc;
+    for (size_t first = 0; first < corpus->n; first += b->chunk) {
+        size_t m = corpus->n - first < b->chunk ? corpus->n - first : b->chunk;
         double t1 = vix__now();
-        rc = vix__encode_all(enc, phrases + first, corpus.derived + first, m, dim, opts->threads,
-                             in_place ? in_place + first * dim : vectors, diag);
-        encode_s += vix__now() - t1;
+        rc = vix__encode_all(b->enc, b->phrases + first, corpus->derived + first, m, b->dim,
+                             opts->threads, in_place ? in_place + first * b->dim : b->vectors,
+                             diag);
+        b->encode_s += vix__now() - t1;
         if (rc < 0)
-            goto out;
-        rc = in_place ? ERD_OK : vix_index_add(index, m, vectors, corpus.ids + first, diag);
-        if (rc < 0)
-            goto out;
-        if (vix__cancelled(opts)) {
-            rc = erd_fail(diag, ERD_EBUSY, "build cancelled");
-            goto out;
-        }
+            return rc;
+        rc = in_place ? ERD_OK : vix_index_add(b->index, m, b->vectors, corpus->ids + first, diag);
+        if (rc < 0 || (rc = vix__build_cancelled(b)) < 0)
+            return rc;
         if (opts->progress)
-            opts->progress(opts->progress_user, "index", first + m, corpus.n);
+            opts->progress(opts->progress_user, "index", first + m, corpus->n);
     }
-    /* Search breadth is part of the index file: the server reads it back. */
+    const char *factory = b->res.factory;
     char param[64] = "";
     if (strchr(factory, '|'))
         param[0] = '\0'; /* FACTORY|PARAMS: the operator's own, already set */
@@ -509,79 +530,81 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     else if (strstr(factory, "HNSW"))
         snprintf(param, sizeof param, "efSearch=%d",
                  opts->ef_search > 0 ? opts->ef_search : VIX_BUILD_EF_SEARCH);
-    if (*param) {
-        rc = vix_index_set_params(index, param, diag);
-        if (rc < 0)
-            goto out;
-    }
-    if (vix__cancelled(opts)) {
-        rc = erd_fail(diag, ERD_EBUSY, "build cancelled");
-        goto out;
-    }
-    rc = vix_index_write(index, res.index_path, diag);
-    if (rc < 0)
-        goto out;
-    res.encode_seconds = encode_s;
-    res.index_seconds = vix__now() - t - encode_s;
-    struct stat sb;
-    if (stat(res.index_path, &sb) == 0)
-        res.index_bytes = (uint64_t)sb.st_size;
+    if (*param && (rc = vix_index_set_params(b->index, param, diag)) < 0)
+        return rc;
+    return vix__build_cancelled(b);
+}
 
-    rc = pho_encoder_state_save(enc, &state, &state_len);
-    if (rc < 0) {
-        rc = erd_fail(diag, rc, "saving encoder state failed");
-        goto out;
-    }
-    res.vectors = corpus.n;
-    res.seconds = vix__now() - t0;
-    snprintf(res.encoder_id, sizeof res.encoder_id, "%s", pho_encoder_id(enc));
+/* The index file written, then the metadata naming it; only then is the
+ * file it replaces removed. */
+static int vix__build_commit(vix__build *b)
+{
+    const vix_build_opts *opts = b->opts;
+    erd_diag *diag = b->diag;
+    vix_build_result *res = &b->res;
+    char old_path[1024] = "";
+    int rc = vix_index_write(b->index, res->index_path, diag);
+    if (rc < 0)
+        return rc;
+    res->encode_seconds = b->encode_s;
+    res->index_seconds = vix__now() - b->t - b->encode_s;
+    struct stat sb;
+    if (stat(res->index_path, &sb) == 0)
+        res->index_bytes = (uint64_t)sb.st_size;
+    rc = pho_encoder_state_save(b->enc, &b->state, &b->state_len);
+    if (rc < 0)
+        return erd_fail(diag, rc, "saving encoder state failed");
+    res->vectors = b->corpus.n;
+    res->seconds = vix__now() - b->t0;
+    snprintf(res->encoder_id, sizeof res->encoder_id, "%s", pho_encoder_id(b->enc));
 
     vix_index_meta meta = {0}, old = {0};
-    if (vix_store_meta_get(store, catalog_id, &old, NULL) == ERD_OK) {
+    if (vix_store_meta_get(b->store, b->catalog_id, &old, NULL) == ERD_OK) {
         if (vix_index_file_path(opts->db_path, old.path, old_path, sizeof old_path) < 0)
             old_path[0] = '\0';
         vix_index_meta_clear(&old);
     }
-    snprintf(meta.encoder_id, sizeof meta.encoder_id, "%s", pho_encoder_id(enc));
-    snprintf(meta.factory, sizeof meta.factory, "%s", factory);
+    snprintf(meta.encoder_id, sizeof meta.encoder_id, "%s", pho_encoder_id(b->enc));
+    snprintf(meta.factory, sizeof meta.factory, "%s", res->factory);
     /* Recorded relative to the database's folder so the pair can move. */
-    const char *slash = strrchr(res.index_path, '/');
-    snprintf(meta.path, sizeof meta.path, "%s", slash ? slash + 1 : res.index_path);
-    meta.dim = (int64_t)dim;
-    meta.vector_count = (int64_t)corpus.n;
-    meta.entity_count = (int64_t)res.entities;
-    meta.catalog_generation = generation;
+    const char *slash = strrchr(res->index_path, '/');
+    snprintf(meta.path, sizeof meta.path, "%s", slash ? slash + 1 : res->index_path);
+    meta.dim = (int64_t)b->dim;
+    meta.vector_count = (int64_t)b->corpus.n;
+    meta.entity_count = (int64_t)res->entities;
+    meta.catalog_generation = b->generation;
     meta.built_at = (int64_t)time(NULL);
-    meta.build_seconds = res.seconds;
-    snprintf(meta.g2p_voice, sizeof meta.g2p_voice, "%s", voice);
-    meta.encoder_state = state; /* borrowed: meta is not cleared here */
-    meta.encoder_state_len = state_len;
-    rc = vix_store_meta_put(store, catalog_id, &meta, diag);
+    meta.build_seconds = res->seconds;
+    snprintf(meta.g2p_voice, sizeof meta.g2p_voice, "%s", b->voice);
+    meta.encoder_state = b->state; /* borrowed: meta is not cleared here */
+    meta.encoder_state_len = b->state_len;
+    rc = vix_store_meta_put(b->store, b->catalog_id, &meta, diag);
     if (rc < 0)
-        goto out;
+        return rc;
     /* Only now is the old file unreferenced; a crash before this unlink
      * leaves it behind, harmless.  A file this database did not name (a
      * copy of the database still points at its original's) is not ours to
      * remove. */
-    if (old_path[0] && strcmp(old_path, res.index_path) != 0 &&
+    if (old_path[0] && strcmp(old_path, res->index_path) != 0 &&
         vix_index_file_owned(opts->db_path, opts->catalog, old_path))
         unlink(old_path);
-    if (ret)
-        *ret = res;
-out:
-    if (snapshot)
-        vix_store_rollback(store);
-    vix_phoneme_batch_destroy(pending);
-    vix_store_close(cache);
-    free(sample);
-    free(sample_derived);
-    free(state);
-    free(vectors);
-    free(phrases);
-    vix__corpus_free(&corpus);
-    vix_index_destroy(index);
-    pho_g2p_destroy(g2p);
-    pho_encoder_destroy(enc);
-    vix_store_close(store);
+    return ERD_OK;
+}
+
+int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
+{
+    vix__build b = {.opts = opts,
+                    .diag = diag,
+                    .voice = opts->g2p_voice && *opts->g2p_voice ? opts->g2p_voice : "en-us",
+                    .t0 = vix__now()};
+    int rc;
+    if ((rc = vix__build_open(&b)) >= 0 && (rc = vix__build_phonemes(&b)) >= 0 &&
+        (rc = vix__build_index(&b)) >= 0 && (rc = vix__build_add(&b)) >= 0 &&
+        (rc = vix__build_commit(&b)) >= 0) {
+        rc = ERD_OK;
+        if (ret)
+            *ret = b.res;
+    }
+    vix__build_free(&b);
     return rc;
 }

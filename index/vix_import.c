@@ -630,10 +630,10 @@ static int csv_find_column(const csv_header *h, const char *name, size_t *ret)
     for (size_t i = 0; i < h->n; i++) {
         if (strcmp(h->names[i], name) == 0) {
             *ret = i;
-            return 0;
+            return ERD_OK;
         }
     }
-    return -1;
+    return ERD_ENOTFOUND;
 }
 
 static int csv_parse_header(const vix_import_opts *opts, const csv_rec *rec, uint64_t line,

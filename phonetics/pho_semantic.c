@@ -711,6 +711,81 @@ static void pho__lower(char *s, size_t len)
             s[i] = (char)(s[i] - 'A' + 'a');
 }
 
+/* One data line of a .vec file: the word (*ret_word, *ret_len, within line)
+ * and its values in x; the first line without a header sets *dim. */
+static int pho__vec_values(const char *path, unsigned long lineno, char *line, size_t len,
+                           uint32_t *dim, float *x, char **ret_word, size_t *ret_len,
+                           erd_diag *diag)
+{
+    if (len == 0 || strspn(line, " \t") == len)
+        return erd_fail(diag, ERD_EPARSE, "%s:%lu: empty line", path, lineno);
+    size_t fields = pho__count_fields(line);
+    if (*dim == 0) {
+        if (fields < 2 || fields - 1 > PHO_SEM_DIM_MAX)
+            return erd_fail(diag, ERD_EPARSE, "%s:%lu: %zu values; want 1..%d after the word",
+                            path, lineno, fields ? fields - 1 : 0, PHO_SEM_DIM_MAX);
+        *dim = (uint32_t)(fields - 1);
+    }
+    if (fields != (size_t)*dim + 1)
+        return erd_fail(diag, ERD_EPARSE, "%s:%lu: %zu values after the word, expected %u", path,
+                        lineno, fields ? fields - 1 : 0, *dim);
+    char *s = line + strspn(line, " \t");
+    size_t wl = strcspn(s, " \t");
+    char *p = s + wl;
+    for (uint32_t i = 0; i < *dim; i++) {
+        char *end;
+        errno = 0;
+        x[i] = strtof(p, &end);
+        if (end == p || (*end && *end != ' ' && *end != '\t') || !isfinite(x[i]))
+            return erd_fail(diag, ERD_EPARSE, "%s:%lu: value %u is not a finite number", path,
+                            lineno, i + 1);
+        p = end;
+    }
+    *ret_word = s;
+    *ret_len = wl;
+    return ERD_OK;
+}
+
+/* Reads what is left of the file into its checksum. */
+static int pho__vec_hash_rest(pho__vec_reader *r, const char *path, erd_diag *diag)
+{
+    while (!r->eof) {
+        r->len = fread(r->chunk, 1, sizeof r->chunk, r->f);
+        if (ferror(r->f))
+            return erd_fail(diag, ERD_EIO, "%s: read failed", path);
+        r->eof = r->len < sizeof r->chunk;
+        r->hash = erd_fnv1a64(r->hash, r->chunk, r->len);
+    }
+    return ERD_OK;
+}
+
+/* The word lookup table.  A word listed twice (or twice after
+ * lower-casing) keeps its first, more frequent, vector: later copies are
+ * left out of the table. */
+static int pho__vec_table(pho_sem_model *m)
+{
+    uint32_t cap = 16;
+    while (cap < 2u * m->n_words + 16)
+        cap *= 2;
+    m->table = calloc(cap, sizeof *m->table);
+    if (!m->table)
+        return ERD_ENOMEM;
+    m->table_mask = cap - 1;
+    for (uint32_t i = 0; i < m->n_words; i++) {
+        const char *w = m->arena + m->word_off[i];
+        for (uint64_t h = pho__word_hash(w, strlen(w));; h++) {
+            uint32_t *slot = &m->table[h & m->table_mask];
+            if (*slot == 0) {
+                *slot = i + 1;
+                break;
+            }
+            if (strcmp(m->arena + m->word_off[*slot - 1], w) == 0)
+                break;
+        }
+    }
+    return ERD_OK;
+}
+
 int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
 {
     pho__vec_reader *r = NULL;
@@ -762,38 +837,11 @@ int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
             dim = (uint32_t)hdr_d;
             continue;
         }
-        if (len == 0 || strspn(line, " \t") == len) {
-            rc = erd_fail(diag, ERD_EPARSE, "%s:%lu: empty line", path, lineno);
+        char *s = NULL;
+        size_t wl = 0;
+        rc = pho__vec_values(path, lineno, line, len, &dim, x, &s, &wl, diag);
+        if (rc < 0)
             goto out;
-        }
-        size_t fields = pho__count_fields(line);
-        if (dim == 0) {
-            if (fields < 2 || fields - 1 > PHO_SEM_DIM_MAX) {
-                rc = erd_fail(diag, ERD_EPARSE, "%s:%lu: %zu values; want 1..%d after the word",
-                              path, lineno, fields ? fields - 1 : 0, PHO_SEM_DIM_MAX);
-                goto out;
-            }
-            dim = (uint32_t)(fields - 1);
-        }
-        if (fields != (size_t)dim + 1) {
-            rc = erd_fail(diag, ERD_EPARSE, "%s:%lu: %zu values after the word, expected %u", path,
-                          lineno, fields ? fields - 1 : 0, dim);
-            goto out;
-        }
-        char *s = line + strspn(line, " \t");
-        size_t wl = strcspn(s, " \t");
-        char *p = s + wl;
-        for (uint32_t i = 0; i < dim; i++) {
-            char *end;
-            errno = 0;
-            x[i] = strtof(p, &end);
-            if (end == p || (*end && *end != ' ' && *end != '\t') || !isfinite(x[i])) {
-                rc = erd_fail(diag, ERD_EPARSE, "%s:%lu: value %u is not a finite number", path,
-                              lineno, i + 1);
-                goto out;
-            }
-            p = end;
-        }
         n_vectors++;
         if (wl >= PHO_SEM_WORD_MAX)
             continue; /* no normalised word that long is looked up */
@@ -813,18 +861,9 @@ int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
                       "(truncated?)", path, hdr_n, n_vectors);
         goto out;
     }
-    if (b.n == PHO_VEC_WORDS_MAX) {
-        /* the checksum covers the whole file, read or not */
-        while (!r->eof) {
-            r->len = fread(r->chunk, 1, sizeof r->chunk, r->f);
-            if (ferror(r->f)) {
-                rc = erd_fail(diag, ERD_EIO, "%s: read failed", path);
-                goto out;
-            }
-            r->eof = r->len < sizeof r->chunk;
-            r->hash = erd_fnv1a64(r->hash, r->chunk, r->len);
-        }
-    }
+    /* the checksum covers the whole file, read or not */
+    if (b.n == PHO_VEC_WORDS_MAX && (rc = pho__vec_hash_rest(r, path, diag)) < 0)
+        goto out;
     m = calloc(1, sizeof *m);
     v = calloc(1, sizeof *v);
     if (!m || !v) {
@@ -845,30 +884,9 @@ int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
     }
     for (uint32_t i = 0; i < m->n_words; i++)
         m->weight[i] = 1.0f;
-    /* a word listed twice (or twice after lower-casing) keeps its first,
-     * more frequent, vector: drop later copies from the table */
-    {
-        uint32_t cap = 16;
-        while (cap < 2u * m->n_words + 16)
-            cap *= 2;
-        m->table = calloc(cap, sizeof *m->table);
-        if (!m->table) {
-            rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
-            goto out;
-        }
-        m->table_mask = cap - 1;
-        for (uint32_t i = 0; i < m->n_words; i++) {
-            const char *w = m->arena + m->word_off[i];
-            for (uint64_t h = pho__word_hash(w, strlen(w));; h++) {
-                uint32_t *slot = &m->table[h & m->table_mask];
-                if (*slot == 0) {
-                    *slot = i + 1;
-                    break;
-                }
-                if (strcmp(m->arena + m->word_off[*slot - 1], w) == 0)
-                    break;
-            }
-        }
+    if (pho__vec_table(m) < 0) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
+        goto out;
     }
     m->checksum = r->hash;
     v->m = m;
@@ -1050,43 +1068,42 @@ out:
     return rc;
 }
 
+/* The spec arguments of a file-backed encoder: the path as the id will
+ * name it, the file it names, and the checksum asked for. */
+static int pho__file_args(const char *kind, const char *what, const char *args, char *path,
+                          size_t path_cap, char *file, size_t file_cap, uint32_t *want,
+                          int *check, erd_diag *diag)
+{
+    int rc = pho__path_arg(kind, args, path, path_cap, want, check, diag);
+    if (rc < 0)
+        return rc;
+    rc = pho__model_path(path, file, file_cap);
+    return rc < 0 ? erd_fail(diag, rc, "%s %s too long", what, path) : ERD_OK;
+}
+
 int pho__semantic_create(const char *args, pho_encoder **ret, erd_diag *diag)
 {
     /* room left in the id for "semantic:" and "#xxxxxxxx" */
-    char path[PHO_ENCODER_ID_MAX - 18];
-    uint32_t want;
-    int check, rc;
+    char path[PHO_ENCODER_ID_MAX - 18], file[2048];
+    uint32_t want = 0;
+    int check = 0;
     pho_sem_model *m = NULL;
-
-    rc = pho__path_arg("semantic", args, path, sizeof path, &want, &check, diag);
-    if (rc < 0)
-        return rc;
-    char file[2048];
-    rc = pho__model_path(path, file, sizeof file);
-    if (rc < 0)
-        return erd_fail(diag, rc, "model path %s too long", path);
-    rc = pho_sem_model_load(file, &m, diag);
-    if (rc < 0)
+    int rc = pho__file_args("semantic", "model path", args, path, sizeof path, file, sizeof file,
+                            &want, &check, diag);
+    if (rc < 0 || (rc = pho_sem_model_load(file, &m, diag)) < 0)
         return rc;
     return pho__sem_wrap("semantic", path, m, NULL, check, want, ret, diag);
 }
 
 int pho__vec_create(const char *args, pho_encoder **ret, erd_diag *diag)
 {
-    char path[PHO_ENCODER_ID_MAX - 13];
-    uint32_t want;
-    int check, rc;
+    char path[PHO_ENCODER_ID_MAX - 13], file[2048]; /* "vec:" and "#xxxxxxxx" */
+    uint32_t want = 0;
+    int check = 0;
     pho_vec_model *v = NULL;
-
-    rc = pho__path_arg("vec", args, path, sizeof path, &want, &check, diag);
-    if (rc < 0)
-        return rc;
-    char file[2048];
-    rc = pho__model_path(path, file, sizeof file);
-    if (rc < 0)
-        return erd_fail(diag, rc, "vector file path %s too long", path);
-    rc = pho_vec_load(file, &v, diag);
-    if (rc < 0)
+    int rc = pho__file_args("vec", "vector file path", args, path, sizeof path, file,
+                            sizeof file, &want, &check, diag);
+    if (rc < 0 || (rc = pho_vec_load(file, &v, diag)) < 0)
         return rc;
     return pho__sem_wrap("vec", path, v->m, v, check, want, ret, diag);
 }

@@ -806,159 +806,238 @@ out:
     return rc;
 }
 
-static int pho__train_corpus(const pho_sem_train_opts *o, pho__corpus *c, pho_sem_weights *ret_w,
-                             pho_sem_train_result *res, erd_diag *diag)
-{
-    pho_sem_weights w = {0};
-    pho__trainer t = {.o = o};
+/* What training a corpus holds from vocabulary to weights. */
+typedef struct pho__training {
+    const pho_sem_train_opts *o;
+    pho__corpus *c;
+    pho__trainer t;
     pho__shard shards[PHO__SHARDS];
-    pho__model P = {0};
-    uint32_t *by_count = NULL, *remap = NULL, *tok = NULL, *sub_off = NULL, *sub = NULL;
-    uint32_t *neg = NULL, *order = NULL;
-    size_t *sent = NULL, n_sent = 0, n_tok = 0, n_sub = 0;
-    float *keep = NULL;
-    uint64_t total = 0, rng = o->seed ^ 0x736b697067ULL;
-    uint32_t V = 0, B = 1u << o->bucket_bits;
-    double last_loss = 0.0;
-    int rc;
+    pho__model P;
+    pho_sem_weights w;
+    uint32_t *by_count, *remap, *tok, *sub_off, *sub, *neg, *order;
+    size_t *sent, n_sent, n_tok, n_sub;
+    float *keep;
+    uint64_t rng;
+    uint32_t V;
+    double last_loss;
+} pho__training;
 
-    memset(shards, 0, sizeof shards);
-    if (c->n_words == 0 || c->n_sent == 0)
-        return erd_fail(diag, ERD_EEMPTY, "training corpus is empty");
-    /* vocabulary: the most frequent words, ties by spelling */
-    by_count = malloc(sizeof *by_count * c->n_words);
-    remap = malloc(sizeof *remap * c->n_words);
-    if (!by_count || !remap) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory building the vocabulary");
-        goto out;
+static void pho__training_free(pho__training *tr)
+{
+    pho_sem_weights_free(&tr->w);
+    for (unsigned s = 0; s < PHO__SHARDS; s++) {
+        free(tr->shards[s].m.in);
+        free(tr->shards[s].m.out);
+        free(tr->shards[s].h);
+        free(tr->shards[s].grad);
     }
+    free(tr->P.in);
+    free(tr->P.out);
+    free(tr->by_count);
+    free(tr->remap);
+    free(tr->tok);
+    free(tr->sent);
+    free(tr->keep);
+    free(tr->sub_off);
+    free(tr->sub);
+    free(tr->neg);
+    free(tr->order);
+}
+
+/* The vocabulary: the most frequent words, ties by spelling. */
+static int pho__train_vocab(pho__training *tr, erd_diag *diag)
+{
+    const pho_sem_train_opts *o = tr->o;
+    pho__corpus *c = tr->c;
+    tr->by_count = malloc(sizeof *tr->by_count * c->n_words);
+    tr->remap = malloc(sizeof *tr->remap * c->n_words);
+    if (!tr->by_count || !tr->remap)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory building the vocabulary");
     for (size_t i = 0; i < c->n_words; i++)
-        by_count[i] = (uint32_t)i;
-    qsort_r(by_count, c->n_words, sizeof *by_count, pho__cmp_vocab, c);
+        tr->by_count[i] = (uint32_t)i;
+    qsort_r(tr->by_count, c->n_words, sizeof *tr->by_count, pho__cmp_vocab, c);
     for (size_t i = 0; i < c->n_words; i++)
-        remap[i] = UINT32_MAX;
-    for (size_t i = 0; i < c->n_words && V < o->max_words; i++) {
-        if (c->count[by_count[i]] < o->min_count)
+        tr->remap[i] = UINT32_MAX;
+    for (size_t i = 0; i < c->n_words && tr->V < o->max_words; i++) {
+        if (c->count[tr->by_count[i]] < o->min_count)
             break;
-        remap[by_count[i]] = V++;
+        tr->remap[tr->by_count[i]] = tr->V++;
     }
-    if (V == 0) {
-        rc = erd_fail(diag, ERD_EEMPTY, "no word occurs %u times", o->min_count);
-        goto out;
-    }
-    /* sentences in vocabulary ids */
-    tok = malloc(sizeof *tok * c->n_tok);
-    sent = malloc(sizeof *sent * (c->n_sent + 1));
-    if (!tok || !sent) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory for the corpus");
-        goto out;
-    }
+    if (tr->V == 0)
+        return erd_fail(diag, ERD_EEMPTY, "no word occurs %u times", o->min_count);
+    return ERD_OK;
+}
+
+/* The sentences in vocabulary ids, those with fewer than two dropped. */
+static int pho__train_sentences(pho__training *tr, erd_diag *diag)
+{
+    pho__corpus *c = tr->c;
+    tr->tok = malloc(sizeof *tr->tok * c->n_tok);
+    tr->sent = malloc(sizeof *tr->sent * (c->n_sent + 1));
+    if (!tr->tok || !tr->sent)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory for the corpus");
+    size_t n_tok = 0, n_sent = 0;
     for (size_t s = 0; s < c->n_sent; s++) {
         size_t start = n_tok;
         for (size_t i = c->sent[s]; i < c->sent[s + 1]; i++)
-            if (remap[c->tok[i]] != UINT32_MAX)
-                tok[n_tok++] = remap[c->tok[i]];
+            if (tr->remap[c->tok[i]] != UINT32_MAX)
+                tr->tok[n_tok++] = tr->remap[c->tok[i]];
         if (n_tok - start >= 2)
-            sent[n_sent++] = start;
+            tr->sent[n_sent++] = start;
         else
             n_tok = start;
     }
-    sent[n_sent] = n_tok;
-    if (n_sent == 0) {
-        rc = erd_fail(diag, ERD_EEMPTY, "no sentence has two vocabulary words");
-        goto out;
-    }
-    /* words, weights, subword rows */
-    w.dim = o->dim;
-    w.bucket_bits = o->bucket_bits;
-    w.words = calloc(V, sizeof *w.words);
-    w.weight = malloc(sizeof *w.weight * V);
-    keep = malloc(sizeof *keep * V);
-    sub_off = malloc(sizeof *sub_off * (V + 1));
-    sub = malloc(sizeof *sub * (size_t)V * PHO__SUB_MAX);
-    neg = malloc(sizeof *neg * PHO__NEG_TABLE);
-    if (!w.words || !w.weight || !keep || !sub_off || !sub || !neg) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory for the vocabulary");
-        goto out;
-    }
-    w.n_words = V;
-    for (uint32_t v = 0; v < V; v++)
-        total += c->count[by_count[v]];
-    {
-        double zsum = 0.0, acc = 0.0;
-        size_t pos = 0;
-        for (uint32_t v = 0; v < V; v++)
-            zsum += sqrt((double)c->count[by_count[v]]);
-        for (uint32_t v = 0; v < V; v++) {
-            const char *word = c->arena + c->off[by_count[v]];
-            double f = (double)c->count[by_count[v]] / (double)total;
-            size_t wl = strlen(word);
-            w.words[v] = malloc(wl + 1);
-            if (!w.words[v]) {
-                rc = erd_fail(diag, ERD_ENOMEM, "out of memory for the vocabulary");
-                goto out;
-            }
-            memcpy(w.words[v], word, wl + 1);
-            w.weight[v] = (float)(PHO__SIF_A / (PHO__SIF_A + f));
-            keep[v] = o->subsample > 0.0 ? (float)(sqrt(o->subsample / f) + o->subsample / f)
-                                         : 1.0f;
-            sub_off[v] = (uint32_t)n_sub;
-            sub[n_sub++] = v;
-            uint32_t grams[PHO__SUB_MAX - 1];
-            size_t ng = pho_sem_ngrams(word, wl, o->bucket_bits, grams, PHO__SUB_MAX - 1);
-            if (ng > PHO__SUB_MAX - 1)
-                ng = PHO__SUB_MAX - 1;
-            for (size_t g = 0; g < ng; g++)
-                sub[n_sub++] = V + grams[g];
-            /* negatives drawn by count^0.5, as fastText does */
-            acc += sqrt((double)c->count[by_count[v]]) / zsum;
-            while (pos < PHO__NEG_TABLE && (double)pos < acc * PHO__NEG_TABLE)
-                neg[pos++] = v;
-        }
-        while (pos < PHO__NEG_TABLE)
-            neg[pos++] = V - 1;
-        sub_off[V] = (uint32_t)n_sub;
-    }
-    /* parameters: inputs uniform in +-1/dim, outputs zero */
-    P.dim = o->dim;
-    P.V = V;
-    P.B = B;
-    P.n_in = (size_t)(V + B) * o->dim;
-    P.n_out = (size_t)V * o->dim;
-    P.in = malloc(sizeof *P.in * P.n_in);
-    P.out = calloc(P.n_out, sizeof *P.out);
-    if (!P.in || !P.out) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory for the parameters");
-        goto out;
-    }
-    for (size_t i = 0; i < P.n_in; i++)
-        P.in[i] = (float)((pho__unif(&rng) * 2.0 - 1.0) / o->dim);
-    for (unsigned s = 0; s < PHO__SHARDS; s++) {
-        shards[s].m = P;
-        shards[s].m.in = malloc(sizeof *P.in * P.n_in);
-        shards[s].m.out = malloc(sizeof *P.out * P.n_out);
-        shards[s].h = malloc(sizeof *shards[s].h * o->dim);
-        shards[s].grad = malloc(sizeof *shards[s].grad * o->dim);
-        if (!shards[s].m.in || !shards[s].m.out || !shards[s].h || !shards[s].grad) {
-            rc = erd_fail(diag, ERD_ENOMEM, "out of memory for the parameters");
-            goto out;
-        }
-    }
-    order = malloc(sizeof *order * n_sent);
-    if (!order) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
-        goto out;
-    }
-    t.V = V;
-    t.tok = tok;
-    t.sent = sent;
-    t.n_sent = n_sent;
-    t.sub_off = sub_off;
-    t.sub = sub;
-    t.keep = keep;
-    t.neg = neg;
-    t.total_tokens = (double)n_tok * o->epochs;
+    tr->sent[n_sent] = n_tok;
+    tr->n_tok = n_tok;
+    tr->n_sent = n_sent;
+    if (n_sent == 0)
+        return erd_fail(diag, ERD_EEMPTY, "no sentence has two vocabulary words");
+    return ERD_OK;
+}
 
+/* Per word: its spelling, SIF weight, subsampling keep probability and
+ * subword rows; and the negative-sampling table. */
+static int pho__train_words(pho__training *tr, erd_diag *diag)
+{
+    const pho_sem_train_opts *o = tr->o;
+    pho__corpus *c = tr->c;
+    uint32_t V = tr->V;
+    pho_sem_weights *w = &tr->w;
+    w->dim = o->dim;
+    w->bucket_bits = o->bucket_bits;
+    w->words = calloc(V, sizeof *w->words);
+    w->weight = malloc(sizeof *w->weight * V);
+    tr->keep = malloc(sizeof *tr->keep * V);
+    tr->sub_off = malloc(sizeof *tr->sub_off * (V + 1));
+    tr->sub = malloc(sizeof *tr->sub * (size_t)V * PHO__SUB_MAX);
+    tr->neg = malloc(sizeof *tr->neg * PHO__NEG_TABLE);
+    if (!w->words || !w->weight || !tr->keep || !tr->sub_off || !tr->sub || !tr->neg)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory for the vocabulary");
+    w->n_words = V;
+    uint64_t total = 0;
+    for (uint32_t v = 0; v < V; v++)
+        total += c->count[tr->by_count[v]];
+    double zsum = 0.0, acc = 0.0;
+    size_t pos = 0, n_sub = 0;
+    for (uint32_t v = 0; v < V; v++)
+        zsum += sqrt((double)c->count[tr->by_count[v]]);
+    for (uint32_t v = 0; v < V; v++) {
+        const char *word = c->arena + c->off[tr->by_count[v]];
+        double f = (double)c->count[tr->by_count[v]] / (double)total;
+        size_t wl = strlen(word);
+        w->words[v] = malloc(wl + 1);
+        if (!w->words[v])
+            return erd_fail(diag, ERD_ENOMEM, "out of memory for the vocabulary");
+        memcpy(w->words[v], word, wl + 1);
+        w->weight[v] = (float)(PHO__SIF_A / (PHO__SIF_A + f));
+        tr->keep[v] = o->subsample > 0.0 ? (float)(sqrt(o->subsample / f) + o->subsample / f)
+                                         : 1.0f;
+        tr->sub_off[v] = (uint32_t)n_sub;
+        tr->sub[n_sub++] = v;
+        uint32_t grams[PHO__SUB_MAX - 1];
+        size_t ng = pho_sem_ngrams(word, wl, o->bucket_bits, grams, PHO__SUB_MAX - 1);
+        if (ng > PHO__SUB_MAX - 1)
+            ng = PHO__SUB_MAX - 1;
+        for (size_t g = 0; g < ng; g++)
+            tr->sub[n_sub++] = V + grams[g];
+        /* negatives drawn by count^0.5, as fastText does */
+        acc += sqrt((double)c->count[tr->by_count[v]]) / zsum;
+        while (pos < PHO__NEG_TABLE && (double)pos < acc * PHO__NEG_TABLE)
+            tr->neg[pos++] = v;
+    }
+    while (pos < PHO__NEG_TABLE)
+        tr->neg[pos++] = V - 1;
+    tr->sub_off[V] = (uint32_t)n_sub;
+    tr->n_sub = n_sub;
+    return ERD_OK;
+}
+
+/* The parameters (inputs uniform in +-1/dim, outputs zero), the shards'
+ * private copies, and the trainer every shard reads. */
+static int pho__train_params(pho__training *tr, erd_diag *diag)
+{
+    const pho_sem_train_opts *o = tr->o;
+    pho__model *P = &tr->P;
+    P->dim = o->dim;
+    P->V = tr->V;
+    P->B = 1u << o->bucket_bits;
+    P->n_in = (size_t)(tr->V + P->B) * o->dim;
+    P->n_out = (size_t)tr->V * o->dim;
+    P->in = malloc(sizeof *P->in * P->n_in);
+    P->out = calloc(P->n_out, sizeof *P->out);
+    if (!P->in || !P->out)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory for the parameters");
+    for (size_t i = 0; i < P->n_in; i++)
+        P->in[i] = (float)((pho__unif(&tr->rng) * 2.0 - 1.0) / o->dim);
+    for (unsigned s = 0; s < PHO__SHARDS; s++) {
+        pho__shard *sh = &tr->shards[s];
+        sh->m = *P;
+        sh->m.in = malloc(sizeof *P->in * P->n_in);
+        sh->m.out = malloc(sizeof *P->out * P->n_out);
+        sh->h = malloc(sizeof *sh->h * o->dim);
+        sh->grad = malloc(sizeof *sh->grad * o->dim);
+        if (!sh->m.in || !sh->m.out || !sh->h || !sh->grad)
+            return erd_fail(diag, ERD_ENOMEM, "out of memory for the parameters");
+    }
+    tr->order = malloc(sizeof *tr->order * tr->n_sent);
+    if (!tr->order)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    tr->t = (pho__trainer){.o = o,
+                           .V = tr->V,
+                           .tok = tr->tok,
+                           .sent = tr->sent,
+                           .n_sent = tr->n_sent,
+                           .sub_off = tr->sub_off,
+                           .sub = tr->sub,
+                           .keep = tr->keep,
+                           .neg = tr->neg,
+                           .total_tokens = (double)tr->n_tok * o->epochs};
+    return ERD_OK;
+}
+
+/* One round: each shard trains a private copy on its slice of
+ * order[first, last), then the copies are averaged back into P. */
+static void pho__train_round(pho__training *tr, uint32_t ep, uint64_t round, size_t first,
+                             size_t last, double done)
+{
+    const pho_sem_train_opts *o = tr->o;
+    pho__model *P = &tr->P;
+    for (unsigned s = 0; s < PHO__SHARDS; s++) {
+        pho__shard *sh = &tr->shards[s];
+        memcpy(sh->m.in, P->in, sizeof *P->in * P->n_in);
+        memcpy(sh->m.out, P->out, sizeof *P->out * P->n_out);
+        sh->t = &tr->t;
+        sh->order = tr->order;
+        sh->first = first;
+        sh->last = last;
+        sh->index = s;
+        sh->done_before = done;
+        sh->rng = o->seed * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)ep << 40) ^ (round << 8) ^ s;
+        sh->loss = 0.0;
+        sh->loss_n = 0;
+    }
+    pho__parallel(pho__shard_run, tr->shards, sizeof tr->shards[0], PHO__SHARDS, o->threads);
+    pho__merge mg[PHO__SHARDS];
+    for (int part = 0; part < 2; part++) {
+        float *p = part ? P->out : P->in;
+        size_t n = part ? P->n_out : P->n_in;
+        for (unsigned s = 0; s < PHO__SHARDS; s++) {
+            mg[s].p = p;
+            for (unsigned k = 0; k < PHO__SHARDS; k++)
+                mg[s].c[k] = part ? tr->shards[k].m.out : tr->shards[k].m.in;
+            mg[s].from = n * s / PHO__SHARDS;
+            mg[s].to = n * (s + 1) / PHO__SHARDS;
+        }
+        pho__parallel(pho__merge_run, mg, sizeof mg[0], PHO__SHARDS, o->threads);
+    }
+}
+
+/* The epochs: sentences shuffled, then trained round by round. */
+static void pho__train_epochs(pho__training *tr)
+{
+    const pho_sem_train_opts *o = tr->o;
+    size_t n_sent = tr->n_sent;
+    uint32_t *order = tr->order;
     double done = 0.0;
     for (uint32_t ep = 0; ep < o->epochs; ep++) {
         double ep_loss = 0.0;
@@ -966,7 +1045,7 @@ static int pho__train_corpus(const pho_sem_train_opts *o, pho__corpus *c, pho_se
         for (size_t i = 0; i < n_sent; i++)
             order[i] = (uint32_t)i;
         for (size_t i = n_sent - 1; i > 0; i--) {
-            size_t j = (size_t)(pho_splitmix64(&rng) % (i + 1));
+            size_t j = (size_t)(pho_splitmix64(&tr->rng) % (i + 1));
             uint32_t x = order[i];
             order[i] = order[j];
             order[j] = x;
@@ -976,93 +1055,61 @@ static int pho__train_corpus(const pho_sem_train_opts *o, pho__corpus *c, pho_se
         while (first < n_sent) {
             size_t last = first, round_tok = 0;
             while (last < n_sent && round_tok < (size_t)PHO__ROUND_TOKENS * PHO__SHARDS) {
-                round_tok += sent[order[last] + 1] - sent[order[last]];
+                round_tok += tr->sent[order[last] + 1] - tr->sent[order[last]];
                 last++;
             }
+            pho__train_round(tr, ep, round, first, last, done);
             for (unsigned s = 0; s < PHO__SHARDS; s++) {
-                pho__shard *sh = &shards[s];
-                memcpy(sh->m.in, P.in, sizeof *P.in * P.n_in);
-                memcpy(sh->m.out, P.out, sizeof *P.out * P.n_out);
-                sh->t = &t;
-                sh->order = order;
-                sh->first = first;
-                sh->last = last;
-                sh->index = s;
-                sh->done_before = done;
-                sh->rng = o->seed * 0x9e3779b97f4a7c15ULL ^ ((uint64_t)ep << 40) ^ (round << 8) ^ s;
-                sh->loss = 0.0;
-                sh->loss_n = 0;
-            }
-            pho__parallel(pho__shard_run, shards, sizeof shards[0], PHO__SHARDS, o->threads);
-            {
-                pho__merge mg[PHO__SHARDS];
-                for (int part = 0; part < 2; part++) {
-                    float *p = part ? P.out : P.in;
-                    size_t n = part ? P.n_out : P.n_in;
-                    for (unsigned s = 0; s < PHO__SHARDS; s++) {
-                        mg[s].p = p;
-                        for (unsigned k = 0; k < PHO__SHARDS; k++)
-                            mg[s].c[k] = part ? shards[k].m.out : shards[k].m.in;
-                        mg[s].from = n * s / PHO__SHARDS;
-                        mg[s].to = n * (s + 1) / PHO__SHARDS;
-                    }
-                    pho__parallel(pho__merge_run, mg, sizeof mg[0], PHO__SHARDS, o->threads);
-                }
-            }
-            for (unsigned s = 0; s < PHO__SHARDS; s++) {
-                ep_loss += shards[s].loss;
-                ep_n += shards[s].loss_n;
-                done += (double)shards[s].tokens;
+                ep_loss += tr->shards[s].loss;
+                ep_n += tr->shards[s].loss_n;
+                done += (double)tr->shards[s].tokens;
             }
             first = last;
             round++;
             if (o->progress)
-                o->progress(o->progress_user, ep, done / t.total_tokens,
+                o->progress(o->progress_user, ep, done / tr->t.total_tokens,
                             ep_n ? ep_loss / (double)ep_n : 0.0);
         }
-        last_loss = ep_n ? ep_loss / (double)ep_n : 0.0;
+        tr->last_loss = ep_n ? ep_loss / (double)ep_n : 0.0;
     }
-    for (size_t i = 0; i < P.n_in; i++)
-        if (!isfinite(P.in[i])) {
+}
+
+static int pho__train_corpus(const pho_sem_train_opts *o, pho__corpus *c, pho_sem_weights *ret_w,
+                             pho_sem_train_result *res, erd_diag *diag)
+{
+    pho__training tr = {.o = o, .c = c, .rng = o->seed ^ 0x736b697067ULL};
+    int rc;
+
+    if (c->n_words == 0 || c->n_sent == 0)
+        return erd_fail(diag, ERD_EEMPTY, "training corpus is empty");
+    if ((rc = pho__train_vocab(&tr, diag)) < 0 || (rc = pho__train_sentences(&tr, diag)) < 0 ||
+        (rc = pho__train_words(&tr, diag)) < 0 || (rc = pho__train_params(&tr, diag)) < 0)
+        goto out;
+    pho__train_epochs(&tr);
+    for (size_t i = 0; i < tr.P.n_in; i++)
+        if (!isfinite(tr.P.in[i])) {
             rc = erd_fail(diag, ERD_EINTERNAL, "training diverged (lower --lr)");
             goto out;
         }
-    rc = pho__retrofit(c, remap, V, sub_off, sub, P.in, o->dim, o->retrofit);
+    rc = pho__retrofit(c, tr.remap, tr.V, tr.sub_off, tr.sub, tr.P.in, o->dim, o->retrofit);
     if (rc < 0) {
         rc = erd_fail(diag, rc, "out of memory retrofitting");
         goto out;
     }
-    w.rows = P.in;
-    P.in = NULL;
+    tr.w.rows = tr.P.in;
+    tr.P.in = NULL;
     if (res) {
-        res->sentences = n_sent;
-        res->tokens = n_tok;
+        res->sentences = tr.n_sent;
+        res->tokens = tr.n_tok;
         res->corpus_hash = c->hash;
-        res->vocab = V;
-        res->loss = last_loss;
+        res->vocab = tr.V;
+        res->loss = tr.last_loss;
     }
-    *ret_w = w;
-    w = (pho_sem_weights){0};
+    *ret_w = tr.w;
+    tr.w = (pho_sem_weights){0};
     rc = ERD_OK;
 out:
-    pho_sem_weights_free(&w);
-    for (unsigned s = 0; s < PHO__SHARDS; s++) {
-        free(shards[s].m.in);
-        free(shards[s].m.out);
-        free(shards[s].h);
-        free(shards[s].grad);
-    }
-    free(P.in);
-    free(P.out);
-    free(by_count);
-    free(remap);
-    free(tok);
-    free(sent);
-    free(keep);
-    free(sub_off);
-    free(sub);
-    free(neg);
-    free(order);
+    pho__training_free(&tr);
     return rc;
 }
 

@@ -11,6 +11,7 @@
 #include "index/vix_store.h"
 #include "server/http/srv_admin.h"
 #include "tests/unit/tap.h"
+#include "tests/unit/tmpdir.h"
 
 static char db[256];
 
@@ -66,9 +67,9 @@ static json_t *bulk(const char *text, size_t len, size_t step, int *ret_rc)
 
 int main(void)
 {
-    char dir[] = "/tmp/erd-test-admin-XXXXXX";
+    char dir[200];
     int rc;
-    if (!mkdtemp(dir)) {
+    if (!tmpdir_make(dir, sizeof dir, "admin")) {
         printf("Bail out! mkdtemp\n");
         return 1;
     }
@@ -172,9 +173,6 @@ int main(void)
     json_decref(run(SRV_ADMIN_DESCRIBE, "books", NULL, NULL, &rc));
     is_int(rc, ERD_ENOCATALOG, "gone");
 
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        printf("# could not remove %s\n", dir);
+    ok(tmpdir_remove(dir), "temp dir removed");
     return tap_done();
 }

@@ -7,8 +7,9 @@
 
 #include "proto/erd_file.h"
 #include "tap.h"
+#include "tmpdir.h"
 
-static char dir[] = "/tmp/erd-test-file-XXXXXX";
+static char dir[200];
 
 /* The file's whole content, or "" when it cannot be read. */
 static const char *slurp(const char *path)
@@ -40,7 +41,7 @@ int main(void)
 {
     char path[256], sub[256], tmp[4096], leftover[512];
     erd_diag diag = {0};
-    if (!mkdtemp(dir)) {
+    if (!tmpdir_make(dir, sizeof dir, "file")) {
         printf("Bail out! mkdtemp\n");
         return 1;
     }
@@ -108,7 +109,6 @@ int main(void)
     is_int(erd_file_sync_dir(path, &diag), ERD_OK, "directory synced");
     is_int(erd_file_sync_dir("relative-name", &diag), ERD_OK, "current directory synced");
 
-    unlink(path);
-    rmdir(dir);
+    ok(tmpdir_remove(dir), "temp dir removed");
     return tap_done();
 }

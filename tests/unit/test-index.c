@@ -11,6 +11,7 @@
 
 #include "index/vix_index.h"
 #include "tap.h"
+#include "tmpdir.h"
 
 #define DIM 32
 #define NVEC 400
@@ -357,8 +358,7 @@ static void test_threads(const vix_index *ix)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/erd-test-index-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
+    if (!tmpdir_make(tmpdir, sizeof tmpdir, "index")) {
         perror("mkdtemp");
         return 1;
     }
@@ -382,9 +382,6 @@ int main(void)
     test_search_params();
     test_flat_exact();
 
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        printf("# could not remove %s\n", tmpdir);
+    ok(tmpdir_remove(tmpdir), "temp dir removed");
     return tap_done();
 }

@@ -13,6 +13,7 @@
 #include "index/vix_resolve.h"
 #include "phonetics/pho_channel.h"
 #include "tap.h"
+#include "tmpdir.h"
 #include "fixture.h"
 
 static void test_features(void)
@@ -73,7 +74,7 @@ static void test_fit_and_file(void)
     vix_ranker rk, back;
     vix_ranker_fit_opts fo;
     erd_diag diag = {0};
-    char dir[] = "/tmp/erd-test-ranker-XXXXXX", path[256];
+    char dir[200], path[256];
 
     make_lists(N, x, y, off, 7);
     vix_ranker_fit_opts_init(&fo);
@@ -98,7 +99,7 @@ static void test_fit_and_file(void)
         sum += p[i];
     ok(fabs(sum - 1) < 1e-12, "probabilities of a list sum to 1");
 
-    ok(mkdtemp(dir) != NULL, "temp dir");
+    ok(tmpdir_make(dir, sizeof dir, "ranker"), "temp dir");
     snprintf(path, sizeof path, "%s/ranker.json", dir);
     snprintf(rk.rerank_id, sizeof rk.rerank_id, "channel=fnv1a64:0,weight=0.7");
     snprintf(rk.provenance, sizeof rk.provenance, "test");
@@ -123,10 +124,7 @@ static void test_fit_and_file(void)
     ok(vix_ranker_load(path, &back, NULL) == ERD_ECORRUPT, "an edited file is refused");
     snprintf(path, sizeof path, "%s/none.json", dir);
     ok(vix_ranker_load(path, &back, NULL) == ERD_ENOTFOUND, "a missing file is ENOTFOUND");
-    unlink(path);
-    snprintf(path, sizeof path, "%s/ranker.json", dir);
-    unlink(path);
-    rmdir(dir);
+    ok(tmpdir_remove(dir), "temp dir removed");
     free(x);
 }
 
@@ -158,11 +156,11 @@ static pho_channel *flat_channel(void)
 
 static void test_resolver(void)
 {
-    char dir[] = "/tmp/erd-test-ranker-r-XXXXXX", db[256], chp[256], rkp[256], spec[700];
+    char dir[200], db[256], chp[256], rkp[256], spec[700];
     erd_diag diag = {0};
     vix_resolver *r = NULL;
     pho_channel *ch = flat_channel();
-    ok(ch && mkdtemp(dir) != NULL, "channel and temp dir");
+    ok(ch && tmpdir_make(dir, sizeof dir, "ranker-r"), "channel and temp dir");
     snprintf(db, sizeof db, "%s/t.db", dir);
     snprintf(chp, sizeof chp, "%s/channel.txt", dir);
     snprintf(rkp, sizeof rkp, "%s/ranker.json", dir);
@@ -218,14 +216,7 @@ static void test_resolver(void)
     snprintf(spec, sizeof spec, "%s,ranker=missing.json", chp);
     ok(vix_resolver_open(&ro, &r, &diag) == ERD_ENOTFOUND && !r, "a missing ranker is refused");
 
-    unlink(rkp);
-    unlink(chp);
-    char side[300];
-    snprintf(side, sizeof side, "%s-wal", db);
-    unlink(side);
-    snprintf(side, sizeof side, "%s-shm", db);
-    unlink(side);
-    unlink(db);
+    ok(tmpdir_remove(dir), "temp dir removed");
     pho_channel_destroy(ch);
 }
 

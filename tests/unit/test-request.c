@@ -342,7 +342,7 @@ static void test_match(void)
     free(json);
 
     /* min_score beats the configuration, a configured number beats the
-     * calibration's own (which needs a resolver: test-calibrate) */
+     * calibration's own (which needs a resolver: test-calib) */
     ok(srv_no_match_threshold("auto,v=0.4", 0.1, NULL, NULL, "v") == 0.1, "min_score first");
     ok(srv_no_match_threshold("auto,v=0.4", -1, NULL, NULL, "v") == 0.4, "then the catalog's");
     ok(srv_no_match_threshold("0.3,v=0.4", -1, NULL, NULL, "w") == 0.3, "then the global");

@@ -14,6 +14,7 @@
 #include "index/vix_store.h"
 #include "fixture.h"
 #include "tap.h"
+#include "tmpdir.h"
 
 static size_t pack(const unsigned *ids, size_t n, uint8_t *out)
 {
@@ -130,10 +131,10 @@ static void test_scores(const pho_channel *ch)
 
 static void test_resolver(const pho_channel *ch_in)
 {
-    char dir[] = "/tmp/erd-test-rerank-XXXXXX", db[256], chp[256], spec[300];
+    char dir[200], db[256], chp[256], spec[300];
     pho_channel *ch = (pho_channel *)ch_in;
     erd_diag diag = {0};
-    ok(mkdtemp(dir) != NULL, "temp dir");
+    ok(tmpdir_make(dir, sizeof dir, "rerank"), "temp dir");
     snprintf(db, sizeof db, "%s/t.db", dir);
     snprintf(chp, sizeof chp, "%s/channel.txt", dir);
     is_int(pho_channel_save(ch, chp, "test", &diag), ERD_OK, "channel saved");
@@ -195,9 +196,7 @@ static void test_resolver(const pho_channel *ch_in)
     ro.rerank = spec;
     ok(vix_resolver_open(&ro, &r, &diag) == ERD_ENOTFOUND && r == NULL,
        "missing channel file: resolver not opened");
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ok(system(cmd) == 0, "cleanup");
+    ok(tmpdir_remove(dir), "cleanup");
 }
 
 static uint64_t xorshift(uint64_t *x)

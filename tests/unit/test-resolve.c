@@ -14,6 +14,7 @@
 #include "index/vix_store.h"
 #include "tests/unit/fixture.h"
 #include "tests/unit/tap.h"
+#include "tests/unit/tmpdir.h"
 
 static char db[256];
 
@@ -80,10 +81,10 @@ static bool returns(vix_resolver *r, const char *text, const char *want)
 
 int main(void)
 {
-    char dir[] = "/tmp/erd-test-resolve-XXXXXX", rerank[1200];
+    char dir[200], rerank[1200];
     erd_diag diag = {0};
     const char *src = getenv("ERD_TEST_SRCDIR");
-    if (!mkdtemp(dir)) {
+    if (!tmpdir_make(dir, sizeof dir, "resolve")) {
         printf("Bail out! mkdtemp\n");
         return 1;
     }
@@ -215,9 +216,6 @@ int main(void)
     ok(access(b1.index_path, F_OK) != 0 && access(b3.index_path, F_OK) == 0,
        "its own replaced file removed, the new one there");
 
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        printf("# could not remove %s\n", dir);
+    ok(tmpdir_remove(dir), "temp dir removed");
     return tap_done();
 }

@@ -3,7 +3,8 @@
  * unseen word near its seen inflection, the model file refuses damage, the
  * .vec loader reads what it should and names the line of what it should
  * not, and the fused encoder's inner product is the weighted sum of its
- * parts' cosines, with specs and ids that round-trip. */
+ * parts' cosines, with specs and ids that round-trip.  The shipped model is
+ * test-semantic-model.c. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,31 +14,14 @@
 #include "phonetics/pho_encoder.h"
 #include "phonetics/pho_semantic.h"
 #include "tap.h"
+#include "vec.h"
+#include "tmpdir.h"
 
 static char tmpdir[256];
 
 static void path_in_tmp(char *out, size_t cap, const char *name)
 {
     snprintf(out, cap, "%s/%s", tmpdir, name);
-}
-
-static double cosine(const float *a, const float *b, size_t n)
-{
-    double d = 0, na = 0, nb = 0;
-    for (size_t i = 0; i < n; i++) {
-        d += (double)a[i] * b[i];
-        na += (double)a[i] * a[i];
-        nb += (double)b[i] * b[i];
-    }
-    return na > 0 && nb > 0 ? d / sqrt(na * nb) : 0.0;
-}
-
-static double dot(const float *a, const float *b, size_t n)
-{
-    double d = 0;
-    for (size_t i = 0; i < n; i++)
-        d += (double)a[i] * b[i];
-    return d;
 }
 
 static double word_cos(const pho_sem_model *m, const char *a, const char *b)
@@ -458,45 +442,9 @@ out:
     pho_encoder_destroy(s);
 }
 
-/* The shipped model keeps the equivalences it was trained for. */
-static void test_shipped(void)
-{
-    const char *src = getenv("ERD_TEST_SRCDIR");
-    char path[1024];
-    pho_sem_model *m = NULL;
-    erd_diag d = {0};
-
-    snprintf(path, sizeof path, "%s/phonetics/models/erd-semantic-v1.bin", src ? src : ".");
-    if (access(path, R_OK) != 0) {
-        printf("# %s absent: shipped-model checks skipped\n", path);
-        return;
-    }
-    is_int(pho_sem_model_load(path, &m, &d), ERD_OK, "shipped model loads (%s)", d.msg);
-    if (!m)
-        return;
-    ok(pho_sem_model_dim(m) <= 128 && pho_sem_model_words(m) > 10000, "shipped model shape");
-    static const char *const pairs[][3] = {
-        {"2", "two", "cat"}, {"ii", "2", "house"}, {"vs", "versus", "tree"},
-        {"car", "automobile", "song"}, {"1st", "first", "river"},
-    };
-    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
-        double a = word_cos(m, pairs[i][0], pairs[i][1]), b = word_cos(m, pairs[i][0], pairs[i][2]);
-        ok(a > b + 0.1, "%s is nearer %s (%.2f) than %s (%.2f)", pairs[i][0], pairs[i][1], a,
-           pairs[i][2], b);
-    }
-    float x[PHO_SEM_DIM_MAX], y[PHO_SEM_DIM_MAX], z[PHO_SEM_DIM_MAX];
-    pho_sem_model_phrase(m, "rocky 2", x);
-    pho_sem_model_phrase(m, "rocky two", y);
-    pho_sem_model_phrase(m, "rocky road", z);
-    ok(dot(x, y, pho_sem_model_dim(m)) > dot(x, z, pho_sem_model_dim(m)),
-       "\"rocky 2\" nearer \"rocky two\" than \"rocky road\"");
-    pho_sem_model_destroy(m);
-}
-
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/erd-test-semantic.XXXXXX");
-    if (!mkdtemp(tmpdir)) {
+    if (!tmpdir_make(tmpdir, sizeof tmpdir, "semantic")) {
         perror("mkdtemp");
         return 1;
     }
@@ -504,12 +452,8 @@ int main(void)
     test_model_file();
     test_vec();
     test_fused();
-    test_shipped();
     pho_sem_model_destroy(trained);
     pho_sem_weights_free(&trained_w);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        printf("# could not remove %s\n", tmpdir);
+    ok(tmpdir_remove(tmpdir), "temp dir removed");
     return tap_done();
 }

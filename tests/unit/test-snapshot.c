@@ -13,6 +13,7 @@
 #include "index/vix_store.h"
 #include "tests/unit/fixture.h"
 #include "tests/unit/tap.h"
+#include "tests/unit/tmpdir.h"
 
 static const char catalog[] =
     "{\"id\":\"a\",\"name\":\"The Hunger Games\"}\n"
@@ -50,10 +51,10 @@ static void flip(const char *path, long offset)
 
 int main(void)
 {
-    char dir[] = "/tmp/erd-test-snapshot-XXXXXX", db[256], snap[256], copy[256], out[256],
+    char dir[200], db[256], snap[256], copy[256], out[256],
         got_db[512], cmd[600];
     erd_diag d = {0};
-    if (!mkdtemp(dir)) {
+    if (!tmpdir_make(dir, sizeof dir, "snapshot")) {
         printf("Bail out! mkdtemp\n");
         return 1;
     }
@@ -100,8 +101,6 @@ int main(void)
     is_int(vix_snapshot_unpack("/nonexistent/s.erd", out, got_db, sizeof got_db, NULL, &d), ERD_EIO,
            "missing snapshot");
 
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        printf("# could not remove %s\n", dir);
+    ok(tmpdir_remove(dir), "temp dir removed");
     return tap_done();
 }

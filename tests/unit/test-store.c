@@ -11,6 +11,7 @@
 #include "index/vix_phrase.h"
 #include "index/vix_store.h"
 #include "tap.h"
+#include "tmpdir.h"
 
 static char tmpdir[64];
 
@@ -812,8 +813,7 @@ static void test_real_catalogs(vix_store *s)
 
 int main(void)
 {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/erd-test-store-XXXXXX");
-    if (!mkdtemp(tmpdir)) {
+    if (!tmpdir_make(tmpdir, sizeof tmpdir, "store")) {
         perror("mkdtemp");
         return 1;
     }
@@ -842,9 +842,6 @@ int main(void)
     vix_store_close(s);
     test_upgrade();
 
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0)
-        printf("# could not remove %s\n", tmpdir);
+    ok(tmpdir_remove(tmpdir), "temp dir removed");
     return tap_done();
 }

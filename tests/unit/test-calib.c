@@ -12,6 +12,7 @@
 #include "index/vix_store.h"
 #include "fixture.h"
 #include "tap.h"
+#include "tmpdir.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 
@@ -371,18 +372,16 @@ static void test_resolver(const char *dir)
 
 int main(void)
 {
-    char dir[] = "/tmp/erd-test-calibrate-XXXXXX";
+    char dir[200];
     test_fit();
     test_probs();
     test_fitness();
-    if (!mkdtemp(dir)) {
+    if (!tmpdir_make(dir, sizeof dir, "calib")) {
         ok(0, "temp dir");
         return tap_done();
     }
     test_file(dir);
     test_resolver(dir);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    ok(system(cmd) == 0, "cleanup");
+    ok(tmpdir_remove(dir), "cleanup");
     return tap_done();
 }
