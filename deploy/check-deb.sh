@@ -16,6 +16,9 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=deploy/lib.sh
+. "$top/deploy/lib.sh"
+who=check-deb
 base= deb= keep=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -38,38 +41,10 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/erd-deb.XXXXXX")
 root=$work/root
 mounts=()
 pid=
-cleanup() {
-    local status=$?
-    set +e
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
-        umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}"
-    done
-    if grep -q " $work/" /proc/self/mounts; then
-        echo "check-deb: mounts left under $work; not removing it" >&2
-    elif [ -z "$keep" ]; then
-        rm -rf --one-file-system "$work"
-    else
-        echo "check-deb: kept $work"
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
+trap chroot_cleanup EXIT
 
 step "chroot"
-if [ -n "$base" ]; then
-    [ -x "$base/usr/bin/apt-get" ] && grep -q '^12' "$base/etc/debian_version" \
-        || { echo "check-deb: $base is not a Debian 12 root" >&2; exit 1; }
-    cp -a "$base" "$root"
-    echo "copied $base"
-else
-    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
-        || { tail -20 "$work/debootstrap.log"; exit 1; }
-    echo "debootstrap --variant=minbase bookworm: done"
-fi
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-mount -t proc proc "$root/proc" && mounts+=("$root/proc")
-mount --bind /dev "$root/dev" && mounts+=("$root/dev")
+chroot_make_root
 in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin /bin/sh -c "$1"; }
 
 step "apt-get install ./$(basename "$deb")"

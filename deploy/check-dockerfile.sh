@@ -15,6 +15,9 @@
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=deploy/lib.sh
+. "$top/deploy/lib.sh"
+who=check-dockerfile
 base= context=head keep=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -31,24 +34,7 @@ root=$work/root
 ctx=$work/context
 mounts=()
 pid=
-cleanup() {
-    local status=$?
-    set +e
-    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
-    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
-        umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}"
-    done
-    # Never delete through a mount that is still attached (the host's /dev).
-    if grep -q " $work/" /proc/self/mounts; then
-        echo "check-dockerfile: mounts left under $work; not removing it" >&2
-    elif [ -z "$keep" ]; then
-        rm -rf --one-file-system "$work"
-    else
-        echo "check-dockerfile: kept $work"
-    fi
-    exit "$status"
-}
-trap cleanup EXIT
+trap chroot_cleanup EXIT
 step() { printf '\n== %s\n' "$*"; }
 
 # ---- build context: what `docker build -f deploy/Dockerfile .` would see
@@ -103,19 +89,7 @@ PY
 
 # ---- a clean Debian 12
 step "chroot"
-if [ -n "$base" ]; then
-    [ -x "$base/usr/bin/apt-get" ] && grep -q '^12' "$base/etc/debian_version" \
-        || { echo "check-dockerfile: $base is not a Debian 12 root" >&2; exit 1; }
-    cp -a "$base" "$root"
-    echo "copied $base"
-else
-    debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
-        || { tail -20 "$work/debootstrap.log"; exit 1; }
-    echo "debootstrap --variant=minbase bookworm: done"
-fi
-cp /etc/resolv.conf "$root/etc/resolv.conf"
-mount -t proc proc "$root/proc" && mounts+=("$root/proc")
-mount --bind /dev "$root/dev" && mounts+=("$root/dev")
+chroot_make_root
 
 # ---- replay
 envs=() workdir=/ user= entry=() cmd=() health= volumes= from=

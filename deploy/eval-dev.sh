@@ -12,10 +12,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=deploy/lib.sh
 . "$top/deploy/lib.sh"
 erd=$top/${2:-build}/erd
-work=$(mktemp -d "${TMPDIR:-/tmp}/erd-eval.XXXXXX")
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+make_workdir erd-eval
 
 db=$work/eval.db
 for cat in video book; do

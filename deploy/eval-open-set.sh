@@ -24,10 +24,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=deploy/lib.sh
 . "$top/deploy/lib.sh"
 erd=$top/${2:-build}/erd
-work=$(mktemp -d "${TMPDIR:-/tmp}/erd-open-set.XXXXXX")
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
+make_workdir erd-open-set
 
 for cat in video book; do
     python3 "$top/deploy/open_set.py" remove "$data/$cat/catalog.jsonl" \

@@ -19,6 +19,15 @@ install_packages() {
     fi
 }
 
+# A temporary folder, $work, for a measuring script: removed on exit, with
+# the erd serve it started ($pid, when set) stopped first.
+make_workdir() {
+    work=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    pid=
+    trap workdir_cleanup EXIT
+}
+workdir_cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+
 # A TCP port free on 127.0.0.1 right now.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -51,4 +60,47 @@ work_dir() {
         # shellcheck disable=SC2064 # the folder is known now
         trap "rm -rf '$work'" EXIT
     fi
+}
+
+# ---- the clean Debian 12 root of deploy/check-deb.sh and check-dockerfile.sh
+# Both set: who (message prefix), work (their temporary folder), root
+# ($work/root), base (a pristine bookworm root to copy, or empty), keep, and
+# the array mounts and pid (a server to kill), then `trap chroot_cleanup EXIT`.
+
+# Makes $root: a copy of $base or a fresh debootstrap, with the host's
+# resolver, /proc and /dev mounted (recorded in mounts for the cleanup).
+chroot_make_root() {
+    if [ -n "$base" ]; then
+        [ -x "$base/usr/bin/apt-get" ] && grep -q '^12' "$base/etc/debian_version" \
+            || { echo "$who: $base is not a Debian 12 root" >&2; exit 1; }
+        cp -a "$base" "$root"
+        echo "copied $base"
+    else
+        debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
+            || { tail -20 "$work/debootstrap.log"; exit 1; }
+        echo "debootstrap --variant=minbase bookworm: done"
+    fi
+    cp /etc/resolv.conf "$root/etc/resolv.conf"
+    mount -t proc proc "$root/proc" && mounts+=("$root/proc")
+    mount --bind /dev "$root/dev" && mounts+=("$root/dev")
+}
+
+# The EXIT trap: kills the server, unmounts in reverse order and removes
+# $work unless --keep -- never through a mount still attached (the host's
+# /dev), which rm would otherwise descend into.
+chroot_cleanup() {
+    local status=$?
+    set +e
+    [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+    for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do
+        umount "${mounts[i]}" 2>/dev/null || umount -l "${mounts[i]}"
+    done
+    if grep -q " $work/" /proc/self/mounts; then
+        echo "$who: mounts left under $work; not removing it" >&2
+    elif [ -z "$keep" ]; then
+        rm -rf --one-file-system "$work"
+    else
+        echo "$who: kept $work"
+    fi
+    exit "$status"
 }

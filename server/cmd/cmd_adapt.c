@@ -12,7 +12,7 @@
  * adapting cannot make the generic held-out recall worse. */
 #include "server/cmd/cmd_adapt.h"
 
-#include <getopt.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -131,7 +131,7 @@ static int cmd__adapt_args(int argc, char **argv, adapt_args *a, int *ret_exit)
         CMD_STR("config", 0, "FILE", &a->config, "configuration file"),
         CMD_FLAG("quiet", 'q', &a->quiet, "no progress on stderr"),
     };
-    const cmd_spec spec = CMD_SPEC("adapt", "--db FILE --catalog NAME --pairs FILES --out MODEL [OPTIONS]",
+    const cmd_spec spec = CMD_SPEC_FULL("adapt", "--db FILE --catalog NAME --pairs FILES --out MODEL [OPTIONS]",
         "Fine-tunes the learned encoder for one catalog: every name and alias\n"
         "becomes a training phrase with noisy copies from the noise channel\n"
         "(and the real recogniser output in --sim, if you simulated speech\n"
@@ -139,15 +139,9 @@ static int cmd__adapt_args(int argc, char **argv, adapt_args *a, int *ret_exit)
         "base model was trained on.  Rebuild the catalog with\n"
         "--encoder model:MODEL to use it.  Calibration files are fitted per\n"
         "encoder: serve an adapted catalog with a calibration fitted for it,\n"
-        "or with calibration off.", opts);
+        "or with calibration off.", opts, "db,catalog,pairs,out", 0, 0);
     if (!cmd_opt_parse(&spec, argc, argv, ret_exit))
         return 0;
-    if (optind != argc || !a->db || !a->catalog || !a->pairs || !a->out) {
-        fprintf(stderr, "erd adapt: --db, --catalog, --pairs and --out are required\n"
-                        "Try 'erd adapt --help'.\n");
-        *ret_exit = CMD_EXIT_USAGE;
-        return 0;
-    }
     return 1;
 }
 

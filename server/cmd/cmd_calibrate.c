@@ -4,7 +4,7 @@
  * gold entity) and reports reliability on the other half. */
 #include "server/cmd/cmd_calibrate.h"
 
-#include <getopt.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -256,21 +256,15 @@ static int cal__args(int argc, char **argv, cal_args *a, int *ret_exit)
                  "that threshold keeps this share of the held-out\n"
                  "half's right top answers"),
     };
-    const cmd_spec spec = CMD_SPEC("calibrate", "--db FILE --queries FILE --out FILE [OPTIONS]",
+    const cmd_spec spec = CMD_SPEC_FULL("calibrate", "--db FILE --queries FILE --out FILE [OPTIONS]",
         "Resolves held-out SIMULATED queries (dev format: domain = catalog,\n"
         "entity_id, nbest) with their first hypothesis and with the whole list,\n"
         "uncalibrated, under the configured encoder index and rerank; fits the\n"
         "score calibration (P(result is right), L2 logistic regression) on the\n"
         "queries of one half of the gold entities and prints its reliability on\n"
-        "the other half.  Never calibrate on the dev queries.", opts);
+        "the other half.  Never calibrate on the dev queries.", opts, "queries,out", 0, 0);
     if (!cmd_opt_parse(&spec, argc, argv, ret_exit))
         return 0;
-    if (optind != argc || !a->queries || !a->out_path) {
-        fprintf(stderr, "erd calibrate: needs --queries and --out\n"
-                        "Try 'erd calibrate --help'.\n");
-        *ret_exit = CMD_EXIT_USAGE;
-        return 0;
-    }
     return 1;
 }
 
@@ -480,18 +474,12 @@ int cmd_calibrate(int argc, char **argv)
     if (!cal__args(argc, argv, &a, &ex))
         return ex;
     cfg_config cfg;
+    FILE *in = NULL;
+    int rc = cmd_open_queries("calibrate", a.config, a.queries, &cfg, &in);
+    if (rc)
+        return rc;
     erd_diag diag = {0};
-    int rc = cmd_startup(a.config, NULL, 0, &cfg, &diag);
-    if (rc < 0) {
-        fprintf(stderr, "erd calibrate: %s\n", erd_diag_message(&diag, rc));
-        return CMD_EXIT_CONFIG;
-    }
     const char *db = a.db ? a.db : cfg.db;
-    FILE *in = fopen(a.queries, "r");
-    if (!in) {
-        perror(a.queries);
-        return CMD_EXIT_NOINPUT;
-    }
     cal_run r = {.a = &a, .cal = calloc(1, sizeof *r.cal)};
     char *line = NULL;
     size_t line_cap = 0, n_fit[2];

@@ -2,7 +2,6 @@
  * database file, for operators and scripts.  Output is the JSON the HTTP
  * routes answer with; a running erd serve on the same file picks the
  * writes up within its sync_interval_ms. */
-#include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,51 +12,31 @@
 #include "index/vix_snapshot.h"
 #include "server/http/srv_admin.h"
 #include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_opt.h"
 
-/* --db FILE and --config FILE, the options every command here takes; the
- * positional arguments stay in argv[optind..]. */
-static int cmd__parse(int argc, char **argv, const char *cmd, const char *help, const char **db,
-                      const char **catalog, const char **out, cfg_config *cfg)
+/* The options every command here takes, --db and --config, lead each
+ * table; a command adds --catalog or --out after them. */
+#define CMD__COMMON_OPTS(db, config)                                  \
+    CMD_CFG("db", 'd', "FILE", (db), "db", "catalog store"),          \
+        CMD_STR("config", 0, "FILE", (config), "configuration file")
+
+/* Parses by spec, then the one start-up path; the positional arguments
+ * stay in argv[optind..].  Returns 0 to go on, else the exit code (help
+ * printed: -1, for CMD_EXIT_OK). */
+static int cmd__parse(const cmd_spec *spec, int argc, char **argv, const char **db,
+                      const char *const *config, cfg_config *cfg)
 {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'},      {"catalog", required_argument, 0, 'c'},
-        {"config", required_argument, 0, 'C'},  {"out", required_argument, 0, 'o'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
-    };
-    bool want_catalog = catalog && !out;
-    const char *config = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:c:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': *db = optarg; break;
-        case 'c':
-            if (!catalog)
-                return cmd_bad_usage(cmd);
-            *catalog = optarg;
-            break;
-        case 'o':
-            if (!out)
-                return cmd_bad_usage(cmd);
-            *out = optarg;
-            break;
-        case 'C': config = optarg; break;
-        case 'h': fputs(help, stdout); return -1;
-        default: return cmd_bad_usage(cmd);
-        }
-    }
+    int ex;
+    if (!cmd_opt_parse(spec, argc, argv, &ex))
+        return ex == CMD_EXIT_OK ? -1 : ex;
     erd_diag diag = {0};
-    int rc = cmd_startup(config, NULL, 0, cfg, &diag);
+    int rc = cmd_startup(*config, NULL, 0, cfg, &diag);
     if (rc < 0)
-        return cmd_fail(cmd, &diag, rc);
+        return cmd_fail(spec->name, &diag, rc);
     if (!*db)
         *db = cfg->db;
-    if (want_catalog && !*catalog) {
-        fprintf(stderr, "erd %s: --catalog is required\n", cmd);
-        return cmd_bad_usage(cmd);
-    }
     if (access(*db, F_OK) != 0) {
-        fprintf(stderr, "erd %s: %s: no such database\n", cmd, *db);
+        fprintf(stderr, "erd %s: %s: no such database\n", spec->name, *db);
         return CMD_EXIT_NOINPUT;
     }
     return CMD_EXIT_OK;
@@ -90,18 +69,16 @@ static int cmd__run(const char *cmd, const char *db, enum srv_admin_op op, const
 
 int cmd_catalog(int argc, char **argv)
 {
-    static const char help[] =
-        "usage: erd catalog list|create|describe|delete [NAME] [--db FILE]\n\n"
+    const char *db = NULL, *config = NULL;
+    const cmd_opt opts[] = {CMD__COMMON_OPTS(&db, &config)};
+    const cmd_spec spec = CMD_SPEC_FULL("catalog", "list|create|describe|delete [NAME] [--db FILE]",
         "  list              every catalog, with its entity count and generation\n"
         "  create NAME       a new, empty catalog\n"
         "  describe NAME     entities, generation, its index, changes since the index\n"
         "  delete NAME       the catalog, its entities and its index file\n"
-        "Prints the JSON the /v1/catalogs routes answer with.  Rebuild with erd build.\n\n"
-        "  --db FILE         catalog store\n"
-        "  --config FILE     configuration file\n";
-    const char *db = NULL;
+        "Prints the JSON the /v1/catalogs routes answer with.  Rebuild with erd build.", opts, NULL, 1, 2);
     cfg_config cfg;
-    int rc = cmd__parse(argc, argv, "catalog", help, &db, NULL, NULL, &cfg);
+    int rc = cmd__parse(&spec, argc, argv, &db, &config, &cfg);
     if (rc)
         return rc < 0 ? CMD_EXIT_OK : rc;
     int left = argc - optind;
@@ -155,27 +132,23 @@ static int cmd__bulk_stdin(const char *db, const char *catalog)
 
 int cmd_entity(int argc, char **argv)
 {
-    static const char help[] =
-        "usage: erd entity upsert|get|delete --catalog NAME ARG [--db FILE]\n\n"
+    const char *db = NULL, *config = NULL, *catalog = NULL;
+    const cmd_opt opts[] = {
+        CMD__COMMON_OPTS(&db, &config),
+        CMD_STR("catalog", 'c', "NAME", &catalog, "catalog"),
+    };
+    const cmd_spec spec = CMD_SPEC_FULL("entity", "upsert|get|delete --catalog NAME ARG [--db FILE]",
         "  upsert JSON       one record {\"id\",\"name\",\"aliases\"?,\"attrs\"?}\n"
         "  upsert -          JSON lines from stdin, committed as they are read; bad lines\n"
         "                    are reported by number and the others kept\n"
         "  get ID            one entity\n"
         "  delete ID         one entity\n"
         "Every write is committed before erd exits; a running erd serve on the same\n"
-        "database serves it within its sync_interval_ms, without a rebuild.\n\n"
-        "  --db FILE         catalog store\n"
-        "  --catalog NAME    catalog\n"
-        "  --config FILE     configuration file\n";
-    const char *db = NULL, *catalog = NULL;
+        "database serves it within its sync_interval_ms, without a rebuild.", opts, "catalog", 2, 2);
     cfg_config cfg;
-    int rc = cmd__parse(argc, argv, "entity", help, &db, &catalog, NULL, &cfg);
+    int rc = cmd__parse(&spec, argc, argv, &db, &config, &cfg);
     if (rc)
         return rc < 0 ? CMD_EXIT_OK : rc;
-    if (argc - optind != 2) {
-        fprintf(stderr, "erd entity: expected upsert JSON|-, get ID or delete ID\n");
-        return cmd_bad_usage("entity");
-    }
     const char *verb = argv[optind], *arg = argv[optind + 1];
     if (!strcmp(verb, "upsert"))
         return strcmp(arg, "-") ? cmd__run("entity", db, SRV_ADMIN_UPSERT, catalog, NULL, arg)
@@ -190,24 +163,20 @@ int cmd_entity(int argc, char **argv)
 
 int cmd_snapshot(int argc, char **argv)
 {
-    static const char help[] =
-        "usage: erd snapshot --db FILE --out SNAPSHOT\n\n"
+    const char *db = NULL, *config = NULL, *out = NULL;
+    const cmd_opt opts[] = {
+        CMD__COMMON_OPTS(&db, &config),
+        CMD_STR("out", 'o', "SNAPSHOT", &out, "file to write"),
+    };
+    const cmd_spec spec = CMD_SPEC_FULL("snapshot", "--db FILE --out SNAPSHOT",
         "Writes one file holding a consistent copy of the database (SQLite backup) and\n"
         "every catalog's index file, with a checksum; written beside SNAPSHOT and\n"
         "renamed over it, so readers never see half of one.  Replicas serve it with\n"
-        "erd serve --snapshot SNAPSHOT and switch to a newer one when it is replaced.\n\n"
-        "  --db FILE         catalog store\n"
-        "  --out SNAPSHOT    file to write\n"
-        "  --config FILE     configuration file\n";
-    const char *db = NULL, *out = NULL;
+        "erd serve --snapshot SNAPSHOT and switch to a newer one when it is replaced.", opts, "out", 0, 0);
     cfg_config cfg;
-    int rc = cmd__parse(argc, argv, "snapshot", help, &db, NULL, &out, &cfg);
+    int rc = cmd__parse(&spec, argc, argv, &db, &config, &cfg);
     if (rc)
         return rc < 0 ? CMD_EXIT_OK : rc;
-    if (!out || optind != argc) {
-        fprintf(stderr, "erd snapshot: --out SNAPSHOT is required (and nothing else)\n");
-        return cmd_bad_usage("snapshot");
-    }
     vix_snapshot_info info;
     erd_diag diag = {0};
     rc = vix_snapshot_write(db, out, &info, &diag);

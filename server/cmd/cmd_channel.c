@@ -4,7 +4,7 @@
 #include "server/cmd/cmd_channel.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +23,8 @@ typedef struct cmd__ch_load {
     pho_channel_trainer *tr;
     pho_g2p *g2p;
     vix_phrase *ref, *hyp;
-    uint64_t records, pairs, skipped_empty, partial, checksum;
+    uint64_t pairs, skipped_empty;
+    cmd_record_stats read;
 } cmd__ch_load;
 
 static int cmd__ch_record(cmd__ch_load *ld, json_t *rec, erd_diag *diag)
@@ -64,52 +65,9 @@ static int cmd__ch_record(cmd__ch_load *ld, json_t *rec, erd_diag *diag)
     return ERD_OK;
 }
 
-/* path "-" reads standard input.  A last line without its newline is a
- * record still being written by a running simulation: it is left out. */
-static int cmd__ch_file(cmd__ch_load *ld, const char *path, erd_diag *diag)
+static int cmd__ch_one(void *user, json_t *rec, erd_diag *diag)
 {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    unsigned long long lineno = 0;
-    int rc = ERD_OK;
-
-    if (!f)
-        return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "%s: %s", path,
-                        strerror(errno));
-    while ((len = getline(&line, &cap, f)) > 0) {
-        json_error_t jerr;
-        lineno++;
-        if (line[len - 1] != '\n') {
-            ld->partial++;
-            break;
-        }
-        ld->checksum = erd_fnv1a64(ld->checksum, line, (size_t)len);
-        if (len == 1)
-            continue;
-        json_t *rec = json_loadb(line, (size_t)len, 0, &jerr);
-        if (!rec) {
-            rc = erd_fail(diag, ERD_EJSON, "%s:%llu: %s", path, lineno, jerr.text);
-            goto out;
-        }
-        rc = cmd__ch_record(ld, rec, diag);
-        json_decref(rec);
-        if (rc < 0) {
-            char msg[sizeof diag->msg];
-            snprintf(msg, sizeof msg, "%s", erd_diag_message(diag, rc));
-            rc = erd_fail(diag, rc, "%s:%llu: %s", path, lineno, msg);
-            goto out;
-        }
-        ld->records++;
-    }
-    if (ferror(f))
-        rc = erd_fail(diag, ERD_EIO, "%s: read error", path);
-out:
-    free(line);
-    if (f != stdin)
-        fclose(f);
-    return rc;
+    return cmd__ch_record(user, rec, diag);
 }
 
 /* The most frequent confusions, for a human to sanity-check the estimate. */
@@ -162,7 +120,7 @@ int cmd_channel(int argc, char **argv)
     pho_channel_train_stats st;
     pho_channel *ch = NULL;
     erd_diag diag = {0};
-    cmd__ch_load ld = {.checksum = ERD_FNV1A64_OFFSET};
+    cmd__ch_load ld = {.read.checksum = ERD_FNV1A64_OFFSET};
     char meta[512];
 
     pho_channel_train_opts_init(&to);
@@ -178,17 +136,13 @@ int cmd_channel(int argc, char **argv)
         CMD_STR("config", 0, "FILE", &config, "configuration file (for the G2P voice)"),
         CMD_FLAG("quiet", 'q', &quiet, "no statistics on stderr"),
     };
-    const cmd_spec spec = CMD_SPEC("channel", "--pairs FILE[,FILE...] --out CHANNEL [OPTIONS]",
+    const cmd_spec spec = CMD_SPEC_FULL("channel", "--pairs FILE[,FILE...] --out CHANNEL [OPTIONS]",
         "Estimates the phone noise channel (substitution, deletion, insertion and\n"
         "word-boundary probabilities) from erd simulate's JSON lines by aligning\n"
         "each hypothesis's phones with the spoken phrase's, re-aligning with the\n"
-        "learned costs for a few EM rounds.  Deterministic for the same data.", opts);
+        "learned costs for a few EM rounds.  Deterministic for the same data.", opts, "pairs,out", 0, 0);
     if (!cmd_opt_parse(&spec, argc, argv, &ex))
         return ex;
-    if (optind != argc || !n_files || !out) {
-        fprintf(stderr, "erd channel: --pairs and --out are required\nTry 'erd channel --help'.\n");
-        return CMD_EXIT_USAGE;
-    }
     cfg_config cfg;
     if ((rc = cmd_startup(config, NULL, 0, &cfg, &diag)) < 0)
         return cmd_fail("channel", &diag, rc);
@@ -201,15 +155,15 @@ int cmd_channel(int argc, char **argv)
     }
     rc = pho_g2p_create(cfg.g2p_voice, 0, &ld.g2p, &diag);
     for (size_t i = 0; rc == ERD_OK && i < n_files; i++)
-        rc = cmd__ch_file(&ld, files[i], &diag);
+        rc = cmd_each_record(files[i], cmd__ch_one, &ld, &ld.read, &diag);
     if (rc < 0)
         goto out;
     if (!quiet)
         fprintf(stderr,
                 "erd channel: %llu records, %llu pairs (%llu empty texts skipped, %llu unfinished "
                 "lines left out)\n",
-                (unsigned long long)ld.records, (unsigned long long)ld.pairs,
-                (unsigned long long)ld.skipped_empty, (unsigned long long)ld.partial);
+                (unsigned long long)ld.read.records, (unsigned long long)ld.pairs,
+                (unsigned long long)ld.skipped_empty, (unsigned long long)ld.read.partial);
     rc = pho_channel_train(ld.tr, &to, &ch, &st, &diag);
     if (rc < 0)
         goto out;
@@ -218,8 +172,8 @@ int cmd_channel(int argc, char **argv)
     snprintf(meta, sizeof meta,
              "erd channel rounds=%u smoothing=%g records=%llu pairs=%llu g2p=%s "
              "data=fnv1a64:%016llx",
-             to.rounds, to.smoothing, (unsigned long long)ld.records,
-             (unsigned long long)ld.pairs, cfg.g2p_voice, (unsigned long long)ld.checksum);
+             to.rounds, to.smoothing, (unsigned long long)ld.read.records,
+             (unsigned long long)ld.pairs, cfg.g2p_voice, (unsigned long long)ld.read.checksum);
     rc = pho_channel_save(ch, out, meta, &diag);
     if (rc < 0)
         goto out;

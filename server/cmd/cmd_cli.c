@@ -4,7 +4,7 @@
 #include <dirent.h>
 #include <stdbool.h>
 #include <errno.h>
-#include <getopt.h>
+#include <unistd.h>
 #include <malloc.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "config/cfg.h"
+#include "proto/erd_hash.h"
 #include "index/vix_build.h"
 #include "index/vix_index.h"
 #include "index/vix_resolve.h"
@@ -193,6 +194,70 @@ static int cmd__config(const char *cmd, const char *path, cfg_config *cfg)
     return rc < 0 ? cmd_fail(cmd, &diag, rc) : CMD_EXIT_OK;
 }
 
+int cmd_open_queries(const char *cmd, const char *config, const char *queries, cfg_config *ret_cfg,
+                     FILE **ret_in)
+{
+    erd_diag diag = {0};
+    int rc = cmd_startup(config, NULL, 0, ret_cfg, &diag);
+    if (rc < 0) {
+        fprintf(stderr, "erd %s: %s\n", cmd, erd_diag_message(&diag, rc));
+        return CMD_EXIT_CONFIG;
+    }
+    FILE *in = fopen(queries, "r");
+    if (!in) {
+        fprintf(stderr, "erd %s: %s: %s\n", cmd, queries, strerror(errno));
+        return CMD_EXIT_NOINPUT;
+    }
+    *ret_in = in;
+    return CMD_EXIT_OK;
+}
+
+int cmd_each_record(const char *path, cmd_record_fn *fn, void *user, cmd_record_stats *st,
+                    erd_diag *diag)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    unsigned long long lineno = 0;
+    int rc = ERD_OK;
+
+    if (!f)
+        return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "%s: %s", path,
+                        strerror(errno));
+    while (rc == ERD_OK && (len = getline(&line, &cap, f)) > 0) {
+        json_error_t jerr;
+        lineno++;
+        if (line[len - 1] != '\n') {
+            st->partial++;
+            break;
+        }
+        st->checksum = erd_fnv1a64(st->checksum, line, (size_t)len);
+        if (len == 1)
+            continue;
+        json_t *rec = json_loadb(line, (size_t)len, 0, &jerr);
+        if (!rec) {
+            rc = erd_fail(diag, ERD_EJSON, "%s:%llu: %s", path, lineno, jerr.text);
+            break;
+        }
+        rc = fn(user, rec, diag);
+        json_decref(rec);
+        if (rc < 0) {
+            char msg[sizeof diag->msg];
+            snprintf(msg, sizeof msg, "%s", erd_diag_message(diag, rc));
+            rc = erd_fail(diag, rc, "%s:%llu: %s", path, lineno, msg);
+            break;
+        }
+        st->records++;
+    }
+    if (rc == ERD_OK && ferror(f))
+        rc = erd_fail(diag, ERD_EIO, "%s: read error", path);
+    free(line);
+    if (f != stdin)
+        fclose(f);
+    return rc;
+}
+
 int cmd_bad_usage(const char *cmd)
 {
     fprintf(stderr, "Try 'erd %s --help'.\n", cmd);
@@ -251,82 +316,60 @@ static void cmd__remove_new_db(const char *db)
     }
 }
 
+/* --format's words, the import's formats in the same order */
+static int cmd__import_format(const char *arg, enum vix_import_format *ret)
+{
+    static const struct {
+        const char *name;
+        enum vix_import_format format;
+    } formats[] = {{"auto", VIX_FORMAT_AUTO}, {"jsonl", VIX_FORMAT_JSONL},
+                   {"json", VIX_FORMAT_JSONL}, {"csv", VIX_FORMAT_CSV}};
+    for (size_t i = 0; i < sizeof formats / sizeof *formats; i++)
+        if (!strcmp(arg, formats[i].name)) {
+            *ret = formats[i].format;
+            return ERD_OK;
+        }
+    fprintf(stderr, "erd import: --format must be jsonl, csv or auto\n");
+    return ERD_EINVAL;
+}
+
 int cmd_import(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'},           {"catalog", required_argument, 0, 'c'},
-        {"format", required_argument, 0, 'f'},       {"id-column", required_argument, 0, 'I'},
-        {"name-column", required_argument, 0, 'N'},  {"aliases-column", required_argument, 0, 'A'},
-        {"config", required_argument, 0, 'C'},       {"quiet", no_argument, 0, 'q'},
-        {"delimiter", required_argument, 0, 'D'},    {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+    const char *db = NULL, *catalog = NULL, *config = NULL, *format = "auto", *delimiter = ",";
+    vix_import_opts io = {0}; /* its NULL columns: the import's defaults, aliases optional */
+    int quiet = 0;
+    const cmd_opt opts[] = {
+        CMD_CFG("db", 'd', "FILE", &db, "db", "catalog store (SQLite; created when absent)"),
+        CMD_STR("catalog", 'c', "NAME", &catalog, "catalog to import into ([a-z0-9_.-], up to 64)"),
+        CMD_STR_DEF("format", 'f', "FMT", &format, "jsonl, csv or auto (by the first byte)"),
+        CMD_STR("id-column", 0, "COL", &io.csv_id_column, "CSV column holding ids (default id)"),
+        CMD_STR("name-column", 0, "COL", &io.csv_name_column,
+                "CSV column holding names (default name)"),
+        CMD_STR("aliases-column", 0, "COL", &io.csv_aliases_column,
+                "CSV column of '|'-separated aliases (default\n"
+                "aliases, when the header has one)"),
+        CMD_STR_DEF("delimiter", 0, "C", &delimiter, "CSV field separator: one character, or tab"),
+        CMD_STR("config", 0, "FILE", &config, "configuration file (for db)"),
+        CMD_FLAG("quiet", 'q', &quiet, "no progress on stderr"),
     };
-    const char *db = NULL, *catalog = NULL, *config = NULL;
-    vix_import_opts io = {0};
-    int quiet = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:c:f:qh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': db = optarg; break;
-        case 'c': catalog = optarg; break;
-        case 'C': config = optarg; break;
-        case 'I': io.csv_id_column = optarg; break;
-        case 'N': io.csv_name_column = optarg; break;
-        case 'A': io.csv_aliases_column = optarg; break;
-        case 'D':
-            if (cmd__delimiter(optarg, &io.csv_delimiter) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'q': quiet = 1; break;
-        case 'f':
-            if (!strcmp(optarg, "jsonl") || !strcmp(optarg, "json"))
-                io.format = VIX_FORMAT_JSONL;
-            else if (!strcmp(optarg, "csv"))
-                io.format = VIX_FORMAT_CSV;
-            else if (!strcmp(optarg, "auto"))
-                io.format = VIX_FORMAT_AUTO;
-            else {
-                fprintf(stderr, "erd import: --format must be jsonl, csv or auto\n");
-                return CMD_EXIT_USAGE;
-            }
-            break;
-        case 'h':
-            printf("usage: erd import --db FILE --catalog NAME [OPTIONS] ENTITIES\n\n"
-                   "Loads entities into a catalog (created when absent) in one transaction:\n"
-                   "a bad record aborts the import, names its line and changes nothing.\n"
-                   "An id imported again replaces the earlier entity.\n\n"
-                   "ENTITIES is a file or - for standard input, either JSON lines\n"
-                   "  {\"id\": \"...\", \"name\": \"...\", \"aliases\": [...], \"attrs\": {...}}\n"
-                   "or CSV with a header row naming the columns.\n\n"
-                   "  --db FILE              catalog store (SQLite; created when absent)\n"
-                   "  --catalog NAME         catalog to import into ([a-z0-9_.-], up to 64)\n"
-                   "  --format FMT           jsonl, csv or auto (default: auto, by first byte)\n"
-                   "  --id-column COL        CSV column holding ids (default: id)\n"
-                   "  --name-column COL      CSV column holding names (default: name)\n"
-                   "  --aliases-column COL   CSV column of '|'-separated aliases (default: aliases)\n"
-                   "  --delimiter C          CSV field separator: one character, or tab\n"
-                   "                         (default: ,)\n"
-                   "  --config FILE          configuration file (for db)\n"
-                   "  -q, --quiet            no progress on stderr\n");
-            return CMD_EXIT_OK;
-        default:
-            return cmd_bad_usage("import");
-        }
-    }
-    if (optind != argc - 1) {
-        fprintf(stderr, "erd import: expected one ENTITIES file (or -)\n");
+    const cmd_spec spec = CMD_SPEC_FULL("import", "--db FILE --catalog NAME [OPTIONS] ENTITIES",
+        "Loads entities into a catalog (created when absent) in one transaction:\n"
+        "a bad record aborts the import, names its line and changes nothing.\n"
+        "An id imported again replaces the earlier entity.\n\n"
+        "ENTITIES is a file or - for standard input, either JSON lines\n"
+        "  {\"id\": \"...\", \"name\": \"...\", \"aliases\": [...], \"attrs\": {...}}\n"
+        "or CSV with a header row naming the columns.", opts, "catalog", 1, 1);
+    int ex;
+    if (!cmd_opt_parse(&spec, argc, argv, &ex))
+        return ex;
+    if (cmd__import_format(format, &io.format) < 0 || cmd__delimiter(delimiter, &io.csv_delimiter) < 0)
         return cmd_bad_usage("import");
-    }
     cfg_config cfg;
     int rc = cmd__config("import", config, &cfg);
     if (rc)
         return rc;
     if (!db)
         db = cfg.db;
-    if (!catalog) {
-        fprintf(stderr, "erd import: --catalog is required\n");
-        return cmd_bad_usage("import");
-    }
     const char *path = argv[optind];
     FILE *in = stdin;
     if (strcmp(path, "-") != 0) {
@@ -387,65 +430,38 @@ static void cmd__build_progress(void *user, const char *stage, uint64_t done, ui
 
 int cmd_build(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'},      {"catalog", required_argument, 0, 'c'},
-        {"encoder", required_argument, 0, 'e'}, {"factory", required_argument, 0, 'F'},
-        {"config", required_argument, 0, 'C'},  {"quiet", no_argument, 0, 'q'},
-        {"g2p-voice", required_argument, 0, 'V'}, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
     const char *db = NULL, *catalog = NULL, *config = NULL, *encoder = NULL, *factory = NULL;
     const char *voice = NULL;
-    int quiet = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:c:e:qh", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': db = optarg; break;
-        case 'c': catalog = optarg; break;
-        case 'e': encoder = optarg; break;
-        case 'F': factory = optarg; break;
-        case 'C': config = optarg; break;
-        case 'V': voice = optarg; break;
-        case 'q': quiet = 1; break;
-        case 'h':
-            printf("usage: erd build --db FILE --catalog NAME [OPTIONS]\n\n"
-                   "Turns every name and alias of the catalog (and the ways people shorten\n"
-                   "titles: before/after a colon, without a leading article) into phonemes\n"
-                   "with espeak-ng, encodes them and writes the FAISS index beside the\n"
-                   "database (DB.CATALOG.GENERATION-STAMP.faiss, a new file per build; the one it\n"
-                   "replaces is deleted once the database names the new one).  Writers go on\n"
-                   "meanwhile; a running erd serve swaps the new index in within its\n"
-                   "sync_interval_ms and serves what was written since from its delta.\n\n"
-                   "  --db FILE          catalog store\n"
-                   "  --catalog NAME     catalog to build\n"
-                   "  --encoder SPEC     phonetic encoder (default from config: %s)\n"
-                   "  --factory STRING   FAISS index_factory string, or auto: Flat up to\n"
-                   "                     index_flat_max vectors, IVF above (default from\n"
-                   "                     config: %s)\n"
-                   "  --g2p-voice VOICE  espeak-ng voice the names are spoken in, recorded\n"
-                   "                     with the index: queries of the catalog use it too.\n"
-                   "                     Needed to change the voice of a built catalog\n"
-                   "                     (default from config: %s)\n"
-                   "  --config FILE      configuration file\n"
-                   "  -q, --quiet        no progress on stderr\n",
-                   cfg_default("encoder"), cfg_default("faiss_factory"), cfg_default("g2p_voice"));
-            return CMD_EXIT_OK;
-        default:
-            return cmd_bad_usage("build");
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "erd build: unexpected argument \"%s\"\n", argv[optind]);
-        return cmd_bad_usage("build");
-    }
+    int quiet = 0;
+    const cmd_opt opts[] = {
+        CMD_CFG("db", 'd', "FILE", &db, "db", "catalog store"),
+        CMD_STR("catalog", 'c', "NAME", &catalog, "catalog to build"),
+        CMD_CFG("encoder", 'e', "SPEC", &encoder, "encoder", "phonetic encoder"),
+        CMD_CFG("factory", 0, "STRING", &factory, "faiss_factory",
+                "FAISS index_factory string, or auto: Flat up to\n"
+                "index_flat_max vectors, IVF above"),
+        CMD_CFG("g2p-voice", 0, "VOICE", &voice, "g2p_voice",
+                "espeak-ng voice the names are spoken in, recorded\n"
+                "with the index: queries of the catalog use it too.\n"
+                "Needed to change the voice of a built catalog"),
+        CMD_STR("config", 0, "FILE", &config, "configuration file"),
+        CMD_FLAG("quiet", 'q', &quiet, "no progress on stderr"),
+    };
+    const cmd_spec spec = CMD_SPEC_FULL("build", "--db FILE --catalog NAME [OPTIONS]",
+        "Turns every name and alias of the catalog (and the ways people shorten\n"
+        "titles: before/after a colon, without a leading article) into phonemes\n"
+        "with espeak-ng, encodes them and writes the FAISS index beside the\n"
+        "database (DB.CATALOG.GENERATION-STAMP.faiss, a new file per build; the one it\n"
+        "replaces is deleted once the database names the new one).  Writers go on\n"
+        "meanwhile; a running erd serve swaps the new index in within its\n"
+        "sync_interval_ms and serves what was written since from its delta.", opts, "catalog", 0, 0);
+    int ex;
+    if (!cmd_opt_parse(&spec, argc, argv, &ex))
+        return ex;
     cfg_config cfg;
     int rc = cmd__config("build", config, &cfg);
     if (rc)
         return rc;
-    if (!catalog) {
-        fprintf(stderr, "erd build: --catalog is required\n");
-        return cmd_bad_usage("build");
-    }
     if (access(db ? db : cfg.db, F_OK) != 0) {
         fprintf(stderr, "erd build: %s: no such database (run erd import first)\n",
                 db ? db : cfg.db);
@@ -638,10 +654,6 @@ int cmd_serve(int argc, char **argv)
     int ex;
     if (!cmd_opt_parse(&spec, argc, argv, &ex))
         return ex;
-    if (optind != argc) {
-        fprintf(stderr, "erd serve: unexpected argument \"%s\"\n", argv[optind]);
-        return cmd_bad_usage("serve");
-    }
     if (snapshot && db) {
         fprintf(stderr, "erd serve: --db and --snapshot exclude each other\n");
         return cmd_bad_usage("serve");
@@ -755,68 +767,34 @@ int cmd_serve(int argc, char **argv)
 
 int cmd_resolve(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'},     {"catalog", required_argument, 0, 'c'},
-        {"k", required_argument, 0, 'k'},      {"json", no_argument, 0, 'j'},
-        {"timing", no_argument, 0, 'T'},       {"config", required_argument, 0, 'C'},
-        {"explain", no_argument, 0, 'E'},      {"min-score", required_argument, 0, 'M'},
-        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
-    };
     const char *db = NULL, *config = NULL;
-    srv_resolve_req req = {.k = 0, .min_score = -1}; /* k 0: default_k from the configuration */
-    int json = 0, timing = 0, c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "d:c:k:jh", opts, NULL)) != -1) {
-        char *end;
-        switch (c) {
-        case 'd': db = optarg; break;
-        case 'c': req.catalog = optarg; break;
-        case 'C': config = optarg; break;
-        case 'j': json = 1; break;
-        case 'T': timing = 1; break;
-        case 'E': req.explain = true; break;
-        case 'M':
-            req.min_score = strtod(optarg, &end);
-            if (*end || !(req.min_score >= 0 && req.min_score <= 1)) {
-                fprintf(stderr, "erd resolve: --min-score must be a number in [0, 1]\n");
-                return CMD_EXIT_USAGE;
-            }
-            break;
-        case 'k': {
-            long k = strtol(optarg, &end, 10);
-            if (*end || k < 1 || k > 1000) {
-                fprintf(stderr, "erd resolve: -k must be an integer in 1..1000\n");
-                return CMD_EXIT_USAGE;
-            }
-            req.k = (size_t)k;
-            break;
-        }
-        case 'h':
-            printf("usage: erd resolve --db FILE --catalog NAME [-k N] [--json] [--explain] TEXT...\n\n"
-                   "Resolves one query; several TEXT arguments are an n-best list, best first.\n"
-                   "Prints the results and whether the top one is a match (its score reaches\n"
-                   "no_match_threshold, or --min-score).\n\n"
-                   "  --db FILE        catalog store\n"
-                   "  --catalog NAME   catalog to search\n"
-                   "  -k N             results to print (default from config: %s)\n"
-                   "  --min-score X    the top score \"match\" needs (default: no_match_threshold)\n"
-                   "  --explain        per result: the name or alias each hypothesis matched,\n"
-                   "                   both sides' phones, the alignment step by step with its\n"
-                   "                   channel costs, every stage's score and the calibration\n"
-                   "                   features (with --json: POST /v1/resolve's \"explain\")\n"
-                   "  --json           print the same JSON as POST /v1/resolve\n"
-                   "  --timing         print per-stage times on stderr\n"
-                   "  --config FILE    configuration file\n",
-                   cfg_default("default_k"));
-            return CMD_EXIT_OK;
-        default:
-            return cmd_bad_usage("resolve");
-        }
-    }
-    if (optind >= argc || !req.catalog) {
-        fprintf(stderr, "erd resolve: need --catalog and at least one TEXT\n");
-        return cmd_bad_usage("resolve");
-    }
+    srv_resolve_req req = {.k = 0, .min_score = -1}; /* unset: from the configuration */
+    unsigned k = 0;
+    int json = 0, timing = 0, explain = 0;
+    const cmd_opt opts[] = {
+        CMD_CFG("db", 'd', "FILE", &db, "db", "catalog store"),
+        CMD_STR("catalog", 'c', "NAME", &req.catalog, "catalog to search"),
+        CMD_UINT_CFG("k", 'k', "N", &k, 1, 1000, "default_k", "results to print"),
+        CMD_REAL_CFG("min-score", 0, "X", &req.min_score, 0, 1, "no_match_threshold",
+                     "the top score \"match\" needs"),
+        CMD_FLAG("explain", 0, &explain,
+                 "per result: the name or alias each hypothesis matched,\n"
+                 "both sides' phones, the alignment step by step with its\n"
+                 "channel costs, every stage's score and the calibration\n"
+                 "features (with --json: POST /v1/resolve's \"explain\")"),
+        CMD_FLAG("json", 'j', &json, "print the same JSON as POST /v1/resolve"),
+        CMD_FLAG("timing", 0, &timing, "print per-stage times on stderr"),
+        CMD_STR("config", 0, "FILE", &config, "configuration file"),
+    };
+    const cmd_spec spec = CMD_SPEC_FULL("resolve", "--db FILE --catalog NAME [-k N] [--json] [--explain] TEXT...",
+        "Resolves one query; several TEXT arguments are an n-best list, best first.\n"
+        "Prints the results and whether the top one is a match (its score reaches\n"
+        "no_match_threshold, or --min-score).", opts, "catalog", 1, -1);
+    int ex;
+    if (!cmd_opt_parse(&spec, argc, argv, &ex))
+        return ex;
+    req.k = k;
+    req.explain = explain != 0;
     cfg_config cfg;
     int rc = cmd__config("resolve", config, &cfg);
     if (rc)
@@ -890,29 +868,19 @@ out:
 
 int cmd_config(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'C'},
-        {"dump", no_argument, 0, 'D'},
-        {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
     const char *config = NULL;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'C': config = optarg; break;
-        case 'D': break;
-        case 'h':
-            printf("usage: erd config [--config FILE] --dump\n\n"
-                   "Prints every setting with its effective value (defaults, then FILE or\n"
-                   "$ERD_CONFIG, then ERD_<KEY> environment variables) and its documentation.\n"
-                   "Exits 78 naming the key and line when the configuration is invalid.\n");
-            return CMD_EXIT_OK;
-        default:
-            return cmd_bad_usage("config");
-        }
-    }
+    int dump = 0;
+    const cmd_opt opts[] = {
+        CMD_STR("config", 0, "FILE", &config, "configuration file (else $ERD_CONFIG)"),
+        CMD_FLAG("dump", 0, &dump, "print the settings (what erd config does either way)"),
+    };
+    const cmd_spec spec = CMD_SPEC("config", "[--config FILE] --dump",
+        "Prints every setting with its effective value (defaults, then FILE or\n"
+        "$ERD_CONFIG, then ERD_<KEY> environment variables) and its documentation.\n"
+        "Exits 78 naming the key and line when the configuration is invalid.", opts);
+    int ex;
+    if (!cmd_opt_parse(&spec, argc, argv, &ex))
+        return ex;
     cfg_config cfg;
     int rc = cmd__config("config", config, &cfg);
     if (rc)

@@ -9,6 +9,8 @@
 #include "proto/erd_error.h"
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 
 /* Exit codes, as sysexits(3) has them where one fits. */
 enum {
@@ -44,6 +46,25 @@ int cmd_model_dir(const char *setting);
 struct cfg_config;
 int cmd_startup(const char *path, const char *const *overrides, int secrets,
                 struct cfg_config *ret, erd_diag *diag);
+
+/* The start of a command that reads a queries file: the start-up path,
+ * then the file opened.  On failure says why on stderr and returns the
+ * exit code; CMD_EXIT_OK with *ret_cfg and *ret_in set otherwise. */
+int cmd_open_queries(const char *cmd, const char *config, const char *queries,
+                     struct cfg_config *ret_cfg, FILE **ret_in);
+
+/* Simulated records (JSON lines, erd simulate's format) read one by one:
+ * fn gets each record; a failure names the file and line.  path "-" is
+ * standard input; blank lines are skipped; a last line without its newline
+ * is a record a running simulation is still writing: left out and counted
+ * as partial.  checksum (FNV-1a 64, seeded by the caller) covers the lines
+ * read, in order. */
+typedef int cmd_record_fn(void *user, json_t *record, erd_diag *diag);
+typedef struct cmd_record_stats {
+    uint64_t records, partial, checksum;
+} cmd_record_stats;
+int cmd_each_record(const char *path, cmd_record_fn *fn, void *user, cmd_record_stats *st,
+                    erd_diag *diag);
 
 /* Exit code for an erd error code. */
 int cmd_exit_code(int err);

@@ -1,7 +1,7 @@
 /* erd eval: accuracy on a spoken-queries file, in process or through a
  * running server over HTTP, so both paths are measured the same way. */
 #include <curl/curl.h>
-#include <getopt.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -322,12 +322,12 @@ static int eval__args(int argc, char **argv, eval_args *a, int *ret_exit)
                  "(deploy/eval-open-set.sh builds such a catalog)"),
         CMD_STR("config", 0, "FILE", &a->config, "configuration file"),
     };
-    const cmd_spec spec = CMD_SPEC("eval", "--db FILE --queries FILE [OPTIONS]",
+    const cmd_spec spec = CMD_SPEC_FULL("eval", "--db FILE --queries FILE [OPTIONS]",
         "Resolves each spoken query (JSON lines with domain, entity_id and an\n"
         "nbest list of {text, score}) with its first hypothesis only and with the\n"
         "whole n-best list, and prints acc@1, recall@5 and MRR per domain.  A\n"
         "result counts as right when it shares a normalised name or alias with\n"
-        "the gold entity (catalogs hold duplicate titles).", opts);
+        "the gold entity (catalogs hold duplicate titles).", opts, "queries", 0, 0);
     /* below its bound: unset (all queries), so --help prints no default */
     a->limit = -1;
     if (!cmd_opt_parse(&spec, argc, argv, ret_exit))
@@ -341,10 +341,6 @@ static int eval__args(int argc, char **argv, eval_args *a, int *ret_exit)
         }
         *eq = '\0';
         a->map_to[i] = eq + 1;
-    }
-    if (optind != argc || !a->queries) {
-        fprintf(stderr, "erd eval: --queries is required\nTry 'erd eval --help'.\n");
-        return 0;
     }
     return 1;
 }
@@ -604,19 +600,12 @@ int cmd_eval(int argc, char **argv)
     if (!eval__args(argc, argv, &a, &ex))
         return ex;
     cfg_config cfg;
+    FILE *in = NULL;
+    int rc = cmd_open_queries("eval", a.config, a.queries, &cfg, &in);
+    if (rc)
+        return rc;
     erd_diag diag = {0};
-    int rc = cmd_startup(a.config, NULL, 0, &cfg, &diag);
-    if (rc < 0) {
-        fprintf(stderr, "erd eval: %s\n", erd_diag_message(&diag, rc));
-        return CMD_EXIT_CONFIG;
-    }
     const char *db = a.db ? a.db : cfg.db;
-
-    FILE *in = fopen(a.queries, "r");
-    if (!in) {
-        perror(a.queries);
-        return CMD_EXIT_NOINPUT;
-    }
     eval_run *r = calloc(1, sizeof *r);
     if (!r) {
         fclose(in);

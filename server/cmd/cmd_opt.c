@@ -2,6 +2,7 @@
 
 #include <getopt.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,10 +186,46 @@ static const cmd_opt *opt__by_short(const cmd_spec *spec, int c)
     return NULL;
 }
 
+static const cmd_opt *opt__by_long(const cmd_spec *spec, const char *name, size_t len)
+{
+    for (size_t i = 0; i < spec->n_opts; i++)
+        if (strlen(spec->opts[i].name) == len && !strncmp(spec->opts[i].name, name, len))
+            return &spec->opts[i];
+    return NULL;
+}
+
+/* What the table asks beyond each value: its required options given and
+ * the operand count within bounds.  ERD_EINVAL, said on stderr, if not. */
+static int opt__complete(const cmd_spec *spec, const bool *given, int argc, char **argv)
+{
+    for (const char *r = spec->required; r && *r;) {
+        size_t len = strcspn(r, ",");
+        const cmd_opt *o = opt__by_long(spec, r, len);
+        if (!o || !given[o - spec->opts]) {
+            fprintf(stderr, "erd %s: --%.*s is required\n", spec->name, (int)len, r);
+            return ERD_EINVAL;
+        }
+        r += len + (r[len] == ',');
+    }
+    int n = argc - optind;
+    if (spec->max_operands >= 0 && n > spec->max_operands) {
+        fprintf(stderr, "erd %s: unexpected argument \"%s\"\n", spec->name,
+                argv[optind + spec->max_operands]);
+        return ERD_EINVAL;
+    }
+    if (n < spec->min_operands) {
+        fprintf(stderr, "erd %s: missing arguments: erd %s %s\n", spec->name, spec->name,
+                spec->usage);
+        return ERD_EINVAL;
+    }
+    return ERD_OK;
+}
+
 int cmd_opt_parse(const cmd_spec *spec, int argc, char **argv, int *ret_exit)
 {
     struct option longs[OPT__MAX + 2];
     char shorts[2 * OPT__MAX + 2];
+    bool given[OPT__MAX] = {false};
     int c;
     if (spec->n_opts > OPT__MAX) { /* a table this long is a programming error */
         fprintf(stderr, "erd %s: too many options\n", spec->name);
@@ -196,7 +233,7 @@ int cmd_opt_parse(const cmd_spec *spec, int argc, char **argv, int *ret_exit)
         return 0;
     }
     opt__tables(spec, longs, shorts);
-    optind = 1;
+    optind = 0; /* glibc: 0 starts afresh, forgetting a permutation it made for an earlier argv */
     while ((c = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
         const cmd_opt *o = c >= OPT__LONG_BASE ? &spec->opts[c - OPT__LONG_BASE]
                                                : opt__by_short(spec, c);
@@ -205,13 +242,17 @@ int cmd_opt_parse(const cmd_spec *spec, int argc, char **argv, int *ret_exit)
             *ret_exit = CMD_EXIT_OK;
             return 0;
         }
-        if (!o || opt__store(spec, o, optarg) < 0) {
-            fprintf(stderr, "Try 'erd %s --help'.\n", spec->name);
-            *ret_exit = CMD_EXIT_USAGE;
-            return 0;
-        }
+        if (!o || opt__store(spec, o, optarg) < 0)
+            goto usage;
+        given[o - spec->opts] = true;
     }
+    if (opt__complete(spec, given, argc, argv) < 0)
+        goto usage;
     return 1;
+usage:
+    fprintf(stderr, "Try 'erd %s --help'.\n", spec->name);
+    *ret_exit = CMD_EXIT_USAGE;
+    return 0;
 }
 
 int cmd_split_list(char *list, const char **items, size_t cap, size_t *n)

@@ -64,6 +64,14 @@ typedef struct cmd_opt {
                                       .help = (h), .min = (lo), .max = (hi), .out.lng = (p)}
 #define CMD_REAL(n, s, a, p, lo, hi, h) {.name = (n), .short_name = (s), .type = CMD_OPT_REAL, .arg = (a), \
                                       .help = (h), .min = (lo), .max = (hi), .out.real = (p)}
+/* A number that overrides configuration key k: left as it was (a value
+ * below lo, meaning "unset") unless given; its help default the table's. */
+#define CMD_UINT_CFG(n, s, a, p, lo, hi, k, h) {.name = (n), .short_name = (s), .type = CMD_OPT_UINT, \
+                                             .arg = (a), .help = (h), .min = (lo), .max = (hi),      \
+                                             .cfg_key = (k), .out.uns = (p)}
+#define CMD_REAL_CFG(n, s, a, p, lo, hi, k, h) {.name = (n), .short_name = (s), .type = CMD_OPT_REAL, \
+                                             .arg = (a), .help = (h), .min = (lo), .max = (hi),      \
+                                             .cfg_key = (k), .out.real = (p)}
 /* A numeric constant as text, for help strings built at compile time. */
 #define CMD_STRINGIFY_(x) #x
 #define CMD_STRINGIFY(x) CMD_STRINGIFY_(x)
@@ -74,17 +82,23 @@ typedef struct cmd_spec {
     const char *about; /* paragraph(s) between usage and the options */
     const cmd_opt *opts;
     size_t n_opts;
+    const char *required; /* comma-separated long names the command cannot run without */
+    int min_operands, max_operands; /* arguments after the options; max -1: any number */
 } cmd_spec;
 
-#define CMD_SPEC(nm, us, ab, table) \
-    {.name = (nm), .usage = (us), .about = (ab), .opts = (table), \
-     .n_opts = sizeof(table) / sizeof(table)[0]}
+#define CMD_SPEC_FULL(nm, us, ab, table, req, lo, hi)                                \
+    {.name = (nm), .usage = (us), .about = (ab), .opts = (table),                   \
+     .n_opts = sizeof(table) / sizeof(table)[0], .required = (req), .min_operands = (lo), \
+     .max_operands = (hi)}
+/* No operands, no option required. */
+#define CMD_SPEC(nm, us, ab, table) CMD_SPEC_FULL(nm, us, ab, table, NULL, 0, 0)
 
 /* Parses argv by spec into the rows' destinations; -h/--help prints the help
  * (with each destination's value at that moment as its default).  Returns 1
  * when the command should run (optind is then the first operand), 0 when it
  * should exit with *ret_exit (help printed: CMD_EXIT_OK; a bad option or
- * value, said on stderr: CMD_EXIT_USAGE). */
+ * value, a required option missing or too few or many operands, said on
+ * stderr: CMD_EXIT_USAGE). */
 int cmd_opt_parse(const cmd_spec *spec, int argc, char **argv, int *ret_exit);
 
 /* The help text of spec, as --help prints it. */

@@ -5,11 +5,11 @@
  * hand-set blend it replaces. */
 #include "server/cmd/cmd_rank.h"
 
-#include <getopt.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "config/cfg.h"
 #include "index/vix_ranker.h"
@@ -17,6 +17,7 @@
 #include "proto/erd_hash.h"
 #include "server/cmd/cmd_score.h"
 #include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_opt.h"
 
 #define RANK_HYPS_MAX 64
 
@@ -183,26 +184,6 @@ static void rank__report(const char *title, const rank_lists *l, const vix_ranke
                                                                   l->n_lists));
 }
 
-static int rank__usage(FILE *out)
-{
-    fprintf(out,
-            "usage: erd rank-fit --db FILE --queries FILE --out FILE [OPTIONS]\n\n"
-            "Resolves SIMULATED queries (dev format: domain = catalog, entity_id,\n"
-            "nbest) with their first hypothesis and with the whole list under the\n"
-            "configured encoder index and rerank, records the learned ranker's\n"
-            "features of every rerank candidate, fits the ranker on the queries of\n"
-            "one half of the gold entities and prints top-1 accuracy on the other\n"
-            "half beside the hand-set blend.  Use it with rerank = CHANNEL,ranker=FILE\n"
-            "(FILE beside the channel).  Never fit on the dev queries.\n\n"
-            "  --db FILE          catalog store of the simulated catalog\n"
-            "  --queries FILE     simulated queries (deploy/sim-eval.sh writes them)\n"
-            "  --out FILE         ranker file to write (JSON)\n"
-            "  --l2 X             penalty on standardised weights (default 0.001)\n"
-            "  --iterations N     Adam steps over all lists (default 400)\n"
-            "  --config FILE      configuration file (rerank, candidates, ...)\n");
-    return out == stdout ? CMD_EXIT_OK : CMD_EXIT_USAGE;
-}
-
 static int rank__collect(const char *queries, vix_resolver *resolver, rank_ctx *ctx,
                          rank_lists halves[2], size_t *ret_used, erd_diag *diag)
 {
@@ -224,39 +205,29 @@ static int rank__collect(const char *queries, vix_resolver *resolver, rank_ctx *
 
 int cmd_rank_fit(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"db", required_argument, 0, 'd'},  {"queries", required_argument, 0, 'Q'},
-        {"out", required_argument, 0, 'o'}, {"l2", required_argument, 0, 'l'},
-        {"iterations", required_argument, 0, 'i'}, {"config", required_argument, 0, 'C'},
-        {"help", no_argument, 0, 'h'},      {0, 0, 0, 0},
-    };
     const char *db = NULL, *queries = NULL, *out_path = NULL, *config = NULL;
     vix_ranker_fit_opts fo;
-    unsigned long long u;
-    int c;
     vix_ranker_fit_opts_init(&fo);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'd': db = optarg; break;
-        case 'Q': queries = optarg; break;
-        case 'o': out_path = optarg; break;
-        case 'C': config = optarg; break;
-        case 'l':
-            if (cmd_parse_real("rank-fit", "l2", optarg, &fo.l2) < 0 || !(fo.l2 >= 0))
-                return cmd_bad_usage("rank-fit");
-            break;
-        case 'i':
-            if (cmd_parse_uint("rank-fit", "iterations", optarg, 100000, &u) < 0 || u < 1)
-                return cmd_bad_usage("rank-fit");
-            fo.iterations = (unsigned)u;
-            break;
-        case 'h': return rank__usage(stdout);
-        default: return cmd_bad_usage("rank-fit");
-        }
-    }
-    if (optind != argc || !queries || !out_path)
-        return rank__usage(stderr);
+    const cmd_opt opts[] = {
+        CMD_CFG("db", 'd', "FILE", &db, "db", "catalog store of the simulated catalog"),
+        CMD_STR("queries", 0, "FILE", &queries,
+                "simulated queries (deploy/sim-eval.sh writes them)"),
+        CMD_STR("out", 'o', "FILE", &out_path, "ranker file to write (JSON)"),
+        CMD_REAL("l2", 0, "X", &fo.l2, 0, 1e9, "penalty on standardised weights"),
+        CMD_UINT("iterations", 0, "N", &fo.iterations, 1, 100000, "Adam steps over all lists"),
+        CMD_STR("config", 0, "FILE", &config, "configuration file (rerank, candidates, ...)"),
+    };
+    const cmd_spec spec = CMD_SPEC_FULL("rank-fit", "--db FILE --queries FILE --out FILE [OPTIONS]",
+        "Resolves SIMULATED queries (dev format: domain = catalog, entity_id,\n"
+        "nbest) with their first hypothesis and with the whole list under the\n"
+        "configured encoder index and rerank, records the learned ranker's\n"
+        "features of every rerank candidate, fits the ranker on the queries of\n"
+        "one half of the gold entities and prints top-1 accuracy on the other\n"
+        "half beside the hand-set blend.  Use it with rerank = CHANNEL,ranker=FILE\n"
+        "(FILE beside the channel).  Never fit on the dev queries.", opts, "queries,out", 0, 0);
+    int ex;
+    if (!cmd_opt_parse(&spec, argc, argv, &ex))
+        return ex;
 
     cfg_config cfg;
     erd_diag diag = {0};
@@ -268,8 +239,8 @@ int cmd_rank_fit(int argc, char **argv)
     rank_lists halves[2] = {{0}, {0}};
     vix_ranker rk;
     size_t used = 0;
-    char spec[2048], base[2048];
-    rank__base_spec(cmd_rerank_spec(cfg.rerank, spec, sizeof spec), base, sizeof base);
+    char rerank[2048], base[2048];
+    rank__base_spec(cmd_rerank_spec(cfg.rerank, rerank, sizeof rerank), base, sizeof base);
     vix_resolver_opts ro = {.db_path = db ? db : cfg.db, .g2p_voice = cfg.g2p_voice,
                             .g2p_cache_entries = cfg.g2p_cache_entries,
                             .candidates = (size_t)cfg.candidates, .calibration = "off",

@@ -9,7 +9,6 @@
 #include "server/cmd/cmd_semantic.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -115,17 +114,6 @@ out:
 
 int cmd_train_semantic(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"out", required_argument, 0, 'o'},       {"seed", required_argument, 0, 's'},
-        {"dim", required_argument, 0, 'D'},       {"buckets", required_argument, 0, 'b'},
-        {"words", required_argument, 0, 'w'},     {"min-count", required_argument, 0, 'm'},
-        {"epochs", required_argument, 0, 'e'},    {"window", required_argument, 0, 'W'},
-        {"negatives", required_argument, 0, 'n'}, {"lr", required_argument, 0, 'l'},
-        {"threads", required_argument, 0, 't'},   {"wordnet", required_argument, 0, 'N'},
-        {"show", required_argument, 0, 'S'},      {"help", no_argument, 0, 'h'},
-        {"retrofit", required_argument, 0, 'R'},
-        {0, 0, 0, 0},
-    };
     pho_sem_train_opts o;
     pho_sem_weights w = {0};
     pho_sem_train_result res = {0};
@@ -134,87 +122,43 @@ int cmd_train_semantic(int argc, char **argv)
     cmd__sem_progress prog = {.t0 = cmd__sem_now(), .tty = isatty(STDERR_FILENO)};
     erd_diag diag = {0};
     char meta[PHO_SEM_META_MAX];
-    uint64_t seed64 = 1, sum = 0;
+    unsigned long long seed64 = 1;
+    uint64_t sum = 0;
     double cpu0 = (double)clock() / CLOCKS_PER_SEC;
-    int c, rc;
+    int rc;
 
     pho_sem_train_opts_init(&o);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "o:s:h", opts, NULL)) != -1) {
-        uint32_t *field = NULL;
-        const char *fname = "";
-        switch (c) {
-        case 'o': out = optarg; break;
-        case 's': {
-            char *end;
-            errno = 0;
-            seed64 = strtoull(optarg, &end, 10);
-            if (errno || *end || end == optarg || optarg[0] == '-') {
-                fprintf(stderr, "erd train-semantic: --seed wants a non-negative integer\n");
-                return CMD_EXIT_USAGE;
-            }
-            break;
-        }
-        case 'D': field = &o.dim; fname = "dim"; break;
-        case 'b': field = &o.bucket_bits; fname = "buckets"; break;
-        case 'w': field = &o.max_words; fname = "words"; break;
-        case 'm': field = &o.min_count; fname = "min-count"; break;
-        case 'e': field = &o.epochs; fname = "epochs"; break;
-        case 'W': field = &o.window; fname = "window"; break;
-        case 'n': field = &o.negatives; fname = "negatives"; break;
-        case 't': field = &o.threads; fname = "threads"; break;
-        case 'R': field = &o.retrofit; fname = "retrofit"; break;
-        case 'N': o.wordnet_dir = optarg; break;
-        case 'S': show = optarg; break;
-        case 'l': {
-            char *end;
-            o.lr = strtof(optarg, &end);
-            if (*end || end == optarg) {
-                fprintf(stderr, "erd train-semantic: --lr wants a number\n");
-                return CMD_EXIT_USAGE;
-            }
-            break;
-        }
-        case 'h':
-            printf("usage: erd train-semantic --out FILE [OPTIONS]\n\n"
-                   "Trains the semantic word model (word + character 3-5-gram embeddings,\n"
-                   "skip-gram with negative sampling) on WordNet synonyms, glosses and\n"
-                   "inflection lists plus generated equivalences (2 / two / ii, 21st /\n"
-                   "twenty first, vs / versus, ...).  The same seed gives the same file for\n"
-                   "any thread count.  Use the result with --encoder semantic:FILE or\n"
-                   "fused:W:baseline|semantic:FILE.\n\n"
-                   "  --out FILE        model file to write\n"
-                   "  --seed N          random seed (default 1)\n"
-                   "  --dim D           vector dimension (default 64)\n"
-                   "  --buckets BITS    2^BITS character n-gram rows (default 16)\n"
-                   "  --words N         vocabulary size, most frequent first (default 30000)\n"
-                   "  --min-count N     rarest word kept (default 2)\n"
-                   "  --epochs N        passes over the corpus (default 5)\n"
-                   "  --window N        context window (default 5)\n"
-                   "  --negatives N     negative samples per pair (default 5)\n"
-                   "  --lr F            initial learning rate (default 0.05)\n"
-                   "  --threads N       worker threads, 1 or 2 (default 2)\n"
-                   "  --retrofit N      iterations pulling synonyms and equivalent forms\n"
-                   "                    together after training (default 10, 0 off)\n"
-                   "  --wordnet DIR     WordNet database (default /usr/share/wordnet)\n"
-                   "  --show W1,W2      print each word's nearest vocabulary words\n");
-            return CMD_EXIT_OK;
-        default:
-            fprintf(stderr, "Try 'erd train-semantic --help'.\n");
-            return CMD_EXIT_USAGE;
-        }
-        if (field) {
-            unsigned long long v;
-            if (cmd_parse_uint("train-semantic", fname, optarg, UINT32_MAX, &v) < 0)
-                return CMD_EXIT_USAGE;
-            *field = (uint32_t)v;
-        }
-    }
-    if (optind != argc || !out) {
-        fprintf(stderr, "erd train-semantic: --out is required\nTry 'erd train-semantic "
-                        "--help'.\n");
-        return CMD_EXIT_USAGE;
-    }
+    double lr = (double)o.lr;
+    const cmd_opt opts[] = {
+        CMD_STR("out", 'o', "FILE", &out, "model file to write"),
+        CMD_ULL("seed", 's', "N", &seed64, 0, (double)UINT64_MAX, "random seed"),
+        CMD_UINT("dim", 0, "D", &o.dim, 0, UINT32_MAX, "vector dimension"),
+        CMD_UINT("buckets", 0, "BITS", &o.bucket_bits, 0, UINT32_MAX, "2^BITS character n-gram rows"),
+        CMD_UINT("words", 0, "N", &o.max_words, 0, UINT32_MAX,
+                 "vocabulary size, most frequent first"),
+        CMD_UINT("min-count", 0, "N", &o.min_count, 0, UINT32_MAX, "rarest word kept"),
+        CMD_UINT("epochs", 0, "N", &o.epochs, 0, UINT32_MAX, "passes over the corpus"),
+        CMD_UINT("window", 0, "N", &o.window, 0, UINT32_MAX, "context window"),
+        CMD_UINT("negatives", 0, "N", &o.negatives, 0, UINT32_MAX, "negative samples per pair"),
+        CMD_REAL("lr", 0, "F", &lr, 0, 1e9, "initial learning rate"),
+        CMD_UINT("threads", 0, "N", &o.threads, 0, UINT32_MAX, "worker threads, 1 or 2"),
+        CMD_UINT("retrofit", 0, "N", &o.retrofit, 0, UINT32_MAX,
+                 "iterations pulling synonyms and equivalent forms\n"
+                 "together after training (0 off)"),
+        CMD_STR_DEF("wordnet", 0, "DIR", &o.wordnet_dir, "WordNet database"),
+        CMD_STR("show", 0, "W1,W2", &show, "print each word's nearest vocabulary words"),
+    };
+    const cmd_spec spec = CMD_SPEC_FULL("train-semantic", "--out FILE [OPTIONS]",
+        "Trains the semantic word model (word + character 3-5-gram embeddings,\n"
+        "skip-gram with negative sampling) on WordNet synonyms, glosses and\n"
+        "inflection lists plus generated equivalences (2 / two / ii, 21st /\n"
+        "twenty first, vs / versus, ...).  The same seed gives the same file for\n"
+        "any thread count.  Use the result with --encoder semantic:FILE or\n"
+        "fused:W:baseline|semantic:FILE.", opts, "out", 0, 0);
+    int ex;
+    if (!cmd_opt_parse(&spec, argc, argv, &ex))
+        return ex;
+    o.lr = (float)lr;
     o.seed = seed64;
     o.progress = cmd__sem_progress_cb;
     o.progress_user = &prog;
@@ -471,24 +415,19 @@ static int cmd__tune_args(int argc, char **argv, tune_args *a, double *grid, siz
         CMD_STR("config", 0, "FILE", &a->config, "configuration file (resolver settings)"),
         CMD_STR("keep", 0, "DIR", &a->keep, "work in DIR and keep it (default: a temporary folder)"),
     };
-    const cmd_spec spec = CMD_SPEC("tune", "--db FILE --catalog NAME --queries FILE --semantic SPEC [OPTIONS]",
+    const cmd_spec spec = CMD_SPEC_FULL("tune", "--db FILE --catalog NAME --queries FILE --semantic SPEC [OPTIONS]",
         "Chooses the weight W of the fused encoder fused:W:PHONETIC|SEMANTIC for a\n"
         "catalog: copies the catalog into a temporary database, builds it with each\n"
         "W of the grid, resolves every query with its whole n-best list (as erd\n"
         "eval does, same configuration) and prints acc@1, recall@5 and MRR per W\n"
         "and the best W.  Use held-out simulated queries, never the queries you\n"
-        "report accuracy on.  Then: erd build --encoder fused:W:PHONETIC|SEMANTIC.", opts);
+        "report accuracy on.  Then: erd build --encoder fused:W:PHONETIC|SEMANTIC.", opts, "catalog,queries,semantic", 0, 0);
     if (!cmd_opt_parse(&spec, argc, argv, ret_exit))
         return 0;
     *ret_exit = CMD_EXIT_USAGE;
     if (cmd__parse_grid(a->grid, grid, ret_n_grid) < 0) {
         fprintf(stderr, "erd tune: --grid wants up to %d comma-separated weights in "
                         "[0, 1]\n", CMD__GRID_MAX);
-        return 0;
-    }
-    if (optind != argc || !a->catalog || !a->queries || !a->semantic) {
-        fprintf(stderr, "erd tune: --catalog, --queries and --semantic are required\n"
-                        "Try 'erd tune --help'.\n");
         return 0;
     }
     return 1;

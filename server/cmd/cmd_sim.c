@@ -3,7 +3,7 @@
 #include "server/cmd/cmd_sim.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <unistd.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -62,63 +62,36 @@ static int cmd__emit_phrase(void *ctx, const char *phrase, enum pho_phrase_kind 
 
 int cmd_phrases(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"seed", required_argument, 0, 's'},    {"count", required_argument, 0, 'n'},
-        {"kinds", required_argument, 0, 'k'},   {"wordnet", required_argument, 0, 'W'},
-        {"dict", required_argument, 0, 'D'},    {"show-kind", no_argument, 0, 'K'},
-        {"stats", no_argument, 0, 'S'},         {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    pho_phrasegen_opts po = {0};
+    pho_phrasegen_opts po = {.wordnet_dir = PHO_PHRASEGEN_WORDNET_DIR,
+                             .cmudict = PHO_PHRASEGEN_CMUDICT};
     pho_phrasegen *g = NULL;
     unsigned long long seed = 1, count = 1000;
     unsigned kinds = PHO_KIND_ALL;
+    const char *kinds_list = NULL;
     cmd__emit emit = {stdout, 0};
-    int stats = 0, c, rc;
+    int stats = 0, rc;
     erd_diag diag = {0};
-
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "s:n:k:h", opts, NULL)) != -1) {
-        switch (c) {
-        case 's':
-            if (cmd_parse_uint("phrases", "seed", optarg, UINT64_MAX, &seed) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'n':
-            if (cmd_parse_uint("phrases", "count", optarg, 50000000ull, &count) < 0)
-                return CMD_EXIT_USAGE;
-            break;
-        case 'k':
-            if ((rc = pho_phrasegen_parse_kinds(optarg, &kinds, &diag)) < 0) {
-                fprintf(stderr, "erd phrases: --kinds: %s\n", erd_diag_message(&diag, rc));
-                return CMD_EXIT_USAGE;
-            }
-            break;
-        case 'W': po.wordnet_dir = optarg; break;
-        case 'D': po.cmudict = optarg; break;
-        case 'K': emit.with_kind = 1; break;
-        case 'S': stats = 1; break;
-        case 'h':
-            printf("usage: erd phrases [--seed N] [--count M] [--kinds LIST]\n\n"
-                   "Writes M distinct generic English phrases, one per line, for erd simulate:\n"
-                   "common words, WordNet multi-word expressions, person and place names, and\n"
-                   "made-up titles.  The same seed gives the same list.\n\n"
-                   "  --seed N         random seed (default 1)\n"
-                   "  --count M        number of phrases (default 1000)\n"
-                   "  --kinds LIST     any of words,phrases,names,titles (default all; the\n"
-                   "                   mix favours titles and multi-word phrases)\n"
-                   "  --wordnet DIR    WordNet database (default %s)\n"
-                   "  --dict FILE      CMU pronouncing dictionary (default %s)\n"
-                   "  --show-kind      prefix each phrase with its kind and a tab\n"
-                   "  --stats          print the word pool sizes on stderr\n",
-                   PHO_PHRASEGEN_WORDNET_DIR, PHO_PHRASEGEN_CMUDICT);
-            return CMD_EXIT_OK;
-        default: return cmd_bad_usage("phrases");
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "erd phrases: unexpected argument \"%s\"\n", argv[optind]);
-        return cmd_bad_usage("phrases");
+    const cmd_opt opts[] = {
+        CMD_ULL("seed", 's', "N", &seed, 0, (double)UINT64_MAX, "random seed"),
+        CMD_ULL("count", 'n', "M", &count, 0, 50000000, "number of phrases"),
+        CMD_STR("kinds", 'k', "LIST", &kinds_list,
+                "any of words,phrases,names,titles (default all; the\n"
+                "mix favours titles and multi-word phrases)"),
+        CMD_STR_DEF("wordnet", 0, "DIR", &po.wordnet_dir, "WordNet database"),
+        CMD_STR_DEF("dict", 0, "FILE", &po.cmudict, "CMU pronouncing dictionary"),
+        CMD_FLAG("show-kind", 0, &emit.with_kind, "prefix each phrase with its kind and a tab"),
+        CMD_FLAG("stats", 0, &stats, "print the word pool sizes on stderr"),
+    };
+    const cmd_spec spec = CMD_SPEC("phrases", "[--seed N] [--count M] [--kinds LIST]",
+        "Writes M distinct generic English phrases, one per line, for erd simulate:\n"
+        "common words, WordNet multi-word expressions, person and place names, and\n"
+        "made-up titles.  The same seed gives the same list.", opts);
+    int ex;
+    if (!cmd_opt_parse(&spec, argc, argv, &ex))
+        return ex;
+    if (kinds_list && (rc = pho_phrasegen_parse_kinds(kinds_list, &kinds, &diag)) < 0) {
+        fprintf(stderr, "erd phrases: --kinds: %s\n", erd_diag_message(&diag, rc));
+        return CMD_EXIT_USAGE;
     }
     if ((rc = pho_phrasegen_create(&po, &g, &diag)) < 0)
         return cmd__sim_fail("phrases", &diag, rc);
@@ -225,7 +198,7 @@ static int cmd__sim_args(int argc, char **argv, pho_sim_opts *so, pho_sim_batch 
                 "where the scratch directory goes (default $TMPDIR)"),
         CMD_FLAG("quiet", 'q', quiet, "no progress lines"),
     };
-    const cmd_spec spec = CMD_SPEC("simulate", "--in PHRASES --out PAIRS.jsonl [OPTIONS]",
+    const cmd_spec spec = CMD_SPEC_FULL("simulate", "--in PHRASES --out PAIRS.jsonl [OPTIONS]",
         "Has a flite or festival voice say each phrase, perturbs speed and pitch\n"
         "(sox), optionally adds a room, noise or babble and a telephone line,\n"
         "and decodes the audio with pocketsphinx (en-us acoustic model, generic\n"
@@ -233,7 +206,7 @@ static int cmd__sim_args(int argc, char **argv, pho_sim_opts *so, pho_sim_batch 
         "the dev set: {\"id\":\"sim-<line>\",\"spoken\",\"voice\",\"perturb\",\"nbest\"}.\n"
         "Every random choice follows from the seed and the phrase's position, so\n"
         "results do not depend on --jobs.  Rerunning with the same --out resumes:\n"
-        "phrases already there are skipped and new records are appended.", opts);
+        "phrases already there are skipped and new records are appended.", opts, "in,out", 0, 0);
     if (!cmd_opt_parse(&spec, argc, argv, ret_exit))
         return 0;
     *ret_exit = CMD_EXIT_USAGE;
@@ -244,16 +217,6 @@ static int cmd__sim_args(int argc, char **argv, pho_sim_opts *so, pho_sim_batch 
     int rc;
     if (voices && (rc = pho_sim_opts_set_voices(so, voices, &diag)) < 0) {
         fprintf(stderr, "erd simulate: --voices: %s\n", erd_diag_message(&diag, rc));
-        return 0;
-    }
-    if (optind < argc) {
-        fprintf(stderr, "erd simulate: unexpected argument \"%s\"\n", argv[optind]);
-        *ret_exit = cmd_bad_usage("simulate");
-        return 0;
-    }
-    if (!batch->in_path || !batch->out_path) {
-        fprintf(stderr, "erd simulate: --in and --out are required\n");
-        *ret_exit = cmd_bad_usage("simulate");
         return 0;
     }
     if ((rc = pho_sim_opts_check(so, &diag)) < 0) {

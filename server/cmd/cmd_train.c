@@ -4,7 +4,7 @@
 #include "server/cmd/cmd_train.h"
 
 #include <errno.h>
-#include <getopt.h>
+#include <unistd.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -78,49 +78,28 @@ static int cmd__load_record(pho_trainset *ts, pho_g2p *g2p, vix_phrase *ph, json
     return ERD_OK;
 }
 
+typedef struct cmd__load_ctx {
+    pho_trainset *ts;
+    pho_g2p *g2p;
+    vix_phrase *ph;
+    cmd__load_stats *st;
+} cmd__load_ctx;
+
+static int cmd__load_one(void *user, json_t *rec, erd_diag *diag)
+{
+    cmd__load_ctx *c = user;
+    return cmd__load_record(c->ts, c->g2p, c->ph, rec, c->st, diag);
+}
+
 /* path "-" reads standard input (e.g. from gzip -dc). */
 static int cmd__load_file(pho_trainset *ts, pho_g2p *g2p, vix_phrase *ph, const char *path,
                           cmd__load_stats *st, erd_diag *diag)
 {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    uint64_t lineno = 0;
-    int rc = ERD_OK;
-
-    if (!f)
-        return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "%s: %s", path,
-                        strerror(errno));
-    while ((len = getline(&line, &cap, f)) > 0) {
-        json_error_t jerr;
-        json_t *rec;
-        lineno++;
-        st->checksum = erd_fnv1a64(st->checksum, line, (size_t)len);
-        if (len == 1 && line[0] == '\n')
-            continue;
-        rec = json_loadb(line, (size_t)len, 0, &jerr);
-        if (!rec) {
-            rc = erd_fail(diag, ERD_EJSON, "%s:%llu: %s", path, (unsigned long long)lineno,
-                          jerr.text);
-            goto out;
-        }
-        rc = cmd__load_record(ts, g2p, ph, rec, st, diag);
-        json_decref(rec);
-        if (rc < 0) {
-            char msg[sizeof diag->msg];
-            snprintf(msg, sizeof msg, "%s", erd_diag_message(diag, rc));
-            rc = erd_fail(diag, rc, "%s:%llu: %s", path, (unsigned long long)lineno, msg);
-            goto out;
-        }
-        st->records++;
-    }
-    if (ferror(f))
-        rc = erd_fail(diag, ERD_EIO, "%s: read error", path);
-out:
-    free(line);
-    if (f != stdin)
-        fclose(f);
+    cmd__load_ctx c = {.ts = ts, .g2p = g2p, .ph = ph, .st = st};
+    cmd_record_stats read = {.checksum = st->checksum};
+    int rc = cmd_each_record(path, cmd__load_one, &c, &read, diag);
+    st->checksum = read.checksum;
+    st->records += read.records;
     return rc;
 }
 
@@ -264,12 +243,12 @@ static int train__args(int argc, char **argv, train_args *a, int *ret_exit)
         CMD_STR("config", 0, "FILE", &a->config, "configuration file (for the G2P voice)"),
         CMD_FLAG("quiet", 'q', &a->quiet, "no progress on stderr"),
     };
-    const cmd_spec spec = CMD_SPEC("train", "--pairs FILE[,FILE...] --out MODEL [OPTIONS]",
+    const cmd_spec spec = CMD_SPEC_FULL("train", "--pairs FILE[,FILE...] --out MODEL [OPTIONS]",
         "Trains the learned phonetic encoder on erd simulate's JSON lines\n"
         "({\"spoken\", \"nbest\": [{\"text\"}...]}: each hypothesis with its spoken\n"
         "phrase is one pair) and writes MODEL, usable as --encoder model:MODEL.\n"
         "A slice of the spoken phrases is held out; the epoch that recalls it\n"
-        "best is kept.  Same data, seed and threads give the same model.", opts);
+        "best is kept.  Same data, seed and threads give the same model.", opts, "pairs,out", 0, 0);
     if (!cmd_opt_parse(&spec, argc, argv, ret_exit))
         return 0;
     *ret_exit = CMD_EXIT_USAGE;
@@ -286,10 +265,6 @@ static int train__args(int argc, char **argv, train_args *a, int *ret_exit)
     }
     if (a->synthetic && !a->channel_path) {
         fprintf(stderr, "erd train: --synthetic needs --channel\n");
-        return 0;
-    }
-    if (optind != argc || !a->n_files || !a->out) {
-        fprintf(stderr, "erd train: --pairs and --out are required\nTry 'erd train --help'.\n");
         return 0;
     }
     if (to->arch.kind == PHO_ARCH_BAG)

@@ -64,7 +64,7 @@ def help_defaults():
     defaults = table_defaults()
     tap.ok(defaults.get("encoder", "").startswith("model:"), f"table default encoder ({defaults.get('encoder')})")
     for cmd, flag, key in (("build", "--encoder", "encoder"), ("build", "--factory", "faiss_factory"),
-                           ("serve", "--listen", "listen"), ("resolve", "-k", "default_k")):
+                           ("serve", "--listen", "listen"), ("resolve", "--k", "default_k")):
         rc, out, _ = erd(cmd, "--help", env=CLEAN_ENV)
         # the option's own entry (not the usage line; after its short name, if any), its
         # wrapped lines joined
