@@ -96,11 +96,4 @@ if grep -i 'warning' "$work/serve.log"; then
     echo "check-deb: erd serve warned (models, channel or calibration not found?)" >&2; exit 1
 fi
 
-kill -TERM "$pid"
-status=0
-wait "$unshare_pid" || status=$?
-pid=
-echo "exit status after SIGTERM: $status"
-tail -3 "$work/serve.log" | sed 's/^/  | /'
-[ "$status" = 0 ] || { echo "check-deb: erd did not exit cleanly" >&2; exit 1; }
-step "check-deb: OK"
+chroot_stop_server ""

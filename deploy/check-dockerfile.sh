@@ -193,11 +193,4 @@ case $answer in *goodbooks:5*) ;; *) echo "check-dockerfile: wrong resolve answe
 metrics=$(in_ns "curl -s -o /dev/null -w %{http_code} http://127.0.0.1:8080/metrics")
 echo "/metrics without a configured token: $metrics"
 
-kill -TERM "$pid"
-status=0
-wait "$unshare_pid" || status=$?
-pid=
-echo "exit status after SIGTERM to PID 1: $status"
-tail -3 "$work/serve.log" | sed 's/^/  | /'
-[ "$status" = 0 ] || { echo "check-dockerfile: erd did not exit cleanly" >&2; exit 1; }
-step "check-dockerfile: OK"
+chroot_stop_server " to PID 1"

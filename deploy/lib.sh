@@ -104,3 +104,16 @@ chroot_cleanup() {
     fi
     exit "$status"
 }
+
+# Stops the server ($pid, the child of $unshare_pid) with SIGTERM, which
+# must end it with status 0; WHAT names the signal's target in the report.
+chroot_stop_server() {
+    local what=$1 status=0
+    kill -TERM "$pid"
+    wait "$unshare_pid" || status=$?
+    pid=
+    echo "exit status after SIGTERM$what: $status"
+    tail -3 "$work/serve.log" | sed 's/^/  | /'
+    [ "$status" = 0 ] || { echo "$who: erd did not exit cleanly" >&2; exit 1; }
+    step "$who: OK"
+}

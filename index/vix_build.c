@@ -17,18 +17,12 @@
 #include "index/vix_store.h"
 #include "phonetics/pho_encoder.h"
 #include "phonetics/pho_g2p.h"
+#include "proto/erd_clock.h"
 
 /* Most vectors an index is trained on: k-means cost grows with the sample,
  * and a few hundred points per list already place the centroids. */
 #define VIX_BUILD_TRAIN_MAX 131072
 #define VIX_BUILD_THREADS_MAX 16
-
-static double vix__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* The generation says what the file holds; the clock keeps two builds of
  * one generation (another encoder, say) from writing the same name. */
@@ -404,7 +398,7 @@ static int vix__build_open(vix__build *b)
 static int vix__build_phonemes(vix__build *b)
 {
     erd_diag *diag = b->diag;
-    b->t = vix__now();
+    b->t = erd_now_s();
     vix__collect *col = calloc(1, sizeof *col);
     int rc = col ? vix_phoneme_batch_create(&b->pending, diag)
                  : erd_fail(diag, ERD_ENOMEM, "out of memory");
@@ -433,7 +427,7 @@ static int vix__build_phonemes(vix__build *b)
     pho_g2p_stats gs;
     pho_g2p_get_stats(b->g2p, &gs);
     b->res.g2p_calls = gs.espeak_calls;
-    b->res.phoneme_seconds = vix__now() - b->t;
+    b->res.phoneme_seconds = erd_now_s() - b->t;
     if (b->corpus.n == 0)
         return erd_fail(diag, ERD_EEMPTY, "no entity of \"%s\" has a speakable name",
                         b->opts->catalog);
@@ -448,7 +442,7 @@ static int vix__build_index(vix__build *b)
     erd_diag *diag = b->diag;
     const vix__corpus *corpus = &b->corpus;
     const char *factory_opt = opts->factory && *opts->factory ? opts->factory : "auto";
-    b->t = vix__now();
+    b->t = erd_now_s();
     b->dim = pho_encoder_dim(b->enc);
     b->chunk = corpus->n < VIX_BUILD_CHUNK ? corpus->n : VIX_BUILD_CHUNK;
     b->n_train = corpus->n < VIX_BUILD_TRAIN_MAX ? corpus->n : VIX_BUILD_TRAIN_MAX;
@@ -482,10 +476,10 @@ static int vix__build_index(vix__build *b)
         b->sample[i] = b->phrases[j];
         b->sample_derived[i] = corpus->derived[j];
     }
-    double t1 = vix__now();
+    double t1 = erd_now_s();
     rc = vix__encode_all(b->enc, b->sample, b->sample_derived, n_train, b->dim, opts->threads,
                          b->vectors, diag);
-    b->encode_s += vix__now() - t1;
+    b->encode_s += erd_now_s() - t1;
     if (rc < 0 || (rc = vix__build_cancelled(b)) < 0)
         return rc;
     return vix_index_train(b->index, n_train, b->vectors, diag);
@@ -508,11 +502,11 @@ static int vix__build_add(vix__build *b)
         return rc;
     for (size_t first = 0; first < corpus->n; first += b->chunk) {
         size_t m = corpus->n - first < b->chunk ? corpus->n - first : b->chunk;
-        double t1 = vix__now();
+        double t1 = erd_now_s();
         rc = vix__encode_all(b->enc, b->phrases + first, corpus->derived + first, m, b->dim,
                              opts->threads, in_place ? in_place + first * b->dim : b->vectors,
                              diag);
-        b->encode_s += vix__now() - t1;
+        b->encode_s += erd_now_s() - t1;
         if (rc < 0)
             return rc;
         rc = in_place ? ERD_OK : vix_index_add(b->index, m, b->vectors, corpus->ids + first, diag);
@@ -547,7 +541,7 @@ static int vix__build_commit(vix__build *b)
     if (rc < 0)
         return rc;
     res->encode_seconds = b->encode_s;
-    res->index_seconds = vix__now() - b->t - b->encode_s;
+    res->index_seconds = erd_now_s() - b->t - b->encode_s;
     struct stat sb;
     if (stat(res->index_path, &sb) == 0)
         res->index_bytes = (uint64_t)sb.st_size;
@@ -555,7 +549,7 @@ static int vix__build_commit(vix__build *b)
     if (rc < 0)
         return erd_fail(diag, rc, "saving encoder state failed");
     res->vectors = b->corpus.n;
-    res->seconds = vix__now() - b->t0;
+    res->seconds = erd_now_s() - b->t0;
     snprintf(res->encoder_id, sizeof res->encoder_id, "%s", pho_encoder_id(b->enc));
 
     vix_index_meta meta = {0}, old = {0};
@@ -596,7 +590,7 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
     vix__build b = {.opts = opts,
                     .diag = diag,
                     .voice = opts->g2p_voice && *opts->g2p_voice ? opts->g2p_voice : "en-us",
-                    .t0 = vix__now()};
+                    .t0 = erd_now_s()};
     int rc;
     if ((rc = vix__build_open(&b)) >= 0 && (rc = vix__build_phonemes(&b)) >= 0 &&
         (rc = vix__build_index(&b)) >= 0 && (rc = vix__build_add(&b)) >= 0 &&

@@ -309,7 +309,7 @@ static void *vix__job_main(void *arg)
     vix_build_result res = {0};
     vix__base *base = NULL;
     char encoder[128] = "", factory[128] = "", voice[64] = "";
-    uint64_t t0 = vix__ns();
+    uint64_t t0 = erd_now_ns();
 
     /* The encoder the catalog is served with, so scores (and the
      * calibration fitted on them) stay what they were. */
@@ -361,7 +361,7 @@ static void *vix__job_main(void *arg)
     if (j) {
         j->st.state = rc == ERD_OK ? VIX_REBUILD_DONE : VIX_REBUILD_FAILED;
         j->st.finished_at = (int64_t)time(NULL);
-        j->st.seconds = (double)(vix__ns() - t0) / 1e9;
+        j->st.seconds = (double)(erd_now_ns() - t0) / 1e9;
         j->st.generation = gen;
         snprintf(j->st.error, sizeof j->st.error, "%s",
                  rc == ERD_OK ? "" : erd_diag_message(&diag, rc));

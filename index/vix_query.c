@@ -245,15 +245,15 @@ static int vix__stage_hypothesis(vix__query *qy, size_t i, erd_diag *diag)
     vix_resolver *r = qy->r;
     const vix_hypothesis *h = &qy->hyps[i];
     vix_phrase *ph = qy->ph;
-    uint64_t t0 = vix__ns();
+    uint64_t t0 = erd_now_ns();
     int rc = vix_phrase_prepare(qy->base->g2p, NULL, h->text, h->len, ph, diag);
-    qy->tm.g2p_ns += vix__ns() - t0;
+    qy->tm.g2p_ns += erd_now_ns() - t0;
     if (rc < 0)
         return rc;
-    t0 = vix__ns();
+    t0 = erd_now_ns();
     pho_phrase phrase = {.text = ph->text, .tokens = ph->tokens, .n_tokens = ph->n_tokens};
     rc = pho_encoder_encode(qy->base->enc, &phrase, qy->v);
-    qy->tm.encode_ns += vix__ns() - t0;
+    qy->tm.encode_ns += erd_now_ns() - t0;
     if (rc < 0)
         return erd_fail(diag, rc, "encoding hypothesis %zu failed", i);
     double w = vix__hyp_weight(qy->hyps, qy->n, i);
@@ -301,12 +301,12 @@ static int vix__stage_encode(vix__query *qy, erd_diag *diag)
 
 static int vix__stage_search(vix__query *qy, erd_diag *diag)
 {
-    uint64_t t0 = vix__ns();
+    uint64_t t0 = erd_now_ns();
     int rc = vix_index_search(qy->base->index, 1, qy->q, qy->cand_base, qy->scores, qy->ids, diag);
     if (rc == ERD_OK && qy->cand_delta)
         rc = vix_index_search(qy->delta->index, 1, qy->q, qy->cand_delta, qy->dscores, qy->dids,
                               diag);
-    qy->tm.search_ns = vix__ns() - t0;
+    qy->tm.search_ns = erd_now_ns() - t0;
     return rc < 0 ? rc : ERD_OK;
 }
 
@@ -328,7 +328,7 @@ static void vix__stage_aggregate(vix__query *qy)
 {
     const vix__base *base = qy->base;
     const vix__delta *delta = qy->delta;
-    uint64_t t0 = vix__ns();
+    uint64_t t0 = erd_now_ns();
     size_t n_found = 0, bi = 0, di = 0;
     while (n_found < qy->want) {
         bool from_base = bi < qy->cand_base && qy->ids[bi] >= 0;
@@ -358,7 +358,7 @@ static void vix__stage_aggregate(vix__query *qy)
         n_found++;
     }
     qy->n_found = n_found;
-    qy->tm.aggregate_ns = vix__ns() - t0;
+    qy->tm.aggregate_ns = erd_now_ns() - t0;
 }
 
 /* The learned second stage: replaces each candidate's blended score with
@@ -390,7 +390,7 @@ static void vix__stage_rerank(vix__query *qy)
     vix_resolver *r = qy->r;
     if (!r->rerank)
         return;
-    uint64_t t0 = vix__ns();
+    uint64_t t0 = erd_now_ns();
     for (size_t i = 0; i < qy->n_found; i++)
         qy->rr_cands[i] = (vix_rerank_cand){.phrases = qy->found[i].ent->phrases,
                                             .n_phrases = qy->found[i].ent->n_phrases,
@@ -405,7 +405,7 @@ static void vix__stage_rerank(vix__query *qy)
     }
     if (qy->learned && qy->n_found)
         vix__stage_learned_rank(qy);
-    qy->tm.rerank_ns = vix__ns() - t0;
+    qy->tm.rerank_ns = erd_now_ns() - t0;
 }
 
 /* The open-set features of the first n_out results, and with an
@@ -449,7 +449,7 @@ static int vix__stage_calibrate(vix__query *qy, vix_result *ret_results, double 
     double *sc = qy->cal, *first = qy->cal + want, *agree = qy->cal + 2 * want;
     double *x = qy->cal + 3 * want;
     double *p = x + want * VIX_CALIB_NFEAT;
-    uint64_t t0 = vix__ns();
+    uint64_t t0 = erd_now_ns();
     for (size_t i = 0; i < n_found; i++) {
         sc[i] = qy->found[i].res.score;
         first[i] = qy->found[i].first;
@@ -469,7 +469,7 @@ static int vix__stage_calibrate(vix__query *qy, vix_result *ret_results, double 
         for (size_t i = 0; i < n_out; i++)
             ret_results[i].score = p[i];
     }
-    qy->tm.aggregate_ns += vix__ns() - t0;
+    qy->tm.aggregate_ns += erd_now_ns() - t0;
     return ERD_OK;
 }
 

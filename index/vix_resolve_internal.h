@@ -15,6 +15,7 @@
 #define VIX_RESOLVE_INTERNAL_H
 
 #include "index/vix_resolve.h"
+#include "proto/erd_clock.h"
 
 #include <math.h>
 #include <malloc.h>
@@ -253,7 +254,6 @@ typedef struct vix__job_arg {
 } vix__job_arg;
 
 /* vix_view.c */
-uint64_t vix__ns(void);
 const char *vix__intern_str(vix_resolver *r, const char *s);
 void vix__base_unref(vix__base *b);
 void vix__dent_unref(vix__dent *d);

@@ -2,13 +2,6 @@
  * indexes, reference counts, and publishing a new view with one pointer swap. */
 #include "index/vix_resolve_internal.h"
 
-uint64_t vix__ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 const char *vix__intern_str(vix_resolver *r, const char *s)
 {
     const char *out = NULL;

@@ -12,6 +12,7 @@
 
 #include "phonetics/pho_internal.h"
 #include "phonetics/pho_text.h"
+#include "proto/erd_clock.h"
 
 #define PHO__VOICE_MAX 64
 #define PHO__CACHE_MAX (1u << 26)
@@ -92,14 +93,6 @@ static int pho__select_voice(const char *voice, erd_diag *diag)
     return ERD_OK;
 }
 
-static uint64_t pho__now_ns(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Appends espeak output to buf, turning any white space run into one space
  * and dropping leading ones.  Returns 0, or -1 once buf is full. */
 static int pho__append(char *buf, size_t cap, size_t *len, const char *s)
@@ -128,7 +121,7 @@ static int pho__espeak_ipa(pho_g2p *g, const char *text, char *buf, size_t cap, 
     uint64_t t0;
 
     pthread_mutex_lock(&pho__espeak_mu);
-    t0 = pho__now_ns();
+    t0 = erd_now_ns();
     rc = pho__select_voice(g->voice, diag);
     if (rc < 0)
         goto out;
@@ -151,7 +144,7 @@ static int pho__espeak_ipa(pho_g2p *g, const char *text, char *buf, size_t cap, 
     }
 out:
     atomic_fetch_add(&g->espeak_calls, 1);
-    atomic_fetch_add(&g->espeak_nanos, pho__now_ns() - t0);
+    atomic_fetch_add(&g->espeak_nanos, erd_now_ns() - t0);
     pthread_mutex_unlock(&pho__espeak_mu);
     if (rc < 0)
         return rc;

@@ -9,6 +9,7 @@
 
 #include "phonetics/pho_internal.h"
 #include "phonetics/sim/pho_rng.h"
+#include "proto/erd_clock.h"
 
 #define PHO__THREADS_MAX 64
 #define PHO__HARD_K_MAX 64
@@ -35,13 +36,6 @@ struct pho_trainset {
 static double pho__unit(uint64_t x)
 {
     return (double)(pho_mix64(x) >> 11) / 9007199254740992.0;
-}
-
-static double pho__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* Grows *p (of *cap elements of size sz) to hold need elements. */
@@ -1096,7 +1090,7 @@ static int pho__run_setup(pho__run *r, erd_diag *diag)
             return erd_fail(diag, rc, "held-out evaluation failed");
         if (r->o->progress) {
             pho_train_progress pg = {0, r->o->epochs, 0.0, r->best_r1, r->best_r5,
-                                     pho__now() - r->t0, 1};
+                                     erd_now_s() - r->t0, 1};
             r->o->progress(r->o->progress_user, &pg);
         }
     }
@@ -1212,7 +1206,7 @@ static int pho__run_epoch(pho__run *r, unsigned ep, int *ret_better, erd_diag *d
         return erd_fail(diag, rc, "held-out evaluation failed");
     pho_train_progress pg = {ep + 1, o->epochs,
                              r->steps_per_epoch ? loss_sum / (double)r->steps_per_epoch : 0.0, r1,
-                             r5, pho__now() - r->t0, 0};
+                             r5, erd_now_s() - r->t0, 0};
     *ret_better = r1 > r->best_r1 || (r1 == r->best_r1 && r5 > r->best_r5);
     if (*ret_better) {
         r->best_r1 = r1;
@@ -1239,7 +1233,7 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
     memset(&r, 0, sizeof r);
     r.ts = ts;
     r.o = o;
-    r.t0 = pho__now();
+    r.t0 = erd_now_s();
     r.best_r1 = r.best_r5 = -1.0;
     if ((rc = pho__run_setup(&r, diag)) < 0)
         goto out;
@@ -1252,7 +1246,7 @@ int pho_train(const pho_trainset *ts, const pho_train_opts *o, pho_model **ret_m
     }
     r.res.recall1 = r.best_r1;
     r.res.recall5 = r.best_r5;
-    r.res.seconds = pho__now() - r.t0;
+    r.res.seconds = erd_now_s() - r.t0;
     *ret_model = r.best;
     r.best = NULL;
     if (ret)

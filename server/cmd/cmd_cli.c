@@ -1,4 +1,5 @@
 #include "server/cmd/cmd_cli.h"
+#include "proto/erd_clock.h"
 #include "server/cmd/cmd_opt.h"
 
 #include <dirent.h>
@@ -163,13 +164,6 @@ static void cmd__calibration_note(const char *cmd, const vix_resolver *resolver,
     }
 }
 
-static double cmd__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 int cmd_startup(const char *path, const char *const *overrides, int secrets, cfg_config *ret,
                 erd_diag *diag)
 {
@@ -271,10 +265,10 @@ static void cmd__import_progress(void *user, uint64_t lines, uint64_t bytes, uin
     double *t0 = user;
     if (total)
         fprintf(stderr, "\rerd import: %llu records, %.0f%% (%.1f s)", (unsigned long long)lines,
-                100.0 * (double)bytes / (double)total, cmd__now() - *t0);
+                100.0 * (double)bytes / (double)total, erd_now_s() - *t0);
     else
         fprintf(stderr, "\rerd import: %llu records (%.1f s)", (unsigned long long)lines,
-                cmd__now() - *t0);
+                erd_now_s() - *t0);
 }
 
 /* "," ";" "|" ... or "tab" / "\t" for tab-separated files. */
@@ -382,7 +376,7 @@ int cmd_import(int argc, char **argv)
         if (fstat(fileno(in), &st) == 0 && S_ISREG(st.st_mode))
             io.total_bytes = (uint64_t)st.st_size;
     }
-    double t0 = cmd__now();
+    double t0 = erd_now_s();
     /* Progress only where a person may be waiting: large inputs, on a tty. */
     if (!quiet && (io.total_bytes == 0 || io.total_bytes > (1u << 20)) && isatty(STDERR_FILENO)) {
         io.progress = cmd__import_progress;
@@ -415,7 +409,7 @@ int cmd_import(int argc, char **argv)
         fprintf(stderr,
                 "erd import: %llu records into catalog \"%s\" (%llu new, %llu updated) in %.2f s\n",
                 (unsigned long long)res.lines, catalog, (unsigned long long)res.inserted,
-                (unsigned long long)res.updated, cmd__now() - t0);
+                (unsigned long long)res.updated, erd_now_s() - t0);
     return CMD_EXIT_OK;
 }
 
@@ -425,7 +419,7 @@ static void cmd__build_progress(void *user, const char *stage, uint64_t done, ui
 {
     double *t0 = user;
     fprintf(stderr, "\rerd build: %s %llu/%llu (%.1f s)   ", stage, (unsigned long long)done,
-            (unsigned long long)total, cmd__now() - *t0);
+            (unsigned long long)total, erd_now_s() - *t0);
 }
 
 int cmd_build(int argc, char **argv)
@@ -467,7 +461,7 @@ int cmd_build(int argc, char **argv)
                 db ? db : cfg.db);
         return CMD_EXIT_NOINPUT;
     }
-    double t0 = cmd__now();
+    double t0 = erd_now_s();
     vix_build_opts bo = {
         .db_path = db ? db : cfg.db,
         .catalog = catalog,
@@ -726,13 +720,13 @@ int cmd_serve(int argc, char **argv)
      * server's CPU at 2 connections.  Rebuilds trim explicitly. */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, 64 << 20);
-    double t0 = cmd__now();
+    double t0 = erd_now_s();
     rc = vix_resolver_open(&ro, &resolver, &diag);
     if (rc < 0)
         return cmd_fail("serve", &diag, rc);
     size_t n = vix_resolver_catalog_count(resolver);
     fprintf(stderr, "erd: loaded %zu catalog%s from %s in %.2f s", n, n == 1 ? "" : "s", cfg.db,
-            cmd__now() - t0);
+            erd_now_s() - t0);
     for (size_t i = 0; i < n; i++)
         fprintf(stderr, "%s%s", i ? ", " : ": ", vix_resolver_catalog_name(resolver, i));
     fputc('\n', stderr);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proto/erd_clock.h"
 #include "config/cfg.h"
 #include "index/vix_resolve.h"
 #include "index/vix_store.h"
@@ -57,13 +58,6 @@ typedef struct eval_ctx {
     double *lat_ms;
     size_t n_lat, cap_lat;
 } eval_ctx;
-
-static double eval__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Predicted probabilities of top results and whether they were right. */
 typedef struct eval_rel {
@@ -121,7 +115,7 @@ static int eval__resolve(eval_ctx *ctx, const char *catalog, json_t *nbest, size
     double top = 0;
     int match = 0;
     size_t n_out = 0;
-    double t0 = eval__now();
+    double t0 = erd_now_s();
     int rc = 0;
     if (ctx->curl) {
         json_t *req = json_object(), *hyps = json_array();
@@ -192,7 +186,7 @@ static int eval__resolve(eval_ctx *ctx, const char *catalog, json_t *nbest, size
         }
     }
     if (ctx->n_lat < ctx->cap_lat)
-        ctx->lat_ms[ctx->n_lat++] = (eval__now() - t0) * 1e3;
+        ctx->lat_ms[ctx->n_lat++] = (erd_now_s() - t0) * 1e3;
     *ret_n = n_out;
     *ret_top = top;
     *ret_match = match;
@@ -562,7 +556,7 @@ static void eval__report(eval_run *r, double t_start)
             sum += ctx->lat_ms[i];
         fprintf(a->json ? stderr : stdout,
                 "%zu resolves %s in %.1f s: latency mean %.3f ms, p50 %.3f ms, p99 %.3f ms\n",
-                ctx->n_lat, a->url ? "over HTTP" : "in process", eval__now() - t_start,
+                ctx->n_lat, a->url ? "over HTTP" : "in process", erd_now_s() - t_start,
                 sum / (double)ctx->n_lat, ctx->lat_ms[ctx->n_lat / 2],
                 ctx->lat_ms[(size_t)((double)ctx->n_lat * 0.99)]);
     }
@@ -623,7 +617,7 @@ int cmd_eval(int argc, char **argv)
     char *line = NULL;
     size_t line_cap = 0;
     unsigned lineno = 0;
-    double t_start = eval__now();
+    double t_start = erd_now_s();
 
     rc = vix_store_open(db, VIX_STORE_READONLY, &r->ctx.store, &diag);
     if (rc == ERD_OK)

@@ -23,6 +23,7 @@
 #include "index/vix_store.h"
 #include "phonetics/pho_semantic.h"
 #include "phonetics/pho_text.h"
+#include "proto/erd_clock.h"
 #include "server/cmd/cmd_cli.h"
 #include "server/cmd/cmd_opt.h"
 
@@ -31,13 +32,6 @@
 #define CMD__K 5
 #define CMD__HYPS_MAX 64
 #define CMD__KEYS_MAX 16
-
-static double cmd__sem_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---- train-semantic ---- */
 
@@ -52,7 +46,7 @@ static void cmd__sem_progress_cb(void *user, uint32_t epoch, double done, double
 
     if (p->tty)
         fprintf(stderr, "\rerd train-semantic: epoch %u, %5.1f%%, loss %.4f, %.0f s", epoch + 1,
-                done * 100.0, loss, cmd__sem_now() - p->t0);
+                done * 100.0, loss, erd_now_s() - p->t0);
 }
 
 /* Nearest vocabulary words of each word in a comma-separated list, for a
@@ -119,7 +113,7 @@ int cmd_train_semantic(int argc, char **argv)
     pho_sem_train_result res = {0};
     pho_sem_model *m = NULL;
     const char *out = NULL, *show = NULL;
-    cmd__sem_progress prog = {.t0 = cmd__sem_now(), .tty = isatty(STDERR_FILENO)};
+    cmd__sem_progress prog = {.t0 = erd_now_s(), .tty = isatty(STDERR_FILENO)};
     erd_diag diag = {0};
     char meta[PHO_SEM_META_MAX];
     unsigned long long seed64 = 1;
@@ -185,7 +179,7 @@ int cmd_train_semantic(int argc, char **argv)
             "erd train-semantic: %llu WordNet + %llu generated sentences, %llu tokens in "
             "training, %u words; loss %.4f; %.1f s wall, %.1f s CPU -> %s (checksum %08x)\n",
             (unsigned long long)res.wordnet_sentences, (unsigned long long)res.generated_sentences,
-            (unsigned long long)res.tokens, res.vocab, res.loss, cmd__sem_now() - prog.t0,
+            (unsigned long long)res.tokens, res.vocab, res.loss, erd_now_s() - prog.t0,
             (double)clock() / CLOCKS_PER_SEC - cpu0, out, (unsigned)(uint32_t)sum);
     if (show)
         cmd__show(m, &w, show);
@@ -509,7 +503,7 @@ int cmd_tune(int argc, char **argv)
     for (size_t g = 0; g < n_grid; g++) {
         char spec[2048];
         vix_build_result br;
-        double t0 = cmd__sem_now(), bs;
+        double t0 = erd_now_s(), bs;
         int n = snprintf(spec, sizeof spec, "fused:%g:%s|%s", grid[g], phonetic, semantic);
         if (n < 0 || (size_t)n >= sizeof spec) {
             rc = erd_fail(&diag, ERD_ETOOLONG, "encoder spec too long");
@@ -522,7 +516,7 @@ int cmd_tune(int argc, char **argv)
             goto out;
         /* each build removes the file of the one before it */
         snprintf(index_path, sizeof index_path, "%s", br.index_path);
-        bs = cmd__sem_now() - t0;
+        bs = erd_now_s() - t0;
         rc = cmd__eval(tmpdb, catalog, src, src_cat, &cfg, qs, nq, &tally[g], &diag);
         if (rc < 0)
             goto out;

@@ -16,19 +16,13 @@
 #include "index/vix_phrase.h"
 #include "phonetics/pho_channel.h"
 #include "phonetics/pho_train.h"
+#include "proto/erd_clock.h"
 #include "server/cmd/cmd_cli.h"
 #include "server/cmd/cmd_opt.h"
 #include "proto/erd_hash.h"
 
 #define CMD__PAIR_FILES_MAX 32
 #define CMD__CONV_DEFAULT 128
-
-static double cmd__now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 typedef struct cmd__load_stats {
     uint64_t records, pairs, skipped_empty, checksum, synthetic;
@@ -351,7 +345,7 @@ int cmd_train(int argc, char **argv)
     cmd__load_stats st = {0, 0, 0, ERD_FNV1A64_OFFSET, 0};
     pho_train_result res;
     char meta[2 * PHO_MODEL_META_MAX]; /* meta is cut to size on save */
-    double t0 = cmd__now();
+    double t0 = erd_now_s();
 
     pho_train_opts_init(to);
     a.seed = to->seed;
@@ -385,7 +379,7 @@ int cmd_train(int argc, char **argv)
                 "texts skipped), phonemes in %.1f s\n",
                 (unsigned long long)st.records, (unsigned long long)st.pairs,
                 pho_trainset_n_phrases(ts), (unsigned long long)st.skipped_empty,
-                cmd__now() - t0);
+                erd_now_s() - t0);
     if (a.baseline && (rc = train__baseline(ts, to->holdout, &diag)) < 0)
         goto out;
     if (!a.quiet) {
@@ -404,7 +398,7 @@ int cmd_train(int argc, char **argv)
                 "erd train: %zu training pairs (%zu phrases), %zu held-out pairs (%zu phrases); "
                 "best epoch %u: recall@1 %.4f recall@5 %.4f; %.0f s -> %s (model:%s#%08x)\n",
                 res.train_pairs, res.train_phrases, res.heldout_pairs, res.heldout_phrases,
-                res.best_epoch, res.recall1, res.recall5, cmd__now() - t0, a.out, a.out,
+                res.best_epoch, res.recall1, res.recall5, erd_now_s() - t0, a.out, a.out,
                 (unsigned)(uint32_t)model->checksum);
     ex = CMD_EXIT_OK;
 out:

@@ -10,6 +10,7 @@
 #include "index/vix_phrase.h"
 #include "phonetics/pho_g2p.h"
 #include "phonetics/pho_inventory.h"
+#include "proto/erd_clock.h"
 #include "server/http/srv_request.h"
 
 double srv_no_match_threshold(const char *spec, double min_score, const vix_resolver *resolver,
@@ -23,13 +24,6 @@ double srv_no_match_threshold(const char *spec, double min_score, const vix_reso
     if (vix_view_no_match_threshold(resolver, view, catalog, &t) == ERD_OK)
         return t;
     return 0;
-}
-
-static unsigned long long srv__now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
 }
 
 static json_t *srv__phone(uint8_t packed)
@@ -200,11 +194,11 @@ int srv_resolve_answer(vix_resolver *resolver, vix_view *view, const struct srv_
     int rc = srv_answer_resolve(resolver, view, req, spec, results, ret_timing, &a, diag);
     if (rc < 0)
         return rc;
-    unsigned long long t0 = srv__now_ns();
+    unsigned long long t0 = erd_now_ns();
     a.parse_ns = parse_ns;
     rc = srv_write_answer(&a, ret_json, ret_len, diag);
     srv_answer_clear(&a);
-    *ret_serialise_ns = srv__now_ns() - t0;
+    *ret_serialise_ns = erd_now_ns() - t0;
     return rc;
 }
 

@@ -17,8 +17,10 @@ swap to a newer snapshot live.
 
 usage: crash.py  (ERD_EXE, ERD_TEST_SRCDIR; CRASH_ROUNDS, CRASH_SEED optional)
 """
-import json, os, random, shutil, signal, socket, sqlite3, subprocess, sys, tempfile, threading, time
+import json, os, random, shutil, signal, sqlite3, subprocess, sys, tempfile, threading, time
 import urllib.error, urllib.request
+
+from erdtest import free_port
 
 EXE = os.environ["ERD_EXE"]
 SRC = os.environ["ERD_TEST_SRCDIR"]
@@ -104,14 +106,6 @@ class Server:
     def kill9(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class State:

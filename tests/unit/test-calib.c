@@ -119,15 +119,6 @@ static void test_probs(void)
     ok(p[0] >= 0 && p[0] <= 1, "NaN feature still gives a probability");
 }
 
-static int write_file(const char *path, const char *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
-    size_t w = fwrite(data, 1, len, f);
-    return fclose(f) == 0 && w == len ? 0 : -1;
-}
-
 static void test_file(const char *dir)
 {
     char path[256], bad[256];
@@ -157,14 +148,14 @@ static void test_file(const char *dir)
     if (w) {
         char save = w[6];
         w[6] = w[6] == '1' ? '2' : '1';
-        write_file(bad, buf, len);
+        tmpdir_write(bad, buf, len);
         w[6] = save;
         ok(vix_calib_load(bad, &back, &diag) == ERD_ECORRUPT, "edited weight refused: %s",
            diag.msg);
     }
-    write_file(bad, buf, len / 2);
+    tmpdir_write(bad, buf, len / 2);
     ok(vix_calib_load(bad, &back, &diag) == ERD_ECORRUPT, "truncated file refused");
-    write_file(bad, "", 0);
+    tmpdir_write(bad, "", 0);
     ok(vix_calib_load(bad, &back, &diag) == ERD_ECORRUPT, "empty file refused");
 
     /* a well-formed file for another feature set, checksum recomputed by
@@ -183,7 +174,7 @@ static void test_file(const char *dir)
         }
         snprintf(ck, sizeof other - (size_t)(ck - other), "checksum fnv1a64:%016llx\n",
                  (unsigned long long)h);
-        write_file(bad, other, strlen(other));
+        tmpdir_write(bad, other, strlen(other));
         ok(vix_calib_load(bad, &back, &diag) == ERD_EMISMATCH, "other version refused: %s",
            diag.msg);
     }
@@ -361,7 +352,7 @@ static void test_resolver(const char *dir)
     /* a damaged file stops the resolver from opening */
     snprintf(bad_path, sizeof bad_path, "%s/damaged.txt", dir);
     static const char damaged[] = "erd-calibration 2\nfeatures x\nchecksum fnv1a64:0000000000000000\n";
-    write_file(bad_path, damaged, sizeof damaged - 1);
+    tmpdir_write(bad_path, damaged, sizeof damaged - 1);
     ro.calibration = bad_path;
     ok(vix_resolver_open(&ro, &r, &diag) == ERD_ECORRUPT && r == NULL,
        "damaged calibration: resolver not opened");

@@ -7,23 +7,9 @@
 #include <unistd.h>
 
 #include "phonetics/pho_channel.h"
+#include "phones.h"
 #include "tap.h"
-
-/* Tokens from phone ids; a word starts at index 0 and after each 0 in ids. */
-static size_t toks(const unsigned *ids, size_t n, pho_token *out)
-{
-    size_t m = 0;
-    int ws = 1;
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] == 0) {
-            ws = 1;
-            continue;
-        }
-        out[m++] = (pho_token){.phone = (uint8_t)ids[i], .word_start = (uint8_t)ws};
-        ws = 0;
-    }
-    return m;
-}
+#include "tmpdir.h"
 
 static void test_align_unit(void)
 {
@@ -32,8 +18,8 @@ static void test_align_unit(void)
     size_t n_ops, nr, nh;
     double cost;
 
-    nr = toks((unsigned[]){5, 6, 7}, 3, r);
-    nh = toks((unsigned[]){5, 8, 7}, 3, h);
+    nr = phones_tokens((unsigned[]){5, 6, 7}, 3, r);
+    nh = phones_tokens((unsigned[]){5, 8, 7}, 3, h);
     is_int(pho_channel_align(NULL, r, nr, h, nh, ops, 16, &n_ops, &cost), ERD_OK, "align sub");
     is_int(n_ops, 3, "substitution: three ops");
     ok(ops[0].kind == PHO_ALIGN_MATCH && ops[1].kind == PHO_ALIGN_SUB && ops[1].ref == 6 &&
@@ -41,12 +27,12 @@ static void test_align_unit(void)
        "match, 6->8, match");
     ok(cost == 1.0, "unit cost of one substitution is 1 (got %g)", cost);
 
-    nh = toks((unsigned[]){5, 7}, 2, h);
+    nh = phones_tokens((unsigned[]){5, 7}, 2, h);
     pho_channel_align(NULL, r, nr, h, nh, ops, 16, &n_ops, &cost);
     ok(n_ops == 3 && ops[1].kind == PHO_ALIGN_DEL && ops[1].ref == 6 && ops[1].hyp == 0,
        "deletion of 6 found");
-    nr = toks((unsigned[]){5, 7}, 2, r);
-    nh = toks((unsigned[]){5, 9, 7}, 3, h);
+    nr = phones_tokens((unsigned[]){5, 7}, 2, r);
+    nh = phones_tokens((unsigned[]){5, 9, 7}, 3, h);
     pho_channel_align(NULL, r, nr, h, nh, ops, 16, &n_ops, &cost);
     ok(n_ops == 3 && ops[1].kind == PHO_ALIGN_INS && ops[1].hyp == 9 && ops[1].ref == 0,
        "insertion of 9 found");
@@ -68,7 +54,7 @@ static pho_channel_trainer *synthetic(void)
         unsigned ref[] = {1 + k % 9, 10, 0, 30 + k % 7, 20, 0, 40};
         unsigned hyp[] = {1 + k % 9, k % 4 ? 11 : 10, 0, 30 + k % 7, 20, 0, 40};
         pho_token r[8], h[8];
-        size_t nr = toks(ref, 7, r), nh = toks(hyp, 7, h);
+        size_t nr = phones_tokens(ref, 7, r), nh = phones_tokens(hyp, 7, h);
         if (k % 2) { /* drop phone 20, between two phones always heard right */
             memmove(h + 3, h + 4, (nh - 4) * sizeof h[0]);
             nh--;
@@ -145,15 +131,6 @@ static void test_estimate(pho_channel **ret)
     *ret = ch;
 }
 
-static int write_file(const char *path, const char *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return -1;
-    size_t w = fwrite(data, 1, len, f);
-    return fclose(f) == 0 && w == len ? 0 : -1;
-}
-
 static void test_file(pho_channel *ch)
 {
     char path[] = "/tmp/erd-test-channel-XXXXXX";
@@ -197,14 +174,14 @@ static void test_file(pho_channel *ch)
         if (digit) {
             char saved = *digit;
             *digit = saved == '9' ? '8' : (char)(saved + 1);
-            write_file(path, data, len);
+            tmpdir_write(path, data, len);
             is_int(pho_channel_load(path, &back, &diag), ERD_ECORRUPT, "edited file refused");
             ok(back == NULL, "nothing returned for it");
             *digit = saved;
         }
-        write_file(path, data, len / 2);
+        tmpdir_write(path, data, len / 2);
         is_int(pho_channel_load(path, &back, &diag), ERD_ECORRUPT, "truncated file refused");
-        write_file(path, data, len);
+        tmpdir_write(path, data, len);
         is_int(pho_channel_load(path, &back, &diag), ERD_OK, "restored file loads again");
         pho_channel_destroy(back);
         back = NULL;
@@ -221,7 +198,7 @@ static void test_sample(const pho_channel *ch)
     for (unsigned i = 0; i < 40; i++)
         ids[i] = i % 5 == 4 ? 0 : (i % 2 ? 10 : 20);
     pho_token in[40], a[600], b[600];
-    size_t n = toks(ids, 40, in), na = 0, nb = 0;
+    size_t n = phones_tokens(ids, 40, in), na = 0, nb = 0;
     uint64_t s1 = 42, s2 = 42, s3 = 43;
     is_int(pho_channel_sample(ch, in, n, 1.0, &s1, a, 600, &na), ERD_OK, "sample");
     is_int(pho_channel_sample(ch, in, n, 1.0, &s2, b, 600, &nb), ERD_OK, "sample again");

@@ -13,21 +13,18 @@
 #include "index/vix_resolve.h"
 #include "index/vix_store.h"
 #include "fixture.h"
+#include "phones.h"
 #include "tap.h"
 #include "tmpdir.h"
 
+/* Phone ids (0 between words) as the rerank stores them: one byte each,
+ * the word-start bit set on the first phone of a word. */
 static size_t pack(const unsigned *ids, size_t n, uint8_t *out)
 {
-    size_t m = 0;
-    int ws = 1;
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] == 0) {
-            ws = 1;
-            continue;
-        }
-        out[m++] = (uint8_t)(ids[i] | (ws ? VIX_RR_WORD_START : 0));
-        ws = 0;
-    }
+    pho_token t[64];
+    size_t m = phones_tokens(ids, n < 64 ? n : 64, t);
+    for (size_t i = 0; i < m; i++)
+        out[i] = (uint8_t)(t[i].phone | (t[i].word_start ? VIX_RR_WORD_START : 0));
     return m;
 }
 

@@ -247,13 +247,9 @@ static void test_model_file(void)
     free(buf);
 }
 
-static int write_file(const char *path, const char *text)
+static bool write_file(const char *path, const char *text)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fputs(text, f);
-    return fclose(f);
+    return tmpdir_write(path, text, strlen(text));
 }
 
 static void test_vec(void)

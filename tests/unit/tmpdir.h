@@ -34,4 +34,35 @@ static inline bool tmpdir_remove(const char *dir)
     return nftw(dir, tmpdir__remove_one, 16, FTW_DEPTH | FTW_PHYS) == 0;
 }
 
+/* Writes len bytes of data to path, replacing it; true when all landed. */
+static inline bool tmpdir_write(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return false;
+    size_t w = fwrite(data, 1, len, f);
+    return (fclose(f) == 0) & (w == len);
+}
+
+/* Copies at most max bytes of src to dst (a damaged or cut-off copy for a
+ * test to read); true when they were copied. */
+static inline bool tmpdir_copy(const char *src, const char *dst, size_t max)
+{
+    FILE *in = fopen(src, "rb");
+    FILE *out = in ? fopen(dst, "wb") : NULL;
+    char buf[1 << 14];
+    size_t n, left = max;
+    bool good = out != NULL;
+    while (good && left && (n = fread(buf, 1, left < sizeof buf ? left : sizeof buf, in)) > 0) {
+        good = fwrite(buf, 1, n, out) == n;
+        left -= n;
+    }
+    good = good && !ferror(in);
+    if (out)
+        good &= fclose(out) == 0;
+    if (in)
+        fclose(in);
+    return good;
+}
+
 #endif
