@@ -7,7 +7,10 @@ deploy/sim-eval.sh splits them, so a phrase and all its records fall on one
 side.
 
   split   writes the training side (optionally without some voices, for
-          leave-one-voice-out) and the held-out side.
+          leave-one-voice-out) and the held-out side.  --train-extra
+          records (older data) only ever train, and --phrases copies a phrase
+          list for erd train --synthetic; both lose every record or phrase
+          that says a held-out phrase, so nothing held out is trained on.
   prepare writes that catalog (held-out phrases plus generated distractors)
           and all held-out records as one queries file, for erd rank-fit,
           erd calibrate and erd eval.
@@ -19,6 +22,7 @@ side.
 usage:
   deploy/sim-matrix.py split --records A.jsonl[.gz],B... --train OUT --test OUT
                              [--holdout 0.2] [--exclude-voice flite:slt,...]
+                             [--train-extra C.jsonl[.gz],...] [--phrases IN[.gz]:OUT]
   deploy/sim-matrix.py prepare --test HELDOUT.jsonl --work DIR [--erd build/erd]
   deploy/sim-matrix.py eval --test HELDOUT.jsonl --work DIR --model LABEL=SPEC ...
                             [--erd build/erd] [--distractors 10000] [--min-queries 30]
@@ -54,20 +58,31 @@ def records(paths):
 
 def cmd_split(a):
     excluded = set(v for v in (a.exclude_voice or '').split(',') if v)
-    n_tr = n_te = n_ex = 0
+    test = [r for r in records(a.records) if held(r['spoken'], a.holdout)]
+    test_keys = {key(r['spoken']) for r in test}
+    n_tr = n_ex = n_seen = 0
     with open(a.train, 'w') as tr, open(a.test, 'w') as te:
-        for r in records(a.records):
-            line = json.dumps(r) + '\n'
-            if held(r['spoken'], a.holdout):
-                te.write(line)
-                n_te += 1
+        te.writelines(json.dumps(r) + '\n' for r in test)
+        # extra records first, then the training side of --records, each in file order
+        for r in (list(records(a.train_extra)) if a.train_extra else []) + \
+                [r for r in records(a.records) if not held(r['spoken'], a.holdout)]:
+            if key(r['spoken']) in test_keys:
+                n_seen += 1
             elif r.get('voice') in excluded:
                 n_ex += 1
             else:
-                tr.write(line)
+                tr.write(json.dumps(r) + '\n')
                 n_tr += 1
-    print(f'sim-matrix: {n_tr} training records ({n_ex} of excluded voices left out), '
-          f'{n_te} held-out records', file=sys.stderr)
+    print(f'sim-matrix: {n_tr} training records ({n_ex} of excluded voices left out, '
+          f'{n_seen} saying a held-out phrase left out), {len(test)} held-out records',
+          file=sys.stderr)
+    if a.phrases:
+        src, dst = a.phrases.split(':', 1)
+        data = (gzip.open(src) if src.endswith('.gz') else open(src, 'rb')).read().decode()
+        kept = [p for p in data.splitlines() if p.strip() and key(p) not in test_keys]
+        with open(dst, 'w') as f:
+            f.writelines(p + '\n' for p in kept)
+        print(f'sim-matrix: {len(kept)} phrases of {src} kept in {dst}', file=sys.stderr)
 
 
 def snr_bucket(p):
@@ -170,6 +185,8 @@ def main():
     s.add_argument('--test', required=True)
     s.add_argument('--holdout', type=float, default=0.2)
     s.add_argument('--exclude-voice')
+    s.add_argument('--train-extra')
+    s.add_argument('--phrases')
     e = sub.add_parser('eval')
     e.add_argument('--test', required=True)
     e.add_argument('--work', required=True)
