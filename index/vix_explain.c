@@ -1,5 +1,6 @@
 #include "index/vix_explain.h"
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,37 +92,86 @@ static void vix__align_copy(vix_explain_align *dst, const vix_explain_align *src
     memcpy(dst->ops, src->ops, src->n_ops * sizeof *src->ops);
 }
 
-/* Counts of one alignment: phones matched and heard, and words (runs
- * from one word start to the next) that got no match or were not heard. */
+/* Phones of one word of a side of an alignment, and how many matched. */
+typedef struct vix__word {
+    size_t phones, matched;
+} vix__word;
+
+static double vix__word_share(vix__word w)
+{
+    return w.phones ? (double)w.matched / (double)w.phones : 1;
+}
+
+/* One step of one side: a new word starts at a word-start phone (or the
+ * side's first phone); the finished word's share goes to *least, and to
+ * shares[] while there is room. */
+static void vix__word_step(vix__word *w, size_t *n_words, int starts, int matched, double *least,
+                           double *shares, size_t *n_shares)
+{
+    if (starts || *n_words == 0) {
+        if (*n_words) {
+            double share = vix__word_share(*w);
+            *least = share < *least ? share : *least;
+            if (shares && *n_shares < VIX_CALIB_WORDS_MAX)
+                shares[(*n_shares)++] = share;
+        }
+        ++*n_words;
+        *w = (vix__word){0};
+    }
+    w->phones++;
+    w->matched += matched != 0;
+}
+
+/* Counts of one alignment: phones matched and heard, words (runs from one
+ * word start to the next) that got no match or were not heard, the share
+ * matched of each word, and the runs of steps between matches. */
 static void vix__count(const vix_explain_align *al, size_t n_hyp, vix_calib_counts *ret)
 {
-    vix_calib_counts c = {.extra = al->extra, .n_hyp = n_hyp, .n_ref = al->n_ref};
+    vix_calib_counts c = {.extra = al->extra, .n_hyp = n_hyp, .n_ref = al->n_ref,
+                          .phrase = al->phrase, .word_hit_min = 1, .hyp_word_hit_min = 1};
     int hyp_word_hit = 1, ref_word_hit = 1;
     size_t run = 0;
+    double span = 0;
+    vix__word hw = {0}, rw = {0};
     for (size_t i = 0; i < al->n_ops; i++) {
         const vix_rerank_op *op = &al->ops[i];
-        if (op->op == VIX_RR_OP_MATCH)
+        int match = op->op == VIX_RR_OP_MATCH;
+        span = match ? 0 : span + op->cost;
+        c.worst_span = span > c.worst_span ? span : c.worst_span;
+        if (match)
             run = 0;
         else if (op->op != VIX_RR_OP_DEL && ++run > c.gap_run)
             c.gap_run = run;
         int has_hyp = op->op != VIX_RR_OP_DEL, has_ref = op->op != VIX_RR_OP_INS;
         if (has_hyp && (op->hyp & VIX_RR_WORD_START || c.hyp_words == 0)) {
             c.hyp_words_missed += !hyp_word_hit;
-            c.hyp_words++;
             hyp_word_hit = 0;
         }
         if (has_ref && (op->ref & VIX_RR_WORD_START || c.ref_words == 0)) {
             c.ref_words_missed += !ref_word_hit;
-            c.ref_words++;
             ref_word_hit = 0;
         }
-        c.matched += op->op == VIX_RR_OP_MATCH;
-        c.heard += op->op == VIX_RR_OP_MATCH || op->op == VIX_RR_OP_SUB;
-        hyp_word_hit |= op->op == VIX_RR_OP_MATCH;
-        ref_word_hit |= op->op == VIX_RR_OP_MATCH || op->op == VIX_RR_OP_SUB;
+        if (has_hyp)
+            vix__word_step(&hw, &c.hyp_words, op->hyp & VIX_RR_WORD_START, match,
+                           &c.hyp_word_hit_min, NULL, NULL);
+        if (has_ref)
+            vix__word_step(&rw, &c.ref_words, op->ref & VIX_RR_WORD_START, match,
+                           &c.word_hit_min, c.word_hit, &c.n_words);
+        c.matched += match;
+        c.heard += match || op->op == VIX_RR_OP_SUB;
+        hyp_word_hit |= match;
+        ref_word_hit |= match || op->op == VIX_RR_OP_SUB;
     }
     c.hyp_words_missed += c.hyp_words && !hyp_word_hit;
     c.ref_words_missed += c.ref_words && !ref_word_hit;
+    /* the last word of each side */
+    if (c.hyp_words)
+        c.hyp_word_hit_min = fmin(c.hyp_word_hit_min, vix__word_share(hw));
+    if (c.ref_words) {
+        c.word_hit_min = fmin(c.word_hit_min, vix__word_share(rw));
+        if (c.n_words < VIX_CALIB_WORDS_MAX)
+            c.word_hit[c.n_words++] = vix__word_share(rw);
+    }
     *ret = c;
 }
 
