@@ -31,14 +31,13 @@ static const char *const vix__feature_names[VIX_CALIB_NFEAT] = {
     [VIX_CF_ONE_FIT] = "one_fit",     [VIX_CF_ONE_COVER] = "one_cover",
     [VIX_CF_ONE_GAP_RUN] = "one_gap_run", [VIX_CF_WORD_HIT_MIN] = "word_hit_min",
     [VIX_CF_HYP_WORD_HIT_MIN] = "hyp_word_hit_min", [VIX_CF_WORST_SPAN] = "worst_span",
-    [VIX_CF_STEADY_MISS] = "steady_miss", [VIX_CF_SPREAD] = "spread",
+    [VIX_CF_STEADY_MISS] = "steady_miss", [VIX_CF_DISTINCT_HIT] = "distinct_hit",
+    [VIX_CF_SPREAD] = "spread",
     [VIX_CF_ASR_GAP] = "asr_gap",
 };
 
-/* A cost per phone past which an alignment explains nothing: the cap keeps
- * one garbled hypothesis from dominating a weighted mean. */
-#define VIX__FIT_MAX 8.0
-/* Likewise for one run of steps: past a few words' worth it says no more. */
+/* Like VIX_CALIB_FIT_MAX for one run of steps: past a few words' worth it
+ * says no more. */
 #define VIX__SPAN_MAX 30.0
 
 const char *vix_calib_feature_name(int f)
@@ -53,8 +52,8 @@ static double vix__share(size_t part, size_t whole)
 
 void vix_calib_fit_add(vix_calib_fitness *acc, double w, const vix_calib_counts *c)
 {
-    double per_phone = c->n_hyp ? (c->extra > 0 ? c->extra : 0) / (double)c->n_hyp : VIX__FIT_MAX;
-    per_phone = per_phone < VIX__FIT_MAX ? per_phone : VIX__FIT_MAX;
+    double per_phone = c->n_hyp ? (c->extra > 0 ? c->extra : 0) / (double)c->n_hyp : VIX_CALIB_FIT_MAX;
+    per_phone = per_phone < VIX_CALIB_FIT_MAX ? per_phone : VIX_CALIB_FIT_MAX;
     if (acc->n_added++ == 0 || per_phone < acc->best_fit)
         acc->best_fit = per_phone;
     acc->fit += w * per_phone;
@@ -66,6 +65,7 @@ void vix_calib_fit_add(vix_calib_fitness *acc, double w, const vix_calib_counts 
     acc->gap_run += w * vix__share(c->gap_run, c->n_hyp);
     acc->word_hit_min += w * c->word_hit_min;
     acc->hyp_word_hit_min += w * c->hyp_word_hit_min;
+    acc->distinct_hit += w * c->distinct_hit;
     acc->worst_span += w * (c->worst_span < VIX__SPAN_MAX ? c->worst_span : VIX__SPAN_MAX);
     if (acc->n_added == 1) {
         acc->phrase = c->phrase;
@@ -82,7 +82,7 @@ void vix_calib_fit_add(vix_calib_fitness *acc, double w, const vix_calib_counts 
 void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum)
 {
     if (!(wsum > 0) || acc->n_added == 0) {
-        *acc = (vix_calib_fitness){.fit = VIX__FIT_MAX, .best_fit = VIX__FIT_MAX,
+        *acc = (vix_calib_fitness){.fit = VIX_CALIB_FIT_MAX, .best_fit = VIX_CALIB_FIT_MAX,
                                    .word_miss = 1, .ref_word_miss = 1, .gap_run = 1,
                                    .worst_span = VIX__SPAN_MAX, .steady_miss = 1};
         return;
@@ -93,6 +93,7 @@ void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum)
     acc->steady_miss = acc->words_w > 0 && acc->n_words ? 1 - least : 1;
     acc->word_hit_min /= wsum;
     acc->hyp_word_hit_min /= wsum;
+    acc->distinct_hit /= wsum;
     acc->worst_span /= wsum;
     acc->fit /= wsum;
     acc->cover /= wsum;
@@ -118,8 +119,8 @@ void vix_calib_features(const double *score, const double *first, const double *
         x[VIX_CF_LOG_HYPS] = log1p((double)n_hyps);
         x[VIX_CF_LOG_PHONES] = log1p((double)q->n_phones);
         x[VIX_CF_LOG_RANK] = log((double)(i + 1));
-        x[VIX_CF_FIT] = fit ? fit[i].fit : VIX__FIT_MAX;
-        x[VIX_CF_BEST_FIT] = fit ? fit[i].best_fit : VIX__FIT_MAX;
+        x[VIX_CF_FIT] = fit ? fit[i].fit : VIX_CALIB_FIT_MAX;
+        x[VIX_CF_BEST_FIT] = fit ? fit[i].best_fit : VIX_CALIB_FIT_MAX;
         x[VIX_CF_COVER] = fit ? fit[i].cover : 0;
         x[VIX_CF_REF_COVER] = fit ? fit[i].ref_cover : 0;
         x[VIX_CF_WORD_MISS] = fit ? fit[i].word_miss : 1;
@@ -138,6 +139,7 @@ void vix_calib_features(const double *score, const double *first, const double *
         x[VIX_CF_HYP_WORD_HIT_MIN] = fit ? fit[i].hyp_word_hit_min : 0;
         x[VIX_CF_WORST_SPAN] = fit ? fit[i].worst_span : VIX__SPAN_MAX;
         x[VIX_CF_STEADY_MISS] = fit ? fit[i].steady_miss : 1;
+        x[VIX_CF_DISTINCT_HIT] = fit ? fit[i].distinct_hit : 0;
         x[VIX_CF_SPREAD] = q->spread;
         x[VIX_CF_ASR_GAP] = q->asr_gap;
     }

@@ -72,6 +72,8 @@ enum {
     VIX_CF_HYP_WORD_HIT_MIN, /* likewise of a hypothesis word's phones */
     VIX_CF_WORST_SPAN,    /* weighted mean of the costliest run of steps between matches, nats */
     VIX_CF_STEADY_MISS,   /* 1 - the least share of a name word matched across the hypotheses */
+    VIX_CF_DISTINCT_HIT,  /* weighted share of the name's phones matched in the words its rival
+                           * (the next result; for those below, the top one) lacks */
     /* How sure the recogniser was: n-best lists that agree with each other
      * but not with the name point to another name, lists that scatter to
      * a garbled one. */
@@ -88,7 +90,7 @@ enum {
 
 typedef struct vix_calib_fitness {
     double fit, best_fit, cover, ref_cover, word_miss, ref_word_miss, len_ratio, gap_run;
-    double word_hit_min, hyp_word_hit_min, worst_span, steady_miss;
+    double word_hit_min, hyp_word_hit_min, worst_span, steady_miss, distinct_hit;
     size_t n_added; /* hypotheses added so far */
     /* per word of the phrase the first hypothesis aligned with: the
      * weighted share of its phones matched, over the hypotheses that
@@ -110,7 +112,13 @@ typedef struct vix_calib_counts {
     size_t n_words;           /* of the phrase, the first VIX_CALIB_WORDS_MAX: */
     double word_hit[VIX_CALIB_WORDS_MAX]; /* share of each one's phones matched */
     double word_hit_min;      /* least of all its words' shares */
+    double distinct_hit;      /* share of its phones matched in words a rival name lacks
+                               * (in all its words when it shares every one) */
 } vix_calib_counts;
+
+/* A cost per phone past which an alignment explains nothing: the cap keeps
+ * one garbled hypothesis from dominating a weighted mean. */
+#define VIX_CALIB_FIT_MAX 8.0
 
 /* What a query brings to every result's features. */
 typedef struct vix_calib_query {

@@ -122,11 +122,46 @@ static void vix__word_step(vix__word *w, size_t *n_words, int starts, int matche
     w->matched += matched != 0;
 }
 
+/* End of the word of packed phones that starts at i. */
+static size_t vix__word_end(const uint8_t *t, size_t n, size_t i)
+{
+    while (++i < n && !(t[i] & VIX_RR_WORD_START))
+        ;
+    return i;
+}
+
+/* ret_shared[i] = 1 for each phone of ref[0..n) in a word that rival also
+ * has (the same phones): what tells a name from its sibling is the rest. */
+static void vix__mark_shared(const uint8_t *ref, size_t n, const vix_rerank_phrase *rival,
+                             uint8_t *ret_shared)
+{
+    memset(ret_shared, 0, n);
+    for (size_t i = 0, e; rival && i < n; i = e) {
+        e = vix__word_end(ref, n, i);
+        size_t rn = rival->n < VIX_RR_TOKENS_MAX ? rival->n : VIX_RR_TOKENS_MAX;
+        for (size_t j = 0, f; j < rn; j = f) {
+            f = vix__word_end(rival->tokens, rn, j);
+            bool same = f - j == e - i;
+            for (size_t k = 0; same && k < e - i; k++)
+                same = ((ref[i + k] ^ rival->tokens[j + k]) & ~VIX_RR_WORD_START) == 0;
+            if (same) {
+                memset(ret_shared + i, 1, e - i);
+                break;
+            }
+        }
+    }
+}
+
 /* Counts of one alignment: phones matched and heard, words (runs from one
  * word start to the next) that got no match or were not heard, the share
- * matched of each word, and the runs of steps between matches. */
-static void vix__count(const vix_explain_align *al, size_t n_hyp, vix_calib_counts *ret)
+ * matched of each word and of the words rival lacks, and the runs of steps
+ * between matches. */
+static void vix__count(const vix_explain_align *al, size_t n_hyp, const vix_rerank_phrase *rival,
+                       vix_calib_counts *ret)
 {
+    uint8_t shared[VIX_RR_TOKENS_MAX];
+    size_t ref_at = 0, distinct = 0, distinct_matched = 0;
+    vix__mark_shared(al->ref, al->n_ref, rival, shared);
     vix_calib_counts c = {.extra = al->extra, .n_hyp = n_hyp, .n_ref = al->n_ref,
                           .phrase = al->phrase, .word_hit_min = 1, .hyp_word_hit_min = 1};
     int hyp_word_hit = 1, ref_word_hit = 1;
@@ -157,6 +192,10 @@ static void vix__count(const vix_explain_align *al, size_t n_hyp, vix_calib_coun
         if (has_ref)
             vix__word_step(&rw, &c.ref_words, op->ref & VIX_RR_WORD_START, match,
                            &c.word_hit_min, c.word_hit, &c.n_words);
+        if (has_ref && ref_at < al->n_ref && !shared[ref_at++]) {
+            distinct++;
+            distinct_matched += match;
+        }
         c.matched += match;
         c.heard += match || op->op == VIX_RR_OP_SUB;
         hyp_word_hit |= match;
@@ -172,13 +211,17 @@ static void vix__count(const vix_explain_align *al, size_t n_hyp, vix_calib_coun
         if (c.n_words < VIX_CALIB_WORDS_MAX)
             c.word_hit[c.n_words++] = vix__word_share(rw);
     }
+    /* a name whose every word its rival has (the rival a sequel of it):
+     * then all of it */
+    c.distinct_hit = distinct ? (double)distinct_matched / (double)distinct
+                              : vix__word_share((vix__word){al->n_ref, c.matched});
     *ret = c;
 }
 
 int vix_explain_fit(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
                     const vix_rerank_phrase *phrases, size_t n_phrases, const uint16_t *picks,
-                    size_t stride, vix_explain_align *work, vix_calib_fitness *ret_fit,
-                    vix_explain_align *ret_align)
+                    size_t stride, const vix_rerank_phrase *rival, vix_explain_align *work,
+                    vix_calib_fitness *ret_fit, vix_explain_align *ret_align)
 {
     vix_calib_fitness acc = {0};
     double wsum = 0;
@@ -202,7 +245,7 @@ int vix_explain_fit(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_h
         if (best->phrase == SIZE_MAX)
             continue;
         vix_calib_counts c;
-        vix__count(best, hyps[h].n, &c);
+        vix__count(best, hyps[h].n, rival, &c);
         vix_calib_fit_add(&acc, hyps[h].weight, &c);
     }
     vix_calib_fit_finish(&acc, wsum);

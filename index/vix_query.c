@@ -428,8 +428,11 @@ static int vix__fits(vix__query *qy, erd_diag *diag)
                 break;
             }
         }
+        /* the top result is told apart from the next, the others from the top */
+        const vix__entity *rival = qy->n_found > 1 ? qy->found[i ? 0 : 1].ent : NULL;
         rc = vix_explain_fit(qy->r->rerank, qy->rr_hyps, qy->used, f->ent->phrases,
                              f->ent->n_phrases, qy->picks + f->rank_first, qy->n_found,
+                             rival && rival->n_phrases ? &rival->phrases[0] : NULL,
                              qy->fit_work, &qy->fits[i], align);
     }
     return rc < 0 ? erd_fail(diag, rc, "out of memory aligning the results") : ERD_OK;
@@ -455,7 +458,7 @@ static int vix__calib_query(vix__query *qy, vix_calib_query *ret)
                                       qy->fit_work->ops, &n_ops, &extra) < 0)
             return ERD_ENOMEM;
         double per_phone = rh[i].n && extra > 0 ? extra / (double)rh[i].n : 0;
-        q.spread += rh[i].weight * (per_phone < 8 ? per_phone : 8);
+        q.spread += rh[i].weight * (per_phone < VIX_CALIB_FIT_MAX ? per_phone : VIX_CALIB_FIT_MAX);
         wsum += rh[i].weight;
     }
     q.spread = wsum > 0 ? q.spread / wsum : 0;
