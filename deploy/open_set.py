@@ -2,12 +2,16 @@
 """Open-set test data: a catalog without the entities of half of a query
 set, and out-of-domain utterances as queries.
 
-    open_set.py remove CATALOG QUERIES > CATALOG_WITHOUT
+    open_set.py remove [--other-half] CATALOG QUERIES > CATALOG_WITHOUT
         drops the gold entity of every query whose gold id hashes into the
         removed half (md5 of the id, first 32 bits below 2^31), together with
         every entity sharing a normalised name (lower case, runs of anything
         but a-z0-9 as one space) or alias with a removed one: those queries
-        then have no right answer in the catalog.
+        then have no right answer in the catalog.  --other-half removes the
+        other half instead (training data: every query once with its entity
+        and once without).
+    open_set.py rename DOMAIN < QUERIES > QUERIES_FOR_DOMAIN
+        the same queries sent to catalog DOMAIN, "-DOMAIN" added to each qid.
     open_set.py ood [--catalog CATALOG] DOMAIN [DOMAIN...] < UTTERANCES > QUERIES
         one dev-format query per utterance and domain, "entity_id": null,
         the utterance as its only hypothesis; with --catalog, utterances that
@@ -36,21 +40,21 @@ def key(s):
     return re.sub(r'[^a-z0-9]+', ' ', s.lower()).strip()
 
 
-def removed(gold_id):
-    return int(hashlib.md5(gold_id.encode()).hexdigest()[:8], 16) < 2**31
+def removed(gold_id, other_half=False):
+    return (int(hashlib.md5(gold_id.encode()).hexdigest()[:8], 16) < 2**31) != other_half
 
 
 def names(e):
     return {key(n) for n in [e.get('name', '')] + list(e.get('aliases') or []) if key(n)}
 
 
-def remove(catalog, queries):
+def remove(catalog, queries, other_half=False):
     gone = set()
     with open(queries) as f:
         for line in f:
             if line.strip():
                 q = json.loads(line)
-                if q.get('entity_id') is not None and removed(q['entity_id']):
+                if q.get('entity_id') is not None and removed(q['entity_id'], other_half):
                     gone.add(q['entity_id'])
     ents = [json.loads(line) for line in open(catalog) if line.strip()]
     gone_names = set()
@@ -66,6 +70,14 @@ def remove(catalog, queries):
         kept += 1
     print(f'open_set: {len(gone)} gold ids in the removed half; {dropped} entities of '
           f'{catalog} dropped (with those sharing their names), {kept} kept', file=sys.stderr)
+
+
+def rename(domain):
+    for line in sys.stdin:
+        if line.strip():
+            q = json.loads(line)
+            q['domain'], q['qid'] = domain, f"{q.get('qid', '')}-{domain}"
+            sys.stdout.write(json.dumps(q) + '\n')
 
 
 def ood(domains, catalog=None):
@@ -127,6 +139,10 @@ def relatives(catalog, seed):
 if __name__ == '__main__':
     if len(sys.argv) == 4 and sys.argv[1] == 'remove':
         remove(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 5 and sys.argv[1:3] == ['remove', '--other-half']:
+        remove(sys.argv[3], sys.argv[4], other_half=True)
+    elif len(sys.argv) == 3 and sys.argv[1] == 'rename':
+        rename(sys.argv[2])
     elif len(sys.argv) == 4 and sys.argv[1] == 'relatives':
         relatives(sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) >= 5 and sys.argv[1:3] == ['ood', '--catalog']:

@@ -63,14 +63,40 @@ enum {
     VIX_CF_ONE_FIT,       /* fit, for a single hypothesis (else 0) */
     VIX_CF_ONE_COVER,     /* cover, likewise */
     VIX_CF_ONE_GAP_RUN,   /* gap_run, likewise */
+    /* Where the name and the hypotheses disagree, not only how much: a
+     * missing title whose sibling is in the catalog ("... and the X" asked,
+     * "... and the Y" held) aligns as well overall as a garbled right
+     * answer, but its mismatch sits in whole words, and the same words in
+     * every hypothesis, while recogniser noise moves from one to the next. */
+    VIX_CF_WORD_HIT_MIN,  /* weighted mean of the least share of a name word's phones matched */
+    VIX_CF_HYP_WORD_HIT_MIN, /* likewise of a hypothesis word's phones */
+    VIX_CF_WORST_SPAN,    /* weighted mean of the costliest run of steps between matches, nats */
+    VIX_CF_STEADY_MISS,   /* 1 - the least share of a name word matched across the hypotheses */
+    VIX_CF_DISTINCT_HIT,  /* weighted share of the name's phones matched in the words its rival
+                           * (the next result; for those below, the top one) lacks */
+    /* How sure the recogniser was: n-best lists that agree with each other
+     * but not with the name point to another name, lists that scatter to
+     * a garbled one. */
+    VIX_CF_SPREAD,        /* weighted mean extra cost per phone of each hypothesis against the first */
+    VIX_CF_ASR_GAP,       /* log(1 + (first score - second score) / 1000), 0 without scores */
     VIX_CALIB_NFEAT
 };
 
 /* The alignment side of a result's features (VIX_CF_FIT .. VIX_CF_REF_COVER):
  * its best phrase per hypothesis, aligned under the rerank's channel. */
+/* Name words followed across hypotheses (VIX_CF_STEADY_MISS); later ones
+ * are not. */
+#define VIX_CALIB_WORDS_MAX 24
+
 typedef struct vix_calib_fitness {
     double fit, best_fit, cover, ref_cover, word_miss, ref_word_miss, len_ratio, gap_run;
+    double word_hit_min, hyp_word_hit_min, worst_span, steady_miss, distinct_hit;
     size_t n_added; /* hypotheses added so far */
+    /* per word of the phrase the first hypothesis aligned with: the
+     * weighted share of its phones matched, over the hypotheses that
+     * aligned the same phrase */
+    size_t phrase, n_words;
+    double words_w, word_hit[VIX_CALIB_WORDS_MAX];
 } vix_calib_fitness;
 
 /* What one hypothesis's alignment with its best phrase counts. */
@@ -80,19 +106,58 @@ typedef struct vix_calib_counts {
     size_t matched, heard;    /* hypothesis phones matched; phrase phones heard */
     size_t hyp_words, hyp_words_missed, ref_words, ref_words_missed;
     size_t gap_run;           /* longest run of hypothesis phones with no match */
+    double worst_span;        /* costliest run of steps between two matches, nats */
+    double hyp_word_hit_min;  /* least share of a hypothesis word's phones matched */
+    size_t phrase;            /* which of the entity's phrases was aligned */
+    size_t n_words;           /* of the phrase, the first VIX_CALIB_WORDS_MAX: */
+    double word_hit[VIX_CALIB_WORDS_MAX]; /* share of each one's phones matched */
+    double word_hit_min;      /* least of all its words' shares */
+    double distinct_hit;      /* share of its phones matched in words a rival name lacks
+                               * (in all its words when it shares every one) */
 } vix_calib_counts;
+
+/* A cost per phone past which an alignment explains nothing: the cap keeps
+ * one garbled hypothesis from dominating a weighted mean. */
+#define VIX_CALIB_FIT_MAX 8.0
+
+/* What a query brings to every result's features. */
+typedef struct vix_calib_query {
+    size_t n_hyps, n_phones; /* hypotheses used; phones of the first */
+    double spread;           /* VIX_CF_SPREAD */
+    double asr_gap;          /* VIX_CF_ASR_GAP */
+} vix_calib_query;
 
 /* Hypotheses' agreement is measured among this many of the best results:
  * one alignment per hypothesis and phrase of each, a few percent of what
  * the rerank already spends on its 100 candidates. */
 #define VIX_CALIB_AGREE_RANKS 5
 
-#define VIX_CALIB_VERSION 2
+#define VIX_CALIB_VERSION 3
 #define VIX_CALIB_ID_MAX 256
+#define VIX_CALIB_HIDDEN_MAX 32
 
+/* A logistic regression, optionally with a layer of tanh units beside it:
+ * the evidence of a whole-word mismatch, of a scattered n-best list and of
+ * a poor alignment does not add up linearly (a poor fit says "missing"
+ * when the list agrees with itself, "garbled" when it does not). */
 typedef struct vix_calib_model {
     double w[VIX_CALIB_NFEAT + 1]; /* w[0] intercept, w[1 + f] feature f */
+    size_t n_hidden;               /* 0: the linear model alone */
+    /* unit j sees the standardised features z_f = (x_f - mean[f]) * scale[f]:
+     * logit += out[j] * tanh(in[j][0] + sum_f in[j][1 + f] * z_f) */
+    double mean[VIX_CALIB_NFEAT], scale[VIX_CALIB_NFEAT];
+    double in[VIX_CALIB_HIDDEN_MAX][VIX_CALIB_NFEAT + 1];
+    double out[VIX_CALIB_HIDDEN_MAX];
 } vix_calib_model;
+
+/* How vix_calib_fit_hidden trains the units. */
+typedef struct vix_calib_hidden_opts {
+    size_t units;  /* 1..VIX_CALIB_HIDDEN_MAX */
+    size_t steps;  /* full-batch Adam steps */
+    double l2;     /* penalty on the units' weights, per row */
+    double rate;   /* Adam step size */
+    uint64_t seed; /* the units' starting weights */
+} vix_calib_hidden_opts;
 
 typedef struct vix_calib {
     char encoder_id[VIX_CALIB_ID_MAX]; /* index encoder id the features came from */
@@ -110,12 +175,12 @@ const char *vix_calib_feature_name(int f);
 
 /* Features of n ranked results (best first) into ret_x[n][VIX_CALIB_NFEAT].
  * score[], first[] and agree[] hold n_all >= n entries so the last
- * result's margin sees the one below it; n_hyps and n_phones describe the
- * query; fit[] holds n entries, or is NULL without a rerank (no alignment:
- * the worst values, fit 8 nats per phone and no coverage). */
+ * result's margin sees the one below it; q describes the query; fit[]
+ * holds n entries, or is NULL without a rerank (no alignment: the worst
+ * values, fit 8 nats per phone and no coverage). */
 void vix_calib_features(const double *score, const double *first, const double *agree,
-                        const vix_calib_fitness *fit, size_t n, size_t n_all, size_t n_hyps,
-                        size_t n_phones, double *ret_x);
+                        const vix_calib_fitness *fit, size_t n, size_t n_all,
+                        const vix_calib_query *q, double *ret_x);
 
 /* Adds one hypothesis's alignment to acc with weight w; finish with
  * vix_calib_fit_finish over the summed weight. */
@@ -136,6 +201,13 @@ void vix_calib_probs(const vix_calib *c, const double *x, size_t n, double *ret_
  * converge. */
 int vix_calib_fit(const double *x, const uint8_t *y, size_t n, double l2, vix_calib_model *ret,
                   erd_diag *diag);
+
+/* Adds tanh units to a linear model m fitted on the same rows (by
+ * vix_calib_fit) and trains them with it, on the mean log loss, starting
+ * from m itself (the units' output weights start at 0).  Deterministic for
+ * the same rows and options.  ERD_EINVAL for bad options, ERD_ENOMEM. */
+int vix_calib_fit_hidden(const double *x, const uint8_t *y, size_t n,
+                         const vix_calib_hidden_opts *opts, vix_calib_model *m, erd_diag *diag);
 
 /* Written to a temporary file and renamed into place. */
 int vix_calib_save(const vix_calib *c, const char *path, erd_diag *diag);

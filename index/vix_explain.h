@@ -66,11 +66,12 @@ void vix_explain_free(vix_explain *ex); /* accepts NULL */
  * picks is given (vix_rerank_score_best's choice), else the rerank's
  * maximum is searched again.  work is one scratch alignment; when
  * ret_align is not NULL, hypothesis h's alignment is copied to
- * ret_align[h].  ERD_ENOMEM leaves *ret_fit unset. */
+ * ret_align[h].  rival (NULL: none) is the name the result is told apart
+ * from (VIX_CF_DISTINCT_HIT).  ERD_ENOMEM leaves *ret_fit unset. */
 int vix_explain_fit(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
                     const vix_rerank_phrase *phrases, size_t n_phrases, const uint16_t *picks,
-                    size_t stride, vix_explain_align *work, vix_calib_fitness *ret_fit,
-                    vix_explain_align *ret_align);
+                    size_t stride, const vix_rerank_phrase *rival, vix_explain_align *work,
+                    vix_calib_fitness *ret_fit, vix_explain_align *ret_align);
 
 /* "match", "sub", "ins" or "del". */
 const char *vix_explain_op_name(int op);

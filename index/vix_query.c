@@ -428,11 +428,42 @@ static int vix__fits(vix__query *qy, erd_diag *diag)
                 break;
             }
         }
+        /* the top result is told apart from the next, the others from the top */
+        const vix__entity *rival = qy->n_found > 1 ? qy->found[i ? 0 : 1].ent : NULL;
         rc = vix_explain_fit(qy->r->rerank, qy->rr_hyps, qy->used, f->ent->phrases,
                              f->ent->n_phrases, qy->picks + f->rank_first, qy->n_found,
+                             rival && rival->n_phrases ? &rival->phrases[0] : NULL,
                              qy->fit_work, &qy->fits[i], align);
     }
     return rc < 0 ? erd_fail(diag, rc, "out of memory aligning the results") : ERD_OK;
+}
+
+/* What the query brings to every result's features: how far the
+ * hypotheses stray from the first one (aligned under the rerank's channel,
+ * the first as the reference), and the recogniser's own gap between its
+ * first two. */
+static int vix__calib_query(vix__query *qy, vix_calib_query *ret)
+{
+    vix_calib_query q = {.n_hyps = qy->used, .n_phones = qy->n_phones};
+    const vix_hypothesis *h = qy->hyps;
+    if (qy->n > 1 && h[0].has_score && h[1].has_score && h[0].score > h[1].score)
+        q.asr_gap = log1p((h[0].score - h[1].score) / 1000);
+    double wsum = 0;
+    const vix_rerank_hyp *rh = qy->rr_hyps;
+    for (size_t i = 1; qy->r->rerank && i < qy->used; i++) {
+        float extra = 0;
+        size_t n_ops;
+        bool twin = rh[i].n == rh[0].n && memcmp(rh[i].tokens, rh[0].tokens, rh[0].n) == 0;
+        if (!twin && vix_rerank_align(qy->r->rerank, rh[i].tokens, rh[i].n, rh[0].tokens, rh[0].n,
+                                      qy->fit_work->ops, &n_ops, &extra) < 0)
+            return ERD_ENOMEM;
+        double per_phone = rh[i].n && extra > 0 ? extra / (double)rh[i].n : 0;
+        q.spread += rh[i].weight * (per_phone < VIX_CALIB_FIT_MAX ? per_phone : VIX_CALIB_FIT_MAX);
+        wsum += rh[i].weight;
+    }
+    q.spread = wsum > 0 ? q.spread / wsum : 0;
+    *ret = q;
+    return ERD_OK;
 }
 
 /* The open-set features, and with a calibration in force each result's
@@ -460,8 +491,10 @@ static int vix__stage_calibrate(vix__query *qy, vix_result *ret_results, double 
     int rc;
     if (r->rerank && (rc = vix__fits(qy, diag)) < 0)
         return rc;
-    vix_calib_features(sc, first, agree, r->rerank ? qy->fits : NULL, n_out, n_found, qy->used,
-                       qy->n_phones, x);
+    vix_calib_query q;
+    if (vix__calib_query(qy, &q) < 0)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory aligning the hypotheses");
+    vix_calib_features(sc, first, agree, r->rerank ? qy->fits : NULL, n_out, n_found, &q, x);
     if (ret_features)
         memcpy(ret_features, x, n_out * VIX_CALIB_NFEAT * sizeof *x);
     if (qy->base->calibrated) {

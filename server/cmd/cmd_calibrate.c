@@ -221,13 +221,16 @@ static void cal__print_model(FILE *out, const char *name, const vix_calib_model 
     fprintf(out, "%s: intercept %.4f", name, m->w[0]);
     for (int f = 0; f < VIX_CALIB_NFEAT; f++)
         fprintf(out, ", %s %.4f", vix_calib_feature_name(f), m->w[1 + f]);
+    if (m->n_hidden)
+        fprintf(out, "; and %zu tanh units", m->n_hidden);
     fputc('\n', out);
 }
 
 typedef struct cal_args {
-    const char *db, *queries, *out_path, *holdout_path, *config;
-    double l2, keep;
+    const char *db, *queries, *out_path, *holdout_path, *config, *rows_path;
+    double l2, keep, hidden_l2, hidden_rate;
     long k, limit; /* limit -1: all */
+    long hidden, hidden_steps, seed;
     int open_set;
 } cal_args;
 
@@ -245,6 +248,10 @@ static int cal__args(int argc, char **argv, cal_args *a, int *ret_exit)
         CMD_STR("holdout-out", 'H', "FILE", &a->holdout_path,
                 "write the held-out half's queries here (for erd eval\n"
                 "--reliability with the new file)"),
+        CMD_STR("rows-out", 'R', "FILE", &a->rows_path,
+                "write every row (query, mode, rank, half, absent, right\n"
+                "and the features) as tab-separated text, for studying\n"
+                "features and models outside erd"),
         CMD_LONG("limit", 'n', "N", &a->limit, 0, (double)LONG_MAX, "only the first N queries"),
         CMD_STR("config", 'C', "FILE", &a->config, "configuration file (rerank, candidates, ...)"),
         CMD_FLAG("open-set", 0, &a->open_set,
@@ -252,6 +259,14 @@ static int cal__args(int argc, char **argv, cal_args *a, int *ret_exit)
                  "queries with \"entity_id\": null (no catalog request\n"
                  "at all): every result of theirs is wrong.  Also picks\n"
                  "the no-match threshold the file records"),
+        CMD_LONG("hidden", 0, "N", &a->hidden, 0, VIX_CALIB_HIDDEN_MAX,
+                 "tanh units beside the top model's linear one (0: linear)"),
+        CMD_LONG("hidden-steps", 0, "N", &a->hidden_steps, 1, 1e6,
+                 "full-batch Adam steps training them"),
+        CMD_REAL("hidden-l2", 0, "X", &a->hidden_l2, 0, HUGE_VAL,
+                 "penalty on their weights (per row)"),
+        CMD_REAL("hidden-rate", 0, "X", &a->hidden_rate, 1e-9, 10, "Adam step size"),
+        CMD_LONG("seed", 0, "N", &a->seed, 0, (double)LONG_MAX, "their starting weights"),
         CMD_REAL("keep", 0, "X", &a->keep, 1e-300, 1,
                  "that threshold keeps this share of the held-out\n"
                  "half's right top answers"),
@@ -392,6 +407,15 @@ static int cal__fit(cal_run *r, size_t n_fit[2], erd_diag *diag)
             return erd_fail(diag, rc, "out of memory");
         rc = vix_calib_fit(fit_x, fit_y, n_fit[top], r->a->l2, top ? &r->cal->top : &r->cal->rest,
                            diag);
+        /* the top model decides "no match": it gets the units, the rest
+         * (ranks 2+, rarely right) stays linear */
+        if (rc == ERD_OK && top && r->a->hidden > 0) {
+            vix_calib_hidden_opts ho = {.units = (size_t)r->a->hidden,
+                                        .steps = (size_t)r->a->hidden_steps,
+                                        .l2 = r->a->hidden_l2, .rate = r->a->hidden_rate,
+                                        .seed = (uint64_t)r->a->seed};
+            rc = vix_calib_fit_hidden(fit_x, fit_y, n_fit[top], &ho, &r->cal->top, diag);
+        }
         free(fit_x);
         free(fit_y);
         if (rc < 0)
@@ -432,9 +456,11 @@ static int cal__save(cal_run *r, const size_t n_fit[2], erd_diag *diag)
         strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
     snprintf(r->cal->provenance, sizeof r->cal->provenance,
              "erd calibrate queries=%s queries_used=%zu rows=%zu fit_top=%zu fit_rest=%zu "
-             "l2=%g k=%ld split=fnv1a64(entity_id) open_set=%d keep=%g date=%s",
+             "l2=%g k=%ld hidden=%ld hidden_steps=%ld hidden_l2=%g hidden_rate=%g seed=%ld "
+             "split=fnv1a64(entity_id) open_set=%d keep=%g date=%s",
              base ? base + 1 : a->queries, r->n_queries, r->rows.n, n_fit[1], n_fit[0], a->l2,
-             a->k, a->open_set, a->keep, date);
+             a->k, a->hidden, a->hidden_steps, a->hidden_l2, a->hidden_rate, a->seed, a->open_set,
+             a->keep, date);
     int rc = vix_calib_save(r->cal, a->out_path, diag);
     if (rc < 0)
         return rc;
@@ -445,6 +471,30 @@ static int cal__save(cal_run *r, const size_t n_fit[2], erd_diag *diag)
                 r->n_nogold);
     if (r->n_failed)
         fprintf(stderr, "erd calibrate: %zu resolves failed\n", r->n_failed);
+    return ERD_OK;
+}
+
+/* Every row with its labels, one per line under a header naming the
+ * columns. */
+static int cal__write_rows(const cal_rows *r, const char *path, erd_diag *diag)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return erd_fail(diag, ERD_EIO, "%s: cannot write", path);
+    fputs("query\tmode\trank\thalf\tabsent\tright", f);
+    for (int k = 0; k < VIX_CALIB_NFEAT; k++)
+        fprintf(f, "\t%s", vix_calib_feature_name(k));
+    fputc('\n', f);
+    for (size_t i = 0; i < r->n; i++) {
+        fprintf(f, "%zu\t%u\t%u\t%u\t%u\t%u", r->query[i], r->mode[i], r->rank[i], r->half[i],
+                r->absent[i], r->y[i]);
+        for (int k = 0; k < VIX_CALIB_NFEAT; k++)
+            fprintf(f, "\t%.9g", r->x[i * VIX_CALIB_NFEAT + k]);
+        fputc('\n', f);
+    }
+    int bad = ferror(f);
+    if (fclose(f) != 0 || bad)
+        return erd_fail(diag, ERD_EIO, "%s: write error", path);
     return ERD_OK;
 }
 
@@ -469,7 +519,8 @@ static int cal__open(cal_run *r, const cfg_config *cfg, const char *db, erd_diag
 
 int cmd_calibrate(int argc, char **argv)
 {
-    cal_args a = {.l2 = 1.0, .keep = 0.95, .k = 10, .limit = -1};
+    cal_args a = {.l2 = 1.0, .keep = 0.95, .k = 10, .limit = -1, .hidden = 16,
+                  .hidden_steps = 3000, .hidden_l2 = 1e-3, .hidden_rate = 0.01, .seed = 1};
     int ex;
     if (!cal__args(argc, argv, &a, &ex))
         return ex;
@@ -507,6 +558,8 @@ int cmd_calibrate(int argc, char **argv)
         goto out;
     }
     snprintf(r.cal->encoder_id, sizeof r.cal->encoder_id, "%s", r.encoder);
+    if (a.rows_path && (rc = cal__write_rows(&r.rows, a.rows_path, &diag)) < 0)
+        goto out;
     rc = cal__fit(&r, n_fit, &diag);
     if (rc < 0)
         goto out;

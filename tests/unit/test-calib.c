@@ -71,6 +71,89 @@ static void test_fit(void)
     free(y);
 }
 
+static void rechecksum(char *text, size_t cap);
+static void sample_calib(vix_calib *c);
+
+static double mean_log_loss(const vix_calib_model *m, const double *x, const uint8_t *y, size_t n)
+{
+    double loss = 0;
+    for (size_t i = 0; i < n; i++) {
+        double p = vix_calib_predict(m, x + i * VIX_CALIB_NFEAT);
+        p = fmin(fmax(p, 1e-12), 1 - 1e-12);
+        loss -= y[i] ? log(p) : log(1 - p);
+    }
+    return loss / (double)n;
+}
+
+/* Evidence that does not add up (right exactly when two features have the
+ * same sign) is out of a linear model's reach; the tanh units learn it. */
+static void test_fit_hidden(const char *dir)
+{
+    const size_t n = 2000;
+    double *x = calloc(n * VIX_CALIB_NFEAT, sizeof *x);
+    uint8_t *y = calloc(n, 1);
+    vix_calib_model lin, m, again;
+    erd_diag diag = {0};
+    if (!x || !y) {
+        ok(0, "allocation");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        double *xi = x + i * VIX_CALIB_NFEAT;
+        xi[0] = 2 * uniform() - 1;
+        xi[1] = 4 * uniform() - 2;
+        xi[2] = uniform();
+        y[i] = (xi[0] * xi[1] > 0) != (uniform() < 0.05);
+    }
+    is_int(vix_calib_fit(x, y, n, 1, &lin, &diag), ERD_OK, "linear start");
+    vix_calib_hidden_opts ho = {.units = 4, .steps = 600, .l2 = 1e-4, .rate = 0.05, .seed = 3};
+    m = lin;
+    is_int(vix_calib_fit_hidden(x, y, n, &ho, &m, &diag), ERD_OK, "units trained: %s", diag.msg);
+    double l_lin = mean_log_loss(&lin, x, y, n), l_hid = mean_log_loss(&m, x, y, n);
+    ok(m.n_hidden == 4 && l_lin > 0.65 && l_hid < 0.45,
+       "units learn what the linear model cannot (log loss %.3f -> %.3f)", l_lin, l_hid);
+    again = lin;
+    vix_calib_fit_hidden(x, y, n, &ho, &again, &diag);
+    ok(!memcmp(&m, &again, sizeof m), "same rows and options: the same weights");
+    ho.units = 0;
+    ok(vix_calib_fit_hidden(x, y, n, &ho, &again, &diag) == ERD_EINVAL, "no units: refused");
+    ho.units = VIX_CALIB_HIDDEN_MAX + 1;
+    ok(vix_calib_fit_hidden(x, y, n, &ho, &again, &diag) == ERD_EINVAL, "too many: refused");
+
+    /* the file keeps them exactly */
+    vix_calib c, back;
+    char path[256];
+    sample_calib(&c);
+    c.top = m;
+    snprintf(path, sizeof path, "%s/hidden.txt", dir);
+    is_int(vix_calib_save(&c, path, &diag), ERD_OK, "saved with units: %s", diag.msg);
+    is_int(vix_calib_load(path, &back, &diag), ERD_OK, "loaded with units: %s", diag.msg);
+    ok(!memcmp(&back.top, &m, sizeof m) && back.rest.n_hidden == 0,
+       "units round-trip exactly, the rest model stays linear");
+    ok(vix_calib_predict(&back.top, x) == vix_calib_predict(&m, x), "same prediction after load");
+
+    /* more units than the reader holds: refused, not overrun */
+    static char text[65536];
+    FILE *f = fopen(path, "rb");
+    size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[len] = '\0';
+    char *h = strstr(text, "\ntop_hidden 4\n");
+    if (h) {
+        memcpy(h + 12, "9", 1);
+        rechecksum(text, sizeof text);
+        tmpdir_write(path, text, strlen(text));
+        ok(vix_calib_load(path, &back, &diag) == ERD_ECORRUPT, "unit count past the lines: "
+                                                               "refused");
+    } else {
+        ok(0, "top_hidden line written");
+    }
+out:
+    free(x);
+    free(y);
+}
+
 static void sample_calib(vix_calib *c)
 {
     memset(c, 0, sizeof *c);
@@ -92,7 +175,7 @@ static void test_probs(void)
      * 1 in total without the cap. */
     double score[] = {0.95, 0.94, 0.93, 0.5, 0.2, 0.1}, first[] = {0.9, 0.9, 0.9, 0.4, 0.2, 0.1};
     double agree[] = {0.4, 0.3, 0.3, 0, 0, 0}, x[6 * VIX_CALIB_NFEAT], p[6];
-    vix_calib_features(score, first, agree, NULL, 5, 6, 3, 12, x);
+    vix_calib_features(score, first, agree, NULL, 5, 6, &(vix_calib_query){3, 12, 0, 0}, x);
     ok(fabs(x[VIX_CF_MARGIN] - 0.01) < 1e-12 && x[4 * VIX_CALIB_NFEAT + VIX_CF_MARGIN] > 0.099,
        "margin is to the next result, the last one's included");
     ok(x[2 * VIX_CALIB_NFEAT + VIX_CF_GAP] > 0.0199 && x[VIX_CF_GAP] == 0, "gap to the top");
@@ -117,6 +200,21 @@ static void test_probs(void)
     x[VIX_CF_SCORE] = NAN;
     vix_calib_probs(&c, x, 1, p);
     ok(p[0] >= 0 && p[0] <= 1, "NaN feature still gives a probability");
+}
+
+/* An edited file's checksum line made right again (for files that must
+ * be refused for what they say, not for the checksum). */
+static void rechecksum(char *text, size_t cap)
+{
+    char *ck = strstr(text, "checksum fnv1a64:");
+    if (!ck)
+        return;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (char *p = text; p < ck; p++) {
+        h ^= (unsigned char)*p;
+        h *= 0x100000001b3ULL;
+    }
+    snprintf(ck, cap - (size_t)(ck - text), "checksum fnv1a64:%016llx\n", (unsigned long long)h);
 }
 
 static void test_file(const char *dir)
@@ -163,17 +261,11 @@ static void test_file(const char *dir)
      * version and fix the checksum by hand instead */
     char other[8192];
     snprintf(other, sizeof other, "%s", buf);
-    char *v = strstr(other, "erd-calibration 2\n");
+    char *v = strstr(other, "erd-calibration 3\n");
     char *ck = strstr(other, "checksum fnv1a64:");
     if (v && ck) {
         v[16] = '9';
-        uint64_t h = 0xcbf29ce484222325ULL;
-        for (char *p = other; p < ck; p++) {
-            h ^= (unsigned char)*p;
-            h *= 0x100000001b3ULL;
-        }
-        snprintf(ck, sizeof other - (size_t)(ck - other), "checksum fnv1a64:%016llx\n",
-                 (unsigned long long)h);
+        rechecksum(other, sizeof other);
         tmpdir_write(bad, other, strlen(other));
         ok(vix_calib_load(bad, &back, &diag) == ERD_EMISMATCH, "other version refused: %s",
            diag.msg);
@@ -224,15 +316,36 @@ static void test_fitness(void)
     vix_calib_fit_add(&one, 1, &far);
     vix_calib_fit_finish(&one, 1);
     ok(one.fit == 8 && one.cover == 0, "a hopeless alignment is capped at 8 nats per phone");
+    /* the second word of the phrase is missed by both hypotheses that
+     * aligned it, the first by one only; a hypothesis on another phrase
+     * (an alias) does not count */
+    vix_calib_counts w1 = {.n_hyp = 4, .n_ref = 4, .phrase = 0, .n_words = 2,
+                           .word_hit = {1, 0.25}, .word_hit_min = 0.25, .worst_span = 3},
+                     w2 = {.n_hyp = 4, .n_ref = 4, .phrase = 0, .n_words = 2,
+                           .word_hit = {0.5, 0.0}, .word_hit_min = 0, .worst_span = 100},
+                     w3 = {.n_hyp = 4, .n_ref = 4, .phrase = 1, .n_words = 1, .word_hit = {0}};
+    vix_calib_fitness st = {0};
+    vix_calib_fit_add(&st, 1, &w1);
+    vix_calib_fit_add(&st, 1, &w2);
+    vix_calib_fit_add(&st, 2, &w3);
+    vix_calib_fit_finish(&st, 4);
+    ok(fabs(st.steady_miss - (1 - 0.125)) < 1e-12,
+       "steady_miss: the name word least matched across hypotheses of one phrase (%.4f)",
+       st.steady_miss);
+    ok(fabs(st.word_hit_min - 0.25 / 4) < 1e-12 && fabs(st.worst_span - 33.0 / 4) < 1e-12,
+       "word_hit_min a weighted mean; worst_span capped at 30 nats (%.4f, %.4f)",
+       st.word_hit_min, st.worst_span);
     vix_calib_fitness none = {0};
     vix_calib_fit_finish(&none, 0);
     ok(none.fit == 8 && none.best_fit == 8 && none.cover == 0 && none.word_miss == 1 &&
-           none.ref_word_miss == 1,
+           none.ref_word_miss == 1 && none.steady_miss == 1 && none.word_hit_min == 0,
        "nothing aligned: the worst values");
 
     double score[] = {0.9, 0.5}, first[] = {0.8, 0.4}, agree[] = {1, 0}, x[2 * VIX_CALIB_NFEAT];
     vix_calib_fitness fits[2] = {acc, none};
-    vix_calib_features(score, first, agree, fits, 2, 2, 2, 10, x);
+    vix_calib_features(score, first, agree, fits, 2, 2, &(vix_calib_query){2, 10, 0.5, 1.5}, x);
+    ok(x[VIX_CF_SPREAD] == 0.5 && x[VIX_CALIB_NFEAT + VIX_CF_ASR_GAP] == 1.5,
+       "the query's spread and recogniser gap reach every result");
     ok(x[VIX_CF_FIT] == acc.fit && x[VIX_CF_COVER] == acc.cover &&
            x[VIX_CF_REF_WORD_MISS] == acc.ref_word_miss &&
            x[VIX_CALIB_NFEAT + VIX_CF_WORD_MISS] == 1,
@@ -242,11 +355,11 @@ static void test_fitness(void)
        "the curvature terms are products of the others");
     ok(x[VIX_CF_ONE_HYP] == 0 && x[VIX_CF_ONE_FIT] == 0 && x[VIX_CF_ONE_COVER] == 0,
        "two hypotheses: the single-hypothesis terms are 0");
-    vix_calib_features(score, first, agree, fits, 2, 2, 1, 10, x);
+    vix_calib_features(score, first, agree, fits, 2, 2, &(vix_calib_query){1, 10, 0, 0}, x);
     ok(x[VIX_CF_ONE_HYP] == 1 && x[VIX_CF_ONE_FIT] == x[VIX_CF_FIT] &&
            x[VIX_CF_ONE_COVER] == x[VIX_CF_COVER] && x[VIX_CF_ONE_GAP_RUN] == x[VIX_CF_GAP_RUN],
        "one hypothesis: they repeat fit, cover and gap_run");
-    vix_calib_features(score, first, agree, NULL, 2, 2, 2, 10, x);
+    vix_calib_features(score, first, agree, NULL, 2, 2, &(vix_calib_query){2, 10, 0, 0}, x);
     ok(x[VIX_CF_FIT] == 8 && x[VIX_CF_COVER] == 0, "without rerank: the worst values");
 }
 
@@ -351,7 +464,7 @@ static void test_resolver(const char *dir)
 
     /* a damaged file stops the resolver from opening */
     snprintf(bad_path, sizeof bad_path, "%s/damaged.txt", dir);
-    static const char damaged[] = "erd-calibration 2\nfeatures x\nchecksum fnv1a64:0000000000000000\n";
+    static const char damaged[] = "erd-calibration 3\nfeatures x\nchecksum fnv1a64:0000000000000000\n";
     tmpdir_write(bad_path, damaged, sizeof damaged - 1);
     ro.calibration = bad_path;
     ok(vix_resolver_open(&ro, &r, &diag) == ERD_ECORRUPT && r == NULL,
@@ -372,6 +485,7 @@ int main(void)
         return tap_done();
     }
     test_file(dir);
+    test_fit_hidden(dir);
     test_resolver(dir);
     ok(tmpdir_remove(dir), "cleanup");
     return tap_done();

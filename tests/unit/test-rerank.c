@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "index/vix_build.h"
+#include "index/vix_explain.h"
 #include "index/vix_index.h"
 #include "index/vix_phrase.h"
 #include "index/vix_rerank.h"
@@ -349,6 +350,40 @@ static void test_align(const pho_channel *ch)
     vix_rerank_destroy(rr);
 }
 
+/* The open-set counts of one result: a name asked for word by word, a
+ * sibling that differs in its last word, told apart from another sibling
+ * by that word alone. */
+static void test_explain_fit(const pho_channel *ch)
+{
+    vix_rerank *rr = NULL;
+    vix_explain_align *work = malloc(sizeof *work);
+    if (!work || vix_rerank_create(ch, NULL, &rr, NULL) != ERD_OK) {
+        ok(0, "rerank for the open-set counts");
+        free(work);
+        return;
+    }
+    uint8_t h[8], said[8], sib[8], other[8];
+    unsigned heard_ids[] = {1, 10, 0, 30, 40}, said_ids[] = {1, 10, 0, 30, 40},
+             sib_ids[] = {1, 10, 0, 20, 21}, other_ids[] = {1, 10, 0, 25, 26};
+    vix_rerank_hyp hyp = {.tokens = h, .n = pack(heard_ids, 5, h), .weight = 1};
+    vix_rerank_phrase name = {.tokens = said, .n = (uint16_t)pack(said_ids, 5, said)},
+                      sibling = {.tokens = sib, .n = (uint16_t)pack(sib_ids, 5, sib)},
+                      another = {.tokens = other, .n = (uint16_t)pack(other_ids, 5, other)};
+    vix_calib_fitness right, missing, alone;
+    vix_explain_fit(rr, &hyp, 1, &name, 1, NULL, 0, &sibling, work, &right, NULL);
+    vix_explain_fit(rr, &hyp, 1, &sibling, 1, NULL, 0, &another, work, &missing, NULL);
+    vix_explain_fit(rr, &hyp, 1, &sibling, 1, NULL, 0, NULL, work, &alone, NULL);
+    ok(right.distinct_hit == 1 && right.word_hit_min == 1 && right.steady_miss == 0,
+       "the name said: every phone of the word its sibling lacks matched");
+    ok(missing.distinct_hit == 0 && missing.word_hit_min == 0 && missing.steady_miss == 1,
+       "a sibling of it: none of the word that tells it from another sibling (%.2f)",
+       missing.distinct_hit);
+    ok(fabs(alone.distinct_hit - 0.5) < 1e-12,
+       "no rival: the share of the whole name matched (%.2f)", alone.distinct_hit);
+    vix_rerank_destroy(rr);
+    free(work);
+}
+
 int main(void)
 {
     test_spec();
@@ -358,6 +393,7 @@ int main(void)
         test_scores(ch);
         test_batched_equals_pairwise(ch);
         test_align(ch);
+        test_explain_fit(ch);
         test_resolver(ch);
     }
     pho_channel_destroy(ch);
