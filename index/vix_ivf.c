@@ -44,10 +44,12 @@ struct vix_ivf {
     bool trained;
     FaissIndex *coarse; /* the FAISS IVF whose quantizer assigns vectors while building */
     float *own_lo, *own_step, *own_cent; /* trained arrays while building */
-    /* vectors added, in order, until laid out in a file image */
+    /* vectors added, in order, until laid out in a file image; their
+     * floats go to an unnamed temporary file (at 10M vectors they are
+     * 7.7 GB: page cache the kernel may write out, not the build's heap) */
     uint32_t *add_list;
     int64_t *add_ids;
-    float *add_x;
+    FILE *add_x;
     size_t add_n, add_cap;
     bool from_file; /* read-only: a loaded index */
     /* the file image, mapped (a loaded index's file, or a built index's
@@ -136,7 +138,8 @@ void vix_ivf_destroy(vix_ivf *ivf)
     free(ivf->own_cent);
     free(ivf->add_list);
     free(ivf->add_ids);
-    free(ivf->add_x);
+    if (ivf->add_x)
+        fclose(ivf->add_x);
     pthread_mutex_destroy(&ivf->mu);
     free(ivf);
 }
@@ -215,8 +218,8 @@ static int vix__add_grow(vix_ivf *ivf, size_t need)
     size_t cap = ivf->add_cap ? ivf->add_cap : 1024;
     while (cap < need)
         cap *= 2;
-    if (cap > SIZE_MAX / sizeof(float) / ivf->dim)
-        return ERD_ENOMEM;
+    if (!ivf->add_x && !(ivf->add_x = tmpfile()))
+        return ERD_EIO;
     uint32_t *l = realloc(ivf->add_list, cap * sizeof *l);
     if (!l)
         return ERD_ENOMEM;
@@ -225,10 +228,6 @@ static int vix__add_grow(vix_ivf *ivf, size_t need)
     if (!ids)
         return ERD_ENOMEM;
     ivf->add_ids = ids;
-    float *x = realloc(ivf->add_x, cap * ivf->dim * sizeof *x);
-    if (!x)
-        return ERD_ENOMEM;
-    ivf->add_x = x;
     ivf->add_cap = cap;
     return ERD_OK;
 }
@@ -241,13 +240,15 @@ int vix_ivf_add(vix_ivf *ivf, size_t n, const float *x, const int64_t *ids, erd_
         return erd_fail(diag, ERD_EINVAL, "index must be trained before adding vectors");
     if (ivf->add_n + n > UINT32_MAX - VIX_SQ_LANES * ivf->nlist)
         return erd_fail(diag, ERD_ETOOLARGE, "more than 2^32 vectors in one index");
-    if (vix__add_grow(ivf, ivf->add_n + n) < 0)
-        return erd_fail(diag, ERD_ENOMEM, "out of memory adding %zu vectors", n);
+    int rc = vix__add_grow(ivf, ivf->add_n + n);
+    if (rc < 0)
+        return erd_fail(diag, rc, rc == ERD_EIO ? "temporary file for %zu vectors: %s"
+                                                : "out of memory adding %zu vectors%s",
+                        n, rc == ERD_EIO ? strerror(errno) : "");
     FaissIndex *q = faiss_IndexIVF_quantizer(faiss_IndexIVF_cast(ivf->coarse));
     size_t chunk = n < VIX_IVF_ASSIGN_CHUNK ? n : VIX_IVF_ASSIGN_CHUNK;
     float *dist = malloc(chunk * sizeof *dist);
     idx_t *lab = malloc(chunk * sizeof *lab);
-    int rc = ERD_OK;
     if (!dist || !lab) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory adding %zu vectors", n);
         goto out;
@@ -267,7 +268,13 @@ int vix_ivf_add(vix_ivf *ivf, size_t n, const float *x, const int64_t *ids, erd_
         }
     }
     memcpy(ivf->add_ids + ivf->add_n, ids, n * sizeof *ids);
-    memcpy(ivf->add_x + ivf->add_n * ivf->dim, x, n * ivf->dim * sizeof *x);
+    /* a failed or short write leaves add_n as it was; the next add
+     * writes over the tail */
+    if (fseeko(ivf->add_x, (off_t)(ivf->add_n * ivf->dim * sizeof *x), SEEK_SET) != 0 ||
+        fwrite(x, ivf->dim * sizeof *x, n, ivf->add_x) != n) {
+        rc = erd_fail(diag, ERD_EIO, "temporary file for %zu vectors: %s", n, strerror(errno));
+        goto out;
+    }
     ivf->add_n += n;
     vix__unmap(ivf); /* a search lays the lists out again */
 out:
@@ -404,6 +411,7 @@ static int vix__put_centroids(const vix_ivf *ivf, FILE *f, uint64_t *at)
 
 /* The lists laid out, member after member of each, padded to whole blocks. */
 typedef struct vix__lists_out {
+    const float *x; /* the added vectors, mapped from their temporary file */
     const uint32_t *perm;
     const uint64_t *start, *off;
 } vix__lists_out;
@@ -433,7 +441,7 @@ static int vix__put_codes(const vix_ivf *ivf, FILE *f, const vix__lists_out *lo,
             memset(blk, 0, ivf->blk_bytes);
             for (size_t lane = 0; lane < VIX_SQ_LANES && p + lane < n; lane++)
                 vix_sq_encode(ivf->own_lo, ivf->own_step, ivf->dim, ivf->bits,
-                              ivf->add_x + (size_t)lo->perm[lo->start[l] + p + lane] * ivf->dim,
+                              lo->x + (size_t)lo->perm[lo->start[l] + p + lane] * ivf->dim,
                               lane, blk);
             rc = vix__put(f, blk, ivf->blk_bytes, at);
         }
@@ -452,7 +460,7 @@ static int vix__put_vecs(const vix_ivf *ivf, FILE *f, const vix__lists_out *lo, 
         uint64_t n = lo->start[l + 1] - lo->start[l];
         for (uint64_t p = 0; p < lo->off[l + 1] - lo->off[l] && rc == ERD_OK; p++)
             rc = vix__put(f,
-                          p < n ? ivf->add_x + (size_t)lo->perm[lo->start[l] + p] * ivf->dim : zero,
+                          p < n ? lo->x + (size_t)lo->perm[lo->start[l] + p] * ivf->dim : zero,
                           ivf->dim * sizeof(float), at);
     }
     free(zero);
@@ -486,7 +494,17 @@ int vix_ivf_write(const vix_ivf *ivf, FILE *f, erd_diag *diag)
         free(start);
         return erd_fail(diag, rc, "out of memory laying out %zu vectors", ivf->add_n);
     }
-    const vix__lists_out lo = {.perm = perm, .start = start, .off = off};
+    void *xmap = NULL;
+    size_t xlen = ivf->add_n * ivf->dim * sizeof(float);
+    if (xlen && (fflush(ivf->add_x) != 0 ||
+                 (xmap = mmap(NULL, xlen, PROT_READ, MAP_SHARED, fileno(ivf->add_x), 0)) ==
+                     MAP_FAILED)) {
+        free(off);
+        free(start);
+        free(perm);
+        return erd_fail(diag, ERD_EIO, "mapping the added vectors: %s", strerror(errno));
+    }
+    const vix__lists_out lo = {.x = xmap, .perm = perm, .start = start, .off = off};
     memcpy(h.magic, VIX_IVF_MAGIC, sizeof h.magic);
     h.version = VIX_IVF_VERSION;
     h.bits = (uint32_t)ivf->bits;
@@ -518,6 +536,8 @@ int vix_ivf_write(const vix_ivf *ivf, FILE *f, erd_diag *diag)
     free(off);
     free(start);
     free(perm);
+    if (xmap)
+        munmap(xmap, xlen);
     if (rc == ERD_ENOMEM)
         return erd_fail(diag, rc, "out of memory writing the index");
     if (rc < 0)
