@@ -88,7 +88,7 @@ enum cfg__reload { FIXED, LIVE };
       "erdIVF4096,SQ4|nprobe=32,rescore=512 (see deploy/SCALE-OUT.md).")                       \
     X(index_flat_max, CFG_SIZE, index_flat_max, "262144", 1, 1099511627776, FIXED,            \
       "Most vectors a faiss_factory auto build searches exactly; larger catalogs get erdIVF.")   \
-    X(ivf_nprobe, CFG_INT, ivf_nprobe, "64", 1, 65536, FIXED,                                 \
+    X(ivf_nprobe, CFG_INT, ivf_nprobe, "128", 1, 65536, FIXED,                                \
       "IVF lists scanned per search; set at build time and kept in the index file.")          \
     X(hnsw_ef_search, CFG_INT, hnsw_ef_search, "128", 1, 65536, FIXED,                        \
       "HNSW search breadth (efSearch) for HNSW factory strings; set at build time and kept in " \

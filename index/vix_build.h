@@ -12,7 +12,7 @@
 #include "proto/erd_error.h"
 
 #define VIX_BUILD_FLAT_MAX 262144
-#define VIX_BUILD_NPROBE 64
+#define VIX_BUILD_NPROBE 128
 #define VIX_BUILD_EF_SEARCH 128
 
 typedef struct vix_build_opts {

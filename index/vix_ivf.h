@@ -24,7 +24,7 @@
 #include "proto/erd_error.h"
 
 #define VIX_IVF_MAGIC "ERDIVF01"
-#define VIX_IVF_NPROBE 64
+#define VIX_IVF_NPROBE 128
 #define VIX_IVF_RESCORE 256
 
 typedef struct vix_ivf vix_ivf;

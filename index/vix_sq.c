@@ -167,10 +167,20 @@ static inline int32_t vix__w4(const int8_t *w)
     return v;
 }
 
+/* Groups whose 16-bit sums may be added before they are widened: a
+ * group's pair sums reach 2 * 255 * 63 = 32130 at 8 bits (no room), 2 * 2 *
+ * 15 * 127 = 7620 at 4 bits (4 fit under 32767), 4 * 2 * 3 * 127 = 3048 at
+ * 2 bits (8 fit). */
+static inline int vix__span(int bits)
+{
+    return bits == 8 ? 1 : bits == 4 ? 4 : 8;
+}
+
 /* maddubs multiplies unsigned codes by signed weights and adds pairs into
- * 16 bits (saturating, which vix_sq_weight_max rules out); the planes of a
- * group add in 16 bits, then madd by ones widens each lane's 4 pairs... to
- * one 32-bit sum.  Exact integer arithmetic: the plain kernel's sums. */
+ * 16 bits (saturating, which vix_sq_weight_max and vix__span rule out);
+ * the planes of a few groups add in 16 bits, then madd by ones adds each
+ * lane's two 16-bit sums into its 32-bit total.  Exact integer
+ * arithmetic: the plain kernel's sums. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw"))) void
 vix__scan512_bits(const uint8_t *blocks, size_t nblk, size_t ngroups, const int bits,
                   const int8_t *w, int32_t *out)
@@ -180,16 +190,18 @@ vix__scan512_bits(const uint8_t *blocks, size_t nblk, size_t ngroups, const int 
     const __m512i mask = _mm512_set1_epi8((char)((1u << bits) - 1)), ones = _mm512_set1_epi16(1);
     for (size_t b = 0; b < nblk; b++) {
         const uint8_t *blk = blocks + b * ngroups * VIX_SQ_GROUP_BYTES;
-        __m512i acc = _mm512_setzero_si512();
+        __m512i acc = _mm512_setzero_si512(), s16 = acc;
         for (size_t g = 0; g < ngroups; g++) {
             __m512i x = _mm512_loadu_si512((const void *)(blk + g * VIX_SQ_GROUP_BYTES));
-            __m512i s16 = _mm512_setzero_si512();
             for (int m = 0; m < planes; m++) {
                 __m512i c = bits == 8 ? x : _mm512_and_si512(_mm512_srli_epi16(x, bits * m), mask);
                 __m512i wv = _mm512_set1_epi32(vix__w4(w + g * G + 4 * (size_t)m));
                 s16 = _mm512_add_epi16(s16, _mm512_maddubs_epi16(c, wv));
             }
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(s16, ones));
+            if ((g + 1) % (size_t)vix__span(bits) == 0 || g + 1 == ngroups) {
+                acc = _mm512_add_epi32(acc, _mm512_madd_epi16(s16, ones));
+                s16 = _mm512_setzero_si512();
+            }
         }
         _mm512_storeu_si512((void *)(out + b * VIX_SQ_LANES), acc);
     }
@@ -218,12 +230,11 @@ vix__scan256_bits(const uint8_t *blocks, size_t nblk, size_t ngroups, const int 
     const __m256i mask = _mm256_set1_epi8((char)((1u << bits) - 1)), ones = _mm256_set1_epi16(1);
     for (size_t b = 0; b < nblk; b++) {
         const uint8_t *blk = blocks + b * ngroups * VIX_SQ_GROUP_BYTES;
-        __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0;
+        __m256i acc0 = _mm256_setzero_si256(), acc1 = acc0, s0 = acc0, s1 = acc0;
         for (size_t g = 0; g < ngroups; g++) {
             const uint8_t *p = blk + g * VIX_SQ_GROUP_BYTES;
             __m256i x0 = _mm256_loadu_si256((const __m256i *)p);
             __m256i x1 = _mm256_loadu_si256((const __m256i *)(p + 32));
-            __m256i s0 = _mm256_setzero_si256(), s1 = s0;
             for (int m = 0; m < planes; m++) {
                 __m256i wv = _mm256_set1_epi32(vix__w4(w + g * G + 4 * (size_t)m));
                 __m256i c0 = bits == 8 ? x0 : _mm256_and_si256(_mm256_srli_epi16(x0, bits * m), mask);
@@ -231,8 +242,11 @@ vix__scan256_bits(const uint8_t *blocks, size_t nblk, size_t ngroups, const int 
                 s0 = _mm256_add_epi16(s0, _mm256_maddubs_epi16(c0, wv));
                 s1 = _mm256_add_epi16(s1, _mm256_maddubs_epi16(c1, wv));
             }
-            acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(s0, ones));
-            acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(s1, ones));
+            if ((g + 1) % (size_t)vix__span(bits) == 0 || g + 1 == ngroups) {
+                acc0 = _mm256_add_epi32(acc0, _mm256_madd_epi16(s0, ones));
+                acc1 = _mm256_add_epi32(acc1, _mm256_madd_epi16(s1, ones));
+                s0 = s1 = _mm256_setzero_si256();
+            }
         }
         _mm256_storeu_si256((__m256i *)(out + b * VIX_SQ_LANES), acc0);
         _mm256_storeu_si256((__m256i *)(out + b * VIX_SQ_LANES + 8), acc1);

@@ -122,7 +122,7 @@ static void test_scan(size_t dim, int bits, size_t n)
  * pair sums of the SIMD kernels must not saturate. */
 static void test_extremes(int bits, float sign)
 {
-    enum { DIM = 64 };
+    enum { DIM = 256 }; /* 2-bit codes: several spans of 8 groups */
     const size_t bb = vix_sq_block_bytes(DIM, bits);
     uint8_t *blk = calloc(1, bb);
     float lo[DIM], step[DIM], x[DIM], q[DIM];
