@@ -79,14 +79,16 @@ enum cfg__reload { FIXED, LIVE };
       "the working directory; auto = phonetics/models above the erd binary's folder, else "   \
       "under the data directory erd was built for (PREFIX/share/erd).")                       \
     X(faiss_factory, CFG_STR, faiss_factory, "auto", 0, 0, FIXED,                             \
-      "FAISS index_factory string for builds (inner product; ids mapped automatically), or "   \
-      "auto: exact Flat up to index_flat_max vectors, IVF<nlist>,Flat above (nlist the first " \
+      "FAISS index_factory string for builds (inner product; ids mapped automatically), "     \
+      "erd's own erdIVF<nlist>,SQ<8|4|2> (inverted lists of 8-, 4- or 2-bit codes scanned by " \
+      "erd's SIMD kernels, candidates rescored exactly from a memory-mapped file), or auto: "  \
+      "exact Flat up to index_flat_max vectors, erdIVF<nlist>,SQ4 above (nlist the first "     \
       "power of two at or above the square root of the vector count).  FACTORY|PARAMS also "  \
-      "sets search parameters, saved with the index: IVF4096,PQ16|nprobe=16 (see "              \
-      "deploy/SCALE-OUT.md).")                                                                 \
+      "sets search parameters, saved with the index: IVF4096,PQ16|nprobe=16, "                \
+      "erdIVF4096,SQ4|nprobe=32,rescore=512 (see deploy/SCALE-OUT.md).")                       \
     X(index_flat_max, CFG_SIZE, index_flat_max, "262144", 1, 1099511627776, FIXED,            \
-      "Most vectors a faiss_factory auto build searches exactly; larger catalogs get IVF.")   \
-    X(ivf_nprobe, CFG_INT, ivf_nprobe, "64", 1, 65536, FIXED,                                 \
+      "Most vectors a faiss_factory auto build searches exactly; larger catalogs get erdIVF.")   \
+    X(ivf_nprobe, CFG_INT, ivf_nprobe, "128", 1, 65536, FIXED,                                \
       "IVF lists scanned per search; set at build time and kept in the index file.")          \
     X(hnsw_ef_search, CFG_INT, hnsw_ef_search, "128", 1, 65536, FIXED,                        \
       "HNSW search breadth (efSearch) for HNSW factory strings; set at build time and kept in " \

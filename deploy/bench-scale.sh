@@ -10,7 +10,8 @@
 # usage: deploy/bench-scale.sh [DATA_DIR]    (default ../shared/data)
 # Environment:
 #   BUILD=DIR          build dir holding erd (default build)
-#   SCALE_COUNT=N      generated entities (default 1000000)
+#   SCALE=N            generated entities (default 1000000; SCALE_COUNT is the same)
+#   SCALE_EXACT=0      skip the exact Flat twin (at 10M its floats alone are 7.7 GB)
 #   SCALE_SEED=N       generator seed (default 1)
 #   SCALE_DURATION=S   seconds of single-client load (default 20)
 #   SCALE_KEEP=DIR     keep the databases in DIR instead of a temporary folder
@@ -21,7 +22,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/deploy/lib.sh"
 erd=$top/${BUILD:-build}/erd
 data=$(cd "${1:-$top/../shared/data}" && pwd)
-count=${SCALE_COUNT:-1000000}
+count=${SCALE:-${SCALE_COUNT:-1000000}}
 seed=${SCALE_SEED:-1}
 duration=${SCALE_DURATION:-20}
 [ -x "$erd" ] || { echo "bench-scale.sh: $erd not built" >&2; exit 1; }
@@ -58,12 +59,29 @@ echo "== build, configured index (load $(load))"
 echo "   peak RSS of the build: $(peak_mb "$work/build.txt") MB"
 # a copy made now carries the phonemes the first build cached
 rm -f "$work/exact.db" "$work/exact.db".*
-cp "$work/scale.db" "$work/exact.db"
-echo "== build, exact Flat (phonemes cached by the first build; load $(load))"
-/usr/bin/time -v "$erd" build --db "$work/exact.db" --catalog big --factory Flat 2>&1 >/dev/null |
-    tee "$work/build-exact.txt" | grep '^erd build' | sed 's/^/   /'
+if [ "${SCALE_EXACT:-1}" != 0 ]; then
+    cp "$work/scale.db" "$work/exact.db"
+    echo "== build, exact Flat (phonemes cached by the first build; load $(load))"
+    /usr/bin/time -v "$erd" build --db "$work/exact.db" --catalog big --factory Flat 2>&1 >/dev/null |
+        tee "$work/build-exact.txt" | grep '^erd build' | sed 's/^/   /'
+fi
 
+# the index file's in-memory part: for erd's own IVF the header says where
+# the scanned arrays (ids and codes) end and the mapped floats begin
+python3 - "$work"/scale.db.big.*.faiss <<'PY' | sed 's/^/   /'
+import struct, sys
+path = sys.argv[1]
+with open(path, "rb") as f:
+    h = f.read(136)
+if h[:8] == b"ERDIVF01":
+    v = struct.unpack("<8sII15Q", h)
+    bits, dim, ntotal, npos = v[2], v[3], v[7], v[8]
+    off_ids, off_vecs, flen = v[14], v[16], v[17]
+    print(f"erd IVF, {bits}-bit codes: {ntotal} vectors ({npos} with padding); scanned ids + codes "
+          f"{(off_vecs - off_ids) / 1e6:.1f} MB, mapped floats {(flen - off_vecs) / 1e6:.1f} MB")
+PY
 for which in scale exact; do
+    if [ "$which" = exact ] && [ "${SCALE_EXACT:-1}" = 0 ]; then continue; fi
     echo "== dev queries against $which (load $(load))"
     "$erd" eval --db "$work/$which.db" --queries "$data/queries/dev.jsonl" \
         --map video=big --map book=big | sed 's/^/   /'
@@ -76,10 +94,12 @@ ERD_LOG_REQUESTS=false "$erd" serve --db "$work/scale.db" --listen "127.0.0.1:$p
 pid=$!
 wait_ready "$pid" "http://127.0.0.1:$port" "$work/serve.log"
 s1=$(date +%s.%N)
-rss=$(awk '/^VmRSS:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status")
-echo "== erd serve ready in $(awk -v a="$s0" -v b="$s1" 'BEGIN { printf "%.1f", b - a }') s, RSS $rss MB; single client for $duration s (load $(load))"
+# resident memory split: anonymous (the process's own) and file-backed
+# (mapped index pages, shared with other processes mapping the same file)
+rss() { awk '/^(VmRSS|RssAnon|RssFile):/ { sub(":", "", $1); printf "%s%s %.0f MB", sep, $1, $2 / 1024; sep = ", " }' "/proc/$pid/status"; }
+echo "== erd serve ready in $(awk -v a="$s0" -v b="$s1" 'BEGIN { printf "%.1f", b - a }') s, $(rss); single client for $duration s (load $(load))"
 ERD_BENCH_BODIES=$work/bodies.jsonl wrk -t1 -c1 -d3s -s "$top/tests/bench/resolve.lua" \
     "http://127.0.0.1:$port/v1/resolve" >/dev/null
 ERD_BENCH_BODIES=$work/bodies.jsonl wrk -t1 -c1 -d"${duration}s" -s "$top/tests/bench/resolve.lua" \
     "http://127.0.0.1:$port/v1/resolve" | grep '^ERD_BENCH' | sed 's/^/   /'
-echo "   peak RSS of erd serve: $(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status") MB (load $(load))"
+echo "   peak RSS of erd serve: $(awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$pid/status") MB; now $(rss) (load $(load))"

@@ -214,7 +214,7 @@ static void vix__pick_factory(const char *factory, size_t n, size_t flat_max, ch
     size_t nlist = 256;
     while (nlist * nlist < n) /* the first power of two at or above sqrt(n) */
         nlist *= 2;
-    snprintf(out, cap, "IVF%zu,Flat", nlist);
+    snprintf(out, cap, "erdIVF%zu,SQ4", nlist);
 }
 
 typedef struct vix__encode_job {

@@ -12,16 +12,17 @@
 #include "proto/erd_error.h"
 
 #define VIX_BUILD_FLAT_MAX 262144
-#define VIX_BUILD_NPROBE 64
+#define VIX_BUILD_NPROBE 128
 #define VIX_BUILD_EF_SEARCH 128
 
 typedef struct vix_build_opts {
     const char *db_path;
     const char *catalog;
     const char *encoder_spec; /* pho_encoder_create spec; default "baseline" */
-    /* FAISS factory string, or "auto" (the default): exact "Flat" up to
-     * flat_max vectors, "IVF<nlist>,Flat" above, nlist the first power of
-     * two at or above sqrt(vectors) (at least 256). */
+    /* FAISS or erd factory string (vix_index_create), or "auto" (the
+     * default): exact "Flat" up to flat_max vectors, erd's own
+     * "erdIVF<nlist>,SQ4" above, nlist the first power of two at or above
+     * sqrt(vectors) (at least 256). */
     const char *factory;
     size_t flat_max;          /* 0: VIX_BUILD_FLAT_MAX */
     int nprobe;               /* IVF lists searched, kept in the index file; 0: VIX_BUILD_NPROBE */

@@ -3,6 +3,7 @@
  * faiss_get_last_error() reads, so it is copied right after each call. */
 #include "index/vix_index.h"
 #include "index/vix_internal.h"
+#include "index/vix_ivf.h"
 #include "proto/erd_file.h"
 
 #include <errno.h>
@@ -39,7 +40,8 @@
 #define VIX_INDEX_MAX_K 100000
 
 struct vix_index {
-    FaissIndex *idx;
+    FaissIndex *idx; /* NULL for erd's own IVF */
+    vix_ivf *erd;    /* erd's own IVF ("erdIVF<n>,SQ<b>"), or NULL */
     size_t dim;
     /* An IDMap over an inner-product IndexFlat is searched by
      * vix__flat_search: Debian's generic FAISS build scores flat indexes one
@@ -85,7 +87,7 @@ static void vix__flat_attach(vix_index *ix)
     ix->flat_x = NULL;
     ix->flat_ids = NULL;
     ix->flat_n = 0;
-    FaissIndexIDMap *map = faiss_IndexIDMap_cast(ix->idx);
+    FaissIndexIDMap *map = ix->idx ? faiss_IndexIDMap_cast(ix->idx) : NULL;
     if (!map)
         return;
     FaissIndexFlat *flat = faiss_IndexFlat_cast(faiss_IndexIDMap_sub_index(map));
@@ -716,11 +718,21 @@ int vix_index_create(const char *factory, size_t dim, vix_index **ret, erd_diag 
         return erd_fail(diag, ERD_EINVAL, "index factory string \"%s\" has no factory before '|'",
                         factory);
     snprintf(desc, sizeof desc, "%s%s", takes_ids(base) ? "" : "IDMap,", base);
+    size_t nlist = 0;
+    int bits = 0;
+    int erd = vix_ivf_parse(base, &nlist, &bits, diag);
+    if (erd < 0 && erd != ERD_ENOTFOUND)
+        return erd;
 
     ix = calloc(1, sizeof *ix);
     if (!ix)
         return erd_fail(diag, ERD_ENOMEM, "out of memory creating index");
-    if (faiss_index_factory(&ix->idx, (int)dim, desc, METRIC_INNER_PRODUCT) != 0) {
+    if (erd == ERD_OK) {
+        if ((erd = vix_ivf_create(dim, nlist, bits, &ix->erd, diag)) < 0) {
+            free(ix);
+            return erd;
+        }
+    } else if (faiss_index_factory(&ix->idx, (int)dim, desc, METRIC_INNER_PRODUCT) != 0) {
         int err = faiss_fail(diag, ERD_EFAISS, desc);
         free(ix);
         return err;
@@ -740,7 +752,9 @@ void vix_index_destroy(vix_index *index)
 {
     if (!index)
         return;
-    faiss_Index_free(index->idx);
+    if (index->idx)
+        faiss_Index_free(index->idx);
+    vix_ivf_destroy(index->erd);
     free(index->flat_h);
     pthread_mutex_destroy(&index->flat_mu);
     free(index);
@@ -757,7 +771,7 @@ static int check_batch(const vix_index *index, size_t n, const float *x, erd_dia
 
 int vix_index_is_trained(const vix_index *index)
 {
-    return index && faiss_Index_is_trained(index->idx);
+    return index && (index->erd ? vix_ivf_is_trained(index->erd) : faiss_Index_is_trained(index->idx));
 }
 
 int vix_index_train(vix_index *index, size_t n, const float *x, erd_diag *diag)
@@ -765,10 +779,12 @@ int vix_index_train(vix_index *index, size_t n, const float *x, erd_diag *diag)
     int err = check_batch(index, n, x, diag);
     if (err)
         return err;
-    if (faiss_Index_is_trained(index->idx))
+    if (vix_index_is_trained(index))
         return ERD_OK;
     if (n == 0)
         return erd_fail(diag, ERD_EINVAL, "index needs training vectors");
+    if (index->erd)
+        return vix_ivf_train(index->erd, n, x, diag);
     if (faiss_Index_train(index->idx, (idx_t)n, x) != 0)
         return faiss_fail(diag, ERD_EFAISS, "training index");
     return ERD_OK;
@@ -788,8 +804,10 @@ int vix_index_add(vix_index *index, size_t n, const float *x, const int64_t *ids
     for (size_t i = 0; i < n; i++)
         if (ids[i] < 0)
             return erd_fail(diag, ERD_EINVAL, "vector %zu has negative id %" PRId64, i, ids[i]);
-    if (!faiss_Index_is_trained(index->idx))
+    if (!vix_index_is_trained(index))
         return erd_fail(diag, ERD_EINVAL, "index must be trained before adding vectors");
+    if (index->erd)
+        return vix_ivf_add(index->erd, n, x, ids, diag);
     /* the add may move FAISS's arrays, failing or not */
     free(index->flat_h);
     index->flat_h = NULL;
@@ -805,7 +823,7 @@ int vix_index_add_zeroed(vix_index *index, size_t n, const int64_t *ids, float *
 {
     if (!index || !ids || !ret_x || n == 0)
         return erd_fail(diag, ERD_EINVAL, "vix_index_add_zeroed: bad arguments");
-    FaissIndexIDMap *map = faiss_IndexIDMap_cast(index->idx);
+    FaissIndexIDMap *map = index->idx ? faiss_IndexIDMap_cast(index->idx) : NULL;
     FaissIndexFlat *flat = map ? faiss_IndexFlat_cast(faiss_IndexIDMap_sub_index(map)) : NULL;
     if (!flat)
         return erd_fail(diag, ERD_ENOTFOUND, "not a flat index with ids");
@@ -852,6 +870,13 @@ int vix_index_search(const vix_index *index, size_t nq, const float *queries, si
         return erd_fail(diag, ERD_EINVAL, "%zu queries are too many", nq);
     if (nq == 0)
         return ERD_OK;
+    if (index->erd) {
+        for (size_t i = 0; i < nq; i++)
+            if ((err = vix_ivf_search(index->erd, queries + i * index->dim, k, ret_scores + i * k,
+                                      ret_ids + i * k, diag)) < 0)
+                return err;
+        return ERD_OK;
+    }
     vix__flat_current(index);
     if (index->flat_n) {
         for (size_t i = 0; i < nq; i++)
@@ -884,6 +909,8 @@ int vix_index_set_params(vix_index *index, const char *params, erd_diag *diag)
     FaissParameterSpace *ps = NULL;
     if (!index || !params)
         return erd_fail(diag, ERD_EINVAL, "no index or parameters");
+    if (index->erd)
+        return vix_ivf_set_params(index->erd, params, diag);
     if (faiss_ParameterSpace_new(&ps) != 0)
         return faiss_fail(diag, ERD_ENOMEM, "index parameters");
     int rc = ERD_OK;
@@ -902,6 +929,8 @@ size_t vix_index_count(const vix_index *index)
 {
     if (!index)
         return 0;
+    if (index->erd)
+        return vix_ivf_count(index->erd);
     idx_t n = faiss_Index_ntotal(index->idx);
     return n > 0 ? (size_t)n : 0;
 }
@@ -919,12 +948,33 @@ int vix_index_write(const vix_index *index, const char *path, erd_diag *diag)
     int err = erd_file_temp(path, tmp, sizeof tmp, &f, diag);
     if (err < 0)
         return err;
-    if (faiss_write_index(index->idx, f) != 0) {
+    if (index->erd)
+        err = vix_ivf_write(index->erd, f, diag);
+    else if (faiss_write_index(index->idx, f) != 0)
         err = faiss_fail(diag, ERD_EFAISS, tmp);
+    if (err < 0) {
         erd_file_discard(f, tmp);
         return err;
     }
     return erd_file_commit(f, tmp, path, diag); /* takes f */
+}
+
+/* erd's own IVF files are mapped, not read. */
+static int vix__read_erd(const char *path, vix_index **ret, erd_diag *diag)
+{
+    vix_index *ix = calloc(1, sizeof *ix);
+    if (!ix)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
+    int err = vix_ivf_read(path, &ix->erd, diag);
+    if (err < 0) {
+        free(ix);
+        return err;
+    }
+    ix->dim = vix_ivf_dim(ix->erd);
+    pthread_mutex_init(&ix->flat_mu, NULL);
+    atomic_store(&ix->flat_current, true); /* nothing flat to attach */
+    *ret = ix;
+    return ERD_OK;
 }
 
 int vix_index_read(const char *path, vix_index **ret, erd_diag *diag)
@@ -943,6 +993,13 @@ int vix_index_read(const char *path, vix_index **ret, erd_diag *diag)
         err = erd_fail(diag, ERD_EIO, "index file %s: not a regular file", path);
         goto out;
     }
+    char magic[sizeof VIX_IVF_MAGIC - 1];
+    if (fread(magic, 1, sizeof magic, f) == sizeof magic &&
+        memcmp(magic, VIX_IVF_MAGIC, sizeof magic) == 0) {
+        err = vix__read_erd(path, ret, diag);
+        goto out;
+    }
+    rewind(f);
     if (faiss_read_index(f, 0, &idx) != 0) {
         err = faiss_fail(diag, ERD_ECORRUPT, path);
         goto out;

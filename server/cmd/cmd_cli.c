@@ -415,11 +415,33 @@ int cmd_import(int argc, char **argv)
 
 /* ---- build ---- */
 
+/* Progress of a build: on a terminal one line kept up to date, otherwise
+ * (a log) a line every 10 s; each with the stage's estimated time left,
+ * from its rate so far. */
+typedef struct cmd__progress {
+    double t0, stage_t0, last;
+    const char *stage;
+    bool tty;
+} cmd__progress;
+
 static void cmd__build_progress(void *user, const char *stage, uint64_t done, uint64_t total)
 {
-    double *t0 = user;
-    fprintf(stderr, "\rerd build: %s %llu/%llu (%.1f s)   ", stage, (unsigned long long)done,
-            (unsigned long long)total, erd_now_s() - *t0);
+    cmd__progress *p = user;
+    double now = erd_now_s();
+    if (!p->stage || strcmp(p->stage, stage) != 0) {
+        p->stage = stage; /* the build's own string constants */
+        p->stage_t0 = now;
+    }
+    if (!p->tty && now - p->last < 10 && done < total)
+        return;
+    p->last = now;
+    char eta[48] = "";
+    if (done > 0 && done < total)
+        snprintf(eta, sizeof eta, ", about %.0f s left in this stage",
+                 (now - p->stage_t0) * (double)(total - done) / (double)done);
+    fprintf(stderr, "%serd build: %s %llu/%llu (%.1f s%s)%s", p->tty ? "\r" : "", stage,
+            (unsigned long long)done, (unsigned long long)total, now - p->t0, eta,
+            p->tty ? "   " : "\n");
 }
 
 int cmd_build(int argc, char **argv)
@@ -432,8 +454,9 @@ int cmd_build(int argc, char **argv)
         CMD_STR("catalog", 'c', "NAME", &catalog, "catalog to build"),
         CMD_CFG("encoder", 'e', "SPEC", &encoder, "encoder", "phonetic encoder"),
         CMD_CFG("factory", 0, "STRING", &factory, "faiss_factory",
-                "FAISS index_factory string, or auto: Flat up to\n"
-                "index_flat_max vectors, IVF above"),
+                "FAISS index_factory string, erd's own\n"
+                "erdIVF<lists>,SQ<8|4|2>, or auto: Flat up to\n"
+                "index_flat_max vectors, erdIVF<lists>,SQ4 above"),
         CMD_CFG("g2p-voice", 0, "VOICE", &voice, "g2p_voice",
                 "espeak-ng voice the names are spoken in, recorded\n"
                 "with the index: queries of the catalog use it too.\n"
@@ -461,7 +484,7 @@ int cmd_build(int argc, char **argv)
                 db ? db : cfg.db);
         return CMD_EXIT_NOINPUT;
     }
-    double t0 = erd_now_s();
+    cmd__progress progress = {.t0 = erd_now_s(), .tty = isatty(STDERR_FILENO)};
     vix_build_opts bo = {
         .db_path = db ? db : cfg.db,
         .catalog = catalog,
@@ -472,13 +495,13 @@ int cmd_build(int argc, char **argv)
         .ef_search = cfg.hnsw_ef_search,
         .g2p_voice = voice ? voice : cfg.g2p_voice,
         .g2p_voice_change = voice != NULL,
-        .progress = (!quiet && isatty(STDERR_FILENO)) ? cmd__build_progress : NULL,
-        .progress_user = &t0,
+        .progress = quiet ? NULL : cmd__build_progress,
+        .progress_user = &progress,
     };
     vix_build_result res;
     erd_diag diag = {0};
     rc = vix_build(&bo, &res, &diag);
-    if (bo.progress)
+    if (bo.progress && progress.tty)
         fputc('\n', stderr);
     if (rc < 0)
         return cmd_fail("build", &diag, rc);

@@ -169,6 +169,30 @@ static void srv__head(srv__text *t, const char *name, const char *type, const ch
     srv__emit(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* Resident memory in two parts: the process's own (heap, stacks) and
+ * pages of mapped files (an erd IVF index's codes and the floats read so
+ * far), which the page cache holds once for every process mapping them. */
+static void srv__resident(srv__text *t)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    if (!f)
+        return; /* not Linux: nothing to say */
+    char line[256];
+    unsigned long long anon = 0, file = 0;
+    bool seen = false;
+    while (fgets(line, sizeof line, f)) {
+        seen |= sscanf(line, "RssAnon: %llu kB", &anon) == 1;
+        sscanf(line, "RssFile: %llu kB", &file);
+    }
+    fclose(f);
+    if (!seen)
+        return;
+    srv__head(t, "erd_resident_bytes", "gauge",
+              "Resident memory: anon (the process's own) and file (mapped index files, shared).");
+    srv__emit(t, "erd_resident_bytes{kind=\"anon\"} %llu\n", anon * 1024);
+    srv__emit(t, "erd_resident_bytes{kind=\"file\"} %llu\n", file * 1024);
+}
+
 /* Freshness of each served catalog: how far its index lags the database
  * (the delta serves the difference) and its rebuilds. */
 static void srv__live_catalogs(srv__text *t, vix_resolver *resolver)
@@ -286,6 +310,7 @@ int srv_metrics_render(srv_metrics *m, vix_resolver *resolver, int64_t in_flight
         srv__emit(&t, "erd_catalogs %zu\n", vix_resolver_catalog_count(resolver));
         srv__live_catalogs(&t, resolver);
     }
+    srv__resident(&t);
     srv__head(&t, "erd_build_info", "gauge", "Always 1; the labels say which erd is running.");
     srv__emit(&t, "erd_build_info{version=\"%s\"} 1\n", SRV_VERSION);
 

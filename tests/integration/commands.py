@@ -4,7 +4,8 @@ code and what it writes, its --help, and for the commands that read numbers
 a malformed one refused with exit 2.  The commands that need a tool erd
 cannot ship (flite, sox and pocketsphinx for simulate; WordNet for phrases
 and train-semantic) are reported as skipped when it is missing.  Also checks
-that config/erd.conf is `erd config --dump` under its header.
+that config/erd.conf is `erd config --dump` under its header, and that
+erd's own IVF searching every list answers as exact Flat.
 
 usage: commands.py   (ERD_EXE, ERD_TEST_SRCDIR)
 """
@@ -164,6 +165,28 @@ def tool_commands(tmp):
            f"simulate writes one record with an n-best list ({err.strip()[-200:]!r})")
 
 
+def erd_ivf(tmp):
+    """erd's own IVF end to end: built with every list searched and every
+    vector rescored, it answers as exact Flat does, byte for byte; the
+    file it writes is its own format (mapped by erd serve and resolve)."""
+    out = {}
+    for name, factory in (("flat", "Flat"), ("erd", "erdIVF4,SQ4|nprobe=4,rescore=1000")):
+        db = os.path.join(tmp, f"ivf-{name}.db")
+        erd("import", "-q", "--db", db, "--catalog", "books", erdtest.MINI)
+        rc, _, err = erd("build", "-q", "--db", db, "--catalog", "books", "--factory", factory)
+        tap.ok(rc == 0, f"build --factory {factory} ({err.strip()!r})")
+        out[name] = [erd("resolve", "--db", db, "--catalog", "books", "--json", "-k", "10", q)[1]
+                     for q in ("the hunger games", "harry potter", "pride and prejudice", "the")]
+    files = [f for f in os.listdir(tmp) if f.startswith("ivf-erd.db.books.") and f.endswith(".faiss")]
+    head = open(os.path.join(tmp, files[0]), "rb").read(8) if len(files) == 1 else b""
+    tap.ok(head == b"ERDIVF01", f"the erd IVF file is erd's own format ({head!r})")
+    tap.ok(all(o.strip() for o in out["erd"]) and out["erd"] == out["flat"],
+           "searching every list and rescoring every vector answers as Flat, byte for byte")
+    rc, _, err = erd("build", "-q", "--db", os.path.join(tmp, "ivf-erd.db"), "--catalog", "books",
+                     "--factory", "erdIVF4,SQ5")
+    tap.ok(rc != 0 and "erdIVF" in err, f"a malformed erd factory string is refused ({err.strip()!r})")
+
+
 def main():
     helps()
     config_file()
@@ -174,6 +197,7 @@ def main():
         measuring_commands(s, s.dir, queries, n)
         training_commands(s, s.dir)
         tool_commands(s.dir)
+        erd_ivf(s.dir)
     tap.done()
 
 

@@ -356,6 +356,91 @@ static void test_threads(const vix_index *ix)
     }
 }
 
+/* Searching every list and rescoring every vector, erd's IVF must give
+ * exact Flat's answers bit for bit, whatever the code width and the
+ * instruction set; a file it wrote maps back to the same answers. */
+static void test_erd_ivf_exact(const char *factory, const vix_index *flat)
+{
+    static float s1[NVEC * K], s2[NVEC * K];
+    static int64_t i1[NVEC * K], i2[NVEC * K];
+    static const char *const isa[] = {"base", "avx2", "avx512", "avx512-bf16"};
+    erd_diag d = {0};
+    vix_index *ix = build(factory);
+    if (!ix)
+        return;
+    is_int(vix_index_search(flat, NVEC, vecs, K, s1, i1, &d), ERD_OK, "Flat search");
+    for (size_t i = 0; i < sizeof isa / sizeof *isa; i++) {
+        vix_simd_limit(isa[i], NULL);
+        memset(i2, 0, sizeof i2);
+        is_int(vix_index_search(ix, NVEC, vecs, K, s2, i2, &d), ERD_OK, "%s: search %s", factory,
+               d.msg);
+        ok(memcmp(i1, i2, sizeof i1) == 0 && memcmp(s1, s2, sizeof s1) == 0,
+           "%s under %s (in use: %s): exact Flat's ids and scores", factory, isa[i],
+           vix_simd_name());
+    }
+    vix_simd_limit("auto", NULL);
+    char path[128];
+    snprintf(path, sizeof path, "%s/erd-exact.faiss", tmpdir);
+    is_int(vix_index_write(ix, path, &d), ERD_OK, "%s: written %s", factory, d.msg);
+    vix_index *back = NULL;
+    is_int(vix_index_read(path, &back, &d), ERD_OK, "%s: mapped back %s", factory, d.msg);
+    if (back) {
+        memset(i2, 0, sizeof i2);
+        vix_index_search(back, NVEC, vecs, K, s2, i2, &d);
+        ok(memcmp(i1, i2, sizeof i1) == 0 && memcmp(s1, s2, sizeof s1) == 0,
+           "%s: the mapped file keeps nprobe and rescore and answers as Flat", factory);
+        is_int(vix_index_add(back, 1, vecs, ids, &d), ERD_EUNSUPPORTED,
+               "a mapped index is read-only");
+    }
+    vix_index_destroy(back);
+    vix_index_destroy(ix);
+}
+
+static void test_erd_ivf(void)
+{
+    erd_diag d = {0};
+    vix_index *ix = NULL;
+    static const char *const bad[] = {"erdIVF0,SQ4", "erdIVF4,SQ3", "erdIVF4", "erdIVF,SQ4",
+                                      "erdIVF4,SQ4x", "erdIVF99999999999,SQ4"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        is_int(vix_index_create(bad[i], DIM, &ix, &d), ERD_EINVAL, "%s refused: %s", bad[i],
+               d.msg);
+        ok(ix == NULL, "no index from %s", bad[i]);
+    }
+    is_int(vix_index_create("erdIVF4,SQ4|nprobe=0", DIM, &ix, &d), ERD_EINVAL,
+           "nprobe 0 refused: %s", d.msg);
+    is_int(vix_index_create("erdIVF4,SQ4|efSearch=3", DIM, &ix, &d), ERD_EINVAL,
+           "a parameter erd IVF does not take: %s", d.msg);
+    is_int(vix_index_create("erdIVF4,SQ4", DIM, &ix, &d), ERD_OK, "erdIVF4,SQ4: %s", d.msg);
+    ok(!vix_index_is_trained(ix), "untrained at first");
+    is_int(vix_index_add(ix, 2, vecs, ids, &d), ERD_EINVAL, "add before train refused");
+    is_int(vix_index_train(ix, 3, vecs, &d), ERD_EINVAL, "fewer training vectors than lists");
+    vix_index_destroy(ix);
+
+    vix_index *flat = build("Flat");
+    if (!flat)
+        return;
+    char factory[64];
+    for (int bits = 2; bits <= 8; bits *= 2) {
+        snprintf(factory, sizeof factory, "erdIVF4,SQ%d|nprobe=4,rescore=%d", bits, NVEC);
+        test_erd_ivf_exact(factory, flat);
+    }
+    vix_index_destroy(flat);
+
+    /* a header that no longer matches the arrays */
+    ix = build("erdIVF8,SQ4");
+    char path[128];
+    snprintf(path, sizeof path, "%s/erd-bad.faiss", tmpdir);
+    is_int(vix_index_write(ix, path, &d), ERD_OK, "written");
+    vix_index_destroy(ix);
+    FILE *f = fopen(path, "r+b");
+    ok(f && fseek(f, 16, SEEK_SET) == 0 && fputc(0x7f, f) != EOF && fclose(f) == 0,
+       "dimension overwritten");
+    ix = NULL;
+    is_int(vix_index_read(path, &ix, &d), ERD_ECORRUPT, "a mangled header: %s", d.msg);
+    ok(ix == NULL, "no index from it");
+}
+
 int main(void)
 {
     if (!tmpdir_make(tmpdir, sizeof tmpdir, "index")) {
@@ -365,7 +450,8 @@ int main(void)
     make_vectors();
     test_create();
 
-    static const char *const factories[] = {"Flat", "HNSW32", "IDMap,Flat"};
+    static const char *const factories[] = {"Flat", "HNSW32", "IDMap,Flat",
+                                            "erdIVF4,SQ4|nprobe=4"};
     for (size_t i = 0; i < sizeof factories / sizeof factories[0]; i++) {
         vix_index *ix = build(factories[i]);
         if (!ix)
@@ -379,6 +465,7 @@ int main(void)
     }
     test_files();
     test_ivf();
+    test_erd_ivf();
     test_search_params();
     test_flat_exact();
 

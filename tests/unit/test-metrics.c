@@ -115,6 +115,11 @@ int main(void)
     is_int(sample(text, "erd_config_reloads_total{result=\"ok\"}"), 1, "reload ok counted");
     is_int(sample(text, "erd_config_reloads_total{result=\"error\"}"), 2, "reload errors counted");
     is_int(sample(text, "erd_build_info{version=\"" SRV_VERSION "\"}"), 1, "build info");
+    ok(sample(text, "erd_resident_bytes{kind=\"anon\"}") > 4096 &&
+           sample(text, "erd_resident_bytes{kind=\"file\"}") > 0,
+       "resident memory, anonymous and file-backed (%g, %g)",
+       sample(text, "erd_resident_bytes{kind=\"anon\"}"),
+       sample(text, "erd_resident_bytes{kind=\"file\"}"));
     ok(strstr(text, "# TYPE erd_http_request_duration_seconds histogram\n") != NULL, "histogram typed");
     ok(strstr(text, "erd_g2p_cache") == NULL, "no G2P metrics without a resolver");
     ok(strstr(text, "erd_index_vectors") == NULL, "no index gauges without a resolver");
