@@ -833,11 +833,8 @@ int vix_store_import(vix_store *store, const char *catalog, FILE *in, const vix_
 
     if (!store || !in)
         return erd_fail(diag, ERD_EINVAL, "import: no store or input");
-    if (!vix_catalog_name_valid(catalog))
-        return erd_fail(diag, ERD_EINVAL,
-                        "invalid catalog name \"%.64s\": use 1-64 of [a-z0-9_.-], starting with a "
-                        "letter or digit",
-                        catalog ? catalog : "");
+    if (vix__catalog_name_check(catalog, diag) < 0)
+        return ERD_EINVAL;
     if (store->readonly)
         return erd_fail(diag, ERD_EINVAL, "import: store %s is open read-only", store->path);
     if (!opts)

@@ -66,6 +66,8 @@ int vix__db_fail(vix_store *store, erd_diag *diag, int rc, const char *what);
 
 /* Runs an SQL text without results. */
 int vix__exec(vix_store *store, const char *sql, erd_diag *diag);
+/* ERD_EINVAL naming the rule when name is no valid catalog name. */
+int vix__catalog_name_check(const char *name, erd_diag *diag);
 
 /* Inserts the catalog when absent (name must already be valid). */
 int vix__catalog_ensure(vix_store *store, const char *name, int64_t *ret_id, erd_diag *diag);

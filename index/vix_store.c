@@ -449,6 +449,16 @@ bool vix_catalog_name_valid(const char *name)
     return n > 0;
 }
 
+int vix__catalog_name_check(const char *name, erd_diag *diag)
+{
+    if (vix_catalog_name_valid(name))
+        return ERD_OK;
+    return erd_fail(diag, ERD_EINVAL,
+                    "invalid catalog name \"%.64s\": use 1-64 of [a-z0-9_.-], starting with a "
+                    "letter or digit",
+                    name ? name : "");
+}
+
 static int catalog_lookup(vix_store *store, const char *name, int64_t *ret_id, erd_diag *diag)
 {
     vix__stmt s = {0};
@@ -490,11 +500,8 @@ int vix_store_catalog_create(vix_store *store, const char *name, int64_t *ret_id
 {
     if (!store)
         return erd_fail(diag, ERD_EINVAL, "no store");
-    if (!vix_catalog_name_valid(name))
-        return erd_fail(diag, ERD_EINVAL,
-                        "invalid catalog name \"%.64s\": use 1-64 of [a-z0-9_.-], starting with a "
-                        "letter or digit",
-                        name ? name : "");
+    if (vix__catalog_name_check(name, diag) < 0)
+        return ERD_EINVAL;
     int64_t id;
     int err = vix__catalog_ensure(store, name, &id, diag);
     if (err)

@@ -1130,6 +1130,20 @@ static int pho__check_opts(const pho_sem_train_opts *o, erd_diag *diag)
     return ERD_OK;
 }
 
+/* The end of both training entry points: train on the corpus read so far
+ * (unless reading it failed: rc < 0), hand the result out, free the corpus. */
+static int pho__train_and_free(const pho_sem_train_opts *o, pho__corpus *c, int rc,
+                               pho_sem_weights *ret_w, pho_sem_train_result *res,
+                               pho_sem_train_result *ret_res, erd_diag *diag)
+{
+    if (rc >= 0)
+        rc = pho__train_corpus(o, c, ret_w, res, diag);
+    if (rc == ERD_OK && ret_res)
+        *ret_res = *res;
+    pho__corpus_free(c);
+    return rc;
+}
+
 int pho_sem_train_text(const pho_sem_train_opts *o, const char *const *sentences, size_t n,
                        pho_sem_weights *ret_w, pho_sem_train_result *ret_res, erd_diag *diag)
 {
@@ -1149,12 +1163,8 @@ int pho_sem_train_text(const pho_sem_train_opts *o, const char *const *sentences
             goto out;
         }
     }
-    rc = pho__train_corpus(o, &c, ret_w, &res, diag);
-    if (rc == ERD_OK && ret_res)
-        *ret_res = res;
 out:
-    pho__corpus_free(&c);
-    return rc;
+    return pho__train_and_free(o, &c, rc, ret_w, &res, ret_res, diag);
 }
 
 int pho_sem_train(const pho_sem_train_opts *o, pho_sem_weights *ret_w,
@@ -1186,10 +1196,6 @@ int pho_sem_train(const pho_sem_train_opts *o, pho_sem_weights *ret_w,
         rc = erd_fail(diag, rc, "out of memory generating equivalences");
         goto out;
     }
-    rc = pho__train_corpus(o, &c, ret_w, &res, diag);
-    if (rc == ERD_OK && ret_res)
-        *ret_res = res;
 out:
-    pho__corpus_free(&c);
-    return rc;
+    return pho__train_and_free(o, &c, rc, ret_w, &res, ret_res, diag);
 }

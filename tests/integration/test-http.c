@@ -169,9 +169,9 @@ static int free_port(void)
     return ntohs(a.sin_port);
 }
 
-static bool log_contains(const char *needle)
+static bool file_contains(const char *path, const char *needle)
 {
-    FILE *f = fopen(log_path, "r");
+    FILE *f = fopen(path, "r");
     char line[4096];
     bool found = false;
     if (!f)
@@ -180,6 +180,11 @@ static bool log_contains(const char *needle)
         found = strstr(line, needle) != NULL;
     fclose(f);
     return found;
+}
+
+static bool log_contains(const char *needle)
+{
+    return file_contains(log_path, needle);
 }
 
 static void sleep_ms(long ms)
@@ -406,19 +411,6 @@ static int count_in_log(const char *needle)
     return n;
 }
 
-static bool file_contains(const char *path, const char *needle)
-{
-    FILE *f = fopen(path, "r");
-    char line[4096];
-    bool found = false;
-    if (!f)
-        return false;
-    while (!found && fgets(line, sizeof line, f))
-        found = strstr(line, needle) != NULL;
-    fclose(f);
-    return found;
-}
-
 /* SIGHUP, then waits for the log line that says how the reload went. */
 static bool reload_daemon(const char *outcome)
 {
@@ -433,18 +425,25 @@ static bool reload_daemon(const char *outcome)
     return false;
 }
 
+/* Reaps p within 20 s: p once it has exited, 0 while it still runs. */
+static pid_t wait_exit(pid_t p, int *st)
+{
+    pid_t got = 0;
+    for (int waited = 0; waited < 20000 && got == 0; waited += 50) {
+        got = waitpid(p, st, WNOHANG);
+        if (got == 0)
+            sleep_ms(50);
+    }
+    return got;
+}
+
 static bool stop_daemon(const char *what)
 {
     pid_t p = daemon_pid;
     if (p <= 0 || kill(p, SIGTERM) != 0)
         return false;
     int st = 0;
-    pid_t got = 0;
-    for (int waited = 0; waited < 20000 && got == 0; waited += 50) {
-        got = waitpid(p, &st, WNOHANG);
-        if (got == 0)
-            sleep_ms(50);
-    }
+    pid_t got = wait_exit(p, &st);
     if (got != p)
         return false;
     daemon_pid = -1;
@@ -1520,12 +1519,7 @@ static void test_shutdown(void)
     pid_t p = daemon_pid;
     ok(kill(p, SIGTERM) == 0, "SIGTERM sent");
     int st = 0;
-    pid_t got = 0;
-    for (int waited = 0; waited < 20000 && got == 0; waited += 50) {
-        got = waitpid(p, &st, WNOHANG);
-        if (got == 0)
-            sleep_ms(50);
-    }
+    pid_t got = wait_exit(p, &st);
     ok(got == p, "daemon exits after SIGTERM");
     if (got == p) {
         daemon_pid = -1;

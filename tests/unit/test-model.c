@@ -6,48 +6,20 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/erd_hash.h"
 #include "phonetics/pho_model.h"
 #include "tap.h"
+#include "tmpdir.h"
 
 #define HDR 312 /* magic, version, arch, inventory, counts, metadata */
-
-static uint64_t fnv(const unsigned char *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
 
 /* Rewrites the trailing checksum so a deliberate header change is seen as
  * such, not as damage. */
 static void reseal(unsigned char *b, size_t len)
 {
-    uint64_t h = fnv(b, len - 8);
+    uint64_t h = erd_fnv1a64(ERD_FNV1A64_OFFSET, b, len - 8);
     for (int i = 0; i < 8; i++)
         b[len - 8 + i] = (unsigned char)(h >> (8 * i));
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char *b;
-    long n;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    b = malloc((size_t)n);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
 }
 
 static int load_code(const unsigned char *b, size_t len, erd_diag *d)
@@ -106,7 +78,7 @@ int main(void)
     }
 
     is_int(pho_model_save(m, path, "x", NULL), ERD_OK, "save again");
-    b = slurp(path, &len);
+    b = tmpdir_read(path, &len);
     ok(b && len == HDR + 4 * m->n_params + 8, "file size is header + weights + checksum");
     if (!b)
         return tap_done();

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "proto/erd_hash.h"
 #include "phonetics/pho_encoder.h"
 #include "phonetics/pho_semantic.h"
 #include "tap.h"
@@ -135,36 +136,6 @@ static void test_training(void)
     free(corpus);
 }
 
-static uint64_t fnv(const unsigned char *p, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    unsigned char *b;
-    long n;
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    n = ftell(f);
-    rewind(f);
-    b = malloc((size_t)n);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 static void test_model_file(void)
 {
     char path[512], spec[600];
@@ -191,7 +162,7 @@ static void test_model_file(void)
         pho_sem_model_destroy(m);
         m = NULL;
     }
-    buf = slurp(path, &len);
+    buf = tmpdir_read(path, &len);
     ok(buf && len > 400, "model file read (%zu bytes)", len);
     if (!buf)
         return;
@@ -207,7 +178,7 @@ static void test_model_file(void)
     is_int(pho_sem_model_load_buffer(bad, len, &m, &d), ERD_ECORRUPT, "bad magic refused");
     memcpy(bad, buf, len);
     bad[8] = 99; /* version, with the checksum made to match */
-    uint64_t h = fnv(bad, len - 8);
+    uint64_t h = erd_fnv1a64(ERD_FNV1A64_OFFSET, bad, len - 8);
     for (int i = 0; i < 8; i++)
         bad[len - 8 + i] = (unsigned char)(h >> (8 * i));
     is_int(pho_sem_model_load_buffer(bad, len, &m, &d), ERD_EMISMATCH, "other version refused");
@@ -215,7 +186,7 @@ static void test_model_file(void)
     memcpy(bad, buf, len);
     bad[12] = 0; /* dim 16 -> 0, checksum fixed: the header check must catch it */
     bad[13] = 0;
-    h = fnv(bad, len - 8);
+    h = erd_fnv1a64(ERD_FNV1A64_OFFSET, bad, len - 8);
     for (int i = 0; i < 8; i++)
         bad[len - 8 + i] = (unsigned char)(h >> (8 * i));
     is_int(pho_sem_model_load_buffer(bad, len, &m, &d), ERD_ECORRUPT, "impossible header refused");

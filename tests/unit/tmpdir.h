@@ -44,6 +44,29 @@ static inline bool tmpdir_write(const char *path, const void *data, size_t len)
     return (fclose(f) == 0) & (w == len);
 }
 
+/* The whole file at path in a malloc'd buffer (*len its size); NULL when
+ * it cannot be read. */
+static inline unsigned char *tmpdir_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *b = NULL;
+    long n = -1;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) == 0)
+        n = ftell(f);
+    rewind(f);
+    if (n >= 0)
+        b = malloc(n > 0 ? (size_t)n : 1);
+    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
+        free(b);
+        b = NULL;
+    }
+    fclose(f);
+    *len = n > 0 ? (size_t)n : 0;
+    return b;
+}
+
 /* Copies at most max bytes of src to dst (a damaged or cut-off copy for a
  * test to read); true when they were copied. */
 static inline bool tmpdir_copy(const char *src, const char *dst, size_t max)
