@@ -12,7 +12,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=deploy/lib.sh
 . "$top/deploy/lib.sh"
 erd=$top/${2:-build}/erd
-make_workdir erd-eval
+work_dir erd-eval
 
 db=$work/eval.db
 for cat in video book; do

@@ -24,7 +24,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=deploy/lib.sh
 . "$top/deploy/lib.sh"
 erd=$top/${2:-build}/erd
-make_workdir erd-open-set
+work_dir erd-open-set
 
 for cat in video book; do
     python3 "$top/deploy/open_set.py" remove "$data/$cat/catalog.jsonl" \

@@ -19,15 +19,6 @@ install_packages() {
     fi
 }
 
-# A temporary folder, $work, for a measuring script: removed on exit, with
-# the erd serve it started ($pid, when set) stopped first.
-make_workdir() {
-    work=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
-    pid=
-    trap workdir_cleanup EXIT
-}
-workdir_cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
-
 # A TCP port free on 127.0.0.1 right now.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -49,17 +40,23 @@ wait_ready() {
 }
 
 # Sets work to $WORK (created when missing, kept afterwards) or to a fresh
-# temporary folder named after PREFIX, removed when the script exits.
+# temporary folder named after PREFIX, removed when the script exits; an
+# erd serve the script started ($pid, when set) is stopped first.
 work_dir() {
     local prefix=$1
+    pid= keep_work=
     if [ -n "${WORK:-}" ]; then
-        work=$WORK
+        work=$WORK keep_work=1
         mkdir -p "$work"
     else
         work=$(mktemp -d "${TMPDIR:-/tmp}/$prefix.XXXXXX")
-        # shellcheck disable=SC2064 # the folder is known now
-        trap "rm -rf '$work'" EXIT
     fi
+    trap workdir_cleanup EXIT
+}
+workdir_cleanup() {
+    [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null
+    wait 2>/dev/null
+    [ -n "$keep_work" ] || rm -rf "$work"
 }
 
 # ---- the clean Debian 12 root of deploy/check-deb.sh and check-dockerfile.sh
