@@ -16,7 +16,7 @@
 #
 # usage: deploy/measure-bits.sh DATA_DIR [BUILD_DIR]   (DATA_DIR holds video/ book/ queries/)
 # MODELS="LABEL=SPEC ..."  encoders (default: the shipped model and the --squash 4 one)
-# CODES="float bf16 8 4 2" FACTORIES="SQ8 PQ16 PQ32"  rows per encoder
+# CODES="float bf16 8 4 2" FACTORIES="SQ8 PQ16 PQ32"  rows per encoder (empty: none)
 # WORK=DIR keeps the databases and query files there.
 set -euo pipefail
 data=$(cd "${1:?usage: measure-bits.sh DATA_DIR [BUILD_DIR]}" && pwd)
@@ -82,14 +82,14 @@ echo '| encoder | vectors | held-out acc@1 | held-out R@5 | dev acc@1 | dev R@5 
 echo '|---|---|---:|---:|---:|---:|---:|---:|'
 for m in $models; do
     label=${m%%=*} spec=${m#*=}
-    for c in ${CODES:-float bf16 8 4 2}; do
+    for c in ${CODES-float bf16 8 4 2}; do
         case $c in
             float) row "$label" float "$spec" Flat ;;
             bf16) row "$label" bfloat16 "quant:bf16:$spec" Flat ;;
             *) row "$label" "$c-bit codes" "quant:$c:$spec" Flat ;;
         esac
     done
-    for f in ${FACTORIES:-SQ8 PQ16 PQ32}; do
+    for f in ${FACTORIES-SQ8 PQ16 PQ32}; do
         row "$label" "FAISS $f" "$spec" "$f"
     done
 done
