@@ -17,7 +17,8 @@
 # usage: deploy/measure-bits.sh DATA_DIR [BUILD_DIR]   (DATA_DIR holds video/ book/ queries/)
 # MODELS="LABEL=SPEC ..."  encoders (default: the shipped model and the --squash 4 one)
 # CODES="float bf16 8 4 2" FACTORIES="SQ8 PQ16 PQ32"  rows per encoder (empty: none)
-# WORK=DIR keeps the databases and query files there.
+# WORK=DIR keeps the databases and query files there; with KEEP_DB=1 a later
+# run reuses that database (its phonemes are cached) instead of importing again.
 set -euo pipefail
 data=$(cd "${1:?usage: measure-bits.sh DATA_DIR [BUILD_DIR]}" && pwd)
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,11 +48,13 @@ PY
 deploy/sim-matrix.py prepare --test "$work/heldout.jsonl" --work "$work/sim" --erd "$erd"
 
 db=$work/bits.db
-rm -f "$db" "$db"-wal "$db"-shm "$db".*.faiss
-"$erd" import -q --db "$db" --catalog sim "$work/sim/catalog.jsonl"
-for cat in video book; do
-    "$erd" import -q --db "$db" --catalog "$cat" "$data/$cat/catalog.jsonl"
-done
+if [ "${KEEP_DB:-0}" != 1 ] || [ ! -e "$db" ]; then # KEEP_DB=1: phonemes cached by a former run
+    rm -f "$db" "$db"-wal "$db"-shm "$db".*.faiss
+    "$erd" import -q --db "$db" --catalog sim "$work/sim/catalog.jsonl"
+    for cat in video book; do
+        "$erd" import -q --db "$db" --catalog "$cat" "$data/$cat/catalog.jsonl"
+    done
+fi
 
 # n-best acc@1 and recall@5 of the "all" row (or the only domain's)
 nbest() {
