@@ -27,6 +27,8 @@ static const struct {
     {"semantic", NULL, pho__semantic_create},
     {"vec", NULL, pho__vec_create},
     {"fused", NULL, pho__fused_create},
+    /* "quant:BITS:ID" is a spec too */
+    {"quant", NULL, pho__quantized_create},
 };
 
 static char pho__model_dir[1024];

@@ -27,6 +27,9 @@ struct pho_encoder {
 /* args: whatever follows "baseline" in the spec: "" or ":DIM". */
 int pho__baseline_create(const char *args, pho_encoder **ret, erd_diag *diag);
 
+/* args: whatever follows "quant": ":BITS:SPEC" (pho_quantized.c). */
+int pho__quantized_create(const char *args, pho_encoder **ret, erd_diag *diag);
+
 /* The file a model path names: path itself when it exists or is absolute,
  * else the same path under the model directory when a file is there; out
  * holds the result.  ERD_ETOOLONG when it does not fit. */

@@ -26,6 +26,8 @@
 
 static const char pho__model_magic[8] = {'E', 'R', 'D', 'P', 'H', 'O', 'M', '\0'};
 #define PHO__WEIGHTS_F32 1
+#define PHO__KIND_OUTPUT_SHIFT 8
+#define PHO__KIND_MASK 0xffu
 #define PHO__HDR_LEN (56 + PHO_MODEL_META_MAX)
 /* Refuse absurd files before allocating for them. */
 #define PHO__FILE_MAX ((size_t)1 << 30)
@@ -41,6 +43,8 @@ struct pho_model_cache {
     float *pool;     /* pool_dim */
     float *y;        /* out_dim, normalised output */
     double norm;     /* |z| before normalisation */
+    float *yn;       /* squashed output only: z / |z|, what the squash reads */
+    double snorm;    /* squashed output only: |erf(...)| before the last normalisation */
 };
 
 int pho_model_arch_check(const pho_model_arch *a, erd_diag *diag)
@@ -60,6 +64,8 @@ int pho_model_arch_check(const pho_model_arch *a, erd_diag *diag)
     if (a->out_dim < 2 || a->out_dim > PHO_MODEL_OUT_MAX)
         return erd_fail(diag, ERD_EINVAL, "output dimension %u outside 2..%d", a->out_dim,
                         PHO_MODEL_OUT_MAX);
+    if (a->output != PHO_OUT_PLAIN && a->output != PHO_OUT_SQUASH)
+        return erd_fail(diag, ERD_EINVAL, "unknown model output stage %u", a->output);
     return ERD_OK;
 }
 
@@ -275,6 +281,31 @@ static void pho__conv_row(const pho_model *m, const float *const xs[3], float *h
         h[c] = h[c] > 0.0f ? h[c] : 0.0f;
 }
 
+/* Gain of the squash: sqrt(D) y has unit variance per dimension, and
+ * erf(x / sqrt(2)) is the Gaussian CDF mapped to -1..1. */
+static double pho__squash_gain(size_t D)
+{
+    return sqrt(0.5 * (double)D);
+}
+
+/* v (a unit vector of D floats) becomes erf(gain v) normalised, in place;
+ * returns the norm divided by. */
+static double pho__squash(float *v, size_t D)
+{
+    double k = pho__squash_gain(D), norm = 0.0;
+
+    for (size_t d = 0; d < D; d++) {
+        double s = erf(k * v[d]);
+        v[d] = (float)s;
+        norm += s * s;
+    }
+    norm = sqrt(norm);
+    if (norm > 0.0)
+        for (size_t d = 0; d < D; d++)
+            v[d] = (float)(v[d] / norm);
+    return norm;
+}
+
 /* The forward pass; cache NULL keeps everything in fixed stack arrays. */
 static int pho__run(const pho_model *m, const pho_token *t, size_t n, pho_model_cache *cache,
                     float *out)
@@ -350,6 +381,13 @@ static int pho__run(const pho_model *m, const pho_token *t, size_t n, pho_model_
     if (norm > 0.0)
         for (size_t d = 0; d < D; d++)
             out[d] = (float)(z[d] / norm);
+    if (a->output == PHO_OUT_SQUASH) {
+        if (cache)
+            memcpy(cache->yn, out, sizeof *out * D);
+        double sn = norm > 0.0 ? pho__squash(out, D) : 0.0;
+        if (cache)
+            cache->snorm = sn;
+    }
     if (cache) {
         memcpy(cache->pool, pool, sizeof *pool * P);
         memcpy(cache->y, out, sizeof *out * D);
@@ -384,7 +422,8 @@ int pho_model_cache_create(const pho_model_arch *arch, pho_model_cache **ret)
     c->arg = malloc(sizeof *c->arg * (C ? C : 1));
     c->pool = malloc(sizeof *c->pool * pho_model_pool_dim(arch));
     c->y = malloc(sizeof *c->y * arch->out_dim);
-    if (!c->x || !c->dx || !c->rows || !c->h || !c->arg || !c->pool || !c->y) {
+    c->yn = malloc(sizeof *c->yn * arch->out_dim);
+    if (!c->x || !c->dx || !c->rows || !c->h || !c->arg || !c->pool || !c->y || !c->yn) {
         pho_model_cache_destroy(c);
         return ERD_ENOMEM;
     }
@@ -403,6 +442,7 @@ void pho_model_cache_destroy(pho_model_cache *c)
     free(c->arg);
     free(c->pool);
     free(c->y);
+    free(c->yn);
     free(c);
 }
 
@@ -431,22 +471,46 @@ static float pho__dotf(const float *a, const float *b, size_t n)
     return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
+/* d_out (with respect to the squashed output) becomes the gradient with
+ * respect to the unit vector the squash read, in dyn. */
+static void pho__squash_backward(const pho_model_cache *c, size_t D, const float *d_out,
+                                 float *dyn)
+{
+    double k = pho__squash_gain(D), od = 0.0;
+
+    for (size_t d = 0; d < D; d++)
+        od += (double)c->y[d] * d_out[d];
+    for (size_t d = 0; d < D; d++) {
+        double ds = ((double)d_out[d] - c->y[d] * od) / c->snorm, x = k * c->yn[d];
+        dyn[d] = (float)(ds * k * 1.1283791670955126 * exp(-x * x)); /* 2/sqrt(pi) */
+    }
+}
+
 void pho_model_backward(const pho_model *m, const pho_model_cache *c, const float *d_out,
                         float *grad)
 {
     const pho_model_arch *a = &m->arch;
     size_t E = a->emb_dim, C = a->conv_dim, D = a->out_dim, P = pho_model_pool_dim(a), n = c->n;
     float dz[PHO_MODEL_OUT_MAX], dpool[2 * PHO_MODEL_CONV_MAX], dh[PHO_MODEL_CONV_MAX];
+    float dyn[PHO_MODEL_OUT_MAX];
     float *g_proj = grad + (size_t)(m->proj_w - m->params);
+    const float *y = c->y;
     double yd = 0.0;
 
     if (n == 0 || c->norm <= 0.0)
         return;
+    if (a->output == PHO_OUT_SQUASH) {
+        if (c->snorm <= 0.0)
+            return;
+        pho__squash_backward(c, D, d_out, dyn);
+        d_out = dyn;
+        y = c->yn;
+    }
     /* through the normalisation: only the part of d_out orthogonal to y moves it */
     for (size_t d = 0; d < D; d++)
-        yd += (double)c->y[d] * d_out[d];
+        yd += (double)y[d] * d_out[d];
     for (size_t d = 0; d < D; d++)
-        dz[d] = (float)(((double)d_out[d] - c->y[d] * yd) / c->norm);
+        dz[d] = (float)(((double)d_out[d] - y[d] * yd) / c->norm);
     for (size_t k = 0; k < P; k++) {
         const float v = c->pool[k];
         const float *w = m->proj_w + k * D;
@@ -529,7 +593,7 @@ int pho_model_save(pho_model *m, const char *path, const char *meta, erd_diag *d
         return erd_fail(diag, ERD_ENOMEM, "out of memory writing the model");
     memcpy(buf, pho__model_magic, 8);
     pho__le_put32(buf + 8, PHO_MODEL_VERSION);
-    pho__le_put32(buf + 12, m->arch.kind);
+    pho__le_put32(buf + 12, m->arch.kind | m->arch.output << PHO__KIND_OUTPUT_SHIFT);
     pho__le_put32(buf + 16, m->arch.emb_dim);
     pho__le_put32(buf + 20, m->arch.hash_bits);
     pho__le_put32(buf + 24, m->arch.conv_dim);
@@ -581,7 +645,10 @@ int pho_model_load_buffer(const void *data, size_t len, pho_model **ret, erd_dia
     sum = erd_fnv1a64(ERD_FNV1A64_OFFSET, b, len - 8);
     if (sum != pho__le_get64(b + len - 8))
         return erd_fail(diag, ERD_ECORRUPT, "model checksum mismatch (truncated or damaged file)");
-    arch.kind = pho__le_get32(b + 12);
+    /* the output stage shares the kind word: a plain model's is unchanged, and
+     * an erd that predates the squash refuses a squashed model's kind */
+    arch.kind = pho__le_get32(b + 12) & PHO__KIND_MASK;
+    arch.output = pho__le_get32(b + 12) >> PHO__KIND_OUTPUT_SHIFT;
     arch.emb_dim = pho__le_get32(b + 16);
     arch.hash_bits = pho__le_get32(b + 20);
     arch.conv_dim = pho__le_get32(b + 24);

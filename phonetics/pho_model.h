@@ -5,7 +5,7 @@
  * phone-bigram and -trigram embeddings; then either a width-3 convolution
  * with ReLU, mean- and max-pooled (PHO_ARCH_CONV), or a plain mean of the
  * token embeddings (PHO_ARCH_BAG); a linear projection to out_dim; L2
- * normalisation.
+ * normalisation; optionally a squashed output (PHO_OUT_SQUASH).
  *
  * Parameters live in one float array so the optimiser, the gradient buffers
  * and the file see a single layout; pho_model_groups names its parts. */
@@ -37,7 +37,15 @@ typedef struct pho_model_arch {
     uint32_t hash_bits; /* 2^hash_bits n-gram buckets */
     uint32_t conv_dim;  /* convolution channels (PHO_ARCH_CONV only; 0 for BAG) */
     uint32_t out_dim;   /* dimension of the phrase vector */
+    /* PHO_OUT_SQUASH: the unit vector y is reparameterised as
+     * erf(sqrt(D/2) y) and normalised again.  sqrt(D) y has unit variance per
+     * dimension, so where it is near Gaussian the Gaussian CDF spreads it
+     * near uniformly: what a few-bit scalar quantiser per dimension keeps
+     * best (erd train --squash).  Stored in the file's kind word. */
+    uint32_t output;
 } pho_model_arch;
+
+enum { PHO_OUT_PLAIN = 0, PHO_OUT_SQUASH = 1 };
 
 typedef struct pho_model {
     pho_model_arch arch;

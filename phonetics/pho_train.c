@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "phonetics/pho_internal.h"
+#include "phonetics/pho_quant.h"
 #include "phonetics/sim/pho_rng.h"
 #include "proto/erd_clock.h"
 
@@ -528,13 +529,71 @@ typedef struct pho__step {
     double scale;
     const pho_loss_opts *loss; /* NULL: InfoNCE */
     const float *q_weight;     /* NULL: all 1 */
+    const pho_squash_opts *squash; /* NULL: off */
 } pho__step;
+
+double pho_squash_range(size_t D)
+{
+    return sqrt(3.0 / (double)D);
+}
+
+/* The n vectors of y fake-quantised into yq on the squash's range. */
+static void pho__squash_quantise(const float *y, size_t n, size_t D, unsigned bits, float *yq)
+{
+    float r = (float)pho_squash_range(D);
+
+    for (size_t i = 0; i < n * D; i++)
+        yq[i] = pho_quant_fake(y[i], -r, r, bits);
+}
+
+/* Straight-through: the quantiser passes the gradient as if it were the
+ * identity inside its range; outside it, where the clamp holds the code,
+ * nothing. */
+static void pho__squash_ste(const float *y, size_t n, size_t D, float *dy)
+{
+    float r = (float)pho_squash_range(D);
+
+    for (size_t i = 0; i < n * D; i++)
+        if (y[i] < -r || y[i] > r)
+            dy[i] = 0.0f;
+}
+
+/* The regulariser on the batch's n vectors: reg / D * sum_d (m_d^2 / s2 +
+ * (v_d / s2 - 1)^2), m_d and v_d the mean and variance of dimension d,
+ * s2 = 1 / D the variance of the uniform target.  Adds its gradient to dy
+ * and returns it. */
+static double pho__squash_reg(const float *y, size_t n, size_t D, double reg, float *dy)
+{
+    double loss = 0.0, inv_s2 = (double)D;
+
+    for (size_t d = 0; d < D; d++) {
+        double mean = 0.0, var = 0.0;
+        for (size_t i = 0; i < n; i++)
+            mean += y[i * D + d];
+        mean /= (double)n;
+        for (size_t i = 0; i < n; i++) {
+            double c = y[i * D + d] - mean;
+            var += c * c;
+        }
+        var /= (double)n;
+        double vr = var * inv_s2 - 1.0;
+        loss += mean * mean * inv_s2 + vr * vr;
+        /* d/dy_id: 2 m_d / (s2 n) + 2 vr / s2 * 2 (y_id - m_d) / n */
+        double gm = reg / (double)D * 2.0 * mean * inv_s2 / (double)n;
+        double gv = reg / (double)D * 4.0 * vr * inv_s2 / (double)n;
+        for (size_t i = 0; i < n; i++)
+            dy[i * D + d] += (float)(gm + gv * (y[i * D + d] - mean));
+    }
+    return reg / (double)D * loss;
+}
 
 /* Loss and per-vector gradients of a batch laid out in e as nq hypotheses
  * followed by nc candidates; fills e->dy. */
 static int pho__batch_dy(pho__engine *e, const pho__step *st, double *ret_loss)
 {
     size_t D = e->m->arch.out_dim, nq = st->nq, nc = st->nc;
+    const pho_squash_opts *sq = st->squash;
+    float *yq = NULL;
     const float *q = e->y, *c = e->y + nq * D;
     double *aq = e->acc, *ac = e->acc + nq * D, loss = 0.0, w = 0.5 / (double)nq;
     size_t most = nc > nq ? nc : nq;
@@ -542,6 +601,16 @@ static int pho__batch_dy(pho__engine *e, const pho__step *st, double *ret_loss)
 
     if (!p)
         return ERD_ENOMEM;
+    if (sq && sq->bits) {
+        yq = malloc(sizeof *yq * (nq + nc) * D);
+        if (!yq) {
+            free(p);
+            return ERD_ENOMEM;
+        }
+        pho__squash_quantise(e->y, nq + nc, D, sq->bits, yq);
+        q = yq;
+        c = yq + nq * D;
+    }
     memset(e->acc, 0, sizeof *e->acc * (nq + nc) * D);
     for (size_t a = 0; a < nq; a++) {
         double wa = st->q_weight ? w * st->q_weight[a] : w;
@@ -553,8 +622,14 @@ static int pho__batch_dy(pho__engine *e, const pho__step *st, double *ret_loss)
     }
     for (size_t i = 0; i < (nq + nc) * D; i++)
         e->dy[i] = (float)e->acc[i];
+    loss *= w;
+    if (sq && sq->bits)
+        pho__squash_ste(e->y, nq + nc, D, e->dy);
+    if (sq && sq->reg > 0.0)
+        loss += pho__squash_reg(e->y, nq + nc, D, sq->reg, e->dy);
     free(p);
-    *ret_loss = loss * w;
+    free(yq);
+    *ret_loss = loss;
     return ERD_OK;
 }
 
@@ -597,7 +672,7 @@ int pho_batch_loss(const pho_model *m, const pho_batch *b, double scale, float *
         e.tok[b->nq + i] = b->c_tokens[i];
         e.len[b->nq + i] = b->c_len[i];
     }
-    pho__step st = {b->nq, b->nc, b->q_key, b->c_key, scale, b->loss, b->q_weight};
+    pho__step st = {b->nq, b->nc, b->q_key, b->c_key, scale, b->loss, b->q_weight, b->squash};
     rc = pho__engine_step(&e, &st, &loss);
     pho__engine_free(&e);
     if (rc == ERD_OK)
@@ -812,7 +887,7 @@ void pho_train_opts_init(pho_train_opts *o)
     memset(o, 0, sizeof *o);
     /* the shipped model's shape: on the held-out simulated pairs it beat the
      * convolution (phonetics/models/README.md) at a fortieth of its cost */
-    o->arch = (pho_model_arch){PHO_ARCH_BAG, 128, 14, 0, 128};
+    o->arch = (pho_model_arch){PHO_ARCH_BAG, 128, 14, 0, 128, PHO_OUT_PLAIN};
     o->seed = 1;
     o->epochs = 10;
     o->batch = 128;
@@ -986,6 +1061,11 @@ static void pho__run_free(pho__run *r)
     free(r->q_w);
 }
 
+static int pho__squash_on(const pho_train_opts *o)
+{
+    return o->squash.bits != 0 || o->squash.reg > 0.0;
+}
+
 static int pho__opts_check(const pho_train_opts *o, erd_diag *diag)
 {
     if (o->threads < 1 || o->threads > PHO__THREADS_MAX || o->batch < 2 || o->epochs < 1 ||
@@ -993,11 +1073,13 @@ static int pho__opts_check(const pho_train_opts *o, erd_diag *diag)
         o->hard_k > PHO__HARD_K_MAX || !(o->augment >= 0.0 && o->augment < 1.0) ||
         !(o->loss.smoothing >= 0.0 && o->loss.smoothing <= 0.5) || !(o->loss.alpha >= 0.0) ||
         !(o->loss.beta >= 0.0) || !(o->loss.alpha + o->loss.beta > 0.0) ||
-        !(o->pair_knee >= 0.0 && o->pair_knee <= 1.0))
+        !(o->pair_knee >= 0.0 && o->pair_knee <= 1.0) ||
+        (o->squash.bits && !pho_quant_bits_valid(o->squash.bits)) || !(o->squash.reg >= 0.0))
         return erd_fail(diag, ERD_EINVAL,
                         "training options out of range (threads 1..%d, batch >= 2, epochs >= 1, "
                         "holdout 0..0.5, hard negatives 0..%d, augment 0..1, smoothing 0..0.5, "
-                        "APL weights >= 0 and not both 0, pair knee 0..1)",
+                        "APL weights >= 0 and not both 0, pair knee 0..1, squash bits 0, 2, 4 "
+                        "or 8, squash regulariser >= 0)",
                         PHO__THREADS_MAX, PHO__HARD_K_MAX);
     return ERD_OK;
 }
@@ -1078,6 +1160,9 @@ static int pho__run_setup(pho__run *r, erd_diag *diag)
     } else if ((rc = pho_model_create(&r->o->arch, r->o->seed, &r->m, diag)) < 0) {
         return rc;
     }
+    /* the squash adds no weights: a plain model can be fine-tuned into one */
+    if (pho__squash_on(r->o))
+        r->m->arch.output = PHO_OUT_SQUASH;
     r->D = r->m->arch.out_dim;
     if ((rc = pho__run_split(r, diag)) < 0 || (rc = pho__run_buffers(r, diag)) < 0)
         return rc;
@@ -1172,7 +1257,8 @@ static int pho__run_step(pho__run *r, size_t s, uint64_t es, double *loss_sum, e
     const pho_train_opts *o = r->o;
     double loss;
     size_t nc = pho__run_batch(r, s, es);
-    pho__step st = {r->B, nc, r->q_key, r->c_key, o->scale, &o->loss, r->pair_w ? r->q_w : NULL};
+    pho__step st = {r->B, nc, r->q_key, r->c_key, o->scale, &o->loss, r->pair_w ? r->q_w : NULL,
+                    pho__squash_on(o) ? &o->squash : NULL};
     int rc = pho__engine_step(&r->e, &st, &loss);
     if (rc < 0)
         return erd_fail(diag, rc, "training step failed");

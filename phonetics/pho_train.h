@@ -78,6 +78,23 @@ void pho_loss_opts_init(pho_loss_opts *o);
 int pho_loss_kind_parse(const char *name, pho_loss_kind *ret);
 const char *pho_loss_kind_name(pho_loss_kind k);
 
+/* Quantisation-aware output (erd train --squash; after "Squashed weight
+ * distribution for low bit quantization of deep models", Interspeech 2022,
+ * applied to the encoder's output instead of its weights): the model gets
+ * the squashed output stage (PHO_OUT_SQUASH), the loss a regulariser pulling
+ * each output dimension's batch mean and variance towards those of a
+ * uniform distribution on [-r, r], r = sqrt(3 / D) (mean 0, variance 1 / D:
+ * the variance a unit vector's coordinates have on average), and the
+ * contrastive loss sees the outputs fake-quantised (pho_quant.h) on that
+ * range with a straight-through gradient (zero outside the range). */
+typedef struct pho_squash_opts {
+    unsigned bits; /* fake quantisation width (8, 4 or 2); 0: none */
+    double reg;    /* weight of the mean/variance regulariser; 0: none */
+} pho_squash_opts;
+
+/* Half-width of the range the squash aims the output at, for out_dim D. */
+double pho_squash_range(size_t D);
+
 typedef struct pho_train_opts {
     pho_model_arch arch;
     uint64_t seed;
@@ -101,6 +118,9 @@ typedef struct pho_train_opts {
      * (Dice of phone unigrams and bigrams, hypothesis vs phrase) over this
      * knee, capped at 1 and floored at PHO_PAIR_WEIGHT_MIN; 0: every pair 1. */
     double pair_knee;
+    /* all zero: off, and training is what it was bit for bit; anything set
+     * turns the model's output stage to PHO_OUT_SQUASH */
+    pho_squash_opts squash;
     pho_train_progress_cb progress;
     void *progress_user;
 } pho_train_opts;
@@ -144,6 +164,7 @@ typedef struct pho_batch {
     const uint32_t *c_key;
     const pho_loss_opts *loss; /* NULL: plain InfoNCE */
     const float *q_weight;     /* per hypothesis row and its phrase's row; NULL: all 1 */
+    const pho_squash_opts *squash; /* NULL: none (the model's output stage is its own) */
 } pho_batch;
 
 #define PHO_PAIR_WEIGHT_MIN 0.05

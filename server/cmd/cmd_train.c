@@ -15,6 +15,7 @@
 #include "config/cfg.h"
 #include "index/vix_phrase.h"
 #include "phonetics/pho_channel.h"
+#include "phonetics/pho_quant.h"
 #include "phonetics/pho_train.h"
 #include "proto/erd_clock.h"
 #include "server/cmd/cmd_cli.h"
@@ -23,6 +24,9 @@
 
 #define CMD__PAIR_FILES_MAX 32
 #define CMD__CONV_DEFAULT 128
+/* Set before any run, not tuned: the regulariser's terms are relative
+ * errors of mean and variance, of the order of the contrastive loss. */
+#define CMD__SQUASH_REG_DEFAULT 1.0
 
 typedef struct cmd__load_stats {
     uint64_t records, pairs, skipped_empty, checksum, synthetic;
@@ -223,6 +227,12 @@ static int train__args(int argc, char **argv, train_args *a, int *ret_exit)
         CMD_REAL("pair-knee", 0, "K", &to->pair_knee, -HUGE_VAL, HUGE_VAL,
                  "weight pairs by phone overlap / K (floor " CMD_STRINGIFY(PHO_PAIR_WEIGHT_MIN)
                  ", cap 1);\n0 weighs every pair 1"),
+        CMD_UINT("squash", 0, "BITS", &to->squash.bits, 0, 8,
+                 "quantisation-aware output: squashed output stage,\n"
+                 "mean/variance regulariser, and the loss seeing\n"
+                 "BITS-bit codes (8, 4 or 2; straight-through); 0 off"),
+        CMD_REAL("squash-reg", 0, "W", &to->squash.reg, -HUGE_VAL, HUGE_VAL,
+                 "weight of --squash's mean/variance regulariser"),
         CMD_STR("synthetic", 0, "FILE", &a->synthetic,
                 "phrases (one per line, e.g. from erd phrases) turned\n"
                 "into extra pairs by the noise channel"),
@@ -255,6 +265,16 @@ static int train__args(int argc, char **argv, train_args *a, int *ret_exit)
     }
     if (pho_loss_kind_parse(a->loss, &to->loss.kind) < 0) {
         fprintf(stderr, "erd train: --loss must be infonce or apl\n");
+        return 0;
+    }
+    if (to->squash.bits && !pho_quant_bits_valid(to->squash.bits)) {
+        fprintf(stderr, "erd train: --squash must be 8, 4 or 2 (0 off)\n");
+        return 0;
+    }
+    if (!to->squash.bits)
+        to->squash.reg = 0.0; /* the regulariser belongs to --squash */
+    else if (!(to->squash.reg >= 0.0)) {
+        fprintf(stderr, "erd train: --squash-reg must be >= 0\n");
         return 0;
     }
     if (a->synthetic && !a->channel_path) {
@@ -297,8 +317,10 @@ static int train__load(const train_args *a, const cfg_config *cfg, pho_trainset 
 static void train__meta(const train_args *a, const pho_train_opts *to, const pho_train_result *res,
                         const cmd__load_stats *st, const pho_model *init, char *meta, size_t cap)
 {
-    char date[32];
+    char date[32], squash[64] = "";
     time_t now = time(NULL);
+    if (to->squash.bits) /* absent when off: a plain model's provenance reads as before */
+        snprintf(squash, sizeof squash, " squash=%u/%g", to->squash.bits, to->squash.reg);
     struct tm tmv;
     if (!gmtime_r(&now, &tmv) || !strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv))
         snprintf(date, sizeof date, "unknown");
@@ -307,7 +329,7 @@ static void train__meta(const train_args *a, const pho_train_opts *to, const pho
              "lr=%g scale=%g hard_k=%u augment=%g loss=%s/%g/%g/%g knee=%g "
              "synthetic=%llux%u@%g threads=%u holdout=%g "
              "data=fnv1a64:%016llx pairs=%zu init=%08x "
-             "heldout_r1=%.4f heldout_r5=%.4f date=%s",
+             "heldout_r1=%.4f heldout_r5=%.4f%s date=%s",
              (unsigned long long)to->seed, to->epochs, res->best_epoch,
              to->arch.kind == PHO_ARCH_CONV ? "conv" : "bag", to->arch.emb_dim, to->arch.hash_bits,
              to->arch.conv_dim, to->arch.out_dim, to->batch, to->lr, to->scale, to->hard_k,
@@ -315,7 +337,7 @@ static void train__meta(const train_args *a, const pho_train_opts *to, const pho
              to->loss.beta, to->pair_knee, (unsigned long long)st->synthetic, a->copies,
              a->strength, to->threads, to->holdout, (unsigned long long)st->checksum,
              res->train_pairs, init ? (unsigned)(uint32_t)init->checksum : 0u, res->recall1,
-             res->recall5, date);
+             res->recall5, squash, date);
 }
 
 /* The held-out recall of the baseline encoder, for comparison. */
@@ -349,6 +371,7 @@ int cmd_train(int argc, char **argv)
 
     pho_train_opts_init(to);
     a.seed = to->seed;
+    to->squash.reg = CMD__SQUASH_REG_DEFAULT;
     if (!train__args(argc, argv, &a, &ex))
         return ex;
     cfg_config cfg;

@@ -40,7 +40,7 @@ int main(void)
 {
     char path[] = "/tmp/erd-test-model-XXXXXX";
     int fd = mkstemp(path);
-    pho_model_arch arch = {PHO_ARCH_CONV, 8, 6, 12, 10};
+    pho_model_arch arch = {PHO_ARCH_CONV, 8, 6, 12, 10, PHO_OUT_PLAIN};
     pho_model *m = NULL, *back = NULL;
     erd_diag d = {0};
     unsigned char *b, *c;
@@ -63,7 +63,7 @@ int main(void)
     back = NULL;
 
     {
-        pho_model_arch bag = {PHO_ARCH_BAG, 5, 4, 0, 3};
+        pho_model_arch bag = {PHO_ARCH_BAG, 5, 4, 0, 3, PHO_OUT_PLAIN};
         pho_model *mb = NULL;
         ok(pho_model_create(&bag, 1, &mb, NULL) == ERD_OK &&
                pho_model_save(mb, path, NULL, NULL) == ERD_OK &&
@@ -73,7 +73,7 @@ int main(void)
         pho_model_destroy(back);
         pho_model_destroy(mb);
         back = NULL;
-        pho_model_arch bad = {PHO_ARCH_BAG, 5, 4, 3, 3};
+        pho_model_arch bad = {PHO_ARCH_BAG, 5, 4, 3, 3, PHO_OUT_PLAIN};
         is_int(pho_model_create(&bad, 1, &mb, NULL), ERD_EINVAL, "bag with conv channels refused");
     }
 

@@ -47,6 +47,7 @@ static size_t random_tokens(pho_token *t, size_t min, size_t max)
 /* The row loss and weights the gradient checks run under. */
 static const pho_loss_opts *g_loss;
 static const float *g_q_weight;
+static const pho_squash_opts *g_squash;
 
 #define NQ 4
 #define NC 7
@@ -74,7 +75,7 @@ static void make_batch(batch_data *d)
         d->ck[i] = i < NQ ? d->qk[i] : (uint32_t)(10 + i);
     }
     d->ck[NQ] = 2; /* a negative that is hypothesis 2's own phrase */
-    d->b = (pho_batch){NQ, NC, d->qp, d->ql, d->qk, d->cp, d->cl, d->ck, g_loss, g_q_weight};
+    d->b = (pho_batch){NQ, NC, d->qp, d->ql, d->qk, d->cp, d->cl, d->ck, g_loss, g_q_weight, g_squash};
 }
 
 static double loss_at(pho_model *m, const pho_batch *b, float *scratch)
@@ -260,8 +261,8 @@ static void test_loss_kinds(void)
 int main(void)
 {
     /* ---- gradients ---- */
-    pho_model_arch conv = {PHO_ARCH_CONV, 4, 4, 5, 3};
-    pho_model_arch bag = {PHO_ARCH_BAG, 4, 4, 0, 3};
+    pho_model_arch conv = {PHO_ARCH_CONV, 4, 4, 5, 3, PHO_OUT_PLAIN};
+    pho_model_arch bag = {PHO_ARCH_BAG, 4, 4, 0, 3, PHO_OUT_PLAIN};
     gradcheck(&conv, "conv");
     gradcheck(&bag, "bag");
     {
@@ -285,10 +286,23 @@ int main(void)
         g_loss = NULL;
         g_q_weight = NULL;
     }
+    {
+        /* the squashed output stage through erf and a second normalisation,
+         * and the mean/variance regulariser over the batch's vectors */
+        pho_model_arch sconv = conv, sbag = bag;
+        pho_squash_opts reg_only = {0, 0.7};
+        sconv.output = PHO_OUT_SQUASH;
+        sbag.output = PHO_OUT_SQUASH;
+        gradcheck(&sbag, "bag, squashed output");
+        gradcheck(&sconv, "conv, squashed output");
+        g_squash = &reg_only;
+        gradcheck(&sbag, "bag, squashed output, regulariser");
+        g_squash = NULL;
+    }
     test_loss_kinds();
 
     /* ---- forward passes ---- */
-    pho_model_arch a = {PHO_ARCH_CONV, 16, 10, 32, 64};
+    pho_model_arch a = {PHO_ARCH_CONV, 16, 10, 32, 64, PHO_OUT_PLAIN};
     pho_model *m = NULL;
     pho_model_cache *cache = NULL;
     pho_token toks[16][40], big[PHO_TOKENS_MAX + 1];
@@ -420,7 +434,7 @@ int main(void)
         ok(ts && pho_trainset_n_phrases(ts) == 300 && pho_trainset_n_pairs(ts) > 1000,
            "synthetic training set");
         pho_train_opts_init(&o);
-        o.arch = (pho_model_arch){PHO_ARCH_CONV, 16, 10, 32, 32};
+        o.arch = (pho_model_arch){PHO_ARCH_CONV, 16, 10, 32, 32, PHO_OUT_PLAIN};
         o.epochs = 4;
         o.batch = 32;
         o.holdout = 0.2;
@@ -447,7 +461,7 @@ int main(void)
             pho_model *mf = NULL;
             pho_train_result rf;
             fo.init = m1;
-            fo.arch = (pho_model_arch){PHO_ARCH_BAG, 8, 8, 0, 16}; /* ignored */
+            fo.arch = (pho_model_arch){PHO_ARCH_BAG, 8, 8, 0, 16, PHO_OUT_PLAIN}; /* ignored */
             fo.epochs = 2;
             fo.lr = 0.002;
             is_int(pho_train(ts, &fo, &mf, &rf, &diag), ERD_OK, "fine-tune from a trained model");
