@@ -303,15 +303,7 @@ static int pho__bl_encode(const pho_encoder *enc, const pho_phrase *phrase, floa
     return ERD_OK;
 }
 
-static const pho_encoder_ops pho__baseline_ops = {
-    .id = pho__bl_id,
-    .dim = pho__bl_dim,
-    .fit = pho__bl_fit,
-    .state_save = pho__bl_save,
-    .state_load = pho__bl_load,
-    .encode = pho__bl_encode,
-    .destroy = pho__bl_destroy,
-};
+PHO_ENCODER_OPS(pho__baseline_ops, pho__bl);
 
 int pho__baseline_create(const char *args, pho_encoder **ret, erd_diag *diag)
 {

@@ -153,15 +153,7 @@ static void pho__fu_destroy(pho_encoder *enc)
     free(f);
 }
 
-static const pho_encoder_ops pho__fused_ops = {
-    .id = pho__fu_id,
-    .dim = pho__fu_dim,
-    .fit = pho__fu_fit,
-    .state_save = pho__fu_save,
-    .state_load = pho__fu_load,
-    .encode = pho__fu_encode,
-    .destroy = pho__fu_destroy,
-};
+PHO_ENCODER_OPS(pho__fused_ops, pho__fu);
 
 int pho__fused_create(const char *args, pho_encoder **ret, erd_diag *diag)
 {

@@ -19,6 +19,14 @@ typedef struct pho_encoder_ops {
     void (*destroy)(pho_encoder *enc);
 } pho_encoder_ops;
 
+/* An encoder's vtable from its functions PREFIX_id, PREFIX_dim, PREFIX_fit,
+ * PREFIX_save, PREFIX_load, PREFIX_encode and PREFIX_destroy. */
+#define PHO_ENCODER_OPS(name, prefix)                                                       \
+    static const pho_encoder_ops name = {                                                   \
+        .id = prefix##_id, .dim = prefix##_dim, .fit = prefix##_fit,                        \
+        .state_save = prefix##_save, .state_load = prefix##_load, .encode = prefix##_encode, \
+        .destroy = prefix##_destroy}
+
 /* Every encoder embeds this as its first member. */
 struct pho_encoder {
     const pho_encoder_ops *ops;

@@ -174,15 +174,7 @@ static void pho__qz_destroy(pho_encoder *enc)
     free(q);
 }
 
-static const pho_encoder_ops pho__quantized_ops = {
-    .id = pho__qz_id,
-    .dim = pho__qz_dim,
-    .fit = pho__qz_fit,
-    .state_save = pho__qz_save,
-    .state_load = pho__qz_load,
-    .encode = pho__qz_encode,
-    .destroy = pho__qz_destroy,
-};
+PHO_ENCODER_OPS(pho__quantized_ops, pho__qz);
 
 /* "8:", "4:", "2:" or "bf16:" at the start of args; 0 when none. */
 static unsigned pho__qz_parse_bits(const char *args, size_t *ret_len)

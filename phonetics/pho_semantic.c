@@ -993,15 +993,7 @@ static void pho__se_destroy(pho_encoder *enc)
     free(s);
 }
 
-static const pho_encoder_ops pho__sem_ops = {
-    .id = pho__se_id,
-    .dim = pho__se_dim,
-    .fit = pho__se_fit,
-    .state_save = pho__se_save,
-    .state_load = pho__se_load,
-    .encode = pho__se_encode,
-    .destroy = pho__se_destroy,
-};
+PHO_ENCODER_OPS(pho__sem_ops, pho__se);
 
 /* Splits ":PATH[#xxxxxxxx]"; path gets room for the id's prefix and hash. */
 static int pho__path_arg(const char *kind, const char *args, char *path, size_t cap,

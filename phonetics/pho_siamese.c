@@ -73,15 +73,7 @@ static void pho__sm_destroy(pho_encoder *enc)
     free(s);
 }
 
-static const pho_encoder_ops pho__siamese_ops = {
-    .id = pho__sm_id,
-    .dim = pho__sm_dim,
-    .fit = pho__sm_fit,
-    .state_save = pho__sm_save,
-    .state_load = pho__sm_load,
-    .encode = pho__sm_encode,
-    .destroy = pho__sm_destroy,
-};
+PHO_ENCODER_OPS(pho__siamese_ops, pho__sm);
 
 /* true when s is exactly eight hex digits; their value in *ret. */
 static int pho__hex8(const char *s, uint32_t *ret)
