@@ -1,6 +1,7 @@
 /* Low-bit scalar codes and their scan (layout and arithmetic in vix_sq.h). */
 #include "index/vix_sq.h"
 #include "index/vix_internal.h"
+#include "phonetics/pho_quant.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -13,7 +14,7 @@
 
 int vix_sq_bits_valid(int bits)
 {
-    return bits == 8 || bits == 4 || bits == 2;
+    return bits > 0 && pho_quant_bits_valid((unsigned)bits);
 }
 
 size_t vix_sq_group_dims(int bits)
@@ -39,23 +40,8 @@ int vix_sq_weight_max(int bits)
     return bits == 8 ? 63 : 127;
 }
 
-static int vix__cmp_float(const void *a, const void *b)
-{
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
-}
-
-/* p-quantile of sorted v[0..n) by linear interpolation (numpy's default) */
-static float vix__quantile(const float *v, size_t n, double p)
-{
-    double pos = p * (double)(n - 1);
-    size_t i = (size_t)pos;
-    if (i + 1 >= n)
-        return v[n - 1];
-    double frac = pos - (double)i;
-    return (float)((double)v[i] + frac * ((double)v[i + 1] - (double)v[i]));
-}
-
+/* The ranges are the shared quantiser's (pho_quant_fit); the index keeps
+ * each dimension's step rather than its upper end. */
 int vix_sq_fit(size_t dim, int bits, size_t n, const float *x, float *ret_lo, float *ret_step,
                erd_diag *diag)
 {
@@ -63,20 +49,18 @@ int vix_sq_fit(size_t dim, int bits, size_t n, const float *x, float *ret_lo, fl
         return erd_fail(diag, ERD_EINVAL, "scalar codes of %d bits: 8, 4 or 2", bits);
     if (n == 0 || dim == 0 || !x)
         return erd_fail(diag, ERD_EINVAL, "no vectors to fit scalar codes on");
-    float *col = malloc(n * sizeof *col);
-    if (!col)
-        return erd_fail(diag, ERD_ENOMEM, "out of memory fitting scalar codes on %zu vectors", n);
+    float *hi = malloc(dim * sizeof *hi);
+    int rc = hi ? pho_quant_fit(x, n, dim, ret_lo, hi) : ERD_ENOMEM;
+    if (rc < 0) {
+        free(hi);
+        return erd_fail(diag, rc, "out of memory fitting scalar codes on %zu vectors", n);
+    }
     const float levels = (float)((1u << bits) - 1);
     for (size_t d = 0; d < dim; d++) {
-        for (size_t i = 0; i < n; i++)
-            col[i] = x[i * dim + d];
-        qsort(col, n, sizeof *col, vix__cmp_float);
-        float lo = vix__quantile(col, n, 0.001), hi = vix__quantile(col, n, 0.999);
-        float step = (hi - lo) / levels;
-        ret_lo[d] = lo;
+        float step = (hi[d] - ret_lo[d]) / levels;
         ret_step[d] = step > 0 && isfinite(step) ? step : 0.0f;
     }
-    free(col);
+    free(hi);
     return ERD_OK;
 }
 
