@@ -83,9 +83,11 @@ enum cfg__reload { FIXED, LIVE };
       "erd's own erdIVF<nlist>,SQ<8|4|2> (inverted lists of 8-, 4- or 2-bit codes scanned by " \
       "erd's SIMD kernels, candidates rescored exactly from a memory-mapped file), or auto: "  \
       "exact Flat up to index_flat_max vectors, erdIVF<nlist>,SQ4 above (nlist the first "     \
-      "power of two at or above the square root of the vector count).  FACTORY|PARAMS also "  \
-      "sets search parameters, saved with the index: IVF4096,PQ16|nprobe=16, "                \
-      "erdIVF4096,SQ4|nprobe=32,rescore=512 (see deploy/SCALE-OUT.md).")                       \
+      "power of two at or above the square root of the vector count; past 2048 such lists, "  \
+      "erdIVF<nlist>_G<groups>,SQ4: lists of about 512 vectors found through about "           \
+      "sqrt(nlist) groups).  FACTORY|PARAMS also sets search parameters, saved with the "     \
+      "index: IVF4096,PQ16|nprobe=16, erdIVF4096,SQ4|nprobe=32,rescore=512, "                  \
+      "erdIVF32768_G256,SQ4|nprobe=128,gprobe=16 (see deploy/SCALE-OUT.md).")                  \
     X(index_flat_max, CFG_SIZE, index_flat_max, "262144", 1, 1099511627776, FIXED,            \
       "Most vectors a faiss_factory auto build searches exactly; larger catalogs get erdIVF.")   \
     X(ivf_nprobe, CFG_INT, ivf_nprobe, "128", 1, 65536, FIXED,                                \

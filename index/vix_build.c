@@ -23,6 +23,10 @@
  * and a few hundred points per list already place the centroids. */
 #define VIX_BUILD_TRAIN_MAX 131072
 #define VIX_BUILD_THREADS_MAX 16
+/* auto: one flat coarse stage up to this many lists (4M vectors)... */
+#define VIX_BUILD_FLAT_COARSE_MAX 2048
+/* ...and above it lists of about this many vectors, in groups. */
+#define VIX_BUILD_LIST_VECTORS 512
 
 /* The generation says what the file holds; the clock keeps two builds of
  * one generation (another encoder, say) from writing the same name. */
@@ -214,7 +218,18 @@ static void vix__pick_factory(const char *factory, size_t n, size_t flat_max, ch
     size_t nlist = 256;
     while (nlist * nlist < n) /* the first power of two at or above sqrt(n) */
         nlist *= 2;
-    snprintf(out, cap, "erdIVF%zu,SQ4", nlist);
+    if (nlist <= VIX_BUILD_FLAT_COARSE_MAX) {
+        snprintf(out, cap, "erdIVF%zu,SQ4", nlist);
+        return;
+    }
+    /* Past a few thousand lists the scan of sqrt(n)-sized lists dominates
+     * a search: lists of a few hundred vectors, found through groups. */
+    while (nlist * VIX_BUILD_LIST_VECTORS < n)
+        nlist *= 2;
+    size_t groups = 16;
+    while (groups * groups < nlist)
+        groups *= 2;
+    snprintf(out, cap, "erdIVF%zu_G%zu,SQ4", nlist, groups);
 }
 
 typedef struct vix__encode_job {
@@ -465,6 +480,15 @@ static int vix__build_index(vix__build *b)
         return rc;
     if (vix_index_is_trained(b->index))
         return ERD_OK;
+    size_t want = vix_index_train_want(b->index);
+    if (want > n_train) {
+        n_train = b->n_train = corpus->n < want ? corpus->n : want;
+        float *v = realloc(b->vectors, (b->chunk > n_train ? b->chunk : n_train) * b->dim *
+                                           sizeof *b->vectors);
+        if (!v)
+            return erd_fail(diag, ERD_ENOMEM, "out of memory for %zu training vectors", n_train);
+        b->vectors = v;
+    }
     /* every stride-th phrase: a sample spread over the whole catalog, the
      * same on every build */
     b->sample = malloc(n_train * sizeof *b->sample);

@@ -718,9 +718,8 @@ int vix_index_create(const char *factory, size_t dim, vix_index **ret, erd_diag 
         return erd_fail(diag, ERD_EINVAL, "index factory string \"%s\" has no factory before '|'",
                         factory);
     snprintf(desc, sizeof desc, "%s%s", takes_ids(base) ? "" : "IDMap,", base);
-    size_t nlist = 0;
-    int bits = 0;
-    int erd = vix_ivf_parse(base, &nlist, &bits, diag);
+    vix_ivf_spec spec = {0};
+    int erd = vix_ivf_parse(base, &spec, diag);
     if (erd < 0 && erd != ERD_ENOTFOUND)
         return erd;
 
@@ -728,7 +727,7 @@ int vix_index_create(const char *factory, size_t dim, vix_index **ret, erd_diag 
     if (!ix)
         return erd_fail(diag, ERD_ENOMEM, "out of memory creating index");
     if (erd == ERD_OK) {
-        if ((erd = vix_ivf_create(dim, nlist, bits, &ix->erd, diag)) < 0) {
+        if ((erd = vix_ivf_create(dim, &spec, &ix->erd, diag)) < 0) {
             free(ix);
             return erd;
         }
@@ -772,6 +771,11 @@ static int check_batch(const vix_index *index, size_t n, const float *x, erd_dia
 int vix_index_is_trained(const vix_index *index)
 {
     return index && (index->erd ? vix_ivf_is_trained(index->erd) : faiss_Index_is_trained(index->idx));
+}
+
+size_t vix_index_train_want(const vix_index *index)
+{
+    return index && index->erd ? vix_ivf_train_want(index->erd) : 0;
 }
 
 int vix_index_train(vix_index *index, size_t n, const float *x, erd_diag *diag)

@@ -24,6 +24,9 @@ void vix_index_destroy(vix_index *index); /* accepts NULL */
 int vix_index_is_trained(const vix_index *index);
 /* Trains when the index needs it (IVF, PQ) on the vectors given. */
 int vix_index_train(vix_index *index, size_t n, const float *x, erd_diag *diag);
+/* Training vectors the index would like beyond the caller's usual sample
+ * (0: no wish). */
+size_t vix_index_train_want(const vix_index *index);
 int vix_index_add(vix_index *index, size_t n, const float *x, const int64_t *ids, erd_diag *diag);
 /* For an index of ids over flat storage (IDMap,Flat): appends n vectors
  * with ids, all zero, growing the storage once to its final size, and sets

@@ -15,18 +15,21 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <faiss/c_api/Clustering_c.h>
 #include <faiss/c_api/IndexFlat_c.h>
 #include <faiss/c_api/IndexIVF_c.h>
 #include <faiss/c_api/Index_c.h>
 #include <faiss/c_api/error_c.h>
 #include <faiss/c_api/index_factory_c.h>
 
-#define VIX_IVF_VERSION 1
+#define VIX_IVF_VERSION 2
 #define VIX_IVF_MAX_DIM 65536
 #define VIX_IVF_MAX_NLIST (1u << 20)
 #define VIX_IVF_MAX_RESCORE 100000
 /* Vectors assigned to lists per FAISS call: a matrix product per chunk. */
 #define VIX_IVF_ASSIGN_CHUNK 16384
+/* Most training vectors a two-level coarse stage asks for. */
+#define VIX_IVF_TRAIN_WANT_MAX (4u << 20)
 
 /* On disk, little-endian as the machine writes it (files do not travel
  * between architectures; the magic and sizes catch a wrong one). */
@@ -35,15 +38,24 @@ typedef struct vix__ivf_header {
     uint32_t version, bits;
     uint64_t dim, nlist, nprobe, rescore, ntotal, npos, max_list;
     uint64_t off_lo, off_step, off_cent, off_list, off_ids, off_codes, off_vecs, file_len;
+    /* version 2: the two-level coarse stage (groups 0: none) */
+    uint64_t groups, gprobe, off_gcent, off_gstart;
 } vix__ivf_header;
+
+/* Version 1 files end their header before the group fields. */
+#define VIX_IVF_V1_HEADER offsetof(vix__ivf_header, groups)
 
 struct vix_ivf {
     size_t dim, nlist, nprobe, rescore;
+    size_t groups, gprobe; /* groups 0: one flat coarse stage */
     int bits;
     size_t blk_bytes; /* one block of VIX_SQ_LANES code vectors */
     bool trained;
     FaissIndex *coarse; /* the FAISS IVF whose quantizer assigns vectors while building */
     float *own_lo, *own_step, *own_cent; /* trained arrays while building */
+    float *own_gcent;                    /* two levels: group centroids, */
+    uint64_t *own_gstart;                /* group g's lists [gstart[g], gstart[g+1]) */
+    FaissIndex *gtop, **gsub;            /* and their flat indexes for the adds */
     /* vectors added, in order, until laid out in a file image; their
      * floats go to an unnamed temporary file (at 10M vectors they are
      * 7.7 GB: page cache the kernel may write out, not the build's heap) */
@@ -59,6 +71,8 @@ struct vix_ivf {
     void *map;
     size_t map_len;
     const float *lo, *step, *cent; /* cent: blocks of 16 centroids, dimension-major */
+    const float *gcent;            /* the same for the group centroids */
+    const uint64_t *gstart;
     const uint64_t *list_off;      /* nlist + 1 positions, multiples of 16 */
     const int64_t *ids;
     const uint8_t *codes;
@@ -72,46 +86,54 @@ static int vix__faiss_fail(erd_diag *diag, const char *what)
     return erd_fail(diag, ERD_EFAISS, "%s: %s", what, msg && *msg ? msg : "unknown FAISS error");
 }
 
-int vix_ivf_parse(const char *factory, size_t *ret_nlist, int *ret_bits, erd_diag *diag)
+int vix_ivf_parse(const char *factory, vix_ivf_spec *ret, erd_diag *diag)
 {
     if (strncmp(factory, "erdIVF", 6) != 0)
         return ERD_ENOTFOUND;
     const char *p = factory + 6;
     char *end = NULL;
     errno = 0;
-    unsigned long long nlist = strtoull(p, &end, 10);
-    int bits = 0;
-    if (end == p || errno || nlist == 0 || nlist > VIX_IVF_MAX_NLIST || strncmp(end, ",SQ", 3))
+    unsigned long long nlist = strtoull(p, &end, 10), groups = 0;
+    if (end == p || errno || nlist == 0 || nlist > VIX_IVF_MAX_NLIST)
+        goto bad;
+    if (strncmp(end, "_G", 2) == 0) {
+        p = end + 2;
+        groups = strtoull(p, &end, 10);
+        if (end == p || errno || groups < 2 || groups > nlist)
+            goto bad;
+    }
+    if (strncmp(end, ",SQ", 3))
         goto bad;
     p = end + 3;
     unsigned long b = strtoul(p, &end, 10);
     if (end == p || (*end && *end != '|') || !vix_sq_bits_valid((int)b))
         goto bad;
-    bits = (int)b;
-    *ret_nlist = (size_t)nlist;
-    *ret_bits = bits;
+    *ret = (vix_ivf_spec){.nlist = (size_t)nlist, .groups = (size_t)groups, .bits = (int)b};
     return ERD_OK;
 bad:
     return erd_fail(diag, ERD_EINVAL,
-                    "index factory \"%s\": erdIVF<lists 1..%u>,SQ<8, 4 or 2 bits> expected",
+                    "index factory \"%s\": erdIVF<lists 1..%u>[_G<groups 2..lists>],SQ<8, 4 or "
+                    "2 bits> expected",
                     factory, VIX_IVF_MAX_NLIST);
 }
 
-int vix_ivf_create(size_t dim, size_t nlist, int bits, vix_ivf **ret, erd_diag *diag)
+int vix_ivf_create(size_t dim, const vix_ivf_spec *spec, vix_ivf **ret, erd_diag *diag)
 {
-    if (dim == 0 || dim > VIX_IVF_MAX_DIM || nlist == 0 || nlist > VIX_IVF_MAX_NLIST ||
-        !vix_sq_bits_valid(bits))
-        return erd_fail(diag, ERD_EINVAL, "erd IVF: dimension %zu, %zu lists, %d bits", dim,
-                        nlist, bits);
+    if (dim == 0 || dim > VIX_IVF_MAX_DIM || spec->nlist == 0 || spec->nlist > VIX_IVF_MAX_NLIST ||
+        spec->groups == 1 || spec->groups > spec->nlist || !vix_sq_bits_valid(spec->bits))
+        return erd_fail(diag, ERD_EINVAL, "erd IVF: dimension %zu, %zu lists in %zu groups, %d bits",
+                        dim, spec->nlist, spec->groups, spec->bits);
     vix_ivf *ivf = calloc(1, sizeof *ivf);
     if (!ivf)
         return erd_fail(diag, ERD_ENOMEM, "out of memory creating an index");
     ivf->dim = dim;
-    ivf->nlist = nlist;
-    ivf->bits = bits;
+    ivf->nlist = spec->nlist;
+    ivf->groups = spec->groups;
+    ivf->gprobe = VIX_IVF_GPROBE;
+    ivf->bits = spec->bits;
     ivf->nprobe = VIX_IVF_NPROBE;
     ivf->rescore = VIX_IVF_RESCORE;
-    ivf->blk_bytes = vix_sq_block_bytes(dim, bits);
+    ivf->blk_bytes = vix_sq_block_bytes(dim, spec->bits);
     pthread_mutex_init(&ivf->mu, NULL);
     *ret = ivf;
     return ERD_OK;
@@ -126,6 +148,235 @@ static void vix__unmap(vix_ivf *ivf)
     atomic_store(&ivf->mapped_current, false);
 }
 
+/* ---- the two-level coarse stage (groups > 0) ---- */
+
+static void vix__group_indexes_free(vix_ivf *ivf)
+{
+    if (ivf->gtop)
+        faiss_Index_free(ivf->gtop);
+    ivf->gtop = NULL;
+    for (size_t g = 0; ivf->gsub && g < ivf->groups; g++)
+        if (ivf->gsub[g])
+            faiss_Index_free(ivf->gsub[g]);
+    free(ivf->gsub);
+    ivf->gsub = NULL;
+}
+
+/* k spherical k-means centroids of n >= k unit vectors, seeded: the same
+ * build gives the same lists. */
+static int vix__kmeans(size_t dim, size_t n, const float *x, size_t k, float *ret_cent,
+                       erd_diag *diag)
+{
+    if (n == k) {
+        memcpy(ret_cent, x, n * dim * sizeof *x);
+        return ERD_OK;
+    }
+    FaissClusteringParameters cp;
+    faiss_ClusteringParameters_init(&cp);
+    cp.spherical = 1;
+    cp.niter = 20;
+    cp.seed = 1234;
+    cp.min_points_per_centroid = 1; /* a small group may have few members a list */
+    cp.max_points_per_centroid = 256;
+    FaissClustering *cl = NULL;
+    FaissIndexFlatIP *ip = NULL;
+    int rc = ERD_OK;
+    if (faiss_Clustering_new_with_params(&cl, (int)dim, (int)k, &cp) != 0 ||
+        faiss_IndexFlatIP_new_with(&ip, (idx_t)dim) != 0 ||
+        faiss_Clustering_train(cl, (idx_t)n, x, (FaissIndex *)ip) != 0) {
+        rc = vix__faiss_fail(diag, "k-means of the coarse centroids");
+        goto out;
+    }
+    float *c = NULL;
+    size_t len = 0;
+    faiss_Clustering_centroids(cl, &c, &len);
+    if (!c || len != k * dim) {
+        rc = erd_fail(diag, ERD_EINTERNAL, "k-means gave %zu values for %zu centroids", len, k);
+        goto out;
+    }
+    memcpy(ret_cent, c, len * sizeof *c);
+out:
+    faiss_Clustering_free(cl);
+    if (ip)
+        faiss_Index_free((FaissIndex *)ip);
+    return rc;
+}
+
+/* A flat inner-product index over n centroids, for assigning vectors. */
+static int vix__flat_of(size_t dim, size_t n, const float *cent, FaissIndex **ret, erd_diag *diag)
+{
+    FaissIndexFlatIP *ip = NULL;
+    if (faiss_IndexFlatIP_new_with(&ip, (idx_t)dim) != 0 ||
+        faiss_Index_add((FaissIndex *)ip, (idx_t)n, cent) != 0) {
+        if (ip)
+            faiss_Index_free((FaissIndex *)ip);
+        return vix__faiss_fail(diag, "an index of centroids");
+    }
+    *ret = (FaissIndex *)ip;
+    return ERD_OK;
+}
+
+/* The nearest of index's vectors to each of n vectors, by inner product. */
+static int vix__nearest(FaissIndex *index, size_t dim, size_t n, const float *x, uint32_t *ret,
+                        erd_diag *diag)
+{
+    float *dist = malloc(VIX_IVF_ASSIGN_CHUNK * sizeof *dist);
+    idx_t *lab = malloc(VIX_IVF_ASSIGN_CHUNK * sizeof *lab);
+    int rc = dist && lab ? ERD_OK : erd_fail(diag, ERD_ENOMEM, "out of memory assigning");
+    for (size_t first = 0; first < n && rc == ERD_OK; first += VIX_IVF_ASSIGN_CHUNK) {
+        size_t m = n - first < VIX_IVF_ASSIGN_CHUNK ? n - first : VIX_IVF_ASSIGN_CHUNK;
+        if (faiss_Index_search(index, (idx_t)m, x + first * dim, 1, dist, lab) != 0) {
+            rc = vix__faiss_fail(diag, "assigning vectors");
+            break;
+        }
+        for (size_t i = 0; i < m; i++)
+            ret[first + i] = lab[i] < 0 ? 0 : (uint32_t)lab[i];
+    }
+    free(dist);
+    free(lab);
+    return rc;
+}
+
+/* Lists per group, in proportion to its members: at least one, at most
+ * one per member (k-means needs a point a centroid), nlist in all. */
+static void vix__share_lists(const size_t *count, size_t groups, size_t nlist, size_t n,
+                             size_t *share)
+{
+    size_t total = 0;
+    for (size_t g = 0; g < groups; g++) {
+        size_t s = (size_t)((double)count[g] * (double)nlist / (double)n);
+        s = s < 1 ? 1 : s;
+        s = count[g] && s > count[g] ? count[g] : s;
+        share[g] = s;
+        total += s;
+    }
+    while (total > nlist) { /* the largest share gives one */
+        size_t big = 0;
+        for (size_t g = 1; g < groups; g++)
+            big = share[g] > share[big] ? g : big;
+        share[big]--;
+        total--;
+    }
+    while (total < nlist) { /* the most crowded lists get one more */
+        size_t best = groups;
+        for (size_t g = 0; g < groups; g++)
+            if (share[g] < count[g] &&
+                (best == groups || count[g] * share[best] > count[best] * share[g]))
+                best = g;
+        share[best]++;
+        total++;
+    }
+}
+
+/* Group g's members of x, copied out contiguously. */
+static void vix__gather_group(size_t dim, size_t n, const float *x, const uint32_t *group,
+                              uint32_t g, float *out)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        if (group[i] == g)
+            memcpy(out + m++ * dim, x + i * dim, dim * sizeof *x);
+}
+
+/* Each group's members clustered into its share of the lists. */
+static int vix__train_lists(vix_ivf *ivf, size_t n, const float *x, const uint32_t *group,
+                            const size_t *count, erd_diag *diag)
+{
+    size_t most = 0, dim = ivf->dim;
+    for (size_t g = 0; g < ivf->groups; g++)
+        most = count[g] > most ? count[g] : most;
+    float *members = malloc((most ? most : 1) * dim * sizeof *members);
+    ivf->gsub = calloc(ivf->groups, sizeof *ivf->gsub);
+    if (!members || !ivf->gsub) {
+        free(members);
+        return erd_fail(diag, ERD_ENOMEM, "out of memory clustering %zu groups", ivf->groups);
+    }
+    int rc = ERD_OK;
+    for (size_t g = 0; g < ivf->groups && rc == ERD_OK; g++) {
+        size_t k = (size_t)(ivf->own_gstart[g + 1] - ivf->own_gstart[g]);
+        float *cent = ivf->own_cent + ivf->own_gstart[g] * dim;
+        if (count[g] == 0) {
+            memcpy(cent, ivf->own_gcent + g * dim, dim * sizeof *cent);
+        } else {
+            vix__gather_group(dim, n, x, group, (uint32_t)g, members);
+            rc = vix__kmeans(dim, count[g], members, k, cent, diag);
+        }
+        if (rc == ERD_OK)
+            rc = vix__flat_of(dim, k, cent, &ivf->gsub[g], diag);
+    }
+    free(members);
+    return rc;
+}
+
+/* Group centroids by k-means, lists shared out among the groups by size,
+ * then each group's lists by k-means over its own members. */
+static int vix__train_grouped(vix_ivf *ivf, size_t n, const float *x, erd_diag *diag)
+{
+    const size_t G = ivf->groups, dim = ivf->dim;
+    uint32_t *group = malloc(n * sizeof *group);
+    size_t *count = calloc(G, sizeof *count), *share = malloc(G * sizeof *share);
+    ivf->own_gcent = malloc(G * dim * sizeof(float));
+    ivf->own_cent = malloc(ivf->nlist * dim * sizeof(float));
+    ivf->own_gstart = malloc((G + 1) * sizeof *ivf->own_gstart);
+    int rc = ERD_OK;
+    if (!group || !count || !share || !ivf->own_gcent || !ivf->own_cent || !ivf->own_gstart) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory training %zu groups", G);
+        goto out;
+    }
+    if ((rc = vix__kmeans(dim, n, x, G, ivf->own_gcent, diag)) < 0 ||
+        (rc = vix__flat_of(dim, G, ivf->own_gcent, &ivf->gtop, diag)) < 0 ||
+        (rc = vix__nearest(ivf->gtop, dim, n, x, group, diag)) < 0)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        count[group[i]]++;
+    vix__share_lists(count, G, ivf->nlist, n, share);
+    ivf->own_gstart[0] = 0;
+    for (size_t g = 0; g < G; g++)
+        ivf->own_gstart[g + 1] = ivf->own_gstart[g] + share[g];
+    rc = vix__train_lists(ivf, n, x, group, count, diag);
+out:
+    free(group);
+    free(count);
+    free(share);
+    return rc;
+}
+
+/* Each vector to its nearest group, then to the nearest list of that group. */
+static int vix__assign_grouped(vix_ivf *ivf, size_t n, const float *x, uint32_t *ret_list,
+                               erd_diag *diag)
+{
+    const size_t dim = ivf->dim;
+    uint32_t *group = malloc((n ? n : 1) * sizeof *group), *sub = malloc((n ? n : 1) * sizeof *sub);
+    float *members = malloc((n ? n : 1) * dim * sizeof *members);
+    int rc = group && sub && members ? vix__nearest(ivf->gtop, dim, n, x, group, diag)
+                                     : erd_fail(diag, ERD_ENOMEM, "out of memory assigning");
+    for (size_t g = 0; g < ivf->groups && rc == ERD_OK; g++) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            m += group[i] == g;
+        if (m == 0)
+            continue;
+        vix__gather_group(dim, n, x, group, (uint32_t)g, members);
+        if ((rc = vix__nearest(ivf->gsub[g], dim, m, members, sub, diag)) < 0)
+            break;
+        for (size_t i = 0, j = 0; i < n; i++)
+            if (group[i] == g)
+                ret_list[i] = (uint32_t)ivf->own_gstart[g] + sub[j++];
+    }
+    free(group);
+    free(sub);
+    free(members);
+    return rc;
+}
+
+size_t vix_ivf_train_want(const vix_ivf *ivf)
+{
+    if (!ivf || !ivf->groups)
+        return 0;
+    size_t want = 64 * ivf->nlist; /* a list's centroid from dozens of its members */
+    return want < VIX_IVF_TRAIN_WANT_MAX ? want : VIX_IVF_TRAIN_WANT_MAX;
+}
+
 void vix_ivf_destroy(vix_ivf *ivf)
 {
     if (!ivf)
@@ -136,6 +387,9 @@ void vix_ivf_destroy(vix_ivf *ivf)
     free(ivf->own_lo);
     free(ivf->own_step);
     free(ivf->own_cent);
+    free(ivf->own_gcent);
+    free(ivf->own_gstart);
+    vix__group_indexes_free(ivf);
     free(ivf->add_list);
     free(ivf->add_ids);
     if (ivf->add_x)
@@ -164,6 +418,21 @@ size_t vix_ivf_code_bytes(const vix_ivf *ivf)
     return ivf ? ivf->blk_bytes / VIX_SQ_LANES + sizeof(int64_t) : 0;
 }
 
+static int vix__train_two_level(vix_ivf *ivf, size_t n, const float *x, erd_diag *diag)
+{
+    int rc = vix__train_grouped(ivf, n, x, diag);
+    if (rc == ERD_OK && !(ivf->own_lo = malloc(ivf->dim * sizeof(float))))
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory training an index");
+    if (rc == ERD_OK && !(ivf->own_step = malloc(ivf->dim * sizeof(float))))
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory training an index");
+    if (rc == ERD_OK)
+        rc = vix_sq_fit(ivf->dim, ivf->bits, n, x, ivf->own_lo, ivf->own_step, diag);
+    if (rc < 0)
+        return rc;
+    ivf->trained = true;
+    return ERD_OK;
+}
+
 /* FAISS's IVF k-means (inner-product assignment, as its own IVF indexes
  * train) gives the centroids; its quantizer stays for the adds. */
 int vix_ivf_train(vix_ivf *ivf, size_t n, const float *x, erd_diag *diag)
@@ -174,6 +443,8 @@ int vix_ivf_train(vix_ivf *ivf, size_t n, const float *x, erd_diag *diag)
     if (n < ivf->nlist)
         return erd_fail(diag, ERD_EINVAL, "%zu training vectors for %zu lists: need as many",
                         n, ivf->nlist);
+    if (ivf->groups)
+        return vix__train_two_level(ivf, n, x, diag);
     snprintf(desc, sizeof desc, "IVF%zu,Flat", ivf->nlist);
     FaissIndex *coarse = NULL;
     if (faiss_index_factory(&coarse, (int)ivf->dim, desc, METRIC_INNER_PRODUCT) != 0)
@@ -232,6 +503,21 @@ static int vix__add_grow(vix_ivf *ivf, size_t need)
     return ERD_OK;
 }
 
+/* The ids and floats of n vectors whose lists are already in add_list. */
+static int vix__add_vectors(vix_ivf *ivf, size_t n, const float *x, const int64_t *ids,
+                            erd_diag *diag)
+{
+    memcpy(ivf->add_ids + ivf->add_n, ids, n * sizeof *ids);
+    /* a failed or short write leaves add_n as it was; the next add
+     * writes over the tail */
+    if (fseeko(ivf->add_x, (off_t)(ivf->add_n * ivf->dim * sizeof *x), SEEK_SET) != 0 ||
+        fwrite(x, ivf->dim * sizeof *x, n, ivf->add_x) != n)
+        return erd_fail(diag, ERD_EIO, "temporary file for %zu vectors: %s", n, strerror(errno));
+    ivf->add_n += n;
+    vix__unmap(ivf); /* a search lays the lists out again */
+    return ERD_OK;
+}
+
 int vix_ivf_add(vix_ivf *ivf, size_t n, const float *x, const int64_t *ids, erd_diag *diag)
 {
     if (ivf->from_file)
@@ -245,6 +531,11 @@ int vix_ivf_add(vix_ivf *ivf, size_t n, const float *x, const int64_t *ids, erd_
         return erd_fail(diag, rc, rc == ERD_EIO ? "temporary file for %zu vectors: %s"
                                                 : "out of memory adding %zu vectors%s",
                         n, rc == ERD_EIO ? strerror(errno) : "");
+    if (ivf->groups) {
+        if ((rc = vix__assign_grouped(ivf, n, x, ivf->add_list + ivf->add_n, diag)) < 0)
+            return rc;
+        return vix__add_vectors(ivf, n, x, ids, diag);
+    }
     FaissIndex *q = faiss_IndexIVF_quantizer(faiss_IndexIVF_cast(ivf->coarse));
     size_t chunk = n < VIX_IVF_ASSIGN_CHUNK ? n : VIX_IVF_ASSIGN_CHUNK;
     float *dist = malloc(chunk * sizeof *dist);
@@ -267,16 +558,7 @@ int vix_ivf_add(vix_ivf *ivf, size_t n, const float *x, const int64_t *ids, erd_
             ivf->add_list[ivf->add_n + first + i] = (uint32_t)lab[i];
         }
     }
-    memcpy(ivf->add_ids + ivf->add_n, ids, n * sizeof *ids);
-    /* a failed or short write leaves add_n as it was; the next add
-     * writes over the tail */
-    if (fseeko(ivf->add_x, (off_t)(ivf->add_n * ivf->dim * sizeof *x), SEEK_SET) != 0 ||
-        fwrite(x, ivf->dim * sizeof *x, n, ivf->add_x) != n) {
-        rc = erd_fail(diag, ERD_EIO, "temporary file for %zu vectors: %s", n, strerror(errno));
-        goto out;
-    }
-    ivf->add_n += n;
-    vix__unmap(ivf); /* a search lays the lists out again */
+    rc = vix__add_vectors(ivf, n, x, ids, diag);
 out:
     free(dist);
     free(lab);
@@ -299,20 +581,24 @@ static int vix__param_value(const char *p, const char *name, size_t max, size_t 
 
 int vix_ivf_set_params(vix_ivf *ivf, const char *params, erd_diag *diag)
 {
-    size_t nprobe = ivf->nprobe, rescore = ivf->rescore;
+    size_t nprobe = ivf->nprobe, rescore = ivf->rescore, gprobe = ivf->gprobe;
     for (const char *p = params; p && *p;) {
         int rc = vix__param_value(p, "nprobe", VIX_IVF_MAX_NLIST, &nprobe);
         if (rc == ERD_ENOTFOUND)
             rc = vix__param_value(p, "rescore", VIX_IVF_MAX_RESCORE, &rescore);
+        if (rc == ERD_ENOTFOUND)
+            rc = vix__param_value(p, "gprobe", VIX_IVF_MAX_NLIST, &gprobe);
         if (rc < 0)
             return erd_fail(diag, ERD_EINVAL,
-                            "%s: erd IVF takes nprobe=1..%u and rescore=1..%u, comma-separated",
-                            params, VIX_IVF_MAX_NLIST, VIX_IVF_MAX_RESCORE);
+                            "%s: erd IVF takes nprobe=1..%u, gprobe=1..%u and rescore=1..%u, "
+                            "comma-separated",
+                            params, VIX_IVF_MAX_NLIST, VIX_IVF_MAX_NLIST, VIX_IVF_MAX_RESCORE);
         p = strchr(p, ',');
         p = p ? p + 1 : NULL;
     }
     ivf->nprobe = nprobe;
     ivf->rescore = rescore;
+    ivf->gprobe = gprobe;
     return ERD_OK;
 }
 
@@ -323,16 +609,25 @@ static uint64_t vix__align(uint64_t x, uint64_t a)
     return (x + a - 1) / a * a;
 }
 
-/* Offsets of every array for the counts in h (dim, nlist, npos, bits set). */
+/* Offsets of every array for the counts in h (version, dim, nlist, groups,
+ * npos, bits set). */
 static void vix__layout(vix__ivf_header *h)
 {
     const uint64_t page = 4096, dim = h->dim;
     const uint64_t cent_blocks = (h->nlist + VIX_SQ_LANES - 1) / VIX_SQ_LANES;
-    h->off_lo = vix__align(sizeof *h, 64);
+    const uint64_t gcent_blocks = (h->groups + VIX_SQ_LANES - 1) / VIX_SQ_LANES;
+    h->off_lo = vix__align(h->version == 1 ? VIX_IVF_V1_HEADER : sizeof *h, 64);
     h->off_step = vix__align(h->off_lo + dim * sizeof(float), 64);
     h->off_cent = vix__align(h->off_step + dim * sizeof(float), 64);
     h->off_list = vix__align(h->off_cent + cent_blocks * VIX_SQ_LANES * dim * sizeof(float), 64);
-    h->off_ids = vix__align(h->off_list + (h->nlist + 1) * sizeof(uint64_t), 64);
+    uint64_t end = h->off_list + (h->nlist + 1) * sizeof(uint64_t);
+    if (h->version >= 2) {
+        h->off_gcent = vix__align(end, 64);
+        h->off_gstart =
+            vix__align(h->off_gcent + gcent_blocks * VIX_SQ_LANES * dim * sizeof(float), 64);
+        end = h->off_gstart + (h->groups ? h->groups + 1 : 0) * sizeof(uint64_t);
+    }
+    h->off_ids = vix__align(end, 64);
     h->off_codes = vix__align(h->off_ids + h->npos * sizeof(int64_t), page);
     h->off_vecs = vix__align(h->off_codes + h->npos / VIX_SQ_LANES *
                                                 vix_sq_block_bytes(dim, (int)h->bits), page);
@@ -393,15 +688,15 @@ static int vix__lists(const vix_ivf *ivf, uint32_t **ret_perm, uint64_t *start, 
 }
 
 /* Centroids as the query-time scan reads them: 16 side by side per dimension. */
-static int vix__put_centroids(const vix_ivf *ivf, FILE *f, uint64_t *at)
+static int vix__put_centroids(const float *cent, size_t n, size_t dim, FILE *f, uint64_t *at)
 {
-    const size_t dim = ivf->dim, nb = (ivf->nlist + VIX_SQ_LANES - 1) / VIX_SQ_LANES;
+    const size_t nb = (n + VIX_SQ_LANES - 1) / VIX_SQ_LANES;
     float row[VIX_SQ_LANES];
     for (size_t b = 0; b < nb; b++)
         for (size_t d = 0; d < dim; d++) {
             for (size_t l = 0; l < VIX_SQ_LANES; l++) {
                 size_t c = b * VIX_SQ_LANES + l;
-                row[l] = c < ivf->nlist ? ivf->own_cent[c * dim + d] : 0.0f; /* never read */
+                row[l] = c < n ? cent[c * dim + d] : 0.0f; /* never read */
             }
             if (vix__put(f, row, sizeof row, at) < 0)
                 return ERD_EIO;
@@ -476,6 +771,8 @@ int vix_ivf_write(const vix_ivf *ivf, FILE *f, erd_diag *diag)
         memcpy(&h, ivf->map, sizeof h);
         h.nprobe = ivf->nprobe;
         h.rescore = ivf->rescore;
+        if (h.version >= 2) /* a version 1 header ends before gprobe */
+            h.gprobe = ivf->gprobe;
         if (fwrite(&h, 1, sizeof h, f) != sizeof h ||
             fwrite((const char *)ivf->map + sizeof h, 1, ivf->map_len - sizeof h, f) !=
                 ivf->map_len - sizeof h)
@@ -512,6 +809,8 @@ int vix_ivf_write(const vix_ivf *ivf, FILE *f, erd_diag *diag)
     h.nlist = ivf->nlist;
     h.nprobe = ivf->nprobe;
     h.rescore = ivf->rescore;
+    h.groups = ivf->groups;
+    h.gprobe = ivf->gprobe;
     h.ntotal = ivf->add_n;
     h.npos = off[ivf->nlist];
     vix__layout(&h);
@@ -522,9 +821,13 @@ int vix_ivf_write(const vix_ivf *ivf, FILE *f, erd_diag *diag)
     if (rc == ERD_OK && (rc = vix__pad_to(f, h.off_step, &at)) == ERD_OK)
         rc = vix__put(f, ivf->own_step, ivf->dim * sizeof(float), &at);
     if (rc == ERD_OK && (rc = vix__pad_to(f, h.off_cent, &at)) == ERD_OK)
-        rc = vix__put_centroids(ivf, f, &at);
+        rc = vix__put_centroids(ivf->own_cent, ivf->nlist, ivf->dim, f, &at);
     if (rc == ERD_OK && (rc = vix__pad_to(f, h.off_list, &at)) == ERD_OK)
         rc = vix__put(f, off, (ivf->nlist + 1) * sizeof *off, &at);
+    if (rc == ERD_OK && (rc = vix__pad_to(f, h.off_gcent, &at)) == ERD_OK)
+        rc = vix__put_centroids(ivf->own_gcent, ivf->groups, ivf->dim, f, &at);
+    if (rc == ERD_OK && ivf->groups && (rc = vix__pad_to(f, h.off_gstart, &at)) == ERD_OK)
+        rc = vix__put(f, ivf->own_gstart, (ivf->groups + 1) * sizeof *ivf->own_gstart, &at);
     if (rc == ERD_OK && (rc = vix__pad_to(f, h.off_ids, &at)) == ERD_OK)
         rc = vix__put_ids(ivf, f, &lo, &at);
     if (rc == ERD_OK && (rc = vix__pad_to(f, h.off_codes, &at)) == ERD_OK)
@@ -549,19 +852,56 @@ int vix_ivf_write(const vix_ivf *ivf, FILE *f, erd_diag *diag)
 
 /* Points the search arrays into a file image after checking that its
  * header and list offsets describe exactly the image's layout. */
+static int vix__header_of(const void *map, size_t len, vix__ivf_header *ret)
+{
+    memset(ret, 0, sizeof *ret);
+    if (len < VIX_IVF_V1_HEADER)
+        return ERD_ECORRUPT;
+    memcpy(ret, map, VIX_IVF_V1_HEADER);
+    if (memcmp(ret->magic, VIX_IVF_MAGIC, sizeof ret->magic) != 0 || ret->version == 0 ||
+        ret->version > VIX_IVF_VERSION)
+        return ERD_EUNSUPPORTED;
+    if (ret->version >= 2) {
+        if (len < sizeof *ret)
+            return ERD_ECORRUPT;
+        memcpy(ret, map, sizeof *ret);
+    }
+    return ERD_OK;
+}
+
+static bool vix__header_sane(const vix__ivf_header *h)
+{
+    return vix_sq_bits_valid((int)h->bits) && h->dim > 0 && h->dim <= VIX_IVF_MAX_DIM &&
+           h->nlist > 0 && h->nlist <= VIX_IVF_MAX_NLIST && h->npos % VIX_SQ_LANES == 0 &&
+           h->npos <= UINT32_MAX && h->ntotal <= h->npos && h->max_list <= h->npos &&
+           h->nprobe > 0 && h->nprobe <= VIX_IVF_MAX_NLIST && h->rescore > 0 &&
+           h->rescore <= VIX_IVF_MAX_RESCORE && h->groups != 1 && h->groups <= h->nlist &&
+           (h->groups == 0 || (h->gprobe > 0 && h->gprobe <= VIX_IVF_MAX_NLIST));
+}
+
+/* Every group owns a non-empty run of lists, the runs cover all lists. */
+static bool vix__groups_sane(const vix__ivf_header *h, const uint64_t *gstart)
+{
+    if (!h->groups)
+        return true;
+    if (gstart[0] != 0 || gstart[h->groups] != h->nlist)
+        return false;
+    for (size_t g = 0; g < h->groups; g++)
+        if (gstart[g + 1] <= gstart[g])
+            return false;
+    return true;
+}
+
 static int vix__attach(vix_ivf *ivf, void *map, size_t len, const char *what, erd_diag *diag)
 {
     vix__ivf_header h, e;
-    if (len < sizeof h)
-        return erd_fail(diag, ERD_ECORRUPT, "index file %s: truncated header", what);
-    memcpy(&h, map, sizeof h);
-    if (memcmp(h.magic, VIX_IVF_MAGIC, sizeof h.magic) != 0 || h.version != VIX_IVF_VERSION)
-        return erd_fail(diag, ERD_ECORRUPT, "index file %s: not an erd IVF file of version %d",
+    int rc = vix__header_of(map, len, &h);
+    if (rc == ERD_EUNSUPPORTED)
+        return erd_fail(diag, ERD_ECORRUPT, "index file %s: not an erd IVF file of version 1..%d",
                         what, VIX_IVF_VERSION);
-    if (!vix_sq_bits_valid((int)h.bits) || h.dim == 0 || h.dim > VIX_IVF_MAX_DIM ||
-        h.nlist == 0 || h.nlist > VIX_IVF_MAX_NLIST || h.npos % VIX_SQ_LANES ||
-        h.npos > UINT32_MAX || h.ntotal > h.npos || h.max_list > h.npos || h.nprobe == 0 ||
-        h.nprobe > VIX_IVF_MAX_NLIST || h.rescore == 0 || h.rescore > VIX_IVF_MAX_RESCORE)
+    if (rc < 0)
+        return erd_fail(diag, ERD_ECORRUPT, "index file %s: truncated header", what);
+    if (!vix__header_sane(&h))
         return erd_fail(diag, ERD_ECORRUPT, "index file %s: header out of range", what);
     e = h;
     vix__layout(&e);
@@ -574,6 +914,11 @@ static int vix__attach(vix_ivf *ivf, void *map, size_t len, const char *what, er
     for (size_t l = 0; l < h.nlist; l++)
         if (off[l + 1] < off[l] || off[l + 1] % VIX_SQ_LANES || off[l + 1] - off[l] > h.max_list)
             return erd_fail(diag, ERD_ECORRUPT, "index file %s: list %zu offsets", what, l);
+    if (!vix__groups_sane(&h, (const uint64_t *)(base + h.off_gstart)))
+        return erd_fail(diag, ERD_ECORRUPT, "index file %s: group list ranges", what);
+    ivf->groups = h.groups;
+    ivf->gcent = h.groups ? (const float *)(base + h.off_gcent) : NULL;
+    ivf->gstart = h.groups ? (const uint64_t *)(base + h.off_gstart) : NULL;
     ivf->dim = h.dim;
     ivf->nlist = h.nlist;
     ivf->bits = (int)h.bits;
@@ -623,10 +968,13 @@ int vix_ivf_read(const char *path, vix_ivf **ret, erd_diag *diag)
     if (rc < 0)
         return rc;
     vix__ivf_header h;
-    memcpy(&h, map, len < sizeof h ? len : sizeof h);
     vix_ivf *ivf = NULL;
-    rc = len >= sizeof h ? vix_ivf_create((size_t)h.dim, (size_t)h.nlist, (int)h.bits, &ivf, NULL)
-                         : ERD_ECORRUPT;
+    rc = vix__header_of(map, len, &h);
+    if (rc == ERD_OK) {
+        /* the file's own groups are checked against its list ranges below */
+        const vix_ivf_spec spec = {.nlist = (size_t)h.nlist, .bits = (int)h.bits};
+        rc = vix_ivf_create((size_t)h.dim, &spec, &ivf, NULL);
+    }
     if (rc < 0) {
         munmap(map, len);
         return erd_fail(diag, ERD_ECORRUPT, "index file %s: header out of range", path);
@@ -640,6 +988,7 @@ int vix_ivf_read(const char *path, vix_ivf **ret, erd_diag *diag)
     }
     ivf->nprobe = (size_t)h.nprobe;
     ivf->rescore = (size_t)h.rescore;
+    ivf->gprobe = h.groups ? (size_t)h.gprobe : VIX_IVF_GPROBE;
     *ret = ivf;
     return ERD_OK;
 }
@@ -669,27 +1018,27 @@ static int vix__map_built(vix_ivf *ivf, erd_diag *diag)
 
 typedef float vix__v16f __attribute__((vector_size(VIX_SQ_LANES * sizeof(float))));
 
-/* Inner products of q with every centroid, 16 at a time (plain vector
- * code: a few microseconds, and the same on every machine). */
-static void vix__coarse(const vix_ivf *ivf, const float *q, float *out)
+/* Inner products of q with centroids blocks [first, end) of cent (16 a
+ * block, dimension-major): plain vector code, the same on every machine. */
+static void vix__coarse(const float *cent, size_t dim, size_t first, size_t end, const float *q,
+                        float *out)
 {
-    const size_t nb = (ivf->nlist + VIX_SQ_LANES - 1) / VIX_SQ_LANES, dim = ivf->dim;
-    for (size_t b = 0; b < nb; b++) {
+    for (size_t b = first; b < end; b++) {
         vix__v16f acc = {0}, x;
         for (size_t d = 0; d < dim; d++) {
-            memcpy(&x, ivf->cent + (b * dim + d) * VIX_SQ_LANES, sizeof x);
+            memcpy(&x, cent + (b * dim + d) * VIX_SQ_LANES, sizeof x);
             acc += x * q[d];
         }
         memcpy(out + b * VIX_SQ_LANES, &acc, sizeof acc);
     }
 }
 
-/* The nprobe best lists, best first (ties: the lower list). */
-static size_t vix__probes(const float *score, size_t nlist, size_t nprobe, uint32_t *lists,
-                          float *best)
+/* Lists [first, end) offered to the nprobe best so far (n of them, best
+ * first; ties: the one offered first). */
+static size_t vix__probes_in(const float *score, size_t first, size_t end, size_t nprobe,
+                             uint32_t *lists, float *best, size_t n)
 {
-    size_t n = 0;
-    for (size_t l = 0; l < nlist; l++) {
+    for (size_t l = first; l < end; l++) {
         if (n == nprobe && !(score[l] > best[n - 1]))
             continue;
         size_t i = n < nprobe ? n++ : n - 1;
@@ -699,6 +1048,34 @@ static size_t vix__probes(const float *score, size_t nlist, size_t nprobe, uint3
         }
         best[i] = score[l];
         lists[i] = (uint32_t)l;
+    }
+    return n;
+}
+
+/* Scratch of the coarse stage: list scores (and group scores and picks
+ * when it has two levels). */
+typedef struct vix__coarse_tmp {
+    float *cscore, *best, *gscore, *gbest;
+    uint32_t *glists;
+} vix__coarse_tmp;
+
+/* The nprobe lists to scan, best first: every list scored, or with two
+ * levels the lists of the gprobe best groups. */
+static size_t vix__pick_lists(const vix_ivf *ivf, const float *q, size_t nprobe,
+                              vix__coarse_tmp *t, uint32_t *lists)
+{
+    const size_t lanes = VIX_SQ_LANES;
+    if (!ivf->groups) {
+        vix__coarse(ivf->cent, ivf->dim, 0, (ivf->nlist + lanes - 1) / lanes, q, t->cscore);
+        return vix__probes_in(t->cscore, 0, ivf->nlist, nprobe, lists, t->best, 0);
+    }
+    const size_t gprobe = ivf->gprobe < ivf->groups ? ivf->gprobe : ivf->groups;
+    vix__coarse(ivf->gcent, ivf->dim, 0, (ivf->groups + lanes - 1) / lanes, q, t->gscore);
+    size_t ng = vix__probes_in(t->gscore, 0, ivf->groups, gprobe, t->glists, t->gbest, 0), n = 0;
+    for (size_t i = 0; i < ng; i++) {
+        size_t first = (size_t)ivf->gstart[t->glists[i]], end = (size_t)ivf->gstart[t->glists[i] + 1];
+        vix__coarse(ivf->cent, ivf->dim, first / lanes, (end + lanes - 1) / lanes, q, t->cscore);
+        n = vix__probes_in(t->cscore, first, end, nprobe, lists, t->best, n);
     }
     return n;
 }
@@ -803,8 +1180,10 @@ int vix_ivf_search(const vix_ivf *civf, const float *q, size_t k, float *ret_sco
     const size_t nprobe = ivf->nprobe < ivf->nlist ? ivf->nprobe : ivf->nlist;
     const size_t r = k > ivf->rescore ? k : ivf->rescore;
     const size_t ncent = (ivf->nlist + VIX_SQ_LANES - 1) / VIX_SQ_LANES * VIX_SQ_LANES;
-    float *cscore = malloc(ncent * sizeof *cscore + nprobe * sizeof(float));
-    uint32_t *lists = malloc(nprobe * sizeof *lists);
+    const size_t ngcent = (ivf->groups + VIX_SQ_LANES - 1) / VIX_SQ_LANES * VIX_SQ_LANES;
+    const size_t gprobe = ivf->groups ? ivf->gprobe : 0;
+    float *cscore = malloc((ncent + nprobe + ngcent + gprobe) * sizeof *cscore);
+    uint32_t *lists = malloc((nprobe + gprobe) * sizeof *lists);
     int8_t *w = malloc(vix_sq_dim_pad(ivf->dim, ivf->bits));
     int32_t *sums = malloc((ivf->max_list ? ivf->max_list : 1) * sizeof *sums);
     vix__cand *heap = malloc(r * sizeof *heap);
@@ -814,8 +1193,12 @@ int vix_ivf_search(const vix_ivf *civf, const float *q, size_t k, float *ret_sco
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory searching");
         goto out;
     }
-    vix__coarse(ivf, q, cscore);
-    size_t np = vix__probes(cscore, ivf->nlist, nprobe, lists, cscore + ncent);
+    vix__coarse_tmp ct = {.cscore = cscore,
+                          .best = cscore + ncent,
+                          .gscore = cscore + ncent + nprobe,
+                          .gbest = cscore + ncent + nprobe + ngcent,
+                          .glists = lists + nprobe};
+    size_t np = vix__pick_lists(ivf, q, nprobe, &ct, lists);
     vix_sq_query qq = {.w = w};
     vix_sq_query_prep(ivf->lo, ivf->step, ivf->dim, ivf->bits, q, &qq);
     size_t n = vix__gather(ivf, w, lists, np, sums, heap, r);

@@ -6,6 +6,13 @@
  * parameters "nprobe=N" (lists scanned) and "rescore=N" (candidates
  * rescored exactly: the larger of N and the k asked for).
  *
+ * "erdIVF<nlist>_G<groups>,SQ<bits>" makes the coarse stage two-level, for
+ * catalogs of tens of millions: k-means puts the vectors into <groups>
+ * groups, each group's members are clustered into its share of the lists,
+ * and a search scores the group centroids, then the lists of the best
+ * "gprobe=N" groups only.  Scoring 64k centroids per hypothesis, or
+ * assigning 15M vectors to them, would cost more than the scan they save.
+ *
  * File format, made to be memory-mapped: a header, then aligned arrays
  * (per-dimension lo and step, the centroids in blocks of 16, list offsets,
  * ids, code blocks, float vectors; codes and floats start on pages).  Each
@@ -26,15 +33,23 @@
 #define VIX_IVF_MAGIC "ERDIVF01"
 #define VIX_IVF_NPROBE 128
 #define VIX_IVF_RESCORE 256
+/* Groups of lists probed when the coarse stage has two levels. */
+#define VIX_IVF_GPROBE 16
+
+/* What a factory string asks for: groups 0 is one flat coarse stage. */
+typedef struct vix_ivf_spec {
+    size_t nlist, groups;
+    int bits;
+} vix_ivf_spec;
 
 typedef struct vix_ivf vix_ivf;
 
 /* ERD_OK with nlist and bits when factory (before any '|') is an erd
  * factory string; ERD_ENOTFOUND when it is not one (a FAISS string);
  * ERD_EINVAL when it starts like one but is malformed. */
-int vix_ivf_parse(const char *factory, size_t *ret_nlist, int *ret_bits, erd_diag *diag);
+int vix_ivf_parse(const char *factory, vix_ivf_spec *ret, erd_diag *diag);
 
-int vix_ivf_create(size_t dim, size_t nlist, int bits, vix_ivf **ret, erd_diag *diag);
+int vix_ivf_create(size_t dim, const vix_ivf_spec *spec, vix_ivf **ret, erd_diag *diag);
 void vix_ivf_destroy(vix_ivf *ivf); /* accepts NULL */
 
 bool vix_ivf_is_trained(const vix_ivf *ivf);
@@ -53,6 +68,9 @@ size_t vix_ivf_count(const vix_ivf *ivf);
 size_t vix_ivf_dim(const vix_ivf *ivf);
 /* Bytes of scan codes and ids held per vector (the in-memory part). */
 size_t vix_ivf_code_bytes(const vix_ivf *ivf);
+/* Training vectors the coarse stage wants (a two-level one clusters each
+ * group on its own members, so it asks for more than a flat one). */
+size_t vix_ivf_train_want(const vix_ivf *ivf);
 
 /* The file image, written to f. */
 int vix_ivf_write(const vix_ivf *ivf, FILE *f, erd_diag *diag);

@@ -396,12 +396,47 @@ static void test_erd_ivf_exact(const char *factory, const vix_index *flat)
     vix_index_destroy(ix);
 }
 
+/* Two levels probing one group: fewer lists scanned, each vector still
+ * found (it was put in a list of its own nearest group), and gprobe kept
+ * in the file. */
+static void test_erd_ivf_groups(void)
+{
+    static float s1[NVEC * K], s2[NVEC * K];
+    static int64_t i1[NVEC * K], i2[NVEC * K];
+    erd_diag d = {0};
+    vix_index *ix = build("erdIVF16_G4,SQ8|nprobe=4,gprobe=1,rescore=64");
+    if (!ix)
+        return;
+    is_int(vix_index_search(ix, NVEC, vecs, K, s1, i1, &d), ERD_OK, "grouped search %s", d.msg);
+    int self = 0;
+    for (int q = 0; q < NVEC; q++)
+        self += i1[q * K] == ids[q];
+    ok(self >= NVEC * 9 / 10, "%d of %d vectors find themselves probing 1 group of 4", self, NVEC);
+    char path[128];
+    snprintf(path, sizeof path, "%s/erd-groups.faiss", tmpdir);
+    is_int(vix_index_write(ix, path, &d), ERD_OK, "written %s", d.msg);
+    vix_index *back = NULL;
+    is_int(vix_index_read(path, &back, &d), ERD_OK, "mapped back %s", d.msg);
+    if (back) {
+        vix_index_search(back, NVEC, vecs, K, s2, i2, &d);
+        ok(memcmp(i1, i2, sizeof i1) == 0 && memcmp(s1, s2, sizeof s1) == 0,
+           "the mapped file keeps its groups and gprobe");
+    }
+    vix_index_destroy(back);
+    vix_index_destroy(ix);
+    ix = NULL;
+    is_int(vix_index_create("erdIVF16_G4,SQ4|gprobe=0", DIM, &ix, &d), ERD_EINVAL,
+           "gprobe 0 refused: %s", d.msg);
+}
+
 static void test_erd_ivf(void)
 {
     erd_diag d = {0};
     vix_index *ix = NULL;
-    static const char *const bad[] = {"erdIVF0,SQ4", "erdIVF4,SQ3", "erdIVF4", "erdIVF,SQ4",
-                                      "erdIVF4,SQ4x", "erdIVF99999999999,SQ4"};
+    static const char *const bad[] = {"erdIVF0,SQ4",    "erdIVF4,SQ3",   "erdIVF4",
+                                      "erdIVF,SQ4",     "erdIVF4,SQ4x",  "erdIVF99999999999,SQ4",
+                                      "erdIVF4_G1,SQ4", "erdIVF4_G5,SQ4", "erdIVF4_G,SQ4",
+                                      "erdIVF4_X2,SQ4"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         is_int(vix_index_create(bad[i], DIM, &ix, &d), ERD_EINVAL, "%s refused: %s", bad[i],
                d.msg);
@@ -424,7 +459,12 @@ static void test_erd_ivf(void)
     for (int bits = 2; bits <= 8; bits *= 2) {
         snprintf(factory, sizeof factory, "erdIVF4,SQ%d|nprobe=4,rescore=%d", bits, NVEC);
         test_erd_ivf_exact(factory, flat);
+        /* two levels, every group and list probed */
+        snprintf(factory, sizeof factory, "erdIVF8_G4,SQ%d|nprobe=8,gprobe=4,rescore=%d", bits,
+                 NVEC);
+        test_erd_ivf_exact(factory, flat);
     }
+    test_erd_ivf_groups();
     vix_index_destroy(flat);
 
     /* a header that no longer matches the arrays */
