@@ -1,4 +1,5 @@
 #include "index/vix_build.h"
+#include "index/vix_prefetch.h"
 
 #include <stdatomic.h>
 #include <math.h>
@@ -23,6 +24,9 @@
  * and a few hundred points per list already place the centroids. */
 #define VIX_BUILD_TRAIN_MAX 131072
 #define VIX_BUILD_THREADS_MAX 16
+/* Catalogs smaller than this make their phonemes in the build's own
+ * process: forking workers is not worth it for a few seconds of espeak-ng. */
+#define VIX_BUILD_PREFETCH_MIN 100000
 /* auto: one flat coarse stage up to this many lists (4M vectors)... */
 #define VIX_BUILD_FLAT_COARSE_MAX 2048
 /* ...and above it lists of about this many vectors, in groups. */
@@ -344,7 +348,7 @@ typedef struct vix__build {
     void *state;
     size_t state_len, dim, chunk, n_train;
     int64_t catalog_id, generation, count;
-    double t0, t, encode_s;
+    double t0, t, encode_s, prefetch_s;
     vix_build_result res;
 } vix__build;
 
@@ -369,6 +373,40 @@ static void vix__build_free(vix__build *b)
 static int vix__build_cancelled(const vix__build *b)
 {
     return vix__cancelled(b->opts) ? erd_fail(b->diag, ERD_EBUSY, "build cancelled") : ERD_OK;
+}
+
+/* A large catalog's missing phonemes made by worker processes first, so
+ * the phoneme stage below reads them from the cache.  Before the build's
+ * read snapshot: the workers' writes need not pile up behind it. */
+static int vix__build_prefetch(vix__build *b)
+{
+    const vix_build_opts *opts = b->opts;
+    if (opts->g2p_procs < 2)
+        return ERD_OK;
+    vix_store *store = NULL;
+    int64_t catalog_id = 0, count = 0;
+    int rc = vix_store_open(opts->db_path, 0, &store, b->diag);
+    if (rc == ERD_OK &&
+        (rc = vix_store_catalog_find(store, opts->catalog, &catalog_id, b->diag)) == ERD_OK &&
+        (rc = vix__voice_check(store, catalog_id, opts, b->voice, b->diag)) == ERD_OK)
+        rc = vix_store_entity_count(store, catalog_id, &count, b->diag);
+    vix_store_close(store);
+    if (rc < 0 || count < VIX_BUILD_PREFETCH_MIN)
+        return rc; /* the failure, if any, is the build's own to report */
+    double t = erd_now_s();
+    size_t procs = opts->g2p_procs < VIX_PREFETCH_MAX_PROCS ? opts->g2p_procs
+                                                            : VIX_PREFETCH_MAX_PROCS, clean = 0;
+    const vix_prefetch_opts po = {.db_path = opts->db_path,
+                                  .catalog_id = catalog_id,
+                                  .voice = b->voice,
+                                  .procs = procs,
+                                  .total_entities = (uint64_t)count,
+                                  .progress = opts->progress,
+                                  .progress_user = opts->progress_user};
+    if (vix_prefetch_phonemes(&po, &clean, NULL) == ERD_OK)
+        b->res.g2p_procs = clean;
+    b->prefetch_s = erd_now_s() - t;
+    return ERD_OK;
 }
 
 /* The store, under one read snapshot, the catalog, its generation and a new
@@ -442,7 +480,7 @@ static int vix__build_phonemes(vix__build *b)
     pho_g2p_stats gs;
     pho_g2p_get_stats(b->g2p, &gs);
     b->res.g2p_calls = gs.espeak_calls;
-    b->res.phoneme_seconds = erd_now_s() - b->t;
+    b->res.phoneme_seconds = erd_now_s() - b->t + b->prefetch_s;
     if (b->corpus.n == 0)
         return erd_fail(diag, ERD_EEMPTY, "no entity of \"%s\" has a speakable name",
                         b->opts->catalog);
@@ -616,7 +654,8 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
                     .voice = opts->g2p_voice && *opts->g2p_voice ? opts->g2p_voice : "en-us",
                     .t0 = erd_now_s()};
     int rc;
-    if ((rc = vix__build_open(&b)) >= 0 && (rc = vix__build_phonemes(&b)) >= 0 &&
+    if ((rc = vix__build_prefetch(&b)) >= 0 && (rc = vix__build_open(&b)) >= 0 &&
+        (rc = vix__build_phonemes(&b)) >= 0 &&
         (rc = vix__build_index(&b)) >= 0 && (rc = vix__build_add(&b)) >= 0 &&
         (rc = vix__build_commit(&b)) >= 0) {
         rc = ERD_OK;

@@ -28,6 +28,10 @@ typedef struct vix_build_opts {
     int nprobe;               /* IVF lists searched, kept in the index file; 0: VIX_BUILD_NPROBE */
     int ef_search;            /* HNSW search breadth, kept in the index file; 0: VIX_BUILD_EF_SEARCH */
     int threads;              /* encoding threads; 0: one per core */
+    /* Worker processes that make a large catalog's missing phonemes before
+     * the build reads them (vix_prefetch.h); below 2, none.  Only for a
+     * single-threaded caller: the workers are forked. */
+    size_t g2p_procs;
     const char *g2p_voice;    /* default "en-us"; recorded in the index metadata */
     /* A catalog whose index recorded another voice is refused (ERD_EMISMATCH)
      * unless this is set: a new voice changes every phoneme, so every answer. */
@@ -46,7 +50,8 @@ typedef struct vix_build_opts {
 typedef struct vix_build_result {
     uint64_t entities;
     uint64_t vectors;
-    uint64_t g2p_calls; /* phoneme cache misses */
+    uint64_t g2p_calls; /* phoneme cache misses of the build's own pass */
+    size_t g2p_procs;   /* worker processes that made phonemes first (0: none) */
     double seconds, phoneme_seconds, encode_seconds, index_seconds;
     char index_path[1024];
     char encoder_id[128];

@@ -449,6 +449,8 @@ int cmd_build(int argc, char **argv)
     const char *db = NULL, *catalog = NULL, *config = NULL, *encoder = NULL, *factory = NULL;
     const char *voice = NULL;
     int quiet = 0;
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned g2p_procs = online > 1 ? (unsigned)online : 1;
     const cmd_opt opts[] = {
         CMD_CFG("db", 'd', "FILE", &db, "db", "catalog store"),
         CMD_STR("catalog", 'c', "NAME", &catalog, "catalog to build"),
@@ -461,6 +463,10 @@ int cmd_build(int argc, char **argv)
                 "espeak-ng voice the names are spoken in, recorded\n"
                 "with the index: queries of the catalog use it too.\n"
                 "Needed to change the voice of a built catalog"),
+        CMD_UINT("g2p-procs", 0, "N", &g2p_procs, 1, 64,
+                 "processes making the missing phonemes of a catalog\n"
+                 "of 100,000 entities or more (espeak-ng runs on one\n"
+                 "core per process; default: one per core)"),
         CMD_STR("config", 0, "FILE", &config, "configuration file"),
         CMD_FLAG("quiet", 'q', &quiet, "no progress on stderr"),
     };
@@ -495,6 +501,7 @@ int cmd_build(int argc, char **argv)
         .ef_search = cfg.hnsw_ef_search,
         .g2p_voice = voice ? voice : cfg.g2p_voice,
         .g2p_voice_change = voice != NULL,
+        .g2p_procs = g2p_procs,
         .progress = quiet ? NULL : cmd__build_progress,
         .progress_user = &progress,
     };
@@ -505,14 +512,18 @@ int cmd_build(int argc, char **argv)
         fputc('\n', stderr);
     if (rc < 0)
         return cmd_fail("build", &diag, rc);
+    char procs_note[64] = "";
+    if (res.g2p_procs)
+        snprintf(procs_note, sizeof procs_note, " after %zu worker processes", res.g2p_procs);
     if (!quiet)
         fprintf(stderr,
                 "erd build: catalog \"%s\": %llu entities, %llu vectors (%s, %s) in %.2f s "
-                "[phonemes %.2f s, %llu espeak-ng calls; encode %.2f s; index %.2f s] -> %s "
+                "[phonemes %.2f s, %llu espeak-ng calls%s; encode %.2f s; index %.2f s] -> %s "
                 "(%.1f MB, %.0f bytes per entity)\n",
                 catalog, (unsigned long long)res.entities, (unsigned long long)res.vectors,
                 res.encoder_id, res.factory, res.seconds, res.phoneme_seconds,
-                (unsigned long long)res.g2p_calls, res.encode_seconds, res.index_seconds,
+                (unsigned long long)res.g2p_calls, procs_note, res.encode_seconds,
+                res.index_seconds,
                 res.index_path, (double)res.index_bytes / 1e6,
                 res.entities ? (double)res.index_bytes / (double)res.entities : 0.0);
     return CMD_EXIT_OK;
