@@ -30,6 +30,16 @@
 #define VIX_IVF_ASSIGN_CHUNK 16384
 /* Most training vectors a two-level coarse stage asks for. */
 #define VIX_IVF_TRAIN_WANT_MAX (4u << 20)
+/* Floats a server reads through its map: beyond this, every page rescoring
+ * ever touched would stay in its resident set (a 10M catalog has 7.7 GB of
+ * them), so they are read with pread and stay in the page cache only. */
+#define VIX_IVF_MAPPED_FLOATS_MAX ((uint64_t)2 << 30)
+static _Atomic uint64_t vix__mapped_floats_max = VIX_IVF_MAPPED_FLOATS_MAX;
+
+void vix_ivf_mapped_floats_max(uint64_t bytes)
+{
+    atomic_store(&vix__mapped_floats_max, bytes ? bytes : VIX_IVF_MAPPED_FLOATS_MAX);
+}
 
 /* On disk, little-endian as the machine writes it (files do not travel
  * between architectures; the magic and sizes catch a wrong one). */
@@ -77,6 +87,11 @@ struct vix_ivf {
     const int64_t *ids;
     const uint8_t *codes;
     const float *vecs;
+    /* Past VIX_IVF_MAPPED_FLOATS_MAX bytes of floats, rescoring reads them
+     * with pread from this descriptor instead of through the map (-1:
+     * through the map), at file offset vecs_off. */
+    int vecs_fd;
+    uint64_t vecs_off;
     size_t ntotal, npos, max_list;
 };
 
@@ -134,6 +149,7 @@ int vix_ivf_create(size_t dim, const vix_ivf_spec *spec, vix_ivf **ret, erd_diag
     ivf->nprobe = VIX_IVF_NPROBE;
     ivf->rescore = VIX_IVF_RESCORE;
     ivf->blk_bytes = vix_sq_block_bytes(dim, spec->bits);
+    ivf->vecs_fd = -1;
     pthread_mutex_init(&ivf->mu, NULL);
     *ret = ivf;
     return ERD_OK;
@@ -394,6 +410,8 @@ void vix_ivf_destroy(vix_ivf *ivf)
     free(ivf->add_ids);
     if (ivf->add_x)
         fclose(ivf->add_x);
+    if (ivf->vecs_fd >= 0)
+        close(ivf->vecs_fd);
     pthread_mutex_destroy(&ivf->mu);
     free(ivf);
 }
@@ -964,9 +982,10 @@ int vix_ivf_read(const char *path, vix_ivf **ret, erd_diag *diag)
     void *map = NULL;
     size_t len = 0;
     int rc = vix__map_fd(fd, path, &map, &len, diag);
-    close(fd); /* the mapping keeps the file */
-    if (rc < 0)
+    if (rc < 0) {
+        close(fd);
         return rc;
+    }
     vix__ivf_header h;
     vix_ivf *ivf = NULL;
     rc = vix__header_of(map, len, &h);
@@ -977,14 +996,24 @@ int vix_ivf_read(const char *path, vix_ivf **ret, erd_diag *diag)
     }
     if (rc < 0) {
         munmap(map, len);
+        close(fd);
         return erd_fail(diag, ERD_ECORRUPT, "index file %s: header out of range", path);
     }
     ivf->from_file = true;
     ivf->trained = true;
     if ((rc = vix__attach(ivf, map, len, path, diag)) < 0) {
         munmap(map, len);
+        close(fd);
         vix_ivf_destroy(ivf);
         return rc;
+    }
+    if (h.file_len - h.off_vecs > atomic_load(&vix__mapped_floats_max)) {
+        ivf->vecs_fd = fd;
+        ivf->vecs_off = h.off_vecs;
+        posix_fadvise(fd, (off_t)h.off_vecs, 0, POSIX_FADV_RANDOM);
+        madvise((char *)map + h.off_vecs, h.file_len - h.off_vecs, MADV_DONTNEED);
+    } else {
+        close(fd); /* the mapping keeps the file */
     }
     ivf->nprobe = (size_t)h.nprobe;
     ivf->rescore = (size_t)h.rescore;
@@ -1145,21 +1174,31 @@ static size_t vix__gather(const vix_ivf *ivf, const int8_t *w, const uint32_t *l
 }
 
 /* Exact inner products of the candidates, dimension by dimension as the
- * exact flat search sums them, so a vector scores here what it scores there. */
-static void vix__rescore(const vix_ivf *ivf, const float *q, const vix__cand *cand, size_t n,
-                         vix__hit *hits)
+ * exact flat search sums them, so a vector scores here what it scores there.
+ * buf (dim floats) holds a candidate's floats when they are read with pread. */
+static int vix__rescore(const vix_ivf *ivf, const float *q, const vix__cand *cand, size_t n,
+                        float *buf, vix__hit *hits, erd_diag *diag)
 {
-    const size_t dim = ivf->dim;
+    const size_t dim = ivf->dim, bytes = dim * sizeof(float);
     for (size_t i = 0; i < n; i++) {
-        if (i + 4 < n)
+        const float *v = ivf->vecs + (size_t)cand[i].pos * dim;
+        if (ivf->vecs_fd >= 0) {
+            off_t at = (off_t)(ivf->vecs_off + (uint64_t)cand[i].pos * bytes);
+            errno = 0;
+            if (pread(ivf->vecs_fd, buf, bytes, at) != (ssize_t)bytes)
+                return erd_fail(diag, ERD_EIO, "reading vectors to rescore: %s",
+                                errno ? strerror(errno) : "short read");
+            v = buf;
+        } else if (i + 4 < n) {
             for (size_t d = 0; d < dim; d += 16)
                 __builtin_prefetch(ivf->vecs + (size_t)cand[i + 4].pos * dim + d);
-        const float *v = ivf->vecs + (size_t)cand[i].pos * dim;
+        }
         float s = 0;
         for (size_t d = 0; d < dim; d++)
             s += q[d] * v[d];
         hits[i] = (vix__hit){s, ivf->ids[cand[i].pos]};
     }
+    return ERD_OK;
 }
 
 int vix_ivf_search(const vix_ivf *civf, const float *q, size_t k, float *ret_scores,
@@ -1184,7 +1223,7 @@ int vix_ivf_search(const vix_ivf *civf, const float *q, size_t k, float *ret_sco
     const size_t gprobe = ivf->groups ? ivf->gprobe : 0;
     float *cscore = malloc((ncent + nprobe + ngcent + gprobe) * sizeof *cscore);
     uint32_t *lists = malloc((nprobe + gprobe) * sizeof *lists);
-    int8_t *w = malloc(vix_sq_dim_pad(ivf->dim, ivf->bits));
+    int8_t *w = malloc(vix_sq_dim_pad(ivf->dim, ivf->bits) + ivf->dim * sizeof(float));
     int32_t *sums = malloc((ivf->max_list ? ivf->max_list : 1) * sizeof *sums);
     vix__cand *heap = malloc(r * sizeof *heap);
     vix__hit *hits = malloc(r * sizeof *hits);
@@ -1202,7 +1241,9 @@ int vix_ivf_search(const vix_ivf *civf, const float *q, size_t k, float *ret_sco
     vix_sq_query qq = {.w = w};
     vix_sq_query_prep(ivf->lo, ivf->step, ivf->dim, ivf->bits, q, &qq);
     size_t n = vix__gather(ivf, w, lists, np, sums, heap, r);
-    vix__rescore(ivf, q, heap, n, hits);
+    float *vbuf = (float *)(w + vix_sq_dim_pad(ivf->dim, ivf->bits));
+    if ((rc = vix__rescore(ivf, q, heap, n, vbuf, hits, diag)) < 0)
+        goto out;
     qsort(hits, n, sizeof *hits, vix__hit_cmp);
     for (size_t i = 0; i < k; i++) {
         ret_scores[i] = i < n ? hits[i].score : -INFINITY;

@@ -76,5 +76,10 @@ size_t vix_ivf_train_want(const vix_ivf *ivf);
 int vix_ivf_write(const vix_ivf *ivf, FILE *f, erd_diag *diag);
 /* Maps the file at path; ERD_ECORRUPT when its header or offsets do not add up. */
 int vix_ivf_read(const char *path, vix_ivf **ret, erd_diag *diag);
+/* Floats of an index file larger than this (0: the default, 2 GiB) are read
+ * with pread when rescoring instead of through the map, so a long-running
+ * server's resident set does not grow with every page it rescored from.
+ * Process-wide, for files read after the call. */
+void vix_ivf_mapped_floats_max(uint64_t bytes);
 
 #endif

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "index/vix_index.h"
+#include "index/vix_ivf.h"
 #include "tap.h"
 #include "tmpdir.h"
 
@@ -382,17 +383,23 @@ static void test_erd_ivf_exact(const char *factory, const vix_index *flat)
     char path[128];
     snprintf(path, sizeof path, "%s/erd-exact.faiss", tmpdir);
     is_int(vix_index_write(ix, path, &d), ERD_OK, "%s: written %s", factory, d.msg);
-    vix_index *back = NULL;
-    is_int(vix_index_read(path, &back, &d), ERD_OK, "%s: mapped back %s", factory, d.msg);
-    if (back) {
-        memset(i2, 0, sizeof i2);
-        vix_index_search(back, NVEC, vecs, K, s2, i2, &d);
-        ok(memcmp(i1, i2, sizeof i1) == 0 && memcmp(s1, s2, sizeof s1) == 0,
-           "%s: the mapped file keeps nprobe and rescore and answers as Flat", factory);
-        is_int(vix_index_add(back, 1, vecs, ids, &d), ERD_EUNSUPPORTED,
-               "a mapped index is read-only");
+    /* read back twice: floats through the map, then with pread */
+    for (int pread_floats = 0; pread_floats <= 1; pread_floats++) {
+        vix_ivf_mapped_floats_max(pread_floats ? 1 : 0);
+        vix_index *back = NULL;
+        is_int(vix_index_read(path, &back, &d), ERD_OK, "%s: mapped back %s", factory, d.msg);
+        if (back) {
+            memset(i2, 0, sizeof i2);
+            vix_index_search(back, NVEC, vecs, K, s2, i2, &d);
+            ok(memcmp(i1, i2, sizeof i1) == 0 && memcmp(s1, s2, sizeof s1) == 0,
+               "%s, floats %s: the mapped file keeps nprobe and rescore and answers as Flat",
+               factory, pread_floats ? "read with pread" : "mapped");
+            is_int(vix_index_add(back, 1, vecs, ids, &d), ERD_EUNSUPPORTED,
+                   "a mapped index is read-only");
+        }
+        vix_index_destroy(back);
     }
-    vix_index_destroy(back);
+    vix_ivf_mapped_floats_max(0);
     vix_index_destroy(ix);
 }
 
