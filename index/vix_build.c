@@ -400,7 +400,6 @@ static int vix__build_prefetch(vix__build *b)
                                   .catalog_id = catalog_id,
                                   .voice = b->voice,
                                   .procs = procs,
-                                  .total_entities = (uint64_t)count,
                                   .progress = opts->progress,
                                   .progress_user = opts->progress_user};
     if (vix_prefetch_phonemes(&po, &clean, NULL) == ERD_OK)

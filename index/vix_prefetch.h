@@ -16,8 +16,8 @@ typedef struct vix_prefetch_opts {
     int64_t catalog_id;
     const char *voice; /* the G2P voice the build uses */
     size_t procs;      /* worker processes, 2..VIX_PREFETCH_MAX_PROCS */
-    uint64_t total_entities;
-    /* called about twice a second with the entities done so far */
+    /* called about twice a second, once every worker has listed what it
+     * has to speak, with the texts spoken so far of all */
     void (*progress)(void *user, const char *stage, uint64_t done, uint64_t total);
     void *progress_user;
 } vix_prefetch_opts;

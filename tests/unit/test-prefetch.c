@@ -44,7 +44,7 @@ int main(void)
 
     size_t clean = 0;
     vix_prefetch_opts po = {.db_path = with, .catalog_id = catalog_of(with), .voice = "en-us",
-                            .procs = 3, .total_entities = 6};
+                            .procs = 3};
     is_int(vix_prefetch_phonemes(&po, &clean, &diag), ERD_OK, "three workers ran: %s", diag.msg);
     is_int((int)clean, 3, "all three finished cleanly");
     po.procs = 1;
