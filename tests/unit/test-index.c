@@ -396,6 +396,32 @@ static void test_erd_ivf_exact(const char *factory, const vix_index *flat)
     vix_index_destroy(ix);
 }
 
+/* Probing some of the lists: which ones is decided by the centroid scores,
+ * summed in the same order at every instruction-set level, so every level
+ * probes the same lists and answers the same. */
+static void test_erd_ivf_probes_same(void)
+{
+    static float s1[NVEC * K], s2[NVEC * K];
+    static int64_t i1[NVEC * K], i2[NVEC * K];
+    static const char *const isa[] = {"avx2", "avx512", "avx512-bf16"};
+    erd_diag d = {0};
+    vix_index *ix = build("erdIVF16,SQ4|nprobe=3");
+    if (!ix)
+        return;
+    vix_simd_limit("base", NULL);
+    is_int(vix_index_search(ix, NVEC, vecs, K, s1, i1, &d), ERD_OK, "plain search %s", d.msg);
+    for (size_t i = 0; i < sizeof isa / sizeof *isa; i++) {
+        vix_simd_limit(isa[i], NULL);
+        memset(i2, 0, sizeof i2);
+        vix_index_search(ix, NVEC, vecs, K, s2, i2, &d);
+        ok(memcmp(i1, i2, sizeof i1) == 0 && memcmp(s1, s2, sizeof s1) == 0,
+           "3 of 16 lists probed under %s (in use: %s): the plain kernels' answers", isa[i],
+           vix_simd_name());
+    }
+    vix_simd_limit("auto", NULL);
+    vix_index_destroy(ix);
+}
+
 static void test_erd_ivf(void)
 {
     erd_diag d = {0};
@@ -466,6 +492,7 @@ int main(void)
     test_files();
     test_ivf();
     test_erd_ivf();
+    test_erd_ivf_probes_same();
     test_search_params();
     test_flat_exact();
 
