@@ -15,6 +15,7 @@
 #include "index/vix_index.h"
 #include "index/vix_internal.h"
 #include "index/vix_phrase.h"
+#include "index/vix_resolve_internal.h"
 #include "index/vix_store.h"
 #include "phonetics/pho_encoder.h"
 #include "phonetics/pho_g2p.h"
@@ -60,6 +61,12 @@ bool vix_index_file_owned(const char *db_path, const char *catalog, const char *
     size_t dn = strlen(db_name), cn = strlen(catalog);
     return strncmp(name, db_name, dn) == 0 && name[dn] == '.' &&
            strncmp(name + dn + 1, catalog, cn) == 0 && name[dn + 1 + cn] == '.';
+}
+
+void vix_index_file_remove(const char *path)
+{
+    unlink(path);
+    vix__table_remove(path);
 }
 
 int vix_index_file_path(const char *db_path, const char *file, char *out, size_t outcap)
@@ -590,8 +597,29 @@ static int vix__build_add(vix__build *b)
     return vix__build_cancelled(b);
 }
 
-/* The index file written, then the metadata naming it; only then is the
- * file it replaces removed. */
+/* The entity set a server would read from the store, as of a fresh read
+ * snapshot (at or after the build's generation: what changed since is the
+ * delta's, as when a server reads the store itself), in the build's voice
+ * with every rerank phrase; written beside the index for servers to map. */
+static int vix__build_table(vix__build *b)
+{
+    char path[2100];
+    vix__set set = {0};
+    int rc = vix_index_table_path(b->res.index_path, path, sizeof path);
+    if (rc < 0)
+        return erd_fail(b->diag, rc, "entity table path too long");
+    if ((rc = vix_store_begin_read(b->store, b->diag)) < 0)
+        return rc;
+    rc = vix__set_load(b->store, b->catalog_id, b->g2p, true, &set, b->diag);
+    vix_store_rollback(b->store);
+    if (rc == ERD_OK)
+        rc = vix__table_write(&set, path, b->res.index_path, b->generation, b->diag);
+    vix__set_free(&set);
+    return rc;
+}
+
+/* The index file and its entity table written, then the metadata naming
+ * them; only then are the files they replace removed. */
 static int vix__build_commit(vix__build *b)
 {
     const vix_build_opts *opts = b->opts;
@@ -601,8 +629,14 @@ static int vix__build_commit(vix__build *b)
     int rc = vix_index_write(b->index, res->index_path, diag);
     if (rc < 0)
         return rc;
+    double t_table = erd_now_s();
+    if ((rc = vix__build_table(b)) < 0 || (rc = vix__build_cancelled(b)) < 0) {
+        vix_index_file_remove(res->index_path);
+        return rc;
+    }
+    res->table_seconds = erd_now_s() - t_table;
     res->encode_seconds = b->encode_s;
-    res->index_seconds = erd_now_s() - b->t - b->encode_s;
+    res->index_seconds = erd_now_s() - b->t - b->encode_s - res->table_seconds;
     struct stat sb;
     if (stat(res->index_path, &sb) == 0)
         res->index_bytes = (uint64_t)sb.st_size;
@@ -642,7 +676,7 @@ static int vix__build_commit(vix__build *b)
      * remove. */
     if (old_path[0] && strcmp(old_path, res->index_path) != 0 &&
         vix_index_file_owned(opts->db_path, opts->catalog, old_path))
-        unlink(old_path);
+        vix_index_file_remove(old_path);
     return ERD_OK;
 }
 

@@ -53,6 +53,7 @@ typedef struct vix_build_result {
     uint64_t g2p_calls; /* phoneme cache misses of the build's own pass */
     size_t g2p_procs;   /* worker processes that made phonemes first (0: none) */
     double seconds, phoneme_seconds, encode_seconds, index_seconds;
+    double table_seconds; /* the entity table written beside the index */
     char index_path[1024];
     char encoder_id[128];
     char factory[128]; /* the factory string used ("auto" resolved) */
@@ -68,6 +69,15 @@ int vix_index_file_path(const char *db_path, const char *file, char *out, size_t
  * the database).  A copied database still names the original's files: only
  * owned ones may be removed. */
 bool vix_index_file_owned(const char *db_path, const char *catalog, const char *path);
+
+/* Removes an index file and the entity table written beside it (the
+ * table is "<index file>.ents": what a server maps instead of reading every
+ * entity from the database; it falls back to the database when the table
+ * is missing or made for another index). */
+void vix_index_file_remove(const char *path);
+/* Where the entity table of the index at index_path is.  ERD_ETOOLONG when
+ * it does not fit. */
+int vix_index_table_path(const char *index_path, char *out, size_t outcap);
 
 int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag);
 

@@ -67,6 +67,10 @@ typedef struct vix__set {
     uint32_t *slot;
     int64_t slot_lo;
     size_t slot_n;
+    /* a table file mapped (vix_table.c): the arrays point into it and are
+     * not the heap's; NULL for a set read from the store */
+    void *map;
+    size_t map_len;
 } vix__set;
 
 /* One built index and the entities it was built from. */
@@ -270,6 +274,22 @@ int vix__base_load(vix_resolver *r, vix_store *store, int64_t catalog_id, const 
                    const vix_index_meta *meta, vix__base **ret, erd_diag *diag);
 const vix__catalog *vix__view_find(const vix_view *v, const char *name);
 void vix__keep(vix_view *nv, const vix__catalog *c);
+
+/* Reads catalog_id's entities from store (inside the caller's read
+ * snapshot), with their rerank phrases in g2p's phones when phrases is set. */
+int vix__set_load(vix_store *store, int64_t catalog_id, pho_g2p *g2p, bool phrases,
+                  vix__set *ret, erd_diag *diag);
+void vix__set_free(vix__set *c);
+
+/* vix_table.c: a base's entity set in a file beside its index */
+int vix__table_write(const vix__set *c, const char *path, const char *index_path,
+                     int64_t generation, erd_diag *diag);
+/* ERD_ENOTFOUND: no table, or one made for another index or generation;
+ * ERD_ECORRUPT: one that does not add up.  Without phrases every entity's
+ * phrases are dropped, as a resolver without rerank loads them. */
+int vix__table_map(const char *path, const char *index_path, int64_t generation, bool phrases,
+                   vix__set *ret, erd_diag *diag);
+void vix__table_remove(const char *index_path);
 
 /* vix_delta.c */
 int vix__delta_next(vix_resolver *r, vix_store *store, int64_t catalog_id,

@@ -134,6 +134,17 @@ static int vix__snapshot_once(const char *db_path, const char *tmp_db, const cha
     vix_store_close(copy);
     if (rc < 0)
         goto out;
+    /* each index's entity table, when it has one, goes along: a replica
+     * then starts as fast as the original */
+    for (size_t i = 0, n_index = nm.n; i < n_index && nm.n < VIX__SNAP_MAX_FILES; i++) {
+        char path[2048], table[2100];
+        if (vix_index_file_path(db_path, nm.v[i], path, sizeof path) != ERD_OK ||
+            vix_index_table_path(path, table, sizeof table) != ERD_OK || access(table, R_OK) != 0)
+            continue;
+        const char *name = strrchr(table, '/') ? strrchr(table, '/') + 1 : table;
+        if (strlen(name) < VIX__SNAP_MAX_NAME)
+            memcpy(nm.v[nm.n++], name, strlen(name) + 1);
+    }
 
     rc = erd_file_temp(out_path, tmp, sizeof tmp, &o.f, diag);
     if (rc < 0)

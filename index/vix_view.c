@@ -2,6 +2,8 @@
  * indexes, reference counts, and publishing a new view with one pointer swap. */
 #include "index/vix_resolve_internal.h"
 
+#include <sys/mman.h>
+
 const char *vix__intern_str(vix_resolver *r, const char *s)
 {
     const char *out = NULL;
@@ -23,8 +25,13 @@ const char *vix__intern_str(vix_resolver *r, const char *s)
     return out;
 }
 
-static void vix__set_free(vix__set *c)
+void vix__set_free(vix__set *c)
 {
+    if (c->map) {
+        munmap(c->map, c->map_len);
+        memset(c, 0, sizeof *c);
+        return;
+    }
     free(c->entities);
     free(c->strings);
     free(c->phrases);
@@ -235,9 +242,11 @@ static void vix__set_fit(vix__set *c)
     vix__fit((void **)&c->phones, &c->phones_cap, c->phones_len, 1);
 }
 
-/* Heap bytes the set holds. */
+/* Heap bytes the set holds (a mapped table's are the file's). */
 size_t vix__set_bytes(const vix__set *c)
 {
+    if (c->map)
+        return 0;
     return c->cap_entities * sizeof *c->entities + c->strings_cap +
            c->cap_phrases * sizeof *c->phrases + c->phones_cap + c->slot_n * sizeof *c->slot;
 }
@@ -284,6 +293,25 @@ const vix__entity *vix__set_find(const vix__set *c, int64_t rowid)
     return lo < c->n_entities && c->entities[lo].rowid == rowid ? &c->entities[lo] : NULL;
 }
 
+int vix__set_load(vix_store *store, int64_t catalog_id, pho_g2p *g2p, bool phrases,
+                  vix__set *ret, erd_diag *diag)
+{
+    vix__set set = {0};
+    vix__load ld = {.set = &set, .g2p = g2p, .store = store, .diag = diag};
+    if (phrases && !(ld.scratch = malloc(sizeof *ld.scratch)))
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    int rc = vix_store_entity_foreach(store, catalog_id, vix__load_entity, &ld, diag);
+    free(ld.scratch);
+    if (rc != 0) {
+        rc = ld.rc < 0 ? ld.rc : rc > 0 ? erd_fail(diag, ERD_ENOMEM, "out of memory") : rc;
+        vix__set_free(&set);
+        return rc;
+    }
+    vix__set_finish(&set);
+    *ret = set;
+    return ERD_OK;
+}
+
 /* The G2P handle for voice ("" or g2p_voice: the configured one), made on
  * first use: queries of a catalog are spoken in the voice its index was
  * built with, whatever the server's g2p_voice says. */
@@ -328,7 +356,6 @@ int vix__base_load(vix_resolver *r, vix_store *store, int64_t catalog_id, const 
                    const vix_index_meta *meta, vix__base **ret, erd_diag *diag)
 {
     vix__base *b = calloc(1, sizeof *b);
-    vix__load ld = {.g2p = r->g2p, .store = store, .diag = diag};
     int rc;
     if (!b)
         return erd_fail(diag, ERD_ENOMEM, "out of memory");
@@ -339,7 +366,6 @@ int vix__base_load(vix_resolver *r, vix_store *store, int64_t catalog_id, const 
     rc = vix__g2p_for(r, meta->g2p_voice, name, &b->g2p, diag);
     if (rc < 0)
         goto out;
-    ld.g2p = b->g2p;
     rc = pho_encoder_create(meta->encoder_id, &b->enc, diag);
     if (rc < 0)
         goto out;
@@ -364,26 +390,18 @@ int vix__base_load(vix_resolver *r, vix_store *store, int64_t catalog_id, const 
                       (long long)meta->vector_count, pho_encoder_dim(b->enc));
         goto out;
     }
-    ld.set = &b->set;
-    if (r->rerank) {
-        ld.scratch = malloc(sizeof *ld.scratch);
-        if (!ld.scratch) {
-            rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
-            goto out;
-        }
-    }
     b->calibrated = r->calib && r->calib_rerank_ok &&
                     strcmp(pho_encoder_id(b->enc), r->calib->encoder_id) == 0;
-    rc = vix_store_entity_foreach(store, catalog_id, vix__load_entity, &ld, diag);
-    if (rc != 0) {
-        rc = ld.rc < 0 ? ld.rc : rc > 0 ? erd_fail(diag, ERD_ENOMEM, "out of memory") : rc;
+    char table[2100];
+    if (vix_index_table_path(path, table, sizeof table) < 0 ||
+        vix__table_map(table, path, meta->catalog_generation, r->rerank != NULL, &b->set, NULL) <
+            0)
+        rc = vix__set_load(store, catalog_id, b->g2p, r->rerank != NULL, &b->set, diag);
+    if (rc < 0)
         goto out;
-    }
-    vix__set_finish(&b->set);
     *ret = b; /* the caller owns the one reference */
     b = NULL;
 out:
-    free(ld.scratch);
     vix__base_unref(b);
     return rc;
 }

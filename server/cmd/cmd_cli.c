@@ -475,7 +475,9 @@ int cmd_build(int argc, char **argv)
         "titles: before/after a colon, without a leading article) into phonemes\n"
         "with espeak-ng, encodes them and writes the FAISS index beside the\n"
         "database (DB.CATALOG.GENERATION-STAMP.faiss, a new file per build; the one it\n"
-        "replaces is deleted once the database names the new one).  Writers go on\n"
+        "replaces is deleted once the database names the new one), and beside it\n"
+        "the entity table (the same name + .ents) that erd serve maps instead of\n"
+        "reading every name from the database.  Writers go on\n"
         "meanwhile; a running erd serve swaps the new index in within its\n"
         "sync_interval_ms and serves what was written since from its delta.", opts, "catalog", 0, 0);
     int ex;
@@ -518,13 +520,13 @@ int cmd_build(int argc, char **argv)
     if (!quiet)
         fprintf(stderr,
                 "erd build: catalog \"%s\": %llu entities, %llu vectors (%s, %s) in %.2f s "
-                "[phonemes %.2f s, %llu espeak-ng calls%s; encode %.2f s; index %.2f s] -> %s "
+                "[phonemes %.2f s, %llu espeak-ng calls%s; encode %.2f s; index %.2f s; entity "
+                "table %.2f s] -> %s "
                 "(%.1f MB, %.0f bytes per entity)\n",
                 catalog, (unsigned long long)res.entities, (unsigned long long)res.vectors,
                 res.encoder_id, res.factory, res.seconds, res.phoneme_seconds,
                 (unsigned long long)res.g2p_calls, procs_note, res.encode_seconds,
-                res.index_seconds,
-                res.index_path, (double)res.index_bytes / 1e6,
+                res.index_seconds, res.table_seconds, res.index_path, (double)res.index_bytes / 1e6,
                 res.entities ? (double)res.index_bytes / (double)res.entities : 0.0);
     return CMD_EXIT_OK;
 }

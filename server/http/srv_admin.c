@@ -267,7 +267,7 @@ out:
     /* After the commit: a crash before this unlink leaves an unreferenced
      * file, never metadata naming a missing one. */
     if (file[0])
-        unlink(file);
+        vix_index_file_remove(file);
     srv__sync(ctx, catalog);
     *ret = json_pack("{s:s,s:b}", "name", catalog, "deleted", 1);
     return *ret ? ERD_OK : erd_fail(diag, ERD_ENOMEM, "out of memory");

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "index/vix_build.h"
+#include "index/vix_resolve.h"
 #include "index/vix_store.h"
 
 /* Six titles, near-homophones among them (Ferris / Paris / Fairest) and a
@@ -42,6 +43,27 @@ static inline int fixture_build(const char *db, const char *catalog, vix_build_r
 {
     vix_build_opts bo = {.db_path = db, .catalog = catalog};
     return vix_build(&bo, ret, diag);
+}
+
+/* The best answer to text in catalog "video" of db, from a resolver opened
+ * just for it with the rerank spec given: its id, and its score when
+ * with_score (every digit of it); "(none)" when there is none.  The
+ * text lives until the next call. */
+static inline const char *fixture_top(const char *db, const char *rerank, const char *text,
+                                      int with_score)
+{
+    static char id[96];
+    vix_resolver *r = NULL;
+    vix_resolver_opts ro = {.db_path = db, .rerank = rerank};
+    vix_hypothesis h = {text, strlen(text), 0, false};
+    vix_result res[1];
+    size_t n = 0;
+    snprintf(id, sizeof id, "(none)");
+    if (vix_resolver_open(&ro, &r, NULL) == ERD_OK &&
+        vix_resolve(r, "video", &h, 1, 1, res, &n, NULL, NULL) == ERD_OK && n)
+        snprintf(id, sizeof id, with_score ? "%s %.17g" : "%s", res[0].ext_id, res[0].score);
+    vix_resolver_close(r);
+    return id;
 }
 
 #endif

@@ -436,6 +436,95 @@ static void test_erd_ivf_groups(void)
            "gprobe 0 refused: %s", d.msg);
 }
 
+/* An index with megabytes of codes: a mapped one copies them to huge pages
+ * on a thread of its own while it already answers from the map.  Before,
+ * during and after the copy, every list probed and every vector rescored,
+ * it answers as exact Flat does. */
+#define BIG_DIM 256
+#define BIG_N 9000
+#define BIG_Q 40
+
+static void big_search_as_flat(const vix_index *ix, const float *x, const float *fs,
+                               const int64_t *fi, const char *when)
+{
+    static float s[BIG_Q * K];
+    static int64_t i[BIG_Q * K];
+    erd_diag d = {0};
+    is_int(vix_index_search(ix, BIG_Q, x, K, s, i, &d), ERD_OK, "big: search %s", d.msg);
+    ok(memcmp(i, fi, sizeof i) == 0 && memcmp(s, fs, sizeof s) == 0,
+       "2.3 MB of codes, %s: exact Flat's ids and scores", when);
+}
+
+static void test_erd_ivf_big(void)
+{
+    static float x[(size_t)BIG_N * BIG_DIM], fs[BIG_Q * K];
+    static int64_t xid[BIG_N], fi[BIG_Q * K];
+    char path[128], factory[64];
+    erd_diag d = {0};
+    for (size_t i = 0; i < BIG_N; i++) {
+        float *v = x + i * BIG_DIM, norm = 0;
+        for (size_t j = 0; j < BIG_DIM; j++) {
+            v[j] = frand();
+            norm += v[j] * v[j];
+        }
+        for (size_t j = 0; j < BIG_DIM; j++)
+            v[j] /= sqrtf(norm);
+        xid[i] = (int64_t)i;
+    }
+    snprintf(factory, sizeof factory, "erdIVF16,SQ8|nprobe=16,rescore=%d", BIG_N);
+    vix_index *flat = NULL, *ix = NULL, *back = NULL;
+    vix_index_create("Flat", BIG_DIM, &flat, NULL);
+    is_int(vix_index_create(factory, BIG_DIM, &ix, &d), ERD_OK, "big: %s", d.msg);
+    if (!flat || !ix)
+        goto out;
+    vix_index_add(flat, BIG_N, x, xid, NULL);
+    is_int(vix_index_search(flat, BIG_Q, x, K, fs, fi, &d), ERD_OK, "big: Flat %s", d.msg);
+    is_int(vix_index_train(ix, BIG_N, x, &d), ERD_OK, "big: trained %s", d.msg);
+    is_int(vix_index_add(ix, BIG_N, x, xid, &d), ERD_OK, "big: added %s", d.msg);
+    snprintf(path, sizeof path, "%s/erd-big.faiss", tmpdir);
+    is_int(vix_index_write(ix, path, &d), ERD_OK, "big: written %s", d.msg);
+    is_int(vix_index_read(path, &back, &d), ERD_OK, "big: mapped %s", d.msg);
+    if (!back)
+        goto out;
+    big_search_as_flat(back, x, fs, fi, "right after mapping");
+    usleep(200 * 1000);
+    big_search_as_flat(back, x, fs, fi, "once copied");
+    vix_index_destroy(back);
+    /* destroyed while the copy may still run: it stops, nothing leaks */
+    back = NULL;
+    is_int(vix_index_read(path, &back, &d), ERD_OK, "big: mapped again %s", d.msg);
+out:
+    vix_index_destroy(back);
+    vix_index_destroy(ix);
+    vix_index_destroy(flat);
+}
+
+/* Probing some of the lists: which ones is decided by the centroid scores,
+ * summed in the same order at every instruction-set level, so every level
+ * probes the same lists and answers the same. */
+static void test_erd_ivf_probes_same(void)
+{
+    static float s1[NVEC * K], s2[NVEC * K];
+    static int64_t i1[NVEC * K], i2[NVEC * K];
+    static const char *const isa[] = {"avx2", "avx512", "avx512-bf16"};
+    erd_diag d = {0};
+    vix_index *ix = build("erdIVF16,SQ4|nprobe=3");
+    if (!ix)
+        return;
+    vix_simd_limit("base", NULL);
+    is_int(vix_index_search(ix, NVEC, vecs, K, s1, i1, &d), ERD_OK, "plain search %s", d.msg);
+    for (size_t i = 0; i < sizeof isa / sizeof *isa; i++) {
+        vix_simd_limit(isa[i], NULL);
+        memset(i2, 0, sizeof i2);
+        vix_index_search(ix, NVEC, vecs, K, s2, i2, &d);
+        ok(memcmp(i1, i2, sizeof i1) == 0 && memcmp(s1, s2, sizeof s1) == 0,
+           "3 of 16 lists probed under %s (in use: %s): the plain kernels' answers", isa[i],
+           vix_simd_name());
+    }
+    vix_simd_limit("auto", NULL);
+    vix_index_destroy(ix);
+}
+
 static void test_erd_ivf(void)
 {
     erd_diag d = {0};
@@ -513,6 +602,8 @@ int main(void)
     test_files();
     test_ivf();
     test_erd_ivf();
+    test_erd_ivf_probes_same();
+    test_erd_ivf_big();
     test_search_params();
     test_flat_exact();
 

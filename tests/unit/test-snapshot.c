@@ -23,18 +23,7 @@ static const char catalog[] =
 
 static const char *top(const char *db, const char *text)
 {
-    static char id[32];
-    vix_resolver *r = NULL;
-    vix_resolver_opts ro = {.db_path = db, .rerank = "off"};
-    vix_hypothesis h = {text, strlen(text), 0, false};
-    vix_result res[1];
-    size_t n = 0;
-    snprintf(id, sizeof id, "(none)");
-    if (vix_resolver_open(&ro, &r, NULL) == ERD_OK &&
-        vix_resolve(r, "video", &h, 1, 1, res, &n, NULL, NULL) == ERD_OK && n)
-        snprintf(id, sizeof id, "%s", res[0].ext_id);
-    vix_resolver_close(r);
-    return id;
+    return fixture_top(db, "off", text, 0);
 }
 
 /* Flips one byte of path at offset (from the end when negative). */
@@ -65,11 +54,12 @@ int main(void)
     snprintf(out, sizeof out, "%s/replica", dir);
 
     is_int(fixture_import(db, "video", catalog, &d), ERD_OK, "imported: %s", d.msg);
-    is_int(fixture_build(db, "video", NULL, &d), ERD_OK, "built: %s", d.msg);
+    vix_build_result built = {0};
+    is_int(fixture_build(db, "video", &built, &d), ERD_OK, "built: %s", d.msg);
 
     vix_snapshot_info info = {0};
     is_int(vix_snapshot_write(db, snap, &info, &d), ERD_OK, "snapshot written: %s", d.msg);
-    is_int((int)info.files, 2, "database and one index");
+    is_int((int)info.files, 3, "database, one index and its entity table");
     ok(access(snap, R_OK) == 0, "snapshot file there");
     snprintf(tmp, sizeof tmp, "%s.tmp", snap);
     ok(access(tmp, F_OK) != 0, "no temporary file left");
@@ -79,6 +69,10 @@ int main(void)
            "unpacked: %s", d.msg);
     ok(back.checksum == info.checksum, "same checksum read as written");
     is_str(top(got_db, "walrus cathedral"), "b", "the replica's copy answers");
+    char table[1400];
+    const char *index_name = strrchr(built.index_path, '/');
+    snprintf(table, sizeof table, "%s/%s.ents", out, index_name ? index_name + 1 : "");
+    ok(access(table, R_OK) == 0, "the replica has the index's entity table: %s", table);
     is_str(top(got_db, "hunger games"), top(db, "hunger games"), "as the original does");
 
     /* damage: a byte in the middle, in the checksum, a cut-off tail */
