@@ -1152,21 +1152,32 @@ __attribute__((target("avx2"))) static void vix__coarse_avx2(const float *cent, 
 }
 #endif
 
+static void vix__coarse_base(const float *cent, size_t dim, size_t first, size_t end,
+                             const float *q, float *out)
+{
+    vix__coarse_lanes(cent, dim, first, end, q, out);
+}
+
+typedef void vix__coarse_fn(const float *, size_t, size_t, size_t, const float *, float *);
+
 static void vix__coarse(const float *cent, size_t dim, size_t first, size_t end, const float *q,
                         float *out)
 {
+    vix__coarse_fn *fn = vix__coarse_base;
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    enum vix__isa isa = vix__isa();
-    if (isa >= VIX__ISA_AVX512) {
-        vix__coarse_avx512(cent, dim, first, end, q, out);
-        return;
-    }
-    if (isa == VIX__ISA_AVX2) {
-        vix__coarse_avx2(cent, dim, first, end, q, out);
-        return;
+    switch (vix__isa()) {
+    case VIX__ISA_AVX512:
+    case VIX__ISA_AVX512_BF16:
+        fn = vix__coarse_avx512;
+        break;
+    case VIX__ISA_AVX2:
+        fn = vix__coarse_avx2;
+        break;
+    case VIX__ISA_BASE:
+        break;
     }
 #endif
-    vix__coarse_lanes(cent, dim, first, end, q, out);
+    fn(cent, dim, first, end, q, out);
 }
 
 /* Lists [first, end) offered to the nprobe best so far (n of them, best
