@@ -80,6 +80,11 @@ if h[:8] == b"ERDIVF01":
     print(f"erd IVF, {bits}-bit codes: {ntotal} vectors ({npos} with padding); scanned ids + codes "
           f"{(off_vecs - off_ids) / 1e6:.1f} MB, mapped floats {(flen - off_vecs) / 1e6:.1f} MB")
 PY
+for table in "$work"/scale.db.big.*.faiss.ents; do
+    if [ -e "$table" ]; then
+        echo "   entity table (mapped by erd serve): $(stat -c %s "$table" | awk '{ printf "%.1f", $1 / 1e6 }') MB"
+    fi
+done
 for which in scale exact; do
     if [ "$which" = exact ] && [ "${SCALE_EXACT:-1}" = 0 ]; then continue; fi
     echo "== dev queries against $which (load $(load))"

@@ -91,6 +91,8 @@ struct vix_ivf {
     const uint8_t *_Atomic hot_codes;
     void *hot_mem;
     size_t hot_len, hot_copy;
+    char *hot_vecs; /* the floats' pages, faulted in by the same thread */
+    size_t hot_vecs_len;
     pthread_t hot_thread;
     bool hot_running;
     atomic_bool hot_cancel;
@@ -895,41 +897,63 @@ int vix_ivf_write(const vix_ivf *ivf, FILE *f, erd_diag *diag)
  * 4 KiB file pages each one a TLB miss, from 2 MiB pages few.  The codes
  * are copied to anonymous memory the kernel may back with huge pages (at
  * 1M vectors the scan took 20 % less CPU; the copy costs each replica its
- * own 64 bytes a vector, within the in-memory budget).  The copy (zeroing
- * and filling 2 MiB pages: 0.5 s of a 1.5 s start at 1M) runs on a thread
- * of its own so a server is ready without it; searches read the map's
- * codes until it is whole, the same bytes.  Without huge pages or a thread
- * the map's serve on. */
+ * own 64 bytes a vector, within the in-memory budget).  Then the floats'
+ * pages are faulted in: otherwise each rescored candidate's first read is a
+ * page fault, from the disk when the page cache is cold (a cold 1M start
+ * searched 17.7 ms a request for its first minute against 1.2 warm).  They
+ * stay file pages: shared with replicas, dropped by the kernel first.
+ * Both run on a thread of their own so a server is ready without waiting
+ * (the copy alone was 0.5 s of a 1.5 s start at 1M); searches read the
+ * map's codes until the copy is whole, the same bytes. */
 #define VIX__HUGE_PAGE ((size_t)2 << 20)
+#define VIX__POPULATE_STEP ((size_t)32 << 20)
 
-static void *vix__hot_copy(void *arg)
+static void *vix__hot_run(void *arg)
 {
     vix_ivf *ivf = arg;
-    for (size_t at = 0; at < ivf->hot_copy; at += VIX__HUGE_PAGE) {
+    for (size_t at = 0; ivf->hot_mem && at < ivf->hot_copy; at += VIX__HUGE_PAGE) {
         if (atomic_load(&ivf->hot_cancel))
             return NULL;
         size_t n = ivf->hot_copy - at < VIX__HUGE_PAGE ? ivf->hot_copy - at : VIX__HUGE_PAGE;
         memcpy((uint8_t *)ivf->hot_mem + at, ivf->codes + at, n);
     }
-    atomic_store_explicit(&ivf->hot_codes, ivf->hot_mem, memory_order_release);
+    if (ivf->hot_mem)
+        atomic_store_explicit(&ivf->hot_codes, ivf->hot_mem, memory_order_release);
+    /* a step at a time, so that unmapping the index waits one step at most */
+    for (size_t at = 0; at < ivf->hot_vecs_len && !atomic_load(&ivf->hot_cancel);
+         at += VIX__POPULATE_STEP) {
+        size_t n = ivf->hot_vecs_len - at < VIX__POPULATE_STEP ? ivf->hot_vecs_len - at
+                                                                : VIX__POPULATE_STEP;
+        /* read ahead in large requests first: the mapping is MADV_RANDOM,
+         * which would have the populate read page by page */
+        madvise(ivf->hot_vecs + at, n, MADV_WILLNEED);
+        if (madvise(ivf->hot_vecs + at, n, MADV_POPULATE_READ) != 0) {
+            /* a kernel before 5.14: read ahead at least */
+            madvise(ivf->hot_vecs + at, ivf->hot_vecs_len - at, MADV_WILLNEED);
+            break;
+        }
+    }
     return NULL;
 }
 
-static void vix__hot_start(vix_ivf *ivf, size_t len)
+static void vix__hot_start(vix_ivf *ivf, size_t codes_len, char *vecs, size_t vecs_len)
 {
-    size_t alloc = (len + VIX__HUGE_PAGE - 1) / VIX__HUGE_PAGE * VIX__HUGE_PAGE;
-    if (len < VIX__HUGE_PAGE)
-        return; /* a few hundred pages: the TLB copes */
+    if (codes_len < VIX__HUGE_PAGE)
+        return; /* a few hundred pages of codes: nothing worth a thread */
+    size_t alloc = (codes_len + VIX__HUGE_PAGE - 1) / VIX__HUGE_PAGE * VIX__HUGE_PAGE;
     void *p = mmap(NULL, alloc, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return;
-    madvise(p, alloc, MADV_HUGEPAGE);
-    ivf->hot_mem = p;
-    ivf->hot_len = alloc;
-    ivf->hot_copy = len;
+    if (p != MAP_FAILED) {
+        madvise(p, alloc, MADV_HUGEPAGE);
+        ivf->hot_mem = p;
+        ivf->hot_len = alloc;
+        ivf->hot_copy = codes_len;
+    }
+    ivf->hot_vecs = vecs;
+    ivf->hot_vecs_len = vecs_len;
     atomic_store(&ivf->hot_cancel, false);
-    if (pthread_create(&ivf->hot_thread, NULL, vix__hot_copy, ivf) != 0) {
-        munmap(p, alloc);
+    if (pthread_create(&ivf->hot_thread, NULL, vix__hot_run, ivf) != 0) {
+        if (ivf->hot_mem)
+            munmap(ivf->hot_mem, ivf->hot_len);
         ivf->hot_mem = NULL;
         ivf->hot_len = 0;
         return;
@@ -1026,7 +1050,13 @@ static int vix__attach(vix_ivf *ivf, void *map, size_t len, const char *what, er
      * the few candidates of each query */
     madvise((char *)map + h.off_ids, h.off_vecs - h.off_ids, MADV_WILLNEED);
     madvise((char *)map + h.off_vecs, h.file_len - h.off_vecs, MADV_RANDOM);
-    vix__hot_start(ivf, h.off_vecs - h.off_codes);
+    /* floats read with pread are read ahead into the page cache only:
+     * faulting them into the map would put them all in the resident set */
+    if (ivf->vecs_fd >= 0)
+        posix_fadvise(ivf->vecs_fd, (off_t)h.off_vecs, (off_t)(h.file_len - h.off_vecs),
+                      POSIX_FADV_WILLNEED);
+    vix__hot_start(ivf, h.off_vecs - h.off_codes, (char *)map + h.off_vecs,
+                   ivf->vecs_fd >= 0 ? 0 : h.file_len - h.off_vecs);
     atomic_store(&ivf->mapped_current, true);
     return ERD_OK;
 }
@@ -1071,19 +1101,16 @@ int vix_ivf_read(const char *path, vix_ivf **ret, erd_diag *diag)
     }
     ivf->from_file = true;
     ivf->trained = true;
-    if ((rc = vix__attach(ivf, map, len, path, diag)) < 0) {
-        munmap(map, len);
-        close(fd);
-        vix_ivf_destroy(ivf);
-        return rc;
-    }
-    if (h.file_len - h.off_vecs > atomic_load(&vix__mapped_floats_max)) {
-        ivf->vecs_fd = fd;
+    if (h.file_len > h.off_vecs && h.file_len - h.off_vecs > atomic_load(&vix__mapped_floats_max)) {
+        ivf->vecs_fd = fd; /* the index owns it now; attach checks the offsets */
         ivf->vecs_off = h.off_vecs;
-        posix_fadvise(fd, (off_t)h.off_vecs, 0, POSIX_FADV_RANDOM);
-        madvise((char *)map + h.off_vecs, h.file_len - h.off_vecs, MADV_DONTNEED);
     } else {
         close(fd); /* the mapping keeps the file */
+    }
+    if ((rc = vix__attach(ivf, map, len, path, diag)) < 0) {
+        munmap(map, len);
+        vix_ivf_destroy(ivf);
+        return rc;
     }
     ivf->nprobe = (size_t)h.nprobe;
     ivf->rescore = (size_t)h.rescore;

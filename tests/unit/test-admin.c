@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "index/vix_build.h"
 #include "index/vix_store.h"
 #include "server/http/srv_admin.h"
 #include "tests/unit/tap.h"
@@ -168,10 +169,21 @@ int main(void)
            "but lists");
     free(json);
 
+    /* built: deleting the catalog takes its index and entity table along */
+    vix_build_opts bo = {.db_path = db, .catalog = "books"};
+    vix_build_result br = {0};
+    char table[1200];
+    erd_diag bd = {0};
+    is_int(vix_build(&bo, &br, &bd), ERD_OK, "books built: %s", bd.msg);
+    ok(vix_index_table_path(br.index_path, table, sizeof table) == ERD_OK &&
+           access(br.index_path, R_OK) == 0 && access(table, R_OK) == 0,
+       "its index and entity table written");
     json_decref(run(SRV_ADMIN_DELETE, "books", NULL, NULL, &rc));
     is_int(rc, ERD_OK, "catalog deleted");
     json_decref(run(SRV_ADMIN_DESCRIBE, "books", NULL, NULL, &rc));
     is_int(rc, ERD_ENOCATALOG, "gone");
+    ok(access(br.index_path, F_OK) != 0 && access(table, F_OK) != 0,
+       "its index and entity table removed");
 
     ok(tmpdir_remove(dir), "temp dir removed");
     return tap_done();
