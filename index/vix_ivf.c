@@ -917,8 +917,12 @@ static void *vix__hot_run(void *arg)
         size_t n = ivf->hot_copy - at < VIX__HUGE_PAGE ? ivf->hot_copy - at : VIX__HUGE_PAGE;
         memcpy((uint8_t *)ivf->hot_mem + at, ivf->codes + at, n);
     }
-    if (ivf->hot_mem)
+    if (ivf->hot_mem) {
         atomic_store_explicit(&ivf->hot_codes, ivf->hot_mem, memory_order_release);
+        /* the map's copy leaves the resident set (a search still reading
+         * it faults its pages back from the page cache: the same bytes) */
+        madvise((void *)ivf->codes, ivf->hot_copy, MADV_DONTNEED);
+    }
     /* a step at a time, so that unmapping the index waits one step at most */
     for (size_t at = 0; at < ivf->hot_vecs_len && !atomic_load(&ivf->hot_cancel);
          at += VIX__POPULATE_STEP) {
