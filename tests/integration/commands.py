@@ -166,11 +166,13 @@ def tool_commands(tmp):
 
 
 def erd_ivf(tmp):
-    """erd's own IVF end to end: built with every list searched and every
-    vector rescored, it answers as exact Flat does, byte for byte; the
+    """erd's own IVF end to end (one coarse level and two): built with every
+    list searched and every vector rescored, it answers as exact Flat does,
+    byte for byte; the
     file it writes is its own format (mapped by erd serve and resolve)."""
     out = {}
-    for name, factory in (("flat", "Flat"), ("erd", "erdIVF4,SQ4|nprobe=4,rescore=1000")):
+    for name, factory in (("flat", "Flat"), ("erd", "erdIVF4,SQ4|nprobe=4,rescore=1000"),
+                          ("grouped", "erdIVF8_G2,SQ4|nprobe=8,gprobe=2,rescore=1000")):
         db = os.path.join(tmp, f"ivf-{name}.db")
         erd("import", "-q", "--db", db, "--catalog", "books", erdtest.MINI)
         rc, _, err = erd("build", "-q", "--db", db, "--catalog", "books", "--factory", factory)
@@ -182,6 +184,8 @@ def erd_ivf(tmp):
     tap.ok(head == b"ERDIVF01", f"the erd IVF file is erd's own format ({head!r})")
     tap.ok(all(o.strip() for o in out["erd"]) and out["erd"] == out["flat"],
            "searching every list and rescoring every vector answers as Flat, byte for byte")
+    tap.ok(out["grouped"] == out["flat"],
+           "two levels, every group and list searched: the same answers as Flat, byte for byte")
     rc, _, err = erd("build", "-q", "--db", os.path.join(tmp, "ivf-erd.db"), "--catalog", "books",
                      "--factory", "erdIVF4,SQ5")
     tap.ok(rc != 0 and "erdIVF" in err, f"a malformed erd factory string is refused ({err.strip()!r})")
