@@ -189,6 +189,31 @@ static void vix__unmap(vix_ivf *ivf)
     atomic_store(&ivf->mapped_current, false);
 }
 
+/* Positions 0..n-1 ordered by key, in their own order within a key (a
+ * counting sort): key k's are (*ret_perm)[start[k] .. start[k + 1]). */
+static int vix__by_key(const uint32_t *key, size_t n, size_t nkeys, uint32_t **ret_perm,
+                       uint64_t *start)
+{
+    uint32_t *perm = malloc((n ? n : 1) * sizeof *perm);
+    uint64_t *next = malloc((nkeys ? nkeys : 1) * sizeof *next);
+    if (!perm || !next) {
+        free(perm);
+        free(next);
+        return ERD_ENOMEM;
+    }
+    memset(start, 0, (nkeys + 1) * sizeof *start);
+    for (size_t i = 0; i < n; i++)
+        start[key[i] + 1]++;
+    for (size_t k = 0; k < nkeys; k++)
+        start[k + 1] += start[k];
+    memcpy(next, start, nkeys * sizeof *next);
+    for (size_t i = 0; i < n; i++)
+        perm[next[key[i]]++] = (uint32_t)i;
+    free(next);
+    *ret_perm = perm;
+    return ERD_OK;
+}
+
 /* ---- the two-level coarse stage (groups > 0) ---- */
 
 static void vix__group_indexes_free(vix_ivf *ivf)
@@ -309,23 +334,22 @@ static void vix__share_lists(const size_t *count, size_t groups, size_t nlist, s
     }
 }
 
-/* Group g's members of x, copied out contiguously. */
-static void vix__gather_group(size_t dim, size_t n, const float *x, const uint32_t *group,
-                              uint32_t g, float *out)
+/* Rows rows[0..m) of x, copied out contiguously. */
+static void vix__gather_rows(size_t dim, const float *x, const uint32_t *rows, size_t m,
+                             float *out)
 {
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-        if (group[i] == g)
-            memcpy(out + m++ * dim, x + i * dim, dim * sizeof *x);
+    for (size_t j = 0; j < m; j++)
+        memcpy(out + j * dim, x + (size_t)rows[j] * dim, dim * sizeof *x);
 }
 
-/* Each group's members clustered into its share of the lists. */
-static int vix__train_lists(vix_ivf *ivf, size_t n, const float *x, const uint32_t *group,
-                            const size_t *count, erd_diag *diag)
+/* Each group's members (perm[start[g] .. start[g + 1]) of x) clustered
+ * into its share of the lists. */
+static int vix__train_lists(vix_ivf *ivf, const float *x, const uint32_t *perm,
+                            const uint64_t *start, erd_diag *diag)
 {
     size_t most = 0, dim = ivf->dim;
     for (size_t g = 0; g < ivf->groups; g++)
-        most = count[g] > most ? count[g] : most;
+        most = start[g + 1] - start[g] > most ? (size_t)(start[g + 1] - start[g]) : most;
     float *members = malloc((most ? most : 1) * dim * sizeof *members);
     ivf->gsub = calloc(ivf->groups, sizeof *ivf->gsub);
     if (!members || !ivf->gsub) {
@@ -335,12 +359,13 @@ static int vix__train_lists(vix_ivf *ivf, size_t n, const float *x, const uint32
     int rc = ERD_OK;
     for (size_t g = 0; g < ivf->groups && rc == ERD_OK; g++) {
         size_t k = (size_t)(ivf->own_gstart[g + 1] - ivf->own_gstart[g]);
+        size_t m = (size_t)(start[g + 1] - start[g]);
         float *cent = ivf->own_cent + ivf->own_gstart[g] * dim;
-        if (count[g] == 0) {
+        if (m == 0) {
             memcpy(cent, ivf->own_gcent + g * dim, dim * sizeof *cent);
         } else {
-            vix__gather_group(dim, n, x, group, (uint32_t)g, members);
-            rc = vix__kmeans(dim, count[g], members, k, cent, diag);
+            vix__gather_rows(dim, x, perm + start[g], m, members);
+            rc = vix__kmeans(dim, m, members, k, cent, diag);
         }
         if (rc == ERD_OK)
             rc = vix__flat_of(dim, k, cent, &ivf->gsub[g], diag);
@@ -354,13 +379,15 @@ static int vix__train_lists(vix_ivf *ivf, size_t n, const float *x, const uint32
 static int vix__train_grouped(vix_ivf *ivf, size_t n, const float *x, erd_diag *diag)
 {
     const size_t G = ivf->groups, dim = ivf->dim;
-    uint32_t *group = malloc(n * sizeof *group);
-    size_t *count = calloc(G, sizeof *count), *share = malloc(G * sizeof *share);
+    uint32_t *group = malloc(n * sizeof *group), *perm = NULL;
+    uint64_t *start = malloc((G + 1) * sizeof *start);
+    size_t *count = malloc(G * sizeof *count), *share = malloc(G * sizeof *share);
     ivf->own_gcent = malloc(G * dim * sizeof(float));
     ivf->own_cent = malloc(ivf->nlist * dim * sizeof(float));
     ivf->own_gstart = malloc((G + 1) * sizeof *ivf->own_gstart);
     int rc = ERD_OK;
-    if (!group || !count || !share || !ivf->own_gcent || !ivf->own_cent || !ivf->own_gstart) {
+    if (!group || !start || !count || !share || !ivf->own_gcent || !ivf->own_cent ||
+        !ivf->own_gstart) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory training %zu groups", G);
         goto out;
     }
@@ -368,15 +395,21 @@ static int vix__train_grouped(vix_ivf *ivf, size_t n, const float *x, erd_diag *
         (rc = vix__flat_of(dim, G, ivf->own_gcent, &ivf->gtop, diag)) < 0 ||
         (rc = vix__nearest(ivf->gtop, dim, n, x, group, diag)) < 0)
         goto out;
-    for (size_t i = 0; i < n; i++)
-        count[group[i]]++;
+    if (vix__by_key(group, n, G, &perm, start) < 0) {
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory training %zu groups", G);
+        goto out;
+    }
+    for (size_t g = 0; g < G; g++)
+        count[g] = (size_t)(start[g + 1] - start[g]);
     vix__share_lists(count, G, ivf->nlist, n, share);
     ivf->own_gstart[0] = 0;
     for (size_t g = 0; g < G; g++)
         ivf->own_gstart[g + 1] = ivf->own_gstart[g] + share[g];
-    rc = vix__train_lists(ivf, n, x, group, count, diag);
+    rc = vix__train_lists(ivf, x, perm, start, diag);
 out:
     free(group);
+    free(perm);
+    free(start);
     free(count);
     free(share);
     return rc;
@@ -388,24 +421,29 @@ static int vix__assign_grouped(vix_ivf *ivf, size_t n, const float *x, uint32_t 
 {
     const size_t dim = ivf->dim;
     uint32_t *group = malloc((n ? n : 1) * sizeof *group), *sub = malloc((n ? n : 1) * sizeof *sub);
+    uint32_t *perm = NULL;
+    uint64_t *start = malloc((ivf->groups + 1) * sizeof *start);
     float *members = malloc((n ? n : 1) * dim * sizeof *members);
-    int rc = group && sub && members ? vix__nearest(ivf->gtop, dim, n, x, group, diag)
-                                     : erd_fail(diag, ERD_ENOMEM, "out of memory assigning");
+    int rc = group && sub && start && members
+                 ? vix__nearest(ivf->gtop, dim, n, x, group, diag)
+                 : erd_fail(diag, ERD_ENOMEM, "out of memory assigning");
+    if (rc == ERD_OK && vix__by_key(group, n, ivf->groups, &perm, start) < 0)
+        rc = erd_fail(diag, ERD_ENOMEM, "out of memory assigning");
     for (size_t g = 0; g < ivf->groups && rc == ERD_OK; g++) {
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++)
-            m += group[i] == g;
+        const uint32_t *rows = perm + start[g];
+        size_t m = (size_t)(start[g + 1] - start[g]);
         if (m == 0)
             continue;
-        vix__gather_group(dim, n, x, group, (uint32_t)g, members);
+        vix__gather_rows(dim, x, rows, m, members);
         if ((rc = vix__nearest(ivf->gsub[g], dim, m, members, sub, diag)) < 0)
             break;
-        for (size_t i = 0, j = 0; i < n; i++)
-            if (group[i] == g)
-                ret_list[i] = (uint32_t)ivf->own_gstart[g] + sub[j++];
+        for (size_t j = 0; j < m; j++)
+            ret_list[rows[j]] = (uint32_t)ivf->own_gstart[g] + sub[j];
     }
     free(group);
     free(sub);
+    free(perm);
+    free(start);
     free(members);
     return rc;
 }
@@ -703,29 +741,15 @@ static int vix__pad_to(FILE *f, uint64_t to, uint64_t *at)
 static int vix__lists(const vix_ivf *ivf, uint32_t **ret_perm, uint64_t *start, uint64_t *off,
                       uint64_t *ret_max)
 {
-    uint32_t *perm = malloc((ivf->add_n ? ivf->add_n : 1) * sizeof *perm);
-    if (!perm)
+    if (vix__by_key(ivf->add_list, ivf->add_n, ivf->nlist, ret_perm, start) < 0)
         return ERD_ENOMEM;
-    memset(start, 0, (ivf->nlist + 1) * sizeof *start);
-    for (size_t i = 0; i < ivf->add_n; i++)
-        start[ivf->add_list[i] + 1]++;
     uint64_t max = 0;
     off[0] = 0;
     for (size_t l = 0; l < ivf->nlist; l++) {
-        max = start[l + 1] > max ? start[l + 1] : max;
-        off[l + 1] = off[l] + vix__align(start[l + 1], VIX_SQ_LANES);
-        start[l + 1] += start[l];
+        uint64_t len = start[l + 1] - start[l];
+        max = len > max ? len : max;
+        off[l + 1] = off[l] + vix__align(len, VIX_SQ_LANES);
     }
-    uint64_t *next = malloc((ivf->nlist ? ivf->nlist : 1) * sizeof *next);
-    if (!next) {
-        free(perm);
-        return ERD_ENOMEM;
-    }
-    memcpy(next, start, ivf->nlist * sizeof *next);
-    for (size_t i = 0; i < ivf->add_n; i++)
-        perm[next[ivf->add_list[i]]++] = (uint32_t)i;
-    free(next);
-    *ret_perm = perm;
     *ret_max = vix__align(max, VIX_SQ_LANES);
     return ERD_OK;
 }
