@@ -22,7 +22,8 @@ typedef struct vix_build_opts {
     /* FAISS or erd factory string (vix_index_create), or "auto" (the
      * default): exact "Flat" up to flat_max vectors, erd's own
      * "erdIVF<nlist>,SQ4" above, nlist the first power of two at or above
-     * sqrt(vectors) (at least 256). */
+     * sqrt(vectors) (at least 256); past 2048 such lists the two-level
+     * "erdIVF<nlist>_G<groups>,SQ4" with lists of about 512 vectors. */
     const char *factory;
     size_t flat_max;          /* 0: VIX_BUILD_FLAT_MAX */
     int nprobe;               /* IVF lists searched, kept in the index file; 0: VIX_BUILD_NPROBE */
