@@ -265,6 +265,11 @@ void vix__delta_unref(vix__delta *d);
 void vix__publish(vix_resolver *r, vix_view *v);
 int vix__load_variant(void *user, const char *variant, size_t len, int derived);
 int vix__load_entity(void *user, const vix_entity *e);
+/* A set built entity by entity from phrases already prepared (the build's
+ * own pass): begin, add each phrase, end; ERD_ENOMEM leaves it to be freed. */
+int vix__set_entity_begin(vix__set *c, const vix_entity *e, size_t *ret_first);
+int vix__set_add_phrase(vix__set *c, size_t first, const vix_phrase *ph, int derived);
+void vix__set_entity_end(vix__set *c);
 int vix__cmp_rowid(const void *a, const void *b);
 void vix__fit(void **p, size_t *cap, size_t n, size_t size);
 size_t vix__set_bytes(const vix__set *c);

@@ -128,37 +128,25 @@ static int vix__arena_add(vix__set *c, const char *s, size_t *ret_off)
     return ERD_OK;
 }
 
-/* The same variants the build indexed (vix_build.c), deduplicated by
- * normalised text.  The build filled the phoneme cache, so this is a cache
- * read per phrase; a miss (cache trimmed since) falls back to espeak-ng. */
-int vix__load_variant(void *user, const char *variant, size_t len, int derived)
+/* One prepared phrase of the entity whose phrases start at index first,
+ * unless it already has one with the same packed phones (aliases often
+ * differ only in punctuation). */
+int vix__set_add_phrase(vix__set *c, size_t first, const vix_phrase *ph, int derived)
 {
-    vix__load *ld = user;
-    vix__set *c = ld->set;
-    int rc = ld->store ? vix_phrase_prepare(ld->g2p, ld->store, variant, len, ld->scratch, NULL)
-                       : ERD_ENOTFOUND;
-    if (rc < 0 && rc != ERD_EEMPTY)
-        rc = vix_phrase_prepare(ld->g2p, NULL, variant, len, ld->scratch, ld->diag);
-    if (rc == ERD_EEMPTY)
-        return 0;
-    if (rc < 0) {
-        ld->rc = rc;
-        return 1;
-    }
     uint8_t packed[VIX_RR_TOKENS_MAX];
-    size_t n = vix_rerank_pack(ld->scratch->tokens, ld->scratch->n_tokens, packed, sizeof packed);
-    for (size_t i = ld->entity_first_phrase; i < c->n_phrases; i++) {
+    size_t n = vix_rerank_pack(ph->tokens, ph->n_tokens, packed, sizeof packed);
+    for (size_t i = first; i < c->n_phrases; i++) {
         const vix_rerank_phrase *p = &c->phrases[i];
         if (p->n == n && memcmp(c->phones + (uintptr_t)p->tokens, packed, n) == 0) {
             c->phrases[i].derived &= (uint8_t)derived;
-            return 0;
+            return ERD_OK;
         }
     }
     if (c->n_phrases == c->cap_phrases) {
         size_t ncap = c->cap_phrases ? c->cap_phrases * 2 : 16;
         vix_rerank_phrase *p = realloc(c->phrases, ncap * sizeof *p);
         if (!p)
-            goto oom;
+            return ERD_ENOMEM;
         c->phrases = p;
         c->cap_phrases = ncap;
     }
@@ -168,7 +156,7 @@ int vix__load_variant(void *user, const char *variant, size_t len, int derived)
             ncap *= 2;
         uint8_t *p = realloc(c->phones, ncap);
         if (!p)
-            goto oom;
+            return ERD_ENOMEM;
         c->phones = p;
         c->phones_cap = ncap;
     }
@@ -178,39 +166,70 @@ int vix__load_variant(void *user, const char *variant, size_t len, int derived)
         .tokens = (const uint8_t *)(uintptr_t)c->phones_len, .n = (uint16_t)n,
         .derived = (uint8_t)(derived ? 1 : 0)};
     c->phones_len += n;
-    return 0;
-oom:
-    ld->rc = erd_fail(ld->diag, ERD_ENOMEM, "out of memory loading phrases");
-    return 1;
+    return ERD_OK;
 }
 
-int vix__load_entity(void *user, const vix_entity *e)
+int vix__set_entity_begin(vix__set *c, const vix_entity *e, size_t *ret_first)
 {
-    vix__load *ld = user;
-    vix__set *c = ld->set;
     if (c->n_entities == c->cap_entities) {
         size_t ncap = c->cap_entities ? c->cap_entities * 2 : 16;
         vix__entity *p = realloc(c->entities, ncap * sizeof *p);
         if (!p)
-            goto oom;
+            return ERD_ENOMEM;
         c->entities = p;
         c->cap_entities = ncap;
     }
     size_t id_off, name_off;
     if (vix__arena_add(c, e->ext_id, &id_off) < 0 || vix__arena_add(c, e->name, &name_off) < 0)
-        goto oom;
-    size_t first = c->n_phrases;
-    ld->entity_first_phrase = first;
-    if (ld->scratch && vix_entity_variants(e, vix__load_variant, ld))
-        return 1;
-    c->entities[c->n_entities++] = (vix__entity){
+        return ERD_ENOMEM;
+    /* the slot is taken by vix__set_entity_end, once the phrases are in */
+    c->entities[c->n_entities] = (vix__entity){
         .rowid = e->rowid, .ext_id = (const char *)(uintptr_t)id_off,
         .name = (const char *)(uintptr_t)name_off,
-        .phrases = (const vix_rerank_phrase *)(uintptr_t)first, .n_phrases = c->n_phrases - first};
+        .phrases = (const vix_rerank_phrase *)(uintptr_t)c->n_phrases};
+    *ret_first = c->n_phrases;
+    return ERD_OK;
+}
+
+void vix__set_entity_end(vix__set *c)
+{
+    vix__entity *e = &c->entities[c->n_entities++];
+    e->n_phrases = c->n_phrases - (uintptr_t)e->phrases;
+}
+
+/* The same variants the build indexed (vix_build.c), deduplicated by
+ * their phones.  The build filled the phoneme cache, so this is a cache
+ * read per phrase; a miss (cache trimmed since) falls back to espeak-ng. */
+int vix__load_variant(void *user, const char *variant, size_t len, int derived)
+{
+    vix__load *ld = user;
+    int rc = ld->store ? vix_phrase_prepare(ld->g2p, ld->store, variant, len, ld->scratch, NULL)
+                       : ERD_ENOTFOUND;
+    if (rc < 0 && rc != ERD_EEMPTY)
+        rc = vix_phrase_prepare(ld->g2p, NULL, variant, len, ld->scratch, ld->diag);
+    if (rc == ERD_EEMPTY)
+        return 0;
+    if (rc == ERD_OK && vix__set_add_phrase(ld->set, ld->entity_first_phrase, ld->scratch,
+                                            derived) < 0)
+        rc = erd_fail(ld->diag, ERD_ENOMEM, "out of memory loading phrases");
+    if (rc < 0) {
+        ld->rc = rc;
+        return 1;
+    }
     return 0;
-oom:
-    ld->rc = erd_fail(ld->diag, ERD_ENOMEM, "out of memory loading entities");
-    return 1;
+}
+
+int vix__load_entity(void *user, const vix_entity *e)
+{
+    vix__load *ld = user;
+    if (vix__set_entity_begin(ld->set, e, &ld->entity_first_phrase) < 0) {
+        ld->rc = erd_fail(ld->diag, ERD_ENOMEM, "out of memory loading entities");
+        return 1;
+    }
+    if (ld->scratch && vix_entity_variants(e, vix__load_variant, ld))
+        return 1;
+    vix__set_entity_end(ld->set);
+    return 0;
 }
 
 int vix__cmp_rowid(const void *a, const void *b)
