@@ -6,6 +6,10 @@
 # usage: deploy/fit-calibration.sh [BUILD_DIR]      (default build)
 #   OUT   calibration file to write (default phonetics/models/calibration-v5.txt)
 #   WORK  keep the work folder here (default a temporary one)
+#   V4_HOLDOUT  for an encoder trained on sim-pairs-v4 (deploy/train-v4.sh): the
+#         share it held out (its HOLDOUT, e.g. 0.2) and V4_RECORDS how many
+#         records it read; only v4 records of held-out phrases are used, and
+#         no record saying one of its training phrases
 #   ERD_* variables reach every erd command (ERD_RERANK=..., a config file via ERD_CONFIG)
 #
 # Data, all simulated or written for the purpose, never the dev queries:
@@ -45,11 +49,21 @@ work_dir erd-fit-calibration
 data=$top/phonetics/models/data
 
 python3 - "$data" "$work/heldout.jsonl" <<'PY'
-import gzip, json, os, sys
+import gzip, hashlib, json, os, re, sys
 d, out = sys.argv[1] + '/', sys.argv[2]
 rd = lambda f: gzip.open(d + f).read().decode().splitlines()
 seen = set(rd('sim-pairs-v1.jsonl.gz') + rd('sim-pairs-v2.jsonl.gz'))
 spoken = {json.loads(l)['spoken'].lower() for l in seen if l.strip()}
+# An encoder trained on v4 (deploy/train-v4.sh) saw the phrases its hash
+# split did not hold out (deploy/sim-matrix.py's key and held).
+share = float(os.environ.get('V4_HOLDOUT', '0'))
+key = lambda s: re.sub(r'[^a-z0-9]+', ' ', s.lower()).strip()
+held_out = lambda s: int(hashlib.md5(key(s).encode()).hexdigest()[:8], 16) / 2**32 < share
+v4 = [l for l in rd('sim-pairs-v4.jsonl.gz') if l.strip()]
+if share:
+    v4 = v4[:int(os.environ.get('V4_RECORDS', '4871'))]
+    spoken |= {json.loads(l)['spoken'].lower() for l in v4 if not held_out(json.loads(l)['spoken'])}
+    v4 = [l for l in v4 if held_out(json.loads(l)['spoken'])]
 held = [l for l in rd('sim-pairs-v3.jsonl.gz') + rd('sim-pairs-v3-after.jsonl.gz')
         if l.strip() and l not in seen and json.loads(l)['spoken'].lower() not in spoken]
 # sim-pairs-v4 (trained on by nothing shipped) under v3's recording
@@ -61,8 +75,9 @@ def v3_like(r):
             (not p.get('noise') or (p.get('noise_type') != 'babble' and p['snr_db'] >= 20)))
 # The snapshot grows by appending; calibration-v5 was fitted on its first
 # 4,587 records (CAL_V4_RECORDS), so a refit reproduces it.
-held += [l for l in rd('sim-pairs-v4.jsonl.gz')[:int(os.environ.get('CAL_V4_RECORDS', '4587'))]
-         if l.strip() and v3_like(json.loads(l)) and json.loads(l)['spoken'].lower() not in spoken]
+if not share:
+    v4 = v4[:int(os.environ.get('CAL_V4_RECORDS', '4587'))]
+held += [l for l in v4 if v3_like(json.loads(l)) and json.loads(l)['spoken'].lower() not in spoken]
 open(out, 'w').write('\n'.join(held) + '\n')
 PY
 # sim-eval.sh writes catalog.jsonl and queries.jsonl, then stops at its

@@ -436,8 +436,8 @@ static int vix__build_open(vix__build *b)
     erd_diag *diag = b->diag;
     const char *spec = opts->encoder_spec ? opts->encoder_spec : "baseline";
     int rc;
-    if ((rc = vix_store_open(opts->db_path, 0, &b->store, diag)) < 0 ||
-        (rc = vix_store_open(opts->db_path, 0, &b->cache, diag)) < 0)
+    if ((rc = vix_store_open(opts->db_path, VIX_STORE_SCAN, &b->store, diag)) < 0 ||
+        (rc = vix_store_open(opts->db_path, VIX_STORE_SCAN, &b->cache, diag)) < 0)
         return rc;
     /* Generation and entities come from one read snapshot, so the index
      * holds exactly what that generation says; writers go on meanwhile. */

@@ -108,9 +108,9 @@ static void vix__worker_run(const vix_prefetch_opts *o, size_t k, vix__slot *slo
     vix__worker w = {.k = k, .procs = o->procs, .slot = slot};
     vix_store *store = NULL;
     pho_g2p *g2p = NULL;
-    int rc = vix_store_open(o->db_path, 0, &store, NULL);
+    int rc = vix_store_open(o->db_path, VIX_STORE_SCAN, &store, NULL);
     if (rc == ERD_OK)
-        rc = vix_store_open(o->db_path, 0, &w.cache, NULL);
+        rc = vix_store_open(o->db_path, VIX_STORE_SCAN, &w.cache, NULL);
     if (rc == ERD_OK && (rc = pho_g2p_create(o->voice, 0, &g2p, NULL)) == ERD_OK)
         w.g2p_id = pho_g2p_id(g2p);
     if (rc == ERD_OK && (rc = vix_store_begin_read(store, NULL)) == ERD_OK) {

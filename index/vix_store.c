@@ -310,7 +310,7 @@ int vix_store_open(const char *path, unsigned flags, vix_store **ret, erd_diag *
 
     if (!path || !*path || !ret)
         return erd_fail(diag, ERD_EINVAL, "store path is empty");
-    if (flags & ~(unsigned)VIX_STORE_READONLY)
+    if (flags & ~(unsigned)(VIX_STORE_READONLY | VIX_STORE_SCAN))
         return erd_fail(diag, ERD_EINVAL, "unknown store flags 0x%x", flags);
 
     bool readonly = flags & VIX_STORE_READONLY;
@@ -364,6 +364,9 @@ int vix_store_open(const char *path, unsigned flags, vix_store **ret, erd_diag *
     err = ensure_schema(store, diag);
     if (err)
         goto out;
+    /* best effort: without the map pages are read as before */
+    if (flags & VIX_STORE_SCAN)
+        (void)vix__exec(store, "PRAGMA mmap_size=2147418112", NULL);
 
     for (int i = 0; i < VIX__ST_COUNT; i++) {
         rc = sqlite3_prepare_v3(store->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,

@@ -143,6 +143,15 @@ static void test_open(void)
     vix_store_close(s);
     s = NULL;
 
+    /* a whole-catalog pass reads through a map: the same rows */
+    is_int(vix_store_open(path, VIX_STORE_SCAN, &s, &d), ERD_OK, "open for a scan");
+    is_int(vix_store_catalog_find(s, "books", &id2, &d), ERD_OK, "a scan reads the catalog");
+    is_int(id2, id, "the same catalog through the map");
+    vix_store_close(s);
+    s = NULL;
+    is_int(vix_store_open(path, 1u << 7, &s, &d), ERD_EINVAL, "unknown flag refused: %s", d.msg);
+    ok(s == NULL, "nothing opened with an unknown flag");
+
     /* a newer erd's file */
     sql_exec(path, "PRAGMA user_version = 7");
     is_int(vix_store_open(path, 0, &s, &d), ERD_EMISMATCH, "newer schema refused");
