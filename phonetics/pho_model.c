@@ -261,8 +261,12 @@ static void pho__embed(const pho_model *m, const uint32_t *rows, float *x)
 }
 
 /* One output position of the convolution; a NULL neighbour is the zero
- * padding beyond the phrase. */
-static void pho__conv_row(const pho_model *m, const float *const xs[3], float *h)
+ * padding beyond the phrase.  Most of a convolutional encoder's time:
+ * compiled for wider vectors too, picked by the CPU at load.  The loop
+ * over channels is independent per channel and never contracted into
+ * fused multiply-adds (-ffp-contract=off), so every clone computes the
+ * same floats. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void pho__conv_row(const pho_model *m, const float *const xs[3], float *h)
 {
     size_t E = m->arch.emb_dim, C = m->arch.conv_dim;
 
@@ -306,8 +310,9 @@ static double pho__squash(float *v, size_t D)
     return norm;
 }
 
-/* The forward pass; cache NULL keeps everything in fixed stack arrays. */
-static int pho__run(const pho_model *m, const pho_token *t, size_t n, pho_model_cache *cache,
+/* The forward pass; cache NULL keeps everything in fixed stack arrays.
+ * Cloned for wider vectors as pho__conv_row is, with the same floats. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static int pho__run(const pho_model *m, const pho_token *t, size_t n, pho_model_cache *cache,
                     float *out)
 {
     const pho_model_arch *a = &m->arch;
