@@ -260,28 +260,52 @@ static void pho__embed(const pho_model *m, const uint32_t *rows, float *x)
         x[k] = r[0][k] + r[1][k] + r[2][k] + r[3][k] + r[4][k];
 }
 
+#define PHO__CONV_BLOCK 64
+
 /* One output position of the convolution; a NULL neighbour is the zero
  * padding beyond the phrase.  Most of a convolutional encoder's time:
  * compiled for wider vectors too, picked by the CPU at load.  The loop
  * over channels is independent per channel and never contracted into
  * fused multiply-adds (-ffp-contract=off), so every clone computes the
  * same floats. */
-__attribute__((target_clones("avx512f", "avx2", "default"))) static void pho__conv_row(const pho_model *m, const float *const xs[3], float *h)
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void pho__conv_row(
+    const pho_model *m, const float *const xs[3], float *h)
 {
     size_t E = m->arch.emb_dim, C = m->arch.conv_dim;
 
-    memcpy(h, m->conv_b, sizeof *h * C);
+    /* 64 channels at a time held in registers across the whole sum; each
+     * channel still adds its terms in the same order */
+    size_t c0 = 0;
+    for (; c0 + PHO__CONV_BLOCK <= C; c0 += PHO__CONV_BLOCK) {
+        float acc[PHO__CONV_BLOCK];
+        memcpy(acc, m->conv_b + c0, sizeof acc);
+        for (size_t j = 0; j < 3; j++) {
+            if (!xs[j])
+                continue;
+            for (size_t k = 0; k < E; k++) {
+                const float v = xs[j][k];
+                const float *w = m->conv_w + (j * E + k) * C + c0;
+                for (size_t c = 0; c < PHO__CONV_BLOCK; c++)
+                    acc[c] += v * w[c];
+            }
+        }
+        for (size_t c = 0; c < PHO__CONV_BLOCK; c++)
+            h[c0 + c] = acc[c] > 0.0f ? acc[c] : 0.0f;
+    }
+    if (c0 == C)
+        return;
+    memcpy(h + c0, m->conv_b + c0, sizeof *h * (C - c0));
     for (size_t j = 0; j < 3; j++) {
         if (!xs[j])
             continue;
         for (size_t k = 0; k < E; k++) {
             const float v = xs[j][k];
             const float *w = m->conv_w + (j * E + k) * C;
-            for (size_t c = 0; c < C; c++)
+            for (size_t c = c0; c < C; c++)
                 h[c] += v * w[c];
         }
     }
-    for (size_t c = 0; c < C; c++)
+    for (size_t c = c0; c < C; c++)
         h[c] = h[c] > 0.0f ? h[c] : 0.0f;
 }
 
