@@ -258,6 +258,46 @@ static void test_loss_kinds(void)
     ok(pho_pair_weight(0.9, 0.5) == 1.0, "and stays at 1 past it");
 }
 
+/* The convolution sums 64 channels at a time in registers and the rest
+ * apart.  Reversing the channel order (weights, biases and the projection's
+ * rows for both pools) moves channels between the block and the tail and
+ * must leave every output where it was, up to the projection's order of
+ * addition. */
+static void test_conv_channel_order(void)
+{
+    pho_model_arch a = {PHO_ARCH_CONV, 8, 6, 80, 16, PHO_OUT_PLAIN};
+    pho_model *m = NULL, *r = NULL;
+    if (pho_model_create(&a, 11, &m, NULL) != ERD_OK || pho_model_clone(m, &r) != ERD_OK) {
+        ok(0, "80-channel models");
+        pho_model_destroy(m);
+        return;
+    }
+    const size_t E = a.emb_dim, C = a.conv_dim, D = a.out_dim;
+    for (size_t c = 0; c < C; c++) {
+        size_t p = C - 1 - c;
+        m->conv_b[c] = (float)(0.3 * gauss()); /* ReLUs mixed on and off */
+        r->conv_b[p] = m->conv_b[c];
+        for (size_t row = 0; row < 3 * E; row++)
+            r->conv_w[row * C + p] = m->conv_w[row * C + c];
+        for (size_t half = 0; half < 2; half++)
+            memcpy(r->proj_w + (half * C + p) * D, m->proj_w + (half * C + c) * D,
+                   sizeof *r->proj_w * D);
+    }
+    double worst = 0.0;
+    for (int t = 0; t < 20; t++) {
+        pho_token toks[40];
+        float x[16], y[16];
+        size_t n = random_tokens(toks, 1, 40);
+        pho_model_encode(m, toks, n, x);
+        pho_model_encode(r, toks, n, y);
+        for (size_t d = 0; d < D; d++)
+            worst = fmax(worst, fabs((double)x[d] - y[d]));
+    }
+    ok(worst < 1e-5, "80 channels in reverse order encode alike (largest difference %.1e)", worst);
+    pho_model_destroy(m);
+    pho_model_destroy(r);
+}
+
 int main(void)
 {
     /* ---- gradients ---- */
@@ -265,6 +305,7 @@ int main(void)
     pho_model_arch bag = {PHO_ARCH_BAG, 4, 4, 0, 3, PHO_OUT_PLAIN};
     gradcheck(&conv, "conv");
     gradcheck(&bag, "bag");
+
     {
         pho_loss_opts apl, smooth;
         static const float q_weight[NQ] = {1.0f, 0.25f, 0.05f, 0.7f};
@@ -300,6 +341,7 @@ int main(void)
         g_squash = NULL;
     }
     test_loss_kinds();
+    test_conv_channel_order();
 
     /* ---- forward passes ---- */
     pho_model_arch a = {PHO_ARCH_CONV, 16, 10, 32, 64, PHO_OUT_PLAIN};
