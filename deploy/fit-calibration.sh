@@ -10,6 +10,7 @@
 #         share it held out (its HOLDOUT, e.g. 0.2) and V4_RECORDS how many
 #         records it read; only v4 records of held-out phrases are used, and
 #         no record saying one of its training phrases
+#   CAL_V4_ALL=1  also the v4 records recorded under harsher conditions than v3's
 #   ERD_* variables reach every erd command (ERD_RERANK=..., a config file via ERD_CONFIG)
 #
 # Data, all simulated or written for the purpose, never the dev queries:
@@ -78,6 +79,10 @@ def v3_like(r):
 if not share:
     v4 = v4[:int(os.environ.get('CAL_V4_RECORDS', '4587'))]
 held += [l for l in v4 if v3_like(json.loads(l)) and json.loads(l)['spoken'].lower() not in spoken]
+# CAL_V4_ALL=1: the records under the other conditions too (low SNR, babble,
+# rooms, lines), after the others so that those keep their entity ids
+if os.environ.get('CAL_V4_ALL') == '1':
+    held += [l for l in v4 if not v3_like(json.loads(l)) and json.loads(l)['spoken'].lower() not in spoken]
 open(out, 'w').write('\n'.join(held) + '\n')
 PY
 # sim-eval.sh writes catalog.jsonl and queries.jsonl, then stops at its
