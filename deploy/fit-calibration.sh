@@ -19,6 +19,10 @@
 #     of sim-pairs-v4 recorded under v3's conditions) as a catalog of their
 #     phrases plus 10,000 generated distractors, and their n-best lists as
 #     queries (deploy/sim-eval.sh with HOLDOUT=1);
+#   - about one entity in five renamed to a longer title its phrase is a
+#     shortened form of (deploy/open_set.py extend: "X: more words", "more
+#     words: X", "The X"), its queries still saying X, as people say
+#     short forms of long titles;
 #   - near names of about half of the catalog's entities (sequels, subtitles,
 #     a shared head: deploy/open_set.py relatives), as real catalogs hold
 #     franchises;
@@ -93,8 +97,9 @@ WORK=$work/se PAIRS=$work/heldout.jsonl HOLDOUT=1 "$top/deploy/sim-eval.sh" "$bu
     >/dev/null 2>&1 || true
 [ -s "$work/se/catalog.jsonl" ] && [ -s "$work/se/queries.jsonl" ] || {
     echo "fit-calibration: sim-eval.sh wrote no catalog or queries" >&2; exit 1; }
-python3 "$top/deploy/open_set.py" relatives "$work/se/catalog.jsonl" 7 >"$work/relatives.jsonl"
-cat "$work/se/catalog.jsonl" "$work/relatives.jsonl" >"$work/catalog-full.jsonl"
+python3 "$top/deploy/open_set.py" extend "$work/se/catalog.jsonl" 11 >"$work/catalog-ext.jsonl"
+python3 "$top/deploy/open_set.py" relatives "$work/catalog-ext.jsonl" 7 >"$work/relatives.jsonl"
+cat "$work/catalog-ext.jsonl" "$work/relatives.jsonl" >"$work/catalog-full.jsonl"
 python3 "$top/deploy/open_set.py" remove "$work/catalog-full.jsonl" "$work/se/queries.jsonl" \
     >"$work/catalog-open.jsonl"
 # and a second catalog, simb, without the other half: every query is asked

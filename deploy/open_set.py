@@ -19,6 +19,15 @@ set, and out-of-domain utterances as queries.
         catalog of generic phrases holds "thank you": asking for it is no
         out-of-domain request there).
 
+    open_set.py extend CATALOG SEED > CATALOG_EXTENDED
+        the same entities, about one in five renamed to a longer title of
+        which its old name is a shortened form: a subtitle after a colon, a
+        head before one, or a leading article.  The queries still say the
+        old name, as people say "Jonestown" for "Jonestown: The Life and
+        Death of Peoples Temple": without it every simulated query says
+        a name whole, and a match through a shortened form would look wrong
+        every time.  Deterministic for a seed; ids kept.
+
     open_set.py relatives CATALOG SEED > MORE_ENTITIES
         for about half of the catalog's entities, one or two near names
         (sequels, subtitles, a shared head, a word changed), made of words of
@@ -101,16 +110,46 @@ def ood(domains, catalog=None):
               file=sys.stderr)
 
 
+ARTICLES = ('the ', 'a ', 'an ')
+
+
+def catalog_words(catalog, seed):
+    """A seeded generator, the catalog's entities, the words of their names
+    (longer than two letters) and every normalised name they take."""
+    import random
+    ents = [json.loads(line) for line in open(catalog) if line.strip()]
+    words = [w for e in ents for w in e['name'].split() if len(w) > 2]
+    return random.Random(seed), ents, words, {k for e in ents for k in names(e)}
+
+
+def extend(catalog, seed):
+    rnd, ents, words, taken = catalog_words(catalog, seed)
+    n = 0
+    for e in ents:
+        if rnd.random() < 0.2:
+            name = e['name']
+            kind = rnd.randrange(3)
+            more = ' '.join(rnd.choice(words) for _ in range(rnd.randint(1, 3)))
+            if kind == 2 and not name.lower().startswith(ARTICLES):
+                longer = 'The ' + name
+            elif kind == 1:
+                longer = more + ': ' + name
+            else:
+                longer = name + ': ' + more
+            if key(longer) not in taken:
+                taken.add(key(longer))
+                e = dict(e, name=longer)
+                n += 1
+        sys.stdout.write(json.dumps(e) + '\n')
+    print(f'open_set: {n} of {len(ents)} entities renamed to a longer title', file=sys.stderr)
+
+
 SEQUEL = [' 2', ' 3', ' II', ' part two', ' returns', ' the sequel', ' revisited', ' reloaded',
           ' forever', ' begins']
 
 
 def relatives(catalog, seed):
-    import random
-    rnd = random.Random(seed)
-    ents = [json.loads(line) for line in open(catalog) if line.strip()]
-    words = [w for e in ents for w in e['name'].split() if len(w) > 2]
-    taken = {k for e in ents for k in names(e)}
+    rnd, ents, words, taken = catalog_words(catalog, seed)
     n = 0
     for e in ents:
         if rnd.random() >= 0.5:
@@ -143,6 +182,8 @@ if __name__ == '__main__':
         remove(sys.argv[3], sys.argv[4], other_half=True)
     elif len(sys.argv) == 3 and sys.argv[1] == 'rename':
         rename(sys.argv[2])
+    elif len(sys.argv) == 4 and sys.argv[1] == 'extend':
+        extend(sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) == 4 and sys.argv[1] == 'relatives':
         relatives(sys.argv[2], int(sys.argv[3]))
     elif len(sys.argv) >= 5 and sys.argv[1:3] == ['ood', '--catalog']:

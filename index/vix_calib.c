@@ -34,6 +34,7 @@ static const char *const vix__feature_names[VIX_CALIB_NFEAT] = {
     [VIX_CF_STEADY_MISS] = "steady_miss", [VIX_CF_DISTINCT_HIT] = "distinct_hit",
     [VIX_CF_SPREAD] = "spread",
     [VIX_CF_ASR_GAP] = "asr_gap",
+    [VIX_CF_SHORT_FORM] = "short_form", [VIX_CF_WHOLE_SHARE] = "whole_share",
 };
 
 /* Like VIX_CALIB_FIT_MAX for one run of steps: past a few words' worth it
@@ -67,6 +68,8 @@ void vix_calib_fit_add(vix_calib_fitness *acc, double w, const vix_calib_counts 
     acc->hyp_word_hit_min += w * c->hyp_word_hit_min;
     acc->distinct_hit += w * c->distinct_hit;
     acc->worst_span += w * (c->worst_span < VIX__SPAN_MAX ? c->worst_span : VIX__SPAN_MAX);
+    acc->short_form += w * (c->derived != 0);
+    acc->whole_share += w * c->whole_share;
     if (acc->n_added == 1) {
         acc->phrase = c->phrase;
         acc->n_words = c->n_words;
@@ -84,7 +87,8 @@ void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum)
     if (!(wsum > 0) || acc->n_added == 0) {
         *acc = (vix_calib_fitness){.fit = VIX_CALIB_FIT_MAX, .best_fit = VIX_CALIB_FIT_MAX,
                                    .word_miss = 1, .ref_word_miss = 1, .gap_run = 1,
-                                   .worst_span = VIX__SPAN_MAX, .steady_miss = 1};
+                                   .worst_span = VIX__SPAN_MAX, .steady_miss = 1,
+                                   .whole_share = 1};
         return;
     }
     double least = 1;
@@ -102,6 +106,8 @@ void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum)
     acc->ref_word_miss /= wsum;
     acc->len_ratio /= wsum;
     acc->gap_run /= wsum;
+    acc->short_form /= wsum;
+    acc->whole_share /= wsum;
 }
 
 void vix_calib_features(const double *score, const double *first, const double *agree,
@@ -142,6 +148,8 @@ void vix_calib_features(const double *score, const double *first, const double *
         x[VIX_CF_DISTINCT_HIT] = fit ? fit[i].distinct_hit : 0;
         x[VIX_CF_SPREAD] = q->spread;
         x[VIX_CF_ASR_GAP] = q->asr_gap;
+        x[VIX_CF_SHORT_FORM] = fit ? fit[i].short_form : 0;
+        x[VIX_CF_WHOLE_SHARE] = fit ? fit[i].whole_share : 1;
     }
 }
 
@@ -593,8 +601,9 @@ static int vix__parse_row(const char *s, double *v, size_t n)
     return *s ? ERD_ECORRUPT : ERD_OK;
 }
 
-/* What vix__put_model wrote for name, at *pos. */
-static int vix__parse_model(const char **pos, const char *end, const char *name,
+/* What vix__put_model wrote for name, at *pos, from a file of nf features
+ * (a first part of this erd's list): the features it lacks weigh nothing. */
+static int vix__parse_model(const char **pos, const char *end, const char *name, size_t nf,
                             vix_calib_model *m)
 {
     char key[32], *line = malloc(VIX__LINE_MAX), *e;
@@ -602,7 +611,7 @@ static int vix__parse_model(const char **pos, const char *end, const char *name,
     if (!line)
         return ERD_ENOMEM;
     if (vix__line(pos, end, name, line, VIX__LINE_MAX) < 0 ||
-        vix__parse_row(line, m->w, VIX__NW) < 0)
+        vix__parse_row(line, m->w, nf + 1) < 0)
         goto out;
     snprintf(key, sizeof key, "%s_hidden", name);
     if (vix__line(pos, end, key, line, VIX__LINE_MAX) < 0)
@@ -614,20 +623,20 @@ static int vix__parse_model(const char **pos, const char *end, const char *name,
     m->n_hidden = units;
     snprintf(key, sizeof key, "%s_mean", name);
     if (units && (vix__line(pos, end, key, line, VIX__LINE_MAX) < 0 ||
-                  vix__parse_row(line, m->mean, VIX_CALIB_NFEAT) < 0))
+                  vix__parse_row(line, m->mean, nf) < 0))
         goto out;
     snprintf(key, sizeof key, "%s_scale", name);
     if (units && (vix__line(pos, end, key, line, VIX__LINE_MAX) < 0 ||
-                  vix__parse_row(line, m->scale, VIX_CALIB_NFEAT) < 0))
+                  vix__parse_row(line, m->scale, nf) < 0))
         goto out;
     snprintf(key, sizeof key, "%s_unit", name);
     for (size_t j = 0; j < units; j++) {
         double row[VIX__NW + 1];
         if (vix__line(pos, end, key, line, VIX__LINE_MAX) < 0 ||
-            vix__parse_row(line, row, VIX__NW + 1) < 0)
+            vix__parse_row(line, row, nf + 2) < 0)
             goto out;
         m->out[j] = row[0];
-        memcpy(m->in[j], row + 1, VIX__NW * sizeof *row);
+        memcpy(m->in[j], row + 1, (nf + 1) * sizeof *row);
     }
     rc = ERD_OK;
 out:
@@ -644,6 +653,33 @@ static int vix__parse_threshold(const char *s, double *ret)
         return ERD_ECORRUPT;
     *ret = t;
     return ERD_OK;
+}
+
+/* This erd's features, comma-separated (for messages). */
+static const char *vix__all_features(char *buf, size_t cap)
+{
+    size_t len = 0;
+    for (int f = 0; f < VIX_CALIB_NFEAT; f++)
+        len = vix__put(buf, cap, len, "%s%s", f ? "," : "", vix__feature_names[f]);
+    return buf;
+}
+
+/* How many features a file's list names, when it is this erd's list or a
+ * first part of it (a file fitted before later features were added); 0
+ * otherwise.  Features only ever join at the end. */
+static size_t vix__known_features(const char *list)
+{
+    size_t nf = 0;
+    for (const char *p = list; nf < VIX_CALIB_NFEAT; nf++) {
+        size_t len = strlen(vix__feature_names[nf]);
+        if (strncmp(p, vix__feature_names[nf], len) != 0 || (p[len] != ',' && p[len] != '\0'))
+            return 0;
+        p += len;
+        if (*p == '\0')
+            return nf + 1;
+        p++;
+    }
+    return 0;
 }
 
 int vix_calib_load(const char *path, vix_calib *ret, erd_diag *diag)
@@ -698,18 +734,15 @@ int vix_calib_load(const char *path, vix_calib *ret, erd_diag *diag)
                       version, VIX_CALIB_VERSION);
         goto out;
     }
-    char want_feat[512];
-    size_t wl = 0;
-    for (int fi = 0; fi < VIX_CALIB_NFEAT; fi++)
-        wl = vix__put(want_feat, sizeof want_feat, wl, "%s%s", fi ? "," : "",
-                      vix__feature_names[fi]);
     if (vix__line(&pos, end, "features", line, sizeof line) < 0) {
         rc = erd_fail(diag, ERD_ECORRUPT, "%s: no features line", path);
         goto out;
     }
-    if (strcmp(line, want_feat) != 0) {
+    size_t nf = vix__known_features(line);
+    if (nf == 0) {
+        char all[512];
         rc = erd_fail(diag, ERD_EMISMATCH, "%s: fitted on features %s, this erd computes %s",
-                      path, line, want_feat);
+                      path, line, vix__all_features(all, sizeof all));
         goto out;
     }
     if (vix__line(&pos, end, "encoder", c.encoder_id, sizeof c.encoder_id) < 0 ||
@@ -717,8 +750,8 @@ int vix_calib_load(const char *path, vix_calib *ret, erd_diag *diag)
         vix__line(&pos, end, "provenance", c.provenance, sizeof c.provenance) < 0 ||
         vix__line(&pos, end, "no_match_threshold", line, sizeof line) < 0 ||
         vix__parse_threshold(line, &c.no_match_threshold) < 0 ||
-        vix__parse_model(&pos, end, "top", &c.top) < 0 ||
-        vix__parse_model(&pos, end, "rest", &c.rest) < 0 || pos != end) {
+        vix__parse_model(&pos, end, "top", nf, &c.top) < 0 ||
+        vix__parse_model(&pos, end, "rest", nf, &c.rest) < 0 || pos != end) {
         rc = erd_fail(diag, ERD_ECORRUPT, "%s: malformed calibration file", path);
         goto out;
     }

@@ -79,6 +79,12 @@ enum {
      * a garbled one. */
     VIX_CF_SPREAD,        /* weighted mean extra cost per phone of each hypothesis against the first */
     VIX_CF_ASR_GAP,       /* log(1 + (first score - second score) / 1000), 0 without scores */
+    /* A title said whole can match a sibling's shortened form exactly ("X"
+     * against "X: Y" when X itself is not in the catalog): how much of the
+     * result's name its matched phrases stand for. */
+    VIX_CF_SHORT_FORM,    /* weighted share of hypotheses whose best phrase is a shortened form */
+    VIX_CF_WHOLE_SHARE,   /* weighted mean of that phrase's phones / its entity's longest
+                           * name or alias (1 for a name or alias as written) */
     VIX_CALIB_NFEAT
 };
 
@@ -91,6 +97,7 @@ enum {
 typedef struct vix_calib_fitness {
     double fit, best_fit, cover, ref_cover, word_miss, ref_word_miss, len_ratio, gap_run;
     double word_hit_min, hyp_word_hit_min, worst_span, steady_miss, distinct_hit;
+    double short_form, whole_share;
     size_t n_added; /* hypotheses added so far */
     /* per word of the phrase the first hypothesis aligned with: the
      * weighted share of its phones matched, over the hypotheses that
@@ -114,6 +121,8 @@ typedef struct vix_calib_counts {
     double word_hit_min;      /* least of all its words' shares */
     double distinct_hit;      /* share of its phones matched in words a rival name lacks
                                * (in all its words when it shares every one) */
+    int derived;              /* the phrase is a shortened form */
+    double whole_share;       /* its phones / the entity's longest name or alias */
 } vix_calib_counts;
 
 /* A cost per phone past which an alignment explains nothing: the cap keeps

@@ -218,6 +218,17 @@ static void vix__count(const vix_explain_align *al, size_t n_hyp, const vix_rera
     *ret = c;
 }
 
+/* Phones of the longest of the entity's phrases as written (its name or an
+ * alias): what a shortened form is a share of. */
+static size_t vix__longest_whole(const vix_rerank_phrase *phrases, size_t n_phrases)
+{
+    size_t longest = 0;
+    for (size_t p = 0; p < n_phrases; p++)
+        if (!phrases[p].derived && phrases[p].n > longest)
+            longest = phrases[p].n;
+    return longest;
+}
+
 int vix_explain_fit(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_hyps,
                     const vix_rerank_phrase *phrases, size_t n_phrases, const uint16_t *picks,
                     size_t stride, const vix_rerank_phrase *rival, vix_explain_align *work,
@@ -226,6 +237,7 @@ int vix_explain_fit(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_h
     vix_calib_fitness acc = {0};
     double wsum = 0;
     size_t aligned = SIZE_MAX; /* the hypothesis work[0] holds the alignment of */
+    const size_t whole = vix__longest_whole(phrases, n_phrases);
     for (size_t h = 0; h < n_hyps; h++) {
         vix_explain_align *best = &work[0];
         /* n-best lists repeat the same sounds spelt two ways: a twin of the
@@ -246,6 +258,10 @@ int vix_explain_fit(const vix_rerank *rr, const vix_rerank_hyp *hyps, size_t n_h
             continue;
         vix_calib_counts c;
         vix__count(best, hyps[h].n, rival, &c);
+        const vix_rerank_phrase *ph = &phrases[best->phrase];
+        c.derived = ph->derived;
+        c.whole_share = !ph->derived || whole == 0 ? 1
+                        : ph->n < whole ? (double)ph->n / (double)whole : 1;
         vix_calib_fit_add(&acc, hyps[h].weight, &c);
     }
     vix_calib_fit_finish(&acc, wsum);

@@ -274,6 +274,96 @@ static void test_file(const char *dir)
     ok(vix_calib_load(bad, &back, &diag) == ERD_ENOTFOUND, "missing file: ENOTFOUND");
 }
 
+/* Drops the last `drop` numbers of every model row and the last `drop`
+ * names of the features line: the file an erd with fewer features wrote. */
+static size_t older_text(const char *in, char *out, size_t cap, int drop)
+{
+    static const char *rows[] = {"top ", "top_mean ", "top_scale ", "top_unit ",
+                                 "rest ", "rest_mean ", "rest_scale ", "rest_unit ", "features "};
+    size_t len = 0;
+    for (const char *line = in; *line && len + 1 < cap;) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        int cut = 0;
+        for (size_t r = 0; r < sizeof rows / sizeof *rows; r++)
+            cut |= strncmp(line, rows[r], strlen(rows[r])) == 0;
+        for (int d = 0; cut && d < drop; d++)
+            while (n > 0 && line[--n] != (line[0] == 'f' ? ',' : ' '))
+                ;
+        if (len + n + 2 > cap)
+            break;
+        memcpy(out + len, line, n);
+        len += n;
+        out[len++] = '\n';
+        line += (nl ? (size_t)(nl - line) + 1 : strlen(line));
+    }
+    out[len] = '\0';
+    return len;
+}
+
+/* A file fitted before the last features were added still loads: those
+ * features weigh nothing, the others keep their weights. */
+static void test_older_file(const char *dir)
+{
+    enum { DROP = 2 };
+    static char text[65536], older[65536];
+    char path[256];
+    erd_diag diag = {0};
+    vix_calib c, back;
+    sample_calib(&c);
+    c.top.n_hidden = 2;
+    for (int f = 0; f < VIX_CALIB_NFEAT; f++) {
+        c.top.mean[f] = 0.5 * f;
+        c.top.scale[f] = 1.0 + f;
+        for (int j = 0; j < 2; j++)
+            c.top.in[j][1 + f] = 0.01 * (f + 1) * (j ? -1 : 1);
+        c.top.w[1 + f] = c.rest.w[1 + f] = 0.1 * (f + 1);
+    }
+    c.top.out[0] = 1.5;
+    c.top.out[1] = -0.5;
+    snprintf(path, sizeof path, "%s/older.txt", dir);
+    is_int(vix_calib_save(&c, path, &diag), ERD_OK, "saved: %s", diag.msg);
+    FILE *f = fopen(path, "rb");
+    size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
+    if (f)
+        fclose(f);
+    text[len] = '\0';
+    len = older_text(text, older, sizeof older, DROP);
+    rechecksum(older, sizeof older);
+    tmpdir_write(path, older, strlen(older));
+    is_int(vix_calib_load(path, &back, &diag), ERD_OK, "file of %d features fewer loads: %s",
+           DROP, diag.msg);
+    int kept = 1, dropped = 1;
+    for (int f = 0; f < VIX_CALIB_NFEAT; f++) {
+        int old = f < VIX_CALIB_NFEAT - DROP;
+        double w[] = {back.top.w[1 + f], back.rest.w[1 + f], back.top.in[0][1 + f],
+                      back.top.in[1][1 + f], back.top.mean[f], back.top.scale[f]};
+        double want[] = {c.top.w[1 + f], c.rest.w[1 + f], c.top.in[0][1 + f],
+                         c.top.in[1][1 + f], c.top.mean[f], c.top.scale[f]};
+        for (size_t i = 0; i < sizeof w / sizeof *w; i++) {
+            kept &= !old || w[i] == want[i];
+            dropped &= old || w[i] == 0;
+        }
+    }
+    ok(kept, "the features it names keep their weights");
+    ok(dropped, "the features it lacks weigh nothing");
+    double x[VIX_CALIB_NFEAT], x0[VIX_CALIB_NFEAT];
+    for (int k = 0; k < VIX_CALIB_NFEAT; k++)
+        x[k] = x0[k] = 0.2 * k;
+    x[VIX_CALIB_NFEAT - 1] = 9;
+    ok(vix_calib_predict(&back.top, x) == vix_calib_predict(&back.top, x0),
+       "its predictions ignore the features it lacks");
+    /* a list that is not a first part of ours: refused */
+    char *feat = strstr(older, "features ");
+    if (feat) {
+        feat[9] = 'X';
+        rechecksum(older, sizeof older);
+        tmpdir_write(path, older, strlen(older));
+        is_int(vix_calib_load(path, &back, &diag), ERD_EMISMATCH, "other features refused: %s",
+               diag.msg);
+    }
+}
+
 static const char catalog[] =
     "{\"id\":\"a\",\"name\":\"The Hunger Games\"}\n"
     "{\"id\":\"b\",\"name\":\"Mockingjay\"}\n"
@@ -486,6 +576,7 @@ int main(void)
     }
     test_file(dir);
     test_fit_hidden(dir);
+    test_older_file(dir);
     test_resolver(dir);
     ok(tmpdir_remove(dir), "cleanup");
     return tap_done();

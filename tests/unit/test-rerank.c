@@ -380,6 +380,24 @@ static void test_explain_fit(const pho_channel *ch)
        missing.distinct_hit);
     ok(fabs(alone.distinct_hit - 0.5) < 1e-12,
        "no rival: the share of the whole name matched (%.2f)", alone.distinct_hit);
+
+    /* the name said whole, heard against an entity that has it only as the
+     * shortened form of a longer title */
+    uint8_t longer[12];
+    unsigned longer_ids[] = {1, 10, 0, 30, 40, 0, 50, 51, 52};
+    vix_rerank_phrase titles[] = {
+        {.tokens = longer, .n = (uint16_t)pack(longer_ids, 9, longer)},
+        {.tokens = said, .n = name.n, .derived = 1}};
+    vix_calib_fitness shortened;
+    vix_explain_fit(rr, &hyp, 1, titles, 2, NULL, 0, NULL, work, &shortened, NULL);
+    ok(right.short_form == 0 && right.whole_share == 1,
+       "a name as written: no shortened form, all of it (%.2f, %.2f)", right.short_form,
+       right.whole_share);
+    ok(shortened.short_form == 1 &&
+           fabs(shortened.whole_share - (double)name.n / (double)titles[0].n) < 1e-12 &&
+           shortened.whole_share < 1,
+       "a longer title's shortened form: short_form 1, whole_share its share in phones "
+       "(%.2f = %u / %u)", shortened.whole_share, (unsigned)name.n, (unsigned)titles[0].n);
     vix_rerank_destroy(rr);
     free(work);
 }
