@@ -41,6 +41,16 @@ def erd(*args, env=None, cwd=None, timeout=300):
     return p.returncode, p.stdout, p.stderr
 
 
+def run_in_temp_dir(main, tap, prefix):
+    """main(work) in a fresh folder, removed afterwards; then the TAP plan."""
+    work = tempfile.mkdtemp(prefix=prefix)
+    try:
+        main(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    tap.done()
+
+
 class Scratch:
     """A temporary folder (removed on exit) with mini imported and built as "mini"."""
     def __enter__(self):

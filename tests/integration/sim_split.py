@@ -8,7 +8,7 @@ simulation snapshots; no erd binary needed.
 
 usage: sim_split.py   (ERD_TEST_SRCDIR)
 """
-import gzip, json, os, re, shutil, subprocess, sys, tempfile
+import gzip, json, os, re, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import erdtest  # noqa: E402
@@ -76,9 +76,4 @@ def main(work):
            "--phrases drops the held-out phrase said in title case, keeps the rest in order")
 
 
-work_dir = tempfile.mkdtemp(prefix="erd-sim-split-")
-try:
-    main(work_dir)
-finally:
-    shutil.rmtree(work_dir)
-tap.done()
+erdtest.run_in_temp_dir(main, tap, "erd-sim-split-")
