@@ -408,6 +408,20 @@ typedef struct vix__rr_plan {
     uint16_t *act;     /* lanes still inside their phrase */
 } vix__rr_plan;
 
+/* N-best hypotheses often share their first phones ("time of the gypsies",
+ * "time of the gypsy is"): columns 0..from of an alignment depend only on
+ * those, so a hypothesis starts from the column another one left at from
+ * (the same float values, bit for bit) and computes the rest.  in and out
+ * are laid out like the plan's row0: one VIX__LANES-wide entry per plan
+ * row. */
+typedef struct vix__rr_share {
+    size_t from;         /* columns 0..from are given: the plan's row0 when 0 */
+    const float *in;     /* column from of every row */
+    size_t n_out;        /* columns left for later hypotheses */
+    const size_t *out_col;
+    float *const *out;
+} vix__rr_share;
+
 static void vix__rr_plan_free(vix__rr_plan *pl)
 {
     free(pl->first_row);
@@ -489,7 +503,7 @@ static int vix__rr_plan_make(const vix_rerank *rr, const vix_rerank_phrase *cons
  * whose phrase is empty are left to the caller. */
 static inline __attribute__((always_inline)) void
 vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl, size_t b,
-              float *ret_extra)
+              const vix__rr_share *sh, float *ret_extra)
 {
     float row[VIX__ROW][VIX__LANES];
     float diag[VIX__LANES], best[VIX__LANES];
@@ -510,10 +524,10 @@ vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *p
         const float *del = pl->del + at;
         const uint16_t act = pl->act[r0 + i - 1];
         for (size_t l = 0; l < VIX__LANES; l++) {
-            diag[l] = row[0][l];
-            row[0][l] = pl->row0[at + l];
+            diag[l] = row[sh->from][l];
+            row[sh->from][l] = sh->in[at + l];
         }
-        for (size_t j = 1; j <= nh; j++) {
+        for (size_t j = sh->from + 1; j <= nh; j++) {
             const float in_cost = p->ins[j];
             for (size_t l = 0; l < VIX__LANES; l++) {
                 float m = diag[l] + p->sub_j[j * VIX__SYMS + (size_t)sym[l]];
@@ -525,6 +539,8 @@ vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *p
                 row[j][l] = act >> l & 1 ? m : row[j][l];
             }
         }
+        for (size_t k = 0; k < sh->n_out; k++)
+            memcpy(sh->out[k] + at, row[sh->out_col[k]], sizeof row[0]);
         if (local)
             for (size_t l = 0; l < VIX__LANES; l++) {
                 float tail = row[nh][l] + pl->left[at + l];
@@ -545,7 +561,7 @@ vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *p
  * makes, and no FMA is formed, so every lane's sums match vix__rr_extra's. */
 __attribute__((target("avx512f"))) static void
 vix__rr_lanes_avx512(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl,
-                     size_t b, float *ret_extra)
+                     size_t b, const vix__rr_share *sh, float *ret_extra)
 {
     __m512 row[VIX__ROW];
     const int local = rr->opts.mode == VIX_RR_LOCAL;
@@ -566,10 +582,10 @@ vix__rr_lanes_avx512(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_
         const __m512i sym = _mm512_loadu_si512(pl->sym + at);
         const __mmask16 mid = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(32));
         const __mmask16 high = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(64));
-        __m512 diag = row[0];
-        row[0] = _mm512_loadu_ps(pl->row0 + at);
-        __m512 left = row[0]; /* row[j - 1], kept in a register */
-        for (size_t j = 1; j <= nh; j++) {
+        __m512 diag = row[sh->from];
+        row[sh->from] = _mm512_loadu_ps(sh->in + at);
+        __m512 left = row[sh->from]; /* row[j - 1], kept in a register */
+        for (size_t j = sh->from + 1; j <= nh; j++) {
             const float *tj = p->sub_j + j * VIX__SYMS;
             __m512 c = _mm512_permutex2var_ps(_mm512_loadu_ps(tj), sym, _mm512_loadu_ps(tj + 16));
             c = _mm512_mask_mov_ps(c, mid, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 32), sym,
@@ -586,6 +602,8 @@ vix__rr_lanes_avx512(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_
             left = _mm512_mask_mov_ps(up, act, m);
             row[j] = left;
         }
+        for (size_t k = 0; k < sh->n_out; k++)
+            _mm512_storeu_ps(sh->out[k] + at, row[sh->out_col[k]]);
         if (local) {
             __m512 tail = _mm512_add_ps(row[nh], _mm512_loadu_ps(pl->left + at));
             __mmask16 better = _mm512_mask_cmp_ps_mask(act, tail, best, _CMP_LT_OQ);
@@ -597,22 +615,21 @@ vix__rr_lanes_avx512(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_
     extra = _mm512_max_ps(extra, _mm512_setzero_ps());
     _mm512_storeu_ps(ret_extra, extra);
 }
-__attribute__((target("avx2"))) static void vix__rr_lanes_avx2(const vix_rerank *rr,
-                                                               const vix__rr_prep *p,
-                                                               const vix__rr_plan *pl, size_t b,
-                                                               float *ret_extra)
+__attribute__((target("avx2"))) static void
+vix__rr_lanes_avx2(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl, size_t b,
+                   const vix__rr_share *sh, float *ret_extra)
 {
-    vix__rr_lanes(rr, p, pl, b, ret_extra);
+    vix__rr_lanes(rr, p, pl, b, sh, ret_extra);
 }
 #endif
 static void vix__rr_lanes_base(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl,
-                               size_t b, float *ret_extra)
+                               size_t b, const vix__rr_share *sh, float *ret_extra)
 {
-    vix__rr_lanes(rr, p, pl, b, ret_extra);
+    vix__rr_lanes(rr, p, pl, b, sh, ret_extra);
 }
 
 typedef void (*vix__rr_lanes_fn)(const vix_rerank *, const vix__rr_prep *, const vix__rr_plan *,
-                                 size_t, float *);
+                                 size_t, const vix__rr_share *, float *);
 
 static vix__rr_lanes_fn vix__rr_lanes_pick(void)
 {
@@ -682,6 +699,132 @@ static void vix__rr_sort_pairs(const size_t *cand, const vix_rerank_phrase *cons
     }
 }
 
+static size_t vix__rr_cut(size_t n)
+{
+    return n > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : n;
+}
+
+/* How the hypotheses of a resolve share work: a twin (same phones as an
+ * earlier one) copies that one's scores; any other starts from the columns
+ * of the earlier distinct hypothesis with the longest head of phones in
+ * common (vix__rr_share). */
+typedef struct vix__rr_family {
+    size_t *twin;    /* per hypothesis: the first with its phones (itself if none earlier) */
+    size_t *parent;  /* the earlier distinct hypothesis it starts from */
+    size_t *from;    /* how many phones they share; 0: it starts from scratch */
+    float **col;     /* column from of the parent's alignment, per plan row; NULL when from is 0 */
+    size_t *out_col; /* one hypothesis's vix__rr_share outputs, filled as it runs */
+    float **out;
+    float *cols;
+} vix__rr_family;
+
+static void vix__rr_family_free(vix__rr_family *f)
+{
+    free(f->twin);
+    free(f->cols);
+}
+
+static size_t vix__rr_common(const vix_rerank_hyp *a, const vix_rerank_hyp *b)
+{
+    size_t n = vix__rr_cut(a->n) < vix__rr_cut(b->n) ? vix__rr_cut(a->n) : vix__rr_cut(b->n);
+    size_t k = 0;
+    while (k < n && a->tokens[k] == b->tokens[k])
+        k++;
+    return k;
+}
+
+/* Each hypothesis's twin, parent and shared head, and room for the columns
+ * (rows plan rows each).  ERD_ENOMEM when out of memory. */
+static int vix__rr_family_make(const vix_rerank_hyp *hyps, size_t n, size_t rows,
+                               vix__rr_family *f)
+{
+    memset(f, 0, sizeof *f);
+    /* one block: size_t and pointer arrays alike, n entries each */
+    f->twin = malloc((n + 1) * (4 * sizeof(size_t) + 2 * sizeof(float *)));
+    if (!f->twin)
+        return ERD_ENOMEM;
+    f->parent = f->twin + n;
+    f->from = f->parent + n;
+    f->out_col = f->from + n;
+    f->col = (float **)(void *)(f->out_col + n);
+    f->out = f->col + n;
+    size_t n_cols = 0;
+    for (size_t h = 0; h < n; h++) {
+        f->twin[h] = f->parent[h] = h;
+        f->from[h] = 0;
+        for (size_t j = 0; j < h && f->twin[h] == h; j++)
+            if (hyps[j].n == hyps[h].n && memcmp(hyps[j].tokens, hyps[h].tokens, hyps[h].n) == 0)
+                f->twin[h] = j;
+        for (size_t j = 0; j < h && f->twin[h] == h; j++) {
+            size_t k = f->twin[j] == j ? vix__rr_common(&hyps[j], &hyps[h]) : 0;
+            if (k > f->from[h]) {
+                f->from[h] = k;
+                f->parent[h] = j;
+            }
+        }
+        n_cols += f->twin[h] == h && f->from[h] > 0;
+    }
+    f->cols = malloc((n_cols * rows + 1) * VIX__LANES * sizeof *f->cols);
+    if (!f->cols) {
+        vix__rr_family_free(f);
+        return ERD_ENOMEM;
+    }
+    for (size_t h = 0, k = 0; h < n; h++)
+        f->col[h] = f->twin[h] == h && f->from[h] > 0 ? f->cols + k++ * rows * VIX__LANES : NULL;
+    return ERD_OK;
+}
+
+/* Hypothesis h's vix__rr_share: where it starts, and the columns its
+ * children start from. */
+static vix__rr_share vix__rr_family_share(const vix__rr_family *f, size_t n, size_t h,
+                                          const vix__rr_plan *pl)
+{
+    size_t n_out = 0;
+    for (size_t g = h + 1; g < n; g++)
+        if (f->col[g] && f->parent[g] == h) {
+            f->out_col[n_out] = f->from[g];
+            f->out[n_out++] = f->col[g];
+        }
+    return (vix__rr_share){f->from[h], f->col[h] ? f->col[h] : pl->row0, n_out, f->out_col,
+                           f->out};
+}
+
+/* One hypothesis against every sorted pair: bh[c] its best phrase score
+ * for candidate c, ph_of[c] (when not NULL) which phrase. */
+static void vix__rr_score_hyp(const vix_rerank *rr, vix__rr_lanes_fn lanes,
+                              const vix_rerank_hyp *hyp, const vix__rr_prep *prep,
+                              const vix__rr_plan *plan, const vix__rr_share *sh,
+                              const vix_rerank_cand *cands, size_t n_cands,
+                              const size_t *sorted_cand, const vix_rerank_phrase *const *sorted_ph,
+                              size_t n_pairs, double *bh, uint16_t *ph_of)
+{
+    for (size_t c = 0; c < n_cands; c++) {
+        bh[c] = 0;
+        if (ph_of)
+            ph_of[c] = VIX_RR_NO_PHRASE;
+    }
+    for (size_t b = 0; b < n_pairs; b += VIX__LANES) {
+        float extra[VIX__LANES];
+        size_t m = n_pairs - b < VIX__LANES ? n_pairs - b : VIX__LANES;
+        lanes(rr, prep, plan, b / VIX__LANES, sh, extra);
+        for (size_t l = 0; l < m; l++) {
+            const vix_rerank_phrase *ph = sorted_ph[b + l];
+            float e = ph->n ? extra[l] : vix__rr_extra(rr, hyp->tokens, hyp->n, ph->tokens, 0);
+            double sc = vix__rr_similarity(rr, e, hyp->n);
+            if (ph->derived)
+                sc *= VIX_DERIVED_SCALE;
+            size_t c = sorted_cand[b + l];
+            if (sc > bh[c]) {
+                bh[c] = sc;
+                if (ph_of) {
+                    size_t at = (size_t)(ph - cands[c].phrases);
+                    ph_of[c] = at < VIX_RR_NO_PHRASE ? (uint16_t)at : VIX_RR_NO_PHRASE;
+                }
+            }
+        }
+    }
+}
+
 /* Every (candidate, phrase) pair scored lane-wise, hypothesis by
  * hypothesis; acc[c] sums hypotheses in the same order as the pairwise
  * loop.  by_hyp as vix_rerank_score_each's, or NULL. */
@@ -694,6 +837,7 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     for (size_t c = 0; c < n_cands; c++)
         n_pairs += cands[c].n_phrases;
     vix__rr_plan plan = {0};
+    vix__rr_family fam = {0};
     vix__rr_prep *prep = malloc(sizeof *prep);
     /* the pairs in candidate order, then sorted into the second half */
     size_t *pair_cand = malloc(2 * (n_pairs + 1) * sizeof *pair_cand);
@@ -720,49 +864,23 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     vix__rr_sort_pairs(pair_cand, pair_ph, n_pairs, pair_cand + n_pairs, pair_ph + n_pairs);
     const size_t *sorted_cand = pair_cand + n_pairs;
     const vix_rerank_phrase *const *sorted_ph = pair_ph + n_pairs;
-    if ((rc = vix__rr_plan_make(rr, sorted_ph, n_pairs, &plan)) < 0)
+    if ((rc = vix__rr_plan_make(rr, sorted_ph, n_pairs, &plan)) < 0 ||
+        (rc = vix__rr_family_make(hyps, n_hyps, plan.first_row[plan.n_batches], &fam)) < 0)
         goto out;
     for (size_t h = 0; h < n_hyps; h++) {
         double *bh = best + h * n_cands;
-        /* n-best lists often hold the same sounds spelt two ways: such a
-         * hypothesis aligns exactly as its twin did */
-        size_t twin = h;
-        for (size_t j = 0; j < h && twin == h; j++)
-            if (hyps[j].n == hyps[h].n && memcmp(hyps[j].tokens, hyps[h].tokens, hyps[h].n) == 0)
-                twin = j;
         uint16_t *ph_of = best_phrase ? best_phrase + h * n_cands : NULL;
+        size_t twin = fam.twin[h];
         if (twin < h) {
+            /* n-best lists often hold the same sounds spelt two ways */
             memcpy(bh, best + twin * n_cands, n_cands * sizeof *bh);
             if (ph_of)
                 memcpy(ph_of, best_phrase + twin * n_cands, n_cands * sizeof *ph_of);
         } else {
             vix__rr_prepare(rr, hyps[h].tokens, hyps[h].n, prep);
-            for (size_t c = 0; c < n_cands; c++) {
-                bh[c] = 0;
-                if (ph_of)
-                    ph_of[c] = VIX_RR_NO_PHRASE;
-            }
-            for (size_t b = 0; b < n_pairs; b += VIX__LANES) {
-                float extra[VIX__LANES];
-                size_t m = n_pairs - b < VIX__LANES ? n_pairs - b : VIX__LANES;
-                lanes(rr, prep, &plan, b / VIX__LANES, extra);
-                for (size_t l = 0; l < m; l++) {
-                    const vix_rerank_phrase *ph = sorted_ph[b + l];
-                    float e = ph->n ? extra[l]
-                                    : vix__rr_extra(rr, hyps[h].tokens, hyps[h].n, ph->tokens, 0);
-                    double sc = vix__rr_similarity(rr, e, hyps[h].n);
-                    if (ph->derived)
-                        sc *= VIX_DERIVED_SCALE;
-                    size_t c = sorted_cand[b + l];
-                    if (sc > bh[c]) {
-                        bh[c] = sc;
-                        if (ph_of) {
-                            size_t at = (size_t)(ph - cands[c].phrases);
-                            ph_of[c] = at < VIX_RR_NO_PHRASE ? (uint16_t)at : VIX_RR_NO_PHRASE;
-                        }
-                    }
-                }
-            }
+            vix__rr_share sh = vix__rr_family_share(&fam, n_hyps, h, &plan);
+            vix__rr_score_hyp(rr, lanes, &hyps[h], prep, &plan, &sh, cands, n_cands, sorted_cand,
+                              sorted_ph, n_pairs, bh, ph_of);
         }
         for (size_t c = 0; c < n_cands; c++)
             if (cands[c].n_phrases)
@@ -770,6 +888,7 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     }
     rc = ERD_OK;
 out:
+    vix__rr_family_free(&fam);
     vix__rr_plan_free(&plan);
     free(prep);
     free(pair_cand);

@@ -284,6 +284,128 @@ static void test_batched_equals_pairwise(const pho_channel *ch)
     }
 }
 
+/* count random phones, the first starting a word */
+static void random_phones(uint64_t *x, uint8_t *out, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        out[i] = (uint8_t)(1 + xorshift(x) % (PHO_N_PHONES - 1)) |
+                 (i == 0 || xorshift(x) % 4 == 0 ? VIX_RR_WORD_START : 0);
+}
+
+enum { SH_HYPS = 11, SH_CANDS = 53, SH_PHRASES = 3, SH_LONG = VIX_RR_TOKENS_MAX + 6 };
+
+/* Hypotheses that share heads of phones in every way the batched scoring
+ * reuses columns: a shared head with another tail, a prefix of an earlier
+ * one (no column left to compute), a chain (a child's child), one past the
+ * alignment's cut, a twin, lengths 0 and 1, and a first phone that differs
+ * only in its word-start bit. */
+static void shared_hyps(uint64_t *x, uint8_t (*tok)[SH_LONG], vix_rerank_hyp *hyps)
+{
+    static const struct { size_t from, head, n; } shape[SH_HYPS] = {
+        {0, 0, 30},  /* 0: alone */
+        {0, 12, 20}, /* 1: 0's first 12, then its own */
+        {0, 7, 7},   /* 2: a prefix of 0 */
+        {1, 20, 26}, /* 3: 1 extended: a child of a child */
+        {0, 0, 0},   /* 4: empty */
+        {0, 1, 1},   /* 5: 0's first phone alone */
+        {1, 20, 20}, /* 6: a twin of 1 */
+        {0, 30, SH_LONG - 2}, /* 7: 0 extended past the cut */
+        {7, SH_LONG - 4, SH_LONG}, /* 8: shares more than the cut with 7 */
+        {0, 0, 9},   /* 9: 0's phones, its first without the word-start bit */
+        {9, 4, 15},  /* 10: a child of 9 */
+    };
+    for (size_t h = 0; h < SH_HYPS; h++) {
+        random_phones(x, tok[h], shape[h].n);
+        memcpy(tok[h], tok[shape[h].from], shape[h].head);
+        hyps[h] = (vix_rerank_hyp){tok[h], shape[h].n, 1.0 / (double)(h + 1)};
+    }
+    memcpy(tok[9], tok[0], 9);
+    tok[9][0] &= (uint8_t)~VIX_RR_WORD_START;
+}
+
+/* Candidates with 0 to SH_PHRASES phrases of lengths 0 to past the cut,
+ * some of them copies of a hypothesis (exact matches score 1). */
+static void shared_cands(uint64_t *x, uint8_t (*store)[SH_LONG],
+                         vix_rerank_phrase (*phrases)[SH_PHRASES], const vix_rerank_hyp *hyps,
+                         vix_rerank_cand *cands)
+{
+    size_t used = 0;
+    for (size_t c = 0; c < SH_CANDS; c++) {
+        size_t np = c % 9 == 4 ? 0 : 1 + xorshift(x) % SH_PHRASES;
+        for (size_t p = 0; p < np; p++) {
+            size_t n = xorshift(x) % SH_LONG;
+            random_phones(x, store[used], n);
+            if (c % 5 == 0 && p == 0) {
+                n = hyps[c % SH_HYPS].n;
+                memcpy(store[used], hyps[c % SH_HYPS].tokens, n);
+            }
+            phrases[c][p] = (vix_rerank_phrase){store[used++], (uint16_t)n, (uint8_t)(c % 3 == 1)};
+        }
+        cands[c] = (vix_rerank_cand){phrases[c], np, (double)(xorshift(x) % 1000) / 1000.0, 0, 0};
+    }
+}
+
+/* Pairs, picks and candidates where the batched scoring differs from
+ * aligning each pair alone (the first phrase of the best score is the
+ * pick, as the batched scoring promises). */
+static size_t shared_diffs(const vix_rerank *rr, const vix_rerank_hyp *hyps,
+                           const vix_rerank_cand *cands, const double *by_hyp,
+                           const uint16_t *picks)
+{
+    size_t bad = 0;
+    for (size_t c = 0; c < SH_CANDS; c++) {
+        double acc = 0, wsum = 0;
+        for (size_t h = 0; h < SH_HYPS; h++) {
+            double best = 0;
+            uint16_t pick = VIX_RR_NO_PHRASE;
+            for (size_t p = 0; p < cands[c].n_phrases; p++) {
+                const vix_rerank_phrase *ph = &cands[c].phrases[p];
+                double s = vix_rerank_pair(rr, hyps[h].tokens, hyps[h].n, ph->tokens, ph->n);
+                s *= ph->derived ? VIX_DERIVED_SCALE : 1;
+                if (s > best) {
+                    best = s;
+                    pick = (uint16_t)p;
+                }
+            }
+            bad += by_hyp[h * SH_CANDS + c] != best || picks[h * SH_CANDS + c] != pick;
+            acc += cands[c].n_phrases ? hyps[h].weight * best : 0;
+            wsum += hyps[h].weight;
+        }
+        bad += cands[c].second != acc / wsum;
+    }
+    return bad;
+}
+
+/* Hypotheses that start from another's columns score exactly as alone, in
+ * every lane, at every instruction set and in both modes. */
+static void test_shared_heads_equal_pairwise(const pho_channel *ch)
+{
+    static uint8_t tok[SH_HYPS][SH_LONG], store[SH_CANDS * SH_PHRASES][SH_LONG];
+    static vix_rerank_phrase phrases[SH_CANDS][SH_PHRASES];
+    static double by_hyp[SH_HYPS * SH_CANDS];
+    static uint16_t picks[SH_HYPS * SH_CANDS];
+    vix_rerank_hyp hyps[SH_HYPS];
+    vix_rerank_cand cands[SH_CANDS];
+    uint64_t x = 0x2545f4914f6cdd1dULL;
+    shared_hyps(&x, tok, hyps);
+    shared_cands(&x, store, phrases, hyps, cands);
+    static const char *const levels[] = {"base", "avx2", "avx512", "auto"};
+    for (int run = 0; run < 8; run++) {
+        vix_rerank_opts o;
+        vix_rerank_opts_init(&o);
+        o.mode = run % 2 ? VIX_RR_LOCAL : VIX_RR_GLOBAL;
+        vix_simd_limit(levels[run / 2], NULL);
+        vix_rerank *rr = NULL;
+        if (vix_rerank_create(ch, &o, &rr, NULL) != ERD_OK)
+            break;
+        vix_rerank_score_best(rr, hyps, SH_HYPS, cands, SH_CANDS, by_hyp, picks);
+        size_t bad = shared_diffs(rr, hyps, cands, by_hyp, picks);
+        ok(bad == 0, "%s mode, simd %s (%s): shared heads score as alone (%zu differ)",
+           o.mode == VIX_RR_LOCAL ? "local" : "global", levels[run / 2], vix_simd_name(), bad);
+        vix_rerank_destroy(rr);
+    }
+}
+
 /* The explained alignment is the scored one: same extra cost (so the same
  * pair score, bit for bit), steps whose costs add up to it, every phone
  * of both sides accounted for once, in order. */
@@ -392,6 +514,7 @@ int main(void)
     if (ch) {
         test_scores(ch);
         test_batched_equals_pairwise(ch);
+        test_shared_heads_equal_pairwise(ch);
         test_align(ch);
         test_explain_fit(ch);
         test_resolver(ch);
