@@ -558,78 +558,159 @@ vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *p
 /* vix__rr_lanes with the cost lookup done by register permutes, which the
  * compiler will not emit on its own (it loads the 16 lanes one by one).
  * _mm512_min_ps(a, b) is a < b ? a : b, the comparison the scalar code
- * makes, and no FMA is formed, so every lane's sums match vix__rr_extra's. */
+ * makes, and no FMA is formed, so every lane's sums match vix__rr_extra's.
+ *
+ * A row's cells wait each on its left neighbour (an add and a min), so one
+ * batch leaves the vector units idle half the time: two batches go side by
+ * side through each row, sharing the hypothesis's cost row loads. */
+typedef struct vix__rr_b512 {
+    __m512 row[VIX__ROW];
+    __m512 best;
+    size_t r0, maxnr;
+} vix__rr_b512;
+
+/* Row i of a batch: each lane's reference symbol and deletion cost, and
+ * which lanes are still inside their phrase. */
+typedef struct vix__rr_r512 {
+    __m512i sym;
+    __m512 del, diag, left;
+    __mmask16 mid, high, act;
+} vix__rr_r512;
+
+__attribute__((target("avx512f"))) static inline void
+vix__rr_b512_init(vix__rr_b512 *st, const vix__rr_prep *p, const vix__rr_plan *pl, size_t b)
+{
+    st->r0 = pl->first_row[b];
+    st->maxnr = pl->first_row[b + 1] - st->r0;
+    st->best = _mm512_set1_ps(1e30f);
+    st->row[0] = _mm512_setzero_ps();
+    for (size_t j = 1; j <= p->nh; j++)
+        st->row[j] = _mm512_add_ps(st->row[j - 1], _mm512_set1_ps(p->ins[j]));
+}
+
+/* Row i's lane data; column sh->from set from sh->in, the previous row's
+ * value there becoming the first diagonal. */
+__attribute__((target("avx512f"))) static inline vix__rr_r512
+vix__rr_b512_begin(vix__rr_b512 *st, const vix__rr_plan *pl, const vix__rr_share *sh, size_t i)
+{
+    const size_t at = (st->r0 + i - 1) * VIX__LANES;
+    vix__rr_r512 r;
+    r.act = pl->act[st->r0 + i - 1];
+    r.del = _mm512_loadu_ps(pl->del + at);
+    /* each lane's symbol, 0..95: three two-register permutes look it up
+     * in a row of sub_j, the symbol's top bits pick which (a gather would
+     * load the 16 lanes one by one) */
+    r.sym = _mm512_loadu_si512(pl->sym + at);
+    r.mid = _mm512_cmpge_epi32_mask(r.sym, _mm512_set1_epi32(32));
+    r.high = _mm512_cmpge_epi32_mask(r.sym, _mm512_set1_epi32(64));
+    r.diag = st->row[sh->from];
+    st->row[sh->from] = _mm512_loadu_ps(sh->in + at);
+    r.left = st->row[sh->from];
+    return r;
+}
+
+__attribute__((target("avx512f"))) static inline __m512 vix__rr_cost512(const float *tj,
+                                                                        const vix__rr_r512 *r)
+{
+    __m512 c = _mm512_permutex2var_ps(_mm512_loadu_ps(tj), r->sym, _mm512_loadu_ps(tj + 16));
+    c = _mm512_mask_mov_ps(c, r->mid, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 32), r->sym,
+                                                             _mm512_loadu_ps(tj + 48)));
+    return _mm512_mask_mov_ps(c, r->high, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 64), r->sym,
+                                                                 _mm512_loadu_ps(tj + 80)));
+}
+
+/* Cell (i, j) from its three neighbours, as vix__rr_extra's loop body. */
+__attribute__((target("avx512f"))) static inline void
+vix__rr_cell512(vix__rr_b512 *st, vix__rr_r512 *r, size_t j, __m512 c, __m512 ins)
+{
+    __m512 up = st->row[j];
+    __m512 m = _mm512_add_ps(r->diag, c);
+    __m512 d = _mm512_add_ps(up, r->del);
+    __m512 in = _mm512_add_ps(r->left, ins);
+    r->diag = up;
+    m = _mm512_min_ps(d, m);
+    m = _mm512_min_ps(in, m);
+    r->left = _mm512_mask_mov_ps(up, r->act, m);
+    st->row[j] = r->left;
+}
+
+/* After row i: the columns later hypotheses start from, and in local mode
+ * the path that leaves the phrase's remaining phones unheard. */
+__attribute__((target("avx512f"))) static inline void
+vix__rr_b512_end(vix__rr_b512 *st, const vix__rr_r512 *r, const vix__rr_plan *pl,
+                 const vix__rr_share *sh, size_t i, size_t nh, int local)
+{
+    const size_t at = (st->r0 + i - 1) * VIX__LANES;
+    for (size_t k = 0; k < sh->n_out; k++)
+        _mm512_storeu_ps(sh->out[k] + at, st->row[sh->out_col[k]]);
+    if (local) {
+        __m512 tail = _mm512_add_ps(st->row[nh], _mm512_loadu_ps(pl->left + at));
+        __mmask16 better = _mm512_mask_cmp_ps_mask(r->act, tail, st->best, _CMP_LT_OQ);
+        st->best = _mm512_mask_mov_ps(st->best, better, tail);
+    }
+}
+
+__attribute__((target("avx512f"))) static inline void
+vix__rr_b512_finish(const vix__rr_b512 *st, const vix__rr_prep *p, float *ret_extra)
+{
+    __m512 bl = _mm512_min_ps(st->row[p->nh], st->best);
+    __m512 extra = _mm512_sub_ps(bl, _mm512_set1_ps(p->self));
+    _mm512_storeu_ps(ret_extra, _mm512_max_ps(extra, _mm512_setzero_ps()));
+}
+
+/* Batches b and b + 1 (when n_b is 2; b + 1 has no more rows than b, the
+ * plan being longest first): ret_extra gets VIX__LANES extras per batch. */
 __attribute__((target("avx512f"))) static void
 vix__rr_lanes_avx512(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl,
-                     size_t b, const vix__rr_share *sh, float *ret_extra)
+                     size_t b, size_t n_b, const vix__rr_share *sh, float *ret_extra)
 {
-    __m512 row[VIX__ROW];
+    vix__rr_b512 st[2];
     const int local = rr->opts.mode == VIX_RR_LOCAL;
     const size_t nh = p->nh;
-    const size_t r0 = pl->first_row[b], maxnr = pl->first_row[b + 1] - r0;
-    __m512 best = _mm512_set1_ps(1e30f);
-
-    row[0] = _mm512_setzero_ps();
-    for (size_t j = 1; j <= nh; j++)
-        row[j] = _mm512_add_ps(row[j - 1], _mm512_set1_ps(p->ins[j]));
-    for (size_t i = 1; i <= maxnr; i++) {
-        const size_t at = (r0 + i - 1) * VIX__LANES;
-        const __mmask16 act = pl->act[r0 + i - 1];
-        const __m512 vdel = _mm512_loadu_ps(pl->del + at);
-        /* each lane's symbol, 0..95: three two-register permutes look it
-         * up in a row of sub_j, the symbol's top bits pick which (a gather
-         * would load the 16 lanes one by one) */
-        const __m512i sym = _mm512_loadu_si512(pl->sym + at);
-        const __mmask16 mid = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(32));
-        const __mmask16 high = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(64));
-        __m512 diag = row[sh->from];
-        row[sh->from] = _mm512_loadu_ps(sh->in + at);
-        __m512 left = row[sh->from]; /* row[j - 1], kept in a register */
+    vix__rr_b512_init(&st[0], p, pl, b);
+    vix__rr_b512_init(&st[1], p, pl, n_b > 1 ? b + 1 : b);
+    const size_t both = n_b > 1 ? st[1].maxnr : 0;
+    for (size_t i = 1; i <= both; i++) {
+        vix__rr_r512 r0 = vix__rr_b512_begin(&st[0], pl, sh, i);
+        vix__rr_r512 r1 = vix__rr_b512_begin(&st[1], pl, sh, i);
         for (size_t j = sh->from + 1; j <= nh; j++) {
             const float *tj = p->sub_j + j * VIX__SYMS;
-            __m512 c = _mm512_permutex2var_ps(_mm512_loadu_ps(tj), sym, _mm512_loadu_ps(tj + 16));
-            c = _mm512_mask_mov_ps(c, mid, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 32), sym,
-                                                                   _mm512_loadu_ps(tj + 48)));
-            c = _mm512_mask_mov_ps(c, high, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 64), sym,
-                                                                    _mm512_loadu_ps(tj + 80)));
-            __m512 up = row[j];
-            __m512 m = _mm512_add_ps(diag, c);
-            __m512 d = _mm512_add_ps(up, vdel);
-            __m512 in = _mm512_add_ps(left, _mm512_set1_ps(p->ins[j]));
-            diag = up;
-            m = _mm512_min_ps(d, m);
-            m = _mm512_min_ps(in, m);
-            left = _mm512_mask_mov_ps(up, act, m);
-            row[j] = left;
+            const __m512 ins = _mm512_set1_ps(p->ins[j]);
+            vix__rr_cell512(&st[0], &r0, j, vix__rr_cost512(tj, &r0), ins);
+            vix__rr_cell512(&st[1], &r1, j, vix__rr_cost512(tj, &r1), ins);
         }
-        for (size_t k = 0; k < sh->n_out; k++)
-            _mm512_storeu_ps(sh->out[k] + at, row[sh->out_col[k]]);
-        if (local) {
-            __m512 tail = _mm512_add_ps(row[nh], _mm512_loadu_ps(pl->left + at));
-            __mmask16 better = _mm512_mask_cmp_ps_mask(act, tail, best, _CMP_LT_OQ);
-            best = _mm512_mask_mov_ps(best, better, tail);
-        }
+        vix__rr_b512_end(&st[0], &r0, pl, sh, i, nh, local);
+        vix__rr_b512_end(&st[1], &r1, pl, sh, i, nh, local);
     }
-    __m512 bl = _mm512_min_ps(row[nh], best);
-    __m512 extra = _mm512_sub_ps(bl, _mm512_set1_ps(p->self));
-    extra = _mm512_max_ps(extra, _mm512_setzero_ps());
-    _mm512_storeu_ps(ret_extra, extra);
+    for (size_t i = both + 1; i <= st[0].maxnr; i++) {
+        vix__rr_r512 r0 = vix__rr_b512_begin(&st[0], pl, sh, i);
+        for (size_t j = sh->from + 1; j <= nh; j++)
+            vix__rr_cell512(&st[0], &r0, j, vix__rr_cost512(p->sub_j + j * VIX__SYMS, &r0),
+                            _mm512_set1_ps(p->ins[j]));
+        vix__rr_b512_end(&st[0], &r0, pl, sh, i, nh, local);
+    }
+    vix__rr_b512_finish(&st[0], p, ret_extra);
+    if (n_b > 1)
+        vix__rr_b512_finish(&st[1], p, ret_extra + VIX__LANES);
 }
 __attribute__((target("avx2"))) static void
 vix__rr_lanes_avx2(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl, size_t b,
-                   const vix__rr_share *sh, float *ret_extra)
+                   size_t n_b, const vix__rr_share *sh, float *ret_extra)
 {
-    vix__rr_lanes(rr, p, pl, b, sh, ret_extra);
+    for (size_t k = 0; k < n_b; k++)
+        vix__rr_lanes(rr, p, pl, b + k, sh, ret_extra + k * VIX__LANES);
 }
 #endif
 static void vix__rr_lanes_base(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl,
-                               size_t b, const vix__rr_share *sh, float *ret_extra)
+                               size_t b, size_t n_b, const vix__rr_share *sh, float *ret_extra)
 {
-    vix__rr_lanes(rr, p, pl, b, sh, ret_extra);
+    for (size_t k = 0; k < n_b; k++)
+        vix__rr_lanes(rr, p, pl, b + k, sh, ret_extra + k * VIX__LANES);
 }
 
+/* Extras of batches b .. b + n_b - 1 (n_b is 1 or 2). */
 typedef void (*vix__rr_lanes_fn)(const vix_rerank *, const vix__rr_prep *, const vix__rr_plan *,
-                                 size_t, const vix__rr_share *, float *);
+                                 size_t, size_t, const vix__rr_share *, float *);
 
 static vix__rr_lanes_fn vix__rr_lanes_pick(void)
 {
@@ -803,13 +884,16 @@ static void vix__rr_score_hyp(const vix_rerank *rr, vix__rr_lanes_fn lanes,
         if (ph_of)
             ph_of[c] = VIX_RR_NO_PHRASE;
     }
+    float extra[2 * VIX__LANES];
     for (size_t b = 0; b < n_pairs; b += VIX__LANES) {
-        float extra[VIX__LANES];
         size_t m = n_pairs - b < VIX__LANES ? n_pairs - b : VIX__LANES;
-        lanes(rr, prep, plan, b / VIX__LANES, sh, extra);
+        /* batches go through the kernel two at a time */
+        if (b % (2 * VIX__LANES) == 0)
+            lanes(rr, prep, plan, b / VIX__LANES, b + VIX__LANES < n_pairs ? 2 : 1, sh, extra);
+        const float *ex = extra + b % (2 * VIX__LANES);
         for (size_t l = 0; l < m; l++) {
             const vix_rerank_phrase *ph = sorted_ph[b + l];
-            float e = ph->n ? extra[l] : vix__rr_extra(rr, hyp->tokens, hyp->n, ph->tokens, 0);
+            float e = ph->n ? ex[l] : vix__rr_extra(rr, hyp->tokens, hyp->n, ph->tokens, 0);
             double sc = vix__rr_similarity(rr, e, hyp->n);
             if (ph->derived)
                 sc *= VIX_DERIVED_SCALE;
