@@ -263,6 +263,30 @@ static size_t vix__rr_trace(const vix_rerank *rr, const uint8_t *hyp, const uint
     return n;
 }
 
+/* Row i of vix_rerank_align's table and its moves: vix__rr_extra's cells,
+ * the same comparisons deciding the move.  The left neighbour and the
+ * diagonal stay in registers (the byte stores to from would otherwise make
+ * the compiler reload them). */
+static void vix__rr_align_row(const float *sub, const float *ins, const size_t *at_h, float del,
+                              const float *up, float *row, uint8_t *from, size_t nh)
+{
+    float left = row[0], diag = up[0];
+    for (size_t j = 1; j <= nh; j++) {
+        float u = up[j];
+        float m = diag + sub[at_h[j]];
+        float d = u + del;
+        float in = left + ins[j];
+        bool from_up = d < m;
+        m = from_up ? d : m;
+        bool from_left = in < m;
+        m = from_left ? in : m;
+        from[j] = from_left ? VIX__FROM_LEFT : from_up ? VIX__FROM_UP : VIX__FROM_DIAG;
+        row[j] = m;
+        left = m;
+        diag = u;
+    }
+}
+
 int vix_rerank_align(const vix_rerank *rr, const uint8_t *hyp, size_t nh, const uint8_t *ref,
                      size_t nr, vix_rerank_op *ret_ops, size_t *ret_n_ops, float *ret_extra)
 {
@@ -287,10 +311,16 @@ int vix_rerank_align(const vix_rerank *rr, const uint8_t *hyp, size_t nh, const 
     }
     const float skip = rr->opts.mode == VIX_RR_LOCAL ? (float)rr->opts.skip : 1e6f;
     float self = 0, lead = 0;
+    /* per hypothesis phone, its insertion cost and its part of the sub
+     * table's index, looked up once rather than once per row */
+    float ins[VIX_RR_TOKENS_MAX + 1];
+    size_t at_h[VIX_RR_TOKENS_MAX + 1];
     cell[0] = 0;
     for (size_t j = 1; j <= nh; j++) {
         uint8_t h = hyp[j - 1];
-        cell[j] = cell[j - 1] + rr->ins[VIX__WS(h)][VIX__PH(h)];
+        ins[j] = rr->ins[VIX__WS(h)][VIX__PH(h)];
+        at_h[j] = VIX__WS(h) * PHO_N_PHONES * PHO_N_PHONES + VIX__PH(h);
+        cell[j] = cell[j - 1] + ins[j];
         self += rr->self[VIX__WS(h)][VIX__PH(h)];
     }
     /* the end of the path: row end_i, then its tail unheard at skip each */
@@ -300,25 +330,12 @@ int vix_rerank_align(const vix_rerank *rr, const uint8_t *hyp, size_t nh, const 
         uint8_t r = ref[i - 1];
         float del = rr->del[VIX__PH(r)];
         float *row = cell + i * cols, *up = row - cols;
+        /* sub[ws(r)][ws(h)][ph(r)][ph(h)] is sub[r's part + at_h[j]] */
+        const float *sub = &rr->sub[0][0][0][0] +
+                           VIX__WS(r) * 2 * PHO_N_PHONES * PHO_N_PHONES + VIX__PH(r) * PHO_N_PHONES;
         lead += del < skip ? del : skip;
         row[0] = lead;
-        for (size_t j = 1; j <= nh; j++) {
-            uint8_t h = hyp[j - 1];
-            float m = up[j - 1] + rr->sub[VIX__WS(r)][VIX__WS(h)][VIX__PH(r)][VIX__PH(h)];
-            float d = up[j] + del;
-            float in = row[j - 1] + rr->ins[VIX__WS(h)][VIX__PH(h)];
-            uint8_t move = VIX__FROM_DIAG;
-            if (d < m) {
-                m = d;
-                move = VIX__FROM_UP;
-            }
-            if (in < m) {
-                m = in;
-                move = VIX__FROM_LEFT;
-            }
-            row[j] = m;
-            from[i * cols + j] = move;
-        }
+        vix__rr_align_row(sub, ins, at_h, del, up, row, from + i * cols, nh);
         if (rr->opts.mode == VIX_RR_LOCAL) {
             float tail = row[nh] + (float)(nr - i) * skip;
             if (tail < best) {
