@@ -439,6 +439,8 @@ typedef struct vix__rr_share {
     float *const *out;
 } vix__rr_share;
 
+/* Leaves pl empty: a failed vix__rr_plan_make frees what it had, and its
+ * caller frees again on the way out. */
 static void vix__rr_plan_free(vix__rr_plan *pl)
 {
     free(pl->first_row);
@@ -447,6 +449,7 @@ static void vix__rr_plan_free(vix__rr_plan *pl)
     free(pl->row0);
     free(pl->left);
     free(pl->act);
+    memset(pl, 0, sizeof *pl);
 }
 
 /* The plan of phrases ph[0..n) (longest first, as vix__rr_sort_pairs
@@ -818,10 +821,12 @@ typedef struct vix__rr_family {
     float *cols;
 } vix__rr_family;
 
+/* Leaves f empty, as vix__rr_plan_free. */
 static void vix__rr_family_free(vix__rr_family *f)
 {
     free(f->twin);
     free(f->cols);
+    memset(f, 0, sizeof *f);
 }
 
 static size_t vix__rr_common(const vix_rerank_hyp *a, const vix_rerank_hyp *b)
