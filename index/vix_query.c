@@ -29,12 +29,38 @@ typedef struct vix__ranked {
     size_t rank_first;      /* place in the first stage's list, the rerank's candidate index */
 } vix__ranked;
 
-static int vix__cmp_score(const void *a, const void *b)
+/* Negative when a goes before b: the better score, then the lower rowid. */
+static int vix__cmp_score(const vix__ranked *a, const vix__ranked *b)
 {
-    const vix_result *x = &((const vix__ranked *)a)->res, *y = &((const vix__ranked *)b)->res;
+    const vix_result *x = &a->res, *y = &b->res;
     if (x->score != y->score)
         return x->score < y->score ? 1 : -1;
     return (x->rowid > y->rowid) - (x->rowid < y->rowid);
+}
+
+/* p[0..n) best first, by glibc qsort's merge sort step for step (the same
+ * halves, the left run first among equals), so the order is the one qsort
+ * gave even where scores do not compare (NaN); without its indirect calls
+ * and the malloc it makes for a list this long.  tmp has room for n. */
+static void vix__sort_ranked(const vix__ranked **p, size_t n, const vix__ranked **tmp)
+{
+    if (n <= 1)
+        return;
+    size_t n1 = n / 2, n2 = n - n1;
+    const vix__ranked **b1 = p, **b2 = p + n1, **t = tmp;
+    vix__sort_ranked(b1, n1, tmp);
+    vix__sort_ranked(b2, n2, tmp);
+    while (n1 > 0 && n2 > 0) {
+        if (vix__cmp_score(*b1, *b2) <= 0) {
+            *t++ = *b1++;
+            n1--;
+        } else {
+            *t++ = *b2++;
+            n2--;
+        }
+    }
+    memcpy(t, b1, n1 * sizeof *t);
+    memcpy(p, tmp, (n - n2) * sizeof *p);
 }
 
 /* Weighted share of hypotheses whose own best-aligned result, among the
@@ -106,7 +132,8 @@ typedef struct vix__query {
     float *q, *v, *scores, *dscores;
     int64_t *ids, *dids;
     vix_phrase *ph;
-    vix__ranked *found;
+    vix__ranked *found, *found_tmp;
+    const vix__ranked **order; /* 2 * want: for vix__sort_found */
     double *cal, *by_hyp, *rank_x;
     vix_result *rank_seen;
     uint16_t *picks; /* per hypothesis and candidate, the phrase that scored best */
@@ -150,6 +177,8 @@ static void vix__query_carve(vix__query *qy, vix__arena *a)
     qy->dids = vix__take(a, qy->cand_delta + 1, sizeof *qy->dids);
     qy->ph = vix__take(a, 1, sizeof *qy->ph);
     qy->found = vix__take(a, qy->want, sizeof *qy->found);
+    qy->found_tmp = vix__take(a, qy->want, sizeof *qy->found_tmp);
+    qy->order = vix__take(a, 2 * qy->want, sizeof *qy->order);
     qy->seen = vix__take(a, qy->seen_cap, sizeof *qy->seen);
     if (qy->calibrate)
         qy->cal = vix__take(a, qy->want * (3 + VIX_CALIB_NFEAT + 1), sizeof *qy->cal);
@@ -408,6 +437,19 @@ static void vix__stage_rerank(vix__query *qy)
     qy->tm.rerank_ns = erd_now_ns() - t0;
 }
 
+/* found[0..n) best first: like qsort for records this size, the pointers
+ * are sorted and the records then moved once. */
+static void vix__sort_found(vix__query *qy)
+{
+    const vix__ranked **p = qy->order, **tmp = qy->order + qy->want;
+    for (size_t i = 0; i < qy->n_found; i++)
+        p[i] = &qy->found[i];
+    vix__sort_ranked(p, qy->n_found, tmp);
+    for (size_t i = 0; i < qy->n_found; i++)
+        qy->found_tmp[i] = *p[i];
+    memcpy(qy->found, qy->found_tmp, qy->n_found * sizeof *qy->found);
+}
+
 /* The open-set features of the first n_out results, and with an
  * explanation their alignments: each result's best phrase per hypothesis,
  * aligned again with its steps (a few alignments per result, against the
@@ -572,7 +614,7 @@ int vix_resolve_explain(vix_resolver *r, vix_view *view, const char *catalog,
         goto out;
     vix__stage_aggregate(&qy);
     vix__stage_rerank(&qy);
-    qsort(qy.found, qy.n_found, sizeof *qy.found, vix__cmp_score);
+    vix__sort_found(&qy);
     qy.n_out = qy.n_found < k ? qy.n_found : k;
     for (size_t i = 0; i < qy.n_out; i++)
         ret_results[i] = qy.found[i].res;

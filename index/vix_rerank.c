@@ -263,6 +263,30 @@ static size_t vix__rr_trace(const vix_rerank *rr, const uint8_t *hyp, const uint
     return n;
 }
 
+/* Row i of vix_rerank_align's table and its moves: vix__rr_extra's cells,
+ * the same comparisons deciding the move.  The left neighbour and the
+ * diagonal stay in registers (the byte stores to from would otherwise make
+ * the compiler reload them). */
+static void vix__rr_align_row(const float *sub, const float *ins, const size_t *at_h, float del,
+                              const float *up, float *row, uint8_t *from, size_t nh)
+{
+    float left = row[0], diag = up[0];
+    for (size_t j = 1; j <= nh; j++) {
+        float u = up[j];
+        float m = diag + sub[at_h[j]];
+        float d = u + del;
+        float in = left + ins[j];
+        bool from_up = d < m;
+        m = from_up ? d : m;
+        bool from_left = in < m;
+        m = from_left ? in : m;
+        from[j] = from_left ? VIX__FROM_LEFT : from_up ? VIX__FROM_UP : VIX__FROM_DIAG;
+        row[j] = m;
+        left = m;
+        diag = u;
+    }
+}
+
 int vix_rerank_align(const vix_rerank *rr, const uint8_t *hyp, size_t nh, const uint8_t *ref,
                      size_t nr, vix_rerank_op *ret_ops, size_t *ret_n_ops, float *ret_extra)
 {
@@ -287,10 +311,16 @@ int vix_rerank_align(const vix_rerank *rr, const uint8_t *hyp, size_t nh, const 
     }
     const float skip = rr->opts.mode == VIX_RR_LOCAL ? (float)rr->opts.skip : 1e6f;
     float self = 0, lead = 0;
+    /* per hypothesis phone, its insertion cost and its part of the sub
+     * table's index, looked up once rather than once per row */
+    float ins[VIX_RR_TOKENS_MAX + 1];
+    size_t at_h[VIX_RR_TOKENS_MAX + 1];
     cell[0] = 0;
     for (size_t j = 1; j <= nh; j++) {
         uint8_t h = hyp[j - 1];
-        cell[j] = cell[j - 1] + rr->ins[VIX__WS(h)][VIX__PH(h)];
+        ins[j] = rr->ins[VIX__WS(h)][VIX__PH(h)];
+        at_h[j] = VIX__WS(h) * PHO_N_PHONES * PHO_N_PHONES + VIX__PH(h);
+        cell[j] = cell[j - 1] + ins[j];
         self += rr->self[VIX__WS(h)][VIX__PH(h)];
     }
     /* the end of the path: row end_i, then its tail unheard at skip each */
@@ -300,25 +330,12 @@ int vix_rerank_align(const vix_rerank *rr, const uint8_t *hyp, size_t nh, const 
         uint8_t r = ref[i - 1];
         float del = rr->del[VIX__PH(r)];
         float *row = cell + i * cols, *up = row - cols;
+        /* sub[ws(r)][ws(h)][ph(r)][ph(h)] is sub[r's part + at_h[j]] */
+        const float *sub = &rr->sub[0][0][0][0] +
+                           VIX__WS(r) * 2 * PHO_N_PHONES * PHO_N_PHONES + VIX__PH(r) * PHO_N_PHONES;
         lead += del < skip ? del : skip;
         row[0] = lead;
-        for (size_t j = 1; j <= nh; j++) {
-            uint8_t h = hyp[j - 1];
-            float m = up[j - 1] + rr->sub[VIX__WS(r)][VIX__WS(h)][VIX__PH(r)][VIX__PH(h)];
-            float d = up[j] + del;
-            float in = row[j - 1] + rr->ins[VIX__WS(h)][VIX__PH(h)];
-            uint8_t move = VIX__FROM_DIAG;
-            if (d < m) {
-                m = d;
-                move = VIX__FROM_UP;
-            }
-            if (in < m) {
-                m = in;
-                move = VIX__FROM_LEFT;
-            }
-            row[j] = m;
-            from[i * cols + j] = move;
-        }
+        vix__rr_align_row(sub, ins, at_h, del, up, row, from + i * cols, nh);
         if (rr->opts.mode == VIX_RR_LOCAL) {
             float tail = row[nh] + (float)(nr - i) * skip;
             if (tail < best) {
@@ -408,6 +425,22 @@ typedef struct vix__rr_plan {
     uint16_t *act;     /* lanes still inside their phrase */
 } vix__rr_plan;
 
+/* N-best hypotheses often share their first phones ("time of the gypsies",
+ * "time of the gypsy is"): columns 0..from of an alignment depend only on
+ * those, so a hypothesis starts from the column another one left at from
+ * (the same float values, bit for bit) and computes the rest.  in and out
+ * are laid out like the plan's row0: one VIX__LANES-wide entry per plan
+ * row. */
+typedef struct vix__rr_share {
+    size_t from;         /* columns 0..from are given: the plan's row0 when 0 */
+    const float *in;     /* column from of every row */
+    size_t n_out;        /* columns left for later hypotheses */
+    const size_t *out_col;
+    float *const *out;
+} vix__rr_share;
+
+/* Leaves pl empty: a failed vix__rr_plan_make frees what it had, and its
+ * caller frees again on the way out. */
 static void vix__rr_plan_free(vix__rr_plan *pl)
 {
     free(pl->first_row);
@@ -416,6 +449,7 @@ static void vix__rr_plan_free(vix__rr_plan *pl)
     free(pl->row0);
     free(pl->left);
     free(pl->act);
+    memset(pl, 0, sizeof *pl);
 }
 
 /* The plan of phrases ph[0..n) (longest first, as vix__rr_sort_pairs
@@ -489,7 +523,7 @@ static int vix__rr_plan_make(const vix_rerank *rr, const vix_rerank_phrase *cons
  * whose phrase is empty are left to the caller. */
 static inline __attribute__((always_inline)) void
 vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl, size_t b,
-              float *ret_extra)
+              const vix__rr_share *sh, float *ret_extra)
 {
     float row[VIX__ROW][VIX__LANES];
     float diag[VIX__LANES], best[VIX__LANES];
@@ -510,10 +544,10 @@ vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *p
         const float *del = pl->del + at;
         const uint16_t act = pl->act[r0 + i - 1];
         for (size_t l = 0; l < VIX__LANES; l++) {
-            diag[l] = row[0][l];
-            row[0][l] = pl->row0[at + l];
+            diag[l] = row[sh->from][l];
+            row[sh->from][l] = sh->in[at + l];
         }
-        for (size_t j = 1; j <= nh; j++) {
+        for (size_t j = sh->from + 1; j <= nh; j++) {
             const float in_cost = p->ins[j];
             for (size_t l = 0; l < VIX__LANES; l++) {
                 float m = diag[l] + p->sub_j[j * VIX__SYMS + (size_t)sym[l]];
@@ -525,6 +559,8 @@ vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *p
                 row[j][l] = act >> l & 1 ? m : row[j][l];
             }
         }
+        for (size_t k = 0; k < sh->n_out; k++)
+            memcpy(sh->out[k] + at, row[sh->out_col[k]], sizeof row[0]);
         if (local)
             for (size_t l = 0; l < VIX__LANES; l++) {
                 float tail = row[nh][l] + pl->left[at + l];
@@ -542,77 +578,159 @@ vix__rr_lanes(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *p
 /* vix__rr_lanes with the cost lookup done by register permutes, which the
  * compiler will not emit on its own (it loads the 16 lanes one by one).
  * _mm512_min_ps(a, b) is a < b ? a : b, the comparison the scalar code
- * makes, and no FMA is formed, so every lane's sums match vix__rr_extra's. */
+ * makes, and no FMA is formed, so every lane's sums match vix__rr_extra's.
+ *
+ * A row's cells wait each on its left neighbour (an add and a min), so one
+ * batch leaves the vector units idle half the time: two batches go side by
+ * side through each row, sharing the hypothesis's cost row loads. */
+typedef struct vix__rr_b512 {
+    __m512 row[VIX__ROW];
+    __m512 best;
+    size_t r0, maxnr;
+} vix__rr_b512;
+
+/* Row i of a batch: each lane's reference symbol and deletion cost, and
+ * which lanes are still inside their phrase. */
+typedef struct vix__rr_r512 {
+    __m512i sym;
+    __m512 del, diag, left;
+    __mmask16 mid, high, act;
+} vix__rr_r512;
+
+__attribute__((target("avx512f"))) static inline void
+vix__rr_b512_init(vix__rr_b512 *st, const vix__rr_prep *p, const vix__rr_plan *pl, size_t b)
+{
+    st->r0 = pl->first_row[b];
+    st->maxnr = pl->first_row[b + 1] - st->r0;
+    st->best = _mm512_set1_ps(1e30f);
+    st->row[0] = _mm512_setzero_ps();
+    for (size_t j = 1; j <= p->nh; j++)
+        st->row[j] = _mm512_add_ps(st->row[j - 1], _mm512_set1_ps(p->ins[j]));
+}
+
+/* Row i's lane data; column sh->from set from sh->in, the previous row's
+ * value there becoming the first diagonal. */
+__attribute__((target("avx512f"))) static inline vix__rr_r512
+vix__rr_b512_begin(vix__rr_b512 *st, const vix__rr_plan *pl, const vix__rr_share *sh, size_t i)
+{
+    const size_t at = (st->r0 + i - 1) * VIX__LANES;
+    vix__rr_r512 r;
+    r.act = pl->act[st->r0 + i - 1];
+    r.del = _mm512_loadu_ps(pl->del + at);
+    /* each lane's symbol, 0..95: three two-register permutes look it up
+     * in a row of sub_j, the symbol's top bits pick which (a gather would
+     * load the 16 lanes one by one) */
+    r.sym = _mm512_loadu_si512(pl->sym + at);
+    r.mid = _mm512_cmpge_epi32_mask(r.sym, _mm512_set1_epi32(32));
+    r.high = _mm512_cmpge_epi32_mask(r.sym, _mm512_set1_epi32(64));
+    r.diag = st->row[sh->from];
+    st->row[sh->from] = _mm512_loadu_ps(sh->in + at);
+    r.left = st->row[sh->from];
+    return r;
+}
+
+__attribute__((target("avx512f"))) static inline __m512 vix__rr_cost512(const float *tj,
+                                                                        const vix__rr_r512 *r)
+{
+    __m512 c = _mm512_permutex2var_ps(_mm512_loadu_ps(tj), r->sym, _mm512_loadu_ps(tj + 16));
+    c = _mm512_mask_mov_ps(c, r->mid, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 32), r->sym,
+                                                             _mm512_loadu_ps(tj + 48)));
+    return _mm512_mask_mov_ps(c, r->high, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 64), r->sym,
+                                                                 _mm512_loadu_ps(tj + 80)));
+}
+
+/* Cell (i, j) from its three neighbours, as vix__rr_extra's loop body. */
+__attribute__((target("avx512f"))) static inline void
+vix__rr_cell512(vix__rr_b512 *st, vix__rr_r512 *r, size_t j, __m512 c, __m512 ins)
+{
+    __m512 up = st->row[j];
+    __m512 m = _mm512_add_ps(r->diag, c);
+    __m512 d = _mm512_add_ps(up, r->del);
+    __m512 in = _mm512_add_ps(r->left, ins);
+    r->diag = up;
+    m = _mm512_min_ps(d, m);
+    m = _mm512_min_ps(in, m);
+    r->left = _mm512_mask_mov_ps(up, r->act, m);
+    st->row[j] = r->left;
+}
+
+/* After row i: the columns later hypotheses start from, and in local mode
+ * the path that leaves the phrase's remaining phones unheard. */
+__attribute__((target("avx512f"))) static inline void
+vix__rr_b512_end(vix__rr_b512 *st, const vix__rr_r512 *r, const vix__rr_plan *pl,
+                 const vix__rr_share *sh, size_t i, size_t nh, int local)
+{
+    const size_t at = (st->r0 + i - 1) * VIX__LANES;
+    for (size_t k = 0; k < sh->n_out; k++)
+        _mm512_storeu_ps(sh->out[k] + at, st->row[sh->out_col[k]]);
+    if (local) {
+        __m512 tail = _mm512_add_ps(st->row[nh], _mm512_loadu_ps(pl->left + at));
+        __mmask16 better = _mm512_mask_cmp_ps_mask(r->act, tail, st->best, _CMP_LT_OQ);
+        st->best = _mm512_mask_mov_ps(st->best, better, tail);
+    }
+}
+
+__attribute__((target("avx512f"))) static inline void
+vix__rr_b512_finish(const vix__rr_b512 *st, const vix__rr_prep *p, float *ret_extra)
+{
+    __m512 bl = _mm512_min_ps(st->row[p->nh], st->best);
+    __m512 extra = _mm512_sub_ps(bl, _mm512_set1_ps(p->self));
+    _mm512_storeu_ps(ret_extra, _mm512_max_ps(extra, _mm512_setzero_ps()));
+}
+
+/* Batches b and b + 1 (when n_b is 2; b + 1 has no more rows than b, the
+ * plan being longest first): ret_extra gets VIX__LANES extras per batch. */
 __attribute__((target("avx512f"))) static void
 vix__rr_lanes_avx512(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl,
-                     size_t b, float *ret_extra)
+                     size_t b, size_t n_b, const vix__rr_share *sh, float *ret_extra)
 {
-    __m512 row[VIX__ROW];
+    vix__rr_b512 st[2];
     const int local = rr->opts.mode == VIX_RR_LOCAL;
     const size_t nh = p->nh;
-    const size_t r0 = pl->first_row[b], maxnr = pl->first_row[b + 1] - r0;
-    __m512 best = _mm512_set1_ps(1e30f);
-
-    row[0] = _mm512_setzero_ps();
-    for (size_t j = 1; j <= nh; j++)
-        row[j] = _mm512_add_ps(row[j - 1], _mm512_set1_ps(p->ins[j]));
-    for (size_t i = 1; i <= maxnr; i++) {
-        const size_t at = (r0 + i - 1) * VIX__LANES;
-        const __mmask16 act = pl->act[r0 + i - 1];
-        const __m512 vdel = _mm512_loadu_ps(pl->del + at);
-        /* each lane's symbol, 0..95: three two-register permutes look it
-         * up in a row of sub_j, the symbol's top bits pick which (a gather
-         * would load the 16 lanes one by one) */
-        const __m512i sym = _mm512_loadu_si512(pl->sym + at);
-        const __mmask16 mid = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(32));
-        const __mmask16 high = _mm512_cmpge_epi32_mask(sym, _mm512_set1_epi32(64));
-        __m512 diag = row[0];
-        row[0] = _mm512_loadu_ps(pl->row0 + at);
-        __m512 left = row[0]; /* row[j - 1], kept in a register */
-        for (size_t j = 1; j <= nh; j++) {
+    vix__rr_b512_init(&st[0], p, pl, b);
+    vix__rr_b512_init(&st[1], p, pl, n_b > 1 ? b + 1 : b);
+    const size_t both = n_b > 1 ? st[1].maxnr : 0;
+    for (size_t i = 1; i <= both; i++) {
+        vix__rr_r512 r0 = vix__rr_b512_begin(&st[0], pl, sh, i);
+        vix__rr_r512 r1 = vix__rr_b512_begin(&st[1], pl, sh, i);
+        for (size_t j = sh->from + 1; j <= nh; j++) {
             const float *tj = p->sub_j + j * VIX__SYMS;
-            __m512 c = _mm512_permutex2var_ps(_mm512_loadu_ps(tj), sym, _mm512_loadu_ps(tj + 16));
-            c = _mm512_mask_mov_ps(c, mid, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 32), sym,
-                                                                   _mm512_loadu_ps(tj + 48)));
-            c = _mm512_mask_mov_ps(c, high, _mm512_permutex2var_ps(_mm512_loadu_ps(tj + 64), sym,
-                                                                    _mm512_loadu_ps(tj + 80)));
-            __m512 up = row[j];
-            __m512 m = _mm512_add_ps(diag, c);
-            __m512 d = _mm512_add_ps(up, vdel);
-            __m512 in = _mm512_add_ps(left, _mm512_set1_ps(p->ins[j]));
-            diag = up;
-            m = _mm512_min_ps(d, m);
-            m = _mm512_min_ps(in, m);
-            left = _mm512_mask_mov_ps(up, act, m);
-            row[j] = left;
+            const __m512 ins = _mm512_set1_ps(p->ins[j]);
+            vix__rr_cell512(&st[0], &r0, j, vix__rr_cost512(tj, &r0), ins);
+            vix__rr_cell512(&st[1], &r1, j, vix__rr_cost512(tj, &r1), ins);
         }
-        if (local) {
-            __m512 tail = _mm512_add_ps(row[nh], _mm512_loadu_ps(pl->left + at));
-            __mmask16 better = _mm512_mask_cmp_ps_mask(act, tail, best, _CMP_LT_OQ);
-            best = _mm512_mask_mov_ps(best, better, tail);
-        }
+        vix__rr_b512_end(&st[0], &r0, pl, sh, i, nh, local);
+        vix__rr_b512_end(&st[1], &r1, pl, sh, i, nh, local);
     }
-    __m512 bl = _mm512_min_ps(row[nh], best);
-    __m512 extra = _mm512_sub_ps(bl, _mm512_set1_ps(p->self));
-    extra = _mm512_max_ps(extra, _mm512_setzero_ps());
-    _mm512_storeu_ps(ret_extra, extra);
+    for (size_t i = both + 1; i <= st[0].maxnr; i++) {
+        vix__rr_r512 r0 = vix__rr_b512_begin(&st[0], pl, sh, i);
+        for (size_t j = sh->from + 1; j <= nh; j++)
+            vix__rr_cell512(&st[0], &r0, j, vix__rr_cost512(p->sub_j + j * VIX__SYMS, &r0),
+                            _mm512_set1_ps(p->ins[j]));
+        vix__rr_b512_end(&st[0], &r0, pl, sh, i, nh, local);
+    }
+    vix__rr_b512_finish(&st[0], p, ret_extra);
+    if (n_b > 1)
+        vix__rr_b512_finish(&st[1], p, ret_extra + VIX__LANES);
 }
-__attribute__((target("avx2"))) static void vix__rr_lanes_avx2(const vix_rerank *rr,
-                                                               const vix__rr_prep *p,
-                                                               const vix__rr_plan *pl, size_t b,
-                                                               float *ret_extra)
+__attribute__((target("avx2"))) static void
+vix__rr_lanes_avx2(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl, size_t b,
+                   size_t n_b, const vix__rr_share *sh, float *ret_extra)
 {
-    vix__rr_lanes(rr, p, pl, b, ret_extra);
+    for (size_t k = 0; k < n_b; k++)
+        vix__rr_lanes(rr, p, pl, b + k, sh, ret_extra + k * VIX__LANES);
 }
 #endif
 static void vix__rr_lanes_base(const vix_rerank *rr, const vix__rr_prep *p, const vix__rr_plan *pl,
-                               size_t b, float *ret_extra)
+                               size_t b, size_t n_b, const vix__rr_share *sh, float *ret_extra)
 {
-    vix__rr_lanes(rr, p, pl, b, ret_extra);
+    for (size_t k = 0; k < n_b; k++)
+        vix__rr_lanes(rr, p, pl, b + k, sh, ret_extra + k * VIX__LANES);
 }
 
+/* Extras of batches b .. b + n_b - 1 (n_b is 1 or 2). */
 typedef void (*vix__rr_lanes_fn)(const vix_rerank *, const vix__rr_prep *, const vix__rr_plan *,
-                                 size_t, float *);
+                                 size_t, size_t, const vix__rr_share *, float *);
 
 static vix__rr_lanes_fn vix__rr_lanes_pick(void)
 {
@@ -671,6 +789,8 @@ static void vix__rr_sort_pairs(const size_t *cand, const vix_rerank_phrase *cons
     for (size_t i = 0; i < n; i++) {
         size_t len = ph[i]->n > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : ph[i]->n;
         start[VIX_RR_TOKENS_MAX - len + 1]++;
+        /* the plan reads the phones next: entities lie all over the heap */
+        __builtin_prefetch(ph[i]->tokens);
     }
     for (size_t b = 1; b < VIX_RR_TOKENS_MAX + 2; b++)
         start[b] += start[b - 1];
@@ -679,6 +799,137 @@ static void vix__rr_sort_pairs(const size_t *cand, const vix_rerank_phrase *cons
         size_t at = start[VIX_RR_TOKENS_MAX - len]++;
         ret_cand[at] = cand[i];
         ret_ph[at] = ph[i];
+    }
+}
+
+static size_t vix__rr_cut(size_t n)
+{
+    return n > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : n;
+}
+
+/* How the hypotheses of a resolve share work: a twin (same phones as an
+ * earlier one) copies that one's scores; any other starts from the columns
+ * of the earlier distinct hypothesis with the longest head of phones in
+ * common (vix__rr_share). */
+typedef struct vix__rr_family {
+    size_t *twin;    /* per hypothesis: the first with its phones (itself if none earlier) */
+    size_t *parent;  /* the earlier distinct hypothesis it starts from */
+    size_t *from;    /* how many phones they share; 0: it starts from scratch */
+    float **col;     /* column from of the parent's alignment, per plan row; NULL when from is 0 */
+    size_t *out_col; /* one hypothesis's vix__rr_share outputs, filled as it runs */
+    float **out;
+    float *cols;
+} vix__rr_family;
+
+/* Leaves f empty, as vix__rr_plan_free. */
+static void vix__rr_family_free(vix__rr_family *f)
+{
+    free(f->twin);
+    free(f->cols);
+    memset(f, 0, sizeof *f);
+}
+
+static size_t vix__rr_common(const vix_rerank_hyp *a, const vix_rerank_hyp *b)
+{
+    size_t n = vix__rr_cut(a->n) < vix__rr_cut(b->n) ? vix__rr_cut(a->n) : vix__rr_cut(b->n);
+    size_t k = 0;
+    while (k < n && a->tokens[k] == b->tokens[k])
+        k++;
+    return k;
+}
+
+/* Each hypothesis's twin, parent and shared head, and room for the columns
+ * (rows plan rows each).  ERD_ENOMEM when out of memory. */
+static int vix__rr_family_make(const vix_rerank_hyp *hyps, size_t n, size_t rows,
+                               vix__rr_family *f)
+{
+    memset(f, 0, sizeof *f);
+    /* one block: size_t and pointer arrays alike, n entries each */
+    f->twin = malloc((n + 1) * (4 * sizeof(size_t) + 2 * sizeof(float *)));
+    if (!f->twin)
+        return ERD_ENOMEM;
+    f->parent = f->twin + n;
+    f->from = f->parent + n;
+    f->out_col = f->from + n;
+    f->col = (float **)(void *)(f->out_col + n);
+    f->out = f->col + n;
+    size_t n_cols = 0;
+    for (size_t h = 0; h < n; h++) {
+        f->twin[h] = f->parent[h] = h;
+        f->from[h] = 0;
+        for (size_t j = 0; j < h && f->twin[h] == h; j++)
+            if (hyps[j].n == hyps[h].n && memcmp(hyps[j].tokens, hyps[h].tokens, hyps[h].n) == 0)
+                f->twin[h] = j;
+        for (size_t j = 0; j < h && f->twin[h] == h; j++) {
+            size_t k = f->twin[j] == j ? vix__rr_common(&hyps[j], &hyps[h]) : 0;
+            if (k > f->from[h]) {
+                f->from[h] = k;
+                f->parent[h] = j;
+            }
+        }
+        n_cols += f->twin[h] == h && f->from[h] > 0;
+    }
+    f->cols = malloc((n_cols * rows + 1) * VIX__LANES * sizeof *f->cols);
+    if (!f->cols) {
+        vix__rr_family_free(f);
+        return ERD_ENOMEM;
+    }
+    for (size_t h = 0, k = 0; h < n; h++)
+        f->col[h] = f->twin[h] == h && f->from[h] > 0 ? f->cols + k++ * rows * VIX__LANES : NULL;
+    return ERD_OK;
+}
+
+/* Hypothesis h's vix__rr_share: where it starts, and the columns its
+ * children start from. */
+static vix__rr_share vix__rr_family_share(const vix__rr_family *f, size_t n, size_t h,
+                                          const vix__rr_plan *pl)
+{
+    size_t n_out = 0;
+    for (size_t g = h + 1; g < n; g++)
+        if (f->col[g] && f->parent[g] == h) {
+            f->out_col[n_out] = f->from[g];
+            f->out[n_out++] = f->col[g];
+        }
+    return (vix__rr_share){f->from[h], f->col[h] ? f->col[h] : pl->row0, n_out, f->out_col,
+                           f->out};
+}
+
+/* One hypothesis against every sorted pair: bh[c] its best phrase score
+ * for candidate c, ph_of[c] (when not NULL) which phrase. */
+static void vix__rr_score_hyp(const vix_rerank *rr, vix__rr_lanes_fn lanes,
+                              const vix_rerank_hyp *hyp, const vix__rr_prep *prep,
+                              const vix__rr_plan *plan, const vix__rr_share *sh,
+                              const vix_rerank_cand *cands, size_t n_cands,
+                              const size_t *sorted_cand, const vix_rerank_phrase *const *sorted_ph,
+                              size_t n_pairs, double *bh, uint16_t *ph_of)
+{
+    for (size_t c = 0; c < n_cands; c++) {
+        bh[c] = 0;
+        if (ph_of)
+            ph_of[c] = VIX_RR_NO_PHRASE;
+    }
+    float extra[2 * VIX__LANES];
+    for (size_t b = 0; b < n_pairs; b += VIX__LANES) {
+        size_t m = n_pairs - b < VIX__LANES ? n_pairs - b : VIX__LANES;
+        /* batches go through the kernel two at a time */
+        if (b % (2 * VIX__LANES) == 0)
+            lanes(rr, prep, plan, b / VIX__LANES, b + VIX__LANES < n_pairs ? 2 : 1, sh, extra);
+        const float *ex = extra + b % (2 * VIX__LANES);
+        for (size_t l = 0; l < m; l++) {
+            const vix_rerank_phrase *ph = sorted_ph[b + l];
+            float e = ph->n ? ex[l] : vix__rr_extra(rr, hyp->tokens, hyp->n, ph->tokens, 0);
+            double sc = vix__rr_similarity(rr, e, hyp->n);
+            if (ph->derived)
+                sc *= VIX_DERIVED_SCALE;
+            size_t c = sorted_cand[b + l];
+            if (sc > bh[c]) {
+                bh[c] = sc;
+                if (ph_of) {
+                    size_t at = (size_t)(ph - cands[c].phrases);
+                    ph_of[c] = at < VIX_RR_NO_PHRASE ? (uint16_t)at : VIX_RR_NO_PHRASE;
+                }
+            }
+        }
     }
 }
 
@@ -694,6 +945,7 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     for (size_t c = 0; c < n_cands; c++)
         n_pairs += cands[c].n_phrases;
     vix__rr_plan plan = {0};
+    vix__rr_family fam = {0};
     vix__rr_prep *prep = malloc(sizeof *prep);
     /* the pairs in candidate order, then sorted into the second half */
     size_t *pair_cand = malloc(2 * (n_pairs + 1) * sizeof *pair_cand);
@@ -708,6 +960,7 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     n_pairs = 0;
     for (size_t c = 0; c < n_cands; c++) {
         acc[c] = 0;
+        __builtin_prefetch(cands[c].phrases); /* the sort reads their lengths next */
         for (size_t p = 0; p < cands[c].n_phrases; p++) {
             pair_cand[n_pairs] = c;
             pair_ph[n_pairs++] = &cands[c].phrases[p];
@@ -720,49 +973,23 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     vix__rr_sort_pairs(pair_cand, pair_ph, n_pairs, pair_cand + n_pairs, pair_ph + n_pairs);
     const size_t *sorted_cand = pair_cand + n_pairs;
     const vix_rerank_phrase *const *sorted_ph = pair_ph + n_pairs;
-    if ((rc = vix__rr_plan_make(rr, sorted_ph, n_pairs, &plan)) < 0)
+    if ((rc = vix__rr_plan_make(rr, sorted_ph, n_pairs, &plan)) < 0 ||
+        (rc = vix__rr_family_make(hyps, n_hyps, plan.first_row[plan.n_batches], &fam)) < 0)
         goto out;
     for (size_t h = 0; h < n_hyps; h++) {
         double *bh = best + h * n_cands;
-        /* n-best lists often hold the same sounds spelt two ways: such a
-         * hypothesis aligns exactly as its twin did */
-        size_t twin = h;
-        for (size_t j = 0; j < h && twin == h; j++)
-            if (hyps[j].n == hyps[h].n && memcmp(hyps[j].tokens, hyps[h].tokens, hyps[h].n) == 0)
-                twin = j;
         uint16_t *ph_of = best_phrase ? best_phrase + h * n_cands : NULL;
+        size_t twin = fam.twin[h];
         if (twin < h) {
+            /* n-best lists often hold the same sounds spelt two ways */
             memcpy(bh, best + twin * n_cands, n_cands * sizeof *bh);
             if (ph_of)
                 memcpy(ph_of, best_phrase + twin * n_cands, n_cands * sizeof *ph_of);
         } else {
             vix__rr_prepare(rr, hyps[h].tokens, hyps[h].n, prep);
-            for (size_t c = 0; c < n_cands; c++) {
-                bh[c] = 0;
-                if (ph_of)
-                    ph_of[c] = VIX_RR_NO_PHRASE;
-            }
-            for (size_t b = 0; b < n_pairs; b += VIX__LANES) {
-                float extra[VIX__LANES];
-                size_t m = n_pairs - b < VIX__LANES ? n_pairs - b : VIX__LANES;
-                lanes(rr, prep, &plan, b / VIX__LANES, extra);
-                for (size_t l = 0; l < m; l++) {
-                    const vix_rerank_phrase *ph = sorted_ph[b + l];
-                    float e = ph->n ? extra[l]
-                                    : vix__rr_extra(rr, hyps[h].tokens, hyps[h].n, ph->tokens, 0);
-                    double sc = vix__rr_similarity(rr, e, hyps[h].n);
-                    if (ph->derived)
-                        sc *= VIX_DERIVED_SCALE;
-                    size_t c = sorted_cand[b + l];
-                    if (sc > bh[c]) {
-                        bh[c] = sc;
-                        if (ph_of) {
-                            size_t at = (size_t)(ph - cands[c].phrases);
-                            ph_of[c] = at < VIX_RR_NO_PHRASE ? (uint16_t)at : VIX_RR_NO_PHRASE;
-                        }
-                    }
-                }
-            }
+            vix__rr_share sh = vix__rr_family_share(&fam, n_hyps, h, &plan);
+            vix__rr_score_hyp(rr, lanes, &hyps[h], prep, &plan, &sh, cands, n_cands, sorted_cand,
+                              sorted_ph, n_pairs, bh, ph_of);
         }
         for (size_t c = 0; c < n_cands; c++)
             if (cands[c].n_phrases)
@@ -770,6 +997,7 @@ static int vix__rr_score_batched(const vix_rerank *rr, const vix_rerank_hyp *hyp
     }
     rc = ERD_OK;
 out:
+    vix__rr_family_free(&fam);
     vix__rr_plan_free(&plan);
     free(prep);
     free(pair_cand);

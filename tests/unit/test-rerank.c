@@ -284,6 +284,246 @@ static void test_batched_equals_pairwise(const pho_channel *ch)
     }
 }
 
+/* A rerank with the default options in local (mode 1) or global mode,
+ * its options in *ret_opts; NULL when it cannot be made. */
+static vix_rerank *mode_rerank(const pho_channel *ch, int mode, vix_rerank_opts *ret_opts)
+{
+    vix_rerank *rr = NULL;
+    vix_rerank_opts_init(ret_opts);
+    ret_opts->mode = mode ? VIX_RR_LOCAL : VIX_RR_GLOBAL;
+    return vix_rerank_create(ch, ret_opts, &rr, NULL) == ERD_OK ? rr : NULL;
+}
+
+/* count random phones, the first starting a word */
+static void random_phones(uint64_t *x, uint8_t *out, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        out[i] = (uint8_t)(1 + xorshift(x) % (PHO_N_PHONES - 1)) |
+                 (i == 0 || xorshift(x) % 4 == 0 ? VIX_RR_WORD_START : 0);
+}
+
+enum { SH_HYPS = 11, SH_CANDS = 53, SH_PHRASES = 3, SH_LONG = VIX_RR_TOKENS_MAX + 6 };
+
+/* Hypotheses that share heads of phones in every way the batched scoring
+ * reuses columns: a shared head with another tail, a prefix of an earlier
+ * one (no column left to compute), a chain (a child's child), one past the
+ * alignment's cut, a twin, lengths 0 and 1, and a first phone that differs
+ * only in its word-start bit. */
+static void shared_hyps(uint64_t *x, uint8_t (*tok)[SH_LONG], vix_rerank_hyp *hyps)
+{
+    static const struct { size_t from, head, n; } shape[SH_HYPS] = {
+        {0, 0, 30},  /* 0: alone */
+        {0, 12, 20}, /* 1: 0's first 12, then its own */
+        {0, 7, 7},   /* 2: a prefix of 0 */
+        {1, 20, 26}, /* 3: 1 extended: a child of a child */
+        {0, 0, 0},   /* 4: empty */
+        {0, 1, 1},   /* 5: 0's first phone alone */
+        {1, 20, 20}, /* 6: a twin of 1 */
+        {0, 30, SH_LONG - 2}, /* 7: 0 extended past the cut */
+        {7, SH_LONG - 4, SH_LONG}, /* 8: shares more than the cut with 7 */
+        {0, 0, 9},   /* 9: 0's phones, its first without the word-start bit */
+        {9, 4, 15},  /* 10: a child of 9 */
+    };
+    for (size_t h = 0; h < SH_HYPS; h++) {
+        random_phones(x, tok[h], shape[h].n);
+        memcpy(tok[h], tok[shape[h].from], shape[h].head);
+        hyps[h] = (vix_rerank_hyp){tok[h], shape[h].n, 1.0 / (double)(h + 1)};
+    }
+    memcpy(tok[9], tok[0], 9);
+    tok[9][0] &= (uint8_t)~VIX_RR_WORD_START;
+}
+
+/* Candidates with 0 to SH_PHRASES phrases of lengths 0 to past the cut,
+ * some of them copies of a hypothesis (exact matches score 1). */
+static void shared_cands(uint64_t *x, uint8_t (*store)[SH_LONG],
+                         vix_rerank_phrase (*phrases)[SH_PHRASES], const vix_rerank_hyp *hyps,
+                         vix_rerank_cand *cands)
+{
+    size_t used = 0;
+    for (size_t c = 0; c < SH_CANDS; c++) {
+        size_t np = c % 9 == 4 ? 0 : 1 + xorshift(x) % SH_PHRASES;
+        for (size_t p = 0; p < np; p++) {
+            size_t n = xorshift(x) % SH_LONG;
+            random_phones(x, store[used], n);
+            if (c % 5 == 0 && p == 0) {
+                n = hyps[c % SH_HYPS].n;
+                memcpy(store[used], hyps[c % SH_HYPS].tokens, n);
+            }
+            phrases[c][p] = (vix_rerank_phrase){store[used++], (uint16_t)n, (uint8_t)(c % 3 == 1)};
+        }
+        cands[c] = (vix_rerank_cand){phrases[c], np, (double)(xorshift(x) % 1000) / 1000.0, 0, 0};
+    }
+}
+
+/* Pairs, picks and candidates where the batched scoring differs from
+ * aligning each pair alone (the first phrase of the best score is the
+ * pick, as the batched scoring promises). */
+static size_t shared_diffs(const vix_rerank *rr, const vix_rerank_hyp *hyps,
+                           const vix_rerank_cand *cands, const double *by_hyp,
+                           const uint16_t *picks)
+{
+    size_t bad = 0;
+    for (size_t c = 0; c < SH_CANDS; c++) {
+        double acc = 0, wsum = 0;
+        for (size_t h = 0; h < SH_HYPS; h++) {
+            double best = 0;
+            uint16_t pick = VIX_RR_NO_PHRASE;
+            for (size_t p = 0; p < cands[c].n_phrases; p++) {
+                const vix_rerank_phrase *ph = &cands[c].phrases[p];
+                double s = vix_rerank_pair(rr, hyps[h].tokens, hyps[h].n, ph->tokens, ph->n);
+                s *= ph->derived ? VIX_DERIVED_SCALE : 1;
+                if (s > best) {
+                    best = s;
+                    pick = (uint16_t)p;
+                }
+            }
+            bad += by_hyp[h * SH_CANDS + c] != best || picks[h * SH_CANDS + c] != pick;
+            acc += cands[c].n_phrases ? hyps[h].weight * best : 0;
+            wsum += hyps[h].weight;
+        }
+        bad += cands[c].second != acc / wsum;
+    }
+    return bad;
+}
+
+/* Hypotheses that start from another's columns score exactly as alone, in
+ * every lane, at every instruction set and in both modes. */
+static void test_shared_heads_equal_pairwise(const pho_channel *ch)
+{
+    static uint8_t tok[SH_HYPS][SH_LONG], store[SH_CANDS * SH_PHRASES][SH_LONG];
+    static vix_rerank_phrase phrases[SH_CANDS][SH_PHRASES];
+    static double by_hyp[SH_HYPS * SH_CANDS];
+    static uint16_t picks[SH_HYPS * SH_CANDS];
+    vix_rerank_hyp hyps[SH_HYPS];
+    vix_rerank_cand cands[SH_CANDS];
+    uint64_t x = 0x2545f4914f6cdd1dULL;
+    shared_hyps(&x, tok, hyps);
+    shared_cands(&x, store, phrases, hyps, cands);
+    static const char *const levels[] = {"base", "avx2", "avx512", "auto"};
+    for (int run = 0; run < 8; run++) {
+        vix_rerank_opts o;
+        vix_rerank_opts_init(&o);
+        o.mode = run % 2 ? VIX_RR_LOCAL : VIX_RR_GLOBAL;
+        vix_simd_limit(levels[run / 2], NULL);
+        vix_rerank *rr = NULL;
+        if (vix_rerank_create(ch, &o, &rr, NULL) != ERD_OK)
+            break;
+        vix_rerank_score_best(rr, hyps, SH_HYPS, cands, SH_CANDS, by_hyp, picks);
+        size_t bad = shared_diffs(rr, hyps, cands, by_hyp, picks);
+        ok(bad == 0, "%s mode, simd %s (%s): shared heads score as alone (%zu differ)",
+           o.mode == VIX_RR_LOCAL ? "local" : "global", levels[run / 2], vix_simd_name(), bad);
+        vix_rerank_destroy(rr);
+    }
+}
+
+/* The moves of vix_rerank_align written out plainly from the channel's
+ * costs: the whole table, each cell taking the diagonal unless up is
+ * strictly cheaper, then left unless strictly cheaper still; the path
+ * walked back from the cheapest end.  Writes the ops' kinds and phones in
+ * order, returns their number; *ret_extra as vix_rerank_align's. */
+static size_t plain_align(const pho_channel_costs *k, const vix_rerank_opts *o, const uint8_t *h,
+                          size_t nh, const uint8_t *r, size_t nr, vix_rerank_op *ops,
+                          float *ret_extra)
+{
+    enum { W = 40, H = VIX_RR_TOKENS_MAX + 1 };
+    static float t[H][W];
+    static uint8_t mv[H][W]; /* 0 diagonal, 1 up, 2 left */
+    const float skip = o->mode == VIX_RR_LOCAL ? (float)o->skip : 1e6f;
+    float self = 0, lead = 0, best = 1e30f;
+    nr = nr > VIX_RR_TOKENS_MAX ? VIX_RR_TOKENS_MAX : nr;
+    t[0][0] = 0;
+    for (size_t j = 1; j <= nh; j++) {
+        unsigned hp = h[j - 1] & 0x7f, hw = h[j - 1] >> 7;
+        t[0][j] = t[0][j - 1] + (k->ins[hp] + k->boundary[0][hw]);
+        mv[0][j] = 2;
+        self += k->sub[hp][hp] + k->boundary[hw][hw];
+    }
+    size_t end = 0;
+    for (size_t i = 1; i <= nr; i++) {
+        unsigned rp = r[i - 1] & 0x7f, rw = r[i - 1] >> 7;
+        float del = k->sub[rp][0];
+        lead += del < skip ? del : skip;
+        t[i][0] = lead;
+        mv[i][0] = 1;
+        for (size_t j = 1; j <= nh; j++) {
+            unsigned hp = h[j - 1] & 0x7f, hw = h[j - 1] >> 7;
+            float c[3] = {t[i - 1][j - 1] + (k->sub[rp][hp] + k->boundary[rw][hw]),
+                          t[i - 1][j] + del, t[i][j - 1] + (k->ins[hp] + k->boundary[0][hw])};
+            mv[i][j] = c[1] < c[0];
+            mv[i][j] = c[2] < c[mv[i][j]] ? 2 : mv[i][j];
+            t[i][j] = c[mv[i][j]];
+        }
+        float tail = t[i][nh] + (float)(nr - i) * skip;
+        if (o->mode == VIX_RR_LOCAL && tail < best) {
+            best = tail;
+            end = i;
+        }
+    }
+    if (nr == 0 || t[nr][nh] < best) {
+        best = t[nr][nh];
+        end = nr;
+    }
+    size_t n = 0;
+    for (size_t i = nr; i > end; i--)
+        ops[n++] = (vix_rerank_op){VIX_RR_OP_DEL, 0, r[i - 1], 0};
+    for (size_t i = end, j = nh; i || j;) {
+        int m = mv[i][j];
+        int match = m == 0 && (h[j - 1] & 0x7f) == (r[i - 1] & 0x7f);
+        ops[n++] = (vix_rerank_op){m == 1 ? VIX_RR_OP_DEL : m == 2 ? VIX_RR_OP_INS
+                                                      : match ? VIX_RR_OP_MATCH : VIX_RR_OP_SUB,
+                                   m == 1 ? 0 : h[j - 1], m == 2 ? 0 : r[i - 1], 0};
+        i -= m != 2;
+        j -= m != 1;
+    }
+    for (size_t a = 0, b = n ? n - 1 : 0; a < b; a++, b--) {
+        vix_rerank_op x = ops[a];
+        ops[a] = ops[b];
+        ops[b] = x;
+    }
+    *ret_extra = best - self;
+    return n;
+}
+
+/* vix_rerank_align takes exactly the plain table's path, ties included
+ * (few phones, so equal costs are common), and its extra cost bit for
+ * bit; lengths 0, 1 and past the cut. */
+static void test_align_equals_plain(const pho_channel *ch)
+{
+    pho_channel_costs k;
+    pho_channel_costs_get(ch, &k);
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (int mode = 0; mode < 2; mode++) {
+        vix_rerank_opts o;
+        vix_rerank *rr = mode_rerank(ch, mode, &o);
+        if (!rr)
+            return;
+        size_t bad = 0;
+        for (int t = 0; t < 400; t++) {
+            uint8_t hyp[39], ref[VIX_RR_TOKENS_MAX + 4];
+            size_t nh = t < 3 ? (size_t)t : xorshift(&x) % 39;
+            size_t nr = t % 7 == 0 ? (size_t)t % 2 : xorshift(&x) % (VIX_RR_TOKENS_MAX + 4);
+            for (size_t i = 0; i < nh; i++)
+                hyp[i] = (uint8_t)(1 + xorshift(&x) % 6) | (xorshift(&x) % 4 ? 0 : VIX_RR_WORD_START);
+            for (size_t i = 0; i < nr; i++)
+                ref[i] = (uint8_t)(1 + xorshift(&x) % 6) | (xorshift(&x) % 4 ? 0 : VIX_RR_WORD_START);
+            vix_rerank_op got[39 + VIX_RR_TOKENS_MAX + 4], want[39 + VIX_RR_TOKENS_MAX + 4];
+            size_t n_got = 0;
+            float e_got = -1, e_want;
+            size_t n_want = plain_align(&k, &o, hyp, nh, ref, nr, want, &e_want);
+            if (vix_rerank_align(rr, hyp, nh, ref, nr, got, &n_got, &e_got) != ERD_OK)
+                break;
+            int same = n_got == n_want && memcmp(&e_got, &e_want, sizeof e_got) == 0;
+            for (size_t i = 0; same && i < n_got; i++)
+                same = got[i].op == want[i].op && got[i].hyp == want[i].hyp &&
+                       got[i].ref == want[i].ref;
+            bad += !same;
+        }
+        ok(bad == 0, "%s mode: alignments take the plain table's path and cost (%zu differ)",
+           mode ? "local" : "global", bad);
+        vix_rerank_destroy(rr);
+    }
+}
+
 /* The explained alignment is the scored one: same extra cost (so the same
  * pair score, bit for bit), steps whose costs add up to it, every phone
  * of both sides accounted for once, in order. */
@@ -292,10 +532,8 @@ static void test_align(const pho_channel *ch)
     uint64_t x = 0x2545f4914f6cdd1dULL;
     for (int mode = 0; mode < 2; mode++) {
         vix_rerank_opts o;
-        vix_rerank_opts_init(&o);
-        o.mode = mode ? VIX_RR_LOCAL : VIX_RR_GLOBAL;
-        vix_rerank *rr = NULL;
-        if (vix_rerank_create(ch, &o, &rr, NULL) != ERD_OK)
+        vix_rerank *rr = mode_rerank(ch, mode, &o);
+        if (!rr)
             return;
         size_t bad_score = 0, bad_sum = 0, bad_cover = 0;
         for (int t = 0; t < 300; t++) {
@@ -410,7 +648,9 @@ int main(void)
     if (ch) {
         test_scores(ch);
         test_batched_equals_pairwise(ch);
+        test_shared_heads_equal_pairwise(ch);
         test_align(ch);
+        test_align_equals_plain(ch);
         test_explain_fit(ch);
         test_resolver(ch);
     }
