@@ -106,7 +106,7 @@ enum cfg__reload { FIXED, LIVE };
       "channel. off, or CHANNEL_FILE[,weight=W,candidates=N,mode=local|global,skip=S,"         \
       "temperature=T]; a relative file is looked up from the working directory, then from "    \
       "the folder above the erd binary's, then from the data directory (PREFIX/share/erd).")  \
-    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v6.txt", 0, 0, FIXED,   \
+    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v7.txt", 0, 0, FIXED,   \
       "Calibrated scores: off, or a file from erd calibrate mapping each result to the "       \
       "probability it is right (the entity meant, also when the catalog may lack it: "        \
       "deploy/fit-calibration.sh); looked up like rerank's channel file.  A catalog built with " \
