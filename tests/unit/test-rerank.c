@@ -622,7 +622,7 @@ static void test_explain_fit(const pho_channel *ch)
     /* the name said whole, heard against an entity that has it only as the
      * shortened form of a longer title */
     uint8_t longer[12];
-    unsigned longer_ids[] = {1, 10, 0, 30, 40, 0, 50, 51, 52};
+    unsigned longer_ids[] = {1, 10, 0, 30, 40, 0, 5, 6, 7};
     vix_rerank_phrase titles[] = {
         {.tokens = longer, .n = (uint16_t)pack(longer_ids, 9, longer)},
         {.tokens = said, .n = name.n, .derived = 1}};
