@@ -97,7 +97,7 @@ enum cfg__reload { FIXED, LIVE };
       "the index file.")                                                                      \
     X(simd, CFG_STR, simd, "auto", 0, 0, FIXED,                                               \
       "Widest vector instructions erd's own scan and rerank kernels use: auto (all the CPU "   \
-      "has), avx512-bf16, avx512, avx2 or base.  Answers are the same under each; for "        \
+      "has), avx512-vnni, avx512-bf16, avx512, avx2 or base.  Answers are the same under each; for "        \
       "comparing kernels, or a way around a CPU fault.")                                      \
     X(candidates, CFG_INT, candidates, "64", 1, 4096, FIXED,                                  \
       "Vectors fetched from the index per resolve before grouping by entity.")                \
@@ -280,13 +280,13 @@ static int cfg__validate(const cfg_config *cfg, erd_diag *diag)
                         cfg->max_k);
     if (!strchr(cfg->listen, ':'))
         return erd_fail(diag, ERD_ECONFIG, "listen: expected HOST:PORT, got \"%s\"", cfg->listen);
-    static const char *const simd[] = {"auto", "avx512-bf16", "avx512", "avx2", "base"};
+    static const char *const simd[] = {"auto", "avx512-vnni", "avx512-bf16", "avx512", "avx2", "base"};
     size_t i = 0;
     while (i < sizeof simd / sizeof *simd && strcmp(cfg->simd, simd[i]))
         i++;
     if (i == sizeof simd / sizeof *simd)
         return erd_fail(diag, ERD_ECONFIG,
-                        "simd: auto, avx512-bf16, avx512, avx2 or base, not \"%s\"", cfg->simd);
+                        "simd: auto, avx512-vnni, avx512-bf16, avx512, avx2 or base, not \"%s\"", cfg->simd);
     double t;
     if (cfg_no_match_threshold(cfg->no_match_threshold, NULL, &t) < 0)
         return erd_fail(diag, ERD_ECONFIG,

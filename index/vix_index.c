@@ -54,6 +54,9 @@ struct vix_index {
     atomic_bool flat_current;   /* the fields below match FAISS's arrays */
     uint16_t *flat_h;      /* owned: bfloat16 copy, transposed (vix__flat_attach) */
     bool flat_pairs;       /* flat_h holds dimension pairs per lane, for vdpbf16ps */
+    uint8_t *flat_c;       /* owned: 8-bit codes instead of flat_h (vix__flat_codes) */
+    float *flat_q;         /* owned, with flat_c: per dimension lo, step, largest residual */
+    float flat_rnorm;      /* with flat_c: largest residual norm |x - lo - step c| */
     const float *flat_x;   /* the vectors, row-major */
     const idx_t *flat_ids;
     size_t flat_n;
@@ -74,19 +77,126 @@ static uint16_t vix__bf16(float x)
     return (uint16_t)(u >> 16);
 }
 
+/* The 8-bit pass's 32-bit sums stay exact up to this many dimensions
+ * (vix__u8_query); wider indexes keep the bfloat16 copy. */
+#define VIX_U8_MAX_DIM 256
+
+static void vix__flat_drop(vix_index *ix)
+{
+    free(ix->flat_h);
+    free(ix->flat_c);
+    free(ix->flat_q);
+    ix->flat_h = NULL;
+    ix->flat_c = NULL;
+    ix->flat_q = NULL;
+    ix->flat_n = 0;
+}
+
+/* The bfloat16 copy: VIX_LANES vectors at a time, dimension-major, so the
+ * scan runs one vector per SIMD lane over half the bytes of the floats. */
+static bool vix__flat_bf16(vix_index *ix, const float *x, size_t n)
+{
+    size_t nblk = (n + VIX_LANES - 1) / VIX_LANES;
+    /* With the bfloat16 dot-product instruction a lane holds dimensions
+     * 2p and 2p + 1 side by side (an odd dimension is padded with 0). */
+    const bool pairs = vix__isa() >= VIX__ISA_AVX512_BF16;
+    const size_t dimp = pairs ? (ix->dim + 1) & ~(size_t)1 : ix->dim;
+    if (nblk > SIZE_MAX / sizeof(uint16_t) / VIX_LANES / dimp)
+        return false;
+    size_t bytes = nblk * dimp * VIX_LANES * sizeof(uint16_t);
+    bytes = (bytes + 63) & ~(size_t)63; /* aligned_alloc wants whole alignments */
+    uint16_t *h = aligned_alloc(64, bytes);
+    if (!h)
+        return false;
+    memset(h, 0, bytes); /* the last block's unused lanes score 0 and are never read */
+    for (size_t i = 0; i < n; i++) {
+        uint16_t *dst = h + (i / VIX_LANES) * dimp * VIX_LANES;
+        size_t lane = i % VIX_LANES;
+        for (size_t d = 0; d < ix->dim; d++) {
+            float v = x[i * ix->dim + d];
+            if (pairs)
+                dst[(d / 2) * 2 * VIX_LANES + lane * 2 + d % 2] = vix__bf16(v);
+            else
+                dst[d * VIX_LANES + lane] = vix__bf16(v);
+        }
+    }
+    ix->flat_h = h;
+    ix->flat_pairs = pairs;
+    return true;
+}
+
+/* The 8-bit copy (vix__approx_u8 reads it): per dimension d, lo_d the
+ * smallest value and step_d = (max - lo_d) / 255; vector i's code is
+ * c = round((x - lo_d) / step_d), so x = lo_d + step_d c + r, and the
+ * largest |r| per dimension and largest residual norm are kept for the
+ * error bound (measured, not assumed: rounding of step_d cannot break it).
+ * Laid out VIX_LANES vectors at a time, 4 dimensions of a vector per
+ * 32-bit lane, as vpdpbusd takes them; padding codes are 0. */
+/* Infinities and NaNs have no code: such indexes keep the bfloat16 copy. */
+static bool vix__all_finite(const float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return false;
+    return true;
+}
+
+static bool vix__flat_codes(vix_index *ix, const float *x, size_t n)
+{
+    const size_t dim = ix->dim, nq = (dim + 3) / 4, nblk = (n + VIX_LANES - 1) / VIX_LANES;
+    if (nblk > SIZE_MAX / 64 / nq)
+        return false;
+    uint8_t *c = aligned_alloc(64, nblk * nq * 64);
+    float *p = calloc(3 * dim, sizeof *p);
+    if (!c || !p) {
+        free(c);
+        free(p);
+        return false;
+    }
+    memset(c, 0, nblk * nq * 64);
+    float *lo = p, *step = p + dim, *res = p + 2 * dim;
+    for (size_t d = 0; d < dim; d++) {
+        float mn = x[d], mx = x[d];
+        for (size_t i = 1; i < n; i++) {
+            mn = fminf(mn, x[i * dim + d]);
+            mx = fmaxf(mx, x[i * dim + d]);
+        }
+        lo[d] = mn;
+        step[d] = (mx - mn) / 255.0f;
+    }
+    double rmax = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t *dst = c + (i / VIX_LANES) * nq * 64 + (i % VIX_LANES) * 4;
+        double rr = 0;
+        for (size_t d = 0; d < dim; d++) {
+            double v = x[i * dim + d], code = step[d] > 0 ? rint((v - lo[d]) / step[d]) : 0;
+            code = code < 0 ? 0 : code > 255 ? 255 : code;
+            dst[(d / 4) * 64 + d % 4] = (uint8_t)code;
+            double r = fabs(v - (lo[d] + (double)step[d] * code));
+            res[d] = r > res[d] ? (float)r : res[d]; /* rounded up below */
+            rr += r * r;
+        }
+        rmax = rr > rmax ? rr : rmax;
+    }
+    for (size_t d = 0; d < dim; d++)
+        res[d] = nextafterf(res[d], INFINITY);
+    ix->flat_c = c;
+    ix->flat_q = p;
+    ix->flat_rnorm = nextafterf((float)(sqrt(rmax) * (1 + 1e-9)), INFINITY);
+    return true;
+}
+
 /* Points the index at FAISS's flat storage when it has that shape, and
- * keeps a bfloat16 copy laid out VIX_LANES vectors at a time,
+ * keeps a bfloat16 or 8-bit copy laid out VIX_LANES vectors at a time,
  * dimension-major, so the scan runs one vector per SIMD lane over half the
  * bytes (the scan is bound by memory bandwidth).  Without memory for the
  * copy the index is searched through FAISS. */
 static void vix__flat_attach(vix_index *ix)
 {
     atomic_store(&ix->flat_current, true); /* also when the index has no flat shape */
-    free(ix->flat_h);
-    ix->flat_h = NULL;
+    vix__flat_drop(ix);
     ix->flat_x = NULL;
     ix->flat_ids = NULL;
-    ix->flat_n = 0;
     FaissIndexIDMap *map = ix->idx ? faiss_IndexIDMap_cast(ix->idx) : NULL;
     if (!map)
         return;
@@ -100,37 +210,20 @@ static void vix__flat_attach(vix_index *ix)
     faiss_IndexIDMap_id_map(map, &ids, &nids);
     if (nids == 0 || nids > UINT32_MAX || !x || !ids || nx != nids * ix->dim)
         return;
-    size_t nblk = (nids + VIX_LANES - 1) / VIX_LANES;
-    /* With the bfloat16 dot-product instruction a lane holds dimensions
-     * 2p and 2p + 1 side by side (an odd dimension is padded with 0). */
-    const bool pairs = vix__isa() == VIX__ISA_AVX512_BF16;
-    const size_t dimp = pairs ? (ix->dim + 1) & ~(size_t)1 : ix->dim;
-    if (nblk > SIZE_MAX / sizeof(uint16_t) / VIX_LANES / dimp)
+    if (vix__isa() == VIX__ISA_AVX512_VNNI && ix->dim <= VIX_U8_MAX_DIM &&
+        vix__all_finite(x, nids * ix->dim)) {
+        if (!vix__flat_codes(ix, x, nids))
+            return;
+    } else if (!vix__flat_bf16(ix, x, nids)) {
         return;
-    size_t bytes = nblk * dimp * VIX_LANES * sizeof(uint16_t);
-    bytes = (bytes + 63) & ~(size_t)63; /* aligned_alloc wants whole alignments */
-    uint16_t *h = aligned_alloc(64, bytes);
-    if (!h)
-        return;
-    memset(h, 0, bytes); /* the last block's unused lanes score 0 and are never read */
+    }
     float maxnorm = 0;
     for (size_t i = 0; i < nids; i++) {
-        uint16_t *dst = h + (i / VIX_LANES) * dimp * VIX_LANES;
-        size_t lane = i % VIX_LANES;
         double norm = 0;
-        for (size_t d = 0; d < ix->dim; d++) {
-            float v = x[i * ix->dim + d];
-            if (pairs)
-                dst[(d / 2) * 2 * VIX_LANES + lane * 2 + d % 2] = vix__bf16(v);
-            else
-                dst[d * VIX_LANES + lane] = vix__bf16(v);
-            norm += (double)v * v;
-        }
-        if (sqrt(norm) > maxnorm)
-            maxnorm = (float)sqrt(norm);
+        for (size_t d = 0; d < ix->dim; d++)
+            norm += (double)x[i * ix->dim + d] * x[i * ix->dim + d];
+        maxnorm = fmaxf(maxnorm, (float)sqrt(norm));
     }
-    ix->flat_h = h;
-    ix->flat_pairs = pairs;
     ix->flat_x = x;
     ix->flat_ids = ids;
     ix->flat_n = nids;
@@ -285,6 +378,60 @@ vix__approx_bf16dp(const uint16_t *t, size_t nblk, size_t dim, const float *q, f
     }
 }
 
+/* The 8-bit pass (flat_c): per block, sum_d a_d c_d and sum_d b_d c_d by
+ * vpdpbusd (unsigned code times signed weight byte, 4 dimensions a lane,
+ * wrapping 32-bit sums that never wrap: vix__u8_query), then
+ * base + s (256 A + B) in floats.  One byte a dimension, half the bfloat16
+ * copy's: the pass is bound by memory bandwidth, and the second weight byte
+ * (a finer query, a tighter bound) costs no time. */
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void
+vix__approx_u8(const uint8_t *t, size_t nblk, size_t nq, const int32_t *wa, const int32_t *wb,
+               float base, float s, float *out)
+{
+    const size_t stride = nq * 64;
+    const __m512 vb = _mm512_set1_ps(base), vs = _mm512_set1_ps(s);
+#define VIX__U8_OUT(a, b, j)                                                                   \
+    _mm512_storeu_ps(out + (j) * VIX_LANES,                                                    \
+                     _mm512_add_ps(vb, _mm512_mul_ps(vs, _mm512_cvtepi32_ps(_mm512_add_epi32( \
+                                                              _mm512_slli_epi32(a, 8), b)))))
+    size_t b = 0;
+    for (; b + 4 <= nblk; b += 4) {
+        const uint8_t *t0 = t + b * stride;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+        __m512i b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (size_t p = 0; p < nq; p++) {
+            const __m512i qa = _mm512_set1_epi32(wa[p]), qb = _mm512_set1_epi32(wb[p]);
+            const uint8_t *r = t0 + p * 64;
+            __m512i x0 = _mm512_loadu_si512(r), x1 = _mm512_loadu_si512(r + stride);
+            __m512i x2 = _mm512_loadu_si512(r + 2 * stride);
+            __m512i x3 = _mm512_loadu_si512(r + 3 * stride);
+            a0 = _mm512_dpbusd_epi32(a0, x0, qa);
+            a1 = _mm512_dpbusd_epi32(a1, x1, qa);
+            a2 = _mm512_dpbusd_epi32(a2, x2, qa);
+            a3 = _mm512_dpbusd_epi32(a3, x3, qa);
+            b0 = _mm512_dpbusd_epi32(b0, x0, qb);
+            b1 = _mm512_dpbusd_epi32(b1, x1, qb);
+            b2 = _mm512_dpbusd_epi32(b2, x2, qb);
+            b3 = _mm512_dpbusd_epi32(b3, x3, qb);
+        }
+        VIX__U8_OUT(a0, b0, b);
+        VIX__U8_OUT(a1, b1, b + 1);
+        VIX__U8_OUT(a2, b2, b + 2);
+        VIX__U8_OUT(a3, b3, b + 3);
+    }
+    for (; b < nblk; b++) {
+        const uint8_t *t0 = t + b * stride;
+        __m512i a0 = _mm512_setzero_si512(), b0 = a0;
+        for (size_t p = 0; p < nq; p++) {
+            __m512i x0 = _mm512_loadu_si512(t0 + p * 64);
+            a0 = _mm512_dpbusd_epi32(a0, x0, _mm512_set1_epi32(wa[p]));
+            b0 = _mm512_dpbusd_epi32(b0, x0, _mm512_set1_epi32(wb[p]));
+        }
+        VIX__U8_OUT(a0, b0, b);
+    }
+#undef VIX__U8_OUT
+}
+
 __attribute__((target("avx512f"))) static void
 vix__dots_avx512(const void *t, size_t nblk, size_t dim, const float *q, float *out, int bf16)
 {
@@ -307,8 +454,9 @@ static void vix__dots_base(const void *t, size_t nblk, size_t dim, const float *
 
 typedef void (*vix__dots_fn)(const void *, size_t, size_t, const float *, float *, int);
 
-static const char *const vix__isa_names[] = {"base", "avx2", "avx512", "avx512-bf16"};
-static _Atomic int vix__isa_cap = VIX__ISA_AVX512_BF16;
+static const char *const vix__isa_names[] = {"base", "avx2", "avx512", "avx512-bf16",
+                                              "avx512-vnni"};
+static _Atomic int vix__isa_cap = VIX__ISA_AVX512_VNNI;
 
 static enum vix__isa vix__isa_cpu(void)
 {
@@ -321,7 +469,10 @@ static enum vix__isa vix__isa_cpu(void)
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f"))
         isa = __builtin_cpu_supports("avx512bf16") ? VIX__ISA_AVX512_BF16 : VIX__ISA_AVX512;
-    else if (__builtin_cpu_supports("avx2"))
+    if (isa == VIX__ISA_AVX512_BF16 && __builtin_cpu_supports("avx512vnni") &&
+        __builtin_cpu_supports("avx512bw"))
+        isa = VIX__ISA_AVX512_VNNI;
+    else if (isa == VIX__ISA_BASE && __builtin_cpu_supports("avx2"))
         isa = VIX__ISA_AVX2;
 #endif
     detected = isa; /* idempotent: a race stores the same value */
@@ -338,16 +489,16 @@ enum vix__isa vix__isa(void)
 int vix_simd_limit(const char *name, erd_diag *diag)
 {
     if (!name || !strcmp(name, "auto")) {
-        vix__isa_cap = VIX__ISA_AVX512_BF16;
+        vix__isa_cap = VIX__ISA_AVX512_VNNI;
         return ERD_OK;
     }
-    for (int i = 0; i <= VIX__ISA_AVX512_BF16; i++)
+    for (int i = 0; i <= VIX__ISA_AVX512_VNNI; i++)
         if (!strcmp(name, vix__isa_names[i])) {
             vix__isa_cap = i;
             return ERD_OK;
         }
     return erd_fail(diag, ERD_ECONFIG,
-                    "simd: auto, avx512-bf16, avx512, avx2 or base, not \"%s\"", name);
+                    "simd: auto, avx512-vnni, avx512-bf16, avx512, avx2 or base, not \"%s\"", name);
 }
 
 const char *vix_simd_name(void)
@@ -359,6 +510,7 @@ static vix__dots_fn vix__dots_pick(void)
 {
     switch (vix__isa()) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    case VIX__ISA_AVX512_VNNI:
     case VIX__ISA_AVX512_BF16:
     case VIX__ISA_AVX512:
         return vix__dots_avx512;
@@ -369,6 +521,67 @@ static vix__dots_fn vix__dots_pick(void)
         return vix__dots_base;
     }
 }
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+/* The query side of the 8-bit pass, and a bound on |score - exact| for
+ * every vector.  With x_d = lo_d + step_d c_d + r_d (vix__flat_codes),
+ *   q.x = sum q_d lo_d + sum w_d c_d + sum q_d r_d,  w_d = q_d step_d
+ * (w_d exact in double).  The pass uses W_d = round(w_d / s), s the
+ * largest |w_d| / 32512, split as 256 a_d + b_d with a_d in [-127, 127] and
+ * b_d in [-128, 127], and scores base + s (256 A + B), A = sum a_d c_d,
+ * B = sum b_d c_d: |256 A| <= 256 * 256 * 127 * 255 and |256 A + B| <=
+ * 256 * 32640 * 255, both below 2^31 at 256 dimensions (VIX_U8_MAX_DIM),
+ * so the integer sums are exact.  The error is at most
+ *  (1) |sum q_d r_d| <= min(sum |q_d| res_d, |q| rnorm) (Cauchy-Schwarz),
+ *  (2) |sum (w_d - s W_d) c_d| <= 255 sum |w_d - s W_d|, the query
+ *      weights' rounding, measured in double (exact: s W_d is a float
+ *      times a 16-bit integer),
+ *  (3) the float work: base rounded, 256 A + B converted, times s, plus
+ *      base, four roundings of 2^-24 relative each, within
+ *      2^-21 (|base| + s sum |W_d| 255),
+ *  (4) the exact scan's own float sum against the real q.x, within
+ *      dim 2^-24 / (1 - dim 2^-24) sum |q_d x_d| <= 2^-22 dim |q| max|x|
+ *      (vix__flat_search compares scores of that scan, not real numbers).
+ * The sum is inflated by 2^-10 and rounded up to float; the sums of
+ * non-negative terms in double lose far less. */
+static float vix__u8_query(const vix_index *ix, const float *q, int32_t *wa, int32_t *wb,
+                           float *base, float *scale)
+{
+    const size_t dim = ix->dim;
+    const float *lo = ix->flat_q, *step = lo + dim, *res = step + dim;
+    double wmax = 0, qn = 0, l1 = 0, b0 = 0;
+    for (size_t d = 0; d < dim; d++) {
+        wmax = fmax(wmax, fabs((double)q[d] * step[d]));
+        qn += (double)q[d] * q[d];
+        l1 += fabs((double)q[d]) * res[d];
+        b0 += (double)q[d] * lo[d];
+    }
+    if (!isfinite(wmax + qn + l1 + b0))
+        return INFINITY; /* no weights: the caller rescores every vector */
+    float s = wmax > 0 ? (float)(wmax / 32512) : 1.0f;
+    double werr = 0, wsum = 0;
+    int8_t ba[VIX_U8_MAX_DIM + 3] = {0}, bb[VIX_U8_MAX_DIM + 3] = {0};
+    for (size_t d = 0; d < dim; d++) {
+        double w = (double)q[d] * step[d], wq = rint(w / s);
+        int32_t W = (int32_t)wq, a = (int32_t)floor((wq + 128) / 256);
+        ba[d] = (int8_t)a;
+        bb[d] = (int8_t)(W - 256 * a);
+        werr += fabs(w - (double)s * W);
+        wsum += fabs(wq);
+    }
+    for (size_t p = 0; p < (dim + 3) / 4; p++) {
+        memcpy(&wa[p], ba + 4 * p, 4);
+        memcpy(&wb[p], bb + 4 * p, 4);
+    }
+    *base = (float)b0;
+    *scale = s;
+    qn = sqrt(qn);
+    double err = fmin(l1, qn * ix->flat_rnorm) + 255 * werr +
+                 ldexp(fabs(b0) + (double)s * wsum * 255, -21) +
+                 ldexp((double)dim * qn * ix->flat_maxnorm, -22);
+    return nextafterf((float)(err * (1 + ldexp(1, -10))), INFINITY);
+}
+#endif
 
 /* ---- cutting the approximate scores down to the candidates ----
  *
@@ -593,7 +806,9 @@ static void vix__sort_best(const float *score, const idx_t *ids, uint32_t *idx, 
 /* Exact top-k by inner product, in two passes.  The bfloat16 scan gives
  * every vector a score within b = 2^-8 |q| max|x| of its exact one (8
  * significant bits per element, 2^-9 relative, plus float rounding over the
- * sum, far below the doubled margin).  If at least k vectors score t or more
+ * sum, far below the doubled margin); the 8-bit scan (flat_c, on CPUs
+ * with VNNI) gives one within the b vix__u8_query derives for the query,
+ * a few times wider but over half the bytes.  If at least k vectors score t or more
  * there, the exact k-th best is at least t - b, and whatever belongs in the
  * exact top k scores at least t - 2b there; only those vectors are scored
  * again exactly, from the float rows, in lanes of the same kernel: the
@@ -615,21 +830,32 @@ static int vix__flat_search(const vix_index *ix, const float *q, size_t k, float
     if (!approx || !work || !cand || !order || !cand_ids || !tile)
         goto out;
 
+    double qn = 0;
+    for (size_t d = 0; d < dim; d++)
+        qn += (double)q[d] * q[d];
+    /* bound: b above; the paired pass rounds the query as well, which
+     * adds another 2^-9 relative (and float sums a little) */
+    float bound = ldexpf((float)sqrt(qn) * ix->flat_maxnorm, -8);
+    float margin = 2.0f * (ix->flat_pairs ? 1.0625f * bound : bound);
+    /* the layout of the copy decides, whatever the cap now */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    if (ix->flat_pairs) /* the layout of the copy decides, whatever the cap now */
+    int32_t wa[VIX_U8_MAX_DIM / 4], wb[VIX_U8_MAX_DIM / 4];
+    float base, s;
+    if (ix->flat_c) {
+        margin = 2.0f * vix__u8_query(ix, q, wa, wb, &base, &s);
+        if (margin < INFINITY) {
+            vix__approx_u8(ix->flat_c, nblk, (dim + 3) / 4, wa, wb, base, s, approx);
+        } else { /* a query of infinities or NaNs: every vector rescored */
+            memset(approx, 0, nblk * VIX_LANES * sizeof *approx);
+            margin = INFINITY;
+        }
+    } else if (ix->flat_pairs) {
         vix__approx_bf16dp(ix->flat_h, nblk, dim, q, approx);
-    else
+    } else
 #endif
         dots(ix->flat_h, nblk, dim, q, approx, 1);
     float floor = -INFINITY;
     if (n > k) {
-        double qn = 0;
-        for (size_t d = 0; d < dim; d++)
-            qn += (double)q[d] * q[d];
-        /* bound: b above; the paired pass rounds the query as well, which
-         * adds another 2^-9 relative (and float sums a little) */
-        float bound = ldexpf((float)sqrt(qn) * ix->flat_maxnorm, -8);
-        float margin = 2.0f * (ix->flat_pairs ? 1.0625f * bound : bound);
         float range = (float)sqrt(qn) * ix->flat_maxnorm * 1.01f + 1e-6f;
         float scale = (float)VIX_HIST / (2 * range);
         int b = vix__cut_bucket(&cut, approx, n, k, range, scale, work);
@@ -754,7 +980,7 @@ void vix_index_destroy(vix_index *index)
     if (index->idx)
         faiss_Index_free(index->idx);
     vix_ivf_destroy(index->erd);
-    free(index->flat_h);
+    vix__flat_drop(index);
     pthread_mutex_destroy(&index->flat_mu);
     free(index);
 }
@@ -813,9 +1039,7 @@ int vix_index_add(vix_index *index, size_t n, const float *x, const int64_t *ids
     if (index->erd)
         return vix_ivf_add(index->erd, n, x, ids, diag);
     /* the add may move FAISS's arrays, failing or not */
-    free(index->flat_h);
-    index->flat_h = NULL;
-    index->flat_n = 0;
+    vix__flat_drop(index);
     atomic_store(&index->flat_current, false);
     if (faiss_Index_add_with_ids(index->idx, (idx_t)n, x, (const idx_t *)ids) != 0)
         return faiss_fail(diag, ERD_EFAISS, "adding vectors");

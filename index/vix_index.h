@@ -56,7 +56,8 @@ int vix_index_write(const vix_index *index, const char *path, erd_diag *diag);
 int vix_index_read(const char *path, vix_index **ret, erd_diag *diag);
 
 /* Caps the vector instruction sets of erd's own scan and rerank kernels:
- * "auto" (all the CPU has), "avx512-bf16", "avx512", "avx2" or "base";
+ * "auto" (all the CPU has), "avx512-vnni", "avx512-bf16", "avx512", "avx2"
+ * or "base";
  * results are the same under every one.  A flat index keeps the layout it
  * was loaded with.  For comparing kernels, and a way around a CPU fault. */
 int vix_simd_limit(const char *name, erd_diag *diag);

@@ -17,7 +17,13 @@
  * vix_simd_limit, for the hand-batched kernels of vix_index.c and
  * vix_rerank.c (FAISS's own are generic).  Ordered: each includes those
  * before it. */
-enum vix__isa { VIX__ISA_BASE, VIX__ISA_AVX2, VIX__ISA_AVX512, VIX__ISA_AVX512_BF16 };
+enum vix__isa {
+    VIX__ISA_BASE,
+    VIX__ISA_AVX2,
+    VIX__ISA_AVX512,
+    VIX__ISA_AVX512_BF16,
+    VIX__ISA_AVX512_VNNI /* bf16 and VNNI (vpdpbusd) with AVX512BW */
+};
 enum vix__isa vix__isa(void);
 
 enum vix__stmt_id {

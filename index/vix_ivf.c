@@ -1223,6 +1223,7 @@ static void vix__coarse(const float *cent, size_t dim, size_t first, size_t end,
     switch (vix__isa()) {
     case VIX__ISA_AVX512:
     case VIX__ISA_AVX512_BF16:
+    case VIX__ISA_AVX512_VNNI:
         fn = vix__coarse_avx512;
         break;
     case VIX__ISA_AVX2:

@@ -736,6 +736,7 @@ static vix__rr_lanes_fn vix__rr_lanes_pick(void)
 {
     switch (vix__isa()) {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    case VIX__ISA_AVX512_VNNI:
     case VIX__ISA_AVX512_BF16:
     case VIX__ISA_AVX512:
         return vix__rr_lanes_avx512;

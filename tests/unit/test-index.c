@@ -271,11 +271,96 @@ static void test_flat_exact_with(const char *simd, size_t dim)
     vix_index_destroy(ix);
 }
 
+/* The 8-bit pass's bound is tight enough to matter: anchors fix each
+ * dimension's codes to [-1, 1] (step 2/255); u rounds up in every
+ * dimension, v down; v scores higher exactly but 1.71 steps lower in the
+ * 8-bit pass, where the bound is 0.89 steps.  Twice the bound keeps v; the
+ * bound alone (and at most a quarter step of histogram slack) loses it. */
+static void test_flat_u8_tight(void)
+{
+    const float step = 2.0f / 255, q[4] = {0.1f, 0.57f, 0.57f, 0.57f};
+    float v[4 * 4] = {1, -1, 1, -1, -1, 1, -1, 1};
+    const int64_t own[4] = {10, 11, 12, 13};
+    for (int d = 0; d < 4; d++) {
+        v[8 + d] = -1 + (200 + 0.51f) * step;                   /* u: codes 201 */
+        v[12 + d] = -1 + ((d == 0 ? 201 : 200) + 0.49f) * step; /* v: 201, then 200 */
+    }
+    vix_index *ix = NULL;
+    vix_simd_limit("auto", NULL);
+    vix_index_create("Flat", 4, &ix, NULL);
+    vix_index_add(ix, 4, v, own, NULL);
+    float sc[1];
+    int64_t got[1];
+    is_int(vix_index_search(ix, 1, q, 1, sc, got, NULL), ERD_OK, "u8 tight: search (%s)",
+           vix_simd_name());
+    is_int(got[0], 13, "u8 tight: the exact best, though second in the 8-bit pass");
+    vix_index_destroy(ix);
+}
+
+/* The r-th best of ref by (score, then smaller id), skipping got[0..r). */
+static int best_left(const float *ref, const int64_t *own, int n, const int64_t *got, size_t r)
+{
+    int best = -1;
+    for (int i = 0; i < n; i++) {
+        bool taken = false;
+        for (size_t p = 0; p < r; p++)
+            taken |= got[p] == own[i];
+        if (!taken &&
+            (best < 0 || ref[i] > ref[best] || (ref[i] == ref[best] && own[i] < own[best])))
+            best = i;
+    }
+    return best;
+}
+
+/* Near-ties (every vector close to one direction), repeated vectors and k
+ * beyond n, at every level, against the sequential float scan. */
+static void test_flat_ties(void)
+{
+    enum { N = 300, D = 128 };
+    static float v[N * D];
+    static int64_t own[N];
+    static const char *const levels[] = {"base", "avx2", "avx512", "avx512-bf16", "avx512-vnni"};
+    for (int i = 0; i < N; i++) {
+        for (int j = 0; j < D; j++)
+            v[i * D + j] = i % 7 == 3 && i > 10 ? v[(i - 7) * D + j]
+                                                : 0.08f + 1e-4f * frand() + (j == i % D) * 1e-3f;
+        own[i] = 1000 - i;
+    }
+    for (size_t l = 0; l < sizeof levels / sizeof *levels; l++) {
+        vix_simd_limit(levels[l], NULL);
+        vix_index *ix = NULL;
+        vix_index_create("Flat", D, &ix, NULL);
+        vix_index_add(ix, N, v, own, NULL);
+        for (size_t k = 1; k <= N + 5; k += 61) {
+            const float *q = v + (k % N) * D;
+            float sc[N + 5], ref[N];
+            int64_t got[N + 5];
+            vix_index_search(ix, 1, q, k, sc, got, NULL);
+            for (int i = 0; i < N; i++) {
+                float sum = 0;
+                for (int j = 0; j < D; j++)
+                    sum += v[i * D + j] * q[j];
+                ref[i] = sum;
+            }
+            int bad = 0;
+            for (size_t r = 0; r < k; r++) {
+                int b = best_left(ref, own, N, got, r);
+                bad += b < 0 ? got[r] != -1
+                             : got[r] != own[b] || memcmp(&sc[r], &ref[b], sizeof *sc) != 0;
+            }
+            is_int(bad, 0, "ties, %s, k %zu: the full scan's answer", levels[l], k);
+        }
+        vix_index_destroy(ix);
+    }
+    vix_simd_limit("auto", NULL);
+}
+
 /* Every kernel the dispatch may pick on some CPU, as far as this one runs
  * them. */
 static void test_flat_exact(void)
 {
-    static const char *const levels[] = {"base", "avx2", "avx512", "avx512-bf16", "auto"};
+    static const char *const levels[] = {"base",        "avx2",        "avx512",
+                                         "avx512-bf16", "avx512-vnni", "auto"};
     for (size_t i = 0; i < sizeof levels / sizeof *levels; i++) {
         test_flat_exact_with(levels[i], DIM);
         test_flat_exact_with(levels[i], 37); /* odd: a padded pair, a partial tile */
@@ -364,7 +449,7 @@ static void test_erd_ivf_exact(const char *factory, const vix_index *flat)
 {
     static float s1[NVEC * K], s2[NVEC * K];
     static int64_t i1[NVEC * K], i2[NVEC * K];
-    static const char *const isa[] = {"base", "avx2", "avx512", "avx512-bf16"};
+    static const char *const isa[] = {"base", "avx2", "avx512", "avx512-bf16", "avx512-vnni"};
     erd_diag d = {0};
     vix_index *ix = build(factory);
     if (!ix)
@@ -506,7 +591,7 @@ static void test_erd_ivf_probes_same(void)
 {
     static float s1[NVEC * K], s2[NVEC * K];
     static int64_t i1[NVEC * K], i2[NVEC * K];
-    static const char *const isa[] = {"avx2", "avx512", "avx512-bf16"};
+    static const char *const isa[] = {"avx2", "avx512", "avx512-bf16", "avx512-vnni"};
     erd_diag d = {0};
     vix_index *ix = build("erdIVF16,SQ4|nprobe=3");
     if (!ix)
@@ -606,6 +691,8 @@ int main(void)
     test_erd_ivf_big();
     test_search_params();
     test_flat_exact();
+    test_flat_ties();
+    test_flat_u8_tight();
 
     ok(tmpdir_remove(tmpdir), "temp dir removed");
     return tap_done();

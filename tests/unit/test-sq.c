@@ -19,7 +19,7 @@ static double urand(void)
     return (double)(rng >> 11) * (1.0 / 9007199254740992.0);
 }
 
-static const char *const isa[] = {"base", "avx2", "avx512", "avx512-bf16"};
+static const char *const isa[] = {"base", "avx2", "avx512", "avx512-bf16", "avx512-vnni"};
 
 /* the contract, written out independently of the library */
 static unsigned contract_code(float x, float lo, float step, int bits)
