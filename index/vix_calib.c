@@ -95,19 +95,14 @@ void vix_calib_fit_finish(vix_calib_fitness *acc, double wsum)
     for (size_t i = 0; acc->words_w > 0 && i < acc->n_words; i++)
         least = fmin(least, acc->word_hit[i] / acc->words_w);
     acc->steady_miss = acc->words_w > 0 && acc->n_words ? 1 - least : 1;
-    acc->word_hit_min /= wsum;
-    acc->hyp_word_hit_min /= wsum;
-    acc->distinct_hit /= wsum;
-    acc->worst_span /= wsum;
-    acc->fit /= wsum;
-    acc->cover /= wsum;
-    acc->ref_cover /= wsum;
-    acc->word_miss /= wsum;
-    acc->ref_word_miss /= wsum;
-    acc->len_ratio /= wsum;
-    acc->gap_run /= wsum;
-    acc->short_form /= wsum;
-    acc->whole_share /= wsum;
+    /* the weighted sums become weighted means */
+    double *const sums[] = {&acc->word_hit_min, &acc->hyp_word_hit_min, &acc->distinct_hit,
+                            &acc->worst_span,   &acc->fit,              &acc->cover,
+                            &acc->ref_cover,    &acc->word_miss,        &acc->ref_word_miss,
+                            &acc->len_ratio,    &acc->gap_run,          &acc->short_form,
+                            &acc->whole_share};
+    for (size_t i = 0; i < sizeof sums / sizeof *sums; i++)
+        *sums[i] /= wsum;
 }
 
 void vix_calib_features(const double *score, const double *first, const double *agree,

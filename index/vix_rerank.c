@@ -443,12 +443,9 @@ typedef struct vix__rr_share {
  * caller frees again on the way out. */
 static void vix__rr_plan_free(vix__rr_plan *pl)
 {
-    free(pl->first_row);
-    free(pl->sym);
-    free(pl->del);
-    free(pl->row0);
-    free(pl->left);
-    free(pl->act);
+    void *bufs[] = {pl->first_row, pl->sym, pl->del, pl->row0, pl->left, pl->act};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
+        free(bufs[i]);
     memset(pl, 0, sizeof *pl);
 }
 
