@@ -501,6 +501,15 @@ static size_t vix__put(char *buf, size_t cap, size_t len, const char *fmt, ...)
     return n < 0 || (size_t)n >= cap - len ? cap : len + (size_t)n;
 }
 
+/* This erd's features, comma-separated: the file's "features" line, and
+ * what a refused file is told it lacks. */
+static size_t vix__put_features(char *buf, size_t cap, size_t len)
+{
+    for (int f = 0; f < VIX_CALIB_NFEAT; f++)
+        len = vix__put(buf, cap, len, "%s%s", f ? "," : "", vix__feature_names[f]);
+    return len;
+}
+
 static size_t vix__put_row(char *buf, size_t cap, size_t len, const char *name, const char *part,
                            const double *v, size_t n)
 {
@@ -543,9 +552,8 @@ int vix_calib_save(const vix_calib *c, const char *path, erd_diag *diag)
                                         "single lines (encoder and rerank non-empty)");
         goto out;
     }
-    len = vix__put(buf, cap, len, "%s %d\nfeatures", VIX__CALIB_MAGIC, VIX_CALIB_VERSION);
-    for (int f = 0; f < VIX_CALIB_NFEAT; f++)
-        len = vix__put(buf, cap, len, "%c%s", f ? ',' : ' ', vix__feature_names[f]);
+    len = vix__put(buf, cap, len, "%s %d\nfeatures ", VIX__CALIB_MAGIC, VIX_CALIB_VERSION);
+    len = vix__put_features(buf, cap, len);
     len = vix__put(buf, cap, len, "\nencoder %s\nrerank %s\nprovenance %s\nno_match_threshold %.17g\n",
                    c->encoder_id, c->rerank_id, c->provenance, c->no_match_threshold);
     len = vix__put_model(buf, cap, len, "top", &c->top);
@@ -650,15 +658,6 @@ static int vix__parse_threshold(const char *s, double *ret)
     return ERD_OK;
 }
 
-/* This erd's features, comma-separated (for messages). */
-static const char *vix__all_features(char *buf, size_t cap)
-{
-    size_t len = 0;
-    for (int f = 0; f < VIX_CALIB_NFEAT; f++)
-        len = vix__put(buf, cap, len, "%s%s", f ? "," : "", vix__feature_names[f]);
-    return buf;
-}
-
 /* How many features a file's list names, when it is this erd's list or a
  * first part of it (a file fitted before later features were added); 0
  * otherwise.  Features only ever join at the end. */
@@ -736,8 +735,9 @@ int vix_calib_load(const char *path, vix_calib *ret, erd_diag *diag)
     size_t nf = vix__known_features(line);
     if (nf == 0) {
         char all[512];
+        vix__put_features(all, sizeof all, 0);
         rc = erd_fail(diag, ERD_EMISMATCH, "%s: fitted on features %s, this erd computes %s",
-                      path, line, vix__all_features(all, sizeof all));
+                      path, line, all);
         goto out;
     }
     if (vix__line(&pos, end, "encoder", c.encoder_id, sizeof c.encoder_id) < 0 ||

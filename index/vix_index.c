@@ -125,13 +125,6 @@ static bool vix__flat_bf16(vix_index *ix, const float *x, size_t n)
     return true;
 }
 
-/* The 8-bit copy (vix__approx_u8 reads it): per dimension d, lo_d the
- * smallest value and step_d = (max - lo_d) / 255; vector i's code is
- * c = round((x - lo_d) / step_d), so x = lo_d + step_d c + r, and the
- * largest |r| per dimension and largest residual norm are kept for the
- * error bound (measured, not assumed: rounding of step_d cannot break it).
- * Laid out VIX_LANES vectors at a time, 4 dimensions of a vector per
- * 32-bit lane, as vpdpbusd takes them; padding codes are 0. */
 /* Infinities and NaNs have no code: such indexes keep the bfloat16 copy. */
 static bool vix__all_finite(const float *x, size_t n)
 {
@@ -141,6 +134,13 @@ static bool vix__all_finite(const float *x, size_t n)
     return true;
 }
 
+/* The 8-bit copy (vix__approx_u8 reads it): per dimension d, lo_d the
+ * smallest value and step_d = (max - lo_d) / 255; vector i's code is
+ * c = round((x - lo_d) / step_d), so x = lo_d + step_d c + r, and the
+ * largest |r| per dimension and largest residual norm are kept for the
+ * error bound (measured, not assumed: rounding of step_d cannot break it).
+ * Laid out VIX_LANES vectors at a time, 4 dimensions of a vector per
+ * 32-bit lane, as vpdpbusd takes them; padding codes are 0. */
 static bool vix__flat_codes(vix_index *ix, const float *x, size_t n)
 {
     const size_t dim = ix->dim, nq = (dim + 3) / 4, nblk = (n + VIX_LANES - 1) / VIX_LANES;
@@ -847,7 +847,6 @@ static int vix__flat_search(const vix_index *ix, const float *q, size_t k, float
             vix__approx_u8(ix->flat_c, nblk, (dim + 3) / 4, wa, wb, base, s, approx);
         } else { /* a query of infinities or NaNs: every vector rescored */
             memset(approx, 0, nblk * VIX_LANES * sizeof *approx);
-            margin = INFINITY;
         }
     } else if (ix->flat_pairs) {
         vix__approx_bf16dp(ix->flat_h, nblk, dim, q, approx);

@@ -438,7 +438,8 @@ static void vix__stage_rerank(vix__query *qy)
 }
 
 /* found[0..n) best first: like qsort for records this size, the pointers
- * are sorted and the records then moved once. */
+ * are sorted and the records then moved once, into the spare array, which
+ * becomes found. */
 static void vix__sort_found(vix__query *qy)
 {
     const vix__ranked **p = qy->order, **tmp = qy->order + qy->want;
@@ -447,7 +448,9 @@ static void vix__sort_found(vix__query *qy)
     vix__sort_ranked(p, qy->n_found, tmp);
     for (size_t i = 0; i < qy->n_found; i++)
         qy->found_tmp[i] = *p[i];
-    memcpy(qy->found, qy->found_tmp, qy->n_found * sizeof *qy->found);
+    vix__ranked *sorted = qy->found_tmp;
+    qy->found_tmp = qy->found;
+    qy->found = sorted;
 }
 
 /* The open-set features of the first n_out results, and with an
