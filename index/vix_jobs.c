@@ -189,7 +189,7 @@ int vix__sync_ex(vix_resolver *r, const char *only, vix__base *preloaded,
     rc = vix_store_begin_read(r->store, diag);
     if (rc < 0)
         goto out;
-    rc = vix_store_catalog_foreach(r->store, vix__collect_row, &rows, diag);
+    rc = vix_store_catalog_foreach(r->store, 0, vix__collect_row, &rows, diag);
     if (rc != 0) {
         rc = rc > 0 ? erd_fail(diag, ERD_ENOMEM, "out of memory") : rc;
         goto out;

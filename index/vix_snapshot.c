@@ -130,7 +130,7 @@ static int vix__snapshot_once(const char *db_path, const char *tmp_db, const cha
         goto out;
     nm.store = copy;
     nm.diag = diag;
-    rc = vix_store_catalog_foreach(copy, vix__collect_index, &nm, diag);
+    rc = vix_store_catalog_foreach(copy, 0, vix__collect_index, &nm, diag);
     vix_store_close(copy);
     if (rc < 0)
         goto out;

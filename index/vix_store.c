@@ -23,6 +23,8 @@ static const char *const stmt_sql[VIX__ST_COUNT] = {
         "SELECT c.id, c.name, c.generation, c.created_at,"
         " (SELECT count(*) FROM entities e WHERE e.catalog_id = c.id)"
         " FROM catalogs c ORDER BY c.name",
+    [VIX__ST_CATALOG_LIST_BRIEF] =
+        "SELECT id, name, generation, created_at, -1 FROM catalogs ORDER BY name",
     [VIX__ST_CATALOG_GENERATION] = "SELECT generation FROM catalogs WHERE id = ?1",
     [VIX__ST_CATALOG_BUMP] = "UPDATE catalogs SET generation = generation + 1 WHERE id = ?1",
     [VIX__ST_ENTITY_LIST] =
@@ -529,13 +531,16 @@ int vix_store_catalog_find(vix_store *store, const char *name, int64_t *ret_id, 
     return ERD_OK;
 }
 
-int vix_store_catalog_foreach(vix_store *store, int (*cb)(void *user, const vix_catalog_info *info),
-                              void *user, erd_diag *diag)
+int vix_store_catalog_foreach(vix_store *store, unsigned flags,
+                              int (*cb)(void *user, const vix_catalog_info *info), void *user,
+                              erd_diag *diag)
 {
     if (!store || !cb)
         return erd_fail(diag, ERD_EINVAL, "no store or callback");
     vix__stmt s = {0};
-    int err = vix__stmt_acquire(store, VIX__ST_CATALOG_LIST, &s, diag);
+    int err = vix__stmt_acquire(
+        store, flags & VIX_STORE_LIST_COUNTS ? VIX__ST_CATALOG_LIST : VIX__ST_CATALOG_LIST_BRIEF, &s,
+        diag);
     if (err)
         return err;
     for (;;) {

@@ -50,15 +50,20 @@ int vix_store_catalog_find(vix_store *store, const char *name, int64_t *ret_id, 
 typedef struct vix_catalog_info {
     int64_t id;
     const char *name;
-    int64_t entity_count;
+    int64_t entity_count; /* -1 unless listed with VIX_STORE_LIST_COUNTS */
     int64_t generation; /* bumped by every committed change to its entities */
     int64_t created_at; /* unix seconds */
 } vix_catalog_info;
 
+/* Counting a catalog's entities reads its whole entity index (tens of ms at
+ * 1M entities): a server syncing every half second must not ask for it. */
+#define VIX_STORE_LIST_COUNTS 1u
+
 /* Calls cb for each catalog in name order; a non-zero return from cb stops
  * the walk and is returned.  Pointers in info are valid during the call only. */
-int vix_store_catalog_foreach(vix_store *store, int (*cb)(void *user, const vix_catalog_info *info),
-                              void *user, erd_diag *diag);
+int vix_store_catalog_foreach(vix_store *store, unsigned flags,
+                              int (*cb)(void *user, const vix_catalog_info *info), void *user,
+                              erd_diag *diag);
 int vix_store_catalog_generation(vix_store *store, int64_t catalog_id, int64_t *ret_generation,
                                  erd_diag *diag);
 

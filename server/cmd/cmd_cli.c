@@ -298,7 +298,7 @@ static void cmd__remove_new_db(const char *db)
     static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
     vix_store *store = NULL;
     if (vix_store_open(db, 0, &store, NULL) == ERD_OK) {
-        int any = vix_store_catalog_foreach(store, cmd__any_catalog, NULL, NULL);
+        int any = vix_store_catalog_foreach(store, 0, cmd__any_catalog, NULL, NULL);
         vix_store_close(store);
         if (any != 0)
             return;

@@ -97,7 +97,7 @@ static int srv__list(vix_store *store, const srv_admin_ctx *ctx, json_t **ret, e
     srv__find f = {.list = json_array()};
     if (!f.list)
         return erd_fail(diag, ERD_ENOMEM, "out of memory");
-    int rc = vix_store_catalog_foreach(store, srv__on_catalog, &f, diag);
+    int rc = vix_store_catalog_foreach(store, VIX_STORE_LIST_COUNTS, srv__on_catalog, &f, diag);
     if (rc != 0) {
         json_decref(f.list);
         return rc < 0 ? rc : erd_fail(diag, ERD_ENOMEM, "out of memory listing catalogs");
@@ -125,7 +125,7 @@ static int srv__describe(vix_store *store, const srv_admin_ctx *ctx, const char 
     int rc = vix_store_begin_read(store, diag);
     if (rc < 0)
         return rc;
-    rc = vix_store_catalog_foreach(store, srv__on_catalog, &f, diag);
+    rc = vix_store_catalog_foreach(store, VIX_STORE_LIST_COUNTS, srv__on_catalog, &f, diag);
     if (rc < 0)
         goto out;
     if (!f.found) {

@@ -516,7 +516,8 @@ static void test_walks(vix_store *s)
 {
     erd_diag d = {0};
     walk w = {0};
-    is_int(vix_store_catalog_foreach(s, on_catalog, &w, &d), ERD_OK, "catalog walk");
+    is_int(vix_store_catalog_foreach(s, VIX_STORE_LIST_COUNTS, on_catalog, &w, &d), ERD_OK,
+           "catalog walk");
     ok(w.n >= 4, "several catalogs (%d)", w.n);
     bool sorted = true;
     for (int i = 1; i < w.n && i < 8; i++)
@@ -528,6 +529,18 @@ static void test_walks(vix_store *s)
     for (int i = 0; i < w.n && i < 8; i++)
         if (strcmp(w.names[i], "books") == 0)
             is_int(w.counts[i], count_of(s, cat), "books entity count in walk");
+
+    /* the brief walk (a server's sync) names the same catalogs, uncounted */
+    walk brief = {0};
+    is_int(vix_store_catalog_foreach(s, 0, on_catalog, &brief, &d), ERD_OK, "brief catalog walk");
+    is_int(brief.n, w.n, "brief walk visits every catalog");
+    bool same = true, uncounted = true;
+    for (int i = 0; i < brief.n && i < 8; i++) {
+        same = same && strcmp(brief.names[i], w.names[i]) == 0;
+        uncounted = uncounted && brief.counts[i] == -1;
+    }
+    ok(same, "brief walk in the same order");
+    ok(uncounted, "brief walk reports counts as unknown (-1)");
 
     memset(&w, 0, sizeof w);
     is_int(vix_store_entity_foreach(s, cat, on_entity, &w, &d), ERD_OK, "entity walk");
