@@ -813,6 +813,74 @@ static void vix__sort_best(const float *score, const idx_t *ids, uint32_t *idx, 
  * exact top k scores at least t - 2b there; only those vectors are scored
  * again exactly, from the float rows, in lanes of the same kernel: the
  * result is the full exact scan's, bit for bit, best first. */
+/* A flat search's arrays take about 32 bytes a vector: 50 MB at 1M.
+ * Allocated per search, each was a fresh mapping whose pages the kernel
+ * faulted in and zeroed again every time (36 ms a resolve at 1M, most of
+ * it page faults); a thread keeps its block up to this size instead (a
+ * sixteenth of what the flat index itself holds). */
+#define VIX_FLAT_SCRATCH_KEEP ((size_t)1 << 30)
+
+typedef struct vix__scratch {
+    void *mem;
+    size_t cap;
+} vix__scratch;
+
+static pthread_key_t vix__scratch_key;
+static pthread_once_t vix__scratch_once = PTHREAD_ONCE_INIT;
+static bool vix__scratch_ok;
+
+static void vix__scratch_free(void *p)
+{
+    vix__scratch *sc = p;
+    if (sc)
+        free(sc->mem);
+    free(sc);
+}
+
+static void vix__scratch_init(void)
+{
+    vix__scratch_ok = pthread_key_create(&vix__scratch_key, vix__scratch_free) == 0;
+}
+
+/* bytes of memory for this thread's search: its kept block when that is
+ * large enough, else a new one (kept when small enough; *ret_own says
+ * whether the caller frees it).  NULL when out of memory. */
+static void *vix__scratch_get(size_t bytes, bool *ret_own)
+{
+    pthread_once(&vix__scratch_once, vix__scratch_init);
+    vix__scratch *sc = vix__scratch_ok ? pthread_getspecific(vix__scratch_key) : NULL;
+    if (sc && sc->cap >= bytes) {
+        *ret_own = false;
+        return sc->mem;
+    }
+    void *mem = malloc(bytes);
+    if (!mem || bytes > VIX_FLAT_SCRATCH_KEEP || !vix__scratch_ok) {
+        *ret_own = true;
+        return mem;
+    }
+    if (!sc && (sc = calloc(1, sizeof *sc)) != NULL && pthread_setspecific(vix__scratch_key, sc)) {
+        free(sc);
+        sc = NULL;
+    }
+    if (!sc) {
+        *ret_own = true;
+        return mem;
+    }
+    free(sc->mem);
+    sc->mem = mem;
+    sc->cap = bytes;
+    *ret_own = false;
+    return mem;
+}
+
+/* The next 64-byte aligned piece of a scratch block. */
+static void *vix__carve(char **at, size_t bytes)
+{
+    void *p = *at;
+    *at += (bytes + 63) / 64 * 64;
+    return p;
+}
+
 static int vix__flat_search(const vix_index *ix, const float *q, size_t k, float *ret_scores,
                             int64_t *ret_ids)
 {
@@ -820,15 +888,25 @@ static int vix__flat_search(const vix_index *ix, const float *q, size_t k, float
     const vix__cut_fns cut = vix__cut_pick();
     const bool simd = vix__isa() >= VIX__ISA_AVX512;
     const size_t n = ix->flat_n, dim = ix->dim, nblk = (n + VIX_LANES - 1) / VIX_LANES;
-    float *approx = malloc(nblk * VIX_LANES * sizeof *approx);
-    float *work = malloc((n + 1) * sizeof *work); /* scores near the top, then exact ones */
-    uint32_t *cand = malloc((n + 1) * sizeof *cand);
-    uint32_t *order = malloc((n + 1) * 3 * sizeof *order);
-    idx_t *cand_ids = malloc((n + 1) * sizeof *cand_ids);
-    float *tile = malloc(dim * VIX_LANES * sizeof *tile);
-    int rc = ERD_ENOMEM;
-    if (!approx || !work || !cand || !order || !cand_ids || !tile)
-        goto out;
+    const size_t sizes[] = {
+        nblk * VIX_LANES * sizeof(float), /* approx */
+        (n + 1) * sizeof(float),          /* work: scores near the top, then exact ones */
+        (n + 1) * sizeof(uint32_t),       /* cand */
+        (n + 1) * 3 * sizeof(uint32_t),   /* order */
+        (n + 1) * sizeof(idx_t),          /* cand_ids */
+        dim * VIX_LANES * sizeof(float),  /* tile */
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++)
+        total += (sizes[i] + 63) / 64 * 64;
+    bool own = false;
+    char *block = vix__scratch_get(total, &own), *at = block;
+    if (!block)
+        return ERD_ENOMEM;
+    float *approx = vix__carve(&at, sizes[0]), *work = vix__carve(&at, sizes[1]);
+    uint32_t *cand = vix__carve(&at, sizes[2]), *order = vix__carve(&at, sizes[3]);
+    idx_t *cand_ids = vix__carve(&at, sizes[4]);
+    float *tile = vix__carve(&at, sizes[5]);
 
     double qn = 0;
     for (size_t d = 0; d < dim; d++)
@@ -894,15 +972,9 @@ static int vix__flat_search(const vix_index *ix, const float *q, size_t k, float
         ret_scores[i] = -INFINITY;
         ret_ids[i] = -1;
     }
-    rc = ERD_OK;
-out:
-    free(approx);
-    free(work);
-    free(cand);
-    free(order);
-    free(cand_ids);
-    free(tile);
-    return rc;
+    if (own)
+        free(block);
+    return ERD_OK;
 }
 
 static int faiss_fail(erd_diag *diag, int code, const char *what)

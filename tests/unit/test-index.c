@@ -662,6 +662,43 @@ static void test_erd_ivf(void)
     ok(ix == NULL, "no index from it");
 }
 
+/* A thread keeps its flat-search scratch between searches: answers of a
+ * small index are the same before and after a larger one used (and grew)
+ * it, and the larger one's the same after the small one searched. */
+static void test_flat_scratch_reuse(void)
+{
+    enum { BIG = 5000, KK = 20 };
+    erd_diag d = {0};
+    static float bigv[BIG * DIM];
+    static int64_t bigids[BIG];
+    for (int i = 0; i < BIG * DIM; i++)
+        bigv[i] = frand();
+    for (int i = 0; i < BIG; i++)
+        bigids[i] = 70000 + i;
+    vix_index *small = build("Flat"), *big = NULL;
+    is_int(vix_index_create("Flat", DIM, &big, &d), ERD_OK, "Flat: %s", d.msg);
+    is_int(vix_index_add(big, BIG, bigv, bigids, &d), ERD_OK, "add %d", BIG);
+    if (!small || !big) {
+        vix_index_destroy(small);
+        vix_index_destroy(big);
+        return;
+    }
+    float s1[KK], s2[KK], b1[KK], b2[KK];
+    int64_t i1[KK], i2[KK], j1[KK], j2[KK];
+    const float *q = vecs + 7 * DIM;
+    is_int(vix_index_search(small, 1, q, KK, s1, i1, &d), ERD_OK, "small first");
+    is_int(vix_index_search(big, 1, q, KK, b1, j1, &d), ERD_OK, "big");
+    is_int(vix_index_search(small, 1, q, KK, s2, i2, &d), ERD_OK, "small again");
+    is_int(vix_index_search(big, 1, q, KK, b2, j2, &d), ERD_OK, "big again");
+    ok(!memcmp(s1, s2, sizeof s1) && !memcmp(i1, i2, sizeof i1),
+       "small index: same answers before and after the big one");
+    ok(!memcmp(b1, b2, sizeof b1) && !memcmp(j1, j2, sizeof j1),
+       "big index: same answers after the small one");
+    ok(i1[0] == ids[7], "small index finds the query's own vector first");
+    vix_index_destroy(small);
+    vix_index_destroy(big);
+}
+
 int main(void)
 {
     if (!tmpdir_make(tmpdir, sizeof tmpdir, "index")) {
@@ -693,6 +730,7 @@ int main(void)
     test_flat_exact();
     test_flat_ties();
     test_flat_u8_tight();
+    test_flat_scratch_reuse();
 
     ok(tmpdir_remove(tmpdir), "temp dir removed");
     return tap_done();
