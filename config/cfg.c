@@ -92,6 +92,10 @@ enum cfg__reload { FIXED, LIVE };
       "Most vectors a faiss_factory auto build searches exactly; larger catalogs get erdIVF.")   \
     X(ivf_nprobe, CFG_INT, ivf_nprobe, "128", 1, 65536, FIXED,                                \
       "IVF lists scanned per search; set at build time and kept in the index file.")          \
+    X(ivf_search, CFG_OPTSTR, ivf_search, "", 0, 0, FIXED,                                    \
+      "Search parameters for catalogs served from erd's own IVF (nprobe=N,gprobe=N,rescore=N, " \
+      "comma-separated), applied when an index is loaded instead of those kept in its file: " \
+      "trade recall for latency without a rebuild.  Empty: the file's.")                      \
     X(hnsw_ef_search, CFG_INT, hnsw_ef_search, "128", 1, 65536, FIXED,                        \
       "HNSW search breadth (efSearch) for HNSW factory strings; set at build time and kept in " \
       "the index file.")                                                                      \
@@ -273,6 +277,29 @@ static int cfg__apply(cfg_config *cfg, const cfg__entry *e, const char *value, e
 }
 
 /* Constraints between keys, checked after every change of source. */
+/* Syntax only: the index checks each value's range when it applies them. */
+static bool cfg__ivf_search_ok(const char *s)
+{
+    static const char *const keys[] = {"nprobe=", "gprobe=", "rescore="};
+    while (*s) {
+        size_t i = 0;
+        while (i < 3 && strncmp(s, keys[i], strlen(keys[i])) != 0)
+            i++;
+        if (i == 3)
+            return false;
+        s += strlen(keys[i]);
+        if (!isdigit((unsigned char)*s) || *s == '0')
+            return false;
+        while (isdigit((unsigned char)*s))
+            s++;
+        if (*s == ',' && s[1])
+            s++;
+        else if (*s)
+            return false;
+    }
+    return true;
+}
+
 static int cfg__validate(const cfg_config *cfg, erd_diag *diag)
 {
     if (cfg->default_k > cfg->max_k)
@@ -287,6 +314,10 @@ static int cfg__validate(const cfg_config *cfg, erd_diag *diag)
     if (i == sizeof simd / sizeof *simd)
         return erd_fail(diag, ERD_ECONFIG,
                         "simd: auto, avx512-vnni, avx512-bf16, avx512, avx2 or base, not \"%s\"", cfg->simd);
+    if (!cfg__ivf_search_ok(cfg->ivf_search))
+        return erd_fail(diag, ERD_ECONFIG,
+                        "ivf_search: empty or nprobe=N, gprobe=N, rescore=N (N a positive "
+                        "integer), comma-separated, not \"%s\"", cfg->ivf_search);
     double t;
     if (cfg_no_match_threshold(cfg->no_match_threshold, NULL, &t) < 0)
         return erd_fail(diag, ERD_ECONFIG,

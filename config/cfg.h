@@ -34,6 +34,7 @@ typedef struct cfg_config {
     char faiss_factory[128];
     size_t index_flat_max;
     int ivf_nprobe;
+    char ivf_search[64];       /* erd IVF search parameters at load; "": the file's */
     int hnsw_ef_search;
     char simd[16];             /* cap on erd's own SIMD kernels: "auto", "avx2", ... */
     int candidates;

@@ -1219,6 +1219,11 @@ int vix_index_set_params(vix_index *index, const char *params, erd_diag *diag)
     return rc;
 }
 
+bool vix_index_is_erd_ivf(const vix_index *index)
+{
+    return index && index->erd;
+}
+
 size_t vix_index_dim(const vix_index *index)
 {
     return index ? index->dim : 0;

@@ -5,6 +5,7 @@
 #ifndef VIX_INDEX_H
 #define VIX_INDEX_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,6 +48,9 @@ int vix_index_search(const vix_index *index, size_t nq, const float *queries, si
  * "efSearch=128" (comma-separated for several); written with the index. */
 int vix_index_set_params(vix_index *index, const char *params, erd_diag *diag);
 
+/* Whether index is erd's own IVF (vix_ivf.h), whose parameters are nprobe,
+ * gprobe and rescore. */
+bool vix_index_is_erd_ivf(const vix_index *index);
 size_t vix_index_dim(const vix_index *index);
 size_t vix_index_count(const vix_index *index);
 

@@ -660,15 +660,16 @@ static int vix__param_value(const char *p, const char *name, size_t max, size_t 
     return ERD_OK;
 }
 
-int vix_ivf_set_params(vix_ivf *ivf, const char *params, erd_diag *diag)
+/* params over *nprobe, *rescore and *gprobe, each changed only when named. */
+static int vix__params_parse(const char *params, size_t *nprobe, size_t *rescore, size_t *gprobe,
+                             erd_diag *diag)
 {
-    size_t nprobe = ivf->nprobe, rescore = ivf->rescore, gprobe = ivf->gprobe;
     for (const char *p = params; p && *p;) {
-        int rc = vix__param_value(p, "nprobe", VIX_IVF_MAX_NLIST, &nprobe);
+        int rc = vix__param_value(p, "nprobe", VIX_IVF_MAX_NLIST, nprobe);
         if (rc == ERD_ENOTFOUND)
-            rc = vix__param_value(p, "rescore", VIX_IVF_MAX_RESCORE, &rescore);
+            rc = vix__param_value(p, "rescore", VIX_IVF_MAX_RESCORE, rescore);
         if (rc == ERD_ENOTFOUND)
-            rc = vix__param_value(p, "gprobe", VIX_IVF_MAX_NLIST, &gprobe);
+            rc = vix__param_value(p, "gprobe", VIX_IVF_MAX_NLIST, gprobe);
         if (rc < 0)
             return erd_fail(diag, ERD_EINVAL,
                             "%s: erd IVF takes nprobe=1..%u, gprobe=1..%u and rescore=1..%u, "
@@ -677,6 +678,21 @@ int vix_ivf_set_params(vix_ivf *ivf, const char *params, erd_diag *diag)
         p = strchr(p, ',');
         p = p ? p + 1 : NULL;
     }
+    return ERD_OK;
+}
+
+int vix_ivf_params_check(const char *params, erd_diag *diag)
+{
+    size_t nprobe = VIX_IVF_NPROBE, rescore = VIX_IVF_RESCORE, gprobe = VIX_IVF_GPROBE;
+    return vix__params_parse(params, &nprobe, &rescore, &gprobe, diag);
+}
+
+int vix_ivf_set_params(vix_ivf *ivf, const char *params, erd_diag *diag)
+{
+    size_t nprobe = ivf->nprobe, rescore = ivf->rescore, gprobe = ivf->gprobe;
+    int rc = vix__params_parse(params, &nprobe, &rescore, &gprobe, diag);
+    if (rc < 0)
+        return rc;
     ivf->nprobe = nprobe;
     ivf->rescore = rescore;
     ivf->gprobe = gprobe;
@@ -1283,6 +1299,10 @@ static size_t vix__pick_lists(const vix_ivf *ivf, const float *q, size_t nprobe,
     return n;
 }
 
+/* Candidates whose floats are asked for ahead of their rescoring: a
+ * candidate's floats are eight cache lines, usually on a page of their own. */
+#define VIX__RESCORE_AHEAD 8
+
 typedef struct vix__cand {
     int32_t sum;
     uint32_t pos;
@@ -1360,13 +1380,22 @@ static size_t vix__gather(const vix_ivf *ivf, const int8_t *w, const uint32_t *l
     return n;
 }
 
+static int vix__cand_pos_cmp(const void *a, const void *b)
+{
+    const vix__cand *x = a, *y = b;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
 /* Exact inner products of the candidates, dimension by dimension as the
  * exact flat search sums them, so a vector scores here what it scores there.
- * buf (dim floats) holds a candidate's floats when they are read with pread. */
-static int vix__rescore(const vix_ivf *ivf, const float *q, const vix__cand *cand, size_t n,
+ * buf (dim floats) holds a candidate's floats when they are read with pread.
+ * In file order: candidates of one list share pages, and the reads go one
+ * way through the file (the caller sorts the hits by score after). */
+static int vix__rescore(const vix_ivf *ivf, const float *q, vix__cand *cand, size_t n,
                         float *buf, vix__hit *hits, erd_diag *diag)
 {
-    const size_t dim = ivf->dim, bytes = dim * sizeof(float);
+    const size_t dim = ivf->dim, bytes = dim * sizeof(float), ahead = VIX__RESCORE_AHEAD;
+    qsort(cand, n, sizeof *cand, vix__cand_pos_cmp);
     for (size_t i = 0; i < n; i++) {
         const float *v = ivf->vecs + (size_t)cand[i].pos * dim;
         if (ivf->vecs_fd >= 0) {
@@ -1376,9 +1405,9 @@ static int vix__rescore(const vix_ivf *ivf, const float *q, const vix__cand *can
                 return erd_fail(diag, ERD_EIO, "reading vectors to rescore: %s",
                                 errno ? strerror(errno) : "short read");
             v = buf;
-        } else if (i + 4 < n) {
+        } else if (i + ahead < n) {
             for (size_t d = 0; d < dim; d += 16)
-                __builtin_prefetch(ivf->vecs + (size_t)cand[i + 4].pos * dim + d);
+                __builtin_prefetch(ivf->vecs + (size_t)cand[i + ahead].pos * dim + d);
         }
         float s = 0;
         for (size_t d = 0; d < dim; d++)

@@ -63,6 +63,8 @@ int vix_ivf_add(vix_ivf *ivf, size_t n, const float *x, const int64_t *ids, erd_
 int vix_ivf_search(const vix_ivf *ivf, const float *q, size_t k, float *ret_scores,
                    int64_t *ret_ids, erd_diag *diag);
 int vix_ivf_set_params(vix_ivf *ivf, const char *params, erd_diag *diag);
+/* ERD_OK when vix_ivf_set_params would take params, else ERD_EINVAL saying why. */
+int vix_ivf_params_check(const char *params, erd_diag *diag);
 
 size_t vix_ivf_count(const vix_ivf *ivf);
 size_t vix_ivf_dim(const vix_ivf *ivf);

@@ -2,6 +2,7 @@
  * behind an entity's phrases.  The design is told in vix_resolve_internal.h;
  * views are in vix_view.c, deltas in vix_delta.c, sync and rebuild jobs in
  * vix_jobs.c, the resolve path in vix_query.c. */
+#include "index/vix_ivf.h"
 #include "index/vix_resolve_internal.h"
 
 static int vix__text_variant(void *user, const char *variant, size_t len, int derived)
@@ -132,8 +133,15 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
     r->build_encoder = vix__dup(opts->build_encoder, "baseline");
     r->build_factory = vix__dup(opts->build_factory, "Flat");
     r->g2p_voice = vix__dup(opts->g2p_voice, "en-us");
-    if (!r->view || !r->db_path || !r->build_encoder || !r->build_factory || !r->g2p_voice) {
+    r->ivf_search = vix__dup(opts->ivf_search, "");
+    if (!r->view || !r->db_path || !r->build_encoder || !r->build_factory || !r->g2p_voice ||
+        !r->ivf_search) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        goto out;
+    }
+    erd_diag pd = {0};
+    if (r->ivf_search[0] && (rc = vix_ivf_params_check(r->ivf_search, &pd)) < 0) {
+        rc = erd_fail(diag, rc, "ivf_search: %s", pd.msg);
         goto out;
     }
     atomic_init(&r->view->refs, 1);
@@ -246,6 +254,7 @@ void vix_resolver_close(vix_resolver *r)
     free(r->db_path);
     free(r->build_encoder);
     free(r->build_factory);
+    free(r->ivf_search);
     free(r->g2p_voice);
     pthread_mutex_destroy(&r->view_mu);
     pthread_mutex_destroy(&r->sync_mu);

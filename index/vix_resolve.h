@@ -41,6 +41,9 @@ typedef struct vix_resolver_opts {
      * own encoder and factory are kept); defaults "baseline", "Flat". */
     const char *build_encoder;
     const char *build_factory;
+    /* Search parameters set on every erd IVF index loaded (vix_ivf.h:
+     * "nprobe=N,gprobe=N,rescore=N"), NULL or "" for the file's own. */
+    const char *ivf_search;
     /* A sync whose delta (entities written plus masked) grows past this
      * starts a rebuild of the catalog; 0 = never. */
     size_t delta_max;

@@ -158,6 +158,7 @@ struct vix_resolver {
     int calib_rerank_ok; /* calib was fitted under this rerank configuration */
     char *db_path;
     char *build_encoder, *build_factory, *g2p_voice;
+    char *ivf_search; /* "" for each index file's own parameters */
     size_t delta_max;
     size_t delta_max_bytes;
 

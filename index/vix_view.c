@@ -400,6 +400,13 @@ int vix__base_load(vix_resolver *r, vix_store *store, int64_t catalog_id, const 
     rc = vix_index_read(path, &b->index, diag);
     if (rc < 0)
         goto out;
+    if (r->ivf_search[0] && vix_index_is_erd_ivf(b->index)) {
+        erd_diag pd = {0};
+        if ((rc = vix_index_set_params(b->index, r->ivf_search, &pd)) < 0) {
+            rc = erd_fail(diag, rc, "catalog \"%s\": ivf_search: %s", name, pd.msg);
+            goto out;
+        }
+    }
     if (vix_index_dim(b->index) != pho_encoder_dim(b->enc) ||
         vix_index_count(b->index) != (size_t)meta->vector_count) {
         rc = erd_fail(diag, ERD_EMISMATCH,

@@ -739,6 +739,7 @@ int cmd_serve(int argc, char **argv)
         .candidates = (size_t)cfg.candidates,
         .build_encoder = cfg.encoder,
         .build_factory = cfg.faiss_factory,
+        .ivf_search = cfg.ivf_search,
         /* a replica never builds: the primary publishes the next snapshot */
         .delta_max = snapshot ? 0 : cfg.delta_max,
         .delta_max_bytes = cfg.delta_max_bytes,
@@ -852,7 +853,8 @@ int cmd_resolve(int argc, char **argv)
         hyps[i] = (vix_hypothesis){.text = argv[optind + (int)i], .len = strlen(argv[optind + (int)i])};
     req.hyps = hyps;
     vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg.g2p_voice,
-                            .g2p_cache_entries = 64, .candidates = (size_t)cfg.candidates};
+                            .g2p_cache_entries = 64, .candidates = (size_t)cfg.candidates,
+                            .ivf_search = cfg.ivf_search};
     char rerank[2048], calibration[2048];
     ro.rerank = cmd_rerank_spec(cfg.rerank, rerank, sizeof rerank);
     ro.calibration = cmd_rerank_spec(cfg.calibration, calibration, sizeof calibration);

@@ -375,7 +375,8 @@ static int eval__connect(eval_run *r, const cfg_config *cfg, const char *db, erd
     }
     vix_resolver_opts ro = {.db_path = db, .g2p_voice = cfg->g2p_voice,
                             .g2p_cache_entries = cfg->g2p_cache_entries,
-                            .candidates = (size_t)cfg->candidates};
+                            .candidates = (size_t)cfg->candidates,
+                            .ivf_search = cfg->ivf_search};
     char rerank[2048], calibration[2048];
     ro.rerank = cmd_rerank_spec(cfg->rerank, rerank, sizeof rerank);
     ro.calibration = cmd_rerank_spec(cfg->calibration, calibration, sizeof calibration);

@@ -193,6 +193,35 @@ def erd_ivf(tmp):
     rc, _, err = erd("build", "-q", "--db", os.path.join(tmp, "ivf-erd.db"), "--catalog", "books",
                      "--factory", "erdIVF4,SQ5")
     tap.ok(rc != 0 and "erdIVF" in err, f"a malformed erd factory string is refused ({err.strip()!r})")
+    ivf_search(tmp, out["flat"])
+
+
+def ivf_search(tmp, flat_answers):
+    """ivf_search sets an erd IVF's search parameters when it is loaded: an
+    index built to scan one list answers as Flat once told to scan all of
+    them; Flat indexes ignore it; a value out of range stops the command."""
+    db = os.path.join(tmp, "ivf-narrow.db")
+    erd("import", "-q", "--db", db, "--catalog", "books", erdtest.MINI)
+    rc, _, err = erd("build", "-q", "--db", db, "--catalog", "books",
+                     "--factory", "erdIVF4,SQ4|nprobe=1,rescore=1")
+    tap.ok(rc == 0, f"build a one-list, one-rescore erd IVF ({err.strip()!r})")
+    queries = ("the hunger games", "harry potter", "pride and prejudice", "the")
+
+    def answers(path, search):
+        env = dict(os.environ, ERD_IVF_SEARCH=search)
+        return [erd("resolve", "--db", path, "--catalog", "books", "--json", "-k", "10", q,
+                    env=env)[1] for q in queries]
+    tap.ok(answers(db, "nprobe=4,rescore=1000") == flat_answers,
+           "ivf_search nprobe=4,rescore=1000 on it: Flat's answers, byte for byte")
+    tap.ok(answers(os.path.join(tmp, "ivf-flat.db"), "nprobe=1") == flat_answers,
+           "a Flat index ignores ivf_search")
+    env = dict(os.environ, ERD_IVF_SEARCH="nprobe=9999999")
+    rc, out, err = erd("resolve", "--db", db, "--catalog", "books", "harry potter", env=env)
+    tap.ok(rc != 0 and not out and "ivf_search" in err and "nprobe=1.." in err,
+           f"nprobe out of range stops the command, saying why ({err.strip()!r})")
+    env = dict(os.environ, ERD_IVF_SEARCH="nprobe=4,foo=2")
+    rc, _, err = erd("resolve", "--db", db, "--catalog", "books", "harry potter", env=env)
+    tap.ok(rc != 0 and "ivf_search" in err, f"an unknown parameter is refused ({err.strip()!r})")
 
 
 def main():

@@ -54,6 +54,13 @@ int main(void)
     is_int(cfg_set(&cfg, "log_requests", "maybe", &d), ERD_ECONFIG, "bad bool refused");
     is_int(cfg_set(&cfg, "default_k", "60", &d), ERD_ECONFIG, "default_k above max_k refused");
     is_int(cfg_set(&cfg, "listen", "nowhere", &d), ERD_ECONFIG, "listen without port refused");
+    is_int(cfg_set(&cfg, "ivf_search", "nprobe=256,gprobe=32", &d), ERD_OK, "ivf_search set");
+    is_int(cfg_set(&cfg, "ivf_search", "", &d), ERD_OK, "ivf_search empty: the file's");
+    static const char *const bad_search[] = {"nprobe", "nprobe=0", "nprobe=-1", "nprobe=4,",
+                                             "nprobe=4,,gprobe=2", "efSearch=64", "nprobe=4x"};
+    for (size_t i = 0; i < sizeof bad_search / sizeof *bad_search; i++)
+        is_int(cfg_set(&cfg, "ivf_search", bad_search[i], &d), ERD_ECONFIG, "ivf_search \"%s\" refused",
+               bad_search[i]);
 
     path = write_tmp("# comment\n\nthreads 3\nmax_hypotheses = 4\nbogus 1\n");
     cfg_config before = cfg;
