@@ -13,7 +13,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/io_uring.h>
 
 #include <faiss/c_api/Clustering_c.h>
 #include <faiss/c_api/IndexFlat_c.h>
@@ -1380,10 +1383,198 @@ static size_t vix__gather(const vix_ivf *ivf, const int8_t *w, const uint32_t *l
     return n;
 }
 
+/* ---- batched reads of the floats rescored ----
+ *
+ * Past the mapped-floats limit each rescored candidate was a pread: at 10M
+ * a quarter to a third of a server's CPU went to those syscalls (perf: the
+ * entry, the page-cache lookup, the copy).  One io_uring submission reads a
+ * search's candidates at once; page-cache hits complete inside it.  Each
+ * thread keeps its own ring; where io_uring is refused (an old kernel, a
+ * seccomp profile) the reads stay preads, with the same bytes. */
+#define VIX__RING_ENTRIES 256u
+
+typedef struct vix__ring {
+    int fd;
+    void *sq_map, *cq_map;
+    size_t sq_len, cq_len, sqes_len;
+    _Atomic unsigned *sq_head, *sq_tail, *cq_head, *cq_tail;
+    unsigned sq_mask, cq_mask, *sq_array;
+    struct io_uring_sqe *sqes;
+    struct io_uring_cqe *cqes;
+    /* where the reads land: the ring's own, so that nothing a failed
+     * submission left in flight can write into memory freed since */
+    char *buf;
+    size_t buf_len;
+    bool broken;
+} vix__ring;
+
+static pthread_key_t vix__ring_key;
+static pthread_once_t vix__ring_once = PTHREAD_ONCE_INIT;
+static bool vix__ring_key_ok;
+static atomic_bool vix__ring_off; /* tests: the pread path */
+
+void vix_ivf_batched_reads(bool on)
+{
+    atomic_store(&vix__ring_off, !on);
+}
+
+static void vix__ring_free(void *p)
+{
+    vix__ring *rg = p;
+    if (!rg)
+        return;
+    if (rg->sqes)
+        munmap(rg->sqes, rg->sqes_len);
+    if (rg->cq_map && rg->cq_map != rg->sq_map)
+        munmap(rg->cq_map, rg->cq_len);
+    if (rg->sq_map)
+        munmap(rg->sq_map, rg->sq_len);
+    if (rg->fd >= 0)
+        close(rg->fd);
+    free(rg->buf);
+    free(rg);
+}
+
+static void vix__ring_key_init(void)
+{
+    vix__ring_key_ok = pthread_key_create(&vix__ring_key, vix__ring_free) == 0;
+}
+
+static void *vix__ring_mmap(int fd, size_t len, off_t what)
+{
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, what);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+/* A ring of VIX__RING_ENTRIES, or NULL when the kernel will not give one. */
+static vix__ring *vix__ring_new(void)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof p);
+    vix__ring *rg = calloc(1, sizeof *rg);
+    if (!rg)
+        return NULL;
+    rg->fd = (int)syscall(__NR_io_uring_setup, VIX__RING_ENTRIES, &p);
+    if (rg->fd < 0) {
+        free(rg);
+        return NULL;
+    }
+    rg->sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+    rg->cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+    if (p.features & IORING_FEAT_SINGLE_MMAP)
+        rg->sq_len = rg->cq_len = rg->sq_len > rg->cq_len ? rg->sq_len : rg->cq_len;
+    rg->sq_map = vix__ring_mmap(rg->fd, rg->sq_len, IORING_OFF_SQ_RING);
+    rg->cq_map = !rg->sq_map                             ? NULL
+                 : p.features & IORING_FEAT_SINGLE_MMAP ? rg->sq_map
+                                                         : vix__ring_mmap(rg->fd, rg->cq_len,
+                                                                          IORING_OFF_CQ_RING);
+    rg->sqes_len = p.sq_entries * sizeof(struct io_uring_sqe);
+    rg->sqes = rg->cq_map ? vix__ring_mmap(rg->fd, rg->sqes_len, IORING_OFF_SQES) : NULL;
+    if (!rg->sqes) {
+        vix__ring_free(rg);
+        return NULL;
+    }
+    char *sq = rg->sq_map, *cq = rg->cq_map;
+    rg->sq_head = (_Atomic unsigned *)(sq + p.sq_off.head);
+    rg->sq_tail = (_Atomic unsigned *)(sq + p.sq_off.tail);
+    rg->sq_mask = *(unsigned *)(sq + p.sq_off.ring_mask);
+    rg->sq_array = (unsigned *)(sq + p.sq_off.array);
+    rg->cq_head = (_Atomic unsigned *)(cq + p.cq_off.head);
+    rg->cq_tail = (_Atomic unsigned *)(cq + p.cq_off.tail);
+    rg->cq_mask = *(unsigned *)(cq + p.cq_off.ring_mask);
+    rg->cqes = (struct io_uring_cqe *)(cq + p.cq_off.cqes);
+    return rg;
+}
+
+/* This thread's ring, made on first use; NULL for the pread path. */
+static vix__ring *vix__ring_get(void)
+{
+    if (atomic_load(&vix__ring_off))
+        return NULL;
+    pthread_once(&vix__ring_once, vix__ring_key_init);
+    if (!vix__ring_key_ok)
+        return NULL;
+    vix__ring *rg = pthread_getspecific(vix__ring_key);
+    if (rg)
+        return rg->fd >= 0 && !rg->broken ? rg : NULL;
+    rg = vix__ring_new();
+    if (!rg && (rg = calloc(1, sizeof *rg)) != NULL)
+        rg->fd = -1; /* refused: remembered, not asked again */
+    if (rg && pthread_setspecific(vix__ring_key, rg) != 0) {
+        vix__ring_free(rg);
+        return NULL;
+    }
+    return rg && rg->fd >= 0 ? rg : NULL;
+}
+
+/* n reads of len bytes at offs[i] of fd into the ring's buffer, row i at
+ * i * len, n at most VIX__RING_ENTRIES; ERD_OK only when every read was
+ * whole.  A ring whose submission failed is not used again. */
+static int vix__ring_read(vix__ring *rg, int fd, const uint64_t *offs, size_t n, size_t len)
+{
+    if (rg->buf_len < VIX__RING_ENTRIES * len) {
+        char *b = malloc(VIX__RING_ENTRIES * len);
+        if (!b)
+            return ERD_ENOMEM;
+        free(rg->buf);
+        rg->buf = b;
+        rg->buf_len = VIX__RING_ENTRIES * len;
+    }
+    char *dst = rg->buf;
+    unsigned tail = atomic_load_explicit(rg->sq_tail, memory_order_relaxed);
+    for (size_t i = 0; i < n; i++, tail++) {
+        unsigned slot = tail & rg->sq_mask;
+        struct io_uring_sqe *e = &rg->sqes[slot];
+        memset(e, 0, sizeof *e);
+        e->opcode = IORING_OP_READ;
+        e->fd = fd;
+        e->addr = (uint64_t)(uintptr_t)(dst + i * len);
+        e->len = (uint32_t)len;
+        e->off = offs[i];
+        e->user_data = i;
+        rg->sq_array[slot] = slot;
+    }
+    atomic_store_explicit(rg->sq_tail, tail, memory_order_release);
+    size_t done = 0;
+    int rc = ERD_OK;
+    while (done < n) {
+        unsigned pending = tail - atomic_load_explicit(rg->sq_head, memory_order_acquire);
+        long got = syscall(__NR_io_uring_enter, rg->fd, pending, (unsigned)(n - done),
+                           IORING_ENTER_GETEVENTS, NULL, 0);
+        if (got < 0 && errno != EINTR) {
+            rg->broken = true;
+            return ERD_EIO;
+        }
+        unsigned head = atomic_load_explicit(rg->cq_head, memory_order_relaxed);
+        unsigned ctail = atomic_load_explicit(rg->cq_tail, memory_order_acquire);
+        for (; head != ctail; head++, done++)
+            if (rg->cqes[head & rg->cq_mask].res != (int32_t)len)
+                rc = ERD_EIO;
+        atomic_store_explicit(rg->cq_head, head, memory_order_release);
+    }
+    return rc;
+}
+
 static int vix__cand_pos_cmp(const void *a, const void *b)
 {
     const vix__cand *x = a, *y = b;
     return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+/* Candidates first..first+m's floats read through this thread's ring into
+ * its buffer; NULL when they must be read one by one instead. */
+static const float *vix__read_batch(const vix_ivf *ivf, const vix__cand *cand, size_t first,
+                                    size_t m)
+{
+    vix__ring *rg = vix__ring_get();
+    if (!rg)
+        return NULL;
+    const size_t bytes = ivf->dim * sizeof(float);
+    uint64_t offs[VIX__RING_ENTRIES];
+    for (size_t i = 0; i < m; i++)
+        offs[i] = ivf->vecs_off + (uint64_t)cand[first + i].pos * bytes;
+    return vix__ring_read(rg, ivf->vecs_fd, offs, m, bytes) == ERD_OK ? (const float *)rg->buf
+                                                                       : NULL;
 }
 
 /* Exact inner products of the candidates, dimension by dimension as the
@@ -1396,9 +1587,16 @@ static int vix__rescore(const vix_ivf *ivf, const float *q, vix__cand *cand, siz
 {
     const size_t dim = ivf->dim, bytes = dim * sizeof(float), ahead = VIX__RESCORE_AHEAD;
     qsort(cand, n, sizeof *cand, vix__cand_pos_cmp);
+    const float *batch = NULL;
     for (size_t i = 0; i < n; i++) {
         const float *v = ivf->vecs + (size_t)cand[i].pos * dim;
-        if (ivf->vecs_fd >= 0) {
+        if (ivf->vecs_fd >= 0 && i % VIX__RING_ENTRIES == 0) {
+            size_t m = n - i < VIX__RING_ENTRIES ? n - i : VIX__RING_ENTRIES;
+            batch = vix__read_batch(ivf, cand, i, m);
+        }
+        if (batch) {
+            v = batch + (i % VIX__RING_ENTRIES) * dim;
+        } else if (ivf->vecs_fd >= 0) {
             off_t at = (off_t)(ivf->vecs_off + (uint64_t)cand[i].pos * bytes);
             errno = 0;
             if (pread(ivf->vecs_fd, buf, bytes, at) != (ssize_t)bytes)

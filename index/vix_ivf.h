@@ -63,6 +63,10 @@ int vix_ivf_add(vix_ivf *ivf, size_t n, const float *x, const int64_t *ids, erd_
 int vix_ivf_search(const vix_ivf *ivf, const float *q, size_t k, float *ret_scores,
                    int64_t *ret_ids, erd_diag *diag);
 int vix_ivf_set_params(vix_ivf *ivf, const char *params, erd_diag *diag);
+/* Floats read with pread are read a search's candidates at a time through
+ * an io_uring where the kernel allows it (default); false: one pread each
+ * (tests compare the two). */
+void vix_ivf_batched_reads(bool on);
 /* ERD_OK when vix_ivf_set_params would take params, else ERD_EINVAL saying why. */
 int vix_ivf_params_check(const char *params, erd_diag *diag);
 
