@@ -90,8 +90,10 @@ enum cfg__reload { FIXED, LIVE };
       "erdIVF32768_G256,SQ4|nprobe=128,gprobe=16 (see deploy/SCALE-OUT.md).")                  \
     X(index_flat_max, CFG_SIZE, index_flat_max, "262144", 1, 1099511627776, FIXED,            \
       "Most vectors a faiss_factory auto build searches exactly; larger catalogs get erdIVF.")   \
-    X(ivf_nprobe, CFG_INT, ivf_nprobe, "128", 1, 65536, FIXED,                                \
-      "IVF lists scanned per search; set at build time and kept in the index file.")          \
+    X(ivf_nprobe, CFG_INT, ivf_nprobe, "0", 0, 65536, FIXED,                                  \
+      "IVF lists scanned per search; set at build time and kept in the index file.  0: 128, "  \
+      "and for the two-level erdIVF<nlist>_G<groups> enough of its smaller lists to scan "     \
+      "about 100,000 vectors, as 128 of 2048 lists do at 1.6M (256 at 10M).")                  \
     X(ivf_search, CFG_OPTSTR, ivf_search, "", 0, 0, FIXED,                                    \
       "Search parameters for catalogs served from erd's own IVF (nprobe=N,gprobe=N,rescore=N, " \
       "comma-separated), applied when an index is loaded instead of those kept in its file: " \

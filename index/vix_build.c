@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "index/vix_index.h"
+#include "index/vix_ivf.h"
 #include "index/vix_internal.h"
 #include "index/vix_phrase.h"
 #include "index/vix_resolve_internal.h"
@@ -32,6 +33,13 @@
 #define VIX_BUILD_FLAT_COARSE_MAX 2048
 /* ...and above it lists of about this many vectors, in groups. */
 #define VIX_BUILD_LIST_VECTORS 512
+/* Vectors a search of the two-level index scans by default: what the
+ * single-level default scans at its largest (128 of 2,048 lists of about
+ * 780 vectors at 1.6M).  Its lists are smaller, so the same nprobe scanned
+ * half as much: at 10M it agreed with exact search on the top result of
+ * 72 % of simulated n-best queries, against 89 % at 1M, and 76 % when
+ * twice the lists were scanned. */
+#define VIX_BUILD_SCAN_VECTORS 100000
 
 /* The generation says what the file holds; the clock keeps two builds of
  * one generation (another encoder, say) from writing the same name. */
@@ -252,6 +260,19 @@ static void vix__pick_factory(const char *factory, size_t n, size_t flat_max, ch
     while (groups * groups < nlist)
         groups *= 2;
     snprintf(out, cap, "erdIVF%zu_G%zu,SQ4", nlist, groups);
+}
+
+int vix_build_default_nprobe(const char *factory, size_t nvectors)
+{
+    vix_ivf_spec spec;
+    erd_diag ignored = {0};
+    if (vix_ivf_parse(factory, &spec, &ignored) != ERD_OK || spec.groups == 0 || spec.nlist == 0)
+        return VIX_BUILD_NPROBE;
+    size_t per_list = nvectors / spec.nlist > 0 ? nvectors / spec.nlist : 1;
+    size_t nprobe = VIX_BUILD_NPROBE;
+    while (nprobe * per_list < VIX_BUILD_SCAN_VECTORS && nprobe < spec.nlist)
+        nprobe *= 2;
+    return (int)(nprobe < spec.nlist ? nprobe : spec.nlist);
 }
 
 typedef struct vix__encode_job {
@@ -601,7 +622,9 @@ static int vix__build_add(vix__build *b)
     if (strchr(factory, '|'))
         param[0] = '\0'; /* FACTORY|PARAMS: the operator's own, already set */
     else if (strstr(factory, "IVF"))
-        snprintf(param, sizeof param, "nprobe=%d", opts->nprobe > 0 ? opts->nprobe : VIX_BUILD_NPROBE);
+        snprintf(param, sizeof param, "nprobe=%d",
+                 opts->nprobe > 0 ? opts->nprobe
+                                  : vix_build_default_nprobe(factory, corpus->n));
     else if (strstr(factory, "HNSW"))
         snprintf(param, sizeof param, "efSearch=%d",
                  opts->ef_search > 0 ? opts->ef_search : VIX_BUILD_EF_SEARCH);

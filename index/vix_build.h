@@ -26,7 +26,7 @@ typedef struct vix_build_opts {
      * "erdIVF<nlist>_G<groups>,SQ4" with lists of about 512 vectors. */
     const char *factory;
     size_t flat_max;          /* 0: VIX_BUILD_FLAT_MAX */
-    int nprobe;               /* IVF lists searched, kept in the index file; 0: VIX_BUILD_NPROBE */
+    int nprobe;               /* IVF lists searched, kept in the index file; 0: vix_build_default_nprobe */
     int ef_search;            /* HNSW search breadth, kept in the index file; 0: VIX_BUILD_EF_SEARCH */
     int threads;              /* encoding threads; 0: one per core */
     /* Worker processes that make a large catalog's missing phonemes before
@@ -81,5 +81,11 @@ void vix_index_file_remove(const char *path);
 int vix_index_table_path(const char *index_path, char *out, size_t outcap);
 
 int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag);
+
+/* The nprobe a build of nvectors with factory records when none is asked
+ * for: VIX_BUILD_NPROBE, and for a two-level erd IVF ("erdIVF<n>_G<g>")
+ * enough lists to scan as many vectors as the single-level default does at
+ * its largest; never more than the lists there are. */
+int vix_build_default_nprobe(const char *factory, size_t nvectors);
 
 #endif

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "index/vix_build.h"
 #include "index/vix_index.h"
 #include "index/vix_ivf.h"
 #include "tap.h"
@@ -704,6 +705,24 @@ static void test_flat_scratch_reuse(void)
     vix_index_destroy(big);
 }
 
+/* The breadth a build records: 128 lists for FAISS and single-level erd
+ * indexes; a two-level index's smaller lists get enough of them to scan
+ * what 128 of 2,048 lists of 1.6M vectors scan. */
+static void test_default_nprobe(void)
+{
+    is_int(vix_build_default_nprobe("IVF2048,Flat", 1600000), VIX_BUILD_NPROBE, "FAISS IVF");
+    is_int(vix_build_default_nprobe("erdIVF2048,SQ4", 1600000), VIX_BUILD_NPROBE,
+           "single-level erd IVF at its largest");
+    is_int(vix_build_default_nprobe("erdIVF32768_G256,SQ4", 15728998), 256,
+           "10M: lists of 480 vectors, 256 of them");
+    is_int(vix_build_default_nprobe("erdIVF4096_G64,SQ4", 2000000), 256,
+           "2M: lists of 488 vectors, 256 of them");
+    is_int(vix_build_default_nprobe("erdIVF4096_G64,SQ4", 8000000), VIX_BUILD_NPROBE,
+           "lists of 1,953 vectors: 128 already scan enough");
+    is_int(vix_build_default_nprobe("erdIVF64_G8,SQ4", 1000), 64, "never more lists than there are");
+    is_int(vix_build_default_nprobe("Flat", 100), VIX_BUILD_NPROBE, "not an IVF: the constant");
+}
+
 int main(void)
 {
     if (!tmpdir_make(tmpdir, sizeof tmpdir, "index")) {
@@ -736,6 +755,7 @@ int main(void)
     test_flat_ties();
     test_flat_u8_tight();
     test_flat_scratch_reuse();
+    test_default_nprobe();
 
     ok(tmpdir_remove(tmpdir), "temp dir removed");
     return tap_done();
