@@ -71,7 +71,7 @@ enum cfg__reload { FIXED, LIVE };
     X(g2p_cache_entries, CFG_SIZE, g2p_cache_entries, "65536", 0, 16777216, FIXED,            \
       "Phoneme cache capacity (texts); 0 disables it.")                                       \
     X(g2p_voice, CFG_STR, g2p_voice, "en-us", 0, 0, FIXED, "espeak-ng voice used for G2P.")  \
-    X(encoder, CFG_STR, encoder, "model:erd-siamese-v3.bin", 0, 0, FIXED,                                     \
+    X(encoder, CFG_STR, encoder, "model:erd-siamese-v4.bin", 0, 0, FIXED,                                     \
       "Phonetic encoder used by builds: baseline[:DIM], model:FILE (learned), semantic:FILE, " \
       "vec:FILE or fused:W:PHONETIC|SEMANTIC.")                                                \
     X(model_dir, CFG_STR, model_dir, "auto", 0, 0, FIXED,                                     \
@@ -107,12 +107,12 @@ enum cfg__reload { FIXED, LIVE };
       "comparing kernels, or a way around a CPU fault.")                                      \
     X(candidates, CFG_INT, candidates, "64", 1, 4096, FIXED,                                  \
       "Vectors fetched from the index per resolve before grouping by entity.")                \
-    X(rerank, CFG_STR, rerank, "phonetics/models/channel-v3.txt,candidates=200", 0, 0, FIXED, \
+    X(rerank, CFG_STR, rerank, "phonetics/models/channel-v4.txt,candidates=200", 0, 0, FIXED, \
       "Second stage: rescore the first candidates by phone alignment under a learned noise "   \
       "channel. off, or CHANNEL_FILE[,weight=W,candidates=N,mode=local|global,skip=S,"         \
       "temperature=T]; a relative file is looked up from the working directory, then from "    \
       "the folder above the erd binary's, then from the data directory (PREFIX/share/erd).")  \
-    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v7.txt", 0, 0, FIXED,   \
+    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v8.txt", 0, 0, FIXED,   \
       "Calibrated scores: off, or a file from erd calibrate mapping each result to the "       \
       "probability it is right (the entity meant, also when the catalog may lack it: "        \
       "deploy/fit-calibration.sh); looked up like rerank's channel file.  A catalog built with " \
