@@ -36,7 +36,9 @@ mkdir -p "$out"
 
 # The v4 snapshot grows by appending: the first V4_RECORDS of it (4,871, what
 # the models README's v4 tables were trained and measured on) unless told.
-gzip -dc "$d/sim-pairs-v4.jsonl.gz" | head -n "${V4_RECORDS:-4871}" >"$out/v4.jsonl"
+# (awk reads to the end: head would close the pipe early, and gzip's SIGPIPE
+# fails the script under pipefail whenever the snapshot holds more)
+gzip -dc "$d/sim-pairs-v4.jsonl.gz" | awk -v n="${V4_RECORDS:-4871}" 'NR <= n' >"$out/v4.jsonl"
 split() {
     python3 "$top/deploy/sim-matrix.py" split --records "$out/v4.jsonl" \
         --test "$out/test.jsonl" --holdout "${HOLDOUT:-0.2}" \
