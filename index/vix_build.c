@@ -264,9 +264,8 @@ static void vix__pick_factory(const char *factory, size_t n, size_t flat_max, ch
 
 int vix_build_default_nprobe(const char *factory, size_t nvectors)
 {
-    vix_ivf_spec spec;
-    erd_diag ignored = {0};
-    if (vix_ivf_parse(factory, &spec, &ignored) != ERD_OK || spec.groups == 0 || spec.nlist == 0)
+    vix_ivf_spec spec; /* a FAISS string or a malformed one: not ours to judge here */
+    if (vix_ivf_parse(factory, &spec, NULL) != ERD_OK || spec.groups == 0)
         return VIX_BUILD_NPROBE;
     size_t per_list = nvectors / spec.nlist > 0 ? nvectors / spec.nlist : 1;
     size_t nprobe = VIX_BUILD_NPROBE;

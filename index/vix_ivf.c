@@ -1561,6 +1561,12 @@ static int vix__cand_pos_cmp(const void *a, const void *b)
     return (x->pos > y->pos) - (x->pos < y->pos);
 }
 
+/* Where the floats of the vector at pos start in the index file. */
+static uint64_t vix__vec_offset(const vix_ivf *ivf, uint32_t pos)
+{
+    return ivf->vecs_off + (uint64_t)pos * ivf->dim * sizeof(float);
+}
+
 /* Candidates first..first+m's floats read through this thread's ring into
  * its buffer; NULL when they must be read one by one instead. */
 static const float *vix__read_batch(const vix_ivf *ivf, const vix__cand *cand, size_t first,
@@ -1569,12 +1575,12 @@ static const float *vix__read_batch(const vix_ivf *ivf, const vix__cand *cand, s
     vix__ring *rg = vix__ring_get();
     if (!rg)
         return NULL;
-    const size_t bytes = ivf->dim * sizeof(float);
     uint64_t offs[VIX__RING_ENTRIES];
     for (size_t i = 0; i < m; i++)
-        offs[i] = ivf->vecs_off + (uint64_t)cand[first + i].pos * bytes;
-    return vix__ring_read(rg, ivf->vecs_fd, offs, m, bytes) == ERD_OK ? (const float *)rg->buf
-                                                                       : NULL;
+        offs[i] = vix__vec_offset(ivf, cand[first + i].pos);
+    return vix__ring_read(rg, ivf->vecs_fd, offs, m, ivf->dim * sizeof(float)) == ERD_OK
+               ? (const float *)rg->buf
+               : NULL;
 }
 
 /* Exact inner products of the candidates, dimension by dimension as the
@@ -1597,7 +1603,7 @@ static int vix__rescore(const vix_ivf *ivf, const float *q, vix__cand *cand, siz
         if (batch) {
             v = batch + (i % VIX__RING_ENTRIES) * dim;
         } else if (ivf->vecs_fd >= 0) {
-            off_t at = (off_t)(ivf->vecs_off + (uint64_t)cand[i].pos * bytes);
+            off_t at = (off_t)vix__vec_offset(ivf, cand[i].pos);
             errno = 0;
             if (pread(ivf->vecs_fd, buf, bytes, at) != (ssize_t)bytes)
                 return erd_fail(diag, ERD_EIO, "reading vectors to rescore: %s",

@@ -472,10 +472,11 @@ static void test_erd_ivf_exact(const char *factory, const vix_index *flat)
     /* read back three times: floats through the map, then read a search's
      * candidates at a time (io_uring where the kernel allows it), then one
      * pread each */
-    static const char *const how[] = {"mapped", "read in batches", "read with pread"};
-    for (int pread_floats = 0; pread_floats <= 2; pread_floats++) {
-        vix_ivf_mapped_floats_max(pread_floats ? 1 : 0);
-        vix_ivf_batched_reads(pread_floats != 2);
+    enum { MAPPED, BATCHED, PREAD, NHOW };
+    static const char *const how[NHOW] = {"mapped", "read in batches", "read with pread"};
+    for (int mode = MAPPED; mode < NHOW; mode++) {
+        vix_ivf_mapped_floats_max(mode == MAPPED ? 0 : 1);
+        vix_ivf_batched_reads(mode != PREAD);
         vix_index *back = NULL;
         is_int(vix_index_read(path, &back, &d), ERD_OK, "%s: mapped back %s", factory, d.msg);
         if (back) {
@@ -483,7 +484,7 @@ static void test_erd_ivf_exact(const char *factory, const vix_index *flat)
             vix_index_search(back, NVEC, vecs, K, s2, i2, &d);
             ok(memcmp(i1, i2, sizeof i1) == 0 && memcmp(s1, s2, sizeof s1) == 0,
                "%s, floats %s: the mapped file keeps nprobe and rescore and answers as Flat",
-               factory, how[pread_floats]);
+               factory, how[mode]);
             is_int(vix_index_add(back, 1, vecs, ids, &d), ERD_EUNSUPPORTED,
                    "a mapped index is read-only");
         }
