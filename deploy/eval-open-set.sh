@@ -14,7 +14,8 @@
 #      counting only right answers with "match": true; and the 400
 #      out-of-domain test utterances (phonetics/models/data/ood-test-v1.txt,
 #      never trained on) sent to each catalog as one text: the share answered
-#      "match": false.
+#      "match": false; likewise the 400 written by hand (ood-test-v2.txt),
+#      in other words than the generator's templates.
 #
 # usage: deploy/eval-open-set.sh DATA_DIR [BUILD_DIR]   (DATA_DIR holds video/ book/ queries/)
 # ERD_* variables reach every erd command.
@@ -53,5 +54,10 @@ serve_eval() {
 }
 echo "== open set: half of the dev queries' entities removed"
 serve_eval "$work/open.db" "$data/queries/dev.jsonl"
-echo "== full catalogs: dev queries and out-of-domain utterances"
+echo "== full catalogs: dev queries and out-of-domain utterances (ood-test-v1)"
 serve_eval "$work/full.db" "$work/dev-ood.jsonl"
+# the hand-written utterances, in other words than any template's
+python3 "$top/deploy/open_set.py" ood video book <"$top/phonetics/models/data/ood-test-v2.txt" \
+    >"$work/ood-v2.jsonl"
+echo "== full catalogs: out-of-domain utterances written by hand (ood-test-v2)"
+serve_eval "$work/full.db" "$work/ood-v2.jsonl"

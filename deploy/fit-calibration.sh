@@ -4,7 +4,7 @@
 # after retraining the encoder or the noise channel.
 #
 # usage: deploy/fit-calibration.sh [BUILD_DIR]      (default build)
-#   OUT   calibration file to write (default phonetics/models/calibration-v8.txt)
+#   OUT   calibration file to write (default phonetics/models/calibration-v9.txt)
 #   WORK  keep the work folder here (default a temporary one)
 #   V4_HOLDOUT  for an encoder trained on sim-pairs-v4 (deploy/train-v4.sh): the
 #         share it held out (its HOLDOUT, e.g. 0.2) and V4_RECORDS how many
@@ -31,9 +31,10 @@
 #     deploy/open_set.py remove), so those queries have no right answer; a
 #     second catalog (simb) loses the other half, and every query is asked of
 #     both: once with its entity there, once without;
-#   - 3,000 out-of-domain utterances (phonetics/models/data/ood-train-v1.txt,
-#     deploy/gen-ood.py --seed 1), each a query with no entity, but for those
-#     that are the name of a catalog entity ("thank you", "stop").
+#   - 3,000 out-of-domain utterances (phonetics/models/data/ood-train-v2.txt,
+#     deploy/gen-ood.py --set c --seed 5: templates the command table of the
+#     rerank never saw, deploy/fit-command.sh), each a query with no entity,
+#     but for those that are the name of a catalog entity ("thank you", "stop").
 # erd calibrate --open-set fits on half of the gold entities (and utterances)
 # and reports the other half (the top model: logistic regression plus tanh
 # units, erd calibrate's defaults, whose size, penalty and steps were chosen
@@ -47,7 +48,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
 erd=$top/$build/erd
-out=${OUT:-$top/phonetics/models/calibration-v8.txt}
+out=${OUT:-$top/phonetics/models/calibration-v9.txt}
 # shellcheck source=deploy/lib.sh
 . "$top/deploy/lib.sh"
 work_dir erd-fit-calibration
@@ -109,7 +110,7 @@ python3 "$top/deploy/open_set.py" remove --other-half "$work/catalog-full.jsonl"
 cp "$work/se/queries.jsonl" "$work/queries-open.jsonl"
 python3 "$top/deploy/open_set.py" rename simb <"$work/se/queries.jsonl" >>"$work/queries-open.jsonl"
 python3 "$top/deploy/open_set.py" ood --catalog "$work/catalog-open.jsonl" sim \
-    <"$data/ood-train-v1.txt" >>"$work/queries-open.jsonl"
+    <"$data/ood-train-v2.txt" >>"$work/queries-open.jsonl"
 
 db=$work/open.db
 rm -f "$db" "$db"-* "$work"/open.db.*.faiss

@@ -7,6 +7,11 @@ generator, so the lists are reproducible:
     deploy/gen-ood.py --seed 1 --count 3000 > phonetics/models/data/ood-train-v1.txt
     deploy/gen-ood.py --seed 2 --count 400 --exclude phonetics/models/data/ood-train-v1.txt \
         > phonetics/models/data/ood-test-v1.txt
+    deploy/gen-ood.py --seed 5 --count 3000 --set c --exclude phonetics/models/data/ood-test-v1.txt \
+        --exclude phonetics/models/data/ood-test-v2.txt > phonetics/models/data/ood-train-v2.txt
+
+(ood-test-v2.txt is no output of this script: 400 utterances written by
+hand, in other words than these templates', to measure on.)
 
 --exclude drops every sentence of the given files (one per line), so the
 test list shares no sentence with the training list.  The three examples of
@@ -88,6 +93,142 @@ TEMPLATES = [
     "ok", "sure go ahead", "can you help me with {chore}", "how do i {chore}",
     "i need to {chore} {weekday}", "did i {chore} {weekday}",
 ]
+# A second, wider set (--set v2): other intents and other ways of asking,
+# for the command table (deploy/fit-command.sh), whose words must reach
+# past the first set's phrasings.  Added after the first set so that its
+# seeded lists stay as they were.
+MORE_TEMPLATES = [
+    "i want to {chore}", "i'd like to know {question}", "do you know {question}",
+    "tell me {question}", "i was wondering {question}", "quick question {question}",
+    "any idea {question}", "{question}", "{question} please",
+    "how many calories are in {food}", "is {food} healthy", "what goes well with {food}",
+    "how long do i boil {food2}", "what temperature do i bake {food2} at",
+    "what is the score of the {team} game", "did the {team} win {weekday}",
+    "when do the {team} play next", "who won the game {weekday}",
+    "what is the price of {stock} stock", "how is the market doing {weekday}",
+    "transfer {number} dollars to {person}", "what is my account balance",
+    "pay my {bill} bill", "when is my {bill} bill due",
+    "book a table for {number} at {time}", "order a pizza", "order {food} for delivery",
+    "when does the {place} close", "is the {place} open {weekday}",
+    "what are the opening hours of the {place}", "call the nearest {place}",
+    "how many steps did i take {weekday}", "start a {duration} workout",
+    "log my weight", "remind me to take my {medicine} at {time}",
+    "i have a headache", "i can't sleep", "i feel sick", "what should i do about {symptom}",
+    "lock the car", "start the car", "how much gas is left", "find parking near {city}",
+    "roll down the windows", "set the cruise control", "turn on the seat heater",
+    "book a flight to {city}", "what is the time in {city}", "check in for my flight",
+    "how do you say {word2} in {language}", "translate {word2} into {language}",
+    "what does the fox say", "why is the sky blue", "how far away is the moon",
+    "how many legs does {animal} have", "do {animal_pl} sleep", "can {animal_pl} swim",
+    "play some {genre} music", "play something {mood}", "play my {playlist} playlist",
+    "skip ahead {duration}", "rewind {duration}", "shuffle my music", "repeat this song",
+    "who sings this", "what song is this", "turn on the subtitles", "switch to {input}",
+    "change the channel", "go to the home screen", "turn it down a little",
+    "turn the {device} {onoff} at {time}", "is the back door locked",
+    "show me the front door camera", "who is at the door", "arm the security system",
+    "set the {room} to {number} percent", "open the blinds", "close the curtains in the {room}",
+    "no {correction}", "i said {correction}", "sorry i meant {correction}", "not that one",
+    "that's not what i said", "let me try again", "go back to the last one", "cancel that",
+    "okay thanks", "that's all", "goodbye", "see you later", "you're welcome",
+    "what's up", "how's it going", "what's your favorite color", "do you dream",
+    "are you a robot", "how old are you", "where do you live", "tell me about yourself",
+    "set my status to busy", "turn on do not disturb", "silence my phone",
+    "take a screenshot", "record a voice memo", "read my last email",
+    "reply to {person} saying {reply}", "how long until {time}", "what's the date today",
+]
+# A third set (--set c), kept apart from both: the open-set calibration's
+# out-of-domain utterances (ood-train-v2), phrasings the command table never
+# saw, so that the calibration learns what its score is worth on new ones.
+CALIB_TEMPLATES = [
+    "hey can you {verb_c} the {thing_c}", "{verb_c} the {thing_c} {when_c}",
+    "please {verb_c} my {thing_c}", "could you {verb_c} the {thing_c} for me",
+    "i need you to {verb_c} the {thing_c}", "don't forget to {verb_c} the {thing_c}",
+    "is it going to be {weather_c} {weekday}", "will it be {weather_c} in {city}",
+    "how {adj_c} is it outside", "what should i wear {weekday}",
+    "how many {unit_c} are in a {unit_c2}", "what's {number} divided by {number2}",
+    "what's {number} percent of {number2}", "square root of {number}",
+    "who is the {role_c} of {country}", "when was {person_c} born", "where was {person_c} from",
+    "what did {person_c} invent", "is {person_c} still alive", "how old is {person_c}",
+    "what's the fastest {animal_c}", "why do {animal_c}s {verb_animal}",
+    "what's happening in {city} {weekday}", "any news about {topic_c}",
+    "what's the latest on {topic_c}", "give me the headlines",
+    "how do i get rid of {problem_c}", "what's good for {problem_c}",
+    "find me a {place_c} that's open now", "where can i buy {item_c}",
+    "how much does {item_c} cost", "add {item_c} to my cart", "track my order",
+    "where's my delivery", "did my package arrive", "return the {item_c} i ordered",
+    "text {person} {message_c}", "tell {person} {message_c}", "ask {person} if {question_c}",
+    "video call {person}", "hang up", "answer the phone", "ignore the call",
+    "what's on my schedule {weekday}", "move my {time} meeting to {time2}",
+    "am i free {weekday} afternoon", "schedule a {event_c} {weekday} at {time}",
+    "wake me in {duration}", "snooze for {duration}", "turn off all alarms",
+    "how long will it take to walk to the {place_c}", "avoid tolls", "take me home",
+    "where am i", "what's the speed limit here", "find a charging station",
+    "fast forward", "go back {duration}", "next episode", "turn the captions off",
+    "louder", "softer", "make it brighter", "too loud", "i can't hear you",
+    "what was the question", "you misunderstood me", "never mind that",
+    "good job", "you're awesome", "that was helpful", "are you there",
+    "do you like {thing_like}", "what's your favorite {thing_like}", "can you {skill_c}",
+    "teach me how to {skill_c}", "help me {skill_c}", "i want to learn {subject_c}",
+]
+CALIB_FILL = {
+    "verb_c": ["open", "close", "check", "lock", "unlock", "start", "stop", "clean", "empty",
+               "refill", "charge", "restart", "reset", "update"],
+    "thing_c": ["garage", "front gate", "dishwasher", "robot vacuum", "car", "printer", "router",
+                "blinds", "sprinklers", "pool pump", "laptop", "doorbell", "mailbox", "fridge"],
+    "when_c": ["now", "at noon", "in ten minutes", "before i get home", "tonight", "every morning"],
+    "weather_c": ["sunny", "windy", "cold", "foggy", "stormy", "humid", "freezing"],
+    "adj_c": ["cold", "hot", "windy", "humid", "bright"],
+    "unit_c": ["teaspoons", "feet", "quarts", "seconds", "yards", "pints"],
+    "unit_c2": ["tablespoon", "mile", "gallon", "day", "meter", "liter"],
+    "role_c": ["president", "prime minister", "king", "queen", "leader", "mayor"],
+    "person_c": ["albert einstein", "abraham lincoln", "marie curie", "napoleon", "mozart",
+                 "thomas edison", "cleopatra", "isaac newton", "ada lovelace"],
+    "animal_c": ["cat", "bird", "dog", "cow", "frog", "bat", "owl"],
+    "verb_animal": ["purr", "sing", "bark", "sleep so much", "migrate", "hibernate"],
+    "topic_c": ["the election", "the storm", "the economy", "the game", "gas prices",
+                "the strike", "interest rates"],
+    "problem_c": ["hiccups", "fruit flies", "a cold", "ants in the kitchen", "a stain",
+                  "a stiff neck", "bad breath"],
+    "place_c": ["pharmacy", "diner", "vet", "dentist", "laundromat", "taco truck", "atm"],
+    "item_c": ["light bulbs", "a phone charger", "sunscreen", "printer ink", "a birthday card",
+               "shoes", "a new mattress"],
+    "message_c": ["i'll be home soon", "dinner's ready", "happy birthday", "where are you",
+                  "call me when you can", "i'm outside"],
+    "question_c": ["she wants pizza", "he is coming tonight", "they need a ride",
+                   "we need milk"],
+    "time2": ["three", "four thirty", "noon", "ten am", "two pm"],
+    "event_c": ["haircut", "doctor's appointment", "call with the team", "dentist visit",
+                "lunch"],
+    "thing_like": ["music", "pizza", "sports", "rainy days", "dogs", "summer"],
+    "skill_c": ["meditate", "count to ten in french", "tie a tie", "make a budget",
+                "fold a paper plane", "change a tire"],
+    "subject_c": ["spanish", "guitar", "chess", "coding", "photography"],
+}
+MORE_FILL = {
+    "question": ["what time it is in {city}", "how tall a giraffe is", "who invented the telephone",
+                 "how many ounces are in a pound", "when the sun sets {weekday}",
+                 "what the traffic is like", "if it will snow {weekday}",
+                 "how far it is to {city}", "where the nearest {place} is",
+                 "what year it is", "how to {chore}", "who wrote the declaration of independence",
+                 "what the speed of light is", "how many people live in {city}"],
+    "food2": ["eggs", "potatoes", "rice", "salmon", "a chicken breast", "cookies", "carrots"],
+    "team": ["yankees", "lakers", "patriots", "red sox", "warriors", "bears", "dodgers",
+             "cowboys", "celtics", "giants"],
+    "stock": ["apple", "tesla", "amazon", "google", "microsoft"],
+    "bill": ["electric", "phone", "water", "internet", "credit card", "gas"],
+    "medicine": ["pills", "vitamins", "medicine", "allergy pill", "insulin"],
+    "symptom": ["a sore throat", "a cough", "back pain", "a fever", "a sunburn"],
+    "language": ["spanish", "french", "german", "italian", "japanese", "chinese"],
+    "word2": ["thank you", "good morning", "where is the bathroom", "how much", "hello"],
+    "animal_pl": ["cats", "dogs", "fish", "birds", "horses", "ants", "dolphins"],
+    "genre": ["jazz", "rock", "classical", "country", "hip hop", "relaxing", "pop"],
+    "mood": ["upbeat", "calm", "happy", "for studying", "for a party", "quiet"],
+    "playlist": ["workout", "morning", "dinner", "road trip", "favorites"],
+    "input": ["hdmi one", "hdmi two", "the game console", "cable", "antenna"],
+    "correction": ["the other one", "the kitchen", "tomorrow", "seven thirty", "not now",
+                   "the living room", "call dad"],
+    "reply": ["i'm on my way", "sounds good", "see you soon", "running late", "call me back"],
+}
 FILL = {
     "onoff": ["on", "off"], "device": DEVICES, "room": ROOMS, "number": NUMBERS,
     "number2": NUMBERS, "warmer": ["warmer", "cooler", "brighter", "darker"],
@@ -130,7 +271,17 @@ def main():
     ap.add_argument("--count", type=int, required=True)
     ap.add_argument("--exclude", action="append", default=[])
     ap.add_argument("--with-issue-examples", action="store_true")
+    ap.add_argument("--set", choices=["v1", "v2", "c"], default="v1",
+                    help="v1: the first templates (ood-train-v1, ood-test-v1); v2: those and "
+                         "MORE_TEMPLATES; c: CALIB_TEMPLATES alone")
+    ap.add_argument("--templates", choices=["all", "even", "odd"], default="all",
+                    help="every template, or every other one (to measure on templates "
+                         "a model never saw)")
     a = ap.parse_args()
+    start = {"all": 0, "even": 0, "odd": 1}[a.templates]
+    every = {"v1": TEMPLATES, "v2": TEMPLATES + MORE_TEMPLATES, "c": CALIB_TEMPLATES}[a.set]
+    templates = every[start::1 if a.templates == "all" else 2]
+    FILL.update(MORE_FILL if a.set == "v2" else CALIB_FILL if a.set == "c" else {})
     rnd = random.Random(a.seed)
     seen = set(ISSUE_EXAMPLES)
     for path in a.exclude:
@@ -140,7 +291,7 @@ def main():
     tries = 0
     while len(out) < a.count and tries < 200 * a.count:
         tries += 1
-        s = fill(rnd.choice(TEMPLATES), rnd)
+        s = fill(rnd.choice(templates), rnd)
         if s not in seen:
             seen.add(s)
             out.append(s)

@@ -35,6 +35,7 @@ static const char *const vix__feature_names[VIX_CALIB_NFEAT] = {
     [VIX_CF_SPREAD] = "spread",
     [VIX_CF_ASR_GAP] = "asr_gap",
     [VIX_CF_SHORT_FORM] = "short_form", [VIX_CF_WHOLE_SHARE] = "whole_share",
+    [VIX_CF_COMMAND] = "command",
 };
 
 /* Like VIX_CALIB_FIT_MAX for one run of steps: past a few words' worth it
@@ -145,6 +146,7 @@ void vix_calib_features(const double *score, const double *first, const double *
         x[VIX_CF_ASR_GAP] = q->asr_gap;
         x[VIX_CF_SHORT_FORM] = fit ? fit[i].short_form : 0;
         x[VIX_CF_WHOLE_SHARE] = fit ? fit[i].whole_share : 1;
+        x[VIX_CF_COMMAND] = q->command;
     }
 }
 

@@ -85,6 +85,10 @@ enum {
     VIX_CF_SHORT_FORM,    /* weighted share of hypotheses whose best phrase is a shortened form */
     VIX_CF_WHOLE_SHARE,   /* weighted mean of that phrase's phones / its entity's longest
                            * name or alias (1 for a name or alias as written) */
+    /* What was said may be no catalog request at all, however well some
+     * name explains its phones: its words say so (index/vix_command.h). */
+    VIX_CF_COMMAND,       /* weighted mean of the hypotheses' command log-odds, 0 without
+                           * a command table */
     VIX_CALIB_NFEAT
 };
 
@@ -134,6 +138,7 @@ typedef struct vix_calib_query {
     size_t n_hyps, n_phones; /* hypotheses used; phones of the first */
     double spread;           /* VIX_CF_SPREAD */
     double asr_gap;          /* VIX_CF_ASR_GAP */
+    double command;          /* VIX_CF_COMMAND */
 } vix_calib_query;
 
 /* Hypotheses' agreement is measured among this many of the best results:

@@ -147,6 +147,7 @@ typedef struct vix__query {
     /* what the stages found */
     size_t used, n_phones, n_found, n_out;
     double wsum, norm;
+    double command; /* weighted sum of the hypotheses' command scores */
     vix_timing tm;
 } vix__query;
 
@@ -295,6 +296,8 @@ static int vix__stage_hypothesis(vix__query *qy, size_t i, erd_diag *diag)
             .n = vix_rerank_pack(ph->tokens, ph->n_tokens, dst, VIX_RR_TOKENS_MAX),
             .weight = w};
     }
+    if (r->command)
+        qy->command += w * vix_command_score(r->command, ph->text, strlen(ph->text));
     if (qy->ex)
         vix__explain_hyps(r, qy->ex, ph, i, r->rerank ? &qy->rr_hyps[qy->used] : NULL, w);
     if (qy->used == 0)
@@ -507,6 +510,7 @@ static int vix__calib_query(vix__query *qy, vix_calib_query *ret)
         wsum += rh[i].weight;
     }
     q.spread = wsum > 0 ? q.spread / wsum : 0;
+    q.command = qy->wsum > 0 ? qy->command / qy->wsum : 0;
     *ret = q;
     return ERD_OK;
 }

@@ -1,16 +1,13 @@
 /* Learned second stage (see vix_ranker.h). */
 #include "index/vix_ranker.h"
 
-#include <errno.h>
-#include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto/erd_file.h"
-#include "proto/erd_hash.h"
+#include "index/vix_jsonfile.h"
 
 #define VIX__RANKER_MAGIC "erd-ranker"
 
@@ -250,41 +247,13 @@ static json_t *vix__rk_json(const vix_ranker *rk)
     return o;
 }
 
-/* Checksum of the canonical text of everything but the checksum itself. */
-static uint64_t vix__rk_sum(json_t *o)
-{
-    char *s = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(17));
-    uint64_t sum = s ? erd_fnv1a64(ERD_FNV1A64_OFFSET, s, strlen(s)) : 0;
-    free(s);
-    return sum;
-}
-
 int vix_ranker_save(vix_ranker *rk, const char *path, erd_diag *diag)
 {
-    char sum[32];
     json_t *o = vix__rk_json(rk);
     if (!o)
         return erd_fail(diag, ERD_ENOMEM, "out of memory");
-    uint64_t s = vix__rk_sum(o);
-    snprintf(sum, sizeof sum, "fnv1a64:%016" PRIx64, s);
-    char *text = json_object_set_new(o, "checksum", json_string(sum)) < 0
-                     ? NULL
-                     : json_dumps(o, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
+    int rc = vix__json_save_summed(o, path, &rk->checksum, diag);
     json_decref(o);
-    if (!text)
-        return erd_fail(diag, ERD_ENOMEM, "out of memory");
-    size_t len = strlen(text);
-    char *line = malloc(len + 2);
-    int rc = line ? ERD_OK : erd_fail(diag, ERD_ENOMEM, "out of memory");
-    if (line) {
-        memcpy(line, text, len);
-        line[len] = '\n';
-        rc = erd_file_replace(path, line, len + 1, diag);
-    }
-    free(line);
-    free(text);
-    if (rc == ERD_OK)
-        rk->checksum = s;
     return rc;
 }
 
@@ -342,36 +311,14 @@ static int vix__rk_parse(json_t *o, const char *path, vix_ranker *rk, erd_diag *
 
 int vix_ranker_load(const char *path, vix_ranker *ret, erd_diag *diag)
 {
-    json_error_t jerr;
     vix_ranker rk;
-    int rc;
-    json_t *o = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!o) {
-        FILE *f = fopen(path, "rb");
-        if (!f)
-            return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "%s: %s", path,
-                            strerror(errno));
-        fclose(f);
-        return erd_fail(diag, ERD_ECORRUPT, "%s:%d: %s", path, jerr.line, jerr.text);
-    }
+    json_t *o;
     memset(&rk, 0, sizeof rk);
-    const char *sum = json_string_value(json_object_get(o, "checksum"));
-    uint64_t want = 0;
-    if (!sum || sscanf(sum, "fnv1a64:%16" SCNx64, &want) != 1) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "%s: no checksum", path);
-        goto out;
-    }
-    json_object_del(o, "checksum");
-    rk.checksum = vix__rk_sum(o);
-    if (rk.checksum != want) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "%s: checksum does not match: damaged or edited",
-                      path);
-        goto out;
-    }
-    if ((rc = vix__rk_parse(o, path, &rk, diag)) < 0)
-        goto out;
-    *ret = rk;
-out:
+    int rc = vix__json_load_summed(path, &o, &rk.checksum, diag);
+    if (rc < 0)
+        return rc;
+    if ((rc = vix__rk_parse(o, path, &rk, diag)) == ERD_OK)
+        *ret = rk;
     json_decref(o);
     return rc;
 }

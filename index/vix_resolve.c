@@ -90,14 +90,22 @@ static char *vix__dup(const char *s, const char *def)
 /* The learned ranker named by the rerank spec, found beside the channel
  * file; it must have been fitted under the rerank configuration in force,
  * whose id then names it too (a calibration is fitted on its scores). */
+static int vix__beside_channel(const char *channel_path, const char *name, char *path,
+                               size_t cap, erd_diag *diag)
+{
+    const char *slash = strrchr(channel_path, '/');
+    int dir = name[0] == '/' || !slash ? 0 : (int)(slash - channel_path + 1);
+    if ((size_t)snprintf(path, cap, "%.*s%s", dir, channel_path, name) >= cap)
+        return erd_fail(diag, ERD_ETOOLONG, "%s: path too long", name);
+    return ERD_OK;
+}
+
 static int vix__ranker_open(vix_resolver *r, const char *channel_path, const char *name,
                             erd_diag *diag)
 {
     char path[1024];
-    const char *slash = strrchr(channel_path, '/');
-    int dir = name[0] == '/' || !slash ? 0 : (int)(slash - channel_path + 1);
-    if ((size_t)snprintf(path, sizeof path, "%.*s%s", dir, channel_path, name) >= sizeof path)
-        return erd_fail(diag, ERD_ETOOLONG, "ranker path too long");
+    if (vix__beside_channel(channel_path, name, path, sizeof path, diag) < 0)
+        return ERD_ETOOLONG;
     if (!(r->ranker = malloc(sizeof *r->ranker)))
         return erd_fail(diag, ERD_ENOMEM, "out of memory");
     int rc = vix_ranker_load(path, r->ranker, diag);
@@ -109,6 +117,23 @@ static int vix__ranker_open(vix_resolver *r, const char *channel_path, const cha
     size_t len = strlen(r->rerank_id);
     snprintf(r->rerank_id + len, sizeof r->rerank_id - len, ",ranker=fnv1a64:%016llx",
              (unsigned long long)r->ranker->checksum);
+    return ERD_OK;
+}
+
+/* The command table named by the rerank spec, found like the ranker; the
+ * rerank id names its content, as a calibration's features depend on it. */
+static int vix__command_open(vix_resolver *r, const char *channel_path, const char *name,
+                             erd_diag *diag)
+{
+    char path[1024];
+    if (vix__beside_channel(channel_path, name, path, sizeof path, diag) < 0)
+        return ERD_ETOOLONG;
+    int rc = vix_command_load(path, &r->command, diag);
+    if (rc < 0)
+        return rc;
+    size_t len = strlen(r->rerank_id);
+    snprintf(r->rerank_id + len, sizeof r->rerank_id - len, ",command=fnv1a64:%016llx",
+             (unsigned long long)vix_command_checksum(r->command));
     return ERD_OK;
 }
 
@@ -175,6 +200,10 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
                          (unsigned long long)pho_channel_checksum(ch), ro.weight, ro.candidates,
                          ro.mode == VIX_RR_LOCAL ? "local" : "global", ro.skip, ro.temperature);
             pho_channel_destroy(ch);
+            /* the command table first: a ranker records the rerank id it was
+             * fitted under, command table and all */
+            if (rc == ERD_OK && ro.command[0])
+                rc = vix__command_open(r, path, ro.command, diag);
             if (rc == ERD_OK && ro.ranker[0])
                 rc = vix__ranker_open(r, path, ro.ranker, diag);
         }
@@ -238,6 +267,7 @@ void vix_resolver_close(vix_resolver *r)
     pho_g2p_destroy(r->g2p);
     vix_rerank_destroy(r->rerank);
     free(r->ranker);
+    vix_command_destroy(r->command);
     free(r->calib);
     free(r->jobs);
     while (r->voices) {

@@ -31,6 +31,7 @@
 #include "index/vix_index.h"
 #include "index/vix_internal.h"
 #include "index/vix_phrase.h"
+#include "index/vix_command.h"
 #include "index/vix_ranker.h"
 #include "index/vix_rerank.h"
 #include "index/vix_store.h"
@@ -151,6 +152,7 @@ struct vix_resolver {
     size_t candidates;
     vix_rerank *rerank; /* NULL: first stage only */
     vix_ranker *ranker; /* NULL: the rerank's hand-set blend orders the candidates */
+    vix_command *command; /* NULL: the calibration's command feature is 0 */
     vix_rank_observer rank_observer;
     void *rank_observer_ctx;
     char rerank_id[VIX_CALIB_ID_MAX];

@@ -5,6 +5,7 @@
 #include "server/cmd/cmd_calibrate.h"
 #include "server/cmd/cmd_channel.h"
 #include "server/cmd/cmd_cli.h"
+#include "server/cmd/cmd_command.h"
 #include "server/cmd/cmd_rank.h"
 #include "server/cmd/cmd_semantic.h"
 #include "server/cmd/cmd_sim.h"
@@ -33,6 +34,7 @@ static const struct {
     {"tune", cmd_tune, "choose the fused encoder's weight on held-out simulated queries"},
     {"calibrate", cmd_calibrate, "fit calibrated scores on held-out simulated queries"},
     {"rank-fit", cmd_rank_fit, "fit the learned second-stage ranker on simulated queries"},
+    {"command-fit", cmd_command_fit, "fit the table that tells commands from catalog names"},
 };
 
 static void usage(FILE *out)

@@ -175,7 +175,7 @@ static void test_probs(void)
      * 1 in total without the cap. */
     double score[] = {0.95, 0.94, 0.93, 0.5, 0.2, 0.1}, first[] = {0.9, 0.9, 0.9, 0.4, 0.2, 0.1};
     double agree[] = {0.4, 0.3, 0.3, 0, 0, 0}, x[6 * VIX_CALIB_NFEAT], p[6];
-    vix_calib_features(score, first, agree, NULL, 5, 6, &(vix_calib_query){3, 12, 0, 0}, x);
+    vix_calib_features(score, first, agree, NULL, 5, 6, &(vix_calib_query){3, 12, 0, 0, 0}, x);
     ok(fabs(x[VIX_CF_MARGIN] - 0.01) < 1e-12 && x[4 * VIX_CALIB_NFEAT + VIX_CF_MARGIN] > 0.099,
        "margin is to the next result, the last one's included");
     ok(x[2 * VIX_CALIB_NFEAT + VIX_CF_GAP] > 0.0199 && x[VIX_CF_GAP] == 0, "gap to the top");
@@ -433,9 +433,10 @@ static void test_fitness(void)
 
     double score[] = {0.9, 0.5}, first[] = {0.8, 0.4}, agree[] = {1, 0}, x[2 * VIX_CALIB_NFEAT];
     vix_calib_fitness fits[2] = {acc, none};
-    vix_calib_features(score, first, agree, fits, 2, 2, &(vix_calib_query){2, 10, 0.5, 1.5}, x);
-    ok(x[VIX_CF_SPREAD] == 0.5 && x[VIX_CALIB_NFEAT + VIX_CF_ASR_GAP] == 1.5,
-       "the query's spread and recogniser gap reach every result");
+    vix_calib_features(score, first, agree, fits, 2, 2, &(vix_calib_query){2, 10, 0.5, 1.5, 2.5}, x);
+    ok(x[VIX_CF_SPREAD] == 0.5 && x[VIX_CALIB_NFEAT + VIX_CF_ASR_GAP] == 1.5 &&
+           x[VIX_CF_COMMAND] == 2.5 && x[VIX_CALIB_NFEAT + VIX_CF_COMMAND] == 2.5,
+       "the query's spread, recogniser gap and command score reach every result");
     ok(x[VIX_CF_FIT] == acc.fit && x[VIX_CF_COVER] == acc.cover &&
            x[VIX_CF_REF_WORD_MISS] == acc.ref_word_miss &&
            x[VIX_CALIB_NFEAT + VIX_CF_WORD_MISS] == 1,
@@ -445,11 +446,11 @@ static void test_fitness(void)
        "the curvature terms are products of the others");
     ok(x[VIX_CF_ONE_HYP] == 0 && x[VIX_CF_ONE_FIT] == 0 && x[VIX_CF_ONE_COVER] == 0,
        "two hypotheses: the single-hypothesis terms are 0");
-    vix_calib_features(score, first, agree, fits, 2, 2, &(vix_calib_query){1, 10, 0, 0}, x);
+    vix_calib_features(score, first, agree, fits, 2, 2, &(vix_calib_query){1, 10, 0, 0, 0}, x);
     ok(x[VIX_CF_ONE_HYP] == 1 && x[VIX_CF_ONE_FIT] == x[VIX_CF_FIT] &&
            x[VIX_CF_ONE_COVER] == x[VIX_CF_COVER] && x[VIX_CF_ONE_GAP_RUN] == x[VIX_CF_GAP_RUN],
        "one hypothesis: they repeat fit, cover and gap_run");
-    vix_calib_features(score, first, agree, NULL, 2, 2, &(vix_calib_query){2, 10, 0, 0}, x);
+    vix_calib_features(score, first, agree, NULL, 2, 2, &(vix_calib_query){2, 10, 0, 0, 0}, x);
     ok(x[VIX_CF_FIT] == 8 && x[VIX_CF_COVER] == 0, "without rerank: the worst values");
 }
 
