@@ -20,7 +20,7 @@ CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("ERD_")}
 MODELS = os.path.join(erdtest.SRC, "phonetics", "models")
 COMMANDS = ["import", "build", "serve", "catalog", "entity", "snapshot", "resolve", "eval",
             "config", "phrases", "simulate", "train", "adapt", "channel", "train-semantic",
-            "tune", "calibrate", "rank-fit"]
+            "tune", "calibrate", "rank-fit", "command-fit"]
 
 
 def skip(what, why):
@@ -62,7 +62,8 @@ def helps():
         rc, out, _ = erd(cmd, "--help")
         tap.ok(rc == 0 and out.startswith(f"usage: erd {cmd}"), f"erd {cmd} --help")
     for cmd, opt in (("eval", "--limit"), ("calibrate", "--limit"), ("calibrate", "--k"),
-                     ("train", "--epochs"), ("simulate", "--jobs"), ("rank-fit", "--iterations")):
+                     ("train", "--epochs"), ("simulate", "--jobs"), ("rank-fit", "--iterations"),
+                     ("command-fit", "--alpha")):
         rc, _, err = erd(cmd, opt, "abc")
         tap.ok(rc == 2 and "abc" in err, f"erd {cmd} {opt} abc is refused with exit 2 ({err.strip()!r})")
 
@@ -137,6 +138,41 @@ def training_commands(s, tmp):
     rc, _, err = erd("adapt", "-q", "--db", s.db, "--catalog", "mini", "--pairs", pairs, "--out", adapted,
                      "--base", model, "--channel", channel, "--epochs", "1", "--threads", "1")
     tap.ok(rc == 0 and os.path.getsize(adapted) > 0, f"adapt writes a model ({err.strip()[-200:]!r})")
+
+
+def command_table(s, tmp):
+    """command-fit on a few hundred commands against the mini catalog's
+    names; the rerank then gives a command a higher command feature than
+    a title."""
+    commands, names = os.path.join(tmp, "commands.txt"), os.path.join(tmp, "names.txt")
+    with open(os.path.join(MODELS, "data", "ood-train-v2.txt"), encoding="utf-8") as f:
+        lines = f.readlines()[:300]
+    with open(commands, "w", encoding="utf-8") as out:
+        out.writelines(lines)
+    with open(erdtest.MINI, encoding="utf-8") as f, open(names, "w", encoding="utf-8") as out:
+        out.writelines(json.loads(l)["name"] + "\n" for l in f)
+    table = os.path.join(tmp, "command.json")
+    rc, out, err = erd("command-fit", "--commands", commands, "--names", names, "--out", table,
+                       "--min-count", "2", "--test-commands", commands, "--test-names", names)
+    tap.ok(rc == 0 and os.path.exists(table) and "n-grams" in out and "AUROC" in out,
+           f"command-fit writes a table and reports on held-out texts ({err.strip()[-200:]!r})")
+    rc, _, err = erd("command-fit", "--commands", names, "--names", os.path.join(tmp, "none.txt"),
+                     "--out", os.path.join(tmp, "no.json"))
+    tap.ok(rc != 0 and not os.path.exists(os.path.join(tmp, "no.json")) and "none.txt" in err,
+           f"command-fit without its names file fails and writes nothing ({err.strip()!r})")
+    env = dict(CLEAN_ENV, ERD_CALIBRATION="off",
+               ERD_RERANK=os.path.join(MODELS, "channel-v4.txt") + ",command=" + table)
+
+    def command_feature(text):
+        rc, out, err = erd("resolve", "--db", s.db, "--catalog", "mini", "--json", "--explain",
+                           "-k", "1", text, env=env)
+        if rc != 0:
+            return None
+        return json.loads(out)["results"][0]["explain"]["features"]["command"]
+    title = json.loads(open(erdtest.MINI, encoding="utf-8").readline())["name"]
+    cmd, name = command_feature("turn on the kitchen lights please"), command_feature(title)
+    tap.ok(cmd is not None and name is not None and cmd > 0 > name,
+           f"the command feature: {cmd} for a command, {name} for a title")
 
 
 def tool_commands(tmp):
@@ -233,6 +269,7 @@ def main():
         store_commands(s, s.dir)
         measuring_commands(s, s.dir, queries, n)
         training_commands(s, s.dir)
+        command_table(s, s.dir)
         tool_commands(s.dir)
         erd_ivf(s.dir)
     tap.done()
