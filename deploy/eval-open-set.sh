@@ -15,7 +15,9 @@
 #      out-of-domain test utterances (phonetics/models/data/ood-test-v1.txt,
 #      never trained on) sent to each catalog as one text: the share answered
 #      "match": false; likewise the 400 written by hand (ood-test-v2.txt),
-#      in other words than the generator's templates.
+#      in other words than the generator's templates, typed and spoken
+#      (ood-test-v2-spoken.jsonl.gz: erd simulate --seed 7 --jobs 1 --voices
+#      slt,rms,awb,kal16,festival:ked_diphone --noise-prob 0.3, 5-best).
 #
 # usage: deploy/eval-open-set.sh DATA_DIR [BUILD_DIR]   (DATA_DIR holds video/ book/ queries/)
 # ERD_* variables reach every erd command.
@@ -61,3 +63,8 @@ python3 "$top/deploy/open_set.py" ood video book <"$top/phonetics/models/data/oo
     >"$work/ood-v2.jsonl"
 echo "== full catalogs: out-of-domain utterances written by hand (ood-test-v2)"
 serve_eval "$work/full.db" "$work/ood-v2.jsonl"
+# the same, spoken by five voices and recognised (n-best)
+gzip -dc "$top/phonetics/models/data/ood-test-v2-spoken.jsonl.gz" |
+    python3 "$top/deploy/open_set.py" ood video book >"$work/ood-v2-spoken.jsonl"
+echo "== full catalogs: those utterances spoken (ood-test-v2-spoken, n-best)"
+serve_eval "$work/full.db" "$work/ood-v2-spoken.jsonl"

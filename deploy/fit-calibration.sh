@@ -34,7 +34,12 @@
 #   - 3,000 out-of-domain utterances (phonetics/models/data/ood-train-v2.txt,
 #     deploy/gen-ood.py --set c --seed 5: templates the command table of the
 #     rerank never saw, deploy/fit-command.sh), each a query with no entity,
-#     but for those that are the name of a catalog entity ("thank you", "stop").
+#     but for those that are the name of a catalog entity ("thank you", "stop");
+#     typed (one hypothesis), and the first 1,500 also spoken
+#     (ood-train-v2-spoken.jsonl.gz: `head -1500 ood-train-v2.txt >F; erd
+#     simulate --in F --out O --jobs 2 --seed 8 --voices kal,festival:kal_diphone,
+#     festival:cmu_us_slt_arctic_hts --noise-prob 0.5 --snr-min 5 --snr-max 40
+#     --babble 0.3 --reverb 0.2 --telephone 0.1`: n-best lists).
 # erd calibrate --open-set fits on half of the gold entities (and utterances)
 # and reports the other half (the top model: logistic regression plus tanh
 # units, erd calibrate's defaults, whose size, penalty and steps were chosen
@@ -111,6 +116,11 @@ cp "$work/se/queries.jsonl" "$work/queries-open.jsonl"
 python3 "$top/deploy/open_set.py" rename simb <"$work/se/queries.jsonl" >>"$work/queries-open.jsonl"
 python3 "$top/deploy/open_set.py" ood --catalog "$work/catalog-open.jsonl" sim \
     <"$data/ood-train-v2.txt" >>"$work/queries-open.jsonl"
+# and spoken: what a recogniser heard of the first 1,500 of them (other
+# voices than the spoken test set's), n-best lists as a client sends them
+gzip -dc "$data/ood-train-v2-spoken.jsonl.gz" |
+    python3 "$top/deploy/open_set.py" ood --catalog "$work/catalog-open.jsonl" sim \
+    >>"$work/queries-open.jsonl"
 
 db=$work/open.db
 rm -f "$db" "$db"-* "$work"/open.db.*.faiss

@@ -13,6 +13,7 @@ set, and out-of-domain utterances as queries.
     open_set.py rename DOMAIN < QUERIES > QUERIES_FOR_DOMAIN
         the same queries sent to catalog DOMAIN, "-DOMAIN" added to each qid.
     open_set.py ood [--catalog CATALOG] DOMAIN [DOMAIN...] < UTTERANCES > QUERIES
+        (UTTERANCES: one a line, typed; or erd simulate records, spoken)
         one dev-format query per utterance and domain, "entity_id": null,
         the utterance as its only hypothesis; with --catalog, utterances that
         are the normalised name of one of its entities are left out (a
@@ -98,12 +99,16 @@ def ood(domains, catalog=None):
         text = line.strip()
         if not text:
             continue
-        if key(text) in taken:
+        # a line of text is typed; an `erd simulate` record was spoken, and
+        # its recogniser's n-best list is the query
+        rec = json.loads(text) if text.startswith('{') else None
+        spoken, nbest = (rec['spoken'], rec['nbest']) if rec else (text, [{'text': text}])
+        if key(spoken) in taken:
             dropped += 1
             continue
         for d in domains:
-            sys.stdout.write(json.dumps({'qid': f'ood-{n:05d}', 'domain': d, 'entity_id': None,
-                                         'nbest': [{'text': text}]}) + '\n')
+            sys.stdout.write(json.dumps({'qid': f'ood{"s" if rec else ""}-{n:05d}', 'domain': d,
+                                         'entity_id': None, 'nbest': nbest}) + '\n')
         n += 1
     if catalog:
         print(f'open_set: {n} out-of-domain utterances, {dropped} left out as catalog names',

@@ -91,5 +91,20 @@ def main(work):
            and gone | gone_b == {e["id"] for e in ext[:100]},
            f"remove drops one half of the asked-for entities, --other-half the other ({len(gone)} + {len(gone_b)})")
 
+    # ood: typed lines become one-hypothesis queries, simulate records their
+    # n-best lists; either is left out when it is a catalog name
+    spoken = [{"spoken": "turn off the lights", "nbest": [{"text": "turn of the lights", "score": -9},
+                                                          {"text": "turn off the light", "score": -12}]},
+              {"spoken": ext[0]["name"], "nbest": [{"text": "whatever", "score": -1}]}]
+    stdin = "what time is it\n" + ext[1]["name"] + "\n" + "".join(json.dumps(r) + "\n" for r in spoken)
+    p = subprocess.run([sys.executable, TOOL, "ood", "--catalog", ext_path, "a", "b"], input=stdin,
+                       capture_output=True, text=True)
+    out = [json.loads(line) for line in p.stdout.splitlines()]
+    tap.ok(p.returncode == 0 and len(out) == 4 and all(q["entity_id"] is None for q in out)
+           and [q["domain"] for q in out] == ["a", "b", "a", "b"]
+           and out[0]["nbest"] == [{"text": "what time is it"}]
+           and out[2]["nbest"] == spoken[0]["nbest"] and "2 left out" in p.stderr,
+           f"ood: typed and spoken utterances, catalog names left out ({p.stderr.strip()!r})")
+
 
 erdtest.run_in_temp_dir(main, tap, "erd-open-set-tools-")
