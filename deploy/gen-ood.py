@@ -278,9 +278,8 @@ def main():
                     help="every template, or every other one (to measure on templates "
                          "a model never saw)")
     a = ap.parse_args()
-    start = {"all": 0, "even": 0, "odd": 1}[a.templates]
     every = {"v1": TEMPLATES, "v2": TEMPLATES + MORE_TEMPLATES, "c": CALIB_TEMPLATES}[a.set]
-    templates = every[start::1 if a.templates == "all" else 2]
+    templates = every if a.templates == "all" else every[a.templates == "odd"::2]
     FILL.update(MORE_FILL if a.set == "v2" else CALIB_FILL if a.set == "c" else {})
     rnd = random.Random(a.seed)
     seen = set(ISSUE_EXAMPLES)

@@ -17,7 +17,8 @@
 typedef struct vix__ngram {
     char *key; /* NULL: an empty slot */
     uint32_t len;
-    double count[2]; /* texts holding it: commands, names (fitting only) */
+    double count[2];    /* texts holding it: commands, names (fitting only) */
+    uint64_t last_text; /* 1 + the last text that counted it (fitting only) */
     double log_odds;
 } vix__ngram;
 
@@ -137,10 +138,9 @@ static int vix__count_one(void *ctx, const char *s, size_t len)
     vix__ngram *g = vix__ngram_get(c->cmd, s, len);
     if (!g)
         return ERD_ENOMEM;
-    /* log_odds doubles as "last text that counted me" while fitting */
-    if (g->log_odds != (double)c->text_no) {
+    if (g->last_text != c->text_no) {
         g->count[c->side] += 1;
-        g->log_odds = (double)c->text_no;
+        g->last_text = c->text_no;
     }
     return ERD_OK;
 }

@@ -293,7 +293,7 @@ static int vix__stage_hypothesis(vix__query *qy, size_t i, erd_diag *diag)
             .n = vix_rerank_pack(ph->tokens, ph->n_tokens, dst, VIX_RR_TOKENS_MAX),
             .weight = w};
     }
-    if (r->command)
+    if (r->command && qy->calibrate) /* only the calibration reads it */
         qy->command += w * vix_command_score(r->command, ph->text, strlen(ph->text));
     if (qy->ex)
         vix__explain_hyps(r, qy->ex, ph, i, r->rerank ? &qy->rr_hyps[qy->used] : NULL, w);

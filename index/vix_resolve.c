@@ -87,9 +87,8 @@ static char *vix__dup(const char *s, const char *def)
     return strdup(s && *s ? s : def);
 }
 
-/* The learned ranker named by the rerank spec, found beside the channel
- * file; it must have been fitted under the rerank configuration in force,
- * whose id then names it too (a calibration is fitted on its scores). */
+/* A file the rerank spec names (ranker=, command=), found beside the
+ * channel file unless its name is absolute. */
 static int vix__beside_channel(const char *channel_path, const char *name, char *path,
                                size_t cap, erd_diag *diag)
 {
@@ -100,6 +99,9 @@ static int vix__beside_channel(const char *channel_path, const char *name, char 
     return ERD_OK;
 }
 
+/* The learned ranker named by the rerank spec; it must have been fitted
+ * under the rerank configuration in force, whose id then names it too (a
+ * calibration is fitted on its scores). */
 static int vix__ranker_open(vix_resolver *r, const char *channel_path, const char *name,
                             erd_diag *diag)
 {

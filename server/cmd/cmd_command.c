@@ -1,7 +1,7 @@
 /* erd command-fit: reads utterances said to an assistant and title-like
  * names (one a line), normalises them as a resolve does, fits the command
  * table and, given held-out texts of both kinds, prints how well its score
- * separates them (AUROC) and which n-grams weigh most. */
+ * separates them (AUROC, and the share of each side scored above 0). */
 #include "server/cmd/cmd_command.h"
 
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include "phonetics/pho_text.h"
 #include "server/cmd/cmd_cli.h"
 #include "server/cmd/cmd_opt.h"
+#include "server/cmd/cmd_score.h"
 
 #define COMMAND_FILES_MAX 16
 
@@ -81,32 +82,22 @@ static int command__read(const char *const *paths, size_t n_paths, command_texts
     return rc;
 }
 
-/* Area under the ROC curve of the score, commands as the positives: the
- * chance a command outscores a name (ties count half). */
-static double command__auroc(const vix_command *cmd, const command_texts *pos,
-                             const command_texts *neg)
+/* The table's score of every text; NULL when out of memory. */
+static double *command__scores(const vix_command *cmd, const command_texts *t)
 {
-    double *s = malloc(neg->n * sizeof *s), wins = 0;
-    if (!s)
-        return -1;
-    for (size_t j = 0; j < neg->n; j++)
-        s[j] = vix_command_score(cmd, neg->v[j], strlen(neg->v[j]));
-    for (size_t i = 0; i < pos->n; i++) {
-        double p = vix_command_score(cmd, pos->v[i], strlen(pos->v[i]));
-        for (size_t j = 0; j < neg->n; j++)
-            wins += p > s[j] ? 1 : p == s[j] ? 0.5 : 0;
-    }
-    free(s);
-    return wins / ((double)pos->n * (double)neg->n);
+    double *s = malloc((t->n ? t->n : 1) * sizeof *s);
+    for (size_t i = 0; s && i < t->n; i++)
+        s[i] = vix_command_score(cmd, t->v[i], strlen(t->v[i]));
+    return s;
 }
 
-/* Share of texts scored above 0 (reads more like a command than a name). */
-static double command__above(const vix_command *cmd, const command_texts *t)
+/* Percentage of n scores above 0 (reads more like a command than a name). */
+static double command__above(const double *s, size_t n)
 {
     size_t k = 0;
-    for (size_t i = 0; i < t->n; i++)
-        k += vix_command_score(cmd, t->v[i], strlen(t->v[i])) > 0;
-    return t->n ? (double)k / (double)t->n : 0;
+    for (size_t i = 0; i < n; i++)
+        k += s[i] > 0;
+    return n ? 100.0 * (double)k / (double)n : 0;
 }
 
 static void command__report(const vix_command *cmd, const command_texts *tc,
@@ -114,10 +105,14 @@ static void command__report(const vix_command *cmd, const command_texts *tc,
 {
     if (!tc->n || !tn->n)
         return;
-    printf("held out: %zu commands, %zu names: AUROC %.4f; score > 0 for %.1f %% of commands, "
-           "%.1f %% of names\n",
-           tc->n, tn->n, command__auroc(cmd, tc, tn), 100 * command__above(cmd, tc),
-           100 * command__above(cmd, tn));
+    double *sc = command__scores(cmd, tc), *sn = command__scores(cmd, tn);
+    if (sc && sn)
+        printf("held out: %zu commands, %zu names: AUROC %.4f; score > 0 for %.1f %% of "
+               "commands, %.1f %% of names\n",
+               tc->n, tn->n, cmd_auroc(sc, tc->n, sn, tn->n), command__above(sc, tc->n),
+               command__above(sn, tn->n));
+    free(sc);
+    free(sn);
 }
 
 int cmd_command_fit(int argc, char **argv)
