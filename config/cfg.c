@@ -110,12 +110,14 @@ enum cfg__reload { FIXED, LIVE };
     X(rerank, CFG_STR, rerank,                                                                \
       "phonetics/models/channel-v4.txt,candidates=200,command=command-v1.json", 0, 0, FIXED,  \
       "Second stage: rescore the first candidates by phone alignment under a learned noise "   \
-      "channel. off, or CHANNEL_FILE[,weight=W,candidates=N,mode=local|global,skip=S,"         \
-      "temperature=T,ranker=FILE,command=FILE]; a relative file is looked up from the working " \
+      "channel. off, or CHANNEL_FILE[,weight=W,candidates=N,budget=CELLS,mode=local|global,"   \
+      "skip=S,temperature=T,ranker=FILE,command=FILE] (budget: alignment cells, hypothesis "    \
+      "phones times name phones, a resolve may spend before its least likely candidates go "   \
+      "unaligned; default 1000000, about 0.4 ms; 0 = no limit); a relative file is looked up from the working " \
       "directory, then from the folder above the erd binary's, then from the data directory "  \
       "(PREFIX/share/erd); ranker and command files (deploy/fit-ranker.sh, "                   \
       "deploy/fit-command.sh) beside the channel file.")                                       \
-    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v9.txt", 0, 0, FIXED,   \
+    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v10.txt", 0, 0, FIXED,  \
       "Calibrated scores: off, or a file from erd calibrate mapping each result to the "       \
       "probability it is right (the entity meant, also when the catalog may lack it: "        \
       "deploy/fit-calibration.sh); looked up like rerank's channel file.  A catalog built with " \

@@ -55,6 +55,9 @@ typedef struct vix_explain {
     vix_explain_result *results;
     int reranked, calibrated;
     double rerank_weight, temperature; /* rerank options the scores came from */
+    /* entities the first stage found, and how many of them, best first, the
+     * rerank aligned within its budget (0 without rerank) */
+    size_t candidates, aligned;
 } vix_explain;
 
 /* Room for n_hyps hypotheses and n_results results, zeroed. */

@@ -610,6 +610,10 @@ int vix_ivf_add(vix_ivf *ivf, size_t n, const float *x, const int64_t *ids, erd_
         return erd_fail(diag, ERD_EINVAL, "index must be trained before adding vectors");
     if (ivf->add_n + n > UINT32_MAX - VIX_SQ_LANES * ivf->nlist)
         return erd_fail(diag, ERD_ETOOLARGE, "more than 2^32 vectors in one index");
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0) /* -1 marks the padding of a list's last block */
+            return erd_fail(diag, ERD_EINVAL, "vector %zu has a negative id (%lld)", i,
+                            (long long)ids[i]);
     int rc = vix__add_grow(ivf, ivf->add_n + n);
     if (rc < 0)
         return erd_fail(diag, rc, rc == ERD_EIO ? "temporary file for %zu vectors: %s"
@@ -1375,8 +1379,12 @@ static size_t vix__gather(const vix_ivf *ivf, const int8_t *w, const uint32_t *l
                 any |= s[l] > floor;
             if (!any)
                 continue;
+            /* only a list's last block holds padding (id -1, vix_ivf_add
+             * refuses negative ids): elsewhere the id, a cache miss a
+             * member, need not be read */
+            const bool padded = b + 1 == nblk;
             for (size_t j = b * VIX_SQ_LANES; j < (b + 1) * VIX_SQ_LANES; j++)
-                if ((n < r || sums[j] > heap[0].sum) && ivf->ids[first + j] >= 0)
+                if ((n < r || sums[j] > heap[0].sum) && (!padded || ivf->ids[first + j] >= 0))
                     vix__heap_offer(heap, &n, r, sums[j], (uint32_t)(first + j));
         }
     }

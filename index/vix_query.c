@@ -387,6 +387,8 @@ static void vix__stage_aggregate(vix__query *qy)
         n_found++;
     }
     qy->n_found = n_found;
+    if (qy->ex)
+        qy->ex->candidates = n_found;
     qy->tm.aggregate_ns = erd_now_ns() - t0;
 }
 
@@ -412,6 +414,34 @@ static void vix__stage_learned_rank(vix__query *qy)
     }
 }
 
+/* How many of the first-stage candidates, best first, the rerank aligns
+ * within its budget of alignment cells (hypothesis phones times phrase
+ * phones): a long title asked in full would otherwise cost milliseconds over
+ * 200 long names, the tail of every latency figure, while its right answer
+ * is near the top of the first stage already.  Never fewer than the floor,
+ * nor than the results asked for. */
+static size_t vix__rerank_afford(const vix__query *qy)
+{
+    size_t budget = vix_rerank_get_opts(qy->r->rerank)->budget, floor = VIX_RERANK_FLOOR;
+    if (floor < qy->k)
+        floor = qy->k;
+    if (!budget || qy->n_found <= floor)
+        return qy->n_found;
+    size_t hyp_phones = 0, cells = 0;
+    for (size_t h = 0; h < qy->used; h++)
+        hyp_phones += qy->rr_hyps[h].n;
+    for (size_t i = 0; i < qy->n_found; i++) {
+        const vix__entity *e = qy->found[i].ent;
+        size_t phones = 0;
+        for (size_t p = 0; p < e->n_phrases; p++)
+            phones += e->phrases[p].n;
+        cells += hyp_phones * phones;
+        if (cells > budget && i >= floor)
+            return i;
+    }
+    return qy->n_found;
+}
+
 /* The second stage: each candidate's phrases aligned with the hypotheses'
  * phones, blended with the first stage's score; then the learned ranker. */
 static void vix__stage_rerank(vix__query *qy)
@@ -420,6 +450,9 @@ static void vix__stage_rerank(vix__query *qy)
     if (!r->rerank)
         return;
     uint64_t t0 = erd_now_ns();
+    qy->n_found = vix__rerank_afford(qy);
+    if (qy->ex)
+        qy->ex->aligned = qy->n_found;
     for (size_t i = 0; i < qy->n_found; i++)
         qy->rr_cands[i] = (vix_rerank_cand){.phrases = qy->found[i].ent->phrases,
                                             .n_phrases = qy->found[i].ent->n_phrases,

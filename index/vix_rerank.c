@@ -26,7 +26,8 @@ struct vix_rerank {
 void vix_rerank_opts_init(vix_rerank_opts *opts)
 {
     *opts = (vix_rerank_opts){
-        .weight = 0.7, .candidates = 100, .mode = VIX_RR_LOCAL, .skip = 1.0, .temperature = 2.0};
+        .weight = 0.7, .candidates = 100, .budget = VIX_RR_BUDGET, .mode = VIX_RR_LOCAL,
+        .skip = 1.0, .temperature = 2.0};
 }
 
 static int vix__rr_num(const char *key, const char *v, double lo, double hi, double *ret,
@@ -77,6 +78,10 @@ int vix_rerank_spec_parse(const char *spec, char *path, size_t path_cap, vix_rer
             if ((rc = vix__rr_num(kv, v, 1, 1000, &x, diag)) < 0)
                 return rc;
             o.candidates = (size_t)x;
+        } else if (!strcmp(kv, "budget")) {
+            if ((rc = vix__rr_num(kv, v, 0, 1e12, &x, diag)) < 0)
+                return rc;
+            o.budget = (size_t)x;
         } else if (!strcmp(kv, "skip")) {
             if ((rc = vix__rr_num(kv, v, 0, 100, &o.skip, diag)) < 0)
                 return rc;

@@ -43,6 +43,8 @@
  * limit is lower, this only bounds the stack. */
 #define VIX_HYPS_MAX 64
 #define VIX_CANDIDATES_MAX 4096
+/* the rerank aligns at least this many candidates, whatever its budget */
+#define VIX_RERANK_FLOOR 32
 
 typedef struct vix__entity {
     int64_t rowid;

@@ -145,11 +145,12 @@ int srv_write_answer(const srv_answer *a, char **ret_json, size_t *ret_len, erd_
                                               ex->hyps[h].text, "phones", ph, "word_starts",
                                               starts, "weight", ex->hyps[h].weight));
     }
-    json_t *root = json_pack("{s:o, s:b, s:f, s:{s:o, s:o, s:f, s:f, s:o}}", "results", results,
-                             "match", a->match, "threshold", a->threshold, "explain",
-                             "hypotheses", hyps, "timing", srv__timing(a), "rerank_weight",
-                             ex->rerank_weight, "temperature", ex->temperature, "reranked",
-                             json_boolean(ex->reranked));
+    json_t *root = json_pack(
+        "{s:o, s:b, s:f, s:{s:o, s:o, s:f, s:f, s:o, s:I, s:I}}", "results", results, "match",
+        a->match, "threshold", a->threshold, "explain", "hypotheses", hyps, "timing",
+        srv__timing(a), "rerank_weight", ex->rerank_weight, "temperature", ex->temperature,
+        "reranked", json_boolean(ex->reranked), "candidates", (json_int_t)ex->candidates,
+        "aligned", (json_int_t)ex->aligned);
     char *out = root ? json_dumps(root, JSON_COMPACT) : NULL;
     json_decref(root);
     if (!out)
@@ -277,6 +278,10 @@ void srv_explain_print(FILE *out, const srv_answer *a)
                 (double)t->search_ns / 1e6, (double)t->aggregate_ns / 1e6,
                 (double)t->rerank_ns / 1e6);
     }
+    if (a->explain && a->explain->reranked)
+        fprintf(out, "aligned %zu of %zu candidates%s\n", a->explain->aligned,
+                a->explain->candidates,
+                a->explain->aligned < a->explain->candidates ? " (the rerank's budget)" : "");
 }
 
 int srv_analyze(vix_resolver *resolver, const char *body, size_t len, size_t max_text_bytes,

@@ -32,7 +32,7 @@ int main(void)
     ok(cfg.log_requests, "request log on by default");
 
     /* The dump must parse back into the same configuration. */
-    char dump[8192];
+    char dump[32768];
     FILE *mem = fmemopen(dump, sizeof dump, "w");
     cfg_dump(&cfg, mem);
     fclose(mem);

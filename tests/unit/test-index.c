@@ -638,6 +638,10 @@ static void test_erd_ivf(void)
     ok(!vix_index_is_trained(ix), "untrained at first");
     is_int(vix_index_add(ix, 2, vecs, ids, &d), ERD_EINVAL, "add before train refused");
     is_int(vix_index_train(ix, 3, vecs, &d), ERD_EINVAL, "fewer training vectors than lists");
+    is_int(vix_index_train(ix, NVEC, vecs, &d), ERD_OK, "trained: %s", d.msg);
+    const int64_t neg[2] = {7, -3};
+    is_int(vix_index_add(ix, 2, vecs, neg, &d), ERD_EINVAL, "a negative id refused: %s", d.msg);
+    is_int(vix_index_count(ix), 0, "nothing added by the refused call");
     vix_index_destroy(ix);
 
     vix_index *flat = build("Flat");

@@ -65,6 +65,12 @@ static void test_spec(void)
     ok(on == 1 && !strcmp(path, "ch.txt") && o.weight == 0.3 && o.mode == VIX_RR_GLOBAL &&
            o.candidates == 20,
        "spec values taken");
+    ok(o.budget == VIX_RR_BUDGET, "budget defaults to VIX_RR_BUDGET");
+    is_int(vix_rerank_spec_parse("ch.txt,budget=0", path, sizeof path, &o, &on, NULL), ERD_OK,
+           "budget=0 parses");
+    ok(o.budget == 0, "budget=0: no limit");
+    ok(vix_rerank_spec_parse("ch.txt,budget=-5", path, sizeof path, &o, &on, NULL) == ERD_ECONFIG,
+       "negative budget refused");
     on = -1;
     ok(vix_rerank_spec_parse("ch.txt,weight=2", path, sizeof path, &o, &on, NULL) == ERD_ECONFIG &&
            on == -1,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "index/vix_build.h"
+#include "index/vix_explain.h"
 #include "index/vix_resolve.h"
 #include "index/vix_store.h"
 #include "tests/unit/fixture.h"
@@ -17,6 +18,10 @@
 #include "tests/unit/tmpdir.h"
 
 static char db[256];
+
+/* VIX_RERANK_FLOOR (index/vix_resolve_internal.h): a test of the public
+ * interface restates it */
+#define VIX_RERANK_FLOOR_TEST 32
 
 /* One committed write, as the admin API makes it. */
 static int write_one(const char *upsert_json, const char *delete_id)
@@ -77,6 +82,67 @@ static bool returns(vix_resolver *r, const char *text, const char *want)
         if (strcmp(res[i].ext_id, want) == 0)
             return true;
     return false;
+}
+
+/* How many candidates the rerank aligned (and found) for one long query. */
+static void aligned_of(vix_resolver *r, const char *text, size_t k, size_t *ret_aligned,
+                       size_t *ret_found)
+{
+    vix_hypothesis h = {text, strlen(text), 0, false};
+    vix_result res[40];
+    size_t n = 0;
+    vix_explain *ex = NULL;
+    erd_diag d = {0};
+    vix_view *v = vix_resolver_acquire(r);
+    int rc = vix_resolve_explain(r, v, "books", &h, 1, k, res, &n, NULL, NULL, &ex, &d);
+    *ret_aligned = rc == ERD_OK ? ex->aligned : 0;
+    *ret_found = rc == ERD_OK ? ex->candidates : 0;
+    if (rc < 0)
+        printf("# resolve failed: %s\n", d.msg);
+    vix_explain_free(ex);
+    vix_view_release(v);
+}
+
+/* The rerank's budget: past it only the floor (or k) of the first stage's
+ * best are aligned; without it all of them. */
+static void test_budget(const char *channel)
+{
+    static const char *words[] = {"amber", "bishop", "candle", "dragon", "ember", "falcon",
+                                  "garden", "harbor", "island", "jester"};
+    char jsonl[8192] = "", line[160];
+    for (int i = 0; i < 60; i++) {
+        snprintf(line, sizeof line,
+                 "{\"id\":\"b%d\",\"name\":\"The %s %s of the %s and the %s\"}\n", i,
+                 words[i % 10], words[(i / 10) % 10], words[(i * 7) % 10], words[(i * 3) % 10]);
+        strcat(jsonl, line);
+    }
+    erd_diag diag = {0};
+    is_int(fixture_import(db, "books", jsonl, &diag), ERD_OK, "60 long names imported: %s",
+           diag.msg);
+    is_int(fixture_build(db, "books", NULL, &diag), ERD_OK, "built: %s", diag.msg);
+    const char *query = "the amber bishop of the candle and the dragon in the garden of the "
+                        "harbor by the island of the jester";
+    static const struct {
+        const char *opt;
+        size_t k, want_aligned; /* 0: all found */
+    } runs[] = {{"budget=1", 5, VIX_RERANK_FLOOR_TEST}, {"budget=1", 40, 40}, {"budget=0", 5, 0}};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        char spec[1300];
+        snprintf(spec, sizeof spec, "%.1200s,candidates=100,%s", channel, runs[i].opt);
+        vix_resolver *r = NULL;
+        vix_resolver_opts ro = {.db_path = db, .rerank = spec, .calibration = "off"};
+        is_int(vix_resolver_open(&ro, &r, &diag), ERD_OK, "resolver with %s: %s", runs[i].opt,
+               diag.msg);
+        if (!r)
+            continue;
+        size_t aligned = 0, found = 0;
+        aligned_of(r, query, runs[i].k, &aligned, &found);
+        size_t want = runs[i].want_aligned ? runs[i].want_aligned : found;
+        ok(found > VIX_RERANK_FLOOR_TEST && aligned == want,
+           "%s, k %zu: %zu of %zu candidates aligned (want %zu)", runs[i].opt, runs[i].k, aligned,
+           found, want);
+        vix_resolver_close(r);
+    }
 }
 
 int main(void)
@@ -215,6 +281,11 @@ int main(void)
     is_int(vix_build(&bo, &b3, &diag), ERD_OK, "original rebuilt");
     ok(access(b1.index_path, F_OK) != 0 && access(b3.index_path, F_OK) == 0,
        "its own replaced file removed, the new one there");
+
+    if (access(rerank, R_OK) == 0)
+        test_budget(rerank);
+    else
+        printf("ok - # SKIP rerank budget: no channel file %s\n", rerank);
 
     ok(tmpdir_remove(dir), "temp dir removed");
     return tap_done();
