@@ -10,7 +10,7 @@ is not installed.
 
 usage: console.py   (ERD_EXE, ERD_TEST_SRCDIR, ERD_ARTEFACTS)
 """
-import os, shutil, sys, time
+import os, re, shutil, sys, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import erdtest  # noqa: E402
@@ -118,6 +118,9 @@ def run(drv, srv):
     prob = rows[0].find_elements(By.TAG_NAME, "td")[3].text
     tap.ok(prob.endswith("%"), f"each result shows its probability ({prob!r})")
     tap.ok(not drv.find_element(By.ID, "no-match").is_displayed(), "no 'no match' for a real title")
+    meta = drv.find_element(By.ID, "results-meta").text
+    tap.ok(re.search(r"; \d+ of \d+ candidates aligned$", meta) is not None,
+           f"the summary says how many candidates the rerank aligned ({meta!r})")
     shot(drv, "console-playground.png")
 
     # the explain picture, drawn from the documented shape of a result's

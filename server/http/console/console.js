@@ -99,8 +99,12 @@ async function resolve(ev) {
 function drawResults(resp, hyps, ms) {
   const results = resp.results || [];
   $("results-box").hidden = false;
+  const ex = resp.explain || {};
+  // the rerank's budget may leave the least likely candidates of a long query unaligned
+  const aligned = ex.reranked && Number.isInteger(ex.aligned) && Number.isInteger(ex.candidates)
+    ? `; ${ex.aligned} of ${ex.candidates} candidates aligned` : "";
   $("results-meta").textContent =
-    `${results.length} result${results.length === 1 ? "" : "s"} for ${hyps.length} hypothes${hyps.length === 1 ? "is" : "es"} in ${ms.toFixed(1)} ms`;
+    `${results.length} result${results.length === 1 ? "" : "s"} for ${hyps.length} hypothes${hyps.length === 1 ? "is" : "es"} in ${ms.toFixed(1)} ms${aligned}`;
   // "no match" when the server says so, or when it found nothing at all
   const noMatch = resp.no_match === true || resp.match === false || results.length === 0;
   $("no-match").hidden = !noMatch;
