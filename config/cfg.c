@@ -113,10 +113,10 @@ enum cfg__reload { FIXED, LIVE };
       "channel. off, or CHANNEL_FILE[,weight=W,candidates=N,budget=CELLS,mode=local|global,"   \
       "skip=S,temperature=T,ranker=FILE,command=FILE] (budget: alignment cells, hypothesis "    \
       "phones times name phones, a resolve may spend before its least likely candidates go "   \
-      "unaligned; default 1000000, about 0.4 ms; 0 = no limit); a relative file is looked up from the working " \
-      "directory, then from the folder above the erd binary's, then from the data directory "  \
-      "(PREFIX/share/erd); ranker and command files (deploy/fit-ranker.sh, "                   \
-      "deploy/fit-command.sh) beside the channel file.")                                       \
+      "unaligned; default 1000000, about 0.4 ms; 0 = no limit); a relative file is looked "    \
+      "up from the working directory, then from the folder above the erd binary's, then "      \
+      "from the data directory (PREFIX/share/erd); ranker and command files "                  \
+      "(deploy/fit-ranker.sh, deploy/fit-command.sh) beside the channel file.")                \
     X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v10.txt", 0, 0, FIXED,  \
       "Calibrated scores: off, or a file from erd calibrate mapping each result to the "       \
       "probability it is right (the entity meant, also when the catalog may lack it: "        \

@@ -419,7 +419,8 @@ static void vix__stage_learned_rank(vix__query *qy)
  * phones): a long title asked in full would otherwise cost milliseconds over
  * 200 long names, the tail of every latency figure, while its right answer
  * is near the top of the first stage already.  Never fewer than the floor,
- * nor than the results asked for. */
+ * nor than the results asked for.  Phones are counted before the alignment
+ * cuts long phrases (VIX_RR_TOKENS_MAX): the count is an upper bound. */
 static size_t vix__rerank_afford(const vix__query *qy)
 {
     size_t budget = vix_rerank_get_opts(qy->r->rerank)->budget, floor = VIX_RERANK_FLOOR;
