@@ -70,7 +70,11 @@ enum cfg__reload { FIXED, LIVE };
     X(max_k, CFG_INT, max_k, "100", 1, 1000, LIVE, "Largest k a request may ask for.")       \
     X(g2p_cache_entries, CFG_SIZE, g2p_cache_entries, "65536", 0, 16777216, FIXED,            \
       "Phoneme cache capacity (texts); 0 disables it.")                                       \
-    X(g2p_voice, CFG_STR, g2p_voice, "en-us", 0, 0, FIXED, "espeak-ng voice used for G2P.")  \
+    X(g2p_voice, CFG_STR, g2p_voice, "en-us+cmu", 0, 0, FIXED,                                \
+      "espeak-ng voice used for G2P; VOICE+cmu also indexes every name and alias in the CMU "  \
+      "dictionary's pronunciation where it differs (libflite's cmulex): the voices people "    \
+      "hear and recognisers' dictionaries follow it.  A catalog keeps the voice it was built " \
+      "with.")                                                                                 \
     X(encoder, CFG_STR, encoder, "model:erd-siamese-v4.bin", 0, 0, FIXED,                                     \
       "Phonetic encoder used by builds: baseline[:DIM], model:FILE (learned), semantic:FILE, " \
       "vec:FILE or fused:W:PHONETIC|SEMANTIC.")                                                \
@@ -117,7 +121,7 @@ enum cfg__reload { FIXED, LIVE };
       "up from the working directory, then from the folder above the erd binary's, then "      \
       "from the data directory (PREFIX/share/erd); ranker and command files "                  \
       "(deploy/fit-ranker.sh, deploy/fit-command.sh) beside the channel file.")                \
-    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v10.txt", 0, 0, FIXED,  \
+    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v11.txt", 0, 0, FIXED,  \
       "Calibrated scores: off, or a file from erd calibrate mapping each result to the "       \
       "probability it is right (the entity meant, also when the catalog may lack it: "        \
       "deploy/fit-calibration.sh); looked up like rerank's channel file.  A catalog built with " \

@@ -173,13 +173,38 @@ typedef struct vix__collect {
     size_t first_of_entity; /* corpus index of this entity's first phrase */
     size_t first_in_table;  /* the same in table */
     uint64_t entities, total_entities;
-    vix_phrase scratch;
+    vix_phrase scratch, second;
     erd_diag *diag;
     int rc;
 } vix__collect;
 
-/* Adds one spoken variant unless this entity already has the same
- * normalised text (aliases often differ only in punctuation). */
+/* Adds one phrase unless this entity already has the same normalised text
+ * said the same way (aliases often differ only in punctuation; a text's
+ * second pronunciation is another phrase). */
+static int vix__add_phrase(vix__collect *col, const vix_phrase *ph, int derived)
+{
+    if (vix__set_add_phrase(col->table, col->first_in_table, ph, derived) < 0) {
+        col->rc = erd_fail(col->diag, ERD_ENOMEM, "out of memory collecting phrases");
+        return 1;
+    }
+    vix__corpus *c = col->corpus;
+    for (size_t i = col->first_of_entity; i < c->n; i++) {
+        if (strcmp(c->text + c->text_off[i], ph->text) == 0 && c->tok_n[i] == ph->n_tokens &&
+            !memcmp(c->tokens + c->tok_off[i], ph->tokens, ph->n_tokens * sizeof *ph->tokens)) {
+            c->derived[i] &= (unsigned char)derived; /* an alias as written outranks a short form */
+            return 0;
+        }
+    }
+    int rc = vix__corpus_add(c, ph, col->rowid, derived);
+    if (rc < 0) {
+        col->rc = erd_fail(col->diag, rc, "out of memory collecting phrases");
+        return 1;
+    }
+    return 0;
+}
+
+/* One spoken variant, and a name or alias as written also in the second
+ * pronunciation its G2P may give. */
 static int vix__add_variant(void *user, const char *variant, size_t len, int derived)
 {
     vix__collect *col = user;
@@ -191,23 +216,18 @@ static int vix__add_variant(void *user, const char *variant, size_t len, int der
         col->rc = rc;
         return 1;
     }
-    if (vix__set_add_phrase(col->table, col->first_in_table, &col->scratch, derived) < 0) {
-        col->rc = erd_fail(col->diag, ERD_ENOMEM, "out of memory collecting phrases");
+    if (vix__add_phrase(col, &col->scratch, derived))
         return 1;
-    }
-    vix__corpus *c = col->corpus;
-    for (size_t i = col->first_of_entity; i < c->n; i++) {
-        if (strcmp(c->text + c->text_off[i], col->scratch.text) == 0) {
-            c->derived[i] &= (unsigned char)derived; /* an alias as written outranks a short form */
-            return 0;
-        }
-    }
-    rc = vix__corpus_add(c, &col->scratch, col->rowid, derived);
+    if (derived)
+        return 0; /* short forms in one pronunciation: their second ones cost accuracy */
+    rc = vix_phrase_second(col->g2p, &col->scratch, &col->second, col->diag);
+    if (rc == ERD_ENOTFOUND)
+        return 0;
     if (rc < 0) {
-        col->rc = erd_fail(col->diag, rc, "out of memory collecting phrases");
+        col->rc = rc;
         return 1;
     }
-    return 0;
+    return vix__add_phrase(col, &col->second, derived);
 }
 
 static int vix__collect_entity(void *user, const vix_entity *e)
@@ -713,7 +733,7 @@ int vix_build(const vix_build_opts *opts, vix_build_result *ret, erd_diag *diag)
 {
     vix__build b = {.opts = opts,
                     .diag = diag,
-                    .voice = opts->g2p_voice && *opts->g2p_voice ? opts->g2p_voice : "en-us",
+                    .voice = opts->g2p_voice && *opts->g2p_voice ? opts->g2p_voice : "en-us+cmu",
                     .t0 = erd_now_s()};
     int rc;
     if ((rc = vix__build_prefetch(&b)) >= 0 && (rc = vix__build_open(&b)) >= 0 &&

@@ -33,7 +33,7 @@ typedef struct vix_build_opts {
      * the build reads them (vix_prefetch.h); below 2, none.  Only for a
      * single-threaded caller: the workers are forked. */
     size_t g2p_procs;
-    const char *g2p_voice;    /* default "en-us"; recorded in the index metadata */
+    const char *g2p_voice;    /* default "en-us+cmu"; recorded in the index metadata */
     /* A catalog whose index recorded another voice is refused (ERD_EMISMATCH)
      * unless this is set: a new voice changes every phoneme, so every answer. */
     bool g2p_voice_change;

@@ -2,18 +2,13 @@
  * vectors in a small flat index, and the base rowids they mask. */
 #include "index/vix_resolve_internal.h"
 
-static int vix__vec_variant(void *user, const char *variant, size_t len, int derived)
+/* One phrase encoded unless the entity has its text said the same way
+ * already: the build's rule (vix__add_phrase), a text's second
+ * pronunciation being another phrase. */
+static int vix__vec_phrase(vix__vecs *vv, const vix_phrase *phrase, int derived, int second)
 {
-    vix__vecs *vv = user;
-    int rc = vix_phrase_prepare(vv->g2p, NULL, variant, len, vv->scratch, vv->diag);
-    if (rc == ERD_EEMPTY)
-        return 0;
-    if (rc < 0) {
-        vv->rc = rc;
-        return 1;
-    }
     for (size_t i = 0; i < vv->n; i++) {
-        if (strcmp(vv->texts[i], vv->scratch->text) == 0) {
+        if (vv->second[i] == second && strcmp(vv->texts[i], phrase->text) == 0) {
             vv->derived[i] &= (unsigned char)derived;
             return 0;
         }
@@ -27,25 +22,54 @@ static int vix__vec_variant(void *user, const char *variant, size_t len, int der
         void *d = realloc(vv->derived, ncap);
         if (d)
             vv->derived = d;
+        void *s = realloc(vv->second, ncap);
+        if (s)
+            vv->second = s;
         void *v = realloc(vv->vecs, ncap * dim * sizeof *vv->vecs);
         if (v)
             vv->vecs = v;
-        if (!t || !d || !v) {
+        if (!t || !d || !s || !v) {
             vv->rc = erd_fail(vv->diag, ERD_ENOMEM, "out of memory encoding an entity");
             return 1;
         }
         vv->cap = ncap;
     }
-    pho_phrase ph = {.text = vv->scratch->text, .tokens = vv->scratch->tokens,
-                     .n_tokens = vv->scratch->n_tokens};
-    rc = pho_encoder_encode(vv->enc, &ph, vv->vecs + vv->n * dim);
+    pho_phrase ph = {.text = phrase->text, .tokens = phrase->tokens,
+                     .n_tokens = phrase->n_tokens};
+    int rc = pho_encoder_encode(vv->enc, &ph, vv->vecs + vv->n * dim);
     if (rc < 0) {
-        vv->rc = erd_fail(vv->diag, rc, "encoding \"%.100s\" failed", vv->scratch->text);
+        vv->rc = erd_fail(vv->diag, rc, "encoding \"%.100s\" failed", phrase->text);
         return 1;
     }
-    snprintf(vv->texts[vv->n], PHO_TEXT_MAX, "%s", vv->scratch->text);
+    snprintf(vv->texts[vv->n], PHO_TEXT_MAX, "%s", phrase->text);
+    vv->second[vv->n] = (unsigned char)second;
     vv->derived[vv->n++] = (unsigned char)derived;
     return 0;
+}
+
+static int vix__vec_variant(void *user, const char *variant, size_t len, int derived)
+{
+    vix__vecs *vv = user;
+    int rc = vix_phrase_prepare(vv->g2p, NULL, variant, len, vv->scratch, vv->diag);
+    if (rc == ERD_EEMPTY)
+        return 0;
+    if (rc < 0) {
+        vv->rc = rc;
+        return 1;
+    }
+    if (vix__vec_phrase(vv, vv->scratch, derived, 0))
+        return 1;
+    if (derived)
+        return 0; /* the build's rule: no second pronunciation for a short form */
+    vix_phrase second;
+    rc = vix_phrase_second(vv->g2p, vv->scratch, &second, vv->diag);
+    if (rc == ERD_ENOTFOUND)
+        return 0;
+    if (rc < 0) {
+        vv->rc = rc;
+        return 1;
+    }
+    return vix__vec_phrase(vv, &second, derived, 1);
 }
 
 static int vix__dent_make(vix_resolver *r, const vix__base *base, const vix_entity *e,
@@ -82,6 +106,7 @@ static int vix__dent_make(vix_resolver *r, const vix__base *base, const vix_enti
 out:
     free(vv.texts);
     free(vv.derived);
+    free(vv.second);
     free(vv.vecs);
     vix__dent_unref(d);
     return rc;

@@ -168,6 +168,21 @@ int vix_phoneme_batch_flush(vix_phoneme_batch *b, vix_store *cache, const char *
 
 /* ---- text to phrase ---- */
 
+/* A name longer than the token budget is still found by its first few
+ * hundred phonemes: the IPA is cut at a word break and that kept. */
+static int vix__tokenize(char *ipa, pho_token *tokens, size_t *ret_n)
+{
+    int rc = pho_tokenize(ipa, tokens, PHO_TOKENS_MAX, ret_n);
+    while (rc == ERD_ETOOLONG) {
+        char *cut = strrchr(ipa, ' ');
+        if (!cut || cut == ipa)
+            break;
+        *cut = '\0';
+        rc = pho_tokenize(ipa, tokens, PHO_TOKENS_MAX, ret_n);
+    }
+    return rc;
+}
+
 static int vix__prepare(pho_g2p *g2p, vix_store *cache, vix_phoneme_batch *batch,
                         const char *text, size_t len, vix_phrase *ret, char *ret_ipa,
                         size_t ipa_cap, erd_diag *diag)
@@ -209,16 +224,7 @@ static int vix__prepare(pho_g2p *g2p, vix_store *cache, vix_phoneme_batch *batch
         return erd_fail(diag, rc, "phoneme cache: %s", erd_strerror(rc));
     }
 
-    rc = pho_tokenize(ipa, tokens, PHO_TOKENS_MAX, &n_tokens);
-    /* A name longer than the token budget is still found by its first few
-     * hundred phonemes: cut the IPA at a word break and keep that. */
-    while (rc == ERD_ETOOLONG) {
-        char *cut = strrchr(ipa, ' ');
-        if (!cut || cut == ipa)
-            break;
-        *cut = '\0';
-        rc = pho_tokenize(ipa, tokens, PHO_TOKENS_MAX, &n_tokens);
-    }
+    rc = vix__tokenize(ipa, tokens, &n_tokens);
     if (rc < 0)
         return erd_fail(diag, rc, "\"%s\" has no phonemes espeak-ng can speak", norm);
 
@@ -234,6 +240,26 @@ int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t 
                        vix_phrase *ret, erd_diag *diag)
 {
     return vix__prepare(g2p, cache, NULL, text, len, ret, NULL, 0, diag);
+}
+
+int vix_phrase_second(pho_g2p *g2p, const vix_phrase *first, vix_phrase *ret, erd_diag *diag)
+{
+    char ipa[PHO_IPA_MAX];
+    pho_token tokens[PHO_TOKENS_MAX];
+    size_t n_tokens;
+    if (!pho_g2p_has_second(g2p))
+        return ERD_ENOTFOUND;
+    int rc = pho_g2p_second_ipa(g2p, first->text, ipa, sizeof ipa, diag);
+    if (rc < 0)
+        return rc;
+    if (vix__tokenize(ipa, tokens, &n_tokens) < 0)
+        return ERD_ENOTFOUND; /* phones the inventory cannot read: no second one */
+    if (n_tokens == first->n_tokens && !memcmp(tokens, first->tokens, n_tokens * sizeof *tokens))
+        return ERD_ENOTFOUND;
+    memcpy(ret->text, first->text, strlen(first->text) + 1);
+    memcpy(ret->tokens, tokens, n_tokens * sizeof *tokens);
+    ret->n_tokens = n_tokens;
+    return ERD_OK;
 }
 
 int vix_phrase_analyze(pho_g2p *g2p, const char *text, size_t len, vix_phrase *ret, char *ret_ipa,

@@ -23,6 +23,12 @@ typedef struct vix_phrase {
 int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t len,
                        vix_phrase *ret, erd_diag *diag);
 
+/* The second pronunciation of a prepared phrase, when its G2P gives one
+ * ("+cmu" voices) that differs from first's phones: same text, the CMU
+ * dictionary's tokens.  ERD_ENOTFOUND when there is none; *ret set only on
+ * success. */
+int vix_phrase_second(pho_g2p *g2p, const vix_phrase *first, vix_phrase *ret, erd_diag *diag);
+
 /* vix_phrase_prepare without a cache, also copying the IPA the tokens came
  * from (cut as they were) into ret_ipa: what POST /v1/analyze shows. */
 int vix_phrase_analyze(pho_g2p *g2p, const char *text, size_t len, vix_phrase *ret, char *ret_ipa,

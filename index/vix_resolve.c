@@ -5,32 +5,48 @@
 #include "index/vix_ivf.h"
 #include "index/vix_resolve_internal.h"
 
-static int vix__text_variant(void *user, const char *variant, size_t len, int derived)
+/* One phrase of the walk, counted as the load counts it (deduplicated by
+ * its phones); 1 once the wanted one is found or the walk must stop. */
+static int vix__text_phrase(vix__texts *t, const vix_phrase *ph, const char *variant, size_t len,
+                            int derived, int second)
 {
-    vix__texts *t = user;
-    /* as vix__load_variant: the phoneme cache, then espeak-ng */
-    int rc = vix_phrase_prepare(t->r->g2p, t->r->store, variant, len, t->scratch, NULL);
-    if (rc < 0 && rc != ERD_EEMPTY)
-        rc = vix_phrase_prepare(t->r->g2p, NULL, variant, len, t->scratch, NULL);
-    if (rc < 0)
-        return 0; /* the load skipped it too */
     uint8_t packed[VIX_RR_TOKENS_MAX];
-    size_t n = vix_rerank_pack(t->scratch->tokens, t->scratch->n_tokens, packed, sizeof packed);
+    size_t n = vix_rerank_pack(ph->tokens, ph->n_tokens, packed, sizeof packed);
     for (size_t i = 0; i < t->n_seen; i++)
         if (t->seen_n[i] == n && memcmp(t->seen[i], packed, n) == 0)
             return 0;
     if (t->n_seen == VIX__PHRASES_SEEN_MAX)
         return 1;
     if (t->n_seen == t->want) {
+        static const char *const kinds[3][2] = {{"name", "alias"},
+                                                 {"name short form", "alias short form"},
+                                                 {"name, CMU pronunciation",
+                                                  "alias, CMU pronunciation"}};
         snprintf(t->buf, t->cap, "%.*s", (int)len, variant);
-        *t->ret_kind = derived ? (t->alias ? "alias short form" : "name short form")
-                               : (t->alias ? "alias" : "name");
+        *t->ret_kind = kinds[second ? 2 : derived ? 1 : 0][t->alias != 0];
         t->found = 1;
         return 1;
     }
     memcpy(t->seen[t->n_seen], packed, n);
     t->seen_n[t->n_seen++] = n;
     return 0;
+}
+
+static int vix__text_variant(void *user, const char *variant, size_t len, int derived)
+{
+    vix__texts *t = user;
+    /* as vix__load_variant: the phoneme cache, then espeak-ng */
+    int rc = vix_phrase_prepare(t->g2p, t->r->store, variant, len, t->scratch, NULL);
+    if (rc < 0 && rc != ERD_EEMPTY)
+        rc = vix_phrase_prepare(t->g2p, NULL, variant, len, t->scratch, NULL);
+    if (rc < 0)
+        return 0; /* the load skipped it too */
+    if (vix__text_phrase(t, t->scratch, variant, len, derived, 0))
+        return 1;
+    vix_phrase second;
+    if (derived || vix_phrase_second(t->g2p, t->scratch, &second, NULL) != ERD_OK)
+        return 0;
+    return vix__text_phrase(t, &second, variant, len, derived, 1);
 }
 
 static int vix__text_walk(void *user, const char *text)
@@ -64,13 +80,19 @@ int vix_resolver_phrase_text(vix_resolver *r, const char *catalog, const char *e
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
-    *t = (vix__texts){.r = r, .scratch = scratch, .want = phrase, .buf = buf, .cap = cap,
+    /* the catalog's own G2P: its voice says whether names have a second
+     * pronunciation; the view keeps it alive until the walk is done */
+    vix_view *view = vix_resolver_acquire(r);
+    const vix__catalog *cat = vix__view_find(view, catalog);
+    *t = (vix__texts){.r = r, .g2p = cat && cat->base->g2p ? cat->base->g2p : r->g2p,
+                      .scratch = scratch, .want = phrase, .buf = buf, .cap = cap,
                       .ret_kind = ret_kind};
     pthread_mutex_lock(&r->sync_mu); /* the resolver's store is used under it */
     rc = vix_store_catalog_find(r->store, catalog, &catalog_id, diag);
     if (rc == ERD_OK)
         rc = vix_store_entity_get(r->store, catalog_id, ext_id, vix__text_entity, t, diag);
     pthread_mutex_unlock(&r->sync_mu);
+    vix_view_release(view);
     if (rc >= 0 && !t->found)
         rc = erd_fail(diag, ERD_ENOTFOUND, "entity %s has no phrase %zu (changed since?)", ext_id,
                       phrase);
@@ -159,7 +181,7 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
     r->db_path = vix__dup(opts->db_path, "");
     r->build_encoder = vix__dup(opts->build_encoder, "baseline");
     r->build_factory = vix__dup(opts->build_factory, "Flat");
-    r->g2p_voice = vix__dup(opts->g2p_voice, "en-us");
+    r->g2p_voice = vix__dup(opts->g2p_voice, "en-us+cmu");
     r->ivf_search = vix__dup(opts->ivf_search, "");
     if (!r->view || !r->db_path || !r->build_encoder || !r->build_factory || !r->g2p_voice ||
         !r->ivf_search) {

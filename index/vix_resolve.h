@@ -24,7 +24,7 @@ typedef struct vix_resolver vix_resolver;
 
 typedef struct vix_resolver_opts {
     const char *db_path;
-    const char *g2p_voice;   /* default "en-us" */
+    const char *g2p_voice;   /* default "en-us+cmu" */
     size_t g2p_cache_entries;
     size_t candidates;       /* vectors fetched per query before grouping by entity (default 64) */
     /* Second-stage rerank (index/vix_rerank.h spec): NULL or "off" for the

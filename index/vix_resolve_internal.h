@@ -204,7 +204,7 @@ typedef struct vix__vecs {
     pho_g2p *g2p;
     vix_phrase *scratch;
     char (*texts)[PHO_TEXT_MAX];
-    unsigned char *derived;
+    unsigned char *derived, *second; /* second: the text's second pronunciation */
     float *vecs;
     size_t n, cap;
     erd_diag *diag;
@@ -246,6 +246,7 @@ typedef struct vix__rows {
 
 typedef struct vix__texts {
     vix_resolver *r;
+    pho_g2p *g2p; /* the catalog's */
     vix_phrase *scratch;
     size_t want, n_seen;
     uint8_t seen[VIX__PHRASES_SEEN_MAX][VIX_RR_TOKENS_MAX];

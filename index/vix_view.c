@@ -212,6 +212,15 @@ int vix__load_variant(void *user, const char *variant, size_t len, int derived)
     if (rc == ERD_OK && vix__set_add_phrase(ld->set, ld->entity_first_phrase, ld->scratch,
                                             derived) < 0)
         rc = erd_fail(ld->diag, ERD_ENOMEM, "out of memory loading phrases");
+    vix_phrase second; /* a name's second pronunciation, as the build adds it */
+    int rc2 = rc == ERD_OK && !derived
+                  ? vix_phrase_second(ld->g2p, ld->scratch, &second, ld->diag)
+                  : ERD_ENOTFOUND;
+    if (rc2 == ERD_OK && vix__set_add_phrase(ld->set, ld->entity_first_phrase, &second,
+                                             derived) < 0)
+        rc = erd_fail(ld->diag, ERD_ENOMEM, "out of memory loading phrases");
+    else if (rc2 < 0 && rc2 != ERD_ENOTFOUND)
+        rc = rc2;
     if (rc < 0) {
         ld->rc = rc;
         return 1;

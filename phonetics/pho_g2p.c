@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "phonetics/pho_cmu.h"
 #include "phonetics/pho_internal.h"
 #include "phonetics/pho_text.h"
 #include "proto/erd_clock.h"
@@ -26,7 +27,8 @@ typedef struct pho__entry {
 } pho__entry;
 
 struct pho_g2p {
-    char voice[PHO__VOICE_MAX];
+    char voice[PHO__VOICE_MAX]; /* espeak-ng's, without "+cmu" */
+    int second;                 /* "+cmu": the CMU dictionary's as well */
     char id[128];
 
     size_t cap;
@@ -181,6 +183,11 @@ int pho_g2p_create(const char *voice, size_t cache_entries, pho_g2p **ret, erd_d
     if (!g)
         return erd_fail(diag, ERD_ENOMEM, "out of memory for G2P handle");
     snprintf(g->voice, sizeof g->voice, "%s", voice);
+    size_t vlen = strlen(g->voice);
+    if (vlen > 4 && !strcmp(g->voice + vlen - 4, "+cmu")) {
+        g->voice[vlen - 4] = '\0';
+        g->second = 1;
+    }
     g->cap = cache_entries;
     g->lru.prev = g->lru.next = &g->lru;
     while (nb < cache_entries)
@@ -196,7 +203,7 @@ int pho_g2p_create(const char *voice, size_t cache_entries, pho_g2p **ret, erd_d
     pthread_mutex_init(&g->cache_mu, NULL);
 
     pthread_mutex_lock(&pho__espeak_mu);
-    rc = pho__select_voice(voice, diag);
+    rc = pho__select_voice(g->voice, diag);
     version = espeak_Info(NULL);
     pthread_mutex_unlock(&pho__espeak_mu);
     if (rc < 0) {
@@ -204,8 +211,10 @@ int pho_g2p_create(const char *voice, size_t cache_entries, pho_g2p **ret, erd_d
         goto out;
     }
     /* espeak_Info may append a build date after the version number. */
+    /* the second pronunciation is not cached: the id names espeak-ng's alone,
+     * so "en-us" and "en-us+cmu" share the phoneme cache */
     snprintf(g->id, sizeof g->id, "espeak-ng %.*s %s",
-             version ? (int)strcspn(version, " \t") : 1, version ? version : "?", voice);
+             version ? (int)strcspn(version, " \t") : 1, version ? version : "?", g->voice);
     *ret = g;
     g = NULL;
     rc = ERD_OK;
@@ -361,4 +370,23 @@ int pho_g2p_ipa(pho_g2p *g, const char *text, char *out, size_t outcap, erd_diag
     if (g->cap > 0)
         pho__cache_insert(g, h, text, buf);
     return pho__copy_out(buf, out, outcap, diag);
+}
+
+int pho_g2p_has_second(const pho_g2p *g)
+{
+    return g && g->second;
+}
+
+int pho_g2p_second_ipa(pho_g2p *g, const char *text, char *out, size_t outcap, erd_diag *diag)
+{
+    if (!g || !text || !out || outcap == 0)
+        return erd_fail(diag, ERD_EINVAL, "pho_g2p_second_ipa: NULL argument");
+    if (!g->second)
+        return ERD_ENOTFOUND;
+    int rc = pho_cmu_ipa(text, out, outcap);
+    if (rc == ERD_EEMPTY)
+        rc = ERD_ENOTFOUND;
+    if (rc == ERD_EG2P)
+        return erd_fail(diag, rc, "the CMU dictionary (libflite cmulex) did not load");
+    return rc == ERD_ENOTFOUND ? rc : rc < 0 ? erd_fail(diag, rc, "%s", erd_strerror(rc)) : rc;
 }

@@ -22,7 +22,8 @@ typedef struct pho_g2p_stats {
     uint64_t espeak_nanos; /* time spent inside espeak-ng, lock held */
 } pho_g2p_stats;
 
-/* voice: espeak-ng voice name, e.g. "en-us".  cache_entries: LRU capacity (0
+/* voice: espeak-ng voice name, e.g. "en-us"; "VOICE+cmu" adds a second
+ * pronunciation from the CMU dictionary (pho_g2p_second_ipa).  cache_entries: LRU capacity (0
  * disables the cache).  espeak-ng is initialised once per process; several
  * handles may exist and share it.  *ret set only on success. */
 int pho_g2p_create(const char *voice, size_t cache_entries, pho_g2p **ret, erd_diag *diag);
@@ -38,5 +39,13 @@ int pho_g2p_ipa(pho_g2p *g2p, const char *text, char *out, size_t outcap, erd_di
 const char *pho_g2p_id(const pho_g2p *g2p);
 
 void pho_g2p_get_stats(pho_g2p *g2p, pho_g2p_stats *ret);
+
+/* Whether the handle gives a second pronunciation ("+cmu" voices). */
+int pho_g2p_has_second(const pho_g2p *g2p);
+
+/* The second pronunciation of a normalised text, as pho_g2p_ipa writes
+ * the first: ERD_ENOTFOUND when the handle has none or the text has no
+ * complete one (pho_cmu_ipa).  Thread-safe. */
+int pho_g2p_second_ipa(pho_g2p *g2p, const char *text, char *out, size_t outcap, erd_diag *diag);
 
 #endif

@@ -86,7 +86,7 @@ def calibration_warning(s):
     lines = [l for l in err.splitlines() if "warning" in l]
     tap.ok(rc == 0 and len(lines) == 1 and 'catalog "base"' in lines[0],
            f"resolving it warns once, naming the catalog ({lines})")
-    tap.ok(lines and re.search(r"encoder baseline\S*, but the calibration \S+calibration-v10.txt was fitted", lines[0])
+    tap.ok(lines and re.search(r"encoder baseline\S*, but the calibration \S+calibration-v11.txt was fitted", lines[0])
            and lines[0].endswith("set calibration off)"), "the warning is whole: encoder id and calibration file")
     srv = erdtest.Server(s.db)
     srv.stop()
@@ -151,7 +151,7 @@ def g2p_voice(s):
     german = answers("deutsch", {"ERD_G2P_VOICE": "de"})
     tap.ok(german != answers("mini", {"ERD_G2P_VOICE": "de"}), "the voice changes the scores")
     tap.ok(answers("deutsch") == german,
-           "erd resolve with the default g2p_voice (en-us) answers in the catalog's voice, de")
+           "erd resolve with the default g2p_voice (en-us+cmu) answers in the catalog's voice, de")
     srv = erdtest.Server(s.db, {"ERD_G2P_VOICE": "en-us"})
     try:
         status, body = srv.call("POST", "/v1/resolve", {"catalog": "deutsch", "text": queries[0], "k": 3})
@@ -170,7 +170,7 @@ def g2p_voice(s):
         srv.stop()
     tap.ok(answers("deutsch") == german, "the rebuild kept the catalog's voice")
     rc, _, err = erd("build", "-q", "--db", s.db, "--catalog", "deutsch", env=CLEAN_ENV)
-    tap.ok(rc == 1 and 'G2P voice "de"' in err and "--g2p-voice en-us" in err,
+    tap.ok(rc == 1 and 'G2P voice "de"' in err and "--g2p-voice en-us+cmu" in err,
            f"building it in another voice is refused ({err.strip()!r})")
     tap.ok(answers("deutsch") == german, "and changes nothing")
     rc, _, err = erd("build", "-q", "--db", s.db, "--catalog", "deutsch", "--g2p-voice", "en-us",

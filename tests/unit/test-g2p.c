@@ -56,6 +56,40 @@ static int clean_spacing(const char *s)
     return n > 0 && s[0] != ' ' && s[n - 1] != ' ' && !strstr(s, "  ");
 }
 
+/* "+cmu": the CMU dictionary's pronunciation beside espeak-ng's, in
+ * espeak-ng's IPA conventions; the cache id is espeak-ng's alone. */
+static void test_second(void)
+{
+    pho_g2p *plain = NULL, *cmu = NULL;
+    char out[PHO_IPA_MAX] = "untouched";
+    erd_diag d = {0};
+    is_int(pho_g2p_create("en-us+cmu", 8, &cmu, &d), ERD_OK, "create en-us+cmu: %s", d.msg);
+    is_int(pho_g2p_create("en-us", 8, &plain, &d), ERD_OK, "create en-us");
+    if (!cmu || !plain)
+        goto out;
+    ok(pho_g2p_has_second(cmu) && !pho_g2p_has_second(plain), "only +cmu has a second");
+    is_str(pho_g2p_id(cmu), pho_g2p_id(plain), "the same cache id as the plain voice");
+    is_int(pho_g2p_second_ipa(cmu, "hello of the zinzendorf", out, sizeof out, &d), ERD_OK,
+           "second pronunciation: %s", d.msg);
+    /* hh ax0 l ow1 | ah1 v | dh ax0 | z ih1 n z ih0 n d ao0 r f (letter rules) */
+    is_str(out, "həlˈoʊ ˈʌv ðə zˈɪnzɪndɔːɹf", "cmulex phones in espeak-ng's IPA");
+    pho_token tok[PHO_TOKENS_MAX];
+    size_t n = 0;
+    is_int(pho_tokenize(out, tok, PHO_TOKENS_MAX, &n), ERD_OK, "the tokenizer reads it");
+    ok(n == 18 && tok[0].word_start && tok[2].stress == PHO_STRESS_NONE,
+       "18 phones, words marked (%zu)", n);
+    strcpy(out, "untouched");
+    is_int(pho_g2p_second_ipa(cmu, "apollo 13", out, sizeof out, NULL), ERD_ENOTFOUND,
+           "a word without phones (digits): none, not half a one");
+    is_str(out, "untouched", "out left alone");
+    is_int(pho_g2p_second_ipa(plain, "hello", out, sizeof out, NULL), ERD_ENOTFOUND,
+           "a plain voice has none");
+    is_int(pho_g2p_second_ipa(cmu, "hello", out, 4, NULL), ERD_ETOOLONG, "small buffer refused");
+out:
+    pho_g2p_destroy(cmu);
+    pho_g2p_destroy(plain);
+}
+
 int main(void)
 {
     pho_g2p *g = NULL, *nocache = NULL, *gb = NULL, *bad = NULL;
@@ -184,5 +218,6 @@ int main(void)
     pho_g2p_destroy(nocache);
     pho_g2p_destroy(gb);
     pho_g2p_destroy(NULL);
+    test_second();
     return tap_done();
 }

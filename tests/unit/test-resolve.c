@@ -145,6 +145,40 @@ static void test_budget(const char *channel)
     }
 }
 
+/* "+cmu" voices index a name also in its CMU pronunciation where it differs:
+ * more vectors than the plain voice, and the explanation names the phrase. */
+static void test_second_pronunciation(void)
+{
+    erd_diag d = {0};
+    is_int(fixture_import(db, "voices", "{\"id\":\"z\",\"name\":\"Zinzendorf Moravian\"}\n", &d),
+           ERD_OK, "imported: %s", d.msg);
+    vix_build_result plain, both;
+    vix_build_opts bo = {.db_path = db, .catalog = "voices", .g2p_voice = "en-us"};
+    is_int(vix_build(&bo, &plain, &d), ERD_OK, "built with en-us: %s", d.msg);
+    bo = (vix_build_opts){.db_path = db, .catalog = "voices", .g2p_voice = "en-us+cmu"};
+    is_int(vix_build(&bo, &both, &d), ERD_EMISMATCH,
+           "a voice change needs asking for: %s", d.msg);
+    bo.g2p_voice_change = 1;
+    is_int(vix_build(&bo, &both, &d), ERD_OK, "rebuilt with en-us+cmu: %s", d.msg);
+    is_int((int)plain.vectors, 1, "one vector in the plain voice");
+    is_int((int)both.vectors, 2, "two with the CMU pronunciation");
+    vix_resolver *r = NULL;
+    vix_resolver_opts ro = {.db_path = db, .rerank = "off", .calibration = "off",
+                            .g2p_voice = "en-us"};
+    is_int(vix_resolver_open(&ro, &r, &d), ERD_OK, "resolver whose own voice is plain: %s",
+           d.msg);
+    if (!r)
+        return;
+    char text[128];
+    const char *kind = NULL;
+    is_int(vix_resolver_phrase_text(r, "voices", "z", 1, text, sizeof text, &kind, &d), ERD_OK,
+           "phrase 1 named: %s", d.msg);
+    ok(kind && !strcmp(kind, "name, CMU pronunciation") && !strcmp(text, "Zinzendorf Moravian"),
+       "the catalog's voice decides: phrase 1 is the name's CMU pronunciation (%s)",
+       kind ? kind : "none");
+    vix_resolver_close(r);
+}
+
 int main(void)
 {
     char dir[200], rerank[1200];
@@ -282,6 +316,7 @@ int main(void)
     ok(access(b1.index_path, F_OK) != 0 && access(b3.index_path, F_OK) == 0,
        "its own replaced file removed, the new one there");
 
+    test_second_pronunciation();
     if (access(rerank, R_OK) == 0)
         test_budget(rerank);
     else

@@ -118,7 +118,7 @@ int main(void)
     vix__set want = {0}, got = {0};
     int64_t id = 0, gen = 0;
     is_int(vix_store_open(db, VIX_STORE_READONLY, &st, &d), ERD_OK, "store: %s", d.msg);
-    is_int(pho_g2p_create("en-us", 0, &g2p, &d), ERD_OK, "g2p: %s", d.msg);
+    is_int(pho_g2p_create("en-us+cmu", 0, &g2p, &d), ERD_OK, "g2p: %s", d.msg);
     if (!st || !g2p)
         return tap_done();
     vix_store_begin_read(st, NULL);
