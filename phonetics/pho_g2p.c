@@ -384,9 +384,9 @@ int pho_g2p_second_ipa(pho_g2p *g, const char *text, char *out, size_t outcap, e
     if (!g->second)
         return ERD_ENOTFOUND;
     int rc = pho_cmu_ipa(text, out, outcap);
-    if (rc == ERD_EEMPTY)
-        rc = ERD_ENOTFOUND;
+    if (rc == ERD_OK || rc == ERD_ENOTFOUND || rc == ERD_EEMPTY)
+        return rc == ERD_OK ? ERD_OK : ERD_ENOTFOUND; /* no words, or one without phones */
     if (rc == ERD_EG2P)
         return erd_fail(diag, rc, "the CMU dictionary (libflite cmulex) did not load");
-    return rc == ERD_ENOTFOUND ? rc : rc < 0 ? erd_fail(diag, rc, "%s", erd_strerror(rc)) : rc;
+    return erd_fail(diag, rc, "CMU pronunciation of \"%.100s\": %s", text, erd_strerror(rc));
 }
