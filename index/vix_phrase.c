@@ -242,7 +242,8 @@ int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t 
     return vix__prepare(g2p, cache, NULL, text, len, ret, NULL, 0, diag);
 }
 
-int vix_phrase_second(pho_g2p *g2p, const vix_phrase *first, vix_phrase *ret, erd_diag *diag)
+int vix_phrase_second_analyze(pho_g2p *g2p, const vix_phrase *first, vix_phrase *ret,
+                              char *ret_ipa, size_t ipa_cap, erd_diag *diag)
 {
     char ipa[PHO_IPA_MAX];
     pho_token tokens[PHO_TOKENS_MAX];
@@ -259,7 +260,14 @@ int vix_phrase_second(pho_g2p *g2p, const vix_phrase *first, vix_phrase *ret, er
     memcpy(ret->text, first->text, strlen(first->text) + 1);
     memcpy(ret->tokens, tokens, n_tokens * sizeof *tokens);
     ret->n_tokens = n_tokens;
+    if (ret_ipa) /* cut as the tokens were, as vix_phrase_analyze's */
+        snprintf(ret_ipa, ipa_cap, "%s", ipa);
     return ERD_OK;
+}
+
+int vix_phrase_second(pho_g2p *g2p, const vix_phrase *first, vix_phrase *ret, erd_diag *diag)
+{
+    return vix_phrase_second_analyze(g2p, first, ret, NULL, 0, diag);
 }
 
 int vix_phrase_analyze(pho_g2p *g2p, const char *text, size_t len, vix_phrase *ret, char *ret_ipa,

@@ -29,6 +29,11 @@ int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t 
  * success. */
 int vix_phrase_second(pho_g2p *g2p, const vix_phrase *first, vix_phrase *ret, erd_diag *diag);
 
+/* vix_phrase_second, also copying the IPA its tokens came from into ret_ipa
+ * (POST /v1/analyze's "second"). */
+int vix_phrase_second_analyze(pho_g2p *g2p, const vix_phrase *first, vix_phrase *ret,
+                              char *ret_ipa, size_t ipa_cap, erd_diag *diag);
+
 /* vix_phrase_prepare without a cache, also copying the IPA the tokens came
  * from (cut as they were) into ret_ipa: what POST /v1/analyze shows. */
 int vix_phrase_analyze(pho_g2p *g2p, const char *text, size_t len, vix_phrase *ret, char *ret_ipa,

@@ -68,6 +68,19 @@ int vix_resolver_analyze(vix_resolver *r, const char *text, size_t len, vix_phra
     return vix_phrase_analyze(r->g2p, text, len, ret, ret_ipa, ipa_cap, diag);
 }
 
+int vix_resolver_analyze_second(vix_resolver *r, const char *catalog, const vix_phrase *first,
+                                vix_phrase *ret, char *ret_ipa, size_t ipa_cap, erd_diag *diag)
+{
+    /* names have a second pronunciation when their catalog's voice gives
+     * one; the view keeps that G2P alive while it is used */
+    vix_view *view = vix_resolver_acquire(r);
+    const vix__catalog *cat = catalog ? vix__view_find(view, catalog) : NULL;
+    pho_g2p *g2p = cat && cat->base->g2p ? cat->base->g2p : r->g2p;
+    int rc = vix_phrase_second_analyze(g2p, first, ret, ret_ipa, ipa_cap, diag);
+    vix_view_release(view);
+    return rc;
+}
+
 int vix_resolver_phrase_text(vix_resolver *r, const char *catalog, const char *ext_id,
                              size_t phrase, char *buf, size_t cap, const char **ret_kind,
                              erd_diag *diag)

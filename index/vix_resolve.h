@@ -206,6 +206,13 @@ struct vix_phrase;
 int vix_resolver_analyze(vix_resolver *resolver, const char *text, size_t len,
                          struct vix_phrase *ret, char *ret_ipa, size_t ipa_cap, erd_diag *diag);
 
+/* The second pronunciation names of catalog (NULL: the resolver's default
+ * voice) are also indexed under, for an analysed phrase first: ERD_ENOTFOUND
+ * when the voice gives none or it equals first's phones. */
+int vix_resolver_analyze_second(vix_resolver *resolver, const char *catalog,
+                                const struct vix_phrase *first, struct vix_phrase *ret,
+                                char *ret_ipa, size_t ipa_cap, erd_diag *diag);
+
 /* The text (as written in the catalog) of phrase i of entity ext_id, the
  * index an explanation's alignment gives, and its kind: "name", "alias",
  * "name short form" or "alias short form".  Reads the store; for

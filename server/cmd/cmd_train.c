@@ -29,16 +29,40 @@
 #define CMD__SQUASH_REG_DEFAULT 1.0
 
 typedef struct cmd__load_stats {
-    uint64_t records, pairs, skipped_empty, checksum, synthetic;
+    uint64_t records, pairs, skipped_empty, checksum, synthetic, second;
 } cmd__load_stats;
+
+/* The phrase's second pronunciation (a "+cmu" G2P voice), when it has one
+ * that differs, as a phrase of its own: the catalog indexes and aligns both,
+ * so the encoder learns to place what was heard near either.  *ret_idx is
+ * UINT32_MAX when there is none. */
+static int cmd__second_phrase(pho_trainset *ts, pho_g2p *g2p, const vix_phrase *first,
+                              uint32_t *ret_idx, erd_diag *diag)
+{
+    vix_phrase *second = malloc(sizeof *second);
+    int rc;
+    if (!second)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    rc = vix_phrase_second(g2p, first, second, diag);
+    if (rc == ERD_ENOTFOUND) {
+        *ret_idx = UINT32_MAX;
+        rc = ERD_OK;
+    } else if (rc == ERD_OK) {
+        rc = pho_trainset_add_phrase(ts, second->text, second->tokens, second->n_tokens, ret_idx);
+        if (rc < 0)
+            rc = erd_fail(diag, rc, "adding phrase \"%.64s\" failed", second->text);
+    }
+    free(second);
+    return rc;
+}
 
 /* One record: its spoken phrase and every hypothesis as pairs.  A text with
  * nothing speakable (an empty hypothesis) is skipped, not an error. */
-static int cmd__load_record(pho_trainset *ts, pho_g2p *g2p, vix_phrase *ph, json_t *rec,
-                            cmd__load_stats *st, erd_diag *diag)
+static int cmd__load_record(pho_trainset *ts, pho_g2p *g2p, int second, vix_phrase *ph,
+                            json_t *rec, cmd__load_stats *st, erd_diag *diag)
 {
     json_t *spoken = json_object_get(rec, "spoken"), *nbest = json_object_get(rec, "nbest");
-    uint32_t idx;
+    uint32_t idx, idx2 = UINT32_MAX;
     size_t i;
     json_t *h;
     int rc;
@@ -56,6 +80,8 @@ static int cmd__load_record(pho_trainset *ts, pho_g2p *g2p, vix_phrase *ph, json
     rc = pho_trainset_add_phrase(ts, ph->text, ph->tokens, ph->n_tokens, &idx);
     if (rc < 0)
         return erd_fail(diag, rc, "adding phrase \"%.64s\" failed", ph->text);
+    if (second && (rc = cmd__second_phrase(ts, g2p, ph, &idx2, diag)) < 0)
+        return rc;
     json_array_foreach(nbest, i, h) {
         json_t *text = json_object_get(h, "text");
         if (!json_is_string(text))
@@ -69,6 +95,10 @@ static int cmd__load_record(pho_trainset *ts, pho_g2p *g2p, vix_phrase *ph, json
         if (rc < 0)
             return rc;
         rc = pho_trainset_add_pair(ts, idx, ph->tokens, ph->n_tokens);
+        if (rc == ERD_OK && idx2 != UINT32_MAX && idx2 != idx) {
+            rc = pho_trainset_add_pair(ts, idx2, ph->tokens, ph->n_tokens);
+            st->second += rc == ERD_OK;
+        }
         if (rc < 0)
             return erd_fail(diag, rc, "adding hypothesis \"%.64s\" failed", ph->text);
         st->pairs++;
@@ -79,6 +109,7 @@ static int cmd__load_record(pho_trainset *ts, pho_g2p *g2p, vix_phrase *ph, json
 typedef struct cmd__load_ctx {
     pho_trainset *ts;
     pho_g2p *g2p;
+    int second;
     vix_phrase *ph;
     cmd__load_stats *st;
 } cmd__load_ctx;
@@ -86,14 +117,14 @@ typedef struct cmd__load_ctx {
 static int cmd__load_one(void *user, json_t *rec, erd_diag *diag)
 {
     cmd__load_ctx *c = user;
-    return cmd__load_record(c->ts, c->g2p, c->ph, rec, c->st, diag);
+    return cmd__load_record(c->ts, c->g2p, c->second, c->ph, rec, c->st, diag);
 }
 
 /* path "-" reads standard input (e.g. from gzip -dc). */
-static int cmd__load_file(pho_trainset *ts, pho_g2p *g2p, vix_phrase *ph, const char *path,
-                          cmd__load_stats *st, erd_diag *diag)
+static int cmd__load_file(pho_trainset *ts, pho_g2p *g2p, int second, vix_phrase *ph,
+                          const char *path, cmd__load_stats *st, erd_diag *diag)
 {
-    cmd__load_ctx c = {.ts = ts, .g2p = g2p, .ph = ph, .st = st};
+    cmd__load_ctx c = {.ts = ts, .g2p = g2p, .second = second, .ph = ph, .st = st};
     cmd_record_stats read = {.checksum = st->checksum};
     int rc = cmd_each_record(path, cmd__load_one, &c, &read, diag);
     st->checksum = read.checksum;
@@ -181,7 +212,7 @@ typedef struct train_args {
     const char *out, *config, *synthetic, *channel_path, *init_path, *arch, *loss;
     unsigned copies;
     double strength;
-    int quiet, baseline;
+    int quiet, baseline, second;
     unsigned long long seed;
     pho_train_opts to;
 } train_args;
@@ -240,6 +271,9 @@ static int train__args(int argc, char **argv, train_args *a, int *ret_exit)
         CMD_UINT("copies", 0, "N", &a->copies, 0, 64, "noisy copies per synthetic phrase"),
         CMD_REAL("strength", 0, "X", &a->strength, 0, 4, "scale of the channel's error rates"),
         CMD_FLAG("baseline", 0, &a->baseline, "also report the baseline encoder on the held-out slice"),
+        CMD_FLAG("second-pronunciation", 0, &a->second,
+                 "also pair each heard hypothesis with its phrase's\n"
+                 "second pronunciation (a +cmu g2p_voice)"),
         CMD_STR("init", 0, "MODEL", &a->init_path,
                 "fine-tune this model (its architecture; --arch, --emb,\n"
                 "--conv, --hash-bits and --dim are ignored); the\n"
@@ -300,8 +334,12 @@ static int train__load(const train_args *a, const cfg_config *cfg, pho_trainset 
     pho_g2p *g2p = NULL;
     pho_channel *channel = NULL;
     int rc = pho_g2p_create(cfg->g2p_voice, 0, &g2p, diag);
+    if (rc == ERD_OK && a->second && !pho_g2p_has_second(g2p))
+        rc = erd_fail(diag, ERD_EINVAL,
+                      "--second-pronunciation needs a g2p_voice with +cmu (it is %s)",
+                      cfg->g2p_voice);
     for (size_t i = 0; rc == ERD_OK && i < a->n_files; i++)
-        rc = cmd__load_file(ts, g2p, ph, a->files[i], st, diag);
+        rc = cmd__load_file(ts, g2p, a->second, ph, a->files[i], st, diag);
     if (rc == ERD_OK && a->synthetic) {
         rc = pho_channel_load(a->channel_path, &channel, diag);
         if (rc == ERD_OK)
@@ -317,10 +355,13 @@ static int train__load(const train_args *a, const cfg_config *cfg, pho_trainset 
 static void train__meta(const train_args *a, const pho_train_opts *to, const pho_train_result *res,
                         const cmd__load_stats *st, const pho_model *init, char *meta, size_t cap)
 {
-    char date[32], squash[64] = "";
+    char date[32], squash[96] = "";
     time_t now = time(NULL);
     if (to->squash.bits) /* absent when off: a plain model's provenance reads as before */
         snprintf(squash, sizeof squash, " squash=%u/%g", to->squash.bits, to->squash.reg);
+    if (a->second) /* likewise absent when off */
+        snprintf(squash + strlen(squash), sizeof squash - strlen(squash), " second=%llu",
+                 (unsigned long long)st->second);
     struct tm tmv;
     if (!gmtime_r(&now, &tmv) || !strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv))
         snprintf(date, sizeof date, "unknown");
@@ -364,7 +405,7 @@ int cmd_train(int argc, char **argv)
     pho_model *model = NULL, *init = NULL;
     vix_phrase *ph = NULL;
     erd_diag diag = {0};
-    cmd__load_stats st = {0, 0, 0, ERD_FNV1A64_OFFSET, 0};
+    cmd__load_stats st = {.checksum = ERD_FNV1A64_OFFSET};
     pho_train_result res;
     char meta[2 * PHO_MODEL_META_MAX]; /* meta is cut to size on save */
     double t0 = erd_now_s();
@@ -399,9 +440,10 @@ int cmd_train(int argc, char **argv)
     if (!a.quiet)
         fprintf(stderr,
                 "erd train: %llu records, %llu pairs over %zu distinct phrases (%llu empty "
-                "texts skipped), phonemes in %.1f s\n",
+                "texts skipped, %llu more pairs with a second pronunciation), phonemes in %.1f s\n",
                 (unsigned long long)st.records, (unsigned long long)st.pairs,
                 pho_trainset_n_phrases(ts), (unsigned long long)st.skipped_empty,
+                (unsigned long long)st.second,
                 erd_now_s() - t0);
     if (a.baseline && (rc = train__baseline(ts, to->holdout, &diag)) < 0)
         goto out;

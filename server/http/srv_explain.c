@@ -284,15 +284,29 @@ void srv_explain_print(FILE *out, const srv_answer *a)
                 a->explain->aligned < a->explain->candidates ? " (the rerank's budget)" : "");
 }
 
+/* One pronunciation of an analysed text, as JSON. */
+static json_t *srv__analysis(const vix_phrase *ph, const char *ipa)
+{
+    json_t *phones = json_array(), *starts = json_array(), *stress = json_array();
+    for (size_t i = 0; i < ph->n_tokens; i++) {
+        json_array_append_new(phones, json_string(pho_phone_symbol(ph->tokens[i].phone)));
+        if (ph->tokens[i].word_start)
+            json_array_append_new(starts, json_integer((json_int_t)i));
+        json_array_append_new(stress, json_integer(ph->tokens[i].stress));
+    }
+    return json_pack("{s:s, s:s, s:o, s:o, s:o}", "text", ph->text, "ipa", ipa, "phones", phones,
+                     "word_starts", starts, "stress", stress);
+}
+
 int srv_analyze(vix_resolver *resolver, const char *body, size_t len, size_t max_text_bytes,
                 char **ret_json, size_t *ret_len, erd_diag *diag)
 {
     json_error_t jerr;
     json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &jerr), *out = NULL;
-    vix_phrase *ph = malloc(sizeof *ph);
+    vix_phrase *ph = malloc(sizeof *ph), *ph2 = malloc(sizeof *ph2);
     char *ipa = malloc(PHO_IPA_MAX);
     int rc = ERD_OK;
-    if (!ph || !ipa) {
+    if (!ph || !ph2 || !ipa) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
@@ -312,8 +326,8 @@ int srv_analyze(vix_resolver *resolver, const char *body, size_t len, size_t max
         goto out;
     }
     if (catalog && !json_is_null(catalog)) {
-        /* phonemes do not depend on the catalog today; naming one that is
-         * not served is still a mistake worth reporting */
+        /* a hypothesis's phonemes do not depend on the catalog, the second
+         * pronunciation its names are indexed under does */
         size_t i = 0, n = vix_resolver_catalog_count(resolver);
         const char *want = json_string_value(catalog);
         while (want && i < n && strcmp(vix_resolver_catalog_name(resolver, i), want) != 0)
@@ -328,15 +342,16 @@ int srv_analyze(vix_resolver *resolver, const char *body, size_t len, size_t max
                               PHO_IPA_MAX, diag);
     if (rc < 0)
         goto out;
-    json_t *phones = json_array(), *starts = json_array(), *stress = json_array();
-    for (size_t i = 0; i < ph->n_tokens; i++) {
-        json_array_append_new(phones, json_string(pho_phone_symbol(ph->tokens[i].phone)));
-        if (ph->tokens[i].word_start)
-            json_array_append_new(starts, json_integer((json_int_t)i));
-        json_array_append_new(stress, json_integer(ph->tokens[i].stress));
+    out = srv__analysis(ph, ipa);
+    rc = vix_resolver_analyze_second(resolver, json_string_value(catalog), ph, ph2, ipa,
+                                     PHO_IPA_MAX, diag);
+    if (rc == ERD_OK) {
+        if (out)
+            json_object_set_new(out, "second", srv__analysis(ph2, ipa));
+    } else if (rc != ERD_ENOTFOUND) {
+        goto out;
     }
-    out = json_pack("{s:s, s:s, s:o, s:o, s:o}", "text", ph->text, "ipa", ipa, "phones", phones,
-                    "word_starts", starts, "stress", stress);
+    rc = ERD_OK;
     char *s = out ? json_dumps(out, JSON_COMPACT) : NULL;
     if (!s) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory serialising the analysis");
@@ -348,6 +363,7 @@ out:
     json_decref(root);
     json_decref(out);
     free(ph);
+    free(ph2);
     free(ipa);
     return rc;
 }

@@ -9,7 +9,7 @@ erd's own IVF searching every list answers as exact Flat.
 
 usage: commands.py   (ERD_EXE, ERD_TEST_SRCDIR)
 """
-import gzip, json, os, shutil, sys
+import gzip, json, os, re, shutil, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import erdtest  # noqa: E402
@@ -131,6 +131,18 @@ def training_commands(s, tmp):
     model = os.path.join(tmp, "model.bin")
     rc, _, err = erd("train", "-q", "--pairs", pairs, "--out", model, "--epochs", "1", "--threads", "1")
     tap.ok(rc == 0 and os.path.getsize(model) > 0, f"train writes a model ({err.strip()[-200:]!r})")
+    both = os.path.join(tmp, "both.bin")
+    rc, _, err = erd("train", "--pairs", pairs, "--out", both, "--epochs", "1", "--threads", "1",
+                     "--second-pronunciation")
+    more = re.search(r"(\d+) more pairs with a second pronunciation", err)
+    tap.ok(rc == 0 and more and int(more.group(1)) > 0 and os.path.getsize(both) > 0,
+           f"train --second-pronunciation pairs hypotheses with the CMU pronunciation too "
+           f"({err.strip()[-300:]!r})")
+    plain = os.path.join(tmp, "plain-voice.bin")
+    rc, _, err = erd("train", "-q", "--pairs", pairs, "--out", plain, "--epochs", "1",
+                     "--second-pronunciation", env=dict(os.environ, ERD_G2P_VOICE="en-us"))
+    tap.ok(rc != 0 and "+cmu" in err and not os.path.exists(plain),
+           f"--second-pronunciation under a voice without +cmu is refused ({err.strip()[-200:]!r})")
     channel = os.path.join(tmp, "channel.txt")
     rc, _, err = erd("channel", "-q", "--pairs", pairs, "--out", channel, "--rounds", "1")
     tap.ok(rc == 0 and os.path.getsize(channel) > 0, f"channel writes a channel ({err.strip()[-200:]!r})")

@@ -685,6 +685,22 @@ static void test_match_explain(void)
     json_decref(hyp_phones);
     json_decref(root);
     reply_free(&r);
+    /* mini is built with the default voice (en-us+cmu): its names also go
+     * by the CMU dictionary's pronunciation where that differs */
+    r = http("POST", "/v1/analyze", "{\"text\":\"Les Miserables\",\"catalog\":\"mini\"}");
+    root = parse_json(&r);
+    json_t *second = json_object_get(root, "second");
+    ok(json_array_size(json_object_get(second, "phones")) > 0 &&
+           !json_equal(json_object_get(second, "phones"), json_object_get(root, "phones")),
+       "analyze: the CMU pronunciation beside espeak-ng's (%.400s)", r.body ? r.body : "");
+    json_decref(root);
+    reply_free(&r);
+    r = http("POST", "/v1/analyze", "{\"text\":\"the hunger games\",\"catalog\":\"mini\"}");
+    root = parse_json(&r);
+    ok(r.status == 200 && !json_object_get(root, "second"),
+       "analyze: no second pronunciation where both agree");
+    json_decref(root);
+    reply_free(&r);
     expect_error(http("POST", "/v1/analyze", "{\"text\":\"\"}"), 400, "invalid_argument",
                  "analyze: empty text");
     expect_error(http("POST", "/v1/analyze", "{\"text\":\"dune\",\"catalog\":\"nope\"}"), 404,
