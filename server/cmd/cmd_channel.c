@@ -22,10 +22,34 @@
 typedef struct cmd__ch_load {
     pho_channel_trainer *tr;
     pho_g2p *g2p;
-    vix_phrase *ref, *hyp;
-    uint64_t pairs, skipped_empty;
+    vix_phrase *ref, *ref2, *hyp;
+    pho_align_op *ops; /* 2 * PHO_TOKENS_MAX: the nearer pronunciation's alignment */
+    int second;        /* ref2 holds the phrase's second pronunciation */
+    uint64_t pairs, skipped_empty, nearer_second;
     cmd_record_stats read;
 } cmd__ch_load;
+
+/* Of the phrase's two pronunciations the one nearer hyp by plain edit
+ * distance (espeak-ng's on a tie): the rerank scores a hypothesis against
+ * the better of a name's two, so the channel learns the errors left after
+ * that choice, not the differences between two dictionaries. */
+static const vix_phrase *cmd__ch_nearer(cmd__ch_load *ld)
+{
+    double c1, c2;
+    size_t n;
+    if (!ld->second)
+        return ld->ref;
+    if (pho_channel_align(NULL, ld->ref->tokens, ld->ref->n_tokens, ld->hyp->tokens,
+                          ld->hyp->n_tokens, ld->ops, 2 * PHO_TOKENS_MAX, &n, &c1) < 0 ||
+        pho_channel_align(NULL, ld->ref2->tokens, ld->ref2->n_tokens, ld->hyp->tokens,
+                          ld->hyp->n_tokens, ld->ops, 2 * PHO_TOKENS_MAX, &n, &c2) < 0)
+        return ld->ref;
+    if (c2 < c1) {
+        ld->nearer_second++;
+        return ld->ref2;
+    }
+    return ld->ref;
+}
 
 static int cmd__ch_record(cmd__ch_load *ld, json_t *rec, erd_diag *diag)
 {
@@ -44,6 +68,14 @@ static int cmd__ch_record(cmd__ch_load *ld, json_t *rec, erd_diag *diag)
     }
     if (rc < 0)
         return rc;
+    ld->second = ld->ops != NULL;
+    if (ld->second) {
+        rc = vix_phrase_second(ld->g2p, ld->ref, ld->ref2, diag);
+        if (rc == ERD_ENOTFOUND)
+            ld->second = 0;
+        else if (rc < 0)
+            return rc;
+    }
     json_array_foreach(nbest, i, h) {
         json_t *text = json_object_get(h, "text");
         if (!json_is_string(text))
@@ -56,7 +88,8 @@ static int cmd__ch_record(cmd__ch_load *ld, json_t *rec, erd_diag *diag)
         }
         if (rc < 0)
             return rc;
-        rc = pho_channel_trainer_add(ld->tr, ld->ref->tokens, ld->ref->n_tokens, ld->hyp->tokens,
+        const vix_phrase *ref = cmd__ch_nearer(ld);
+        rc = pho_channel_trainer_add(ld->tr, ref->tokens, ref->n_tokens, ld->hyp->tokens,
                                      ld->hyp->n_tokens);
         if (rc < 0)
             return erd_fail(diag, rc, "adding hypothesis \"%.64s\" failed", ld->hyp->text);
@@ -115,7 +148,7 @@ int cmd_channel(int argc, char **argv)
 {
     const char *out = NULL, *config = NULL, *files[CMD__CH_FILES_MAX];
     size_t n_files = 0;
-    int quiet = 0, rc, ex = CMD_EXIT_FAIL;
+    int quiet = 0, second = 0, rc, ex = CMD_EXIT_FAIL;
     pho_channel_train_opts to;
     pho_channel_train_stats st;
     pho_channel *ch = NULL;
@@ -134,6 +167,9 @@ int cmd_channel(int argc, char **argv)
         CMD_REAL("smoothing", 0, "K", &to.smoothing, 1e-300, 1000,
                  "add-K smoothing of every count"),
         CMD_STR("config", 0, "FILE", &config, "configuration file (for the G2P voice)"),
+        CMD_FLAG("second-pronunciation", 0, &second,
+                 "align each hypothesis with the nearer of its phrase's\n"
+                 "two pronunciations (a +cmu g2p_voice)"),
         CMD_FLAG("quiet", 'q', &quiet, "no statistics on stderr"),
     };
     const cmd_spec spec = CMD_SPEC_FULL("channel", "--pairs FILE[,FILE...] --out CHANNEL [OPTIONS]",
@@ -148,12 +184,19 @@ int cmd_channel(int argc, char **argv)
         return cmd_fail("channel", &diag, rc);
 
     ld.ref = malloc(sizeof *ld.ref);
+    ld.ref2 = malloc(sizeof *ld.ref2);
     ld.hyp = malloc(sizeof *ld.hyp);
-    if (!ld.ref || !ld.hyp || pho_channel_trainer_create(&ld.tr) < 0) {
+    ld.ops = second ? malloc(2 * PHO_TOKENS_MAX * sizeof *ld.ops) : NULL;
+    if (!ld.ref || !ld.ref2 || !ld.hyp || (second && !ld.ops) ||
+        pho_channel_trainer_create(&ld.tr) < 0) {
         rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
     rc = pho_g2p_create(cfg.g2p_voice, 0, &ld.g2p, &diag);
+    if (rc == ERD_OK && second && !pho_g2p_has_second(ld.g2p))
+        rc = erd_fail(&diag, ERD_EINVAL,
+                      "--second-pronunciation needs a g2p_voice with +cmu (it is %s)",
+                      cfg.g2p_voice);
     for (size_t i = 0; rc == ERD_OK && i < n_files; i++)
         rc = cmd_each_record(files[i], cmd__ch_one, &ld, &ld.read, &diag);
     if (rc < 0)
@@ -161,19 +204,21 @@ int cmd_channel(int argc, char **argv)
     if (!quiet)
         fprintf(stderr,
                 "erd channel: %llu records, %llu pairs (%llu empty texts skipped, %llu unfinished "
-                "lines left out)\n",
+                "lines left out; %llu aligned with the CMU pronunciation, nearer)\n",
                 (unsigned long long)ld.read.records, (unsigned long long)ld.pairs,
-                (unsigned long long)ld.skipped_empty, (unsigned long long)ld.read.partial);
+                (unsigned long long)ld.skipped_empty, (unsigned long long)ld.read.partial,
+                (unsigned long long)ld.nearer_second);
     rc = pho_channel_train(ld.tr, &to, &ch, &st, &diag);
     if (rc < 0)
         goto out;
     if (!quiet)
         cmd__ch_report(ch, &st);
     snprintf(meta, sizeof meta,
-             "erd channel rounds=%u smoothing=%g records=%llu pairs=%llu g2p=%s "
+             "erd channel rounds=%u smoothing=%g records=%llu pairs=%llu g2p=%s%s "
              "data=fnv1a64:%016llx",
              to.rounds, to.smoothing, (unsigned long long)ld.read.records,
-             (unsigned long long)ld.pairs, cfg.g2p_voice, (unsigned long long)ld.read.checksum);
+             (unsigned long long)ld.pairs, cfg.g2p_voice, second ? " nearer" : "",
+             (unsigned long long)ld.read.checksum);
     rc = pho_channel_save(ch, out, meta, &diag);
     if (rc < 0)
         goto out;
@@ -188,6 +233,8 @@ out:
     pho_channel_trainer_destroy(ld.tr);
     pho_g2p_destroy(ld.g2p);
     free(ld.ref);
+    free(ld.ref2);
     free(ld.hyp);
+    free(ld.ops);
     return ex;
 }

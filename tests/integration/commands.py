@@ -146,6 +146,12 @@ def training_commands(s, tmp):
     channel = os.path.join(tmp, "channel.txt")
     rc, _, err = erd("channel", "-q", "--pairs", pairs, "--out", channel, "--rounds", "1")
     tap.ok(rc == 0 and os.path.getsize(channel) > 0, f"channel writes a channel ({err.strip()[-200:]!r})")
+    nearer = os.path.join(tmp, "channel-nearer.txt")
+    rc, _, err = erd("channel", "--pairs", pairs, "--out", nearer, "--rounds", "1",
+                     "--second-pronunciation")
+    got = re.search(r"(\d+) aligned with the CMU pronunciation", err)
+    tap.ok(rc == 0 and got and int(got.group(1)) > 0 and " nearer " in open(nearer).read(),
+           f"channel --second-pronunciation aligns some hypotheses with the CMU one ({err.strip()[-200:]!r})")
     adapted = os.path.join(tmp, "adapted.bin")
     rc, _, err = erd("adapt", "-q", "--db", s.db, "--catalog", "mini", "--pairs", pairs, "--out", adapted,
                      "--base", model, "--channel", channel, "--epochs", "1", "--threads", "1")
