@@ -5,6 +5,10 @@
 # talkers for 30 % of the noisy ones), a reverberant room for 25 %, a
 # band-limited mu-law telephone line for 15 %, pocketsphinx 5-best.
 #
+# Start it with setsid (its own session, which it then puts at the lowest
+# scheduling weight) and nohup, e.g.
+#   setsid nohup deploy/sim-robust.sh OUT build CATALOGS... >>OUT/log 2>&1 &
+#
 # Phrases: `erd phrases --seed 41 --count 100000` minus every evaluation
 # title (deploy/sim-snapshot.sh).  Resumable: run it again with the same
 # OUTDIR and it carries on where it stopped.  Hours of CPU: run it in the
@@ -23,6 +27,12 @@ if [ ! -s "$out/phrases.txt" ]; then
     "$erd" phrases --seed 41 --count 100000 > "$out/phrases-raw.txt"
     "$top/deploy/sim-snapshot.sh" "$out/phrases.txt.gz" "$out/phrases-raw.txt" "$@"
     gzip -dc "$out/phrases.txt.gz" > "$out/phrases.txt"
+fi
+# nice alone does not yield to other sessions' work under Linux's autogroup
+# scheduling (each session is one group, weighed equally whatever its
+# processes' nice): started as a session of its own (setsid), lower its group
+if [ "$(ps -o sid= -p $$ | tr -d ' ')" = "$$" ] && [ -w /proc/self/autogroup ]; then
+    echo 19 >/proc/self/autogroup 2>/dev/null || true
 fi
 exec nice -n 19 "$erd" simulate --in "$out/phrases.txt" --out "$out/pairs-v4.jsonl" \
     --jobs "${JOBS:-2}" --seed 41 \
