@@ -519,133 +519,148 @@ static char *pho__next_line(char **cursor)
     return s;
 }
 
-int pho_channel_load(const char *path, pho_channel **ret, erd_diag *diag)
+/* The whole file into a NUL-terminated buffer (*ret_data, *ret_len). */
+static int pho__ch_read(const char *path, char **ret_data, size_t *ret_len, erd_diag *diag)
 {
     FILE *f = fopen(path, "rb");
-    char *data = NULL, *cur, *line;
-    pho_channel *ch = NULL;
-    size_t len;
-    int rc = ERD_OK;
-    double row[PHO_N_PHONES + 1];
-
     if (!f)
         return erd_fail(diag, errno == ENOENT ? ERD_ENOTFOUND : ERD_EIO, "%s: %s", path,
                         strerror(errno));
-    data = malloc(PHO__CH_FILE_MAX + 1);
-    ch = calloc(1, sizeof *ch);
-    if (!data || !ch) {
+    char *data = malloc(PHO__CH_FILE_MAX + 1);
+    size_t len = data ? fread(data, 1, PHO__CH_FILE_MAX + 1, f) : 0;
+    int rc = ERD_OK;
+    if (!data)
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
-        goto out;
-    }
-    len = fread(data, 1, PHO__CH_FILE_MAX + 1, f);
-    if (ferror(f)) {
+    else if (ferror(f))
         rc = erd_fail(diag, ERD_EIO, "%s: read error", path);
-        goto out;
-    }
-    if (len > PHO__CH_FILE_MAX) {
+    else if (len > PHO__CH_FILE_MAX)
         rc = erd_fail(diag, ERD_ECORRUPT, "%s: larger than a channel file can be", path);
-        goto out;
+    else if (memchr(data, '\0', len))
+        rc = erd_fail(diag, ERD_ECORRUPT, "%s: not a channel file", path);
+    fclose(f);
+    if (rc < 0) {
+        free(data);
+        return rc;
     }
     data[len] = '\0';
-    if (memchr(data, '\0', len)) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "%s: not a channel file", path);
-        goto out;
-    }
+    *ret_data = data;
+    *ret_len = len;
+    return ERD_OK;
+}
 
-    /* The checksum line is last and covers every byte before it. */
+/* The checksum line is last and covers every byte before it: checked, then
+ * cut off (the body ends where it began). */
+static int pho__ch_verify(const char *path, char *data, size_t len, uint64_t *ret_sum,
+                          erd_diag *diag)
+{
     char *ck = NULL;
     for (char *s = strstr(data, "\nchecksum "); s; s = strstr(s + 1, "\nchecksum "))
         ck = s;
     unsigned long long want;
     char tail;
     if (!ck || sscanf(ck + 1, "checksum %16llx%c", &want, &tail) != 2 || tail != '\n' ||
-        ck + 1 + 9 + 16 + 1 != data + len) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "%s: truncated (no checksum line at the end)", path);
-        goto out;
-    }
+        ck + 1 + 9 + 16 + 1 != data + len)
+        return erd_fail(diag, ERD_ECORRUPT, "%s: truncated (no checksum line at the end)", path);
     uint64_t got = erd_fnv1a64(ERD_FNV1A64_OFFSET, data, (size_t)(ck + 1 - data));
-    if (got != want) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "%s: checksum mismatch (file says %016llx, content %016llx)",
-                      path, want, (unsigned long long)got);
-        goto out;
-    }
+    if (got != want)
+        return erd_fail(diag, ERD_ECORRUPT,
+                        "%s: checksum mismatch (file says %016llx, content %016llx)", path, want,
+                        (unsigned long long)got);
     ck[1] = '\0';
+    *ret_sum = got;
+    return ERD_OK;
+}
 
-    cur = data;
-    int version;
-    line = pho__next_line(&cur);
-    if (!line || sscanf(line, PHO__CH_MAGIC " %d", &version) != 1) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "%s: not a channel file", path);
-        goto out;
-    }
-    if (version != PHO__CH_VERSION) {
-        rc = erd_fail(diag, ERD_EMISMATCH, "%s: channel format %d, this erd reads %d", path,
-                      version, PHO__CH_VERSION);
-        goto out;
-    }
+/* Magic and version, phone inventory, provenance. */
+static int pho__ch_parse_header(const char *path, char **cur, pho_channel *ch, erd_diag *diag)
+{
+    int version, phones;
     unsigned long long inv;
-    int phones;
-    line = pho__next_line(&cur);
-    if (!line || sscanf(line, "inventory %16llx %d", &inv, &phones) != 2) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "%s: no inventory line", path);
-        goto out;
-    }
-    if (inv != pho_inventory_hash() || phones != PHO_N_PHONES) {
-        rc = erd_fail(diag, ERD_EMISMATCH, "%s: made for another phone inventory", path);
-        goto out;
-    }
-    line = pho__next_line(&cur);
-    if (!line || strncmp(line, "meta ", 5) != 0) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "%s: no meta line", path);
-        goto out;
-    }
+    char *line = pho__next_line(cur);
+    if (!line || sscanf(line, PHO__CH_MAGIC " %d", &version) != 1)
+        return erd_fail(diag, ERD_ECORRUPT, "%s: not a channel file", path);
+    if (version != PHO__CH_VERSION)
+        return erd_fail(diag, ERD_EMISMATCH, "%s: channel format %d, this erd reads %d", path,
+                        version, PHO__CH_VERSION);
+    line = pho__next_line(cur);
+    if (!line || sscanf(line, "inventory %16llx %d", &inv, &phones) != 2)
+        return erd_fail(diag, ERD_ECORRUPT, "%s: no inventory line", path);
+    if (inv != pho_inventory_hash() || phones != PHO_N_PHONES)
+        return erd_fail(diag, ERD_EMISMATCH, "%s: made for another phone inventory", path);
+    line = pho__next_line(cur);
+    if (!line || strncmp(line, "meta ", 5) != 0)
+        return erd_fail(diag, ERD_ECORRUPT, "%s: no meta line", path);
     snprintf(ch->meta, sizeof ch->meta, "%s", line + 5);
-    line = pho__next_line(&cur);
-    if (!line || pho__parse_nums(line, "ins_rate", &ch->ins_rate, 1) < 0 || ch->ins_rate >= 1) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "%s: bad ins_rate line", path);
-        goto out;
-    }
-    line = pho__next_line(&cur);
+    return ERD_OK;
+}
+
+/* Insertion rate and distribution, word-boundary probabilities. */
+static int pho__ch_parse_ins(const char *path, char **cur, pho_channel *ch, erd_diag *diag)
+{
+    double row[PHO_N_PHONES + 1];
+    char *line = pho__next_line(cur);
+    if (!line || pho__parse_nums(line, "ins_rate", &ch->ins_rate, 1) < 0 || ch->ins_rate >= 1)
+        return erd_fail(diag, ERD_ECORRUPT, "%s: bad ins_rate line", path);
+    line = pho__next_line(cur);
     if (!line || pho__parse_nums(line, "ins", row, PHO_N_PHONES - 1) < 0 ||
-        !pho__sum_ok(row, PHO_N_PHONES - 1)) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "%s: bad ins line", path);
-        goto out;
-    }
+        !pho__sum_ok(row, PHO_N_PHONES - 1))
+        return erd_fail(diag, ERD_ECORRUPT, "%s: bad ins line", path);
     memcpy(ch->ins + 1, row, (PHO_N_PHONES - 1) * sizeof row[0]);
-    line = pho__next_line(&cur);
+    line = pho__next_line(cur);
     if (!line || pho__parse_nums(line, "boundary", row, 4) < 0 || !pho__sum_ok(row, 2) ||
-        !pho__sum_ok(row + 2, 2)) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "%s: bad boundary line", path);
-        goto out;
-    }
+        !pho__sum_ok(row + 2, 2))
+        return erd_fail(diag, ERD_ECORRUPT, "%s: bad boundary line", path);
     ch->boundary[0][0] = row[0];
     ch->boundary[0][1] = row[1];
     ch->boundary[1][0] = row[2];
     ch->boundary[1][1] = row[3];
+    return ERD_OK;
+}
+
+/* One substitution row per intended phone, in order; '#' lines skipped. */
+static int pho__ch_parse_subs(const char *path, char **cur, pho_channel *ch, erd_diag *diag)
+{
+    double row[PHO_N_PHONES + 1];
     unsigned r = 1;
-    while ((line = pho__next_line(&cur)) != NULL) {
+    char *line;
+    while ((line = pho__next_line(cur)) != NULL) {
         if (line[0] == '#')
             continue;
         char key[16];
         int nk = snprintf(key, sizeof key, "sub %u", r);
         if (r >= PHO_N_PHONES || nk < 0 || pho__parse_nums(line, key, row, PHO_N_PHONES) < 0 ||
-            !pho__sum_ok(row, PHO_N_PHONES)) {
-            rc = erd_fail(diag, ERD_ECORRUPT, "%s: bad substitution row %u", path, r);
-            goto out;
-        }
+            !pho__sum_ok(row, PHO_N_PHONES))
+            return erd_fail(diag, ERD_ECORRUPT, "%s: bad substitution row %u", path, r);
         memcpy(ch->sub[r], row, PHO_N_PHONES * sizeof row[0]);
         r++;
     }
-    if (r != PHO_N_PHONES) {
-        rc = erd_fail(diag, ERD_ECORRUPT, "%s: %u substitution rows, want %d", path, r - 1,
-                      PHO_N_PHONES - 1);
-        goto out;
+    if (r != PHO_N_PHONES)
+        return erd_fail(diag, ERD_ECORRUPT, "%s: %u substitution rows, want %d", path, r - 1,
+                        PHO_N_PHONES - 1);
+    return ERD_OK;
+}
+
+int pho_channel_load(const char *path, pho_channel **ret, erd_diag *diag)
+{
+    char *data = NULL, *cur;
+    size_t len = 0;
+    uint64_t sum = 0;
+    pho_channel *ch = calloc(1, sizeof *ch);
+    int rc = ch ? pho__ch_read(path, &data, &len, diag) : erd_fail(diag, ERD_ENOMEM, "out of memory");
+    if (rc == ERD_OK)
+        rc = pho__ch_verify(path, data, len, &sum, diag);
+    cur = data;
+    if (rc == ERD_OK)
+        rc = pho__ch_parse_header(path, &cur, ch, diag);
+    if (rc == ERD_OK)
+        rc = pho__ch_parse_ins(path, &cur, ch, diag);
+    if (rc == ERD_OK)
+        rc = pho__ch_parse_subs(path, &cur, ch, diag);
+    if (rc == ERD_OK) {
+        ch->checksum = sum;
+        *ret = ch;
+        ch = NULL;
     }
-    ch->checksum = got;
-    *ret = ch;
-    ch = NULL;
-out:
-    fclose(f);
     free(data);
     free(ch);
     return rc;
