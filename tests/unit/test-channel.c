@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "phonetics/pho_channel.h"
+#include "proto/erd_hash.h"
 #include "phones.h"
 #include "tap.h"
 #include "tmpdir.h"
@@ -131,6 +132,30 @@ static void test_estimate(pho_channel **ret)
     *ret = ch;
 }
 
+/* data with the first from replaced by to and its checksum line made anew,
+ * written to path and loaded. */
+static int load_edited(const char *path, const char *data, size_t len, const char *from,
+                       const char *to, pho_channel **ret, erd_diag *diag)
+{
+    const char *at = strstr(data, from), *ck = strstr(data, "\nchecksum ");
+    char *out = malloc(len + 64);
+    int rc = ERD_EINVAL;
+    if (at && ck && out && at < ck) {
+        size_t n = 0;
+        memcpy(out, data, (size_t)(at - data));
+        n = (size_t)(at - data);
+        n += (size_t)sprintf(out + n, "%s", to);
+        memcpy(out + n, at + strlen(from), (size_t)(ck + 1 - (at + strlen(from))));
+        n += (size_t)(ck + 1 - (at + strlen(from)));
+        n += (size_t)sprintf(out + n, "checksum %016llx\n",
+                             (unsigned long long)erd_fnv1a64(ERD_FNV1A64_OFFSET, out, n));
+        tmpdir_write(path, out, n);
+        rc = pho_channel_load(path, ret, diag);
+    }
+    free(out);
+    return rc;
+}
+
 static void test_file(pho_channel *ch)
 {
     char path[] = "/tmp/erd-test-channel-XXXXXX";
@@ -185,6 +210,18 @@ static void test_file(pho_channel *ch)
         is_int(pho_channel_load(path, &back, &diag), ERD_OK, "restored file loads again");
         pho_channel_destroy(back);
         back = NULL;
+        /* Well-formed files (their checksum made anew) that this erd must
+         * not read: another format version, another phone inventory. */
+        static const struct {
+            const char *from, *to;
+            int want;
+        } edits[] = {{"erd-channel 1\n", "erd-channel 9\n", ERD_EMISMATCH},
+                     {"\ninventory b", "\ninventory c", ERD_EMISMATCH},
+                     {"\nins_rate ", "\nins_rate 7", ERD_ECORRUPT}};
+        for (size_t e = 0; e < sizeof edits / sizeof edits[0]; e++)
+            is_int(load_edited(path, data, len, edits[e].from, edits[e].to, &back, &diag),
+                   edits[e].want, "%s -> %s refused: %s", edits[e].from, edits[e].to, diag.msg);
+        ok(back == NULL, "nothing returned for them");
     }
     free(data);
     unlink(path);
