@@ -233,6 +233,84 @@ static int srv__take_hypotheses(srv_pool *pool, const json_t *arr, const srv_lim
     return ERD_OK;
 }
 
+/* "catalog": a non-empty string within SRV_MAX_CATALOG_BYTES. */
+static int srv__take_catalog(srv_pool *pool, const json_t *root, srv_resolve_req *req,
+                             erd_diag *diag)
+{
+    const json_t *catalog = json_object_get(root, "catalog");
+    if (!catalog || json_is_null(catalog))
+        return erd_fail(diag, ERD_EINVAL, "catalog is required");
+    if (!json_is_string(catalog))
+        return erd_fail(diag, ERD_EINVAL, "catalog must be a string");
+    size_t clen = json_string_length(catalog);
+    if (clen == 0)
+        return erd_fail(diag, ERD_EINVAL, "catalog must not be empty");
+    if (clen > SRV_MAX_CATALOG_BYTES)
+        return erd_fail(diag, ERD_ETOOLONG, "catalog is %zu bytes; at most %d are allowed", clen,
+                        SRV_MAX_CATALOG_BYTES);
+    req->catalog = srv_pool_strndup(pool, json_string_value(catalog), clen);
+    if (!req->catalog)
+        return erd_fail(diag, ERD_ENOMEM, "request exceeds its memory budget");
+    return ERD_OK;
+}
+
+/* "k", "min_score" and "explain", each optional. */
+static int srv__take_options(const json_t *root, const srv_limits *limits, srv_resolve_req *req,
+                             erd_diag *diag)
+{
+    const json_t *k = json_object_get(root, "k");
+    req->k = limits->default_k;
+    if (k && !json_is_null(k)) {
+        json_int_t kv = json_is_integer(k) ? json_integer_value(k) : 0;
+        if (!json_is_integer(k) || kv < 1 || (uint64_t)kv > (uint64_t)limits->max_k)
+            return erd_fail(diag, ERD_EINVAL, "k must be an integer between 1 and %zu",
+                            limits->max_k);
+        req->k = (size_t)kv;
+    }
+    const json_t *min_score = json_object_get(root, "min_score");
+    req->min_score = -1;
+    if (min_score && !json_is_null(min_score)) {
+        double v = json_is_number(min_score) ? json_number_value(min_score) : -1;
+        if (!(v >= 0 && v <= 1))
+            return erd_fail(diag, ERD_EINVAL, "min_score must be a number between 0 and 1");
+        req->min_score = v;
+    }
+    const json_t *explain = json_object_get(root, "explain");
+    if (explain && !json_is_null(explain) && !json_is_boolean(explain))
+        return erd_fail(diag, ERD_EINVAL, "explain must be true or false");
+    req->explain = json_is_true(explain);
+    return ERD_OK;
+}
+
+/* "text" (one hypothesis without a score) or "hypotheses", not both. */
+static int srv__take_input(srv_pool *pool, const json_t *root, const srv_limits *limits,
+                           srv_resolve_req *req, erd_diag *diag)
+{
+    const json_t *text = json_object_get(root, "text");
+    const json_t *hyps = json_object_get(root, "hypotheses");
+    if (text && json_is_null(text))
+        text = NULL;
+    if (hyps && json_is_null(hyps))
+        hyps = NULL;
+    if (text && hyps)
+        return erd_fail(diag, ERD_EINVAL, "give either text or hypotheses, not both");
+    if (!text && !hyps)
+        return erd_fail(diag, ERD_EINVAL, "hypotheses (or text) is required");
+    if (hyps)
+        return srv__take_hypotheses(pool, hyps, limits, req, diag);
+    vix_hypothesis *h = srv_pool_alloc(pool, sizeof *h);
+    if (!h)
+        return erd_fail(diag, ERD_ENOMEM, "request exceeds its memory budget");
+    h->score = 0.0;
+    h->has_score = false;
+    int rc = srv__take_text(pool, text, "text", limits, h, diag);
+    if (rc < 0)
+        return rc;
+    req->hyps = h;
+    req->n_hyps = 1;
+    return ERD_OK;
+}
+
 int srv_parse_resolve(srv_pool *pool, const char *body, size_t len, const srv_limits *limits,
                       srv_resolve_req *ret, erd_diag *diag)
 {
@@ -241,112 +319,20 @@ int srv_parse_resolve(srv_pool *pool, const char *body, size_t len, const srv_li
     srv_resolve_req req = {0};
     int rc;
 
-    if (!pool || !limits || !ret || (!body && len)) {
-        rc = erd_fail(diag, ERD_EINVAL, "srv_parse_resolve: missing argument");
-        goto out;
-    }
+    if (!pool || !limits || !ret || (!body && len))
+        return erd_fail(diag, ERD_EINVAL, "srv_parse_resolve: missing argument");
     /* DECODE_ANY so that valid JSON of the wrong shape ("[1]", "7") is told
      * apart from broken JSON; duplicates are refused because two parsers
      * picking different values for one key is how requests get smuggled. */
     root = json_loadb(body ? body : "", len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        rc = srv__json_error(&jerr, diag);
-        goto out;
-    }
-    if (!json_is_object(root)) {
+    if (!root)
+        return srv__json_error(&jerr, diag);
+    if (!json_is_object(root))
         rc = erd_fail(diag, ERD_EINVAL, "request body must be a JSON object");
-        goto out;
-    }
-
-    const json_t *catalog = json_object_get(root, "catalog");
-    if (!catalog || json_is_null(catalog)) {
-        rc = erd_fail(diag, ERD_EINVAL, "catalog is required");
-        goto out;
-    }
-    if (!json_is_string(catalog)) {
-        rc = erd_fail(diag, ERD_EINVAL, "catalog must be a string");
-        goto out;
-    }
-    size_t clen = json_string_length(catalog);
-    if (clen == 0) {
-        rc = erd_fail(diag, ERD_EINVAL, "catalog must not be empty");
-        goto out;
-    }
-    if (clen > SRV_MAX_CATALOG_BYTES) {
-        rc = erd_fail(diag, ERD_ETOOLONG, "catalog is %zu bytes; at most %d are allowed", clen,
-                      SRV_MAX_CATALOG_BYTES);
-        goto out;
-    }
-    req.catalog = srv_pool_strndup(pool, json_string_value(catalog), clen);
-    if (!req.catalog) {
-        rc = erd_fail(diag, ERD_ENOMEM, "request exceeds its memory budget");
-        goto out;
-    }
-
-    const json_t *k = json_object_get(root, "k");
-    req.k = limits->default_k;
-    if (k && !json_is_null(k)) {
-        json_int_t kv = json_is_integer(k) ? json_integer_value(k) : 0;
-        if (!json_is_integer(k) || kv < 1 || (uint64_t)kv > (uint64_t)limits->max_k) {
-            rc = erd_fail(diag, ERD_EINVAL, "k must be an integer between 1 and %zu", limits->max_k);
-            goto out;
-        }
-        req.k = (size_t)kv;
-    }
-
-    const json_t *min_score = json_object_get(root, "min_score");
-    req.min_score = -1;
-    if (min_score && !json_is_null(min_score)) {
-        double v = json_is_number(min_score) ? json_number_value(min_score) : -1;
-        if (!(v >= 0 && v <= 1)) {
-            rc = erd_fail(diag, ERD_EINVAL, "min_score must be a number between 0 and 1");
-            goto out;
-        }
-        req.min_score = v;
-    }
-    const json_t *explain = json_object_get(root, "explain");
-    if (explain && !json_is_null(explain) && !json_is_boolean(explain)) {
-        rc = erd_fail(diag, ERD_EINVAL, "explain must be true or false");
-        goto out;
-    }
-    req.explain = json_is_true(explain);
-
-    const json_t *text = json_object_get(root, "text");
-    const json_t *hyps = json_object_get(root, "hypotheses");
-    if (text && json_is_null(text))
-        text = NULL;
-    if (hyps && json_is_null(hyps))
-        hyps = NULL;
-    if (text && hyps) {
-        rc = erd_fail(diag, ERD_EINVAL, "give either text or hypotheses, not both");
-        goto out;
-    }
-    if (!text && !hyps) {
-        rc = erd_fail(diag, ERD_EINVAL, "hypotheses (or text) is required");
-        goto out;
-    }
-    if (text) {
-        vix_hypothesis *h = srv_pool_alloc(pool, sizeof *h);
-        if (!h) {
-            rc = erd_fail(diag, ERD_ENOMEM, "request exceeds its memory budget");
-            goto out;
-        }
-        h->score = 0.0;
-        h->has_score = false;
-        rc = srv__take_text(pool, text, "text", limits, h, diag);
-        if (rc < 0)
-            goto out;
-        req.hyps = h;
-        req.n_hyps = 1;
-    } else {
-        rc = srv__take_hypotheses(pool, hyps, limits, &req, diag);
-        if (rc < 0)
-            goto out;
-    }
-
-    *ret = req;
-    rc = ERD_OK;
-out:
+    else if ((rc = srv__take_catalog(pool, root, &req, diag)) == ERD_OK &&
+             (rc = srv__take_options(root, limits, &req, diag)) == ERD_OK &&
+             (rc = srv__take_input(pool, root, limits, &req, diag)) == ERD_OK)
+        *ret = req;
     json_decref(root);
     return rc;
 }
