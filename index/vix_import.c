@@ -321,128 +321,129 @@ static const char *json_type_name(const json_t *v)
     return "unknown";
 }
 
+/* Only the four fields: a typo such as "alias" would otherwise silently
+ * lose data. */
+static int jsonl_fields(const json_t *rec, uint64_t line, erd_diag *diag)
+{
+    const char *key;
+    json_t *val;
+    json_object_foreach((json_t *)rec, key, val)
+    {
+        if (strcmp(key, "id") && strcmp(key, "name") && strcmp(key, "aliases") &&
+            strcmp(key, "attrs"))
+            return erd_fail(diag, ERD_EPARSE,
+                            "line %" PRIu64 ": unknown field \"%.40s\" (expected id, name, "
+                            "aliases, attrs)",
+                            line, key);
+    }
+    return ERD_OK;
+}
+
+/* "id", a string or an integer (written into idbuf). */
+static int jsonl_id(const json_t *rec, uint64_t line, char *idbuf, size_t cap,
+                    const char **ret_id, erd_diag *diag)
+{
+    json_t *id = json_object_get(rec, "id");
+    if (!id)
+        return erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": missing \"id\"", line);
+    if (json_is_integer(id)) {
+        snprintf(idbuf, cap, "%" JSON_INTEGER_FORMAT, json_integer_value(id));
+        *ret_id = idbuf;
+        return ERD_OK;
+    }
+    if (!json_is_string(id))
+        return erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": \"id\" is %s, want a string or integer",
+                        line, json_type_name(id));
+    int err = check_text(json_string_value(id), json_string_length(id), VIX_IMPORT_MAX_ID,
+                         "\"id\"", line, diag);
+    if (err)
+        return err;
+    *ret_id = json_string_value(id);
+    return ERD_OK;
+}
+
+static int jsonl_name(const json_t *rec, uint64_t line, const char **ret_name, erd_diag *diag)
+{
+    json_t *name = json_object_get(rec, "name");
+    if (!name)
+        return erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": missing \"name\"", line);
+    if (!json_is_string(name))
+        return erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": \"name\" is %s, want a string", line,
+                        json_type_name(name));
+    int err = check_text(json_string_value(name), json_string_length(name), VIX_IMPORT_MAX_NAME,
+                         "\"name\"", line, diag);
+    if (err)
+        return err;
+    *ret_name = json_string_value(name);
+    return ERD_OK;
+}
+
+/* "aliases", an array of strings, as compact JSON (NULL when absent). */
+static int jsonl_aliases(const json_t *rec, uint64_t line, char **ret_json, erd_diag *diag)
+{
+    json_t *aliases = json_object_get(rec, "aliases");
+    if (!aliases || json_is_null(aliases))
+        return ERD_OK;
+    if (!json_is_array(aliases))
+        return erd_fail(diag, ERD_EPARSE,
+                        "line %" PRIu64 ": \"aliases\" is %s, want an array of strings", line,
+                        json_type_name(aliases));
+    if (json_array_size(aliases) > VIX_IMPORT_MAX_ALIASES)
+        return erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": %zu aliases, limit %d", line,
+                        json_array_size(aliases), VIX_IMPORT_MAX_ALIASES);
+    size_t i;
+    json_t *a;
+    json_array_foreach(aliases, i, a)
+    {
+        char what[32];
+        snprintf(what, sizeof what, "aliases[%zu]", i);
+        if (!json_is_string(a))
+            return erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": %s is %s, want a string", line,
+                            what, json_type_name(a));
+        int err = check_text(json_string_value(a), json_string_length(a), VIX_IMPORT_MAX_NAME,
+                             what, line, diag);
+        if (err)
+            return err;
+    }
+    *ret_json = json_dumps(aliases, JSON_COMPACT);
+    return *ret_json ? ERD_OK : erd_fail(diag, ERD_ENOMEM, "line %" PRIu64 ": out of memory", line);
+}
+
+/* "attrs", an object, as compact JSON (NULL when absent). */
+static int jsonl_attrs(const json_t *rec, uint64_t line, char **ret_json, erd_diag *diag)
+{
+    json_t *attrs = json_object_get(rec, "attrs");
+    if (!attrs || json_is_null(attrs))
+        return ERD_OK;
+    if (!json_is_object(attrs))
+        return erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": \"attrs\" is %s, want an object",
+                        line, json_type_name(attrs));
+    *ret_json = json_dumps(attrs, JSON_COMPACT);
+    return *ret_json ? ERD_OK : erd_fail(diag, ERD_ENOMEM, "line %" PRIu64 ": out of memory", line);
+}
+
 static int jsonl_record(import_ctx *cx, const char *text, size_t len, uint64_t line, erd_diag *diag)
 {
     json_error_t jerr;
-    json_t *rec = NULL;
     char *aliases_s = NULL, *attrs_s = NULL;
     char idbuf[32];
-    const char *ext_id;
+    const char *ext_id = NULL, *name = NULL;
     int err;
 
-    rec = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!rec) {
-        err = erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": invalid JSON at column %d: %s", line,
-                       jerr.column, jerr.text);
-        goto out;
-    }
-    if (!json_is_object(rec)) {
+    json_t *rec = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!rec)
+        return erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": invalid JSON at column %d: %s", line,
+                        jerr.column, jerr.text);
+    if (!json_is_object(rec))
         err = erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": record is %s, not an object", line,
                        json_type_name(rec));
-        goto out;
-    }
-    const char *key;
-    json_t *val;
-    json_object_foreach(rec, key, val)
-    {
-        if (strcmp(key, "id") && strcmp(key, "name") && strcmp(key, "aliases") &&
-            strcmp(key, "attrs")) {
-            /* a typo such as "alias" would otherwise silently lose data */
-            err = erd_fail(diag, ERD_EPARSE,
-                           "line %" PRIu64 ": unknown field \"%.40s\" (expected id, name, aliases, "
-                           "attrs)",
-                           line, key);
-            goto out;
-        }
-    }
-
-    json_t *id = json_object_get(rec, "id");
-    if (!id) {
-        err = erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": missing \"id\"", line);
-        goto out;
-    }
-    if (json_is_string(id)) {
-        ext_id = json_string_value(id);
-        err = check_text(ext_id, json_string_length(id), VIX_IMPORT_MAX_ID, "\"id\"", line, diag);
-        if (err)
-            goto out;
-    } else if (json_is_integer(id)) {
-        snprintf(idbuf, sizeof idbuf, "%" JSON_INTEGER_FORMAT, json_integer_value(id));
-        ext_id = idbuf;
-    } else {
-        err = erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": \"id\" is %s, want a string or integer",
-                       line, json_type_name(id));
-        goto out;
-    }
-
-    json_t *name = json_object_get(rec, "name");
-    if (!name) {
-        err = erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": missing \"name\"", line);
-        goto out;
-    }
-    if (!json_is_string(name)) {
-        err = erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": \"name\" is %s, want a string", line,
-                       json_type_name(name));
-        goto out;
-    }
-    err = check_text(json_string_value(name), json_string_length(name), VIX_IMPORT_MAX_NAME,
-                     "\"name\"", line, diag);
-    if (err)
-        goto out;
-
-    json_t *aliases = json_object_get(rec, "aliases");
-    if (aliases && !json_is_null(aliases)) {
-        if (!json_is_array(aliases)) {
-            err = erd_fail(diag, ERD_EPARSE,
-                           "line %" PRIu64 ": \"aliases\" is %s, want an array of strings", line,
-                           json_type_name(aliases));
-            goto out;
-        }
-        if (json_array_size(aliases) > VIX_IMPORT_MAX_ALIASES) {
-            err = erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": %zu aliases, limit %d", line,
-                           json_array_size(aliases), VIX_IMPORT_MAX_ALIASES);
-            goto out;
-        }
-        size_t i;
-        json_t *a;
-        json_array_foreach(aliases, i, a)
-        {
-            char what[32];
-            snprintf(what, sizeof what, "aliases[%zu]", i);
-            if (!json_is_string(a)) {
-                err = erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": %s is %s, want a string", line,
-                               what, json_type_name(a));
-                goto out;
-            }
-            err = check_text(json_string_value(a), json_string_length(a), VIX_IMPORT_MAX_NAME,
-                             what, line, diag);
-            if (err)
-                goto out;
-        }
-        aliases_s = json_dumps(aliases, JSON_COMPACT);
-        if (!aliases_s) {
-            err = erd_fail(diag, ERD_ENOMEM, "line %" PRIu64 ": out of memory", line);
-            goto out;
-        }
-    }
-
-    json_t *attrs = json_object_get(rec, "attrs");
-    if (attrs && !json_is_null(attrs)) {
-        if (!json_is_object(attrs)) {
-            err = erd_fail(diag, ERD_EPARSE, "line %" PRIu64 ": \"attrs\" is %s, want an object",
-                           line, json_type_name(attrs));
-            goto out;
-        }
-        attrs_s = json_dumps(attrs, JSON_COMPACT);
-        if (!attrs_s) {
-            err = erd_fail(diag, ERD_ENOMEM, "line %" PRIu64 ": out of memory", line);
-            goto out;
-        }
-    }
-
-    err = upsert(cx, ext_id, json_string_value(name), aliases_s ? aliases_s : "[]",
-                 attrs_s ? attrs_s : "{}", line, diag);
-out:
+    else if (!(err = jsonl_fields(rec, line, diag)) &&
+             !(err = jsonl_id(rec, line, idbuf, sizeof idbuf, &ext_id, diag)) &&
+             !(err = jsonl_name(rec, line, &name, diag)) &&
+             !(err = jsonl_aliases(rec, line, &aliases_s, diag)) &&
+             !(err = jsonl_attrs(rec, line, &attrs_s, diag)))
+        err = upsert(cx, ext_id, name, aliases_s ? aliases_s : "[]", attrs_s ? attrs_s : "{}",
+                     line, diag);
     free(aliases_s);
     free(attrs_s);
     json_decref(rec);
