@@ -654,6 +654,62 @@ static void cmd__serving_note(vix_resolver *resolver)
     }
 }
 
+/* erd serve's resolver over cfg's database, its start-up reported on
+ * stderr.  A replica (read-only) never builds: the primary publishes the
+ * next snapshot. */
+static int cmd__serve_open(const cfg_config *cfg, bool replica, vix_resolver **ret,
+                           erd_diag *diag)
+{
+    vix_resolver *resolver = NULL;
+    vix_resolver_opts ro = {
+        .db_path = cfg->db,
+        .g2p_voice = cfg->g2p_voice,
+        .g2p_cache_entries = cfg->g2p_cache_entries,
+        .candidates = (size_t)cfg->candidates,
+        .build_encoder = cfg->encoder,
+        .build_factory = cfg->faiss_factory,
+        .ivf_search = cfg->ivf_search,
+        .delta_max = replica ? 0 : cfg->delta_max,
+        .delta_max_bytes = cfg->delta_max_bytes,
+    };
+    char rerank[2048], calibration[2048];
+    ro.rerank = cmd_rerank_spec(cfg->rerank, rerank, sizeof rerank);
+    ro.calibration = cmd_rerank_spec(cfg->calibration, calibration, sizeof calibration);
+    /* Indexes, entity sets and deltas are large arrays that a rebuild
+     * replaces whole.  A fixed mmap threshold keeps them out of the heap
+     * (glibc otherwise raises it after the first such free), so freeing a
+     * replaced one returns its memory to the system at once.  Fixing it
+     * also fixes the trim threshold at 128 KiB, and then every resolve's
+     * scratch freed at the top of a thread's arena is handed back with
+     * madvise, whose TLB shootdown stalls the other core: a fifth of the
+     * server's CPU at 2 connections.  Rebuilds trim explicitly. */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    double t0 = erd_now_s();
+    int rc = vix_resolver_open(&ro, &resolver, diag);
+    if (rc < 0)
+        return rc;
+    size_t n = vix_resolver_catalog_count(resolver);
+    fprintf(stderr, "erd: loaded %zu catalog%s from %s in %.2f s", n, n == 1 ? "" : "s", cfg->db,
+            erd_now_s() - t0);
+    for (size_t i = 0; i < n; i++)
+        fprintf(stderr, "%s%s", i ? ", " : ": ", vix_resolver_catalog_name(resolver, i));
+    fputc('\n', stderr);
+    cmd__calibration_note("serve", resolver, NULL, ro.calibration);
+    if (n == 0)
+        fprintf(stderr, "erd: warning: no catalog has an index yet; run erd build\n");
+    cmd__serving_note(resolver);
+    char bad[72];
+    erd_diag bd;
+    for (size_t i = 0; vix_resolver_unavailable(resolver, i, bad, sizeof bad, &bd) == ERD_OK; i++)
+        fprintf(stderr,
+                "erd: warning: catalog \"%s\" not served, its index did not load: %s (rebuild it: "
+                "POST /v1/catalogs/%s/rebuild, or erd build)\n",
+                bad, erd_diag_message(&bd, bd.code), bad);
+    *ret = resolver;
+    return ERD_OK;
+}
+
 int cmd_serve(int argc, char **argv)
 {
     const char *db = NULL, *listen = NULL, *threads = NULL, *config = NULL, *snapshot = NULL;
@@ -732,52 +788,9 @@ int cmd_serve(int argc, char **argv)
 
     erd_diag diag = {0};
     vix_resolver *resolver = NULL;
-    vix_resolver_opts ro = {
-        .db_path = cfg.db,
-        .g2p_voice = cfg.g2p_voice,
-        .g2p_cache_entries = cfg.g2p_cache_entries,
-        .candidates = (size_t)cfg.candidates,
-        .build_encoder = cfg.encoder,
-        .build_factory = cfg.faiss_factory,
-        .ivf_search = cfg.ivf_search,
-        /* a replica never builds: the primary publishes the next snapshot */
-        .delta_max = snapshot ? 0 : cfg.delta_max,
-        .delta_max_bytes = cfg.delta_max_bytes,
-    };
-    char rerank[2048], calibration[2048];
-    ro.rerank = cmd_rerank_spec(cfg.rerank, rerank, sizeof rerank);
-    ro.calibration = cmd_rerank_spec(cfg.calibration, calibration, sizeof calibration);
-    /* Indexes, entity sets and deltas are large arrays that a rebuild
-     * replaces whole.  A fixed mmap threshold keeps them out of the heap
-     * (glibc otherwise raises it after the first such free), so freeing a
-     * replaced one returns its memory to the system at once.  Fixing it
-     * also fixes the trim threshold at 128 KiB, and then every resolve's
-     * scratch freed at the top of a thread's arena is handed back with
-     * madvise, whose TLB shootdown stalls the other core: a fifth of the
-     * server's CPU at 2 connections.  Rebuilds trim explicitly. */
-    mallopt(M_MMAP_THRESHOLD, 1 << 20);
-    mallopt(M_TRIM_THRESHOLD, 64 << 20);
-    double t0 = erd_now_s();
-    rc = vix_resolver_open(&ro, &resolver, &diag);
+    rc = cmd__serve_open(&cfg, snapshot != NULL, &resolver, &diag);
     if (rc < 0)
         return cmd_fail("serve", &diag, rc);
-    size_t n = vix_resolver_catalog_count(resolver);
-    fprintf(stderr, "erd: loaded %zu catalog%s from %s in %.2f s", n, n == 1 ? "" : "s", cfg.db,
-            erd_now_s() - t0);
-    for (size_t i = 0; i < n; i++)
-        fprintf(stderr, "%s%s", i ? ", " : ": ", vix_resolver_catalog_name(resolver, i));
-    fputc('\n', stderr);
-    cmd__calibration_note("serve", resolver, NULL, ro.calibration);
-    if (n == 0)
-        fprintf(stderr, "erd: warning: no catalog has an index yet; run erd build\n");
-    cmd__serving_note(resolver);
-    char bad[72];
-    erd_diag bd;
-    for (size_t i = 0; vix_resolver_unavailable(resolver, i, bad, sizeof bad, &bd) == ERD_OK; i++)
-        fprintf(stderr,
-                "erd: warning: catalog \"%s\" not served, its index did not load: %s (rebuild it: "
-                "POST /v1/catalogs/%s/rebuild, or erd build)\n",
-                bad, erd_diag_message(&bd, bd.code), bad);
 
     ho.tick = cmd__sync_tick;
     ho.tick_user = resolver;
