@@ -1119,6 +1119,83 @@ static void srv__cleaner_stop(srv_http *h)
     pthread_cond_destroy(&h->cleaner_cv);
 }
 
+/* Request ids: a random seed (a clock-and-pid mix without entropy) and a
+ * sequence. */
+static uint64_t srv__id_seed(void)
+{
+    uint64_t seed;
+    if (getentropy(&seed, sizeof seed) == 0)
+        return seed;
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return ((uint64_t)t.tv_sec << 32) ^ (uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 16);
+}
+
+/* The connection table and the thread that enforces its deadlines. */
+static int srv__start_cleaner(srv_http *h, const cfg_config *cfg, unsigned conns, erd_diag *diag)
+{
+    /* Room for every connection MHD may hold plus the ones it is closing. */
+    int rc = srv_conn_table_create((size_t)conns + 64, &h->conns, diag);
+    if (rc < 0)
+        return rc;
+    srv__limits_publish(h, cfg);
+    h->half_open_all = conns / 2 ? conns / 2 : 1;
+    pthread_mutex_init(&h->cleaner_mu, NULL);
+    pthread_cond_init(&h->cleaner_cv, NULL);
+    if (pthread_create(&h->cleaner, NULL, srv__cleaner_main, h) != 0)
+        return erd_fail(diag, ERD_EINTERNAL, "cannot start the connection deadline thread");
+    h->cleaner_started = true;
+    return ERD_OK;
+}
+
+/* libmicrohttpd listening on ss with threads workers (or a thread per
+ * connection); h->port and h->url set from where it bound. */
+static int srv__start_daemon(srv_http *h, const cfg_config *cfg, struct sockaddr_storage *ss,
+                             const char *host, unsigned threads, unsigned conns, erd_diag *diag)
+{
+    unsigned timeout = cfg->request_timeout_s > 0 ? (unsigned)cfg->request_timeout_s : 0;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    /* A pool worker keeps every connection it accepted, and one worker
+     * often accepts all of a client's few keep-alive connections: measured,
+     * half the throughput at 2 and 4 connections on 2 cores.  A thread per
+     * connection lets the scheduler spread them. */
+    if (strcmp(cfg->http_threading, "connection") == 0) {
+        flags |= MHD_USE_THREAD_PER_CONNECTION;
+        threads = 0;
+    } else if (strcmp(cfg->http_threading, "pool") != 0) {
+        return erd_fail(diag, ERD_ECONFIG, "http_threading is connection or pool, not \"%s\"",
+                        cfg->http_threading);
+    }
+    if (ss->ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    /* A pool size is only passed for a real pool: MHD warns about 0 or 1. */
+    struct MHD_OptionItem pool[] = {
+        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    /* The logger goes first so MHD routes even option errors through it. */
+    h->daemon = MHD_start_daemon(flags, 0, srv__admit, h, srv__handle, h,
+                                 MHD_OPTION_EXTERNAL_LOGGER, srv__mhd_log, NULL,
+                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)ss,
+                                 MHD_OPTION_ARRAY, pool,
+                                 MHD_OPTION_CONNECTION_LIMIT, conns,
+                                 MHD_OPTION_NOTIFY_CONNECTION, srv__notify, h,
+                                 MHD_OPTION_UNESCAPE_CALLBACK, srv__unescape, h,
+                                 MHD_OPTION_CONNECTION_TIMEOUT, timeout,
+                                 MHD_OPTION_NOTIFY_COMPLETED, srv__completed, h,
+                                 MHD_OPTION_END);
+    if (!h->daemon)
+        return erd_fail(diag, ERD_EIO, "cannot listen on %s (address in use or not permitted?)",
+                        cfg->listen);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : 0;
+    if (ss->ss_family == AF_INET6)
+        snprintf(h->url, sizeof h->url, "http://[%s]:%u", host, (unsigned)h->port);
+    else
+        snprintf(h->url, sizeof h->url, "http://%s:%u", host, (unsigned)h->port);
+    return ERD_OK;
+}
+
 int srv_http_start(const cfg_config *cfg, const srv_http_opts *opts, vix_resolver *resolver,
                    srv_http **ret, erd_diag *diag)
 {
@@ -1155,11 +1232,7 @@ int srv_http_start(const cfg_config *cfg, const srv_http_opts *opts, vix_resolve
     live = NULL;
     atomic_init(&h->id_seq, 0);
     atomic_init(&h->inflight, 0);
-    if (getentropy(&h->id_seed, sizeof h->id_seed) != 0) {
-        struct timespec t;
-        clock_gettime(CLOCK_REALTIME, &t);
-        h->id_seed = ((uint64_t)t.tv_sec << 32) ^ (uint64_t)t.tv_nsec ^ ((uint64_t)getpid() << 16);
-    }
+    h->id_seed = srv__id_seed();
     rc = srv_metrics_create(srv__route_labels, SRV__N_ROUTES + 1, &h->metrics, diag);
     if (rc < 0)
         goto out;
@@ -1171,64 +1244,9 @@ int srv_http_start(const cfg_config *cfg, const srv_http_opts *opts, vix_resolve
      * when a worker would get none. */
     if (threads > conns)
         threads = conns;
-    unsigned timeout = cfg->request_timeout_s > 0 ? (unsigned)cfg->request_timeout_s : 0;
-    /* Room for every connection MHD may hold plus the ones it is closing. */
-    rc = srv_conn_table_create((size_t)conns + 64, &h->conns, diag);
-    if (rc < 0)
+    if ((rc = srv__start_cleaner(h, cfg, conns, diag)) < 0 ||
+        (rc = srv__start_daemon(h, cfg, &ss, host, threads, conns, diag)) < 0)
         goto out;
-    srv__limits_publish(h, cfg);
-    h->half_open_all = conns / 2 ? conns / 2 : 1;
-    pthread_mutex_init(&h->cleaner_mu, NULL);
-    pthread_cond_init(&h->cleaner_cv, NULL);
-    if (pthread_create(&h->cleaner, NULL, srv__cleaner_main, h) != 0) {
-        rc = erd_fail(diag, ERD_EINTERNAL, "cannot start the connection deadline thread");
-        goto out;
-    }
-    h->cleaner_started = true;
-
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    /* A pool worker keeps every connection it accepted, and one worker
-     * often accepts all of a client's few keep-alive connections: measured,
-     * half the throughput at 2 and 4 connections on 2 cores.  A thread per
-     * connection lets the scheduler spread them. */
-    if (strcmp(cfg->http_threading, "connection") == 0) {
-        flags |= MHD_USE_THREAD_PER_CONNECTION;
-        threads = 0;
-    } else if (strcmp(cfg->http_threading, "pool") != 0) {
-        rc = erd_fail(diag, ERD_ECONFIG, "http_threading is connection or pool, not \"%s\"",
-                      cfg->http_threading);
-        goto out;
-    }
-    if (ss.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
-    /* A pool size is only passed for a real pool: MHD warns about 0 or 1. */
-    struct MHD_OptionItem pool[] = {
-        {threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (intptr_t)threads, NULL},
-        {MHD_OPTION_END, 0, NULL},
-    };
-    /* The logger goes first so MHD routes even option errors through it. */
-    h->daemon = MHD_start_daemon(flags, 0, srv__admit, h, srv__handle, h,
-                                 MHD_OPTION_EXTERNAL_LOGGER, srv__mhd_log, NULL,
-                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                                 MHD_OPTION_ARRAY, pool,
-                                 MHD_OPTION_CONNECTION_LIMIT, conns,
-                                 MHD_OPTION_NOTIFY_CONNECTION, srv__notify, h,
-                                 MHD_OPTION_UNESCAPE_CALLBACK, srv__unescape, h,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, timeout,
-                                 MHD_OPTION_NOTIFY_COMPLETED, srv__completed, h,
-                                 MHD_OPTION_END);
-    if (!h->daemon) {
-        rc = erd_fail(diag, ERD_EIO, "cannot listen on %s (address in use or not permitted?)",
-                      cfg->listen);
-        goto out;
-    }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = info ? info->port : 0;
-    if (ss.ss_family == AF_INET6)
-        snprintf(h->url, sizeof h->url, "http://[%s]:%u", host, (unsigned)h->port);
-    else
-        snprintf(h->url, sizeof h->url, "http://%s:%u", host, (unsigned)h->port);
-
     *ret = h;
     h = NULL;
     rc = ERD_OK;
