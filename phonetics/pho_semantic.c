@@ -786,6 +786,84 @@ static int pho__vec_table(pho_sem_model *m)
     return ERD_OK;
 }
 
+/* Every word vector of an open text file into b (at most PHO_VEC_WORDS_MAX
+ * words; the checksum still covers the whole file), *dim their width.
+ * line and x are scratch. */
+static int pho__vec_read_all(pho__vec_reader *r, const char *path, char *line, float *x,
+                             pho__vec_build *b, uint32_t *dim, erd_diag *diag)
+{
+    unsigned long hdr_n = 0, hdr_d = 0, lineno = 0, n_vectors = 0;
+    int has_hdr = 0, rc, got;
+    size_t len;
+    while (b->n < PHO_VEC_WORDS_MAX) {
+        got = pho__vec_line(r, line, PHO_VEC_LINE_MAX, &len);
+        if (got == 0)
+            break;
+        lineno++;
+        if (got < 0)
+            return erd_fail(diag, got == ERD_EIO ? ERD_EIO : ERD_EPARSE, "%s:%lu: %s", path,
+                            lineno,
+                            got == ERD_ETOOLONG ? "line longer than 65535 bytes"
+                            : got == ERD_EIO    ? "read failed"
+                                                : "NUL byte in line");
+        if (lineno == 1 && pho__vec_header(line, &hdr_n, &hdr_d)) {
+            if (hdr_d == 0 || hdr_d > PHO_SEM_DIM_MAX)
+                return erd_fail(diag, ERD_EPARSE, "%s:1: dimension %lu outside 1..%d", path,
+                                hdr_d, PHO_SEM_DIM_MAX);
+            has_hdr = 1;
+            *dim = (uint32_t)hdr_d;
+            continue;
+        }
+        char *s = NULL;
+        size_t wl = 0;
+        rc = pho__vec_values(path, lineno, line, len, dim, x, &s, &wl, diag);
+        if (rc < 0)
+            return rc;
+        n_vectors++;
+        if (wl >= PHO_SEM_WORD_MAX)
+            continue; /* no normalised word that long is looked up */
+        pho__lower(s, wl);
+        if ((rc = pho__vec_push(b, s, wl, x, *dim)) < 0)
+            return erd_fail(diag, rc, "out of memory reading %s", path);
+    }
+    if (b->n == 0)
+        return erd_fail(diag, ERD_EPARSE, "%s: no word vectors", path);
+    if (has_hdr && b->n < PHO_VEC_WORDS_MAX && n_vectors != hdr_n)
+        return erd_fail(diag, ERD_EPARSE,
+                        "%s: header announces %lu words, the file has %lu (truncated?)", path,
+                        hdr_n, n_vectors);
+    /* the checksum covers the whole file, read or not */
+    if (b->n == PHO_VEC_WORDS_MAX)
+        return pho__vec_hash_rest(r, path, diag);
+    return ERD_OK;
+}
+
+/* A word model of b's vectors, each weighed 1; b's arrays move into it. */
+static int pho__vec_model(pho__vec_build *b, uint32_t dim, uint64_t checksum,
+                          pho_sem_model **ret)
+{
+    pho_sem_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return ERD_ENOMEM;
+    m->dim = dim;
+    m->n_words = (uint32_t)b->n;
+    m->arena = b->arena;
+    m->word_off = b->word_off;
+    m->scale = b->scale;
+    m->q = b->q;
+    *b = (pho__vec_build){0};
+    m->weight = malloc(sizeof *m->weight * m->n_words);
+    for (uint32_t i = 0; m->weight && i < m->n_words; i++)
+        m->weight[i] = 1.0f;
+    if (!m->weight || pho__vec_table(m) < 0) {
+        pho_sem_model_destroy(m);
+        return ERD_ENOMEM;
+    }
+    m->checksum = checksum;
+    *ret = m;
+    return ERD_OK;
+}
+
 int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
 {
     pho__vec_reader *r = NULL;
@@ -794,17 +872,16 @@ int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
     pho_vec_model *v = NULL;
     char *line = NULL;
     float *x = NULL;
-    unsigned long hdr_n = 0, hdr_d = 0, lineno = 0, n_vectors = 0;
     uint32_t dim = 0;
-    int has_hdr = 0, rc, got;
-    size_t len;
+    int rc;
 
     if (!path || !ret)
         return erd_fail(diag, ERD_EINVAL, "pho_vec_load: path and ret are required");
     r = calloc(1, sizeof *r);
     line = malloc(PHO_VEC_LINE_MAX);
     x = malloc(sizeof *x * PHO_SEM_DIM_MAX);
-    if (!r || !line || !x) {
+    v = calloc(1, sizeof *v);
+    if (!r || !line || !x || !v) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
         goto out;
     }
@@ -815,82 +892,14 @@ int pho_vec_load(const char *path, pho_vec_model **ret, erd_diag *diag)
                       strerror(errno));
         goto out;
     }
-    while (b.n < PHO_VEC_WORDS_MAX) {
-        got = pho__vec_line(r, line, PHO_VEC_LINE_MAX, &len);
-        if (got == 0)
-            break;
-        lineno++;
-        if (got < 0) {
-            rc = erd_fail(diag, got == ERD_EIO ? ERD_EIO : ERD_EPARSE, "%s:%lu: %s", path, lineno,
-                          got == ERD_ETOOLONG ? "line longer than 65535 bytes"
-                          : got == ERD_EIO    ? "read failed"
-                                              : "NUL byte in line");
-            goto out;
-        }
-        if (lineno == 1 && pho__vec_header(line, &hdr_n, &hdr_d)) {
-            if (hdr_d == 0 || hdr_d > PHO_SEM_DIM_MAX) {
-                rc = erd_fail(diag, ERD_EPARSE, "%s:1: dimension %lu outside 1..%d", path, hdr_d,
-                              PHO_SEM_DIM_MAX);
-                goto out;
-            }
-            has_hdr = 1;
-            dim = (uint32_t)hdr_d;
-            continue;
-        }
-        char *s = NULL;
-        size_t wl = 0;
-        rc = pho__vec_values(path, lineno, line, len, &dim, x, &s, &wl, diag);
-        if (rc < 0)
-            goto out;
-        n_vectors++;
-        if (wl >= PHO_SEM_WORD_MAX)
-            continue; /* no normalised word that long is looked up */
-        pho__lower(s, wl);
-        rc = pho__vec_push(&b, s, wl, x, dim);
-        if (rc < 0) {
-            rc = erd_fail(diag, rc, "out of memory reading %s", path);
-            goto out;
-        }
-    }
-    if (b.n == 0) {
-        rc = erd_fail(diag, ERD_EPARSE, "%s: no word vectors", path);
+    rc = pho__vec_read_all(r, path, line, x, &b, &dim, diag);
+    if (rc < 0)
         goto out;
-    }
-    if (has_hdr && b.n < PHO_VEC_WORDS_MAX && n_vectors != hdr_n) {
-        rc = erd_fail(diag, ERD_EPARSE, "%s: header announces %lu words, the file has %lu "
-                      "(truncated?)", path, hdr_n, n_vectors);
-        goto out;
-    }
-    /* the checksum covers the whole file, read or not */
-    if (b.n == PHO_VEC_WORDS_MAX && (rc = pho__vec_hash_rest(r, path, diag)) < 0)
-        goto out;
-    m = calloc(1, sizeof *m);
-    v = calloc(1, sizeof *v);
-    if (!m || !v) {
+    if (pho__vec_model(&b, dim, r->hash, &m) < 0) {
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
         goto out;
     }
-    m->dim = dim;
-    m->n_words = (uint32_t)b.n;
-    m->arena = b.arena;
-    m->word_off = b.word_off;
-    m->scale = b.scale;
-    m->q = b.q;
-    b = (pho__vec_build){0};
-    m->weight = malloc(sizeof *m->weight * m->n_words);
-    if (!m->weight) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
-        goto out;
-    }
-    for (uint32_t i = 0; i < m->n_words; i++)
-        m->weight[i] = 1.0f;
-    if (pho__vec_table(m) < 0) {
-        rc = erd_fail(diag, ERD_ENOMEM, "out of memory reading %s", path);
-        goto out;
-    }
-    m->checksum = r->hash;
     v->m = m;
-    m = NULL;
     *ret = v;
     v = NULL;
     rc = ERD_OK;
@@ -901,7 +910,6 @@ out:
     free(line);
     free(x);
     pho__vec_build_free(&b);
-    pho_sem_model_destroy(m);
     free(v);
     return rc;
 }
