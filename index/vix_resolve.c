@@ -180,6 +180,69 @@ void vix_resolver_set_rank_observer(vix_resolver *r, vix_rank_observer fn, void 
     r->rank_observer_ctx = ctx;
 }
 
+/* The rerank of spec (its channel, command table and ranker), and the id
+ * calibrations and rankers record it by ("off" without one). */
+static int vix__rerank_open(vix_resolver *r, const char *spec, erd_diag *diag)
+{
+    char path[1024];
+    vix_rerank_opts ro;
+    int enabled;
+    pho_channel *ch = NULL;
+    int rc = vix_rerank_spec_parse(spec, path, sizeof path, &ro, &enabled, diag);
+    snprintf(r->rerank_id, sizeof r->rerank_id, "off");
+    if (rc < 0 || !enabled)
+        return rc;
+    rc = pho_channel_load(path, &ch, diag);
+    if (rc == ERD_OK)
+        rc = vix_rerank_create(ch, &ro, &r->rerank, diag);
+    /* The channel's content, not its path, decides the scores. */
+    if (rc == ERD_OK)
+        snprintf(r->rerank_id, sizeof r->rerank_id,
+                 "channel=fnv1a64:%016llx,weight=%.6g,candidates=%zu,mode=%s,skip=%.6g,"
+                 "temperature=%.6g",
+                 (unsigned long long)pho_channel_checksum(ch), ro.weight, ro.candidates,
+                 ro.mode == VIX_RR_LOCAL ? "local" : "global", ro.skip, ro.temperature);
+    pho_channel_destroy(ch);
+    /* the command table first: a ranker records the rerank id it was
+     * fitted under, command table and all */
+    if (rc == ERD_OK && ro.command[0])
+        rc = vix__command_open(r, path, ro.command, diag);
+    if (rc == ERD_OK && ro.ranker[0])
+        rc = vix__ranker_open(r, path, ro.ranker, diag);
+    return rc;
+}
+
+/* The calibration file at path ("off" or NULL: none); whether it was fitted
+ * under this rerank. */
+static int vix__calib_open(vix_resolver *r, const char *path, erd_diag *diag)
+{
+    if (!path || strcmp(path, "off") == 0)
+        return ERD_OK;
+    r->calib = malloc(sizeof *r->calib);
+    if (!r->calib)
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    int rc = vix_calib_load(path, r->calib, diag);
+    if (rc < 0)
+        return rc;
+    r->calib_rerank_ok = strcmp(r->calib->rerank_id, r->rerank_id) == 0;
+    return ERD_OK;
+}
+
+/* The store, read-only; an older schema is upgraded in place by one
+ * read-write open first. */
+static int vix__store_open(vix_resolver *r, erd_diag *diag)
+{
+    int rc = vix_store_open(r->db_path, VIX_STORE_READONLY, &r->store, diag);
+    if (rc == ERD_EMISMATCH) {
+        vix_store *rw = NULL;
+        if (vix_store_open(r->db_path, 0, &rw, NULL) == ERD_OK) {
+            vix_store_close(rw);
+            rc = vix_store_open(r->db_path, VIX_STORE_READONLY, &r->store, diag);
+        }
+    }
+    return rc;
+}
+
 int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_diag *diag)
 {
     vix_resolver *r = calloc(1, sizeof *r);
@@ -218,56 +281,9 @@ int vix_resolver_open(const vix_resolver_opts *opts, vix_resolver **ret, erd_dia
     rc = pho_g2p_create(r->g2p_voice, opts->g2p_cache_entries, &r->g2p, diag);
     if (rc < 0)
         goto out;
-    {
-        char path[1024];
-        vix_rerank_opts ro;
-        int enabled;
-        pho_channel *ch = NULL;
-        rc = vix_rerank_spec_parse(opts->rerank, path, sizeof path, &ro, &enabled, diag);
-        snprintf(r->rerank_id, sizeof r->rerank_id, "off");
-        if (rc == ERD_OK && enabled) {
-            rc = pho_channel_load(path, &ch, diag);
-            if (rc == ERD_OK)
-                rc = vix_rerank_create(ch, &ro, &r->rerank, diag);
-            /* The channel's content, not its path, decides the scores. */
-            if (rc == ERD_OK)
-                snprintf(r->rerank_id, sizeof r->rerank_id,
-                         "channel=fnv1a64:%016llx,weight=%.6g,candidates=%zu,mode=%s,skip=%.6g,"
-                         "temperature=%.6g",
-                         (unsigned long long)pho_channel_checksum(ch), ro.weight, ro.candidates,
-                         ro.mode == VIX_RR_LOCAL ? "local" : "global", ro.skip, ro.temperature);
-            pho_channel_destroy(ch);
-            /* the command table first: a ranker records the rerank id it was
-             * fitted under, command table and all */
-            if (rc == ERD_OK && ro.command[0])
-                rc = vix__command_open(r, path, ro.command, diag);
-            if (rc == ERD_OK && ro.ranker[0])
-                rc = vix__ranker_open(r, path, ro.ranker, diag);
-        }
-        if (rc < 0)
-            goto out;
-    }
-    if (opts->calibration && strcmp(opts->calibration, "off") != 0) {
-        r->calib = malloc(sizeof *r->calib);
-        if (!r->calib) {
-            rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
-            goto out;
-        }
-        rc = vix_calib_load(opts->calibration, r->calib, diag);
-        if (rc < 0)
-            goto out;
-        r->calib_rerank_ok = strcmp(r->calib->rerank_id, r->rerank_id) == 0;
-    }
-    rc = vix_store_open(r->db_path, VIX_STORE_READONLY, &r->store, diag);
-    if (rc == ERD_EMISMATCH) {
-        /* an older schema: one read-write open upgrades it in place */
-        vix_store *rw = NULL;
-        if (vix_store_open(r->db_path, 0, &rw, NULL) == ERD_OK) {
-            vix_store_close(rw);
-            rc = vix_store_open(r->db_path, VIX_STORE_READONLY, &r->store, diag);
-        }
-    }
-    if (rc < 0)
+    if ((rc = vix__rerank_open(r, opts->rerank, diag)) < 0 ||
+        (rc = vix__calib_open(r, opts->calibration, diag)) < 0 ||
+        (rc = vix__store_open(r, diag)) < 0)
         goto out;
     /* A catalog whose index is missing or damaged is left out (and
      * reported by vix_resolver_unavailable); the others are served. */
