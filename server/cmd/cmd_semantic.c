@@ -427,6 +427,96 @@ static int cmd__tune_args(int argc, char **argv, tune_args *a, double *grid, siz
     return 1;
 }
 
+/* The tune's scratch: a folder holding a copy of the catalog (as JSON
+ * lines and imported into its own database) and the index each weight
+ * builds. */
+typedef struct cmd__tune_work {
+    char dir[1024], db[1200], jsonl[1200], index[1400];
+    bool keep, made;
+} cmd__tune_work;
+
+/* The work folder (keep, or a new temporary one) and catalog's entities
+ * copied from src into its database. */
+static int cmd__tune_copy(cmd__tune_work *w, const char *keep, vix_store *src, int64_t src_cat,
+                          const char *catalog, erd_diag *diag)
+{
+    if (keep) {
+        snprintf(w->dir, sizeof w->dir, "%s", keep);
+        w->keep = true;
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        snprintf(w->dir, sizeof w->dir, "%s/erd-tune.XXXXXX", tmp && *tmp ? tmp : "/tmp");
+        if (!mkdtemp(w->dir))
+            return erd_fail(diag, ERD_EIO, "%s: %s", w->dir, strerror(errno));
+    }
+    w->made = true;
+    snprintf(w->db, sizeof w->db, "%s/tune.db", w->dir);
+    snprintf(w->jsonl, sizeof w->jsonl, "%s/catalog.jsonl", w->dir);
+    FILE *f = fopen(w->jsonl, "w+");
+    if (!f)
+        return erd_fail(diag, ERD_EIO, "%s: %s", w->jsonl, strerror(errno));
+    vix_store *dst = NULL;
+    int rc = vix_store_entity_foreach(src, src_cat, cmd__export_entity, f, diag);
+    if (rc > 0)
+        rc = erd_fail(diag, ERD_EIO, "%s: write failed", w->jsonl);
+    if (rc == ERD_OK) {
+        rewind(f);
+        rc = vix_store_open(w->db, 0, &dst, diag);
+    }
+    if (rc == ERD_OK)
+        rc = vix_store_import(dst, catalog, f, &(vix_import_opts){.format = VIX_FORMAT_JSONL},
+                              NULL, diag);
+    vix_store_close(dst);
+    fclose(f);
+    return rc;
+}
+
+/* Removes a temporary work folder and everything the tune wrote there. */
+static void cmd__tune_cleanup(const cmd__tune_work *w)
+{
+    if (!w->made || w->keep)
+        return;
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    char p[1500];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s%s", w->db, suffix[i]);
+        remove(p);
+    }
+    if (w->index[0])
+        remove(w->index);
+    remove(w->jsonl);
+    rmdir(w->dir);
+}
+
+/* One weight: the copy built with the fused encoder at w, and the queries
+ * resolved against it (a row printed). */
+static int cmd__tune_weight(cmd__tune_work *wk, const tune_args *ta, const cfg_config *cfg,
+                            double w, vix_store *src, int64_t src_cat, const cmd__query *qs,
+                            size_t nq, cmd__tally *tally, erd_diag *diag)
+{
+    char spec[2048];
+    vix_build_result br;
+    double t0 = erd_now_s();
+    int n = snprintf(spec, sizeof spec, "fused:%g:%s|%s", w, ta->phonetic, ta->semantic);
+    if (n < 0 || (size_t)n >= sizeof spec)
+        return erd_fail(diag, ERD_ETOOLONG, "encoder spec too long");
+    vix_build_opts bo = {.db_path = wk->db, .catalog = ta->catalog, .encoder_spec = spec,
+                         .factory = cfg->faiss_factory, .g2p_voice = cfg->g2p_voice};
+    int rc = vix_build(&bo, &br, diag);
+    if (rc < 0)
+        return rc;
+    /* each build removes the file of the one before it */
+    snprintf(wk->index, sizeof wk->index, "%s", br.index_path);
+    double bs = erd_now_s() - t0;
+    rc = cmd__eval(wk->db, ta->catalog, src, src_cat, cfg, qs, nq, tally, diag);
+    if (rc < 0)
+        return rc;
+    printf("%-6g %8.3f %9.3f %7.3f %8.1f\n", w, (double)tally->hit1 / tally->n,
+           (double)tally->hit5 / tally->n, tally->rr / tally->n, bs);
+    fflush(stdout);
+    return ERD_OK;
+}
+
 int cmd_tune(int argc, char **argv)
 {
     tune_args ta = {.phonetic = "baseline", .grid = "0,0.5,0.6,0.7,0.8,0.9,0.95,1"};
@@ -434,9 +524,8 @@ int cmd_tune(int argc, char **argv)
     size_t n_grid = 0, nq = 0, best = 0;
     cmd__tally tally[CMD__GRID_MAX];
     cmd__query *qs = NULL;
-    vix_store *src = NULL, *dst = NULL;
-    char work[1024] = "", tmpdb[1200] = "", jsonl[1200] = "", index_path[1400] = "";
-    FILE *f = NULL;
+    vix_store *src = NULL;
+    cmd__tune_work wk = {0};
     int64_t src_cat = 0;
     erd_diag diag = {0};
     cfg_config cfg;
@@ -444,85 +533,23 @@ int cmd_tune(int argc, char **argv)
 
     if (!cmd__tune_args(argc, argv, &ta, grid, &n_grid, &ex))
         return ex;
-    const char *db = ta.db, *catalog = ta.catalog, *queries = ta.queries, *domain = ta.domain;
-    const char *config = ta.config, *phonetic = ta.phonetic, *semantic = ta.semantic;
-    const char *keep = ta.keep;
-    if ((rc = cmd_startup(config, NULL, 0, &cfg, &diag)) < 0) {
+    if ((rc = cmd_startup(ta.config, NULL, 0, &cfg, &diag)) < 0) {
         fprintf(stderr, "erd tune: %s\n", erd_diag_message(&diag, rc));
         return CMD_EXIT_CONFIG;
     }
-    if (!db)
-        db = cfg.db;
-
-    rc = cmd__load_queries(queries, domain, &qs, &nq, &diag);
-    if (rc < 0)
-        goto out;
-    rc = vix_store_open(db, VIX_STORE_READONLY, &src, &diag);
-    if (rc < 0)
-        goto out;
-    rc = vix_store_catalog_find(src, catalog, &src_cat, &diag);
-    if (rc < 0)
+    const char *db = ta.db ? ta.db : cfg.db;
+    if ((rc = cmd__load_queries(ta.queries, ta.domain, &qs, &nq, &diag)) < 0 ||
+        (rc = vix_store_open(db, VIX_STORE_READONLY, &src, &diag)) < 0 ||
+        (rc = vix_store_catalog_find(src, ta.catalog, &src_cat, &diag)) < 0 ||
+        (rc = cmd__tune_copy(&wk, ta.keep, src, src_cat, ta.catalog, &diag)) < 0)
         goto out;
 
-    if (keep) {
-        snprintf(work, sizeof work, "%s", keep);
-    } else {
-        const char *tmp = getenv("TMPDIR");
-        snprintf(work, sizeof work, "%s/erd-tune.XXXXXX", tmp && *tmp ? tmp : "/tmp");
-        if (!mkdtemp(work)) {
-            rc = erd_fail(&diag, ERD_EIO, "%s: %s", work, strerror(errno));
-            work[0] = '\0';
-            goto out;
-        }
-    }
-    snprintf(tmpdb, sizeof tmpdb, "%s/tune.db", work);
-    snprintf(jsonl, sizeof jsonl, "%s/catalog.jsonl", work);
-    f = fopen(jsonl, "w+");
-    if (!f) {
-        rc = erd_fail(&diag, ERD_EIO, "%s: %s", jsonl, strerror(errno));
-        goto out;
-    }
-    rc = vix_store_entity_foreach(src, src_cat, cmd__export_entity, f, &diag);
-    if (rc > 0)
-        rc = erd_fail(&diag, ERD_EIO, "%s: write failed", jsonl);
-    if (rc < 0)
-        goto out;
-    rewind(f);
-    rc = vix_store_open(tmpdb, 0, &dst, &diag);
-    if (rc < 0)
-        goto out;
-    rc = vix_store_import(dst, catalog, f, &(vix_import_opts){.format = VIX_FORMAT_JSONL}, NULL,
-                          &diag);
-    vix_store_close(dst);
-    dst = NULL;
-    if (rc < 0)
-        goto out;
-
-    fprintf(stderr, "erd tune: %zu queries, catalog \"%s\" copied to %s\n", nq, catalog, tmpdb);
+    fprintf(stderr, "erd tune: %zu queries, catalog \"%s\" copied to %s\n", nq, ta.catalog, wk.db);
     printf("%-6s %8s %9s %7s %8s\n", "W", "acc@1", "recall@5", "MRR", "build_s");
     for (size_t g = 0; g < n_grid; g++) {
-        char spec[2048];
-        vix_build_result br;
-        double t0 = erd_now_s(), bs;
-        int n = snprintf(spec, sizeof spec, "fused:%g:%s|%s", grid[g], phonetic, semantic);
-        if (n < 0 || (size_t)n >= sizeof spec) {
-            rc = erd_fail(&diag, ERD_ETOOLONG, "encoder spec too long");
-            goto out;
-        }
-        vix_build_opts bo = {.db_path = tmpdb, .catalog = catalog, .encoder_spec = spec,
-                             .factory = cfg.faiss_factory, .g2p_voice = cfg.g2p_voice};
-        rc = vix_build(&bo, &br, &diag);
+        rc = cmd__tune_weight(&wk, &ta, &cfg, grid[g], src, src_cat, qs, nq, &tally[g], &diag);
         if (rc < 0)
             goto out;
-        /* each build removes the file of the one before it */
-        snprintf(index_path, sizeof index_path, "%s", br.index_path);
-        bs = erd_now_s() - t0;
-        rc = cmd__eval(tmpdb, catalog, src, src_cat, &cfg, qs, nq, &tally[g], &diag);
-        if (rc < 0)
-            goto out;
-        printf("%-6g %8.3f %9.3f %7.3f %8.1f\n", grid[g], (double)tally[g].hit1 / tally[g].n,
-               (double)tally[g].hit5 / tally[g].n, tally[g].rr / tally[g].n, bs);
-        fflush(stdout);
         /* best acc@1, then MRR; on a tie the later (usually larger) W */
         if (g == 0 || tally[g].hit1 > tally[best].hit1 ||
             (tally[g].hit1 == tally[best].hit1 && tally[g].rr >= tally[best].rr))
@@ -530,29 +557,15 @@ int cmd_tune(int argc, char **argv)
     }
     printf("best W %g: acc@1 %.3f on %u queries -> erd build --encoder 'fused:%g:%s|%s'\n",
            grid[best], (double)tally[best].hit1 / tally[best].n, tally[best].n, grid[best],
-           phonetic, semantic);
+           ta.phonetic, ta.semantic);
     rc = ERD_OK;
 out:
-    if (f)
-        fclose(f);
     vix_store_close(src);
-    vix_store_close(dst);
     for (size_t i = 0; i < nq; i++) {
         free(qs[i].gold);
         json_decref(qs[i].nbest);
     }
     free(qs);
-    if (work[0] && !keep) {
-        static const char *const suffix[] = {"", "-wal", "-shm"};
-        char p[1500];
-        for (size_t i = 0; i < 3; i++) {
-            snprintf(p, sizeof p, "%s%s", tmpdb, suffix[i]);
-            remove(p);
-        }
-        if (index_path[0])
-            remove(index_path);
-        remove(jsonl);
-        rmdir(work);
-    }
+    cmd__tune_cleanup(&wk);
     return rc < 0 ? cmd_fail("tune", &diag, rc) : CMD_EXIT_OK;
 }
