@@ -483,7 +483,7 @@ static void cmd__tune_cleanup(const cmd__tune_work *w)
         remove(p);
     }
     if (w->index[0])
-        remove(w->index);
+        vix_index_file_remove(w->index); /* and its entity table */
     remove(w->jsonl);
     rmdir(w->dir);
 }
