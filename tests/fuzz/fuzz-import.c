@@ -10,10 +10,26 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static vix_store *store;
+static char dir[64];
+
+/* The scratch database goes when the process ends, so that replays leave
+ * nothing behind in /tmp. */
+static void fuzz_cleanup(void)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    char path[128];
+    vix_store_close(store);
+    store = NULL;
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/fuzz.db%s", dir, suffix[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 static vix_store *fuzz_store(void)
 {
-    static vix_store *store;
-    static char dir[64];
     if (!store) {
         snprintf(dir, sizeof dir, "/tmp/erd-fuzz-import.XXXXXX");
         if (!mkdtemp(dir))
@@ -22,6 +38,7 @@ static vix_store *fuzz_store(void)
         snprintf(path, sizeof path, "%s/fuzz.db", dir);
         if (vix_store_open(path, 0, &store, NULL) < 0)
             abort();
+        atexit(fuzz_cleanup);
     }
     return store;
 }
