@@ -157,6 +157,80 @@ static bool vix__i64_has(const int64_t *v, size_t n, int64_t x)
 /* The delta after prev (NULL: none yet) with the changes committed after
  * it up to generation `now` applied: entries written again or deleted are
  * dropped, fresh ones added, and every base rowid they touch masked. */
+/* d's entities: prev's still there, then the fresh ones (their references
+ * move to d), by rowid. */
+static void vix__delta_entities(vix__delta *d, const vix__delta *prev, vix__changes *ch)
+{
+    size_t n_prev = prev ? prev->n_ents : 0;
+    for (size_t i = 0; i < n_prev; i++) {
+        vix__dent *e = prev->ents[i];
+        if (vix__i64_has(ch->gone, ch->n_gone, e->set.entities[0].rowid))
+            continue;
+        atomic_fetch_add(&e->refs, 1);
+        d->ents[d->n_ents++] = e;
+    }
+    for (size_t i = 0; i < ch->n_fresh; i++) {
+        d->ents[d->n_ents++] = ch->fresh[i];
+        ch->fresh[i] = NULL;
+    }
+    qsort(d->ents, d->n_ents, sizeof *d->ents, vix__cmp_dent);
+}
+
+/* d's masked rowids: prev's, and those gone since.  Only rowids the base
+ * holds are masked, so the count says how many base results a search may
+ * lose. */
+static void vix__delta_mask(vix__delta *d, const vix__delta *prev, const vix__base *base,
+                            const vix__changes *ch)
+{
+    size_t n_prev_masked = prev ? prev->n_masked : 0;
+    for (size_t i = 0; i < n_prev_masked; i++)
+        d->masked[d->n_masked++] = prev->masked[i];
+    for (size_t i = 0; i < ch->n_gone; i++)
+        if (vix__set_find(&base->set, ch->gone[i]) &&
+            !vix__i64_has(prev ? prev->masked : NULL, n_prev_masked, ch->gone[i]) &&
+            (d->n_masked == n_prev_masked || d->masked[d->n_masked - 1] != ch->gone[i]))
+            d->masked[d->n_masked++] = ch->gone[i];
+    qsort(d->masked, d->n_masked, sizeof *d->masked, vix__cmp_i64);
+}
+
+/* A flat index of every vector of d's entities (none when they have none),
+ * and what d holds in memory: the index keeps its floats, ids and, once
+ * searched, a bfloat16 copy for the scan. */
+static int vix__delta_index(vix__delta *d, size_t dim, erd_diag *diag)
+{
+    size_t n_vecs = 0;
+    for (size_t i = 0; i < d->n_ents; i++)
+        n_vecs += d->ents[i]->n_vecs;
+    int rc = ERD_OK;
+    if (n_vecs) {
+        float *all = malloc(n_vecs * dim * sizeof *all);
+        int64_t *ids = malloc(n_vecs * sizeof *ids);
+        if (!all || !ids)
+            rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
+        for (size_t i = 0, o = 0; rc == ERD_OK && i < d->n_ents; i++) {
+            const vix__dent *e = d->ents[i];
+            memcpy(all + o * dim, e->vecs, e->n_vecs * dim * sizeof *all);
+            for (size_t k = 0; k < e->n_vecs; k++)
+                ids[o + k] = e->set.entities[0].rowid;
+            o += e->n_vecs;
+        }
+        if (rc == ERD_OK)
+            rc = vix_index_create("Flat", dim, &d->index, diag);
+        if (rc == ERD_OK)
+            rc = vix_index_add(d->index, n_vecs, all, ids, diag);
+        free(all);
+        free(ids);
+        if (rc < 0)
+            return rc;
+    }
+    d->bytes = sizeof *d + (d->n_ents + d->n_masked) * sizeof(int64_t) +
+               n_vecs * (dim * (sizeof(float) + sizeof(uint16_t)) + sizeof(int64_t));
+    for (size_t i = 0; i < d->n_ents; i++)
+        d->bytes += sizeof *d->ents[i] + vix__set_bytes(&d->ents[i]->set) +
+                    d->ents[i]->n_vecs * dim * sizeof(float);
+    return ERD_OK;
+}
+
 int vix__delta_next(vix_resolver *r, vix_store *store, int64_t catalog_id,
                     const vix__base *base, vix__delta *prev, int64_t now,
                     vix__delta **ret, erd_diag *diag)
@@ -164,8 +238,6 @@ int vix__delta_next(vix_resolver *r, vix_store *store, int64_t catalog_id,
     int64_t since = prev ? prev->generation : base->generation;
     vix__changes ch = {.r = r, .base = base, .diag = diag};
     vix__delta *d = NULL;
-    float *all = NULL;
-    int64_t *ids = NULL;
     int rc;
     if (now <= since) {
         if (prev)
@@ -195,71 +267,19 @@ int vix__delta_next(vix_resolver *r, vix_store *store, int64_t catalog_id,
         rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
-    for (size_t i = 0; i < n_prev; i++) {
-        vix__dent *e = prev->ents[i];
-        if (vix__i64_has(ch.gone, ch.n_gone, e->set.entities[0].rowid))
-            continue;
-        atomic_fetch_add(&e->refs, 1);
-        d->ents[d->n_ents++] = e;
-    }
-    for (size_t i = 0; i < ch.n_fresh; i++) {
-        d->ents[d->n_ents++] = ch.fresh[i]; /* the reference moves to the delta */
-        ch.fresh[i] = NULL;
-    }
-    qsort(d->ents, d->n_ents, sizeof *d->ents, vix__cmp_dent);
-    /* Only rowids the base holds are masked, so the count says how many
-     * base results a search may lose. */
-    for (size_t i = 0; i < n_prev_masked; i++)
-        d->masked[d->n_masked++] = prev->masked[i];
-    for (size_t i = 0; i < ch.n_gone; i++)
-        if (vix__set_find(&base->set, ch.gone[i]) &&
-            !vix__i64_has(prev ? prev->masked : NULL, n_prev_masked, ch.gone[i]) &&
-            (d->n_masked == n_prev_masked || d->masked[d->n_masked - 1] != ch.gone[i]))
-            d->masked[d->n_masked++] = ch.gone[i];
-    qsort(d->masked, d->n_masked, sizeof *d->masked, vix__cmp_i64);
-
-    size_t dim = pho_encoder_dim(base->enc), n_vecs = 0;
-    for (size_t i = 0; i < d->n_ents; i++)
-        n_vecs += d->ents[i]->n_vecs;
-    if (n_vecs) {
-        all = malloc(n_vecs * dim * sizeof *all);
-        ids = malloc(n_vecs * sizeof *ids);
-        if (!all || !ids) {
-            rc = erd_fail(diag, ERD_ENOMEM, "out of memory");
-            goto out;
-        }
-        size_t o = 0;
-        for (size_t i = 0; i < d->n_ents; i++) {
-            const vix__dent *e = d->ents[i];
-            memcpy(all + o * dim, e->vecs, e->n_vecs * dim * sizeof *all);
-            for (size_t k = 0; k < e->n_vecs; k++)
-                ids[o + k] = e->set.entities[0].rowid;
-            o += e->n_vecs;
-        }
-        rc = vix_index_create("Flat", dim, &d->index, diag);
-        if (rc == ERD_OK)
-            rc = vix_index_add(d->index, n_vecs, all, ids, diag);
-        if (rc < 0)
-            goto out;
-    }
-    /* The flat index keeps its floats, ids and, once searched, a bfloat16
-     * copy for the scan. */
-    d->bytes = sizeof *d + (d->n_ents + d->n_masked) * sizeof(int64_t) +
-               n_vecs * (dim * (sizeof(float) + sizeof(uint16_t)) + sizeof(int64_t));
-    for (size_t i = 0; i < d->n_ents; i++)
-        d->bytes += sizeof *d->ents[i] + vix__set_bytes(&d->ents[i]->set) +
-                    d->ents[i]->n_vecs * dim * sizeof(float);
+    vix__delta_entities(d, prev, &ch);
+    vix__delta_mask(d, prev, base, &ch);
+    rc = vix__delta_index(d, pho_encoder_dim(base->enc), diag);
+    if (rc < 0)
+        goto out;
     *ret = d;
     d = NULL;
-    rc = ERD_OK;
 out:
     for (size_t i = 0; i < ch.n_fresh; i++)
         vix__dent_unref(ch.fresh[i]);
     free(ch.fresh);
     free(ch.gone);
     free(ch.scratch);
-    free(all);
-    free(ids);
     vix__delta_unref(d);
     return rc;
 }
