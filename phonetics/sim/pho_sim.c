@@ -1134,11 +1134,65 @@ static int pho__make_tmpdir(const char *parent, char *out, size_t cap, erd_diag 
     return ERD_OK;
 }
 
+/* The phrases of the batch not yet in its output (a resumed run skips
+ * what an earlier one wrote): their indices into *todo, *n_done how many
+ * were. */
+static int pho__plan(const pho_sim_batch *b, pho__phrases *in, uint64_t **ret_todo,
+                     size_t *ret_n_todo, size_t *ret_n_done, erd_diag *diag)
+{
+    int rc = pho__read_phrases(b->in_path, in, diag);
+    if (rc < 0)
+        return rc;
+    unsigned char *done = calloc(in->n ? in->n : 1, 1);
+    uint64_t *todo = malloc((in->n ? in->n : 1) * sizeof *todo);
+    size_t n_todo = 0;
+    if (!done || !todo)
+        rc = erd_fail(diag, ERD_ENOMEM, "phrase bookkeeping");
+    else
+        rc = pho__scan_output(b->out_path, in, done, ret_n_done, diag);
+    for (size_t i = 0; rc == ERD_OK && i < in->n; i++)
+        if (!done[i])
+            todo[n_todo++] = i;
+    free(done);
+    if (rc < 0) {
+        free(todo);
+        return rc;
+    }
+    *ret_todo = todo;
+    *ret_n_todo = n_todo;
+    return ERD_OK;
+}
+
+/* Starts the workers and waits for them; the first fatal error of any
+ * (or of starting one) is the batch's. */
+static int pho__run_threads(pho__shared *sh, pho__thread *threads, size_t n_threads,
+                            erd_diag *diag)
+{
+    clock_gettime(CLOCK_MONOTONIC, &sh->t0);
+    for (size_t i = 0; i < n_threads; i++) {
+        int err = pthread_create(&threads[i].tid, NULL, pho__thread_main, &threads[i]);
+        if (err != 0) {
+            pthread_mutex_lock(&sh->mu);
+            sh->fatal = erd_fail(&sh->fatal_diag, ERD_EINTERNAL, "cannot start a thread: %s",
+                                 strerror(err));
+            pthread_mutex_unlock(&sh->mu);
+            break;
+        }
+        threads[i].started = 1;
+    }
+    for (size_t i = 0; i < n_threads; i++)
+        if (threads[i].started)
+            pthread_join(threads[i].tid, NULL);
+    sh->prog.elapsed = pho__since(&sh->t0);
+    if (sh->fatal && diag)
+        *diag = sh->fatal_diag;
+    return sh->fatal;
+}
+
 int pho_sim_run_batch(const pho_sim_opts *o, const pho_sim_batch *b, pho_sim_progress *ret,
                       erd_diag *diag)
 {
     pho__phrases in = {0};
-    unsigned char *done = NULL;
     uint64_t *todo = NULL;
     pho__thread *threads = NULL;
     pho__shared sh;
@@ -1151,20 +1205,8 @@ int pho_sim_run_batch(const pho_sim_opts *o, const pho_sim_batch *b, pho_sim_pro
         return erd_fail(diag, ERD_EINVAL, "simulation batch: bad arguments");
     if ((rc = pho_sim_opts_check(o, diag)) < 0)
         return rc;
-    if ((rc = pho__read_phrases(b->in_path, &in, diag)) < 0)
-        return rc;
-    done = calloc(in.n ? in.n : 1, 1);
-    todo = malloc((in.n ? in.n : 1) * sizeof *todo);
-    if (!done || !todo) {
-        rc = erd_fail(diag, ERD_ENOMEM, "phrase bookkeeping");
+    if ((rc = pho__plan(b, &in, &todo, &n_todo, &n_done, diag)) < 0)
         goto out;
-    }
-    if ((rc = pho__scan_output(b->out_path, &in, done, &n_done, diag)) < 0)
-        goto out;
-    for (size_t i = 0; i < in.n; i++)
-        if (!done[i])
-            todo[n_todo++] = i;
-
     sh.b = b;
     sh.in = &in;
     sh.todo = todo;
@@ -1203,28 +1245,8 @@ int pho_sim_run_batch(const pho_sim_opts *o, const pho_sim_batch *b, pho_sim_pro
         goto out;
     }
     mu_ready = 1;
-    clock_gettime(CLOCK_MONOTONIC, &sh.t0);
-    for (size_t i = 0; i < n_threads; i++) {
-        int err = pthread_create(&threads[i].tid, NULL, pho__thread_main, &threads[i]);
-        if (err != 0) {
-            pthread_mutex_lock(&sh.mu);
-            sh.fatal = erd_fail(&sh.fatal_diag, ERD_EINTERNAL, "cannot start a thread: %s",
-                                strerror(err));
-            pthread_mutex_unlock(&sh.mu);
-            break;
-        }
-        threads[i].started = 1;
-    }
-    for (size_t i = 0; i < n_threads; i++)
-        if (threads[i].started)
-            pthread_join(threads[i].tid, NULL);
-    sh.prog.elapsed = pho__since(&sh.t0);
-    if (sh.fatal) {
-        rc = sh.fatal;
-        if (diag)
-            *diag = sh.fatal_diag;
+    if ((rc = pho__run_threads(&sh, threads, n_threads, diag)) < 0)
         goto out;
-    }
     *ret = sh.prog;
     rc = ERD_OK;
 out:
@@ -1237,7 +1259,6 @@ out:
         pthread_mutex_destroy(&sh.mu);
     if (sh.out && fclose(sh.out) != 0 && rc == ERD_OK)
         rc = erd_fail(diag, ERD_EIO, "%s: %s", b->out_path, strerror(errno));
-    free(done);
     free(todo);
     pho__phrases_free(&in);
     return rc;
