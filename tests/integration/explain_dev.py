@@ -9,7 +9,9 @@ hypothesis's cost, and cost -> pair score (exp(-max(0, cost) / (phones *
 temperature)), times 0.98 for a short form) -> weighted mean -> blend with
 the first-stage cosine gives the reported rerank score; the alignment
 walks the hypothesis's and the phrase's phones in order; the hypothesis's
-phones are those POST /v1/analyze gives for its text; the top result's
+phones are those POST /v1/analyze gives for its text, and a matched name's
+or alias's those it gives for that text (its "second" when the CMU
+pronunciation matched); the top result's
 rerank score is the highest.  The queries are only measured against
 themselves: nothing is tuned here.  Exits 77 (skip) when the data is absent.
 
@@ -93,6 +95,21 @@ def check_query(port, q):
     ok(chains_ok and worst <= 1e-4,
        f"{q['qid']}: step costs add up to each hypothesis's cost and score, and those to every "
        f"result's rerank score (largest difference {worst:.2e})")
+    phrases_ok, said, cmu = True, {}, set()
+    for res in ans["results"]:
+        for hyp in res["explain"]["hypotheses"]:
+            ph = hyp.get("phrase")
+            if not ph or ph["derived"] or not ph["text"] or ph["kind"] == "unknown":
+                continue
+            if ph["text"] not in said:
+                said[ph["text"]] = post(port, "/v1/analyze", {"text": ph["text"], "catalog": q["domain"]})
+            ana = said[ph["text"]]
+            if "CMU" in ph["kind"]:
+                cmu.add(ph["text"])
+            want = ana.get("second", {}).get("phones") if "CMU" in ph["kind"] else ana["phones"]
+            phrases_ok &= bool(want) and ph["phones"] == want[:len(ph["phones"])] and len(ph["phones"]) > 0
+    ok(phrases_ok, f"{q['qid']}: every matched name's phones are /v1/analyze's for its text "
+       f"({len(said)} names, {len(cmu)} matched in the CMU pronunciation: analyze's \"second\")")
     ranked = [r["explain"]["rerank_score"] for r in ans["results"]]
     # the rerank's budget may leave the first stage's least likely
     # candidates unaligned, never the 32 best nor a result
