@@ -75,7 +75,7 @@ enum cfg__reload { FIXED, LIVE };
       "dictionary's pronunciation where it differs (libflite's cmulex): the voices people "    \
       "hear and recognisers' dictionaries follow it.  A catalog keeps the voice it was built " \
       "with.")                                                                                 \
-    X(encoder, CFG_STR, encoder, "model:erd-siamese-v4.bin", 0, 0, FIXED,                                     \
+    X(encoder, CFG_STR, encoder, "model:erd-siamese-v5.bin", 0, 0, FIXED,                                     \
       "Phonetic encoder used by builds: baseline[:DIM], model:FILE (learned), semantic:FILE, " \
       "vec:FILE or fused:W:PHONETIC|SEMANTIC.")                                                \
     X(model_dir, CFG_STR, model_dir, "auto", 0, 0, FIXED,                                     \
@@ -121,7 +121,7 @@ enum cfg__reload { FIXED, LIVE };
       "up from the working directory, then from the folder above the erd binary's, then "      \
       "from the data directory (PREFIX/share/erd); ranker and command files "                  \
       "(deploy/fit-ranker.sh, deploy/fit-command.sh) beside the channel file.")                \
-    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v11.txt", 0, 0, FIXED,  \
+    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v12.txt", 0, 0, FIXED,  \
       "Calibrated scores: off, or a file from erd calibrate mapping each result to the "       \
       "probability it is right (the entity meant, also when the catalog may lack it: "        \
       "deploy/fit-calibration.sh); looked up like rerank's channel file.  A catalog built with " \
