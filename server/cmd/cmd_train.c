@@ -355,12 +355,15 @@ static int train__load(const train_args *a, const cfg_config *cfg, pho_trainset 
 static void train__meta(const train_args *a, const pho_train_opts *to, const pho_train_result *res,
                         const cmd__load_stats *st, const pho_model *init, char *meta, size_t cap)
 {
-    char date[32], squash[96] = "";
+    /* options absent when off, so a plain model's provenance reads as before */
+    char date[32], optional[96] = "";
+    size_t used = 0;
     time_t now = time(NULL);
-    if (to->squash.bits) /* absent when off: a plain model's provenance reads as before */
-        snprintf(squash, sizeof squash, " squash=%u/%g", to->squash.bits, to->squash.reg);
-    if (a->second) /* likewise absent when off */
-        snprintf(squash + strlen(squash), sizeof squash - strlen(squash), " second=%llu",
+    if (to->squash.bits)
+        used += (size_t)snprintf(optional, sizeof optional, " squash=%u/%g", to->squash.bits,
+                                 to->squash.reg);
+    if (a->second && used < sizeof optional)
+        snprintf(optional + used, sizeof optional - used, " second=%llu",
                  (unsigned long long)st->second);
     struct tm tmv;
     if (!gmtime_r(&now, &tmv) || !strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv))
@@ -378,7 +381,7 @@ static void train__meta(const train_args *a, const pho_train_opts *to, const pho
              to->loss.beta, to->pair_knee, (unsigned long long)st->synthetic, a->copies,
              a->strength, to->threads, to->holdout, (unsigned long long)st->checksum,
              res->train_pairs, init ? (unsigned)(uint32_t)init->checksum : 0u, res->recall1,
-             res->recall5, squash, date);
+             res->recall5, optional, date);
 }
 
 /* The held-out recall of the baseline encoder, for comparison. */
