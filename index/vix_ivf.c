@@ -1356,6 +1356,83 @@ static int vix__hit_cmp(const void *a, const void *b)
     return (x->id > y->id) - (x->id < y->id);
 }
 
+/* A list's block sums offered to the heap of the r best: once the heap is
+ * full few blocks hold a sum to keep, and one vector compare passes over
+ * the others. */
+static void vix__offer_list(const vix_ivf *ivf, uint64_t first, size_t nblk, const int32_t *sums,
+                            vix__cand *heap, size_t *n, size_t r)
+{
+    for (size_t b = 0; b < nblk; b++) {
+        const int32_t floor = *n < r ? INT32_MIN : heap[0].sum, *s = sums + b * VIX_SQ_LANES;
+        int any = 0;
+        for (size_t l = 0; l < VIX_SQ_LANES; l++)
+            any |= s[l] > floor;
+        if (!any)
+            continue;
+        /* only a list's last block holds padding (id -1, vix_ivf_add
+         * refuses negative ids): elsewhere the id, a cache miss a member,
+         * need not be read */
+        const bool padded = b + 1 == nblk;
+        for (size_t j = b * VIX_SQ_LANES; j < (b + 1) * VIX_SQ_LANES; j++)
+            if ((*n < r || sums[j] > heap[0].sum) && (!padded || ivf->ids[first + j] >= 0))
+                vix__heap_offer(heap, n, r, sums[j], (uint32_t)(first + j));
+    }
+}
+
+/* Probed lists whose codes a second thread scans while the search's own
+ * scans the others: a single client leaves the other core idle, and at 1M
+ * the scan is most of a resolve.  The sums are offered in list order
+ * afterwards either way, so the candidates are exactly those of a scan in
+ * one thread. */
+#define VIX__SPLIT_MIN_DEFAULT 65536
+static atomic_size_t vix__split_min = VIX__SPLIT_MIN_DEFAULT;
+
+void vix_ivf_split_scan_min(size_t vectors)
+{
+    atomic_store(&vix__split_min, vectors ? vectors : VIX__SPLIT_MIN_DEFAULT);
+}
+
+typedef struct vix__far_scan {
+    const vix_ivf *ivf;
+    const uint8_t *codes;
+    const int8_t *w;
+    const uint32_t *lists;
+    size_t from, to;
+    int32_t *sums; /* the lists' sums one after another */
+} vix__far_scan;
+
+static void *vix__far_scan_main(void *arg)
+{
+    const vix__far_scan *f = arg;
+    const vix_ivf *ivf = f->ivf;
+    int32_t *out = f->sums;
+    for (size_t i = f->from; i < f->to; i++) {
+        uint64_t first = ivf->list_off[f->lists[i]], end = ivf->list_off[f->lists[i] + 1];
+        size_t nblk = (size_t)(end - first) / VIX_SQ_LANES;
+        vix_sq_scan(f->codes + first / VIX_SQ_LANES * ivf->blk_bytes, nblk, ivf->dim, ivf->bits,
+                    f->w, out);
+        out += nblk * VIX_SQ_LANES;
+    }
+    return NULL;
+}
+
+/* Where the probed lists split in two halves of about equal codes (nprobe
+ * when the scan is too small to share). */
+static size_t vix__split_at(const vix_ivf *ivf, const uint32_t *lists, size_t nprobe,
+                            uint64_t *ret_far)
+{
+    uint64_t total = 0, near = 0;
+    for (size_t i = 0; i < nprobe; i++)
+        total += ivf->list_off[lists[i] + 1] - ivf->list_off[lists[i]];
+    if (total < atomic_load(&vix__split_min) || nprobe < 2)
+        return nprobe;
+    size_t mid = 0;
+    while (mid < nprobe && 2 * near < total)
+        near += ivf->list_off[lists[mid] + 1] - ivf->list_off[lists[mid]], mid++;
+    *ret_far = total - near;
+    return mid;
+}
+
 /* Every code of the probed lists scored by the SIMD kernel; the r best
  * integer sums kept. */
 static size_t vix__gather(const vix_ivf *ivf, const int8_t *w, const uint32_t *lists,
@@ -1364,30 +1441,32 @@ static size_t vix__gather(const vix_ivf *ivf, const int8_t *w, const uint32_t *l
     const uint8_t *codes = atomic_load_explicit(&ivf->hot_codes, memory_order_acquire);
     if (!codes)
         codes = ivf->codes;
-    size_t n = 0;
-    for (size_t i = 0; i < nprobe; i++) {
+    uint64_t far_codes = 0;
+    size_t mid = vix__split_at(ivf, lists, nprobe, &far_codes), n = 0;
+    vix__far_scan far = {ivf, codes, w, lists, mid, nprobe, NULL};
+    pthread_t helper;
+    bool helped = false;
+    if (mid < nprobe && (far.sums = malloc(far_codes * sizeof *far.sums)) != NULL)
+        helped = pthread_create(&helper, NULL, vix__far_scan_main, &far) == 0;
+    const size_t own = helped ? mid : nprobe;
+    for (size_t i = 0; i < own; i++) {
         uint64_t first = ivf->list_off[lists[i]], end = ivf->list_off[lists[i] + 1];
         size_t nblk = (size_t)(end - first) / VIX_SQ_LANES;
         vix_sq_scan(codes + first / VIX_SQ_LANES * ivf->blk_bytes, nblk, ivf->dim, ivf->bits,
                     w, sums);
-        for (size_t b = 0; b < nblk; b++) {
-            /* once the heap is full few blocks hold a sum to keep: one
-             * vector compare passes over the others */
-            const int32_t floor = n < r ? INT32_MIN : heap[0].sum, *s = sums + b * VIX_SQ_LANES;
-            int any = 0;
-            for (size_t l = 0; l < VIX_SQ_LANES; l++)
-                any |= s[l] > floor;
-            if (!any)
-                continue;
-            /* only a list's last block holds padding (id -1, vix_ivf_add
-             * refuses negative ids): elsewhere the id, a cache miss a
-             * member, need not be read */
-            const bool padded = b + 1 == nblk;
-            for (size_t j = b * VIX_SQ_LANES; j < (b + 1) * VIX_SQ_LANES; j++)
-                if ((n < r || sums[j] > heap[0].sum) && (!padded || ivf->ids[first + j] >= 0))
-                    vix__heap_offer(heap, &n, r, sums[j], (uint32_t)(first + j));
+        vix__offer_list(ivf, first, nblk, sums, heap, &n, r);
+    }
+    if (helped) {
+        pthread_join(helper, NULL);
+        const int32_t *s = far.sums;
+        for (size_t i = mid; i < nprobe; i++) {
+            uint64_t first = ivf->list_off[lists[i]], end = ivf->list_off[lists[i] + 1];
+            size_t nblk = (size_t)(end - first) / VIX_SQ_LANES;
+            vix__offer_list(ivf, first, nblk, s, heap, &n, r);
+            s += nblk * VIX_SQ_LANES;
         }
     }
+    free(far.sums);
     return n;
 }
 

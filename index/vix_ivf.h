@@ -67,6 +67,10 @@ int vix_ivf_set_params(vix_ivf *ivf, const char *params, erd_diag *diag);
  * an io_uring where the kernel allows it (default); false: one pread each
  * (tests compare the two). */
 void vix_ivf_batched_reads(bool on);
+/* Searches whose probed lists hold at least this many codes (0: the
+ * default, 65,536) scan half of them in a second thread; the answers are
+ * the same either way (tests compare SIZE_MAX, never, with 1, always). */
+void vix_ivf_split_scan_min(size_t vectors);
 /* ERD_OK when vix_ivf_set_params would take params, else ERD_EINVAL saying why. */
 int vix_ivf_params_check(const char *params, erd_diag *diag);
 

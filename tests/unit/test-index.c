@@ -443,6 +443,27 @@ static void test_threads(const vix_index *ix)
     }
 }
 
+/* Half of the probed lists scanned by a second thread: the same candidates
+ * and answers as one thread's scan, with few lists probed and few
+ * candidates rescored, so that the heap of integer sums decides. */
+static void test_erd_ivf_split(const char *factory)
+{
+    static float s1[NVEC * K], s2[NVEC * K];
+    static int64_t i1[NVEC * K], i2[NVEC * K];
+    erd_diag d = {0};
+    vix_index *ix = build(factory);
+    if (!ix)
+        return;
+    vix_ivf_split_scan_min(SIZE_MAX);
+    is_int(vix_index_search(ix, NVEC, vecs, K, s1, i1, &d), ERD_OK, "%s: one thread", factory);
+    vix_ivf_split_scan_min(1);
+    is_int(vix_index_search(ix, NVEC, vecs, K, s2, i2, &d), ERD_OK, "%s: two threads", factory);
+    ok(memcmp(i1, i2, sizeof i1) == 0 && memcmp(s1, s2, sizeof s1) == 0,
+       "%s: the scan split over two threads answers as one thread's", factory);
+    vix_ivf_split_scan_min(0);
+    vix_index_destroy(ix);
+}
+
 /* Searching every list and rescoring every vector, erd's IVF must give
  * exact Flat's answers bit for bit, whatever the code width and the
  * instruction set; a file it wrote maps back to the same answers. */
@@ -657,6 +678,8 @@ static void test_erd_ivf(void)
         test_erd_ivf_exact(factory, flat);
     }
     test_erd_ivf_groups();
+    test_erd_ivf_split("erdIVF16,SQ4|nprobe=5,rescore=8");
+    test_erd_ivf_split("erdIVF16_G4,SQ2|nprobe=6,gprobe=2,rescore=6");
     vix_index_destroy(flat);
 
     /* a header that no longer matches the arrays */
