@@ -15,11 +15,11 @@
 #   SCALE_SEED=N       generator seed (default 1)
 #   SCALE_DURATION=S   seconds of single-client load (default 20)
 #   SCALE_KEEP=DIR     keep the databases in DIR instead of a temporary folder
-#   SCALE_PIN=0        let the scheduler place server and client (default: the
-#                      server on the last CPU, wrk on the first, when taskset
-#                      exists and there are two or more: unpinned on the 2-core
-#                      VM, the client's p99 at 1M was 19 ms against 2.4 ms for
-#                      the server's own, pinned 2.9 ms)
+#   SCALE_PIN=1        the server on the last CPU and wrk on the first (taskset,
+#                      two or more CPUs): against other jobs on the 2-core VM
+#                      the client's p99 at 1M was 19 ms unpinned, 2.9 ms pinned.
+#                      Off by default: a pinned server keeps the second thread
+#                      of its list scan on its own CPU
 #   ERD_* variables reach every erd command (ERD_IVF_NPROBE=..., ERD_FAISS_FACTORY=...).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -101,7 +101,7 @@ python3 "$top/tests/bench/bodies.py" "$data/queries/dev.jsonl" '*=big' >"$work/b
 port=$(free_port)
 s0=$(date +%s.%N)
 srv_pin=() cli_pin=()
-if [ "${SCALE_PIN:-1}" != 0 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+if [ "${SCALE_PIN:-0}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
     srv_pin=(taskset -c "$(($(nproc) - 1))") cli_pin=(taskset -c 0)
 fi
 ERD_LOG_REQUESTS=false "${srv_pin[@]}" "$erd" serve --db "$work/scale.db" --listen "127.0.0.1:$port" 2>"$work/serve.log" &
