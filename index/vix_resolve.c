@@ -68,6 +68,14 @@ int vix_resolver_analyze(vix_resolver *r, const char *text, size_t len, vix_phra
     return vix_phrase_analyze(r->g2p, text, len, ret, ret_ipa, ipa_cap, diag);
 }
 
+/* The G2P catalog's names were phonemised with (its voice says whether
+ * they have a second pronunciation), the resolver's without one; valid
+ * while the view that holds cat is. */
+static pho_g2p *vix__catalog_g2p(const vix_resolver *r, const vix__catalog *cat)
+{
+    return cat && cat->base->g2p ? cat->base->g2p : r->g2p;
+}
+
 int vix_resolver_analyze_second(vix_resolver *r, const char *catalog, const vix_phrase *first,
                                 vix_phrase *ret, char *ret_ipa, size_t ipa_cap, erd_diag *diag)
 {
@@ -75,8 +83,8 @@ int vix_resolver_analyze_second(vix_resolver *r, const char *catalog, const vix_
      * one; the view keeps that G2P alive while it is used */
     vix_view *view = vix_resolver_acquire(r);
     const vix__catalog *cat = catalog ? vix__view_find(view, catalog) : NULL;
-    pho_g2p *g2p = cat && cat->base->g2p ? cat->base->g2p : r->g2p;
-    int rc = vix_phrase_second_analyze(g2p, first, ret, ret_ipa, ipa_cap, diag);
+    int rc = vix_phrase_second_analyze(vix__catalog_g2p(r, cat), first, ret, ret_ipa, ipa_cap,
+                                       diag);
     vix_view_release(view);
     return rc;
 }
@@ -97,7 +105,7 @@ int vix_resolver_phrase_text(vix_resolver *r, const char *catalog, const char *e
      * pronunciation; the view keeps it alive until the walk is done */
     vix_view *view = vix_resolver_acquire(r);
     const vix__catalog *cat = vix__view_find(view, catalog);
-    *t = (vix__texts){.r = r, .g2p = cat && cat->base->g2p ? cat->base->g2p : r->g2p,
+    *t = (vix__texts){.r = r, .g2p = vix__catalog_g2p(r, cat),
                       .scratch = scratch, .want = phrase, .buf = buf, .cap = cap,
                       .ret_kind = ret_kind};
     pthread_mutex_lock(&r->sync_mu); /* the resolver's store is used under it */

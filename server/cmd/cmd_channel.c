@@ -192,11 +192,7 @@ int cmd_channel(int argc, char **argv)
         rc = erd_fail(&diag, ERD_ENOMEM, "out of memory");
         goto out;
     }
-    rc = pho_g2p_create(cfg.g2p_voice, 0, &ld.g2p, &diag);
-    if (rc == ERD_OK && second && !pho_g2p_has_second(ld.g2p))
-        rc = erd_fail(&diag, ERD_EINVAL,
-                      "--second-pronunciation needs a g2p_voice with +cmu (it is %s)",
-                      cfg.g2p_voice);
+    rc = cmd_training_g2p(cfg.g2p_voice, second, &ld.g2p, &diag);
     for (size_t i = 0; rc == ERD_OK && i < n_files; i++)
         rc = cmd_each_record(files[i], cmd__ch_one, &ld, &ld.read, &diag);
     if (rc < 0)

@@ -24,6 +24,7 @@
 #include "server/http/srv_request.h"
 #include "index/vix_snapshot.h"
 #include "index/vix_store.h"
+#include "phonetics/pho_g2p.h"
 #include "phonetics/pho_encoder.h"
 #include "server/http/srv_hint.h"
 #include "server/http/srv_http.h"
@@ -204,6 +205,21 @@ int cmd_open_queries(const char *cmd, const char *config, const char *queries, c
     }
     *ret_in = in;
     return CMD_EXIT_OK;
+}
+
+int cmd_training_g2p(const char *voice, int second, pho_g2p **ret, erd_diag *diag)
+{
+    pho_g2p *g2p = NULL;
+    int rc = pho_g2p_create(voice, 0, &g2p, diag);
+    if (rc < 0)
+        return rc;
+    if (second && !pho_g2p_has_second(g2p)) {
+        pho_g2p_destroy(g2p);
+        return erd_fail(diag, ERD_EINVAL,
+                        "--second-pronunciation needs a g2p_voice with +cmu (it is %s)", voice);
+    }
+    *ret = g2p;
+    return ERD_OK;
 }
 
 int cmd_each_record(const char *path, cmd_record_fn *fn, void *user, cmd_record_stats *st,

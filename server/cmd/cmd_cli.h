@@ -66,6 +66,12 @@ typedef struct cmd_record_stats {
 int cmd_each_record(const char *path, cmd_record_fn *fn, void *user, cmd_record_stats *st,
                     erd_diag *diag);
 
+/* The G2P of a training command for voice; with second, refused unless the
+ * voice gives names a second pronunciation ("+cmu"), as the command's
+ * --second-pronunciation needs.  *ret set only on success. */
+struct pho_g2p;
+int cmd_training_g2p(const char *voice, int second, struct pho_g2p **ret, erd_diag *diag);
+
 /* Exit code for an erd error code. */
 int cmd_exit_code(int err);
 

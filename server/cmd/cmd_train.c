@@ -333,11 +333,7 @@ static int train__load(const train_args *a, const cfg_config *cfg, pho_trainset 
 {
     pho_g2p *g2p = NULL;
     pho_channel *channel = NULL;
-    int rc = pho_g2p_create(cfg->g2p_voice, 0, &g2p, diag);
-    if (rc == ERD_OK && a->second && !pho_g2p_has_second(g2p))
-        rc = erd_fail(diag, ERD_EINVAL,
-                      "--second-pronunciation needs a g2p_voice with +cmu (it is %s)",
-                      cfg->g2p_voice);
+    int rc = cmd_training_g2p(cfg->g2p_voice, a->second, &g2p, diag);
     for (size_t i = 0; rc == ERD_OK && i < a->n_files; i++)
         rc = cmd__load_file(ts, g2p, a->second, ph, a->files[i], st, diag);
     if (rc == ERD_OK && a->synthetic) {
