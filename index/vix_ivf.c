@@ -1,5 +1,6 @@
 /* erd's inverted-file index over low-bit codes (format and contract in vix_ivf.h). */
 #include "index/vix_ivf.h"
+#include "index/vix_assist.h"
 #include "index/vix_internal.h"
 #include "index/vix_sq.h"
 
@@ -1379,9 +1380,9 @@ static void vix__offer_list(const vix_ivf *ivf, uint64_t first, size_t nblk, con
     }
 }
 
-/* Probed lists whose codes a second thread scans while the search's own
- * scans the others: a single client leaves the other core idle, and at 1M
- * the scan is most of a resolve.  The sums are offered in list order
+/* Probed lists whose codes the helper thread (vix_assist.c) scans while
+ * the search's own thread scans the others: a single client leaves the
+ * other core idle, and at 1M the scan is most of a resolve.  The sums are offered in list order
  * afterwards either way, so the candidates are exactly those of a scan in
  * one thread. */
 #define VIX__SPLIT_MIN_DEFAULT 65536
@@ -1401,7 +1402,7 @@ typedef struct vix__far_scan {
     int32_t *sums; /* the lists' sums one after another */
 } vix__far_scan;
 
-static void *vix__far_scan_main(void *arg)
+static void vix__far_scan_main(void *arg)
 {
     const vix__far_scan *f = arg;
     const vix_ivf *ivf = f->ivf;
@@ -1413,7 +1414,6 @@ static void *vix__far_scan_main(void *arg)
                     f->w, out);
         out += nblk * VIX_SQ_LANES;
     }
-    return NULL;
 }
 
 /* Where the probed lists split in two halves of about equal codes (nprobe
@@ -1444,10 +1444,9 @@ static size_t vix__gather(const vix_ivf *ivf, const int8_t *w, const uint32_t *l
     uint64_t far_codes = 0;
     size_t mid = vix__split_at(ivf, lists, nprobe, &far_codes), n = 0;
     vix__far_scan far = {ivf, codes, w, lists, mid, nprobe, NULL};
-    pthread_t helper;
     bool helped = false;
     if (mid < nprobe && (far.sums = malloc(far_codes * sizeof *far.sums)) != NULL)
-        helped = pthread_create(&helper, NULL, vix__far_scan_main, &far) == 0;
+        helped = vix_assist_begin(vix__far_scan_main, &far);
     const size_t own = helped ? mid : nprobe;
     for (size_t i = 0; i < own; i++) {
         uint64_t first = ivf->list_off[lists[i]], end = ivf->list_off[lists[i] + 1];
@@ -1457,7 +1456,7 @@ static size_t vix__gather(const vix_ivf *ivf, const int8_t *w, const uint32_t *l
         vix__offer_list(ivf, first, nblk, sums, heap, &n, r);
     }
     if (helped) {
-        pthread_join(helper, NULL);
+        vix_assist_end();
         const int32_t *s = far.sums;
         for (size_t i = mid; i < nprobe; i++) {
             uint64_t first = ivf->list_off[lists[i]], end = ivf->list_off[lists[i] + 1];

@@ -3,6 +3,7 @@
  * indexes, aggregate (an entity's best vector), rerank (phone alignment, then
  * the learned ranker), calibrate (open-set features and probabilities),
  * explain - with its scratch memory carved from one block per request. */
+#include "index/vix_assist.h"
 #include "index/vix_resolve_internal.h"
 
 /* Evidence weight of hypothesis `rank` (0 = best): 1 / sqrt(rank + 1).
@@ -648,10 +649,14 @@ int vix_resolve_explain(vix_resolver *r, vix_view *view, const char *catalog,
         rc = ERD_ENOMEM;
         goto out;
     }
-    if ((rc = vix__stage_encode(&qy, diag)) < 0 || (rc = vix__stage_search(&qy, diag)) < 0)
+    vix_assist_enter();
+    if ((rc = vix__stage_encode(&qy, diag)) >= 0 && (rc = vix__stage_search(&qy, diag)) >= 0) {
+        vix__stage_aggregate(&qy);
+        vix__stage_rerank(&qy);
+    }
+    vix_assist_leave();
+    if (rc < 0)
         goto out;
-    vix__stage_aggregate(&qy);
-    vix__stage_rerank(&qy);
     vix__sort_found(&qy);
     qy.n_out = qy.n_found < k ? qy.n_found : k;
     for (size_t i = 0; i < qy.n_out; i++)

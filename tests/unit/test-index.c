@@ -460,6 +460,21 @@ static void test_erd_ivf_split(const char *factory)
     is_int(vix_index_search(ix, NVEC, vecs, K, s2, i2, &d), ERD_OK, "%s: two threads", factory);
     ok(memcmp(i1, i2, sizeof i1) == 0 && memcmp(s1, s2, sizeof s1) == 0,
        "%s: the scan split over two threads answers as one thread's", factory);
+    /* four searches at once share one helper: those that find it busy scan
+     * alone, and every one answers as a single thread */
+    static job par[4];
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        par[t].ix = ix;
+        par[t].err = 0;
+        pthread_create(&th[t], NULL, search_job, &par[t]);
+    }
+    for (int t = 0; t < 4; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < 4; t++)
+        ok(par[t].err == ERD_OK && memcmp(par[t].ids, i1, sizeof i1) == 0 &&
+               memcmp(par[t].scores, s1, sizeof s1) == 0,
+           "%s: concurrent split search %d answers as one thread", factory, t);
     vix_ivf_split_scan_min(0);
     vix_index_destroy(ix);
 }
