@@ -181,8 +181,10 @@ typedef struct vix__collect {
 /* Adds one phrase unless this entity already has the same normalised text
  * said the same way (aliases often differ only in punctuation; a text's
  * second pronunciation is another phrase). */
-static int vix__add_phrase(vix__collect *col, const vix_phrase *ph, int derived)
+static int vix__add_phrase(void *user, const vix_phrase *ph, int derived, int is_second)
 {
+    (void)is_second;
+    vix__collect *col = user;
     if (vix__set_add_phrase(col->table, col->first_in_table, ph, derived) < 0) {
         col->rc = erd_fail(col->diag, ERD_ENOMEM, "out of memory collecting phrases");
         return 1;
@@ -216,18 +218,11 @@ static int vix__add_variant(void *user, const char *variant, size_t len, int der
         col->rc = rc;
         return 1;
     }
-    if (vix__add_phrase(col, &col->scratch, derived))
-        return 1;
-    if (derived)
-        return 0; /* short forms in one pronunciation: their second ones cost accuracy */
-    rc = vix_phrase_second(col->g2p, &col->scratch, &col->second, col->diag);
-    if (rc == ERD_ENOTFOUND)
-        return 0;
-    if (rc < 0) {
+    rc = vix_phrase_pronunciations(col->g2p, &col->scratch, derived, &col->second,
+                                   vix__add_phrase, col, col->diag);
+    if (rc < 0)
         col->rc = rc;
-        return 1;
-    }
-    return vix__add_phrase(col, &col->second, derived);
+    return rc != 0;
 }
 
 static int vix__collect_entity(void *user, const vix_entity *e)

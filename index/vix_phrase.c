@@ -270,6 +270,19 @@ int vix_phrase_second(pho_g2p *g2p, const vix_phrase *first, vix_phrase *ret, er
     return vix_phrase_second_analyze(g2p, first, ret, NULL, 0, diag);
 }
 
+int vix_phrase_pronunciations(pho_g2p *g2p, const vix_phrase *first, int derived,
+                              vix_phrase *scratch, vix_pronunciation_fn add, void *user,
+                              erd_diag *diag)
+{
+    int rc = add(user, first, derived, 0);
+    if (rc != 0 || derived)
+        return rc;
+    rc = vix_phrase_second(g2p, first, scratch, diag);
+    if (rc == ERD_ENOTFOUND)
+        return 0;
+    return rc < 0 ? rc : add(user, scratch, derived, 1);
+}
+
 int vix_phrase_analyze(pho_g2p *g2p, const char *text, size_t len, vix_phrase *ret, char *ret_ipa,
                        size_t ipa_cap, erd_diag *diag)
 {

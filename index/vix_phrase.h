@@ -29,6 +29,19 @@ int vix_phrase_prepare(pho_g2p *g2p, vix_store *cache, const char *text, size_t 
  * success. */
 int vix_phrase_second(pho_g2p *g2p, const vix_phrase *first, vix_phrase *ret, erd_diag *diag);
 
+/* The pronunciations a catalog indexes and aligns one variant under (the
+ * build, the loaded entity table and explain's texts all walk them here):
+ * first as prepared, then for a name or alias as written (derived == 0)
+ * the second one its G2P may give; short forms keep one, since their second
+ * ones cost accuracy.  add(user, phrase, derived, is_second) is called for
+ * each (second in *scratch); its nonzero return stops the walk and is
+ * returned.  A failing G2P returns its negative code after first was added;
+ * 0 otherwise. */
+typedef int (*vix_pronunciation_fn)(void *user, const vix_phrase *ph, int derived, int is_second);
+int vix_phrase_pronunciations(pho_g2p *g2p, const vix_phrase *first, int derived,
+                              vix_phrase *scratch, vix_pronunciation_fn add, void *user,
+                              erd_diag *diag);
+
 /* vix_phrase_second, also copying the IPA its tokens came from into ret_ipa
  * (POST /v1/analyze's "second"). */
 int vix_phrase_second_analyze(pho_g2p *g2p, const vix_phrase *first, vix_phrase *ret,

@@ -7,9 +7,11 @@
 
 /* One phrase of the walk, counted as the load counts it (deduplicated by
  * its phones); 1 once the wanted one is found or the walk must stop. */
-static int vix__text_phrase(vix__texts *t, const vix_phrase *ph, const char *variant, size_t len,
-                            int derived, int second)
+static int vix__text_phrase(void *user, const vix_phrase *ph, int derived, int second)
 {
+    vix__texts *t = user;
+    const char *variant = t->variant;
+    const size_t len = t->variant_len;
     uint8_t packed[VIX_RR_TOKENS_MAX];
     size_t n = vix_rerank_pack(ph->tokens, ph->n_tokens, packed, sizeof packed);
     for (size_t i = 0; i < t->n_seen; i++)
@@ -41,12 +43,13 @@ static int vix__text_variant(void *user, const char *variant, size_t len, int de
         rc = vix_phrase_prepare(t->g2p, NULL, variant, len, t->scratch, NULL);
     if (rc < 0)
         return 0; /* the load skipped it too */
-    if (vix__text_phrase(t, t->scratch, variant, len, derived, 0))
-        return 1;
+    t->variant = variant;
+    t->variant_len = len;
     vix_phrase second;
-    if (derived || vix_phrase_second(t->g2p, t->scratch, &second, NULL) != ERD_OK)
-        return 0;
-    return vix__text_phrase(t, &second, variant, len, derived, 1);
+    /* a failing second pronunciation is skipped here, as before: the walk
+     * goes on to the next variant */
+    return vix_phrase_pronunciations(t->g2p, t->scratch, derived, &second, vix__text_phrase, t,
+                                     NULL) > 0;
 }
 
 static int vix__text_walk(void *user, const char *text)

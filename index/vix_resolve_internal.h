@@ -252,6 +252,8 @@ typedef struct vix__texts {
     uint8_t seen[VIX__PHRASES_SEEN_MAX][VIX_RR_TOKENS_MAX];
     size_t seen_n[VIX__PHRASES_SEEN_MAX];
     int alias;  /* the text being walked is an alias */
+    const char *variant; /* the variant whose pronunciations are walked */
+    size_t variant_len;
     char *buf;
     size_t cap;
     const char **ret_kind;

@@ -197,6 +197,15 @@ void vix__set_entity_end(vix__set *c)
     e->n_phrases = c->n_phrases - (uintptr_t)e->phrases;
 }
 
+static int vix__load_phrase(void *user, const vix_phrase *ph, int derived, int is_second)
+{
+    (void)is_second;
+    vix__load *ld = user;
+    if (vix__set_add_phrase(ld->set, ld->entity_first_phrase, ph, derived) < 0)
+        return erd_fail(ld->diag, ERD_ENOMEM, "out of memory loading phrases");
+    return 0;
+}
+
 /* The same variants the build indexed (vix_build.c), deduplicated by
  * their phones.  The build filled the phoneme cache, so this is a cache
  * read per phrase; a miss (cache trimmed since) falls back to espeak-ng. */
@@ -209,18 +218,10 @@ int vix__load_variant(void *user, const char *variant, size_t len, int derived)
         rc = vix_phrase_prepare(ld->g2p, NULL, variant, len, ld->scratch, ld->diag);
     if (rc == ERD_EEMPTY)
         return 0;
-    if (rc == ERD_OK && vix__set_add_phrase(ld->set, ld->entity_first_phrase, ld->scratch,
-                                            derived) < 0)
-        rc = erd_fail(ld->diag, ERD_ENOMEM, "out of memory loading phrases");
-    vix_phrase second; /* a name's second pronunciation, as the build adds it */
-    int rc2 = rc == ERD_OK && !derived
-                  ? vix_phrase_second(ld->g2p, ld->scratch, &second, ld->diag)
-                  : ERD_ENOTFOUND;
-    if (rc2 == ERD_OK && vix__set_add_phrase(ld->set, ld->entity_first_phrase, &second,
-                                             derived) < 0)
-        rc = erd_fail(ld->diag, ERD_ENOMEM, "out of memory loading phrases");
-    else if (rc2 < 0 && rc2 != ERD_ENOTFOUND)
-        rc = rc2;
+    vix_phrase second;
+    if (rc == ERD_OK)
+        rc = vix_phrase_pronunciations(ld->g2p, ld->scratch, derived, &second, vix__load_phrase,
+                                       ld, ld->diag);
     if (rc < 0) {
         ld->rc = rc;
         return 1;
