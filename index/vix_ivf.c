@@ -1382,9 +1382,9 @@ static void vix__offer_list(const vix_ivf *ivf, uint64_t first, size_t nblk, con
 
 /* Probed lists whose codes the helper thread (vix_assist.c) scans while
  * the search's own thread scans the others: a single client leaves the
- * other core idle, and at 1M the scan is most of a resolve.  The sums are offered in list order
- * afterwards either way, so the candidates are exactly those of a scan in
- * one thread. */
+ * other core idle, and at 1M the scan is most of a resolve.  The sums are
+ * offered in list order afterwards either way, so the candidates are
+ * exactly those of a scan in one thread. */
 #define VIX__SPLIT_MIN_DEFAULT 65536
 static atomic_size_t vix__split_min = VIX__SPLIT_MIN_DEFAULT;
 
