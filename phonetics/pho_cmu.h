@@ -3,6 +3,7 @@
 #ifndef PHO_CMU_H
 #define PHO_CMU_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "proto/erd_error.h"
@@ -17,5 +18,9 @@
  * no words, ERD_ETOOLONG when out or a word is too small, ERD_EG2P when
  * the lexicon did not load.  Thread-safe; out is set only on success. */
 int pho_cmu_ipa(const char *text, char *out, size_t outcap);
+
+/* Words' phones are remembered once looked up (default); off, every word
+ * is looked up again (tests compare the two). */
+void pho_cmu_cache_enable(bool on);
 
 #endif

@@ -1,6 +1,7 @@
 #include <pthread.h>
 #include <string.h>
 
+#include "phonetics/pho_cmu.h"
 #include "phonetics/pho_g2p.h"
 #include "phonetics/pho_inventory.h"
 #include "phonetics/pho_text.h"
@@ -85,6 +86,27 @@ static void test_second(void)
     is_int(pho_g2p_second_ipa(plain, "hello", out, sizeof out, NULL), ERD_ENOTFOUND,
            "a plain voice has none");
     is_int(pho_g2p_second_ipa(cmu, "hello", out, 4, NULL), ERD_ETOOLONG, "small buffer refused");
+    /* words remembered (pho_cmu.c) answer as looked up afresh: known and
+     * unknown words, digits, a word too long for the buffer once and not
+     * the next time, in every order and repeated */
+    static const char *const texts[] = {
+        "hello of the zinzendorf", "the zinzendorf of hello", "apollo 13",  "apollo",
+        "hello",                   "zinzendorf zinzendorf",   "13 hello",   "xqzt of the",
+        "the the the",             "hello of the zinzendorf"};
+    static const size_t caps[] = {PHO_IPA_MAX, 4, 12, PHO_IPA_MAX};
+    int differ = 0, runs = 0;
+    for (int round = 0; round < 2; round++)
+        for (size_t c = 0; c < sizeof caps / sizeof *caps; c++)
+            for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+                char fresh[PHO_IPA_MAX] = "", kept[PHO_IPA_MAX] = "";
+                pho_cmu_cache_enable(false);
+                int a = pho_g2p_second_ipa(cmu, texts[i], fresh, caps[c], NULL);
+                pho_cmu_cache_enable(true);
+                int b = pho_g2p_second_ipa(cmu, texts[i], kept, caps[c], NULL);
+                differ += a != b || strcmp(fresh, kept) != 0;
+                runs++;
+            }
+    is_int(differ, 0, "remembered words answer as fresh lookups (%d texts)", runs);
 out:
     pho_g2p_destroy(cmu);
     pho_g2p_destroy(plain);
