@@ -112,16 +112,20 @@ enum cfg__reload { FIXED, LIVE };
     X(candidates, CFG_INT, candidates, "64", 1, 4096, FIXED,                                  \
       "Vectors fetched from the index per resolve before grouping by entity.")                \
     X(rerank, CFG_STR, rerank,                                                                \
-      "phonetics/models/channel-v4.txt,candidates=200,command=command-v1.json", 0, 0, FIXED,  \
+      "phonetics/models/channel-v4.txt,candidates=200,command=command-v1.json,"                 \
+      "order=order-v1.json", 0, 0, FIXED,                                                       \
       "Second stage: rescore the first candidates by phone alignment under a learned noise "   \
-      "channel. off, or CHANNEL_FILE[,weight=W,candidates=N,budget=CELLS,mode=local|global,"   \
-      "skip=S,temperature=T,ranker=FILE,command=FILE] (budget: alignment cells, hypothesis "    \
+      "channel, then order the top results by their open-set features (order=, "               \
+      "deploy/order-probe.py). off, or CHANNEL_FILE[,weight=W,candidates=N,budget=CELLS,"       \
+      "mode=local|global,skip=S,temperature=T,ranker=FILE,command=FILE,order=FILE] (budget: "   \
+      "alignment cells, hypothesis "                                                           \
       "phones times name phones, a resolve may spend before its least likely candidates go "   \
       "unaligned; default 1000000, about 0.4 ms; 0 = no limit); a relative file is looked "    \
       "up from the working directory, then from the folder above the erd binary's, then "      \
-      "from the data directory (PREFIX/share/erd); ranker and command files "                  \
-      "(deploy/fit-ranker.sh, deploy/fit-command.sh) beside the channel file.")                \
-    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v12.txt", 0, 0, FIXED,  \
+      "from the data directory (PREFIX/share/erd); ranker, command and order files "           \
+      "(deploy/fit-ranker.sh, deploy/fit-command.sh, deploy/order-probe.py) beside the "       \
+      "channel file.")                                                                         \
+    X(calibration, CFG_STR, calibration, "phonetics/models/calibration-v13.txt", 0, 0, FIXED,  \
       "Calibrated scores: off, or a file from erd calibrate mapping each result to the "       \
       "probability it is right (the entity meant, also when the catalog may lack it: "        \
       "deploy/fit-calibration.sh); looked up like rerank's channel file.  A catalog built with " \

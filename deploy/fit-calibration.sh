@@ -4,7 +4,7 @@
 # after retraining the encoder or the noise channel.
 #
 # usage: deploy/fit-calibration.sh [BUILD_DIR]      (default build)
-#   OUT   calibration file to write (default phonetics/models/calibration-v12.txt)
+#   OUT   calibration file to write (default phonetics/models/calibration-v13.txt)
 #   WORK  keep the work folder here (default a temporary one)
 #   V4_HOLDOUT  for an encoder trained on sim-pairs-v4 (deploy/train-v4.sh): the
 #         share it held out (its HOLDOUT, e.g. 0.2) and V4_RECORDS how many
@@ -53,7 +53,7 @@ set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
 erd=$top/$build/erd
-out=${OUT:-$top/phonetics/models/calibration-v12.txt}
+out=${OUT:-$top/phonetics/models/calibration-v13.txt}
 # shellcheck source=deploy/lib.sh
 . "$top/deploy/lib.sh"
 work_dir erd-fit-calibration

@@ -43,9 +43,12 @@ typedef struct vix_explain_hyp {
 typedef struct vix_explain_result {
     double first;    /* first-stage weighted mean cosine */
     double second;   /* weighted mean of the hypotheses' alignment scores */
-    double rerank;   /* the blend: the uncalibrated score results are ranked by */
+    double rerank;   /* its own blend: what results are ranked by, but for an order model
+                      * (vix_order.h) moving the top ones */
     double features[VIX_CALIB_NFEAT];
     double score;    /* the score answered (the probability when calibrated) */
+    double order;    /* the order model's score (vix_order.h), when ordered */
+    int ordered;     /* it was among the top results the order model placed */
     vix_explain_align *align; /* one per hypothesis used; NULL without rerank */
 } vix_explain_result;
 

@@ -22,6 +22,7 @@ static double vix__hyp_weight(size_t rank)
 /* A result with its first-stage score, which calibration looks at. */
 typedef struct vix__ranked {
     vix_result res;
+    double rerank; /* its own rerank score (res.score is its place's, once ordered) */
     double first;
     const vix__entity *ent; /* in the view the resolve holds */
     size_t rank_first;      /* place in the first stage's list, the rerank's candidate index */
@@ -125,6 +126,12 @@ typedef struct vix__query {
     bool calibrate;   /* the open-set features are wanted: by the caller, the calibration or ex */
     bool learned;     /* the learned ranker or its observer sees the candidates */
     size_t dim, want, cand_base, cand_delta, seen_cap;
+    size_t n_fits_cap; /* results whose alignments are fitted: k, or the order's top */
+    size_t fits_ready; /* leading fits valid for found's current order (none explained) */
+    bool have_cq;      /* cq computed (it depends on the hypotheses alone) */
+    size_t n_ordered;  /* leading results the order model placed, by order_score */
+    double order_score[VIX_ORDER_TOP_MAX];
+    vix_calib_query cq;
 
     /* scratch */
     float *q, *v, *scores, *dscores;
@@ -194,7 +201,7 @@ static void vix__query_carve(vix__query *qy, vix__arena *a)
         qy->rank_seen = vix__take(a, qy->want, sizeof *qy->rank_seen);
     if (qy->calibrate) {
         qy->picks = vix__take(a, qy->n * qy->want, sizeof *qy->picks);
-        qy->fits = vix__take(a, qy->k < qy->want ? qy->k : qy->want, sizeof *qy->fits);
+        qy->fits = vix__take(a, qy->n_fits_cap, sizeof *qy->fits);
         qy->fit_work = vix__take(a, 1, sizeof *qy->fit_work);
     }
 }
@@ -229,7 +236,8 @@ static int vix__query_plan(vix__query *qy, vix_view *view, const char *catalog, 
         return erd_fail(diag, ERD_EINVAL, "need at least one hypothesis and k >= 1");
     if (qy->n > VIX_HYPS_MAX)
         qy->n = VIX_HYPS_MAX;
-    qy->calibrate = qy->calibrate || qy->base->calibrated;
+    /* the order of the top results reads their open-set features */
+    qy->calibrate = qy->calibrate || qy->base->calibrated || (r->rerank && r->order);
     qy->learned = r->rerank && (r->ranker || r->rank_observer);
     qy->dim = pho_encoder_dim(qy->base->enc);
     /* With rerank, the first stage gathers more entities than asked for so
@@ -248,6 +256,8 @@ static int vix__query_plan(vix__query *qy, vix_view *view, const char *catalog, 
         qy->cand_base = VIX_CANDIDATES_MAX;
     qy->cand_delta = qy->delta && qy->delta->index ? cand : 0;
     qy->want = want;
+    size_t fits = r->order && r->order->top > k ? r->order->top : k;
+    qy->n_fits_cap = fits < want ? fits : want;
     qy->seen_cap = 16;
     while (qy->seen_cap < 2 * want)
         qy->seen_cap *= 2;
@@ -469,6 +479,8 @@ static void vix__stage_rerank(vix__query *qy)
     }
     if (qy->learned && qy->n_found)
         vix__stage_learned_rank(qy);
+    for (size_t i = 0; i < qy->n_found; i++)
+        qy->found[i].rerank = qy->found[i].res.score;
     qy->tm.rerank_ns = erd_now_ns() - t0;
 }
 
@@ -492,13 +504,12 @@ static void vix__sort_found(vix__query *qy)
  * explanation their alignments: each result's best phrase per hypothesis,
  * aligned again with its steps (a few alignments per result, against the
  * rerank's thousands). */
-static int vix__fits(vix__query *qy, erd_diag *diag)
+static int vix__fits(vix__query *qy, size_t n, vix_explain *ex, erd_diag *diag)
 {
     int rc = ERD_OK;
-    vix_explain *ex = qy->ex;
     if (ex)
-        ex->n_results = qy->n_out; /* from here on vix_explain_free frees their alignments */
-    for (size_t i = 0; rc == ERD_OK && i < qy->n_out; i++) {
+        ex->n_results = n; /* from here on vix_explain_free frees their alignments */
+    for (size_t i = 0; rc == ERD_OK && i < n; i++) {
         const vix__ranked *f = &qy->found[i];
         vix_explain_align *align = NULL;
         if (ex) {
@@ -547,6 +558,79 @@ static int vix__calib_query(vix__query *qy, vix_calib_query *ret)
     return ERD_OK;
 }
 
+/* The open-set features of the first n results, in qy->cal's rows after
+ * the three per-result columns (score, first-stage score, agreement over
+ * all n_found), with their alignments in ex when explaining. */
+static int vix__features(vix__query *qy, size_t n, vix_explain *ex, erd_diag *diag)
+{
+    vix_resolver *r = qy->r;
+    size_t want = qy->want, n_found = qy->n_found;
+    double *sc = qy->cal, *first = qy->cal + want, *agree = qy->cal + 2 * want;
+    double *x = qy->cal + 3 * want;
+    for (size_t i = 0; i < n_found; i++) {
+        sc[i] = qy->found[i].res.score;
+        first[i] = qy->found[i].first;
+        agree[i] = 0;
+    }
+    if (r->rerank)
+        vix__agreement(qy->rr_hyps, qy->used, qy->found, n_found, qy->by_hyp, agree);
+    int rc;
+    if (r->rerank && (ex || qy->fits_ready < n)) {
+        if ((rc = vix__fits(qy, n, ex, diag)) < 0)
+            return rc;
+        qy->fits_ready = n;
+    }
+    if (!qy->have_cq) {
+        if (vix__calib_query(qy, &qy->cq) < 0)
+            return erd_fail(diag, ERD_ENOMEM, "out of memory aligning the hypotheses");
+        qy->have_cq = true;
+    }
+    vix_calib_features(sc, first, agree, r->rerank ? qy->fits : NULL, n, n_found, &qy->cq, x);
+    return ERD_OK;
+}
+
+/* The order of the top results (vix_order.h): the first `top` results'
+ * open-set features scored by the order model; the entities move, the
+ * scores stay where they were, so that they still fall best first. */
+static int vix__stage_order(vix__query *qy, erd_diag *diag)
+{
+    const vix_order *o = qy->r->order;
+    size_t m = o && qy->n_found < o->top ? qy->n_found : o ? o->top : 0;
+    if (!o || !qy->r->rerank || m < 2)
+        return ERD_OK;
+    uint64_t t0 = erd_now_ns();
+    int rc = vix__features(qy, m, NULL, diag);
+    if (rc < 0)
+        return rc;
+    const double *x = qy->cal + 3 * qy->want;
+    double s[VIX_ORDER_TOP_MAX];
+    size_t perm[VIX_ORDER_TOP_MAX];
+    for (size_t i = 0; i < m; i++)
+        s[i] = vix_order_score(o, x + i * VIX_CALIB_NFEAT);
+    vix_order_rank(s, m, perm);
+    for (size_t i = 0; i < m; i++) {
+        qy->found_tmp[i] = qy->found[perm[i]];
+        qy->found_tmp[i].res.score = qy->found[i].res.score;
+    }
+    memcpy(qy->found, qy->found_tmp, m * sizeof *qy->found);
+    for (size_t i = 0; i < m; i++)
+        qy->order_score[i] = s[perm[i]];
+    qy->n_ordered = m;
+    /* a result's fit is aligned against a rival (the top result's is the
+     * second, the others' the top): while those two stay, the fits move
+     * with their results and the calibration need not align them again */
+    if (perm[0] == 0 && perm[1] == 1) {
+        vix_calib_fitness moved[VIX_ORDER_TOP_MAX];
+        for (size_t i = 0; i < m; i++)
+            moved[i] = qy->fits[perm[i]];
+        memcpy(qy->fits, moved, m * sizeof *moved);
+    } else {
+        qy->fits_ready = 0;
+    }
+    qy->tm.rerank_ns += erd_now_ns() - t0;
+    return ERD_OK;
+}
+
 /* The open-set features, and with a calibration in force each result's
  * probability of being the entity meant.  Features come from the whole
  * candidate list, not the k asked for, so a result's probability does not
@@ -558,24 +642,12 @@ static int vix__stage_calibrate(vix__query *qy, vix_result *ret_results, double 
     size_t want = qy->want, n_found = qy->n_found, n_out = qy->n_out;
     if (!qy->calibrate || !n_found)
         return ERD_OK;
-    double *sc = qy->cal, *first = qy->cal + want, *agree = qy->cal + 2 * want;
     double *x = qy->cal + 3 * want;
     double *p = x + want * VIX_CALIB_NFEAT;
     uint64_t t0 = erd_now_ns();
-    for (size_t i = 0; i < n_found; i++) {
-        sc[i] = qy->found[i].res.score;
-        first[i] = qy->found[i].first;
-        agree[i] = 0;
-    }
-    if (r->rerank)
-        vix__agreement(qy->rr_hyps, qy->used, qy->found, n_found, qy->by_hyp, agree);
-    int rc;
-    if (r->rerank && (rc = vix__fits(qy, diag)) < 0)
+    int rc = vix__features(qy, n_out, qy->ex, diag);
+    if (rc < 0)
         return rc;
-    vix_calib_query q;
-    if (vix__calib_query(qy, &q) < 0)
-        return erd_fail(diag, ERD_ENOMEM, "out of memory aligning the hypotheses");
-    vix_calib_features(sc, first, agree, r->rerank ? qy->fits : NULL, n_out, n_found, &q, x);
     if (ret_features)
         memcpy(ret_features, x, n_out * VIX_CALIB_NFEAT * sizeof *x);
     if (qy->base->calibrated) {
@@ -596,9 +668,11 @@ static void vix__stage_explain(vix__query *qy, const vix_result *results)
         vix_explain_result *er = &ex->results[i];
         er->first = f->first;
         er->second = qy->r->rerank ? qy->rr_cands[f->rank_first].second : 0;
-        er->rerank = f->res.score;
+        er->rerank = qy->r->rerank ? f->rerank : f->res.score;
         memcpy(er->features, qy->cal + 3 * qy->want + i * VIX_CALIB_NFEAT, sizeof er->features);
         er->score = results[i].score;
+        er->ordered = i < qy->n_ordered;
+        er->order = er->ordered ? qy->order_score[i] : 0;
         ex->n_results = i + 1;
         ex->calibrated = qy->base->calibrated;
     }
@@ -658,6 +732,8 @@ int vix_resolve_explain(vix_resolver *r, vix_view *view, const char *catalog,
     if (rc < 0)
         goto out;
     vix__sort_found(&qy);
+    if ((rc = vix__stage_order(&qy, diag)) < 0)
+        goto out;
     qy.n_out = qy.n_found < k ? qy.n_found : k;
     for (size_t i = 0; i < qy.n_out; i++)
         ret_results[i] = qy.found[i].res;

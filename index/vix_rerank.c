@@ -92,6 +92,10 @@ int vix_rerank_spec_parse(const char *spec, char *path, size_t path_cap, vix_rer
             if (!*v || strlen(v) >= sizeof o.ranker)
                 return erd_fail(diag, ERD_ECONFIG, "rerank: ranker file name empty or too long");
             memcpy(o.ranker, v, strlen(v) + 1);
+        } else if (!strcmp(kv, "order")) {
+            if (!*v || strlen(v) >= sizeof o.order)
+                return erd_fail(diag, ERD_ECONFIG, "rerank: order file name empty or too long");
+            memcpy(o.order, v, strlen(v) + 1);
         } else if (!strcmp(kv, "command")) {
             if (!*v || strlen(v) >= sizeof o.command)
                 return erd_fail(diag, ERD_ECONFIG, "rerank: command file name empty or too long");

@@ -49,13 +49,16 @@ typedef struct vix_rerank_opts {
     /* A command table (index/vix_command.h) for the calibration's
      * "command" feature, found like the ranker; "" for none (default). */
     char command[256];
+    /* The order of the top results (index/vix_order.h), found like the
+     * ranker; "" for the rerank's own (default). */
+    char order[256];
 } vix_rerank_opts;
 
 void vix_rerank_opts_init(vix_rerank_opts *opts);
 
 /* Parses a rerank spec: "off" (*ret_enabled = 0) or
  * "CHANNEL_FILE[,weight=W][,candidates=N][,budget=CELLS][,mode=local|global][,skip=S]
- * [,temperature=T][,ranker=FILE][,command=FILE]",
+ * [,temperature=T][,ranker=FILE][,command=FILE][,order=FILE]",
  * starting from the defaults.  The file name is copied into path. */
 int vix_rerank_spec_parse(const char *spec, char *path, size_t path_cap, vix_rerank_opts *ret,
                           int *ret_enabled, erd_diag *diag);

@@ -145,6 +145,21 @@ static int vix__beside_channel(const char *channel_path, const char *name, char 
     return ERD_OK;
 }
 
+/* A model file fitted on the rerank's results must have been fitted under
+ * the rerank in force; the rerank id then names it too ("what=checksum"),
+ * since a calibration is fitted on what it changes. */
+static int vix__fitted_under(vix_resolver *r, const char *path, const char *fitted_id,
+                             const char *what, uint64_t checksum, erd_diag *diag)
+{
+    if (strcmp(fitted_id, r->rerank_id) != 0)
+        return erd_fail(diag, ERD_EMISMATCH, "%s was fitted under rerank %.120s, not %.120s",
+                        path, fitted_id, r->rerank_id);
+    size_t len = strlen(r->rerank_id);
+    snprintf(r->rerank_id + len, sizeof r->rerank_id - len, ",%s=fnv1a64:%016llx", what,
+             (unsigned long long)checksum);
+    return ERD_OK;
+}
+
 /* The learned ranker named by the rerank spec; it must have been fitted
  * under the rerank configuration in force, whose id then names it too (a
  * calibration is fitted on its scores). */
@@ -159,13 +174,25 @@ static int vix__ranker_open(vix_resolver *r, const char *channel_path, const cha
     int rc = vix_ranker_load(path, r->ranker, diag);
     if (rc < 0)
         return rc;
-    if (strcmp(r->ranker->rerank_id, r->rerank_id) != 0)
-        return erd_fail(diag, ERD_EMISMATCH, "%s was fitted under rerank %.120s, not %.120s",
-                        path, r->ranker->rerank_id, r->rerank_id);
-    size_t len = strlen(r->rerank_id);
-    snprintf(r->rerank_id + len, sizeof r->rerank_id - len, ",ranker=fnv1a64:%016llx",
-             (unsigned long long)r->ranker->checksum);
-    return ERD_OK;
+    return vix__fitted_under(r, path, r->ranker->rerank_id, "ranker", r->ranker->checksum, diag);
+}
+
+/* The order of the top results named by the rerank spec: fitted on the
+ * open-set features under the rerank in force (command table and ranker
+ * included), whose id then names it too, since a calibration is fitted on
+ * the results in its order. */
+static int vix__order_open(vix_resolver *r, const char *channel_path, const char *name,
+                           erd_diag *diag)
+{
+    char path[1024];
+    if (vix__beside_channel(channel_path, name, path, sizeof path, diag) < 0)
+        return ERD_ETOOLONG;
+    if (!(r->order = malloc(sizeof *r->order)))
+        return erd_fail(diag, ERD_ENOMEM, "out of memory");
+    int rc = vix_order_load(path, r->order, diag);
+    if (rc < 0)
+        return rc;
+    return vix__fitted_under(r, path, r->order->rerank_id, "order", r->order->checksum, diag);
 }
 
 /* The command table named by the rerank spec, found like the ranker; the
@@ -220,6 +247,8 @@ static int vix__rerank_open(vix_resolver *r, const char *spec, erd_diag *diag)
         rc = vix__command_open(r, path, ro.command, diag);
     if (rc == ERD_OK && ro.ranker[0])
         rc = vix__ranker_open(r, path, ro.ranker, diag);
+    if (rc == ERD_OK && ro.order[0])
+        rc = vix__order_open(r, path, ro.order, diag);
     return rc;
 }
 
@@ -331,6 +360,7 @@ void vix_resolver_close(vix_resolver *r)
     pho_g2p_destroy(r->g2p);
     vix_rerank_destroy(r->rerank);
     free(r->ranker);
+    free(r->order);
     vix_command_destroy(r->command);
     free(r->calib);
     free(r->jobs);

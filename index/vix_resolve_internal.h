@@ -32,6 +32,7 @@
 #include "index/vix_internal.h"
 #include "index/vix_phrase.h"
 #include "index/vix_command.h"
+#include "index/vix_order.h"
 #include "index/vix_ranker.h"
 #include "index/vix_rerank.h"
 #include "index/vix_store.h"
@@ -155,6 +156,7 @@ struct vix_resolver {
     vix_rerank *rerank; /* NULL: first stage only */
     vix_ranker *ranker; /* NULL: the rerank's hand-set blend orders the candidates */
     vix_command *command; /* NULL: the calibration's command feature is 0 */
+    vix_order *order;     /* NULL: the top results stay in the rerank's order */
     vix_rank_observer rank_observer;
     void *rank_observer_ctx;
     char rerank_id[VIX_CALIB_ID_MAX];

@@ -103,6 +103,8 @@ static json_t *srv__explain_result(const srv_answer *a, size_t i)
                           "alignment_score", er->second, "rerank_score", er->rerank, "features",
                           feats, "probability", er->score, "calibrated", ex->calibrated,
                           "hypotheses", hyps);
+    if (o && er->ordered)
+        json_object_set_new(o, "order_score", json_real(er->order));
     /* the phrase the best-weighted hypothesis matched names the result */
     for (size_t h = 0; o && h < ex->n_hyps; h++) {
         json_t *ph = json_object_get(json_array_get(hyps, h), "phrase");

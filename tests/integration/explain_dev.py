@@ -111,13 +111,22 @@ def check_query(port, q):
     ok(phrases_ok, f"{q['qid']}: every matched name's phones are /v1/analyze's for its text "
        f"({len(said)} names, {len(cmu)} matched in the CMU pronunciation: analyze's \"second\")")
     ranked = [r["explain"]["rerank_score"] for r in ans["results"]]
+    # the order model (order= in the rerank) places the top results by its
+    # own score; any after them follow the rerank, below all of those
+    placed = [r["explain"]["order_score"] for r in ans["results"] if "order_score" in r["explain"]]
+    n_placed = len(placed)
+    order_ok = (placed == sorted(placed, reverse=True) and
+                all("order_score" in r["explain"] for r in ans["results"][:n_placed]) and
+                (not placed or not ranked[n_placed:] or min(ranked[:n_placed]) >= max(ranked[n_placed:])))
+    ranked = ranked[n_placed:]
     # the rerank's budget may leave the first stage's least likely
     # candidates unaligned, never the 32 best nor a result
     aligned_ok = (min(32, ex["candidates"]) <= ex["aligned"] <= ex["candidates"] and
                   len(ans["results"]) <= ex["aligned"])
-    ok(ranked == sorted(ranked, reverse=True) and aligned_ok and ans["match"] == (
+    ok(order_ok and ranked == sorted(ranked, reverse=True) and aligned_ok and ans["match"] == (
         bool(ans["results"]) and ans["results"][0]["score"] >= ans["threshold"]),
-       f"{q['qid']}: results in rerank order, {ex['aligned']} of {ex['candidates']} candidates "
+       f"{q['qid']}: results in order ({n_placed} placed by the order model, the rest by the "
+       f"rerank), {ex['aligned']} of {ex['candidates']} candidates "
        f"aligned, match follows the threshold")
 
 

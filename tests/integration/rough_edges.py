@@ -86,7 +86,7 @@ def calibration_warning(s):
     lines = [l for l in err.splitlines() if "warning" in l]
     tap.ok(rc == 0 and len(lines) == 1 and 'catalog "base"' in lines[0],
            f"resolving it warns once, naming the catalog ({lines})")
-    tap.ok(lines and re.search(r"encoder baseline\S*, but the calibration \S+calibration-v12.txt was fitted", lines[0])
+    tap.ok(lines and re.search(r"encoder baseline\S*, but the calibration \S+calibration-v13.txt was fitted", lines[0])
            and lines[0].endswith("set calibration off)"), "the warning is whole: encoder id and calibration file")
     srv = erdtest.Server(s.db)
     srv.stop()

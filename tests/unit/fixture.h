@@ -9,6 +9,7 @@
 #include "index/vix_build.h"
 #include "index/vix_resolve.h"
 #include "index/vix_store.h"
+#include "phonetics/pho_channel.h"
 
 /* Six titles, near-homophones among them (Ferris / Paris / Fairest) and a
  * name with an alias. */
@@ -64,6 +65,20 @@ static inline const char *fixture_top(const char *db, const char *rerank, const 
         snprintf(id, sizeof id, with_score ? "%s %.17g" : "%s", res[0].ext_id, res[0].score);
     vix_resolver_close(r);
     return id;
+}
+
+/* A channel learned from one exact copy: every phone heard as itself. */
+static inline pho_channel *fixture_flat_channel(void)
+{
+    pho_channel_trainer *tr;
+    pho_channel *ch = NULL;
+    pho_token t[3] = {{10, 0, 1, 0}, {11, 0, 0, 0}, {12, 0, 0, 0}};
+    if (pho_channel_trainer_create(&tr) < 0)
+        return NULL;
+    pho_channel_trainer_add(tr, t, 3, t, 3);
+    pho_channel_train(tr, NULL, &ch, NULL, NULL);
+    pho_channel_trainer_destroy(tr);
+    return ch;
 }
 
 #endif

@@ -141,25 +141,12 @@ static void observe(void *ctx, const double *x, const vix_result *cands, size_t 
     (void)cands;
 }
 
-static pho_channel *flat_channel(void)
-{
-    pho_channel_trainer *tr;
-    pho_channel *ch = NULL;
-    pho_token t[3] = {{10, 0, 1, 0}, {11, 0, 0, 0}, {12, 0, 0, 0}};
-    if (pho_channel_trainer_create(&tr) < 0)
-        return NULL;
-    pho_channel_trainer_add(tr, t, 3, t, 3);
-    pho_channel_train(tr, NULL, &ch, NULL, NULL);
-    pho_channel_trainer_destroy(tr);
-    return ch;
-}
-
 static void test_resolver(void)
 {
     char dir[200], db[256], chp[256], rkp[256], spec[700];
     erd_diag diag = {0};
     vix_resolver *r = NULL;
-    pho_channel *ch = flat_channel();
+    pho_channel *ch = fixture_flat_channel();
     ok(ch && tmpdir_make(dir, sizeof dir, "ranker-r"), "channel and temp dir");
     snprintf(db, sizeof db, "%s/t.db", dir);
     snprintf(chp, sizeof chp, "%s/channel.txt", dir);
