@@ -127,7 +127,7 @@ typedef struct vix__query {
     bool learned;     /* the learned ranker or its observer sees the candidates */
     size_t dim, want, cand_base, cand_delta, seen_cap;
     size_t n_fits_cap; /* results whose alignments are fitted: k, or the order's top */
-    size_t fits_ready; /* leading fits valid for found's current order (none explained) */
+    uint32_t fits_valid; /* bit i: fits[i] holds found[i]'s fit in the current order */
     bool have_cq;      /* cq computed (it depends on the hypotheses alone) */
     size_t n_ordered;  /* leading results the order model placed, by order_score */
     double order_score[VIX_ORDER_TOP_MAX];
@@ -510,6 +510,8 @@ static int vix__fits(vix__query *qy, size_t n, vix_explain *ex, erd_diag *diag)
     if (ex)
         ex->n_results = n; /* from here on vix_explain_free frees their alignments */
     for (size_t i = 0; rc == ERD_OK && i < n; i++) {
+        if (!ex && i < 32 && (qy->fits_valid >> i & 1))
+            continue; /* aligned for the order of the top results already */
         const vix__ranked *f = &qy->found[i];
         vix_explain_align *align = NULL;
         if (ex) {
@@ -525,6 +527,8 @@ static int vix__fits(vix__query *qy, size_t n, vix_explain *ex, erd_diag *diag)
                              f->ent->n_phrases, qy->picks + f->rank_first, qy->n_found,
                              rival && rival->n_phrases ? &rival->phrases[0] : NULL,
                              qy->fit_work, &qy->fits[i], align);
+        if (rc == ERD_OK && i < 32)
+            qy->fits_valid |= 1u << i;
     }
     return rc < 0 ? erd_fail(diag, rc, "out of memory aligning the results") : ERD_OK;
 }
@@ -575,11 +579,8 @@ static int vix__features(vix__query *qy, size_t n, vix_explain *ex, erd_diag *di
     if (r->rerank)
         vix__agreement(qy->rr_hyps, qy->used, qy->found, n_found, qy->by_hyp, agree);
     int rc;
-    if (r->rerank && (ex || qy->fits_ready < n)) {
-        if ((rc = vix__fits(qy, n, ex, diag)) < 0)
-            return rc;
-        qy->fits_ready = n;
-    }
+    if (r->rerank && (rc = vix__fits(qy, n, ex, diag)) < 0)
+        return rc;
     if (!qy->have_cq) {
         if (vix__calib_query(qy, &qy->cq) < 0)
             return erd_fail(diag, ERD_ENOMEM, "out of memory aligning the hypotheses");
@@ -616,16 +617,21 @@ static int vix__stage_order(vix__query *qy, erd_diag *diag)
     for (size_t i = 0; i < m; i++)
         qy->order_score[i] = s[perm[i]];
     qy->n_ordered = m;
-    /* a result's fit is aligned against a rival (the top result's is the
-     * second, the others' the top): while those two stay, the fits move
-     * with their results and the calibration need not align them again */
-    if (perm[0] == 0 && perm[1] == 1) {
+    /* a result's fit is aligned against a rival (the top result's against
+     * the second, the others' against the top): while the top stays, the
+     * fits move with their results and the calibration aligns again only
+     * the top's, if its second changed */
+    if (perm[0] == 0) {
         vix_calib_fitness moved[VIX_ORDER_TOP_MAX];
-        for (size_t i = 0; i < m; i++)
+        uint32_t valid = qy->fits_valid & ~((1u << m) - 1);
+        for (size_t i = 0; i < m; i++) {
             moved[i] = qy->fits[perm[i]];
+            valid |= (qy->fits_valid >> perm[i] & 1u) << i;
+        }
         memcpy(qy->fits, moved, m * sizeof *moved);
+        qy->fits_valid = perm[1] == 1 ? valid : valid & ~1u;
     } else {
-        qy->fits_ready = 0;
+        qy->fits_valid = 0;
     }
     qy->tm.rerank_ns += erd_now_ns() - t0;
     return ERD_OK;
