@@ -596,8 +596,10 @@ static int vix__features(vix__query *qy, size_t n, vix_explain *ex, erd_diag *di
 static int vix__stage_order(vix__query *qy, erd_diag *diag)
 {
     const vix_order *o = qy->r->order;
-    size_t m = o && qy->n_found < o->top ? qy->n_found : o ? o->top : 0;
-    if (!o || !qy->r->rerank || m < 2)
+    if (!o || !qy->r->rerank)
+        return ERD_OK;
+    const size_t m = qy->n_found < o->top ? qy->n_found : o->top;
+    if (m < 2)
         return ERD_OK;
     uint64_t t0 = erd_now_ns();
     int rc = vix__features(qy, m, NULL, diag);
