@@ -101,14 +101,16 @@ static int rank__half(const char *gold_id)
     return (int)(h & 1);
 }
 
-/* The rerank spec without its ranker= item: features are fitted under the
- * channel and options alone. */
+/* The rerank spec without its ranker= and order= items: features are
+ * fitted under the channel and options alone, and a resolver checks a
+ * ranker's recorded rerank before it opens the order that follows it. */
 static void rank__base_spec(const char *spec, char *buf, size_t cap)
 {
     size_t len = 0;
     for (const char *p = spec; *p;) {
         size_t n = strcspn(p, ",");
-        if (!(n > 7 && !strncmp(p, "ranker=", 7)) && len + n + 2 < cap) {
+        bool drop = (n > 7 && !strncmp(p, "ranker=", 7)) || (n > 6 && !strncmp(p, "order=", 6));
+        if (!drop && len + n + 2 < cap) {
             if (len)
                 buf[len++] = ',';
             memcpy(buf + len, p, n);
