@@ -17,7 +17,7 @@ usage:
       (a query's "domain", when it has one, names its catalog; out-of-domain
       queries, "entity_id": null, are skipped)
   deploy/order-probe.py fit --features FEATURES.jsonl --test HELDOUT.jsonl \\
-      [--top 5] [--split half|reverse|festival|flite] [--drop margin,gap,log_rank]
+      [--top 5] [--split half|reverse|festival|flite|voice:flite:kal] [--drop margin,gap,log_rank]
       [--write ORDER.json --rerank RERANK_ID]
 
 QUERIES.jsonl: `deploy/sim-matrix.py prepare`'s queries (qid, spoken,
@@ -120,6 +120,8 @@ def cmd_fit(a):
         "festival": lambda q: recs[q["qid"]]["voice"].startswith("festival:"),
         "flite": lambda q: not recs[q["qid"]]["voice"].startswith("festival:"),
     }
+    if a.split.startswith("voice:"):  # leave one voice out: fitted without it, measured on it
+        sides[a.split] = lambda q: recs[q["qid"]]["voice"] != a.split[6:]
     on_train = sides[a.split]
     lists = {True: [], False: []}
     for q in rows:
@@ -211,7 +213,8 @@ def main():
     f.add_argument("--features", required=True)
     f.add_argument("--test", required=True)
     f.add_argument("--top", type=int, default=5)
-    f.add_argument("--split", default="half", choices=["half", "reverse", "festival", "flite"])
+    f.add_argument("--split", default="half",
+                   help="half, reverse, festival, flite or voice:ENGINE:NAME (leave it out)")
     f.add_argument("--drop", default="margin,gap,log_rank")
     f.add_argument("--write", help="the fitted order as a model file (index/vix_order.h)")
     f.add_argument("--rerank", default="",
