@@ -408,10 +408,20 @@ int vix_resolver_calibrated(const vix_resolver *rc_, size_t i, erd_diag *diag)
         rc = erd_fail(diag, ERD_ENOCATALOG, "no catalog %zu", i);
     else if (!r->calib)
         rc = erd_fail(diag, ERD_ENOTFOUND, "calibration off: scores are uncalibrated");
-    else if (!r->calib_rerank_ok)
+    else if (!r->calib_rerank_ok) {
+        /* the ids share a long head (the channel and its options); what
+         * differs is mostly at the end (command, ranker, order) */
+        const char *a = r->calib->rerank_id, *b = r->rerank_id;
+        size_t same = 0;
+        while (a[same] && a[same] == b[same])
+            same++;
+        while (same > 0 && a[same - 1] != ',')
+            same--;
         rc = erd_fail(diag, ERD_EMISMATCH,
-                      "calibration fitted with rerank %.90s; running %.90s: uncalibrated scores",
-                      r->calib->rerank_id, r->rerank_id);
+                      "calibration fitted with rerank %s%.90s; running %s%.90s: uncalibrated "
+                      "scores",
+                      same ? "..." : "", a + same, same ? "..." : "", b + same);
+    }
     else if (!v->catalogs[i].base->calibrated)
         rc = erd_fail(diag, ERD_EMISMATCH,
                       "catalog \"%.40s\" built with encoder %.70s, calibration fitted on %.70s: "
