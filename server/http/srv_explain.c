@@ -233,8 +233,11 @@ static void srv__print_result(FILE *out, const srv_answer *a, size_t i)
 {
     const vix_explain *ex = a->explain;
     const vix_explain_result *er = &ex->results[i];
-    fprintf(out, "   first-stage cosine %.4f, alignment %.4f, rerank %.4f -> %s %.4f\n   features:",
-            er->first, er->second, er->rerank, ex->calibrated ? "probability" : "score", er->score);
+    fprintf(out, "   first-stage cosine %.4f, alignment %.4f, rerank %.4f", er->first, er->second,
+            er->rerank);
+    if (er->ordered)
+        fprintf(out, ", order %.4f", er->order);
+    fprintf(out, " -> %s %.4f\n   features:", ex->calibrated ? "probability" : "score", er->score);
     for (int f = 0; f < VIX_CALIB_NFEAT; f++)
         fprintf(out, " %s %.3f", vix_calib_feature_name(f), er->features[f]);
     fputc('\n', out);
