@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,5 +65,18 @@ int vix__json_load_summed(const char *path, json_t **ret, uint64_t *ret_sum, erd
     }
     *ret = o;
     *ret_sum = sum;
+    return ERD_OK;
+}
+
+int vix__json_numbers(const json_t *a, size_t n, double *out)
+{
+    if (!json_is_array(a) || json_array_size(a) != n)
+        return ERD_ECORRUPT;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_array_get(a, i);
+        if (!json_is_number(v) || !isfinite(json_number_value(v)))
+            return ERD_ECORRUPT;
+        out[i] = json_number_value(v);
+    }
     return ERD_OK;
 }

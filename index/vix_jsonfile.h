@@ -7,6 +7,7 @@
 #define VIX_JSONFILE_H
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "proto/erd_error.h"
@@ -20,5 +21,9 @@ int vix__json_save_summed(json_t *o, const char *path, uint64_t *ret_sum, erd_di
  * ERD_EIO when it cannot be read, ERD_ECORRUPT when it is no JSON or its
  * checksum is missing or wrong. */
 int vix__json_load_summed(const char *path, json_t **ret, uint64_t *ret_sum, erd_diag *diag);
+
+/* n finite numbers of the JSON array a into out: ERD_ECORRUPT when a is
+ * no array of exactly n of them. */
+int vix__json_numbers(const json_t *a, size_t n, double *out);
 
 #endif

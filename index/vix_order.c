@@ -18,20 +18,6 @@ static int vix__order_feature(const char *name)
     return -1;
 }
 
-/* n numbers of a JSON array into out. */
-static int vix__order_numbers(const json_t *a, size_t n, double *out)
-{
-    if (!json_is_array(a) || json_array_size(a) != n)
-        return ERD_ECORRUPT;
-    for (size_t i = 0; i < n; i++) {
-        const json_t *v = json_array_get(a, i);
-        if (!json_is_number(v) || !isfinite(json_number_value(v)))
-            return ERD_ECORRUPT;
-        out[i] = json_number_value(v);
-    }
-    return ERD_OK;
-}
-
 static int vix__order_features(const json_t *a, vix_order *o, const char *path, erd_diag *diag)
 {
     if (!json_is_array(a) || json_array_size(a) == 0 || json_array_size(a) > VIX_CALIB_NFEAT)
@@ -62,9 +48,9 @@ static int vix__order_parse(json_t *j, const char *path, vix_order *o, erd_diag 
         return rc;
     if (!rr || !prov || strlen(rr) >= sizeof o->rerank_id || strlen(prov) >= sizeof o->provenance ||
         top < 2 || top > VIX_ORDER_TOP_MAX ||
-        vix__order_numbers(json_object_get(j, "mean"), o->n_feat, o->mean) < 0 ||
-        vix__order_numbers(json_object_get(j, "scale"), o->n_feat, o->scale) < 0 ||
-        vix__order_numbers(json_object_get(j, "weights"), o->n_feat, o->w) < 0)
+        vix__json_numbers(json_object_get(j, "mean"), o->n_feat, o->mean) < 0 ||
+        vix__json_numbers(json_object_get(j, "scale"), o->n_feat, o->scale) < 0 ||
+        vix__json_numbers(json_object_get(j, "weights"), o->n_feat, o->w) < 0)
         return erd_fail(diag, ERD_ECORRUPT, "%s: malformed order file", path);
     for (size_t i = 0; i < o->n_feat; i++)
         if (!(o->scale[i] > 0))

@@ -257,19 +257,6 @@ int vix_ranker_save(vix_ranker *rk, const char *path, erd_diag *diag)
     return rc;
 }
 
-static int vix__rk_read_array(json_t *a, double *v)
-{
-    if (!json_is_array(a) || json_array_size(a) != VIX_RANKER_NFEAT)
-        return ERD_ECORRUPT;
-    for (int f = 0; f < VIX_RANKER_NFEAT; f++) {
-        json_t *e = json_array_get(a, (size_t)f);
-        if (!json_is_number(e))
-            return ERD_ECORRUPT;
-        v[f] = json_number_value(e);
-    }
-    return ERD_OK;
-}
-
 static int vix__rk_features_match(json_t *names)
 {
     if (!json_is_array(names) || json_array_size(names) != VIX_RANKER_NFEAT)
@@ -297,9 +284,9 @@ static int vix__rk_parse(json_t *o, const char *path, vix_ranker *rk, erd_diag *
                         "computes", path);
     if (!rr || !prov || strlen(rr) >= sizeof rk->rerank_id ||
         strlen(prov) >= sizeof rk->provenance ||
-        vix__rk_read_array(json_object_get(o, "mean"), rk->mean) < 0 ||
-        vix__rk_read_array(json_object_get(o, "scale"), rk->scale) < 0 ||
-        vix__rk_read_array(json_object_get(o, "weights"), rk->w) < 0)
+        vix__json_numbers(json_object_get(o, "mean"), VIX_RANKER_NFEAT, rk->mean) < 0 ||
+        vix__json_numbers(json_object_get(o, "scale"), VIX_RANKER_NFEAT, rk->scale) < 0 ||
+        vix__json_numbers(json_object_get(o, "weights"), VIX_RANKER_NFEAT, rk->w) < 0)
         return erd_fail(diag, ERD_ECORRUPT, "%s: malformed ranker file", path);
     for (int f = 0; f < VIX_RANKER_NFEAT; f++)
         if (!(rk->scale[f] > 0) || !isfinite(rk->w[f]) || !isfinite(rk->mean[f]))
