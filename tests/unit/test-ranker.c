@@ -109,18 +109,7 @@ static void test_fit_and_file(void)
            !memcmp(back.scale, rk.scale, sizeof rk.scale) && back.checksum == rk.checksum &&
            !strcmp(back.rerank_id, rk.rerank_id),
        "round trip keeps every weight bit for bit");
-    FILE *f = fopen(path, "r+");
-    char text[8192];
-    size_t len = f ? fread(text, 1, sizeof text - 1, f) : 0;
-    text[len] = '\0';
-    char *w = strstr(text, "\"test\"");
-    if (w && f) {
-        w[1] = 'T';
-        rewind(f);
-        fwrite(text, 1, len, f);
-    }
-    if (f)
-        fclose(f);
+    ok(tmpdir_edit(path, "\"test\"", 1, 'T'), "provenance edited");
     ok(vix_ranker_load(path, &back, NULL) == ERD_ECORRUPT, "an edited file is refused");
     snprintf(path, sizeof path, "%s/none.json", dir);
     ok(vix_ranker_load(path, &back, NULL) == ERD_ENOTFOUND, "a missing file is ENOTFOUND");

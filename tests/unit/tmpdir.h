@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 /* Makes $TMPDIR/erd-test-NAME-XXXXXX in buf; false (and errno) when it
@@ -65,6 +66,23 @@ static inline unsigned char *tmpdir_read(const char *path, size_t *len)
     fclose(f);
     *len = n > 0 ? (size_t)n : 0;
     return b;
+}
+
+/* Overwrites with c the byte `at` places into the first occurrence of find
+ * in the file at path (a file edited by hand); true when it was found and
+ * the file rewritten. */
+static inline bool tmpdir_edit(const char *path, const char *find, size_t at, char c)
+{
+    size_t len = 0;
+    unsigned char *b = tmpdir_read(path, &len);
+    char *hit = b ? memmem(b, len, find, strlen(find)) : NULL;
+    bool ok = hit && at < strlen(find);
+    if (ok) {
+        hit[at] = c;
+        ok = tmpdir_write(path, b, len);
+    }
+    free(b);
+    return ok;
 }
 
 /* Copies at most max bytes of src to dst (a damaged or cut-off copy for a
