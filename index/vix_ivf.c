@@ -1402,18 +1402,30 @@ typedef struct vix__far_scan {
     int32_t *sums; /* the lists' sums one after another */
 } vix__far_scan;
 
+/* List l's blocks, and its first code in *ret_first. */
+static size_t vix__list_blocks(const vix_ivf *ivf, uint32_t l, uint64_t *ret_first)
+{
+    *ret_first = ivf->list_off[l];
+    return (size_t)(ivf->list_off[l + 1] - *ret_first) / VIX_SQ_LANES;
+}
+
+/* Every code of list l scored into sums by the SIMD kernel; its blocks. */
+static size_t vix__scan_list(const vix_ivf *ivf, const uint8_t *codes, const int8_t *w,
+                             uint32_t l, int32_t *sums, uint64_t *ret_first)
+{
+    size_t nblk = vix__list_blocks(ivf, l, ret_first);
+    vix_sq_scan(codes + *ret_first / VIX_SQ_LANES * ivf->blk_bytes, nblk, ivf->dim, ivf->bits, w,
+                sums);
+    return nblk;
+}
+
 static void vix__far_scan_main(void *arg)
 {
     const vix__far_scan *f = arg;
-    const vix_ivf *ivf = f->ivf;
     int32_t *out = f->sums;
-    for (size_t i = f->from; i < f->to; i++) {
-        uint64_t first = ivf->list_off[f->lists[i]], end = ivf->list_off[f->lists[i] + 1];
-        size_t nblk = (size_t)(end - first) / VIX_SQ_LANES;
-        vix_sq_scan(f->codes + first / VIX_SQ_LANES * ivf->blk_bytes, nblk, ivf->dim, ivf->bits,
-                    f->w, out);
-        out += nblk * VIX_SQ_LANES;
-    }
+    uint64_t first;
+    for (size_t i = f->from; i < f->to; i++)
+        out += vix__scan_list(f->ivf, f->codes, f->w, f->lists[i], out, &first) * VIX_SQ_LANES;
 }
 
 /* Where the probed lists split in two halves of about equal codes (nprobe
@@ -1448,19 +1460,16 @@ static size_t vix__gather(const vix_ivf *ivf, const int8_t *w, const uint32_t *l
     if (mid < nprobe && (far.sums = malloc(far_codes * sizeof *far.sums)) != NULL)
         helped = vix_assist_begin(vix__far_scan_main, &far);
     const size_t own = helped ? mid : nprobe;
+    uint64_t first;
     for (size_t i = 0; i < own; i++) {
-        uint64_t first = ivf->list_off[lists[i]], end = ivf->list_off[lists[i] + 1];
-        size_t nblk = (size_t)(end - first) / VIX_SQ_LANES;
-        vix_sq_scan(codes + first / VIX_SQ_LANES * ivf->blk_bytes, nblk, ivf->dim, ivf->bits,
-                    w, sums);
+        size_t nblk = vix__scan_list(ivf, codes, w, lists[i], sums, &first);
         vix__offer_list(ivf, first, nblk, sums, heap, &n, r);
     }
     if (helped) {
         vix_assist_end();
         const int32_t *s = far.sums;
         for (size_t i = mid; i < nprobe; i++) {
-            uint64_t first = ivf->list_off[lists[i]], end = ivf->list_off[lists[i] + 1];
-            size_t nblk = (size_t)(end - first) / VIX_SQ_LANES;
+            size_t nblk = vix__list_blocks(ivf, lists[i], &first);
             vix__offer_list(ivf, first, nblk, s, heap, &n, r);
             s += nblk * VIX_SQ_LANES;
         }
